@@ -1,0 +1,29 @@
+# The two entry points of the README: `make run` and `make test`. Both create the project-local
+# virtual environment .venv on first use (pinned requirements; torch comes from this machine's
+# wheel cache or PyPI) and reuse it afterwards.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.install-stamp
+HOST ?= 127.0.0.1
+PORT ?= 7860
+PROJECT ?= projects/demo
+
+.PHONY: install run test clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(PY) app.py --project $(PROJECT) --host $(HOST) --port $(PORT)
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,118 @@
+"""The facade of ddb_core: what the CLI and the app call.
+
+Each function takes plain values, runs one piece of work on a project, and reports progress
+through ``on_progress``. Nothing here imports gradio; the app adapts errors (``DDBError``) and
+progress itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from .datasets import ImportReport, import_dataset, read_dataset, validate
+from .demo_data import DemoDataConfig, generate_demo_dataset
+from .errors import ProjectError
+from .evaluation import GroupReport
+from .progress import CancelToken, ProgressFn
+from .store import Project
+from .training import TrainConfig, TrainResult, load_erm_checkpoint, model_reports, train_classifier
+
+DEFAULT_PROJECT = os.environ.get("DDB_PROJECT", "projects/demo")
+DEMO_DATA_DIR = "dataset"  # inside the project folder
+
+
+def create_project(root: str | os.PathLike, fmt: str, source: Optional[str | os.PathLike] = None, *,
+                   name: Optional[str] = None, replace: bool = False, demo: Optional[DemoDataConfig] = None,
+                   label_attr: str = "Blond_Hair", spurious_attr: str = "Male", groups_csv: Optional[str] = None,
+                   val_fraction: float = 0.1, seed: int = 0, check_images: bool = True,
+                   on_progress: Optional[ProgressFn] = None) -> tuple[Project, ImportReport]:
+    """Create (or, with ``replace``, refill) a project from a dataset on disk or from the demo.
+
+    The dataset is read and validated before the project folder is touched, so bad input leaves
+    no new folder and no changed database behind.
+    """
+    root = Path(root)
+    if Project.exists(root) and not replace:
+        existing = Project.open(root)
+        if existing.sample_count():
+            raise ProjectError(f"a project with {existing.sample_count()} samples already exists at {root}; "
+                               f"pass --replace to re-import, or choose another folder")
+    if fmt == "demo":
+        source = root / DEMO_DATA_DIR
+        generate_demo_dataset(source, demo or DemoDataConfig(seed=seed), on_progress=on_progress)
+    elif source is None:
+        raise ProjectError(f"format {fmt!r} needs --source DIR (the dataset folder)")
+    ds = read_dataset(fmt, source, label_attr=label_attr, spurious_attr=spurious_attr, groups_csv=groups_csv,
+                      val_fraction=val_fraction, seed=seed)
+    if fmt == "demo":
+        ds.format = "demo"
+    converted = validate(ds, check_images=check_images)
+    project = Project.open(root) if Project.exists(root) else Project.create(root, name)
+    report = import_dataset(project, ds, replace=replace, root_relative_to_project=(fmt == "demo"), converted=converted)
+    return project, report
+
+
+def build_demo_project(root: str | os.PathLike = DEFAULT_PROJECT, *, erm: Optional[TrainConfig] = None,
+                       on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Project:
+    """Make the offline demo project: generate the data (if missing), train the ERM model (if none).
+
+    Safe to call again after an interruption: finished stages are kept, training resumes.
+    """
+    root = Path(root)
+    project = Project.open(root) if Project.exists(root) else None
+    if project is None or not project.sample_count():
+        project, _ = create_project(root, "demo", replace=project is not None, on_progress=on_progress)
+    if project.active_erm_id is None:
+        train_erm(project, erm or TrainConfig(), on_progress=on_progress, cancel=cancel)
+    return project
+
+
+def open_project(root: str | os.PathLike = DEFAULT_PROJECT) -> Project:
+    return Project.open(root)
+
+
+def train_erm(project: Project, cfg: TrainConfig = TrainConfig(), *, oracle: bool = False,
+              on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TrainResult:
+    """Train the ERM model (made active), or the group-balanced oracle (uses train group labels)."""
+    if oracle:
+        from dataclasses import replace as dc_replace
+
+        cfg = dc_replace(cfg, sampler="group_balanced")
+        return train_classifier(project, cfg, role="oracle", make_active=False, on_progress=on_progress, cancel=cancel)
+    return train_classifier(project, cfg, role="erm", on_progress=on_progress, cancel=cancel)
+
+
+def load_erm(project: Project, checkpoint: str, arch: Optional[str] = None, image_size: int = 64,
+             on_progress: Optional[ProgressFn] = None) -> int:
+    return load_erm_checkpoint(project, checkpoint, arch, image_size, on_progress=on_progress)
+
+
+def evaluate(project: Project, model_id: Optional[int] = None, recompute: bool = False) -> dict[str, GroupReport]:
+    return model_reports(project, model_id, recompute)
+
+
+def status(project: Project) -> dict:
+    """A summary of the project: dataset, groups, models and runs."""
+    meta = project.meta()
+    out = {"project": str(project.root), "name": meta.get("name"), "dataset_format": meta.get("dataset_format"),
+           "dataset_root": meta.get("dataset_root"), "class_names": meta.get("class_names"),
+           "attr_names": meta.get("attr_names"), "samples": {}, "groups": {}, "active_erm_model": meta.get("active_erm_model"),
+           "models": [], "runs": []}
+    if meta.get("class_names"):
+        from .datasets import group_name
+
+        for split in ("train", "val", "test"):
+            out["samples"][split] = project.sample_count(split)
+            out["groups"][split] = {group_name(project.class_names, project.attr_names, y, a): n
+                                    for (y, a), n in sorted(project.group_counts(split).items())}
+    for m in project.models():
+        test = m["metrics"].get("test", {})
+        out["models"].append({"id": m["id"], "name": m["name"], "role": m["role"], "arch": m["arch"],
+                              "test_wga": test.get("worst_group_acc"), "test_mean_acc": test.get("mean_acc"),
+                              "path": m["path"], "sha256": m["sha256"][:12]})
+    for r in project.runs():
+        out["runs"].append({"id": r["id"], "stage": r["stage"], "status": r["status"], "started_at": r["started_at"],
+                            "seconds": r["seconds"], "error": r["error"]})
+    return out

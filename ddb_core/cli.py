@@ -1,0 +1,262 @@
+"""Command-line interface: ``python -m ddb_core <command>`` or the ``ddb`` console script.
+
+Every command has ``--help``; every command is documented in README.md (a test checks this).
+Errors from the core (``DDBError``) are printed as one message and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields
+from typing import Optional
+
+from .errors import Cancelled, DDBError
+from .progress import Progress
+
+# Every leaf command, as typed after `ddb`. README.md documents each one.
+COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "bench calibrate")
+
+
+class TqdmProgress:
+    """Adapts ``on_progress`` to one tqdm bar per stage, on stderr."""
+
+    def __init__(self) -> None:
+        self._bars: dict[str, object] = {}
+
+    def __call__(self, p: Progress) -> None:
+        from tqdm import tqdm
+
+        bar = self._bars.get(p.stage)
+        if bar is None:
+            for other in self._bars.values():
+                other.close()
+            self._bars = {p.stage: tqdm(total=p.total, desc=p.stage, unit="it", file=sys.stderr, dynamic_ncols=True)}
+            bar = self._bars[p.stage]
+        bar.total = p.total
+        bar.n = p.done
+        if p.message:
+            bar.set_postfix_str(p.message, refresh=False)
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars = {}
+
+
+def _add_project(p: argparse.ArgumentParser) -> None:
+    from .api import DEFAULT_PROJECT
+
+    p.add_argument("-p", "--project", default=DEFAULT_PROJECT,
+                   help=f"project folder (default: %(default)s; env DDB_PROJECT changes it)")
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from .training import TrainConfig
+
+    d = TrainConfig()
+    p.add_argument("--arch", default=d.arch, help="resnet18 | resnet34 | resnet50 (default: %(default)s)")
+    p.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (must be on disk offline)")
+    p.add_argument("--pretrained-weights", default=None, help="path of the ImageNet weights file for --pretrained")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="input side in pixels (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    p.add_argument("--optimizer", default=d.optimizer, choices=["adam", "sgd"], help="default: %(default)s")
+    p.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="default: %(default)s")
+    p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: %(default)s)")
+    p.add_argument("--select-by", default=d.select_by, choices=["auto", "val_wga", "val_acc", "last"],
+                   help="epoch selection; auto = val_wga when val has group labels, else val_acc (default: %(default)s)")
+    p.add_argument("--no-augment", action="store_true", help="train without random crops and flips")
+    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    p.add_argument("--device", default=d.device, help="auto | cpu | cuda[:N] (default: %(default)s)")
+
+
+def _train_config(a: argparse.Namespace, sampler: str = "natural"):
+    from .training import TrainConfig
+
+    return TrainConfig(arch=a.arch, pretrained=a.pretrained, pretrained_weights=a.pretrained_weights,
+                       image_size=a.image_size, epochs=a.epochs, batch_size=a.batch_size, optimizer=a.optimizer,
+                       lr=a.lr, weight_decay=a.weight_decay, momentum=a.momentum, sampler=sampler,
+                       select_by=a.select_by, augment=not a.no_augment, seed=a.seed, device=a.device)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .demo_data import DemoDataConfig
+
+    parser = argparse.ArgumentParser(prog="ddb", description="DDB Studio: diffusion-driven balancing of biased image datasets.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch and stage")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = DemoDataConfig()
+    p = sub.add_parser("demo-data", help="generate the offline demo benchmark (Waterbirds layout) into a folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="default: %(default)s")
+    p.add_argument("--n-train", type=int, default=d.n_train, help="default: %(default)s")
+    p.add_argument("--n-val", type=int, default=d.n_val, help="default: %(default)s")
+    p.add_argument("--n-test", type=int, default=d.n_test, help="default: %(default)s")
+    p.add_argument("--class0-fraction", type=float, default=d.class0_fraction, help="default: %(default)s")
+    p.add_argument("--correlation", type=float, default=d.correlation,
+                   help="train share of each class on its own background (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=d.workers, help="rendering processes (default: %(default)s)")
+
+    p = sub.add_parser("init", help="create a project from a dataset on disk or from the demo benchmark")
+    _add_project(p)
+    p.add_argument("--format", required=True, choices=["demo", "waterbirds", "celeba", "metashift", "imagefolder"])
+    p.add_argument("--source", help="dataset folder (not for --format demo)")
+    p.add_argument("--name", help="project name (default: the folder name)")
+    p.add_argument("--replace", action="store_true", help="replace the samples of an existing project")
+    p.add_argument("--label-attr", default="Blond_Hair", help="CelebA label attribute (default: %(default)s)")
+    p.add_argument("--spurious-attr", default="Male", help="CelebA spurious attribute (default: %(default)s)")
+    p.add_argument("--groups-csv", help="ImageFolder: CSV with columns path, attr (group attribute per image)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="MetaShift without val/: share of train held out (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="demo data seed, and MetaShift val split seed (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="demo image size (default: %(default)s)")
+    p.add_argument("--skip-image-check", action="store_true", help="do not open every image during validation")
+
+    erm = sub.add_parser("erm", help="train, load or evaluate the ERM classifier").add_subparsers(dest="erm_command", required=True, metavar="ERM_COMMAND")
+    p = erm.add_parser("train", help="train the ERM classifier (or, with --oracle, the group-balanced oracle)")
+    _add_project(p)
+    _add_train_args(p)
+    p.add_argument("--oracle", action="store_true", help="upsample minority groups with the TRAIN group labels (a reference, not a method)")
+    p = erm.add_parser("load", help="use a checkpoint you trained elsewhere as the ERM model")
+    _add_project(p)
+    p.add_argument("--checkpoint", required=True, help="state_dict file (loaded with weights_only=True)")
+    p.add_argument("--arch", help="architecture of a bare state_dict (resnet18 | resnet34 | resnet50)")
+    p.add_argument("--image-size", type=int, default=64, help="input side the model expects (default: %(default)s)")
+    p = erm.add_parser("eval", help="per-group evaluation report of the ERM model (or --model ID) on val and test")
+    _add_project(p)
+    p.add_argument("--model", type=int, help="model id (default: the active ERM model)")
+    p.add_argument("--recompute", action="store_true", help="re-run the model instead of reading stored metrics")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
+
+    p = sub.add_parser("status", help="what the project holds: dataset, groups, models, runs")
+    _add_project(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    bench = sub.add_parser("bench", help="benchmarks that write figures into docs/").add_subparsers(dest="bench_command", required=True, metavar="BENCH_COMMAND")
+    p = bench.add_parser("calibrate", help="demo calibration: ERM and group-balanced oracle over seeds → docs/benchmarks.md")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs (for a quick look; docs record it)")
+    p.add_argument("--workdir", default="projects/bench", help="where the per-seed projects go (default: %(default)s)")
+    p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
+    return parser
+
+
+def _print_status(st: dict) -> None:
+    print(f"project {st['name']} at {st['project']}")
+    if not st["class_names"]:
+        print("  no dataset yet: import one with `ddb init`")
+        return
+    print(f"  dataset: {st['dataset_format']} at {st['dataset_root']}")
+    print(f"  classes: {', '.join(st['class_names'])}; spurious attribute values: {', '.join(st['attr_names']) or 'none'}")
+    for split, n in st["samples"].items():
+        groups = ", ".join(f"{g}={c}" for g, c in st["groups"][split].items())
+        print(f"  {split}: {n} samples" + (f" ({groups})" if groups else ""))
+    print(f"  active ERM model: {st['active_erm_model'] if st['active_erm_model'] is not None else 'none'}")
+    for m in st["models"]:
+        wga = "—" if m["test_wga"] is None else f"{100 * m['test_wga']:.1f}%"
+        acc = "—" if m["test_mean_acc"] is None else f"{100 * m['test_mean_acc']:.1f}%"
+        print(f"  model {m['id']} [{m['role']}] {m['name']}: test WGA {wga}, mean acc {acc} ({m['path']}, sha256 {m['sha256']})")
+    for r in st["runs"][-10:]:
+        err = f" — {r['error']}" if r["error"] else ""
+        print(f"  run {r['id']} {r['stage']}: {r['status']} ({r['seconds'] or 0:.1f}s){err}")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    progress = TqdmProgress()
+    try:
+        return _run(args, progress)
+    except (DDBError, KeyboardInterrupt) as e:
+        progress.close()
+        if isinstance(e, KeyboardInterrupt) or isinstance(e, Cancelled):
+            print("cancelled; finished work is kept and the same command resumes it", file=sys.stderr)
+            return 130
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        progress.close()
+
+
+def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
+    from . import api
+    from .evaluation import report_markdown
+
+    if a.command == "demo-data":
+        from .demo_data import DemoDataConfig, generate_demo_dataset
+
+        cfg = DemoDataConfig(seed=a.seed, image_size=a.image_size, n_train=a.n_train, n_val=a.n_val, n_test=a.n_test,
+                             class0_fraction=a.class0_fraction, correlation=a.correlation, workers=a.workers)
+        path = generate_demo_dataset(a.out, cfg, on_progress=progress)
+        progress.close()
+        print(f"wrote {path}")
+        return 0
+    if a.command == "init":
+        from .demo_data import DemoDataConfig
+
+        demo = DemoDataConfig(seed=a.seed, image_size=a.image_size) if a.format == "demo" else None
+        project, rep = api.create_project(a.project, a.format, a.source, name=a.name, replace=a.replace, demo=demo,
+                                          label_attr=a.label_attr, spurious_attr=a.spurious_attr, groups_csv=a.groups_csv,
+                                          val_fraction=a.val_fraction, seed=a.seed, check_images=not a.skip_image_check,
+                                          on_progress=progress)
+        progress.close()
+        print(f"imported {rep.n_samples} samples ({rep.format}) into {project.root}")
+        for split, n in rep.split_counts.items():
+            print(f"  {split}: {n} " + ", ".join(f"{g}={c}" for g, c in rep.group_counts[split].items()))
+        if rep.converted_to_rgb:
+            print(f"  {rep.converted_to_rgb} non-RGB images will be converted to RGB when loaded")
+        return 0
+    if a.command == "erm":
+        project = api.open_project(a.project)
+        if a.erm_command == "train":
+            res = api.train_erm(project, _train_config(a), oracle=a.oracle, on_progress=progress)
+            progress.close()
+            if res.resumed_from_epoch:
+                print(f"resumed run {res.run_id} from epoch {res.resumed_from_epoch}")
+            print(f"model {res.model_id} (best epoch {res.best_epoch}, {res.seconds:.0f}s)")
+            for split, rep in res.reports.items():
+                print(report_markdown(rep, f"{split} ({'oracle' if a.oracle else 'ERM'})"))
+            return 0
+        if a.erm_command == "load":
+            mid = api.load_erm(project, a.checkpoint, a.arch, a.image_size, on_progress=progress)
+            progress.close()
+            print(f"model {mid} is the project's ERM model")
+            for split, rep in api.evaluate(project, mid).items():
+                print(report_markdown(rep, split))
+            return 0
+        if a.erm_command == "eval":
+            reports = api.evaluate(project, a.model, a.recompute)
+            if a.json:
+                print(json.dumps({s: r.to_dict() for s, r in reports.items()}, indent=2))
+            else:
+                for split, rep in reports.items():
+                    print(report_markdown(rep, split))
+            return 0
+    if a.command == "status":
+        st = api.status(api.open_project(a.project))
+        if a.json:
+            print(json.dumps(st, indent=2))
+        else:
+            _print_status(st)
+        return 0
+    if a.command == "bench" and a.bench_command == "calibrate":
+        from pathlib import Path
+
+        from .bench import DOC, calibrate_demo, calibration_markdown
+
+        res = calibrate_demo(a.seeds, a.workdir, a.epochs, doc=None if a.no_docs else DOC,
+                             json_path=None if a.no_docs else Path("docs/bench/calibration.json"), on_progress=progress)
+        progress.close()
+        print(calibration_markdown(res))
+        return 0
+    raise AssertionError(f"unhandled command {a.command}")  # argparse restricts the choices
+
+
+if __name__ == "__main__":
+    sys.exit(main())

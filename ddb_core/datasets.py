@@ -1,0 +1,358 @@
+"""Dataset import: read a dataset from disk, validate every row, write it into a project.
+
+Consumes a dataset folder in one of four layouts and produces ``samples`` rows in the project DB:
+
+- ``waterbirds`` (WILDS): ``metadata.csv`` with ``img_filename, y, place, split`` (split 0/1/2 =
+  train/val/test), optional ``mask_filename``. The demo benchmark uses this layout too.
+- ``celeba``: ``list_attr_celeba.txt`` + ``list_eval_partition.txt`` and the images in
+  ``img_align_celeba/`` (or the root); label and spurious attribute configurable.
+- ``metashift``: ``{train,val,test}/<class>/<context>/<image>``; the context is the spurious
+  attribute. Without a ``val`` folder a seeded share of train becomes val.
+- ``imagefolder``: ``{train,val,test}/<class>/<image>``, with an optional CSV (``path, attr``) of
+  group attributes.
+
+Validation happens before anything is written and reports every problem at once, each with the
+first 20 rows at fault and a count. Images are referenced in place (not copied); non-RGB images
+are accepted and converted to RGB when loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from PIL import Image
+
+from .errors import DatasetError, ProjectError, list_rows
+from .store import Project
+
+FORMATS = ("demo", "waterbirds", "celeba", "metashift", "imagefolder")
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+SPLIT_NAMES = {"0": "train", "1": "val", "2": "test"}
+
+
+@dataclass
+class ParsedDataset:
+    """A dataset read from disk, not yet validated. Row numbers are 1-based lines of ``source``."""
+
+    format: str
+    root: Path
+    source: Path  # the file (or folder) rows come from, named in error messages
+    class_names: list[str]
+    attr_names: list[str]
+    rows: list[dict] = field(default_factory=list)  # key, path, label, split, attr, mask_path, line
+    object_prompt: Optional[str] = None
+    label_name: str = "y"
+    attr_name: Optional[str] = None
+    problems: dict[str, list[str]] = field(default_factory=dict)
+
+    def problem(self, kind: str, row: str) -> None:
+        self.problems.setdefault(kind, []).append(row)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    format: str
+    n_samples: int
+    split_counts: dict[str, int]
+    group_counts: dict[str, dict[str, int]]
+    converted_to_rgb: int
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers.
+
+
+def read_waterbirds(root: Path) -> ParsedDataset:
+    meta = root / "metadata.csv"
+    if not meta.is_file():
+        raise DatasetError(f"{meta} not found: a Waterbirds (WILDS) dataset has a metadata.csv at its root")
+    info_path = root / "dataset.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    ds = ParsedDataset(
+        format="waterbirds", root=root, source=meta,
+        class_names=info.get("class_names", ["landbird", "waterbird"]),
+        attr_names=info.get("place_names", ["land", "water"]),
+        object_prompt=info.get("object_prompt", "bird"), label_name="y", attr_name="place",
+    )
+    with open(meta, newline="") as f:
+        reader = csv.DictReader(f)
+        cols = reader.fieldnames or []
+        missing = [c for c in ("img_filename", "y", "place", "split") if c not in cols]
+        if missing:
+            raise DatasetError(f"{meta}: missing column(s) {', '.join(missing)}; found {', '.join(cols) or 'none'}")
+        has_mask = "mask_filename" in cols
+        for i, r in enumerate(reader, start=2):
+            y, place, split = (r.get("y") or "").strip(), (r.get("place") or "").strip(), (r.get("split") or "").strip()
+            bad = []
+            if y not in {str(k) for k in range(len(ds.class_names))}:
+                bad.append(f"y={y!r}")
+            if place not in {str(k) for k in range(len(ds.attr_names))}:
+                bad.append(f"place={place!r}")
+            if split not in SPLIT_NAMES:
+                bad.append(f"split={split!r}")
+            if bad:
+                ds.problem("unknown label, place or split values (y in 0..%d, place in 0..%d, split in 0/1/2)"
+                           % (len(ds.class_names) - 1, len(ds.attr_names) - 1), f"line {i}: {', '.join(bad)}")
+                continue
+            path = (r.get("img_filename") or "").strip()
+            mask = (r.get("mask_filename") or "").strip() if has_mask else ""
+            ds.rows.append({"key": path, "path": path, "label": int(y), "split": SPLIT_NAMES[split],
+                            "attr": int(place), "mask_path": mask or None, "line": i})
+    return ds
+
+
+def read_celeba(root: Path, label_attr: str = "Blond_Hair", spurious_attr: str = "Male") -> ParsedDataset:
+    attr_file, part_file = root / "list_attr_celeba.txt", root / "list_eval_partition.txt"
+    for f in (attr_file, part_file):
+        if not f.is_file():
+            raise DatasetError(f"{f} not found: a CelebA dataset has list_attr_celeba.txt and list_eval_partition.txt at its root")
+    img_dir = root / "img_align_celeba" if (root / "img_align_celeba").is_dir() else root
+    lines = attr_file.read_text().splitlines()
+    if len(lines) < 2:
+        raise DatasetError(f"{attr_file}: expected a count line and a header line of attribute names")
+    names = lines[1].split()
+    for a, arg in ((label_attr, "label attribute"), (spurious_attr, "spurious attribute")):
+        if a not in names:
+            raise DatasetError(f"{attr_file}: {arg} {a!r} is not a column; columns are {', '.join(names)}")
+    li, si = names.index(label_attr), names.index(spurious_attr)
+    pretty = label_attr.replace("_", " ").lower()
+    ds = ParsedDataset(
+        format="celeba", root=root, source=attr_file,
+        class_names=[f"not {pretty}", pretty],
+        attr_names=[f"not {spurious_attr.replace('_', ' ').lower()}", spurious_attr.replace("_", " ").lower()],
+        object_prompt="hair" if "hair" in label_attr.lower() else pretty,
+        label_name=label_attr, attr_name=spurious_attr,
+    )
+    partition: dict[str, tuple[str, int]] = {}
+    for i, line in enumerate(part_file.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or parts[1] not in SPLIT_NAMES:
+            ds.problem(f"malformed lines in {part_file.name} (expected '<file> 0|1|2')", f"line {i}: {line[:80]!r}")
+            continue
+        partition[parts[0]] = (SPLIT_NAMES[parts[1]], i)
+    rel_dir = os.path.relpath(img_dir, root)
+    for i, line in enumerate(lines[2:], start=3):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != len(names) + 1:
+            ds.problem(f"malformed lines in {attr_file.name} (expected a file name and {len(names)} values)", f"line {i}")
+            continue
+        fname, vals = parts[0], parts[1:]
+        lv, sv = vals[li], vals[si]
+        if lv not in ("1", "-1") or sv not in ("1", "-1"):
+            ds.problem(f"unknown attribute values in {attr_file.name} (expected 1 or -1)", f"line {i}: {label_attr}={lv!r}, {spurious_attr}={sv!r}")
+            continue
+        if fname not in partition:
+            ds.problem(f"images without a split in {part_file.name}", f"line {i}: {fname}")
+            continue
+        path = fname if rel_dir == "." else f"{rel_dir}/{fname}"
+        ds.rows.append({"key": fname, "path": path, "label": int(lv == "1"), "split": partition[fname][0],
+                        "attr": int(sv == "1"), "mask_path": None, "line": i})
+    return ds
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def read_metashift(root: Path, val_fraction: float = 0.1, seed: int = 0) -> ParsedDataset:
+    splits = [s for s in ("train", "val", "test") if (root / s).is_dir()]
+    if "train" not in splits or "test" not in splits:
+        raise DatasetError(f"{root}: a MetaShift dataset has train/<class>/<context>/ and test/<class>/<context>/ folders; found {', '.join(splits) or 'neither'}")
+    classes = sorted({d.name for s in splits for d in (root / s).iterdir() if d.is_dir()})
+    contexts = sorted({c.name for s in splits for d in (root / s).iterdir() if d.is_dir() for c in d.iterdir() if c.is_dir()})
+    ds = ParsedDataset(format="metashift", root=root, source=root, class_names=classes, attr_names=contexts,
+                       label_name="class", attr_name="context")
+    for s in splits:
+        for ci, cls in enumerate(classes):
+            cdir = root / s / cls
+            if not cdir.is_dir():
+                continue
+            for img in _images_under(cdir):
+                rel = img.relative_to(root).as_posix()
+                parts = img.relative_to(cdir).parts
+                if len(parts) < 2:
+                    ds.problem("images not inside a context folder (expected <split>/<class>/<context>/<image>)", rel)
+                    continue
+                ds.rows.append({"key": rel, "path": rel, "label": ci, "split": s, "attr": contexts.index(parts[0]),
+                                "mask_path": None, "line": rel})
+    if "val" not in splits:
+        rng = random.Random(seed)
+        train = [r for r in ds.rows if r["split"] == "train"]
+        for r in rng.sample(train, k=max(1, round(len(train) * val_fraction)) if train else 0):
+            r["split"] = "val"
+    return ds
+
+
+def read_imagefolder(root: Path, groups_csv: Optional[Path] = None) -> ParsedDataset:
+    splits = [s for s in ("train", "val", "test") if (root / s).is_dir()]
+    if "train" not in splits:
+        raise DatasetError(f"{root}: an ImageFolder dataset has train/<class>/<image> (and val/, test/) folders; no train/ folder found")
+    classes = sorted({d.name for s in splits for d in (root / s).iterdir() if d.is_dir()})
+    ds = ParsedDataset(format="imagefolder", root=root, source=root, class_names=classes, attr_names=[],
+                       label_name="class")
+    for s in splits:
+        for ci, cls in enumerate(classes):
+            cdir = root / s / cls
+            if cdir.is_dir():
+                for img in _images_under(cdir):
+                    rel = img.relative_to(root).as_posix()
+                    ds.rows.append({"key": rel, "path": rel, "label": ci, "split": s, "attr": None, "mask_path": None, "line": rel})
+    if groups_csv is not None:
+        groups_csv = Path(groups_csv)
+        if not groups_csv.is_file():
+            raise DatasetError(f"group attribute file {groups_csv} not found")
+        by_path = {r["path"]: r for r in ds.rows}
+        with open(groups_csv, newline="") as f:
+            reader = csv.DictReader(f)
+            cols = reader.fieldnames or []
+            missing = [c for c in ("path", "attr") if c not in cols]
+            if missing:
+                raise DatasetError(f"{groups_csv}: missing column(s) {', '.join(missing)}; found {', '.join(cols) or 'none'}")
+            values = []
+            for i, r in enumerate(reader, start=2):
+                p, a = (r["path"] or "").strip(), (r["attr"] or "").strip()
+                if p not in by_path:
+                    ds.problem(f"rows of {groups_csv.name} naming no image of the dataset", f"line {i}: {p!r}")
+                    continue
+                if not a:
+                    ds.problem(f"rows of {groups_csv.name} with an empty attr", f"line {i}: {p!r}")
+                    continue
+                values.append((by_path[p], a))
+            names = sorted({a for _, a in values})
+            ds.attr_names = names
+            ds.attr_name = "attr"
+            for row, a in values:
+                row["attr"] = names.index(a)
+    return ds
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation.
+
+
+def _check_image(path: Path) -> tuple[Optional[str], bool]:
+    """(problem or None, whether the image is not RGB)."""
+    try:
+        with Image.open(path) as im:
+            mode = im.mode
+            im.verify()
+        return None, mode != "RGB"
+    except FileNotFoundError:
+        return "missing", False
+    except Exception as e:  # PIL raises many types for corrupt files
+        return f"unreadable ({type(e).__name__}: {e})", False
+
+
+def validate(ds: ParsedDataset, check_images: bool = True, workers: int = 8) -> int:
+    """Check every row; raise one ``DatasetError`` listing all problems. Returns #non-RGB images."""
+    root_real = Path(os.path.realpath(ds.root))
+    seen: dict[str, object] = {}
+    to_check: list[tuple[dict, str, Path]] = []
+    for r in ds.rows:
+        if r["key"] in seen:
+            ds.problem("duplicate image ids", f"{_where(r)}: {r['key']!r} also at {seen[r['key']]}")
+            continue
+        seen[r["key"]] = _where(r)
+        for col in ("path", "mask_path"):
+            rel = r.get(col)
+            if col == "mask_path" and not rel:
+                continue
+            if not rel:
+                ds.problem("rows with an empty image path", _where(r))
+                continue
+            full = Path(os.path.realpath(ds.root / rel))
+            if Path(rel).is_absolute() or not full.is_relative_to(root_real):
+                ds.problem(f"paths that escape the dataset root {ds.root}", f"{_where(r)}: {rel!r}")
+                continue
+            to_check.append((r, col, full))
+    converted = 0
+    if check_images and to_check:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(lambda t: _check_image(t[2]), to_check))
+        for (r, col, _full), (problem, non_rgb) in zip(to_check, results):
+            what = "image" if col == "path" else "mask"
+            if problem == "missing":
+                ds.problem(f"missing {what} files", f"{_where(r)}: {r[col]}")
+            elif problem:
+                ds.problem(f"unreadable {what} files", f"{_where(r)}: {r[col]}: {problem}")
+            elif non_rgb and col == "path":
+                converted += 1
+    present = {(r["split"], r["label"]) for r in ds.rows}
+    for ci, name in enumerate(ds.class_names):
+        if ("train", ci) not in present:
+            ds.problem("empty classes (no training image)", f"class {ci} {name!r}")
+    if not ds.rows and not ds.problems:
+        ds.problem("no images found", str(ds.source))
+    if ds.problems:
+        parts = [list_rows(rows, kind) for kind, rows in ds.problems.items()]
+        raise DatasetError(f"cannot import {ds.format} dataset from {ds.source}; nothing was imported.\n" + "\n".join(parts))
+    return converted
+
+
+def _where(r: dict) -> str:
+    return f"line {r['line']}" if isinstance(r["line"], int) else str(r["line"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Import into a project.
+
+
+def read_dataset(fmt: str, root: str | os.PathLike, *, label_attr: str = "Blond_Hair", spurious_attr: str = "Male",
+                 groups_csv: Optional[str] = None, val_fraction: float = 0.1, seed: int = 0) -> ParsedDataset:
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {root} does not exist")
+    if fmt in ("waterbirds", "demo"):
+        return read_waterbirds(root)
+    if fmt == "celeba":
+        return read_celeba(root, label_attr, spurious_attr)
+    if fmt == "metashift":
+        return read_metashift(root, val_fraction, seed)
+    if fmt == "imagefolder":
+        return read_imagefolder(root, Path(groups_csv) if groups_csv else None)
+    raise DatasetError(f"unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)}")
+
+
+def import_dataset(project: Project, ds: ParsedDataset, *, replace: bool = False, check_images: bool = True,
+                   root_relative_to_project: bool = False, converted: Optional[int] = None) -> ImportReport:
+    """Validate ``ds`` and write it into ``project`` in one transaction (all rows or none).
+
+    ``converted`` is the result of an earlier ``validate(ds)``; when given, validation is not repeated.
+    """
+    if converted is None:
+        converted = validate(ds, check_images=check_images)
+    if project.sample_count() and not replace:
+        raise ProjectError(f"project {project.root} already holds {project.sample_count()} samples; pass replace=True (--replace) to re-import")
+    root = os.path.relpath(ds.root.resolve(), project.root) if root_relative_to_project else str(ds.root.resolve())
+    with project.db.atomic():
+        project.db.execute("delete from samples")
+        project.db["samples"].insert_all(
+            ({k: r[k] for k in ("key", "path", "label", "split", "attr", "mask_path")} for r in ds.rows), batch_size=2000)
+        for key, value in {
+            "dataset_format": ds.format, "dataset_root": root, "class_names": ds.class_names,
+            "attr_names": ds.attr_names, "label_name": ds.label_name, "attr_name": ds.attr_name,
+            "object_prompt": {name: ds.object_prompt or name for name in ds.class_names},
+            "active_erm_model": None,
+        }.items():
+            project.set_meta(key, value)
+    splits = {s: project.sample_count(s) for s in ("train", "val", "test")}
+    groups = {s: {group_name(ds.class_names, ds.attr_names, y, a): n for (y, a), n in sorted(project.group_counts(s).items())}
+              for s in ("train", "val", "test")}
+    return ImportReport(ds.format, len(ds.rows), splits, groups, converted)
+
+
+def group_name(class_names: list[str], attr_names: list[str], y: int, a: Optional[int]) -> str:
+    if a is None or not attr_names:
+        return class_names[y]
+    return f"{class_names[y]}/{attr_names[a]}"

@@ -1,0 +1,43 @@
+"""Device and dtype, decided in one place.
+
+CPU and float32 by default; float16 only on CUDA. Seeds go through CPU ``torch.Generator``s.
+"""
+
+from __future__ import annotations
+
+from .errors import ConfigError
+
+DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "bfloat16": "bfloat16"}
+
+
+def resolve_device(name: str = "auto"):
+    """``auto`` → CUDA when available, else CPU. An explicit ``cuda`` without a GPU is an error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for, but no CUDA device is available here")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device) -> "torch.dtype":
+    """``auto`` → float16 on CUDA, float32 on CPU; half precision on CPU is refused."""
+    import torch
+
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if name not in DTYPES:
+        raise ConfigError(f"dtype must be one of auto, {', '.join(sorted(DTYPES))}; got {name!r}")
+    dtype = getattr(torch, DTYPES[name])
+    if device.type == "cpu" and dtype == torch.float16:
+        raise ConfigError("dtype float16 needs a CUDA device; use float32 on the CPU")
+    return dtype
+
+
+def cpu_generator(seed: int):
+    import torch
+
+    return torch.Generator(device="cpu").manual_seed(int(seed))

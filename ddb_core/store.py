@@ -1,0 +1,323 @@
+"""The project store: one folder per project.
+
+    <project>/project.db     SQLite (sqlite-utils, WAL mode, schema through ``Migrations``)
+    <project>/models/        classifier checkpoints (state_dict files)
+    <project>/runs/<id>/     per-run state (resume files, reports)
+    <project>/dataset/       the demo benchmark, when the project was made from it
+
+Tables: ``meta`` (project settings as JSON values), ``samples`` (one row per dataset image: path,
+label, split, spurious attribute, ground-truth mask path, and the active ERM model's per-sample
+loss and softmax once computed), ``models`` (checkpoints with architecture, hash and metrics),
+``runs`` (every stage run with its full config, status and timings).
+
+Every multi-row write happens inside ``with project.db.atomic():``. Connections are per thread,
+so the app's worker threads and the UI thread can share one ``Project``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from .errors import ProjectError
+
+DB_NAME = "project.db"
+SPLITS = ("train", "val", "test")
+
+migrations = Migrations("ddb_core")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key")
+    db["samples"].create(
+        {
+            "id": int,
+            "key": str,  # the dataset's own id of the image (its relative path for most formats)
+            "path": str,  # image path relative to the dataset root
+            "label": int,  # class index y
+            "split": str,  # train / val / test
+            "attr": int,  # spurious attribute index (place, gender, context); NULL if unknown
+            "mask_path": str,  # ground-truth object mask, relative to the dataset root; NULL if none
+            "erm_model_id": int,  # the model the next three columns were computed with
+            "erm_loss": float,  # per-sample cross-entropy, deterministic evaluation transform
+            "erm_probs": str,  # JSON list: softmax over classes
+            "erm_pred": int,
+        },
+        pk="id",
+        not_null={"key", "path", "label", "split"},
+    )
+    db["samples"].create_index(["key"], unique=True)
+    db["samples"].create_index(["split", "label"])
+    db["models"].create(
+        {
+            "id": int,
+            "name": str,
+            "role": str,  # erm / oracle / retrain / …
+            "path": str,  # relative to the project folder
+            "arch": str,
+            "num_classes": int,
+            "image_size": int,
+            "sha256": str,
+            "metrics": str,  # JSON: val/test group reports
+            "config": str,  # JSON: the training config
+            "run_id": int,
+            "created_at": str,
+        },
+        pk="id",
+    )
+    db["runs"].create(
+        {
+            "id": int,
+            "stage": str,
+            "config": str,  # JSON of the full config
+            "config_hash": str,
+            "status": str,  # running / done / failed / cancelled
+            "started_at": str,
+            "finished_at": str,
+            "seconds": float,
+            "error": str,
+            "result": str,  # JSON
+        },
+        pk="id",
+    )
+
+
+@migrations()
+def m002_run_progress(db: sqlite_utils.Database) -> None:
+    # Version 2: runs remember how far they got (done/total), so a UI can show a resumable run.
+    db["runs"].add_column("progress_done", int)
+    db["runs"].add_column("progress_total", int)
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def connect(path: str | os.PathLike) -> sqlite_utils.Database:
+    """A sqlite-utils Database on ``path`` in WAL mode, with a generous busy timeout."""
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
+    db = sqlite_utils.Database(conn)
+    db.enable_wal()
+    db.execute("PRAGMA foreign_keys = ON")
+    return db
+
+
+class Project:
+    """A project folder and its database. Use ``Project.create`` or ``Project.open``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+        self._local = threading.local()
+
+    # -- opening ---------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | os.PathLike, name: Optional[str] = None) -> "Project":
+        root = Path(root)
+        if (root / DB_NAME).exists():
+            raise ProjectError(f"a project already exists at {root / DB_NAME}; open it instead, or choose another folder")
+        root.mkdir(parents=True, exist_ok=True)
+        project = cls(root)
+        migrations.apply(project.db)
+        project.set_meta("name", name or root.resolve().name)
+        project.set_meta("created_at", now())
+        return project
+
+    @classmethod
+    def open(cls, root: str | os.PathLike) -> "Project":
+        """Open an existing project, migrating its schema to the current version."""
+        root = Path(root)
+        if not (root / DB_NAME).exists():
+            raise ProjectError(f"no project at {root}: {root / DB_NAME} does not exist (create one with `ddb init`)")
+        project = cls(root)
+        try:
+            migrations.apply(project.db)
+        except sqlite3.DatabaseError as e:
+            raise ProjectError(f"{root / DB_NAME} is not a readable project database: {e}") from e
+        return project
+
+    @classmethod
+    def exists(cls, root: str | os.PathLike) -> bool:
+        return (Path(root) / DB_NAME).exists()
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = connect(self.root / DB_NAME)
+        return db
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- meta ------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: Any) -> None:
+        self.db["meta"].upsert({"key": key, "value": json.dumps(value)}, pk="key")
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        rows = list(self.db.query("select value from meta where key = ?", [key]))
+        return json.loads(rows[0]["value"]) if rows else default
+
+    def meta(self) -> dict[str, Any]:
+        return {r["key"]: json.loads(r["value"]) for r in self.db.query("select key, value from meta")}
+
+    @property
+    def class_names(self) -> list[str]:
+        names = self.get_meta("class_names")
+        if not names:
+            raise ProjectError(f"project {self.root} has no dataset yet (import one with `ddb init`)")
+        return names
+
+    @property
+    def attr_names(self) -> list[str]:
+        return self.get_meta("attr_names") or []
+
+    # -- paths -----------------------------------------------------------------------------
+    @property
+    def dataset_root(self) -> Path:
+        root = self.get_meta("dataset_root")
+        if root is None:
+            raise ProjectError(f"project {self.root} has no dataset yet (import one with `ddb init`)")
+        p = Path(root)
+        return p if p.is_absolute() else (self.root / p).resolve()
+
+    def dataset_path(self, rel: str) -> Path:
+        return self.dataset_root / rel
+
+    def project_path(self, rel: str) -> Path:
+        """A path inside the project folder; refuses anything that escapes it."""
+        p = (self.root / rel).resolve()
+        if not p.is_relative_to(self.root):
+            raise ProjectError(f"path {rel!r} is outside the project folder {self.root}")
+        return p
+
+    def readable_roots(self) -> list[Path]:
+        """Folders whose files belong to the open project (what the app may serve)."""
+        roots = [self.root]
+        if self.get_meta("dataset_root") is not None:
+            roots.append(self.dataset_root)
+        return roots
+
+    # -- samples ---------------------------------------------------------------------------
+    def sample_count(self, split: Optional[str] = None) -> int:
+        if split is None:
+            return self.db["samples"].count
+        return self.db.execute("select count(*) from samples where split = ?", [split]).fetchone()[0]
+
+    def samples(self, split: Optional[str] = None, columns: str = "*") -> list[dict]:
+        if split is None:
+            return list(self.db.query(f"select {columns} from samples order by id"))
+        return list(self.db.query(f"select {columns} from samples where split = ? order by id", [split]))
+
+    def group_counts(self, split: str) -> dict[tuple[int, int], int]:
+        rows = self.db.query(
+            "select label, attr, count(*) as n from samples where split = ? and attr is not null group by label, attr", [split]
+        )
+        return {(r["label"], r["attr"]): r["n"] for r in rows}
+
+    def store_sample_scores(self, model_id: int, rows: Iterable[tuple[int, float, list[float], int]]) -> None:
+        """(sample id, loss, softmax, prediction) of every sample, in one transaction."""
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "update samples set erm_model_id = ?, erm_loss = ?, erm_probs = ?, erm_pred = ? where id = ?",
+                [(model_id, float(loss), json.dumps([round(float(p), 6) for p in probs]), int(pred), int(sid))
+                 for sid, loss, probs, pred in rows],
+            )
+
+    # -- models ----------------------------------------------------------------------------
+    def add_model(self, *, name: str, role: str, path: Path, arch: str, num_classes: int, image_size: int,
+                  metrics: dict, config: dict, run_id: Optional[int]) -> int:
+        rel = os.path.relpath(path, self.root)
+        row = {
+            "name": name, "role": role, "path": rel, "arch": arch, "num_classes": num_classes,
+            "image_size": image_size, "sha256": file_sha256(path), "metrics": json.dumps(metrics),
+            "config": json.dumps(config), "run_id": run_id, "created_at": now(),
+        }
+        return self.db["models"].insert(row).last_pk
+
+    def model(self, model_id: int) -> dict:
+        rows = list(self.db.query("select * from models where id = ?", [model_id]))
+        if not rows:
+            raise ProjectError(f"no model with id {model_id} in {self.root / DB_NAME}")
+        return _decode_model(rows[0])
+
+    def models(self, role: Optional[str] = None) -> list[dict]:
+        q, args = ("select * from models where role = ? order by id", [role]) if role else ("select * from models order by id", [])
+        return [_decode_model(r) for r in self.db.query(q, args)]
+
+    def update_model_metrics(self, model_id: int, metrics: dict) -> None:
+        self.db["models"].update(model_id, {"metrics": json.dumps(metrics)})
+
+    @property
+    def active_erm_id(self) -> Optional[int]:
+        return self.get_meta("active_erm_model")
+
+    def active_erm(self) -> dict:
+        mid = self.active_erm_id
+        if mid is None:
+            raise ProjectError(f"project {self.root} has no ERM model yet (train one with `ddb erm train` or load one with `ddb erm load`)")
+        return self.model(mid)
+
+    # -- runs ------------------------------------------------------------------------------
+    def start_run(self, stage: str, config: dict) -> int:
+        return self.db["runs"].insert({
+            "stage": stage, "config": json.dumps(config, sort_keys=True), "config_hash": config_hash(config),
+            "status": "running", "started_at": now(),
+        }).last_pk
+
+    def finish_run(self, run_id: int, status: str, *, seconds: float, error: Optional[str] = None,
+                   result: Optional[dict] = None) -> None:
+        self.db["runs"].update(run_id, {
+            "status": status, "finished_at": now(), "seconds": round(seconds, 3), "error": error,
+            "result": json.dumps(result) if result is not None else None,
+        })
+
+    def set_run_progress(self, run_id: int, done: int, total: int) -> None:
+        self.db["runs"].update(run_id, {"progress_done": done, "progress_total": total})
+
+    def runs(self, stage: Optional[str] = None) -> list[dict]:
+        q, args = ("select * from runs where stage = ? order by id", [stage]) if stage else ("select * from runs order by id", [])
+        return list(self.db.query(q, args))
+
+    def resumable_run(self, stage: str, config: dict) -> Optional[dict]:
+        """The latest unfinished run of ``stage`` with exactly this config, if any."""
+        rows = list(self.db.query(
+            "select * from runs where stage = ? and config_hash = ? and status in ('running', 'failed', 'cancelled') "
+            "order by id desc limit 1", [stage, config_hash(config)]))
+        return rows[0] if rows else None
+
+    def run_dir(self, run_id: int) -> Path:
+        d = self.root / "runs" / str(run_id)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+def _decode_model(row: dict) -> dict:
+    row = dict(row)
+    row["metrics"] = json.loads(row["metrics"]) if row.get("metrics") else {}
+    row["config"] = json.loads(row["config"]) if row.get("config") else {}
+    return row

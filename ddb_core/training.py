@@ -1,0 +1,330 @@
+"""Classifier training: the ERM model (and the group-balanced "oracle" used for calibration).
+
+Consumes a project with imported samples and a ``TrainConfig``; produces a checkpoint in
+``<project>/models/``, a ``models`` row with val/test group reports, a ``runs`` row, and (for the
+active ERM model) the per-sample loss, softmax and prediction of every sample, computed on the
+deterministic evaluation transform.
+
+Training is resumable: the state after every epoch is kept in ``<project>/runs/<id>/state.pt``; a
+new call with the same config continues an unfinished run from its last finished epoch, and gives
+the same result as an uninterrupted run (each epoch's randomness is seeded from (seed, epoch)).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .errors import Cancelled, ConfigError, DDBError, ProjectError
+from .evaluation import GroupReport, group_report
+from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
+from .store import Project
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = ("natural", "group_balanced")
+SELECT_BY = ("auto", "val_wga", "val_acc", "last")
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The classifier recipe. Defaults are the demo's ERM recipe (64 px, from scratch)."""
+
+    arch: str = "resnet18"  # resnet18 | resnet34 | resnet50
+    pretrained: bool = False  # start from ImageNet weights (needs the weights file, see models.py)
+    pretrained_weights: Optional[str] = None  # explicit path of the ImageNet weights file
+    image_size: int = 64  # input side in pixels (224 for Waterbirds/CelebA with ImageNet weights)
+    epochs: int = 12
+    batch_size: int = 64
+    optimizer: str = "adam"  # adam | sgd (momentum below)
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd only
+    sampler: str = "natural"  # natural | group_balanced (upsamples groups: uses TRAIN group labels)
+    select_by: str = "auto"  # auto = val_wga when val has group labels, else val_acc; or last epoch
+    augment: bool = True  # random resized crop + horizontal flip on train images
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda[:N]
+
+    def __post_init__(self) -> None:
+        from .models import ARCHITECTURES
+
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
+        for name in ("epochs", "batch_size", "image_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a positive number, got {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.sampler not in SAMPLERS:
+            raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.select_by not in SELECT_BY:
+            raise ConfigError(f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")
+
+    @property
+    def uses_train_group_labels(self) -> bool:
+        return self.sampler == "group_balanced"
+
+
+@dataclass
+class TrainResult:
+    model_id: int
+    run_id: int
+    reports: dict[str, GroupReport]
+    history: list[dict]
+    best_epoch: int
+    seconds: float
+    resumed_from_epoch: int = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Data.
+
+
+def split_dataset(project: Project, split: str, image_size: int, train: bool = False):
+    """(ClassifierDataset, sample rows) of one split, in id order."""
+    from .imaging import ClassifierDataset, ImageSet
+
+    rows = project.samples(split, "id, path, label, attr")
+    images = ImageSet([project.dataset_path(r["path"]) for r in rows], image_size)
+    return ClassifierDataset(images, [r["label"] for r in rows], train=train), rows
+
+
+def report_for(project: Project, rows: list[dict], preds, split: str) -> GroupReport:
+    attrs = [r["attr"] for r in rows]
+    return group_report([r["label"] for r in rows], attrs, np.asarray(preds), project.class_names,
+                        project.attr_names, project.group_counts("train"), split=split)
+
+
+def evaluate_model(project: Project, model, image_size: int, splits=("val", "test"), device=None) -> dict[str, GroupReport]:
+    from .models import predict
+
+    reports = {}
+    for split in splits:
+        ds, rows = split_dataset(project, split, image_size)
+        if not rows:
+            continue
+        logits = predict(model, ds, device=device)
+        reports[split] = report_for(project, rows, logits.argmax(1).numpy(), split)
+    return reports
+
+
+def score_samples(project: Project, model, model_id: int, image_size: int, device=None,
+                  on_progress: Optional[ProgressFn] = None) -> None:
+    """Per-sample cross-entropy, softmax and prediction of every sample (evaluation transform)."""
+    import torch
+    import torch.nn.functional as F
+
+    from .imaging import ClassifierDataset, ImageSet
+    from .models import predict
+
+    rows = project.samples(columns="id, path, label")
+    ds = ClassifierDataset(ImageSet([project.dataset_path(r["path"]) for r in rows], image_size), [r["label"] for r in rows])
+    tracker = ProgressTracker("score samples", len(rows), on_progress)
+    logits = predict(model, ds, device=device, on_batch=tracker.update)
+    labels = torch.tensor([r["label"] for r in rows])
+    losses = F.cross_entropy(logits, labels, reduction="none")  # per sample, not the batch mean
+    probs = logits.softmax(1)
+    project.store_sample_scores(model_id, ((r["id"], losses[i].item(), probs[i].tolist(), int(probs[i].argmax()))
+                                           for i, r in enumerate(rows)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Training.
+
+
+def _score(report: GroupReport, select_by: str) -> float:
+    if select_by == "val_wga":
+        return report.worst_group_acc if report.worst_group_acc is not None else -1.0
+    return report.mean_acc
+
+
+def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role: str = "erm",
+                     name: Optional[str] = None, make_active: Optional[bool] = None,
+                     on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TrainResult:
+    """Train a classifier on the project's train split; select the epoch on val; store it."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
+
+    from .device import resolve_device
+    from .models import build_classifier, save_checkpoint
+
+    # 1. Check inputs.
+    class_names = project.class_names
+    n_train = project.sample_count("train")
+    if n_train == 0:
+        raise ProjectError(f"project {project.root} has no training samples")
+    train_rows_attr = project.samples("train", "attr")
+    if cfg.uses_train_group_labels and any(r["attr"] is None for r in train_rows_attr):
+        raise ConfigError("sampler 'group_balanced' needs the spurious attribute of every training sample; this dataset has none")
+    val_has_groups = project.sample_count("val") > 0 and bool(project.group_counts("val"))
+    select_by = cfg.select_by if cfg.select_by != "auto" else ("val_wga" if val_has_groups else "val_acc")
+    if select_by in ("val_wga", "val_acc") and project.sample_count("val") == 0:
+        select_by = "last"
+    device = resolve_device(cfg.device)
+    config = {**asdict(cfg), "role": role}
+    make_active = (role == "erm") if make_active is None else make_active
+
+    # 2. Resume an unfinished run with the same config, or start one.
+    previous = project.resumable_run(f"train-{role}", config)
+    run_id = previous["id"] if previous else project.start_run(f"train-{role}", config)
+    if previous:
+        project.db["runs"].update(run_id, {"status": "running", "error": None})
+    state_path = project.run_dir(run_id) / "state.pt"
+    t0 = time.monotonic()
+    try:
+        # 3. Data.
+        train_ds, train_rows = split_dataset(project, "train", cfg.image_size, train=cfg.augment)
+        val_ds, val_rows = split_dataset(project, "val", cfg.image_size)
+
+        # 4. Model and optimiser (seeded), restored from the resume state if any.
+        torch.manual_seed(cfg.seed)
+        model = build_classifier(cfg.arch, len(class_names), cfg.pretrained, cfg.pretrained_weights).to(device)
+        if cfg.optimizer == "adam":
+            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+        start_epoch, history, best = 0, [], {"score": -math.inf, "epoch": -1, "state": None}
+        if state_path.exists():
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            start_epoch, history = int(state["epoch"]), json.loads(state["history"])
+            best = {"score": float(state["best_score"]), "epoch": int(state["best_epoch"]), "state": state["best_model"]}
+        resumed_from = start_epoch
+
+        if cfg.sampler == "group_balanced":
+            keys = [(r["label"], r["attr"]) for r in train_rows]
+            counts = {k: keys.count(k) for k in set(keys)}
+            weights = torch.tensor([1.0 / counts[k] for k in keys], dtype=torch.double)
+
+        # 5. Epochs.
+        steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+        tracker = ProgressTracker(f"train {role}", cfg.epochs * steps_per_epoch, on_progress, start_epoch * steps_per_epoch)
+        for epoch in range(start_epoch, cfg.epochs):
+            te = time.monotonic()
+            torch.manual_seed(cfg.seed * 100_003 + epoch)  # augmentation randomness of this epoch
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            sampler = (WeightedRandomSampler(weights, n_train, replacement=True, generator=gen)
+                       if cfg.sampler == "group_balanced" else RandomSampler(train_ds, generator=gen))
+            loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=0)
+            model.train()
+            total_loss, total_correct, seen = 0.0, 0, 0
+            for step, (x, y, _idx) in enumerate(loader):
+                check_cancel(cancel, f"during epoch {epoch + 1} of {role} training")
+                x, y = x.to(device), y.to(device)
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total_loss += loss.item() * len(y)
+                total_correct += int((logits.argmax(1) == y).sum())
+                seen += len(y)
+                tracker.update(epoch * steps_per_epoch + step + 1, f"epoch {epoch + 1}/{cfg.epochs} loss {total_loss / seen:.3f}")
+            sched.step()
+            entry = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_acc": total_correct / seen}
+            if val_rows:
+                from .models import predict
+
+                val_report = report_for(project, val_rows, predict(model, val_ds, device=device).argmax(1).numpy(), "val")
+                entry.update(val_acc=val_report.mean_acc, val_wga=val_report.worst_group_acc)
+                score = _score(val_report, select_by) if select_by != "last" else epoch
+            else:
+                score = epoch
+            entry["seconds"] = round(time.monotonic() - te, 2)
+            history.append(entry)
+            if score > best["score"]:
+                best = {"score": score, "epoch": epoch + 1,
+                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            log.info("epoch %s: %s", epoch + 1, entry)
+            tmp = state_path.with_suffix(".tmp")
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                        "epoch": epoch + 1, "history": json.dumps(history), "best_score": float(best["score"]),
+                        "best_epoch": best["epoch"], "best_model": best["state"]}, tmp)
+            tmp.replace(state_path)
+            project.set_run_progress(run_id, epoch + 1, cfg.epochs)
+
+        # 6. The selected epoch, stored with its reports.
+        model.load_state_dict(best["state"])
+        model.eval()
+        model_no = len(project.models()) + 1
+        ckpt = project.root / "models" / f"{role}-{model_no:03d}-run{run_id}.pt"
+        save_checkpoint(model, ckpt, arch=cfg.arch, num_classes=len(class_names), image_size=cfg.image_size)
+        reports = evaluate_model(project, model, cfg.image_size, device=device)
+        metrics = {split: r.to_dict() for split, r in reports.items()}
+        metrics.update(best_epoch=best["epoch"], select_by=select_by, history=history,
+                       uses_train_group_labels=cfg.uses_train_group_labels)
+        for r in reports.values():
+            for w in r.warnings:
+                log.warning("%s model: %s", role, w)
+        model_id = project.add_model(name=name or f"{role} {cfg.arch} seed {cfg.seed}", role=role, path=ckpt,
+                                     arch=cfg.arch, num_classes=len(class_names), image_size=cfg.image_size,
+                                     metrics=metrics, config=config, run_id=run_id)
+        if make_active:
+            project.set_meta("active_erm_model", model_id)
+            score_samples(project, model, model_id, cfg.image_size, device=device, on_progress=on_progress)
+        seconds = time.monotonic() - t0
+        project.finish_run(run_id, "done", seconds=seconds, result={"model_id": model_id, "best_epoch": best["epoch"]})
+        state_path.unlink(missing_ok=True)
+        return TrainResult(model_id, run_id, reports, history, best["epoch"], seconds, resumed_from)
+    except (Cancelled, KeyboardInterrupt) as e:
+        project.finish_run(run_id, "cancelled", seconds=time.monotonic() - t0, error=str(e) or "interrupted")
+        raise
+    except BaseException as e:
+        project.finish_run(run_id, "failed", seconds=time.monotonic() - t0, error=f"{type(e).__name__}: {e}")
+        raise
+
+
+def load_erm_checkpoint(project: Project, path: str, arch: Optional[str] = None, image_size: int = 64,
+                        name: Optional[str] = None, on_progress: Optional[ProgressFn] = None) -> int:
+    """Register a user checkpoint as the project's ERM model: copy, evaluate, score samples."""
+    import shutil
+
+    from .models import load_classifier, save_checkpoint
+
+    model, arch, n = load_classifier(path, arch, len(project.class_names))
+    if image_size < 1:
+        raise ConfigError(f"image_size must be >= 1, got {image_size}")
+    run_id = project.start_run("load-erm", {"path": str(path), "arch": arch, "image_size": image_size})
+    t0 = time.monotonic()
+    dest = project.root / "models" / f"erm-loaded-run{run_id}.pt"
+    save_checkpoint(model, dest, arch=arch, num_classes=n, image_size=image_size)
+    reports = evaluate_model(project, model, image_size)
+    metrics = {split: r.to_dict() for split, r in reports.items()}
+    metrics["source"] = str(path)
+    model_id = project.add_model(name=name or f"erm loaded from {Path(path).name}", role="erm", path=dest, arch=arch,
+                                 num_classes=n, image_size=image_size, metrics=metrics,
+                                 config={"loaded_from": str(path), "image_size": image_size}, run_id=run_id)
+    project.set_meta("active_erm_model", model_id)
+    score_samples(project, model, model_id, image_size, on_progress=on_progress)
+    project.finish_run(run_id, "done", seconds=time.monotonic() - t0, result={"model_id": model_id})
+    return model_id
+
+
+def model_reports(project: Project, model_id: Optional[int] = None, recompute: bool = False) -> dict[str, GroupReport]:
+    """Val/test reports of a stored model (recomputed from its checkpoint when asked)."""
+    from .models import load_classifier
+
+    m = project.model(model_id) if model_id is not None else project.active_erm()
+    if not recompute and all(s in m["metrics"] for s in ("val", "test")):
+        return {s: GroupReport.from_dict(m["metrics"][s]) for s in ("val", "test")}
+    model, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
+    reports = evaluate_model(project, model, m["image_size"])
+    project.update_model_metrics(m["id"], {**m["metrics"], **{s: r.to_dict() for s, r in reports.items()}})
+    return reports
