@@ -39,7 +39,7 @@ from .progress import ProgressFn, ProgressTracker
 
 CLASS_NAMES = ("landbird", "waterbird")
 PLACE_NAMES = ("land", "water")
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLITS = ("train", "val", "test")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}  # WILDS convention
 
@@ -224,7 +224,7 @@ def _palette(cls: int, rng: np.random.Generator) -> tuple[float, float, float]:
 
 def _bird(cls: int, rng: np.random.Generator, R: int) -> tuple[Image.Image, Image.Image]:
     """(RGB layer, L alpha mask) of one bird at a random pose, size and position, R x R."""
-    scale = rng.uniform(0.14, 0.21) * R if cls == 0 else rng.uniform(0.12, 0.17) * R
+    scale = rng.uniform(0.17, 0.25) * R if cls == 0 else rng.uniform(0.12, 0.17) * R
     cx, cy = rng.uniform(0.32, 0.68) * R, rng.uniform(0.5, 0.7) * R
     angle, flip = rng.uniform(-0.25, 0.25), bool(rng.integers(2))
     parts, dark, eye = _bird_parts(cls, rng)
