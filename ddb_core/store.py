@@ -99,6 +99,89 @@ def m002_run_progress(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("progress_total", int)
 
 
+@migrations()
+def m003_generation(db: sqlite_utils.Database) -> None:
+    # Version 3: the generation and pruning stages.
+    db["class_stats"].create({
+        "id": int,
+        "erm_model_id": int,
+        "label": int,
+        "mean_softmax": float,  # Psi_i, Eq. 3: mean of softmax(f(x))[i] over class-i training images
+        "n": int,
+    }, pk="id")
+    db["class_stats"].create_index(["erm_model_id", "label"], unique=True)
+    db["selections"].create({
+        "id": int,
+        "erm_model_id": int,
+        "purpose": str,  # source (D_i: lowest loss) / inversion (the textual-inversion set)
+        "label": int,
+        "sample_id": int,
+        "rank": int,  # 0 = first chosen
+        "loss": float,
+    }, pk="id", foreign_keys=[("sample_id", "samples", "id")])
+    db["selections"].create_index(["purpose", "label", "rank"])
+    db["tokens"].create({
+        "id": int,
+        "label": int,
+        "token": str,  # the placeholder string, e.g. "<waterbird>"
+        "path": str,  # learned_embeds.safetensors, relative to the project
+        "sha256": str,
+        "model_ref": str,  # the diffusion model it was learned on
+        "config": str,  # JSON
+        "loss_curve": str,  # JSON list
+        "created_at": str,
+    }, pk="id")
+    db["masks"].create({
+        "id": int,
+        "sample_id": int,
+        "backend": str,
+        "params_hash": str,
+        "params": str,  # JSON
+        "status": str,  # ok / no_detection
+        "score": float,  # detection score (langsam), mean saliency (gradcam), 1.0 (provided)
+        "area": float,  # share of pixels marked 255
+        "path": str,  # PNG, 255 = repaint, relative to the project; NULL when no mask
+        "created_at": str,
+    }, pk="id", foreign_keys=[("sample_id", "samples", "id")])
+    db["masks"].create_index(["sample_id", "backend", "params_hash"], unique=True)
+    db["candidates"].create({
+        "id": int,
+        "key": str,  # unique job key: method/source/direction/variant
+        "method": str,  # ddb / scgs
+        "source_id": int,
+        "source_label": int,  # i
+        "target_label": int,  # i'
+        "mask_id": int,
+        "path": str,  # generated image, relative to the project
+        "seed": int,
+        "prompt": str,
+        "provenance": str,  # JSON: backend, params, token hash, model ids and hashes, timings
+        "psi": float,  # softmax(f(x'))[i], compared with Psi_i (Eq. 3)
+        "rho": float,  # sum_k M_k IG_k(x'), Eq. 4-5
+        "ig_delta": float,  # IG convergence delta
+        "ig_path": str,  # per-pixel attribution map (.npy), relative to the project
+        "probs_source": str,  # JSON softmax of x
+        "probs_generated": str,  # JSON softmax of x'
+        "created_at": str,
+        "scored_at": str,
+    }, pk="id", foreign_keys=[("source_id", "samples", "id"), ("mask_id", "masks", "id")])
+    db["candidates"].create_index(["key"], unique=True)
+    db["candidates"].create_index(["source_label", "target_label"])
+    db["decisions"].create({
+        "candidate_id": int,
+        "decision": str,  # accept / reject (manual override of the automatic decision)
+        "updated_at": str,
+    }, pk="candidate_id", foreign_keys=[("candidate_id", "candidates", "id")])
+    db["audit"].create({
+        "id": int,
+        "candidate_id": int,
+        "old": str,  # accept / reject / NULL (= automatic)
+        "new": str,
+        "who": str,
+        "at": str,
+    }, pk="id")
+
+
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 

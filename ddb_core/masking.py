@@ -1,0 +1,391 @@
+"""Masking backends: where in an image the causal part (the object) is.
+
+One convention, everywhere: a mask is single-channel uint8, **255 = repaint** (the causal part,
+DDB's edit region), 0 = keep. Images come in as RGB uint8 HWC. A masker is anything with
+``mask(images, prompt, samples=None) -> list[MaskResult]``; ``samples`` are the images' sample
+rows, for backends that read per-sample data (``provided``).
+
+Backends (name → loader in ``MASKERS``):
+
+- ``langsam``: text-prompted boxes from GroundingDINO (transformers'
+  ``AutoModelForZeroShotObjectDetection``), then a box-prompted mask from SAM (the
+  ``segment-anything`` package's ``SamPredictor``). Box choice: the best-scoring box, or the union
+  of the masks of every box above the threshold. "No detection" is a status, not an error.
+- ``gradcam``: Grad-CAM++ of the ERM classifier (the ``grad-cam`` package), thresholded.
+- ``grabcut``: OpenCV GrabCut seeded from a centre box or a colour-contrast saliency map.
+- ``provided``: masks read from files (the demo's ground truth, CUB segmentations, …).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Protocol, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, DDBError, WeightsUnavailableError
+
+MASK_REPAINT, MASK_KEEP = 255, 0
+
+
+@dataclass
+class MaskResult:
+    mask: Optional[np.ndarray]  # HxW uint8, 255 = repaint; None when status is not "ok"
+    status: str  # "ok" | "no_detection"
+    score: float  # detection score (langsam), mean map value in the mask (gradcam), 1.0 otherwise
+    boxes: list[tuple[float, float, float, float, float]] = field(default_factory=list)  # x0, y0, x1, y1, score
+    detail: str = ""
+
+    @property
+    def area(self) -> float:
+        return float((self.mask == MASK_REPAINT).mean()) if self.mask is not None else 0.0
+
+
+class Masker(Protocol):
+    name: str
+
+    def params(self) -> dict: ...
+
+    def mask(self, images: Sequence[np.ndarray], prompt: str, samples: Optional[Sequence[dict]] = None) -> list[MaskResult]: ...
+
+
+def params_hash(params: dict) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Grow the repaint region by ``radius`` pixels (a disc), keeping the 0/255 convention."""
+    if radius <= 0:
+        return mask
+    import cv2
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return np.where(cv2.dilate((mask == MASK_REPAINT).astype(np.uint8), kernel) > 0, MASK_REPAINT, MASK_KEEP).astype(np.uint8)
+
+
+def _check_image(img: np.ndarray) -> None:
+    if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
+        raise ConfigError(f"images must be RGB uint8 HWC arrays, got shape {img.shape} dtype {img.dtype}")
+
+
+# ---------------------------------------------------------------------------------------------
+# provided
+
+
+class ProvidedMasker:
+    """Masks read from files named by each sample's ``mask_path`` (resolved by ``resolve``)."""
+
+    name = "provided"
+
+    def __init__(self, resolve: Callable[[str], Path], dilate_radius: int = 0):
+        self.resolve, self.dilate_radius = resolve, dilate_radius
+
+    def params(self) -> dict:
+        return {"dilate": self.dilate_radius}
+
+    def mask(self, images, prompt, samples=None):
+        from .imaging import load_mask
+
+        if samples is None:
+            raise ConfigError("the 'provided' masker needs the samples (their mask_path) of the images")
+        out = []
+        for img, s in zip(images, samples):
+            if not s.get("mask_path"):
+                raise DDBError(f"sample {s.get('key', s.get('id'))} has no mask file; the 'provided' masker needs one per image")
+            m = load_mask(self.resolve(s["mask_path"]), img.shape[0])
+            out.append(MaskResult(dilate(m, self.dilate_radius), "ok", 1.0) if m.any() else MaskResult(None, "no_detection", 0.0, detail="empty mask file"))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# grabcut
+
+
+def contrast_saliency(img: np.ndarray) -> np.ndarray:
+    """HxW float in [0, 1]: colour distance from the image border's colours (objects stand out)."""
+    x = img.astype(np.float32)
+    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+    rows_mean = np.stack([x[:, :4].mean((1)), x[:, -4:].mean((1))], 0).mean(0)  # per-row background colour
+    d_row = np.linalg.norm(x - rows_mean[:, None, :], axis=2)
+    d_border = np.min(np.linalg.norm(x[:, :, None, :] - border[None, None, ::max(1, len(border) // 64), :], axis=3), axis=2)
+    s = np.minimum(d_row, d_border)
+    return (s - s.min()) / (np.ptp(s) + 1e-6)
+
+
+class GrabCutMasker:
+    """OpenCV GrabCut, seeded from a centre box (``init='box'``) or from a saliency map."""
+
+    name = "grabcut"
+
+    def __init__(self, init: str = "box", margin: float = 0.15, iterations: int = 5, dilate_radius: int = 0,
+                 saliency_quantile: float = 0.85):
+        if init not in ("box", "saliency"):
+            raise ConfigError(f"grabcut init must be 'box' or 'saliency', got {init!r}")
+        if not 0 <= margin < 0.5:
+            raise ConfigError(f"grabcut margin must be in [0, 0.5), got {margin}")
+        self.init, self.margin, self.iterations, self.dilate_radius, self.q = init, margin, iterations, dilate_radius, saliency_quantile
+
+    def params(self) -> dict:
+        return {"init": self.init, "margin": self.margin, "iterations": self.iterations, "dilate": self.dilate_radius,
+                "saliency_quantile": self.q}
+
+    def _one(self, img: np.ndarray) -> MaskResult:
+        import cv2
+
+        _check_image(img)
+        h, w = img.shape[:2]
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        m = np.zeros((h, w), np.uint8)
+        bgr = np.ascontiguousarray(img[..., ::-1])
+        if self.init == "box":
+            x0, y0 = int(w * self.margin), int(h * self.margin)
+            cv2.grabCut(bgr, m, (x0, y0, w - 2 * x0, h - 2 * y0), bgd, fgd, self.iterations, cv2.GC_INIT_WITH_RECT)
+        else:
+            s = contrast_saliency(img)
+            m[:] = cv2.GC_PR_BGD
+            m[s >= np.quantile(s, self.q)] = cv2.GC_PR_FGD
+            m[s >= np.quantile(s, min(0.99, self.q + 0.1))] = cv2.GC_FGD
+            m[[0, -1], :] = cv2.GC_BGD
+            m[:, [0, -1]] = cv2.GC_BGD
+            cv2.grabCut(bgr, m, None, bgd, fgd, self.iterations, cv2.GC_INIT_WITH_MASK)
+        fg = (m == cv2.GC_FGD) | (m == cv2.GC_PR_FGD)
+        if not fg.any():
+            return MaskResult(None, "no_detection", 0.0, detail="GrabCut found no foreground")
+        return MaskResult(dilate(np.where(fg, MASK_REPAINT, MASK_KEEP).astype(np.uint8), self.dilate_radius), "ok", 1.0)
+
+    def mask(self, images, prompt, samples=None):
+        return [self._one(img) for img in images]
+
+
+# ---------------------------------------------------------------------------------------------
+# gradcam
+
+
+class GradCamMasker:
+    """Grad-CAM++ of a classifier for a target class, thresholded at ``threshold`` (map in [0, 1]).
+
+    ``target``: ``"pred"`` (the predicted class), ``"label"`` (each sample's label), or an int.
+    ``keep_high=False`` (DDB): the high-attribution region is repainted (255). ``keep_high=True``
+    (SCGS): the high-attribution region is kept and the rest repainted.
+    """
+
+    name = "gradcam"
+
+    def __init__(self, model, image_size: int, threshold: float = 0.5, target="pred", keep_high: bool = False,
+                 dilate_radius: int = 0):
+        if not 0 <= threshold <= 1:
+            raise ConfigError(f"gradcam threshold must be in [0, 1], got {threshold}")
+        self.model, self.image_size, self.threshold, self.target = model, image_size, threshold, target
+        self.keep_high, self.dilate_radius = keep_high, dilate_radius
+
+    def params(self) -> dict:
+        return {"threshold": self.threshold, "target": str(self.target), "keep_high": self.keep_high,
+                "dilate": self.dilate_radius, "method": "gradcam++"}
+
+    def maps(self, images, targets: Sequence[int]) -> np.ndarray:
+        """N x H x W Grad-CAM++ maps in [0, 1] at the images' resolution."""
+        import torch
+        import torch.nn.functional as F
+        from pytorch_grad_cam import GradCAMPlusPlus
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        from .imaging import normalize
+
+        x = normalize(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2))
+        if x.shape[-1] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        layer = self.model.layer4[-1]
+        with GradCAMPlusPlus(model=self.model, target_layers=[layer]) as cam:
+            maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
+        h, w = images[0].shape[:2]
+        if maps.shape[1:] != (h, w):
+            maps = F.interpolate(torch.from_numpy(maps)[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0].numpy()
+        return np.clip(maps, 0, 1)
+
+    def mask(self, images, prompt, samples=None):
+        import torch
+
+        from .imaging import normalize
+
+        for img in images:
+            _check_image(img)
+        if self.target == "pred":
+            x = normalize(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2))
+            with torch.no_grad():
+                targets = self.model.eval()(x).argmax(1).tolist()
+        elif self.target == "label":
+            if samples is None:
+                raise ConfigError("gradcam target 'label' needs the samples of the images")
+            targets = [s["label"] for s in samples]
+        else:
+            targets = [int(self.target)] * len(images)
+        out = []
+        for cam_map, t in zip(self.maps(images, targets), targets):
+            high = cam_map >= self.threshold
+            region = ~high if self.keep_high else high
+            if not region.any():
+                out.append(MaskResult(None, "no_detection", 0.0, detail=f"no pixel on the repaint side of threshold {self.threshold}"))
+                continue
+            m = dilate(np.where(region, MASK_REPAINT, MASK_KEEP).astype(np.uint8), self.dilate_radius)
+            out.append(MaskResult(m, "ok", float(cam_map[high].mean()) if high.any() else 0.0, detail=f"target class {t}"))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# langsam
+
+SAM_CHECKPOINTS = {  # name -> (builder in segment_anything.sam_model_registry, file name)
+    "sam_vit_b": ("vit_b", "sam_vit_b_01ec64.pth"),
+    "sam_vit_l": ("vit_l", "sam_vit_l_0b3195.pth"),
+    "sam_vit_h": ("vit_h", "sam_vit_h_4b8939.pth"),
+}
+SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+
+
+def sam_cache_dir() -> Path:
+    return Path(os.environ.get("DDB_SAM_DIR", Path.home() / ".cache" / "ddb" / "sam"))
+
+
+class LangSAMMasker:
+    """GroundingDINO boxes for the text prompt → SAM mask of the box(es)."""
+
+    name = "langsam"
+
+    def __init__(self, detector, processor, sam_predictor, box_threshold: float = 0.3, text_threshold: float = 0.25,
+                 box_choice: str = "best", dilate_radius: int = 0, model_ids: Optional[dict] = None):
+        if box_choice not in ("best", "union"):
+            raise ConfigError(f"box_choice must be 'best' or 'union', got {box_choice!r}")
+        for name, v in (("box_threshold", box_threshold), ("text_threshold", text_threshold)):
+            if not 0 <= v <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {v}")
+        self.detector, self.processor, self.predictor = detector, processor, sam_predictor
+        self.box_threshold, self.text_threshold, self.box_choice = box_threshold, text_threshold, box_choice
+        self.dilate_radius, self.model_ids = dilate_radius, model_ids or {}
+
+    def params(self) -> dict:
+        return {"box_threshold": self.box_threshold, "text_threshold": self.text_threshold, "box_choice": self.box_choice,
+                "dilate": self.dilate_radius, **self.model_ids}
+
+    @classmethod
+    def load(cls, dino: str = "IDEA-Research/grounding-dino-tiny", sam="sam_vit_b", device: str = "auto",
+             **kwargs) -> "LangSAMMasker":
+        """Load GroundingDINO (hub id or local folder) and SAM (registry name, checkpoint path, or an
+        already-built ``SamPredictor``).
+
+        Offline, missing weights raise ``WeightsUnavailableError`` naming each file and where to put it.
+        """
+        from .device import resolve_device
+
+        dev = resolve_device(device)
+        problems = []
+        try:
+            from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
+
+            processor = AutoProcessor.from_pretrained(dino)
+            detector = AutoModelForZeroShotObjectDetection.from_pretrained(dino).to(dev).eval()
+        except (OSError, ValueError) as e:
+            problems.append(f"GroundingDINO {dino!r}: {type(e).__name__}: {str(e).splitlines()[0]}. Provide it as a local "
+                            f"folder (config.json, model.safetensors, preprocessor_config.json, tokenizer files) and pass "
+                            f"its path, or place it in the Hugging Face cache (HF_HOME) while online")
+        try:
+            predictor = sam if hasattr(sam, "set_image") else sam_predictor(sam, dev)
+        except WeightsUnavailableError as e:
+            problems.append(str(e))
+        if problems:
+            raise WeightsUnavailableError("the langsam masker cannot load its models:\n  - " + "\n  - ".join(problems))
+        sam_id = sam if isinstance(sam, (str, os.PathLike)) else type(sam).__name__
+        return cls(detector, processor, predictor, model_ids={"dino": str(dino), "sam": str(sam_id)}, **kwargs)
+
+    def _boxes(self, img: np.ndarray, prompt: str) -> list[tuple[float, float, float, float, float]]:
+        import torch
+        from PIL import Image
+
+        text = prompt.strip().lower()
+        if not text.endswith("."):
+            text += "."  # GroundingDINO separates phrases with periods
+        inputs = self.processor(images=Image.fromarray(img), text=text, return_tensors="pt")
+        dev = next(self.detector.parameters()).device
+        inputs = {k: v.to(dev) if hasattr(v, "to") else v for k, v in inputs.items()}
+        with torch.no_grad():
+            outputs = self.detector(**inputs)
+        res = self.processor.post_process_grounded_object_detection(
+            outputs, inputs["input_ids"], threshold=self.box_threshold, text_threshold=self.text_threshold,
+            target_sizes=[img.shape[:2]])[0]
+        boxes = [(*map(float, b.tolist()), float(s)) for b, s in zip(res["boxes"], res["scores"])]
+        return sorted(boxes, key=lambda b: -b[4])  # by score, not by query order
+
+    def mask(self, images, prompt, samples=None):
+        out = []
+        for img in images:
+            _check_image(img)
+            boxes = self._boxes(img, prompt)
+            if not boxes:
+                out.append(MaskResult(None, "no_detection", 0.0, detail=f"no box above {self.box_threshold} for {prompt!r}"))
+                continue
+            chosen = boxes[:1] if self.box_choice == "best" else boxes
+            self.predictor.set_image(img)
+            union = np.zeros(img.shape[:2], bool)
+            for x0, y0, x1, y1, _s in chosen:
+                masks, _scores, _ = self.predictor.predict(box=np.array([x0, y0, x1, y1]), multimask_output=False)
+                union |= masks[0].astype(bool)
+            if not union.any():
+                out.append(MaskResult(None, "no_detection", 0.0, boxes=boxes, detail="SAM returned an empty mask"))
+                continue
+            m = dilate(np.where(union, MASK_REPAINT, MASK_KEEP).astype(np.uint8), self.dilate_radius)
+            out.append(MaskResult(m, "ok", chosen[0][4], boxes=boxes))
+        return out
+
+
+def sam_predictor(sam: str, device):
+    """A ``SamPredictor`` from a registry name (file looked up in ``sam_cache_dir()``) or a path."""
+    import torch
+    from segment_anything import SamPredictor, sam_model_registry
+
+    if sam in SAM_CHECKPOINTS:
+        kind, fname = SAM_CHECKPOINTS[sam]
+        path = sam_cache_dir() / fname
+    else:
+        path = Path(sam)
+        kind = next((k for k, (kk, f) in SAM_CHECKPOINTS.items() if f == path.name), None)
+        kind = SAM_CHECKPOINTS[kind][0] if kind else next((k for k in ("vit_b", "vit_l", "vit_h") if k in path.name), None)
+        if kind is None:
+            raise ConfigError(f"cannot tell the SAM model size of {path}: name it like sam_vit_b_*.pth, or pass sam_vit_b|l|h")
+    if not path.is_file():
+        fname = path.name
+        raise WeightsUnavailableError(
+            f"SAM checkpoint {fname} not found at {path}. Download {SAM_URL}{fname} on a machine with internet and "
+            f"copy it there (DDB_SAM_DIR moves the folder), or pass its path")
+    model = sam_model_registry[kind]()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return SamPredictor(model.to(device).eval())
+
+
+# ---------------------------------------------------------------------------------------------
+# registry
+
+MASKERS = ("langsam", "gradcam", "grabcut", "provided")
+
+
+def build_masker(name: str, *, project=None, **options) -> Masker:
+    """Build a masker by name. ``project`` supplies the ERM model (gradcam) and mask paths (provided)."""
+    if name == "grabcut":
+        return GrabCutMasker(**options)
+    if name == "provided":
+        if project is None:
+            raise ConfigError("the 'provided' masker needs a project (to resolve mask paths)")
+        return ProvidedMasker(project.dataset_path, **options)
+    if name == "gradcam":
+        if project is None:
+            raise ConfigError("the 'gradcam' masker needs a project (its ERM model)")
+        from .models import load_classifier
+
+        erm = project.active_erm()
+        model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])
+        return GradCamMasker(model, erm["image_size"], **options)
+    if name == "langsam":
+        return LangSAMMasker.load(**options)
+    raise ConfigError(f"unknown masker {name!r}; choose one of {', '.join(MASKERS)}")

@@ -1,0 +1,120 @@
+"""Selection: which images are edited (D_i), which teach textual inversion, and Ψ_i (Eq. 3).
+
+Consumes the active ERM model's per-sample losses and softmax vectors (stored on ``samples`` by
+``training.score_samples``, computed per sample on the deterministic evaluation transform — not
+a batch-mean loss over augmented crops). Produces rows of ``selections`` and ``class_stats``:
+
+- D_i (purpose ``source``): the K training images of class i with the lowest loss — almost all
+  majority-group images, found without group labels. K is a count (>= 1) or a fraction (< 1).
+- the textual-inversion set (purpose ``inversion``): by default the ``ti_size`` highest-loss
+  training images of class i (no group labels); with ``ti_source="val_minority"`` the val images
+  of class i's minority group (uses val group labels, paper §5.1).
+- Ψ_i = mean of softmax(f(x))[i] over the class-i training images (Eq. 3).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Optional
+
+from .errors import ConfigError, ProjectError
+from .store import Project
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    k: float = 0.5  # per class: a count (>= 1) or a fraction of the class's training images (< 1)
+    ti_size: int = 30  # images per class for textual inversion (paper: 20-40; 0 = plain prompt)
+    ti_source: str = "high_loss"  # high_loss (no group labels) | val_minority (val group labels)
+
+    def __post_init__(self) -> None:
+        if not self.k > 0:
+            raise ConfigError(f"k must be a positive count or fraction, got {self.k}")
+        if self.k >= 1 and self.k != int(self.k):
+            raise ConfigError(f"k >= 1 is a count and must be a whole number, got {self.k}")
+        if self.ti_size < 0:
+            raise ConfigError(f"ti_size must be >= 0, got {self.ti_size}")
+        if self.ti_source not in ("high_loss", "val_minority"):
+            raise ConfigError(f"ti_source must be 'high_loss' or 'val_minority', got {self.ti_source!r}")
+
+
+@dataclass(frozen=True)
+class SelectionSummary:
+    erm_model_id: int
+    sources: dict[int, int]  # class -> |D_i|
+    inversion: dict[int, int]  # class -> TI set size
+    Psi: dict[int, float]  # Eq. 3
+
+
+def _scored_train_rows(project: Project, model_id: int) -> list[dict]:
+    rows = list(project.db.query(
+        "select id, label, attr, erm_loss, erm_probs, erm_model_id from samples where split = 'train' order by id"))
+    stale = [r["id"] for r in rows if r["erm_model_id"] != model_id or r["erm_loss"] is None]
+    if stale:
+        raise ProjectError(f"{len(stale)} training samples have no loss from ERM model {model_id} "
+                           f"(first ids {stale[:5]}); re-run `ddb erm train` or `ddb erm load`")
+    return rows
+
+
+def minority_attr(project: Project, label: int) -> Optional[int]:
+    """The spurious attribute value least common among class ``label``'s training images."""
+    counts = {a: n for (y, a), n in project.group_counts("train").items() if y == label}
+    return min(counts, key=counts.get) if counts else None
+
+
+def select(project: Project, cfg: SelectionConfig = SelectionConfig()) -> SelectionSummary:
+    """Choose D_i and the inversion set per class, compute Ψ_i; replaces earlier selections."""
+    erm = project.active_erm()
+    rows = _scored_train_rows(project, erm["id"])
+    n_classes = len(project.class_names)
+    sources, inversion, psi = {}, {}, {}
+    out_rows, stats = [], []
+    for label in range(n_classes):
+        cls = sorted((r for r in rows if r["label"] == label), key=lambda r: (r["erm_loss"], r["id"]))
+        if not cls:
+            raise ProjectError(f"class {label} ({project.class_names[label]!r}) has no training image")
+        k = int(cfg.k) if cfg.k >= 1 else max(1, round(cfg.k * len(cls)))
+        chosen = cls[:min(k, len(cls))]
+        out_rows += [{"erm_model_id": erm["id"], "purpose": "source", "label": label, "sample_id": r["id"],
+                      "rank": i, "loss": r["erm_loss"]} for i, r in enumerate(chosen)]
+        sources[label] = len(chosen)
+        if cfg.ti_source == "high_loss":
+            ti = list(reversed(cls))[:cfg.ti_size]
+        else:
+            attr = minority_attr(project, label)
+            if attr is None:
+                raise ConfigError("ti_source 'val_minority' needs group labels; this dataset has none")
+            ti = list(project.db.query(
+                "select id, erm_loss from samples where split = 'val' and label = ? and attr = ? order by id limit ?",
+                [label, attr, cfg.ti_size]))
+        out_rows += [{"erm_model_id": erm["id"], "purpose": "inversion", "label": label, "sample_id": r["id"],
+                      "rank": i, "loss": r["erm_loss"]} for i, r in enumerate(ti)]
+        inversion[label] = len(ti)
+        # Eq. 3: Psi_i = mean over class-i training images of softmax(f(x))[i].
+        psi[label] = sum(json.loads(r["erm_probs"])[label] for r in cls) / len(cls)
+        stats.append({"erm_model_id": erm["id"], "label": label, "mean_softmax": psi[label], "n": len(cls)})
+    with project.db.atomic():
+        project.db.execute("delete from selections")
+        project.db.execute("delete from class_stats where erm_model_id = ?", [erm["id"]])
+        project.db["selections"].insert_all(out_rows)
+        project.db["class_stats"].insert_all(stats)
+        project.set_meta("selection_config", asdict(cfg))
+    return SelectionSummary(erm["id"], sources, inversion, psi)
+
+
+def selected(project: Project, purpose: str, label: int) -> list[dict]:
+    """Selected samples of one class (with path and label), in rank order."""
+    return list(project.db.query(
+        "select s.*, sel.rank, sel.loss as selection_loss from selections sel join samples s on s.id = sel.sample_id "
+        "where sel.purpose = ? and sel.label = ? order by sel.rank", [purpose, label]))
+
+
+def class_softmax_means(project: Project) -> dict[int, float]:
+    """Ψ_i (Eq. 3) of the active ERM model, per class."""
+    erm_id = project.active_erm_id
+    rows = project.db.query("select label, mean_softmax from class_stats where erm_model_id = ?", [erm_id])
+    out = {r["label"]: r["mean_softmax"] for r in rows}
+    if not out:
+        raise ProjectError("Ψ is not computed yet for the active ERM model: run `ddb select` first")
+    return out
