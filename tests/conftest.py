@@ -38,3 +38,35 @@ def tiny_project(tiny_dataset, tmp_path):
 def db_dump(project) -> str:
     """The whole database as SQL text, to check that a failed operation changed nothing."""
     return "\n".join(project.db.conn.iterdump())
+
+
+@pytest.fixture(scope="session")
+def scored_project_template(tiny_dataset, tmp_path_factory):
+    """A tiny project with a 1-epoch ERM model (per-sample scores stored) and a selection. Copy before use."""
+    from ddb_core.api import train_erm
+    from ddb_core.selection import SelectionConfig, select
+    from ddb_core.training import TrainConfig
+
+    root = tmp_path_factory.mktemp("scored") / "proj"
+    project, _ = create_project(root, "waterbirds", tiny_dataset)
+    train_erm(project, TrainConfig(image_size=32, epochs=1, batch_size=16, seed=0))
+    select(project, SelectionConfig(k=4, ti_size=4))
+    project.close()
+    return root
+
+
+@pytest.fixture
+def scored_project(scored_project_template, tmp_path):
+    from ddb_core.store import Project
+
+    dst = tmp_path / "proj"
+    shutil.copytree(scored_project_template, dst)
+    return Project.open(dst)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe_factory():
+    """Builds a fresh tiny random-weight SD inpainting pipeline (64 px) on each call."""
+    from ddb_core.micro_sd import MicroSDConfig, build_pipeline
+
+    return lambda: build_pipeline(MicroSDConfig())

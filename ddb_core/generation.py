@@ -1,0 +1,256 @@
+"""The generation stages as resumable jobs: masks, textual inversion, candidates, scores.
+
+Consumes a project with a selection (``selection.select``), a masker and an inpainter; produces
+rows of ``masks``, ``tokens`` and ``candidates`` and their files under the project folder:
+
+    masks/<backend>-<params hash>/<sample id>.png       255 = repaint
+    tokens/<token>.safetensors                         diffusers textual-inversion format
+    candidates/<i>-<j>/<candidate key>.png             the generated image x'
+    ig/<candidate id>.npy                              the IG map (channels summed)
+
+Every unit is written atomically: files first (temporary name, then rename), then its DB rows in
+one transaction, so a killed job leaves no half-written row and at most the batch in flight is
+lost. Re-running a job skips what is finished (candidates by their unique key). Jobs can be
+cancelled between batches and report progress (done/total, rate, ETA).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+
+from .errors import ConfigError, ProjectError
+from .imaging import load_mask, load_rgb
+from .inpainting import InpaintConfig, Inpainter, prompt_for
+from .inversion import InversionConfig, class_token, learn_token, save_embedding
+from .masking import Masker, MaskResult, params_hash
+from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
+from .selection import selected
+from .store import Project, file_sha256, now
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _rel(project: Project, path: Path) -> str:
+    return os.path.relpath(path, project.root)
+
+
+def directions(project: Project, pairs: Optional[Sequence[tuple[int, int]]] = None) -> list[tuple[int, int]]:
+    """The generation directions i -> i': given pairs, or both directions of a binary dataset."""
+    n = len(project.class_names)
+    if pairs:
+        for i, j in pairs:
+            if not (0 <= i < n and 0 <= j < n) or i == j:
+                raise ConfigError(f"direction {i}->{j} is not a pair of two different classes in 0..{n - 1}")
+        return list(pairs)
+    if n != 2:
+        raise ConfigError(f"the dataset has {n} classes: choose the directions (pairs i->j) to generate")
+    return [(0, 1), (1, 0)]
+
+
+def object_word(project: Project, label: int) -> str:
+    prompts = project.get_meta("object_prompt") or {}
+    name = project.class_names[label]
+    return prompts.get(name, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# masks
+
+
+def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, batch_size: int = 16,
+                  on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> dict[int, dict]:
+    """Mask rows (sample id -> row) for ``sample_rows``, computing and storing the missing ones."""
+    params = masker.params()
+    ph = params_hash(params)
+    folder = project.root / "masks" / f"{masker.name}-{ph}"
+    have = {r["sample_id"]: r for r in project.db.query(
+        "select * from masks where backend = ? and params_hash = ?", [masker.name, ph])}
+    todo = [s for s in sample_rows if s["id"] not in have]
+    tracker = ProgressTracker(f"mask ({masker.name})", len(sample_rows), on_progress, len(sample_rows) - len(todo))
+    for start in range(0, len(todo), batch_size):
+        check_cancel(cancel, "between mask batches")
+        batch = todo[start:start + batch_size]
+        images = [load_rgb(project.dataset_path(s["path"])) for s in batch]
+        results: list[MaskResult] = []
+        for s, img in zip(batch, images):  # one prompt per class; maskers batch internally when they can
+            results += masker.mask([img], object_word(project, s["label"]), samples=[s])
+        rows = []
+        for s, res in zip(batch, results):
+            path = None
+            if res.status == "ok":
+                path = folder / f"{s['id']}.png"
+                _write_png(path, res.mask)
+            rows.append({"sample_id": s["id"], "backend": masker.name, "params_hash": ph,
+                         "params": json.dumps({**params, "boxes": res.boxes, "detail": res.detail}),
+                         "status": res.status, "score": res.score, "area": res.area,
+                         "path": _rel(project, path) if path else None, "created_at": now()})
+        with project.db.atomic():
+            project.db["masks"].insert_all(rows)
+        for r in project.db.query(f"select * from masks where backend = ? and params_hash = ? and sample_id in "
+                                  f"({','.join('?' * len(batch))})", [masker.name, ph, *[s['id'] for s in batch]]):
+            have[r["sample_id"]] = r
+        tracker.update(tracker.done + len(batch), f"{sum(r['status'] == 'ok' for r in rows)}/{len(rows)} found")
+    return {s["id"]: have[s["id"]] for s in sample_rows}
+
+
+# ---------------------------------------------------------------------------------------------
+# textual inversion
+
+
+def invert_classes(project: Project, inpainter: Inpainter, labels: Sequence[int], cfg: InversionConfig = InversionConfig(),
+                   on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> dict[int, int]:
+    """Learn and store one token per class in ``labels``; returns class -> tokens row id."""
+    out = {}
+    for label in labels:
+        rows = selected(project, "inversion", label)
+        if not rows:
+            raise ProjectError(f"class {label} has no inversion images selected (ti_size 0?); generation will use the plain prompt")
+        images = [load_rgb(project.dataset_path(r["path"])) for r in rows]
+        token = class_token(project.class_names[label])
+        res = learn_token(inpainter.pipe, images, token, object_word(project, label),
+                          init_word=object_word(project, label), cfg=cfg, on_progress=on_progress, cancel=cancel)
+        path = save_embedding(project.root / "tokens" / f"{token.strip('<>')}-{int(time.time())}.safetensors", token, res.embedding)
+        inpainter.tokens[token] = res.embedding
+        out[label] = project.db["tokens"].insert({
+            "label": label, "token": token, "path": _rel(project, path), "sha256": file_sha256(path),
+            "model_ref": inpainter.model_ref, "config": json.dumps({**asdict(cfg), "n_images": len(images)}),
+            "loss_curve": json.dumps([round(x, 5) for x in res.loss_curve]), "created_at": now()}).last_pk
+    return out
+
+
+def latest_token(project: Project, label: int) -> Optional[dict]:
+    rows = list(project.db.query("select * from tokens where label = ? order by id desc limit 1", [label]))
+    return rows[0] if rows else None
+
+
+# ---------------------------------------------------------------------------------------------
+# candidates
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    seed: int = 0  # candidate seed = seed * 1_000_003 + source sample id * 31 + target class
+    use_tokens: bool = True  # prompt with the target class's learned token when one exists
+    method: str = "ddb"
+
+    def candidate_seed(self, source_id: int, target: int) -> int:
+        return (self.seed * 1_000_003 + source_id * 31 + target) % (2**31 - 1)
+
+
+def candidate_key(method: str, source_id: int, i: int, j: int, variant: int = 0) -> str:
+    return f"{method}:{source_id}:{i}->{j}:{variant}"
+
+
+def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Optional[Sequence[tuple[int, int]]] = None,
+             cfg: GenerationConfig = GenerationConfig(), inpaint: InpaintConfig = InpaintConfig(),
+             on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> dict[str, dict[str, int]]:
+    """Generate the candidates of each direction; skips finished ones. Returns counts per direction."""
+    summary = {}
+    erm_id = project.active_erm_id
+    for i, j in directions(project, pairs):
+        sources = selected(project, "source", i)
+        if not sources:
+            raise ProjectError(f"no source images selected for class {i}: run `ddb select` first")
+        masks = compute_masks(project, masker, sources, on_progress=on_progress, cancel=cancel)
+        token_row = latest_token(project, j) if cfg.use_tokens else None
+        token = None
+        if token_row:
+            token = token_row["token"]
+            if token not in inpainter.tokens:
+                inpainter.load_token(project.project_path(token_row["path"]), token)
+        prompt = prompt_for(inpaint.template, object_word(project, j), token)
+        done_keys = {r["key"] for r in project.db.query(
+            "select key from candidates where method = ? and source_label = ? and target_label = ?", [cfg.method, i, j])}
+        todo = [s for s in sources if masks[s["id"]]["status"] == "ok"
+                and candidate_key(cfg.method, s["id"], i, j) not in done_keys]
+        n_ok = sum(masks[s["id"]]["status"] == "ok" for s in sources)
+        tracker = ProgressTracker(f"generate {i}->{j}", n_ok, on_progress, n_ok - len(todo))
+        for start in range(0, len(todo), inpaint.batch_size):
+            check_cancel(cancel, f"between generation batches of {i}->{j}")
+            batch = todo[start:start + inpaint.batch_size]
+            t0 = time.monotonic()
+            images = [load_rgb(project.dataset_path(s["path"])) for s in batch]
+            mask_arrays = [load_mask(project.project_path(masks[s["id"]]["path"]), images[k].shape[0]) for k, s in enumerate(batch)]
+            seeds = [cfg.candidate_seed(s["id"], j) for s in batch]
+            outs = inpainter.inpaint(images, mask_arrays, [prompt] * len(batch), seeds, inpaint)
+            seconds = (time.monotonic() - t0) / len(batch)
+            rows = []
+            for s, out, seed in zip(batch, outs, seeds):
+                key = candidate_key(cfg.method, s["id"], i, j)
+                path = project.root / "candidates" / f"{i}-{j}" / f"{key.replace(':', '_').replace('->', '-')}.png"
+                _write_png(path, out)
+                m = masks[s["id"]]
+                rows.append({
+                    "key": key, "method": cfg.method, "source_id": s["id"], "source_label": i, "target_label": j,
+                    "mask_id": m["id"], "path": _rel(project, path), "seed": seed, "prompt": prompt, "created_at": now(),
+                    "provenance": json.dumps({
+                        "masker": m["backend"], "mask_params": json.loads(m["params"]), "mask_score": m["score"],
+                        "token": token, "token_sha256": token_row["sha256"] if token_row else None,
+                        "model": inpainter.model_ref, "model_sha256": inpainter.model_sha, "erm_model_id": erm_id,
+                        "inpaint": asdict(inpaint), "seconds": round(seconds, 3)}),
+                })
+            with project.db.atomic():
+                project.db["candidates"].insert_all(rows)
+            tracker.update(tracker.done + len(batch), f"{seconds:.2f}s per image")
+        summary[f"{i}->{j}"] = {"sources": len(sources), "no_detection": len(sources) - n_ok,
+                                "candidates": project.db.execute(
+                                    "select count(*) from candidates where method = ? and source_label = ? and target_label = ?",
+                                    [cfg.method, i, j]).fetchone()[0]}
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# scores
+
+
+def score(project: Project, *, n_steps: int = 50, internal_batch_size: int = 16, batch_size: int = 8,
+          on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> int:
+    """Compute ψ, ρ and the IG map of every unscored candidate with the active ERM model."""
+    from .models import load_classifier
+    from .scoring import score_candidates
+
+    erm = project.active_erm()
+    model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])
+    todo = list(project.db.query(
+        "select c.id, c.source_label, c.target_label, c.path, s.path as source_path, m.path as mask_path "
+        "from candidates c join samples s on s.id = c.source_id join masks m on m.id = c.mask_id "
+        "where c.psi is null order by c.id"))
+    total = project.db.execute("select count(*) from candidates").fetchone()[0]
+    tracker = ProgressTracker("score", total, on_progress, total - len(todo))
+    ig_dir = project.root / "ig"
+    ig_dir.mkdir(exist_ok=True)
+    for start in range(0, len(todo), batch_size):
+        check_cancel(cancel, "between scoring batches")
+        batch = todo[start:start + batch_size]
+        src = np.stack([load_rgb(project.dataset_path(r["source_path"])) for r in batch])
+        gen = np.stack([load_rgb(project.project_path(r["path"]), src.shape[1]) for r in batch])
+        msk = np.stack([load_mask(project.project_path(r["mask_path"]), src.shape[1]) for r in batch])
+        scores = score_candidates(model, src, gen, msk, [r["source_label"] for r in batch], [r["target_label"] for r in batch],
+                                  erm["image_size"], n_steps=n_steps, internal_batch_size=internal_batch_size)
+        updates = []
+        for r, sc in zip(batch, scores):
+            path = ig_dir / f"{r['id']}.npy"
+            tmp = ig_dir / f"{r['id']}.tmp.npy"
+            np.save(tmp, sc.ig_map)
+            os.replace(tmp, path)
+            updates.append((sc.psi, sc.rho, sc.ig_delta, _rel(project, path), json.dumps(sc.probs_source),
+                            json.dumps(sc.probs_generated), now(), r["id"]))
+        with project.db.atomic():
+            project.db.conn.executemany(
+                "update candidates set psi = ?, rho = ?, ig_delta = ?, ig_path = ?, probs_source = ?, "
+                "probs_generated = ?, scored_at = ? where id = ?", updates)
+        tracker.update(tracker.done + len(batch))
+    return len(todo)

@@ -1,0 +1,172 @@
+"""Textual inversion (Eq. 1): learn one token embedding [C_i] per class.
+
+Consumes an SD inpainting pipeline (real SD2-inpainting or the demo's micro model) and a class's
+inversion images (RGB uint8 HWC, from ``selection``); produces ``learned_embeds.safetensors`` in the
+diffusers format (``{token: embedding}``, loadable with ``pipe.load_textual_inversion``) and the
+loss curve. Only the new token's embedding row is trained; the UNet, the VAE and the rest of the
+text encoder stay frozen. The objective is the inpainting denoising loss: the UNet sees the noisy
+latents, the mask and the masked-image latents (its 9 input channels), with masks that are the
+whole image half of the time and a random box otherwise, and prompts from a few templates.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, ModelError
+from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
+
+TEMPLATES = ("a photo of a {token} {name}", "a picture of a {token} {name}", "an image of the {token} {name}",
+             "a photo of the {token} {name}")
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    steps: int = 400  # optimisation steps
+    lr: float = 5e-3
+    batch_size: int = 4
+    seed: int = 0
+    templates: tuple[str, ...] = TEMPLATES
+    full_mask_share: float = 0.5  # share of steps whose mask is the whole image (else a random box)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0 <= self.full_mask_share <= 1:
+            raise ConfigError(f"full_mask_share must be in [0, 1], got {self.full_mask_share}")
+        for t in self.templates:
+            if "{token}" not in t or "{name}" not in t:
+                raise ConfigError(f"every template needs {{token}} and {{name}}, got {t!r}")
+
+
+@dataclass
+class InversionResult:
+    token: str
+    embedding: "torch.Tensor"
+    loss_curve: list[float]
+    seconds: float
+
+
+def add_token(pipe, token: str, init_word: str) -> int:
+    """Add ``token`` to the tokenizer, initialised from the mean embedding of ``init_word``'s tokens."""
+    import torch
+
+    tok, enc = pipe.tokenizer, pipe.text_encoder
+    if token in tok.get_vocab():
+        raise ModelError(f"token {token} is already in the tokenizer; use a new placeholder or a fresh pipeline")
+    init_ids = tok(init_word, add_special_tokens=False).input_ids
+    if not init_ids:
+        raise ConfigError(f"init word {init_word!r} tokenises to nothing")
+    tok.add_tokens([token])
+    token_id = tok.convert_tokens_to_ids(token)
+    enc.resize_token_embeddings(len(tok), mean_resizing=False)
+    emb = enc.get_input_embeddings().weight
+    with torch.no_grad():
+        emb[token_id] = emb[init_ids].mean(0)
+    return token_id
+
+
+def _random_masks(rng: np.random.Generator, n: int, size: int, full_share: float) -> np.ndarray:
+    masks = np.zeros((n, 1, size, size), np.float32)
+    for i in range(n):
+        if rng.uniform() < full_share:
+            masks[i] = 1
+        else:
+            h, w = (rng.uniform(0.3, 0.8, 2) * size).astype(int)
+            y, x = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
+            masks[i, :, y:y + h, x:x + w] = 1
+    return masks
+
+
+def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_word: Optional[str] = None,
+                cfg: InversionConfig = InversionConfig(), on_progress: Optional[ProgressFn] = None,
+                cancel: Optional[CancelToken] = None) -> InversionResult:
+    """Learn the embedding of ``token`` from ``images`` (adds the token to ``pipe``)."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    if len(images) == 0:
+        raise ConfigError(f"textual inversion of {token} needs at least one image")
+    t0 = time.monotonic()
+    vae, unet, enc, tok, sched = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler
+    device = unet.device
+    token_id = add_token(pipe, token, init_word or name.split()[-1])
+    for module in (vae, unet, enc):
+        module.requires_grad_(False)
+    emb = enc.get_input_embeddings()
+    emb.weight.requires_grad_(True)
+    frozen_rows = emb.weight.detach().clone()
+    opt = torch.optim.AdamW([emb.weight], lr=cfg.lr, weight_decay=0.0)
+    res = int(unet.config.sample_size * pipe.vae_scale_factor)
+    pixels = torch.from_numpy(np.stack([np.asarray(Image.fromarray(im).resize((res, res), Image.BICUBIC)) for im in images]))
+    pixels = pixels.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # N x 3 x res x res in [-1, 1]
+    rng = np.random.default_rng(cfg.seed)
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    n_train_steps = sched.config.num_train_timesteps
+    alphas = sched.alphas_cumprod.to(device)
+    prediction = sched.config.get("prediction_type", "epsilon")
+    scale = vae.config.scaling_factor
+    dtype = unet.dtype
+    curve: list[float] = []
+    tracker = ProgressTracker(f"invert {token}", cfg.steps, on_progress)
+    vae.eval(), unet.eval(), enc.train()
+    for step in range(cfg.steps):
+        check_cancel(cancel, f"at step {step} of textual inversion for {token}")
+        idx = rng.integers(0, len(pixels), cfg.batch_size)
+        x = pixels[idx].to(device, dtype)
+        m = torch.from_numpy(_random_masks(rng, cfg.batch_size, res, cfg.full_mask_share)).to(device, dtype)
+        with torch.no_grad():
+            latents = vae.encode(x).latent_dist.sample(generator=None) * scale
+            masked = vae.encode(x * (1 - m)).latent_dist.mode() * scale
+        lat_mask = F.interpolate(m, size=latents.shape[-2:], mode="nearest")
+        noise = torch.randn(latents.shape, generator=gen).to(device, dtype)
+        t = torch.randint(0, n_train_steps, (cfg.batch_size,), generator=gen).to(device)
+        a = alphas[t].view(-1, 1, 1, 1).to(dtype)
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        prompts = [cfg.templates[int(rng.integers(len(cfg.templates)))].format(token=token, name=name) for _ in range(cfg.batch_size)]
+        ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+        cond = enc(ids.to(device))[0].to(dtype)
+        pred = unet(torch.cat([noisy, lat_mask, masked], 1), t, encoder_hidden_states=cond).sample
+        target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * latents
+        loss = F.mse_loss(pred.float(), target.float())  # Eq. 1
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():  # only the new token's row may change
+            keep = torch.ones(emb.weight.shape[0], dtype=torch.bool, device=emb.weight.device)
+            keep[token_id] = False
+            emb.weight[keep] = frozen_rows[keep].to(emb.weight.dtype)
+        curve.append(float(loss.item()))
+        tracker.update(step + 1, f"loss {np.mean(curve[-20:]):.4f}")
+    emb.weight.requires_grad_(False)
+    enc.eval()
+    learned = emb.weight[token_id].detach().float().cpu().clone()
+    return InversionResult(token, learned, curve, time.monotonic() - t0)
+
+
+def save_embedding(path: str | Path, token: str, embedding) -> Path:
+    """Write ``{token: embedding}`` as safetensors (the diffusers textual-inversion format)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({token: embedding.contiguous()}, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def class_token(name: str) -> str:
+    """The placeholder token of a class, e.g. ``<waterbird>``."""
+    return "<" + "-".join(name.lower().split()) + ">"

@@ -1,0 +1,291 @@
+"""Selection, inpainting, textual inversion, masking, scoring, pruning and resumable jobs."""
+
+import json
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from ddb_core.errors import ConfigError, ModelError, WeightsUnavailableError
+from ddb_core.generation import GenerationConfig, compute_masks, generate, invert_classes, score
+from ddb_core.inpainting import InpaintConfig, Inpainter
+from ddb_core.inversion import InversionConfig, learn_token, save_embedding
+from ddb_core.masking import GrabCutMasker, LangSAMMasker, ProvidedMasker, build_masker, sam_predictor
+from ddb_core.pruning import auto_keep, decisions, set_decision, set_thresholds, summary, thresholds, undo
+from ddb_core.scoring import score_candidates
+from ddb_core.selection import SelectionConfig, class_softmax_means, select, selected
+
+FAST = InpaintConfig(steps=2, guidance=2.0, batch_size=4)
+
+
+# -- selection ----------------------------------------------------------------------------------
+
+def test_selection_takes_the_lowest_per_sample_losses_and_computes_Psi(scored_project):
+    summary_ = select(scored_project, SelectionConfig(k=0.25, ti_size=3))
+    for label in (0, 1):
+        train = [r for r in scored_project.samples("train") if r["label"] == label]
+        by_loss = sorted(train, key=lambda r: (r["erm_loss"], r["id"]))
+        chosen = selected(scored_project, "source", label)
+        assert [r["id"] for r in chosen] == [r["id"] for r in by_loss[:round(0.25 * len(train))]]
+        assert [r["id"] for r in selected(scored_project, "inversion", label)] == [r["id"] for r in by_loss[::-1][:3]]
+        hand = sum(json.loads(r["erm_probs"])[label] for r in train) / len(train)  # Eq. 3
+        assert class_softmax_means(scored_project)[label] == pytest.approx(hand)
+        assert summary_.Psi[label] == pytest.approx(hand)
+    with pytest.raises(ConfigError, match="whole number"):
+        SelectionConfig(k=2.5)
+
+
+def test_val_minority_inversion_set_uses_the_rarest_group(scored_project):
+    select(scored_project, SelectionConfig(k=2, ti_size=50, ti_source="val_minority"))
+    rows = selected(scored_project, "inversion", 1)
+    assert rows and all(r["split"] == "val" and r["label"] == 1 and r["attr"] == 0 for r in rows)  # waterbird on land
+
+
+# -- inpainting and textual inversion --------------------------------------------------------
+
+def test_tiny_pipeline_inpaints_and_keeps_pixels_outside_the_mask(tiny_pipe_factory):
+    inp = Inpainter(tiny_pipe_factory())
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    m = np.zeros((32, 32), np.uint8)
+    m[8:20, 10:24] = 255
+    out = inp.inpaint(imgs, [m, m], ["a photo of a bird"] * 2, [1, 2], FAST)
+    for src, o in zip(imgs, out):
+        assert o.shape == src.shape and o.dtype == np.uint8
+        assert np.array_equal(o[m == 0], src[m == 0])  # paste-back: the spurious part is exactly preserved
+        assert (o[m == 255] != src[m == 255]).mean() > 0.5
+    again = inp.inpaint(imgs[:1], [m], ["a photo of a bird"], [1], FAST)[0]
+    assert np.array_equal(again, out[0])  # the seed fixes the result
+    raw = inp.inpaint(imgs[:1], [m], ["a photo of a bird"], [1], replace(FAST, paste_back=False))[0]
+    assert not np.array_equal(raw[m == 0], imgs[0][m == 0])
+
+
+def test_textual_inversion_learns_saves_and_reloads(tiny_pipe_factory, tmp_path):
+    pipe = tiny_pipe_factory()
+    emb_before = pipe.text_encoder.get_input_embeddings().weight.detach().clone()
+    imgs = [np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(3)]
+    res = learn_token(pipe, imgs, "<waterbird>", "bird", cfg=InversionConfig(steps=3, batch_size=2, lr=0.05))
+    tid = pipe.tokenizer.convert_tokens_to_ids("<waterbird>")
+    emb_after = pipe.text_encoder.get_input_embeddings().weight.detach()
+    init = emb_before[pipe.tokenizer("bird", add_special_tokens=False).input_ids].mean(0)
+    assert not torch.allclose(emb_after[tid], init)  # the embedding changed
+    assert torch.equal(emb_after[: emb_before.shape[0]], emb_before)  # nothing else did
+    assert len(res.loss_curve) == 3
+    path = save_embedding(tmp_path / "wb.safetensors", "<waterbird>", res.embedding)
+
+    fresh = tiny_pipe_factory()
+    fresh.load_textual_inversion(str(path), token="<waterbird>")  # diffusers' own loader reads the file
+    row = fresh.text_encoder.get_input_embeddings().weight[fresh.tokenizer.convert_tokens_to_ids("<waterbird>")]
+    assert torch.allclose(row, res.embedding)
+
+    inp = Inpainter(tiny_pipe_factory())
+    with pytest.raises(ModelError, match="not in the tokenizer"):
+        inp.verify_token("<waterbird>")
+    with pytest.raises(ModelError, match="does not exist"):
+        inp.load_token(tmp_path / "missing.safetensors", "<waterbird>")
+    inp.load_token(path, "<waterbird>")
+    inp.verify_token("<waterbird>")
+    with torch.no_grad():  # an embedding that is not the learned one is caught before generation
+        inp.pipe.text_encoder.get_input_embeddings().weight[inp.pipe.tokenizer.convert_tokens_to_ids("<waterbird>")] += 1
+    with pytest.raises(ModelError, match="differs from the learned one"):
+        inp.inpaint([imgs[0]], [np.full((32, 32), 255, np.uint8)], ["a photo of a <waterbird> bird"], [0], FAST)
+
+
+def test_missing_inpainting_model_names_the_model(tmp_path):
+    with pytest.raises(WeightsUnavailableError, match="stable-diffusion-2-inpainting"):
+        Inpainter.load("stabilityai/stable-diffusion-2-inpainting", device="cpu")
+    (tmp_path / "broken").mkdir()
+    with pytest.raises(ModelError, match="model_index.json is missing"):
+        Inpainter.load(str(tmp_path / "broken"), device="cpu")
+
+
+# -- masking ----------------------------------------------------------------------------------
+
+def test_langsam_plumbing_with_tiny_models(tmp_path):
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from tiny_langsam import build_tiny_dino, build_tiny_sam_predictor
+
+    dino = build_tiny_dino(tmp_path / "dino")
+    masker = LangSAMMasker.load(dino=str(dino), sam=build_tiny_sam_predictor(), device="cpu",
+                                box_threshold=0.0, text_threshold=0.0)
+    img = np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)
+    res = masker.mask([img], "bird")[0]
+    assert res.status == "ok" and res.mask.shape == (48, 40) and set(np.unique(res.mask)) <= {0, 255}
+    assert res.boxes == sorted(res.boxes, key=lambda b: -b[4]) and res.score == res.boxes[0][4]
+    masker.box_choice = "union"
+    union = masker.mask([img], "bird")[0]
+    assert union.area >= res.area
+    masker.box_threshold = 1.0
+    none = masker.mask([img], "bird")[0]
+    assert none.status == "no_detection" and none.mask is None
+
+
+def test_langsam_offline_names_every_missing_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("DDB_SAM_DIR", str(tmp_path / "sam"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError) as err:
+        LangSAMMasker.load(dino="IDEA-Research/grounding-dino-tiny", sam="sam_vit_b", device="cpu")
+    msg = str(err.value)
+    assert "IDEA-Research/grounding-dino-tiny" in msg and "sam_vit_b_01ec64.pth" in msg and str(tmp_path / "sam") in msg
+
+
+def test_offline_maskers_on_demo_images(scored_project):
+    rows = scored_project.samples("train")[:8]
+    from ddb_core.imaging import load_mask, load_rgb
+
+    imgs = [load_rgb(scored_project.dataset_path(r["path"])) for r in rows]
+    gts = [load_mask(scored_project.dataset_path(r["mask_path"])) for r in rows]
+    provided = ProvidedMasker(scored_project.dataset_path).mask(imgs, "bird", rows)
+    assert all(np.array_equal(p.mask, g) for p, g in zip(provided, gts))
+    iou = lambda a, b: ((a == 255) & (b == 255)).sum() / max(1, ((a == 255) | (b == 255)).sum())
+    grab = GrabCutMasker(init="box").mask(imgs, "bird")
+    assert np.mean([iou(r.mask, g) if r.mask is not None else 0 for r, g in zip(grab, gts)]) > 0.2
+    gc = build_masker("gradcam", project=scored_project, threshold=0.5)
+    cams = gc.mask(imgs, "bird")
+    assert all(r.mask is None or set(np.unique(r.mask)) <= {0, 255} for r in cams)
+    gc.keep_high = True  # SCGS convention: the high-attribution region is kept, the rest repainted
+    inverted = gc.mask(imgs, "bird")
+    for a, b in zip(cams, inverted):
+        if a.mask is not None and b.mask is not None:
+            assert not ((a.mask == 255) & (b.mask == 255)).any()
+
+
+# -- scoring ----------------------------------------------------------------------------------
+
+def toy_classifier():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.AdaptiveAvgPool2d(2),
+                               torch.nn.Flatten(), torch.nn.Linear(16, 2))
+
+
+def test_integrated_gradients_completeness_and_rho_equals_captum():
+    from captum.attr import IntegratedGradients
+
+    from ddb_core.scoring import mask_to_input, to_input
+
+    model = toy_classifier().eval()
+    rng = np.random.default_rng(1)
+    src = rng.integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)
+    gen = src.copy()
+    gen[:, 4:12, 4:12] = rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8)
+    mask = np.zeros((2, 16, 16), np.uint8)
+    mask[:, 4:12, 4:12] = 255
+    scores = score_candidates(model, src, gen, mask, [0, 0], [1, 1], 16, n_steps=200, internal_batch_size=64)
+    x, xp = to_input(src, 16), to_input(gen, 16)
+    with torch.no_grad():
+        diff = model(xp)[:, 1] - model(x)[:, 1]
+    for k, sc in enumerate(scores):
+        assert sc.ig_map.sum() == pytest.approx(float(diff[k]), abs=2e-3)  # completeness
+        assert abs(sc.ig_delta) < 2e-3
+        with torch.no_grad():
+            assert sc.psi == pytest.approx(float(model(xp).softmax(1)[k, 0]), abs=1e-6)
+        assert np.allclose(sc.ig_map[mask[k] == 0], 0)  # x' == x outside the mask
+    direct = IntegratedGradients(model).attribute(xp, baselines=x, target=1, n_steps=200)
+    rho = (direct.sum(1) * mask_to_input(mask, 16)[:, 0]).sum((1, 2))
+    assert [s.rho for s in scores] == pytest.approx(rho.tolist(), abs=1e-4)
+
+
+# -- pruning -----------------------------------------------------------------------------------
+
+def test_pruning_is_monotone_in_each_threshold():
+    rng = np.random.default_rng(0)
+    psi, rho = rng.uniform(0, 1, 500), rng.normal(0, 1, 500)
+    for a, b in [(0.2, 0.5), (0.5, 0.9)]:
+        assert (auto_keep(psi, rho, np.full(500, a), np.zeros(500)) <= auto_keep(psi, rho, np.full(500, b), np.zeros(500))).all()
+        assert (auto_keep(psi, rho, np.full(500, 0.6), np.full(500, b)) <= auto_keep(psi, rho, np.full(500, 0.6), np.full(500, a))).all()
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+def _candidate_rows(project):
+    return [(r["key"], r["source_id"], r["seed"], r["prompt"], r["path"]) for r in
+            project.db.query("select * from candidates order by key")]
+
+
+def test_generation_job_end_to_end_and_resume_after_cancel(scored_project, tiny_pipe_factory, tmp_path):
+    import shutil
+
+    from ddb_core.errors import Cancelled
+    from ddb_core.progress import CancelToken
+    from ddb_core.store import Project
+
+    twin_root = tmp_path / "twin"
+    shutil.copytree(scored_project.root, twin_root)
+    twin = Project.open(twin_root)
+    masker = ProvidedMasker(scored_project.dataset_path)
+    inp = Inpainter(tiny_pipe_factory())
+    invert_classes(scored_project, inp, [0, 1], InversionConfig(steps=2, batch_size=2))
+    tokens = list(scored_project.db.query("select * from tokens"))
+    assert [t["token"] for t in tokens] == ["<landbird>", "<waterbird>"] and json.loads(tokens[0]["loss_curve"])
+
+    # Uninterrupted run.
+    straight = generate(scored_project, inp, masker, inpaint=replace(FAST, batch_size=2))
+    assert straight == {"0->1": {"sources": 4, "no_detection": 0, "candidates": 4},
+                        "1->0": {"sources": 4, "no_detection": 0, "candidates": 4}}
+    row = scored_project.db.execute("select prompt, provenance from candidates where target_label = 1").fetchone()
+    assert row[0] == "a photo of a <waterbird> bird"
+    prov = json.loads(row[1])
+    assert prov["masker"] == "provided" and prov["token_sha256"] == tokens[1]["sha256"] and prov["model_sha256"]
+
+    # The twin project: cancelled after the first batch, then resumed.
+    for t in tokens:
+        twin.db["tokens"].upsert(t, pk="id")
+    shutil.copytree(scored_project.root / "tokens", twin_root / "tokens", dirs_exist_ok=True)
+    token = CancelToken()
+
+    def stop_after_first_batch(p):
+        if p.stage.startswith("generate") and p.done >= 2:
+            token.cancel()
+
+    inp2 = Inpainter(tiny_pipe_factory())
+    with pytest.raises(Cancelled):
+        generate(twin, inp2, masker, inpaint=replace(FAST, batch_size=2), on_progress=stop_after_first_batch, cancel=token)
+    assert len(_candidate_rows(twin)) == 2
+    generate(twin, inp2, masker, inpaint=replace(FAST, batch_size=2))
+    assert _candidate_rows(twin) == _candidate_rows(scored_project)
+    for key, *_rest, path in _candidate_rows(twin):
+        assert np.array_equal(np.asarray(__import__("PIL.Image").Image.open(twin.project_path(path))),
+                              np.asarray(__import__("PIL.Image").Image.open(scored_project.project_path(path))))
+
+    # Scoring and pruning on the stored scores.
+    assert score(scored_project, n_steps=8) == 8
+    assert score(scored_project, n_steps=8) == 0  # finished candidates are skipped
+    cands = list(scored_project.db.query("select * from candidates"))
+    assert all(c["psi"] is not None and np.load(scored_project.project_path(c["ig_path"])).shape == (32, 32) for c in cands)
+    th = thresholds(scored_project)
+    assert set(th["Psi"]) == {0, 1} and set(th["P"]) == {0, 1}
+    loose = set_thresholds(scored_project, Psi={0: 1.1, 1: 1.1}, P={0: -1e9, 1: -1e9})
+    assert all(v["kept"] == v["candidates"] for v in summary(scored_project, loose).values())
+    strict = set_thresholds(scored_project, Psi={0: -1, 1: -1})
+    assert all(v["kept"] == 0 for v in summary(scored_project, strict).values())
+    # Manual overrides win over the automatic decision, are audited, and undo walks them back.
+    cid = cands[0]["id"]
+    set_decision(scored_project, [cid], "accept", who="tester")
+    assert [d.kept for d in decisions(scored_project, "c.id = ?", [cid])] == [True]
+    set_decision(scored_project, [cid], "reject")
+    audit = list(scored_project.db.query("select * from audit order by id"))
+    assert [(a["old"], a["new"], a["who"]) for a in audit] == [(None, "accept", "tester"), ("accept", "reject", "user")]
+    assert undo(scored_project) == cid
+    assert decisions(scored_project, "c.id = ?", [cid])[0].manual == "accept"
+    undo(scored_project)
+    assert decisions(scored_project, "c.id = ?", [cid])[0].manual is None
+
+
+def test_no_detection_is_recorded_not_skipped(scored_project):
+    class NothingMasker:
+        name = "nothing"
+
+        def params(self):
+            return {}
+
+        def mask(self, images, prompt, samples=None):
+            from ddb_core.masking import MaskResult
+
+            return [MaskResult(None, "no_detection", 0.0, detail="test") for _ in images]
+
+    rows = selected(scored_project, "source", 0)
+    masks = compute_masks(scored_project, NothingMasker(), rows)
+    assert all(m["status"] == "no_detection" and m["path"] is None for m in masks.values())
+    assert scored_project.db.execute("select count(*) from masks where status = 'no_detection'").fetchone()[0] == len(rows)
