@@ -116,3 +116,135 @@ def status(project: Project) -> dict:
         out["runs"].append({"id": r["id"], "stage": r["stage"], "status": r["status"], "started_at": r["started_at"],
                             "seconds": r["seconds"], "error": r["error"]})
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation and pruning stages (paper §4.1-4.2).
+
+PIPELINE_DEFAULTS = {"inpaint_model": "stabilityai/stable-diffusion-2-inpainting", "masker": None, "masker_options": {}}
+
+
+def pipeline_settings(project: Project) -> dict:
+    """The project's choices of inpainting model and masker (with defaults filled in)."""
+    s = {**PIPELINE_DEFAULTS, **(project.get_meta("pipeline") or {})}
+    if s["masker"] is None:  # ground-truth masks when the dataset ships them, else text-prompted masks
+        has_masks = project.db.execute("select count(*) from samples where mask_path is null").fetchone()[0] == 0
+        s["masker"] = "provided" if has_masks and project.sample_count() else "langsam"
+    return s
+
+
+def set_pipeline_settings(project: Project, **changes) -> dict:
+    s = {**(project.get_meta("pipeline") or {}), **{k: v for k, v in changes.items() if v is not None}}
+    project.set_meta("pipeline", s)
+    return pipeline_settings(project)
+
+
+def select(project: Project, cfg=None):
+    from .selection import SelectionConfig, select as _select
+
+    return _select(project, cfg or SelectionConfig())
+
+
+def load_inpainter(project: Project, model: Optional[str] = None, device: str = "auto", dtype: str = "auto"):
+    from .inpainting import Inpainter
+
+    return Inpainter.load(model or pipeline_settings(project)["inpaint_model"], device=device, dtype=dtype)
+
+
+def load_masker(project: Project, name: Optional[str] = None, options: Optional[dict] = None):
+    from .masking import build_masker
+
+    s = pipeline_settings(project)
+    name = name or s["masker"]
+    opts = options if options is not None else (s["masker_options"] if name == s["masker"] else {})
+    return build_masker(name, project=project, **opts)
+
+
+def invert(project: Project, labels=None, cfg=None, *, inpainter=None, on_progress=None, cancel=None) -> dict[int, int]:
+    from .generation import invert_classes
+    from .inversion import InversionConfig
+
+    labels = list(range(len(project.class_names))) if labels is None else list(labels)
+    return invert_classes(project, inpainter or load_inpainter(project), labels, cfg or InversionConfig(),
+                          on_progress=on_progress, cancel=cancel)
+
+
+def compute_masks(project: Project, *, masker=None, labels=None, on_progress=None, cancel=None) -> dict[str, int]:
+    from .generation import compute_masks as _compute
+    from .selection import selected
+
+    masker = masker or load_masker(project)
+    labels = range(len(project.class_names)) if labels is None else labels
+    counts = {"ok": 0, "no_detection": 0}
+    for label in labels:
+        rows = selected(project, "source", label)
+        for m in _compute(project, masker, rows, on_progress=on_progress, cancel=cancel).values():
+            counts[m["status"]] = counts.get(m["status"], 0) + 1
+    return counts
+
+
+def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=None, masker=None,
+             on_progress=None, cancel=None) -> dict:
+    from .generation import GenerationConfig, generate as _generate
+    from .inpainting import InpaintConfig
+
+    inpaint = inpaint or InpaintConfig(model=pipeline_settings(project)["inpaint_model"])
+    inpainter = inpainter or load_inpainter(project, inpaint.model, inpaint.device, inpaint.dtype)
+    return _generate(project, inpainter, masker or load_masker(project), pairs, cfg or GenerationConfig(), inpaint,
+                     on_progress=on_progress, cancel=cancel)
+
+
+def score(project: Project, n_steps: int = 50, internal_batch_size: int = 16, on_progress=None, cancel=None) -> int:
+    from .generation import score as _score
+
+    return _score(project, n_steps=n_steps, internal_batch_size=internal_batch_size, on_progress=on_progress, cancel=cancel)
+
+
+def prune(project: Project, Psi: Optional[dict] = None, P: Optional[dict] = None) -> tuple[dict, dict]:
+    """Save any given thresholds; return (thresholds, per-direction counts)."""
+    from .pruning import set_thresholds, summary, thresholds
+
+    th = set_thresholds(project, Psi, P) if (Psi or P) else thresholds(project)
+    return th, summary(project, th)
+
+
+RUN_SECTIONS = ("selection", "inversion", "masker", "generation", "inpaint", "scoring", "prune")
+
+
+def run_pipeline(project: Project, config: dict, *, on_progress=None, cancel=None) -> dict:
+    """select → invert → mask → generate → score → prune, from one config dict (see README).
+
+    Every stage skips finished work, so running the same config again resumes.
+    """
+    from .errors import ConfigError
+    from .generation import GenerationConfig
+    from .inpainting import InpaintConfig
+    from .inversion import InversionConfig
+    from .selection import SelectionConfig
+
+    unknown = set(config) - set(RUN_SECTIONS)
+    if unknown:
+        raise ConfigError(f"unknown section(s) {', '.join(sorted(unknown))} in the run config; known: {', '.join(RUN_SECTIONS)}")
+
+    def build(cls, section):
+        try:
+            return cls(**config.get(section, {}))
+        except TypeError as e:
+            raise ConfigError(f"run config section {section!r}: {e}") from e
+
+    sel, inv, gen, inp = (build(SelectionConfig, "selection"), build(InversionConfig, "inversion"),
+                          build(GenerationConfig, "generation"), build(InpaintConfig, "inpaint"))
+    masker_cfg = dict(config.get("masker", {}))
+    out = {"selection": select(project, sel).__dict__}
+    inpainter = load_inpainter(project, inp.model, inp.device, inp.dtype)
+    if config.get("inversion", {}) is not None and sel.ti_size > 0:
+        out["tokens"] = invert(project, cfg=inv, inpainter=inpainter, on_progress=on_progress, cancel=cancel)
+    masker = load_masker(project, masker_cfg.pop("name", None), masker_cfg or None)
+    out["generation"] = generate(project, config.get("pairs"), gen, inp, inpainter=inpainter, masker=masker,
+                                 on_progress=on_progress, cancel=cancel)
+    out["scored"] = score(project, **config.get("scoring", {}), on_progress=on_progress, cancel=cancel)
+    pr = config.get("prune", {})
+    th, counts = prune(project, {int(k): v for k, v in (pr.get("Psi") or {}).items()},
+                       {int(k): v for k, v in (pr.get("P") or {}).items()})
+    out["thresholds"], out["pruning"] = th, counts
+    return out

@@ -17,7 +17,8 @@ from .errors import Cancelled, DDBError
 from .progress import Progress
 
 # Every leaf command, as typed after `ddb`. README.md documents each one.
-COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "bench calibrate")
+COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "select", "invert", "mask", "generate",
+            "score", "prune", "run", "bench calibrate")
 
 
 class TqdmProgress:
@@ -73,6 +74,46 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-augment", action="store_true", help="train without random crops and flips")
     p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda[:N] (default: %(default)s)")
+
+
+def _add_masker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--masker", choices=["langsam", "gradcam", "grabcut", "provided"],
+                   help="masking backend (default: the project's; provided when the dataset ships masks, else langsam)")
+    p.add_argument("--box-threshold", type=float, help="langsam box threshold (default 0.3)")
+    p.add_argument("--text-threshold", type=float, help="langsam text threshold (default 0.25)")
+    p.add_argument("--box-choice", choices=["best", "union"], help="langsam: best-scoring box or union of boxes (default best)")
+    p.add_argument("--dino", help="langsam: GroundingDINO hub id or folder (default IDEA-Research/grounding-dino-tiny)")
+    p.add_argument("--sam", help="langsam: sam_vit_b|l|h or a checkpoint path (default sam_vit_b)")
+    p.add_argument("--threshold", type=float, help="gradcam: map threshold in [0, 1] (default 0.5)")
+    p.add_argument("--dilate", type=int, help="grow every mask by this many pixels")
+
+
+def _masker_options(a: argparse.Namespace) -> Optional[dict]:
+    if a.masker is None:
+        return None
+    names = {"langsam": ("box_threshold", "text_threshold", "box_choice", "dino", "sam"), "gradcam": ("threshold",),
+             "grabcut": (), "provided": ()}[a.masker]
+    opts = {k: getattr(a, k) for k in names if getattr(a, k) is not None}
+    if a.dilate is not None:
+        opts["dilate_radius"] = a.dilate
+    return opts
+
+
+def _class_values(items: Optional[list[str]], flag: str) -> Optional[dict[int, float]]:
+    from .errors import ConfigError
+
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        try:
+            out[int(k)] = float(v)
+        except ValueError:
+            raise ConfigError(f"{flag} expects CLASS=VALUE items, got {item!r}") from None
+        if not sep:
+            raise ConfigError(f"{flag} expects CLASS=VALUE items, got {item!r}")
+    return out
 
 
 def _train_config(a: argparse.Namespace, sampler: str = "natural"):
@@ -137,6 +178,63 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("status", help="what the project holds: dataset, groups, models, runs")
     _add_project(p)
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    from .inpainting import InpaintConfig
+    from .inversion import InversionConfig
+    from .selection import SelectionConfig
+
+    sc = SelectionConfig()
+    p = sub.add_parser("select", help="choose D_i (lowest-loss train images per class), the inversion set, and compute Psi_i")
+    _add_project(p)
+    p.add_argument("--k", type=float, default=sc.k, help="images per class: a count (>= 1) or a fraction (< 1) (default: %(default)s)")
+    p.add_argument("--ti-size", type=int, default=sc.ti_size, help="inversion images per class (default: %(default)s)")
+    p.add_argument("--ti-source", default=sc.ti_source, choices=["high_loss", "val_minority"],
+                   help="high_loss: highest-loss train images (no group labels); val_minority: val images of the class's minority group")
+
+    ic = InversionConfig()
+    p = sub.add_parser("invert", help="textual inversion: learn one token per class on the inpainting model")
+    _add_project(p)
+    p.add_argument("--model", help="diffusers inpainting model (hub id or folder; default: the project's)")
+    p.add_argument("--classes", type=int, nargs="+", help="class indices (default: all)")
+    p.add_argument("--steps", type=int, default=ic.steps, help="default: %(default)s")
+    p.add_argument("--lr", type=float, default=ic.lr, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=ic.batch_size, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=ic.seed, help="default: %(default)s")
+
+    p = sub.add_parser("mask", help="compute the masks of the selected images with a masking backend")
+    _add_project(p)
+    _add_masker_args(p)
+
+    ip = InpaintConfig()
+    p = sub.add_parser("generate", help="inpaint the selected images with the other class's token (resumable)")
+    _add_project(p)
+    _add_masker_args(p)
+    p.add_argument("--model", help="diffusers inpainting model (hub id or folder; saved as the project's)")
+    p.add_argument("--pairs", nargs="+", help="directions as i:j (default: both directions of a binary dataset)")
+    p.add_argument("--template", default=ip.template, help="prompt template (default: %(default)r)")
+    p.add_argument("--steps", type=int, default=ip.steps, help="default: %(default)s")
+    p.add_argument("--guidance", type=float, default=ip.guidance, help="default: %(default)s")
+    p.add_argument("--strength", type=float, default=ip.strength, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=ip.batch_size, help="default: %(default)s")
+    p.add_argument("--no-paste-back", action="store_true", help="keep the model's pixels outside the mask too")
+    p.add_argument("--no-tokens", action="store_true", help="use the plain prompt even when tokens were learned")
+    p.add_argument("--seed", type=int, default=0, help="base seed; each candidate records its own (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
+
+    p = sub.add_parser("score", help="compute psi and rho (integrated gradients in the mask) of every unscored candidate")
+    _add_project(p)
+    p.add_argument("--n-steps", type=int, default=50, help="IG steps (default: %(default)s)")
+    p.add_argument("--internal-batch-size", type=int, default=16, help="IG batch bound (default: %(default)s)")
+
+    p = sub.add_parser("prune", help="set the Psi/P thresholds and show kept/pruned counts per direction")
+    _add_project(p)
+    p.add_argument("--Psi", nargs="+", metavar="CLASS=VALUE", help="Psi_i per source class (default: the computed mean, Eq. 3)")
+    p.add_argument("--P", nargs="+", metavar="CLASS=VALUE", help="P_i' per target class (default: a quantile of its rho)")
+
+    p = sub.add_parser("run", help="select, invert, mask, generate, score and prune from one JSON config file")
+    _add_project(p)
+    p.add_argument("--config", required=True, help="JSON file with sections " + ", ".join(
+        ("selection", "inversion", "masker", "generation", "inpaint", "scoring", "prune")))
 
     bench = sub.add_parser("bench", help="benchmarks that write figures into docs/").add_subparsers(dest="bench_command", required=True, metavar="BENCH_COMMAND")
     p = bench.add_parser("calibrate", help="demo calibration: ERM and group-balanced oracle over seeds → docs/benchmarks.md")
@@ -245,6 +343,8 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         else:
             _print_status(st)
         return 0
+    if a.command in ("select", "invert", "mask", "generate", "score", "prune", "run"):
+        return _run_stage(a, progress)
     if a.command == "bench" and a.bench_command == "calibrate":
         from pathlib import Path
 
@@ -256,6 +356,94 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         print(calibration_markdown(res))
         return 0
     raise AssertionError(f"unhandled command {a.command}")  # argparse restricts the choices
+
+
+def _run_stage(a: argparse.Namespace, progress: TqdmProgress) -> int:
+    from . import api
+    from .errors import ConfigError
+
+    project = api.open_project(a.project)
+    if a.command == "select":
+        from .selection import SelectionConfig
+
+        res = api.select(project, SelectionConfig(k=a.k, ti_size=a.ti_size, ti_source=a.ti_source))
+        for label, name in enumerate(project.class_names):
+            print(f"{name}: {res.sources[label]} source images, {res.inversion[label]} inversion images, "
+                  f"Psi = {res.Psi[label]:.4f} (Eq. 3)")
+        return 0
+    if a.command == "invert":
+        from .inversion import InversionConfig
+
+        cfg = InversionConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed)
+        ids = api.invert(project, a.classes, cfg, inpainter=api.load_inpainter(project, a.model), on_progress=progress)
+        progress.close()
+        for label, tid in ids.items():
+            row = project.db["tokens"].get(tid)
+            print(f"{project.class_names[label]}: {row['token']} -> {row['path']} (sha256 {row['sha256'][:12]})")
+        return 0
+    if a.command == "mask":
+        if a.masker:
+            api.set_pipeline_settings(project, masker=a.masker, masker_options=_masker_options(a))
+        counts = api.compute_masks(project, on_progress=progress)
+        progress.close()
+        print(f"masks: {counts.get('ok', 0)} found, {counts.get('no_detection', 0)} with no detection")
+        return 0
+    if a.command == "generate":
+        from .generation import GenerationConfig
+        from .inpainting import InpaintConfig
+
+        if a.masker or a.model:
+            api.set_pipeline_settings(project, masker=a.masker, masker_options=_masker_options(a), inpaint_model=a.model)
+        pairs = None
+        if a.pairs:
+            try:
+                pairs = [tuple(int(x) for x in p.split(":")) for p in a.pairs]
+            except ValueError:
+                raise ConfigError(f"--pairs expects i:j items, got {' '.join(a.pairs)}") from None
+        inpaint = InpaintConfig(model=api.pipeline_settings(project)["inpaint_model"], template=a.template, steps=a.steps,
+                                guidance=a.guidance, strength=a.strength, batch_size=a.batch_size,
+                                paste_back=not a.no_paste_back, device=a.device)
+        res = api.generate(project, pairs, GenerationConfig(seed=a.seed, use_tokens=not a.no_tokens), inpaint,
+                           on_progress=progress)
+        progress.close()
+        for d, c in res.items():
+            print(f"{d}: {c['candidates']} candidates from {c['sources']} sources ({c['no_detection']} with no detection)")
+        return 0
+    if a.command == "score":
+        n = api.score(project, a.n_steps, a.internal_batch_size, on_progress=progress)
+        progress.close()
+        print(f"scored {n} candidates")
+        return 0
+    if a.command == "prune":
+        th, counts = api.prune(project, _class_values(a.Psi, "--Psi"), _class_values(a.P, "--P"))
+        _print_pruning(project, th, counts)
+        return 0
+    if a.command == "run":
+        import json as _json
+        from pathlib import Path
+
+        path = Path(a.config)
+        try:
+            config = _json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"run config {path} does not exist") from None
+        except _json.JSONDecodeError as e:
+            raise ConfigError(f"run config {path} is not valid JSON: {e}") from None
+        res = api.run_pipeline(project, config, on_progress=progress)
+        progress.close()
+        _print_pruning(project, res["thresholds"], res["pruning"])
+        return 0
+    raise AssertionError(a.command)
+
+
+def _print_pruning(project, th: dict, counts: dict) -> None:
+    names = project.class_names
+    for i, name in enumerate(names):
+        print(f"Psi[{name}] = {th['Psi'].get(i, float('nan')):.4f}   P[{name}] = {th['P'].get(i, float('nan')):.4f}")
+    for d, c in counts.items():
+        i, j = (int(x) for x in d.split("->"))
+        print(f"{names[i]} -> {names[j]}: {c['candidates']} candidates, {c['scored']} scored, "
+              f"{c['auto_kept']} kept by the thresholds, {c['kept']} kept after {c['manual']} manual decisions")
 
 
 if __name__ == "__main__":

@@ -150,8 +150,9 @@ class GenerationConfig:
         return (self.seed * 1_000_003 + source_id * 31 + target) % (2**31 - 1)
 
 
-def candidate_key(method: str, source_id: int, i: int, j: int, variant: int = 0) -> str:
-    return f"{method}:{source_id}:{i}->{j}:{variant}"
+def candidate_key(method: str, source_id: int, i: int, j: int, mask: str, variant: int = 0) -> str:
+    """Unique job key of a candidate: a different mask (backend or parameters) is a different candidate."""
+    return f"{method}:{source_id}:{i}->{j}:{mask}:{variant}"
 
 
 def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Optional[Sequence[tuple[int, int]]] = None,
@@ -174,8 +175,9 @@ def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Opti
         prompt = prompt_for(inpaint.template, object_word(project, j), token)
         done_keys = {r["key"] for r in project.db.query(
             "select key from candidates where method = ? and source_label = ? and target_label = ?", [cfg.method, i, j])}
+        mask_tag = f"{masker.name}-{params_hash(masker.params())}"
         todo = [s for s in sources if masks[s["id"]]["status"] == "ok"
-                and candidate_key(cfg.method, s["id"], i, j) not in done_keys]
+                and candidate_key(cfg.method, s["id"], i, j, mask_tag) not in done_keys]
         n_ok = sum(masks[s["id"]]["status"] == "ok" for s in sources)
         tracker = ProgressTracker(f"generate {i}->{j}", n_ok, on_progress, n_ok - len(todo))
         for start in range(0, len(todo), inpaint.batch_size):
@@ -189,7 +191,7 @@ def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Opti
             seconds = (time.monotonic() - t0) / len(batch)
             rows = []
             for s, out, seed in zip(batch, outs, seeds):
-                key = candidate_key(cfg.method, s["id"], i, j)
+                key = candidate_key(cfg.method, s["id"], i, j, mask_tag)
                 path = project.root / "candidates" / f"{i}-{j}" / f"{key.replace(':', '_').replace('->', '-')}.png"
                 _write_png(path, out)
                 m = masks[s["id"]]
@@ -207,8 +209,8 @@ def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Opti
             tracker.update(tracker.done + len(batch), f"{seconds:.2f}s per image")
         summary[f"{i}->{j}"] = {"sources": len(sources), "no_detection": len(sources) - n_ok,
                                 "candidates": project.db.execute(
-                                    "select count(*) from candidates where method = ? and source_label = ? and target_label = ?",
-                                    [cfg.method, i, j]).fetchone()[0]}
+                                    "select count(*) from candidates where method = ? and source_label = ? and target_label = ? "
+                                    "and key like ?", [cfg.method, i, j, f"%:{mask_tag}:%"]).fetchone()[0]}
     return summary
 
 

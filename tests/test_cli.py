@@ -67,3 +67,34 @@ def test_errors_are_one_message_and_exit_code_2(tmp_path, capsys):
     assert err.startswith("error: no project at") and "Traceback" not in err
     assert main(["init", "-p", str(tmp_path / "x"), "--format", "waterbirds", "--source", str(tmp_path)]) == 2
     assert "metadata.csv not found" in capsys.readouterr().err
+
+
+def test_generation_commands_through_a_saved_model_folder(scored_project, tiny_pipe_factory, tmp_path, capsys):
+    import json
+
+    model_dir = tmp_path / "tiny-inpainting"
+    tiny_pipe_factory().save_pretrained(model_dir)
+    p = ["-p", str(scored_project.root)]
+    assert main(["select", *p, "--k", "2", "--ti-size", "2"]) == 0
+    assert "Psi =" in capsys.readouterr().out
+    assert main(["invert", *p, "--model", str(model_dir), "--steps", "2", "--batch-size", "2"]) == 0
+    assert "<waterbird> -> tokens/" in capsys.readouterr().out
+    assert main(["generate", *p, "--model", str(model_dir), "--masker", "grabcut", "--steps", "2", "--batch-size", "2"]) == 0
+    assert "0->1: 2 candidates from 2 sources" in capsys.readouterr().out
+    assert main(["score", *p, "--n-steps", "4"]) == 0
+    assert "scored 4 candidates" in capsys.readouterr().out
+    assert main(["prune", *p, "--Psi", "0=2", "1=2", "--P", "0=-1e9", "1=-1e9"]) == 0
+    out = capsys.readouterr().out
+    assert "landbird -> waterbird: 2 candidates, 2 scored, 2 kept by the thresholds" in out
+    assert main(["prune", *p, "--P", "0=oops"]) == 2
+    assert "expects CLASS=VALUE" in capsys.readouterr().err
+
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"selection": {"k": 3, "ti_size": 2}, "inversion": {"steps": 1, "batch_size": 1},
+                                  "inpaint": {"model": str(model_dir), "steps": 2, "batch_size": 3},
+                                  "masker": {"name": "provided"}, "scoring": {"n_steps": 4}}))
+    assert main(["run", *p, "--config", str(config)]) == 0
+    assert "landbird -> waterbird: 5 candidates, 5 scored" in capsys.readouterr().out  # 2 with grabcut masks + 3 provided
+    config.write_text(json.dumps({"selection": {"k": 3}, "bogus": {}}))
+    assert main(["run", *p, "--config", str(config)]) == 2
+    assert "unknown section(s) bogus" in capsys.readouterr().err
