@@ -18,7 +18,7 @@ from .progress import Progress
 
 # Every leaf command, as typed after `ddb`. README.md documents each one.
 COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "select", "invert", "mask", "generate",
-            "score", "prune", "run", "bench calibrate")
+            "score", "prune", "run", "bench calibrate", "bench masks")
 
 
 class TqdmProgress:
@@ -242,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override the recipe's epochs (for a quick look; docs record it)")
     p.add_argument("--workdir", default="projects/bench", help="where the per-seed projects go (default: %(default)s)")
     p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
+    p = bench.add_parser("masks", help="mean IoU of the offline masking backends against the demo's ground-truth masks")
+    _add_project(p)
+    p.add_argument("--n", type=int, default=200, help="train images per seed (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
+    p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
     return parser
 
 
@@ -354,6 +359,16 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
                              json_path=None if a.no_docs else Path("docs/bench/calibration.json"), on_progress=progress)
         progress.close()
         print(calibration_markdown(res))
+        return 0
+    if a.command == "bench" and a.bench_command == "masks":
+        from pathlib import Path
+
+        from .bench import DOC, bench_masks
+
+        res = bench_masks(a.project, a.n, a.seeds, doc=None if a.no_docs else DOC,
+                          json_path=None if a.no_docs else Path("docs/bench/masks.json"))
+        for name, r in res["backends"].items():
+            print(f"{name}: mean IoU {r['median_mean_iou']:.3f} ({r['images_per_s_median']:.1f} images/s)")
         return 0
     raise AssertionError(f"unhandled command {a.command}")  # argparse restricts the choices
 

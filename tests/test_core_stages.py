@@ -289,3 +289,21 @@ def test_no_detection_is_recorded_not_skipped(scored_project):
     masks = compute_masks(scored_project, NothingMasker(), rows)
     assert all(m["status"] == "no_detection" and m["path"] is None for m in masks.values())
     assert scored_project.db.execute("select count(*) from masks where status = 'no_detection'").fetchone()[0] == len(rows)
+
+
+def test_mask_benchmark_and_docs_sections(scored_project, tmp_path):
+    from ddb_core.bench import bench_masks, mask_iou, write_section
+
+    gt = np.zeros((4, 4), np.uint8)
+    gt[:2] = 255
+    pred = np.zeros((4, 4), np.uint8)
+    pred[:1] = 255
+    assert mask_iou(pred, gt) == 0.5 and mask_iou(None, gt) == 0.0
+    res = bench_masks(str(scored_project.root), n=6, seeds=(0,), doc=tmp_path / "b.md", json_path=None)
+    assert all(0 <= r["median_mean_iou"] <= 1 for r in res["backends"].values())
+    assert any(name.startswith("gradcam") for name in res["backends"])
+    text = (tmp_path / "b.md").read_text()
+    write_section(tmp_path / "b.md", "masks", "replaced\n")
+    after = (tmp_path / "b.md").read_text()
+    assert "replaced" in after and "grabcut (centre box)" not in after and after.count("<!-- masks:start -->") == 1
+    assert "grabcut (centre box)" in text
