@@ -55,7 +55,8 @@ def create_project(root: str | os.PathLike, fmt: str, source: Optional[str | os.
 
 
 def build_demo_project(root: str | os.PathLike = DEFAULT_PROJECT, *, erm: Optional[TrainConfig] = None,
-                       on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> Project:
+                       demo: Optional[DemoDataConfig] = None, on_progress: Optional[ProgressFn] = None,
+                       cancel: Optional[CancelToken] = None) -> Project:
     """Make the offline demo project: generate the data (if missing), train the ERM model (if none).
 
     Safe to call again after an interruption: finished stages are kept, training resumes.
@@ -63,7 +64,7 @@ def build_demo_project(root: str | os.PathLike = DEFAULT_PROJECT, *, erm: Option
     root = Path(root)
     project = Project.open(root) if Project.exists(root) else None
     if project is None or not project.sample_count():
-        project, _ = create_project(root, "demo", replace=project is not None, on_progress=on_progress)
+        project, _ = create_project(root, "demo", replace=project is not None, demo=demo, on_progress=on_progress)
     if project.active_erm_id is None:
         train_erm(project, erm or TrainConfig(), on_progress=on_progress, cancel=cancel)
     return project

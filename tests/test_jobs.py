@@ -1,0 +1,63 @@
+"""Background jobs and the demo builder the app starts on first launch."""
+
+import time
+
+from conftest import TINY
+from ddb_core.api import build_demo_project
+from ddb_core.jobs import BackgroundJob
+from ddb_core.progress import Progress
+from ddb_core.store import Project
+from ddb_core.training import TrainConfig
+
+ERM = TrainConfig(image_size=32, epochs=2, batch_size=16)
+
+
+def test_demo_build_job_reports_progress_and_finishes(tmp_path):
+    seen = []
+
+    def work(on_progress, cancel):
+        def spy(p: Progress):
+            seen.append(p)
+            on_progress(p)
+
+        return build_demo_project(tmp_path / "demo", erm=ERM, demo=TINY, on_progress=spy, cancel=cancel)
+
+    job = BackgroundJob("build", work)
+    job.join(300)
+    snap = job.snapshot()
+    assert snap.state == "done", snap.error
+    assert {p.stage for p in seen} >= {"demo-data", "train erm"}
+    assert all(0 <= p.done <= p.total for p in seen)
+    project = Project.open(tmp_path / "demo")
+    assert project.active_erm_id is not None and project.get_meta("dataset_format") == "demo"
+    assert project.get_meta("dataset_root") == "dataset"  # the demo lives inside the project folder
+
+
+def test_cancelled_job_resumes_on_the_next_build(tmp_path):
+    def work(on_progress, cancel):
+        def cancel_in_training(p):
+            if p.stage == "train erm" and p.done == 2:
+                cancel.cancel()
+            on_progress(p)
+
+        return build_demo_project(tmp_path / "demo", erm=ERM, demo=TINY, on_progress=cancel_in_training, cancel=cancel)
+
+    job = BackgroundJob("build", work)
+    job.join(300)
+    assert job.snapshot().state == "cancelled"
+    project = Project.open(tmp_path / "demo")
+    assert project.sample_count() > 0 and project.active_erm_id is None
+    assert project.runs("train-erm")[-1]["status"] == "cancelled"
+    build_demo_project(tmp_path / "demo", erm=ERM, demo=TINY)
+    assert project.active_erm_id is not None and len(project.runs("train-erm")) == 1
+
+
+def test_failed_job_keeps_the_message():
+    def boom(on_progress, cancel):
+        from ddb_core.errors import DatasetError
+
+        raise DatasetError("metadata.csv not found")
+
+    job = BackgroundJob("x", boom)
+    job.join(10)
+    assert job.snapshot().state == "failed" and job.snapshot().error == "metadata.csv not found"
