@@ -1,0 +1,211 @@
+"""Training the demo's micro Stable Diffusion inpainting model.
+
+Consumes the demo benchmark's **train split** (images and ground-truth object masks) and a
+``MicroTrainConfig``; produces a diffusers folder (``model_index.json``, ``vae/``, ``unet/``,
+``text_encoder/``, ``tokenizer/``, ``scheduler/``) that ``StableDiffusionInpaintPipeline.from_pretrained``
+loads exactly as it loads SD2-inpainting.
+
+Two phases, both seeded and resumable from ``<out>/checkpoints/``:
+
+1. the VAE (``AutoencoderKL``) as an autoencoder: L1 + a small KL term;
+2. the UNet (9 input channels: noisy latents, mask, masked-image latents) and the CLIP text
+   encoder together, with the VAE frozen, on the inpainting objective. Captions are
+   class-agnostic ("a photo of a bird on water"), so the class can only come from textual
+   inversion, as with SD2 on Waterbirds. Masks: the object mask (half the time), a random box
+   (a quarter), or the whole image (a quarter, plain text-to-image), as SD inpainting was trained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .errors import ConfigError, DatasetError
+from .micro_sd import MicroSDConfig, build_components
+from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
+
+CAPTIONS = ("a photo of a bird on {place}", "a picture of a bird on {place}", "a bird on {place}", "a photo of a bird",
+            "an image of a bird in the {place}")
+
+
+@dataclass(frozen=True)
+class MicroTrainConfig:
+    model: MicroSDConfig = field(default_factory=lambda: MicroSDConfig(
+        vae_channels=(32, 64, 64), unet_channels=(64, 128, 128), unet_layers_per_block=1, attention_head_dim=8,
+        text_hidden=64, text_layers=2, text_heads=4))
+    vae_steps: int = 3000
+    unet_steps: int = 12000
+    batch_size: int = 32
+    vae_lr: float = 1e-3
+    unet_lr: float = 4e-4
+    kl_weight: float = 1e-6
+    checkpoint_every: int = 500  # steps
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("vae_steps", "unet_steps", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @staticmethod
+    def smoke() -> "MicroTrainConfig":
+        """A few steps at tiny sizes: for tests (well under a minute on a CPU)."""
+        return MicroTrainConfig(model=MicroSDConfig(sample_size=32), vae_steps=3, unet_steps=3, batch_size=4,
+                                checkpoint_every=2)
+
+
+def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(N x size x size x 3 uint8 images, N x size x size uint8 masks, place names) of the train split."""
+    import csv
+
+    from .imaging import load_mask, load_rgb
+
+    meta = dataset_dir / "metadata.csv"
+    if not meta.is_file():
+        raise DatasetError(f"{meta} not found: train the micro model on the demo benchmark (ddb demo-data)")
+    info = json.loads((dataset_dir / "dataset.json").read_text()) if (dataset_dir / "dataset.json").is_file() else {}
+    places = info.get("place_names", ["land", "water"])
+    rows = [r for r in csv.DictReader(open(meta)) if r["split"] == "0"]  # the train split only
+    if not rows or not rows[0].get("mask_filename"):
+        raise DatasetError(f"{meta}: the micro model trains on the train split's images and object masks (mask_filename)")
+    images = np.stack([load_rgb(dataset_dir / r["img_filename"], size) for r in rows])
+    masks = np.stack([load_mask(dataset_dir / r["mask_filename"], size) for r in rows])
+    return images, masks, [places[int(r["place"])] for r in rows]
+
+
+def _training_masks(rng: np.random.Generator, object_masks: np.ndarray) -> np.ndarray:
+    """N x 1 x H x W float {0, 1}: the object mask (1/2), a random box (1/4) or everything (1/4)."""
+    n, h, w = object_masks.shape
+    out = np.zeros((n, 1, h, w), np.float32)
+    for k in range(n):
+        u = rng.uniform()
+        if u < 0.5:
+            out[k, 0] = object_masks[k] == 255
+        elif u < 0.75:
+            bh, bw = (rng.uniform(0.2, 0.7, 2) * (h, w)).astype(int)
+            y, x = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
+            out[k, 0, y:y + bh, x:x + bw] = 1
+        else:
+            out[k, 0] = 1
+    return out
+
+
+def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                          cfg: MicroTrainConfig = MicroTrainConfig(), on_progress: Optional[ProgressFn] = None,
+                          cancel: Optional[CancelToken] = None) -> Path:
+    """Train (or resume) the micro model and save it as a diffusers folder in ``out_dir``."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import StableDiffusionInpaintPipeline
+
+    from .device import resolve_device
+
+    out, ckdir = Path(out_dir), Path(out_dir) / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    parts = build_components(cfg.model)
+    vae, unet, enc, tok, sched = (parts[k] for k in ("vae", "unet", "text_encoder", "tokenizer", "scheduler"))
+    size = cfg.model.sample_size
+    images, obj_masks, places = _load_train_split(Path(dataset_dir), size)
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    vae.to(device), unet.to(device), enc.to(device)
+    state_file = ckdir / "state.pt"
+    state = torch.load(state_file, map_location="cpu", weights_only=True) if state_file.exists() else None
+    if state is not None and state.get("config") != json.dumps(asdict(cfg), sort_keys=True, default=str):
+        raise ConfigError(f"{state_file} was written with another config; remove {ckdir} to start over")
+    phase_steps = {"vae": cfg.vae_steps, "unet": cfg.unet_steps}
+    total = cfg.vae_steps + cfg.unet_steps
+    step = int(state["step"]) if state else 0
+    if state:
+        vae.load_state_dict(state["vae"]), unet.load_state_dict(state["unet"]), enc.load_state_dict(state["text_encoder"])
+    tracker = ProgressTracker("train micro inpainter", total, on_progress, step)
+    t0 = time.monotonic()
+    log = json.loads(state["log"]) if state else []
+
+    def save_state(opt) -> None:
+        tmp = state_file.with_suffix(".tmp")
+        torch.save({"step": step, "vae": vae.state_dict(), "unet": unet.state_dict(), "text_encoder": enc.state_dict(),
+                    "optimizer": opt.state_dict(), "log": json.dumps(log),
+                    "config": json.dumps(asdict(cfg), sort_keys=True, default=str)}, tmp)
+        tmp.replace(state_file)
+
+    # 1. VAE.
+    if step < cfg.vae_steps:
+        vae.train()
+        opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
+        if state and "optimizer" in state and step > 0:
+            opt.load_state_dict(state["optimizer"])
+        while step < cfg.vae_steps:
+            check_cancel(cancel, f"at VAE step {step}")
+            g = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+            idx = torch.randint(0, len(pixels), (cfg.batch_size,), generator=g)
+            x = pixels[idx].to(device)
+            post = vae.encode(x).latent_dist
+            rec = vae.decode(post.sample(generator=None)).sample
+            loss = F.l1_loss(rec, x) + cfg.kl_weight * post.kl().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            log.append({"step": step, "phase": "vae", "loss": round(loss.item(), 5)})
+            tracker.update(step, f"vae loss {np.mean([e['loss'] for e in log[-50:]]):.4f}")
+            if step % cfg.checkpoint_every == 0 or step == cfg.vae_steps:
+                save_state(opt)
+    # 2. UNet + text encoder on the inpainting objective.
+    vae.eval().requires_grad_(False)
+    unet.train(), enc.train()
+    params = list(unet.parameters()) + list(enc.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)
+    if state and "optimizer" in state and int(state["step"]) > cfg.vae_steps:
+        opt.load_state_dict(state["optimizer"])
+    scale = vae.config.scaling_factor
+    alphas = sched.alphas_cumprod.to(device)
+    while step < total:
+        check_cancel(cancel, f"at UNet step {step - cfg.vae_steps}")
+        g = torch.Generator().manual_seed(cfg.seed * 7919 + step)
+        rng = np.random.default_rng([cfg.seed, step])
+        idx = torch.randint(0, len(pixels), (cfg.batch_size,), generator=g)
+        x = pixels[idx].to(device)
+        m = torch.from_numpy(_training_masks(rng, obj_masks[idx.numpy()])).to(device)
+        with torch.no_grad():
+            latents = vae.encode(x).latent_dist.sample(generator=g) * scale
+            masked = vae.encode(x * (1 - m)).latent_dist.mode() * scale
+        lat_mask = F.interpolate(m, size=latents.shape[-2:], mode="nearest")
+        noise = torch.randn(latents.shape, generator=g).to(device)
+        t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=g).to(device)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+        captions = [CAPTIONS[int(rng.integers(len(CAPTIONS)))].format(place=places[k]) for k in idx.tolist()]
+        drop = rng.uniform(size=cfg.batch_size) < 0.1  # 10% empty captions: classifier-free guidance works
+        captions = ["" if d else c for c, d in zip(captions, drop)]
+        ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+        cond = enc(ids.to(device))[0]
+        pred = unet(torch.cat([noisy, lat_mask, masked], 1), t, encoder_hidden_states=cond).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        log.append({"step": step, "phase": "unet", "loss": round(loss.item(), 5)})
+        tracker.update(step, f"unet loss {np.mean([e['loss'] for e in log[-50:]]):.4f}")
+        if step % cfg.checkpoint_every == 0 or step == total:
+            save_state(opt)
+    # 3. Save as a diffusers folder.
+    pipe = StableDiffusionInpaintPipeline(vae=vae.cpu().eval(), unet=unet.cpu().eval(), text_encoder=enc.cpu().eval(),
+                                          tokenizer=tok, scheduler=sched, safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.save_pretrained(out)
+    (out / "training.json").write_text(json.dumps({
+        "config": asdict(cfg), "dataset": str(dataset_dir), "train_images": int(len(pixels)), "steps": step,
+        "seconds_this_session": round(time.monotonic() - t0, 1), "final_losses": log[-5:]}, indent=2, default=str))
+    return out
