@@ -42,7 +42,7 @@ class TrainConfig:
     pretrained: bool = False  # start from ImageNet weights (needs the weights file, see models.py)
     pretrained_weights: Optional[str] = None  # explicit path of the ImageNet weights file
     image_size: int = 64  # input side in pixels (224 for Waterbirds/CelebA with ImageNet weights)
-    epochs: int = 12
+    epochs: int = 6  # calibrated on the demo: long enough to learn, short enough to keep the spurious reliance
     batch_size: int = 64
     optimizer: str = "adam"  # adam | sgd (momentum below)
     lr: float = 1e-3
