@@ -148,10 +148,10 @@ def score_samples(project: Project, model, model_id: int, image_size: int, devic
 # Training.
 
 
-def _score(report: GroupReport, select_by: str) -> float:
-    if select_by == "val_wga":
-        return report.worst_group_acc if report.worst_group_acc is not None else -1.0
-    return report.mean_acc
+def _score(report: GroupReport, select_by: str) -> tuple[float, float]:
+    """Epoch selection key: the chosen metric, ties broken by the other (val WGA ties are common early)."""
+    wga = report.worst_group_acc if report.worst_group_acc is not None else -1.0
+    return (wga, report.mean_acc) if select_by == "val_wga" else (report.mean_acc, wga)
 
 
 def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role: str = "erm",
@@ -207,7 +207,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
 
             ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
         evaluated = (lambda: ema.module) if ema is not None else (lambda: model)
-        start_epoch, history, best = 0, [], {"score": -math.inf, "epoch": -1, "state": None}
+        start_epoch, history, best = 0, [], {"score": (-math.inf, -math.inf), "epoch": -1, "state": None}
         if state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
@@ -216,7 +216,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             start_epoch, history = int(state["epoch"]), json.loads(state["history"])
-            best = {"score": float(state["best_score"]), "epoch": int(state["best_epoch"]), "state": state["best_model"]}
+            best = {"score": tuple(state["best_score"].tolist()), "epoch": int(state["best_epoch"]), "state": state["best_model"]}
         resumed_from = start_epoch
 
         if cfg.sampler == "group_balanced":
@@ -257,9 +257,9 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
 
                 val_report = report_for(project, val_rows, predict(evaluated(), val_ds, device=device).argmax(1).numpy(), "val")
                 entry.update(val_acc=val_report.mean_acc, val_wga=val_report.worst_group_acc)
-                score = _score(val_report, select_by) if select_by != "last" else epoch
+                score = _score(val_report, select_by) if select_by != "last" else (epoch, 0.0)
             else:
-                score = epoch
+                score = (epoch, 0.0)
             entry["seconds"] = round(time.monotonic() - te, 2)
             history.append(entry)
             if score > best["score"]:
@@ -269,7 +269,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             tmp = state_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         **({"ema": ema.state_dict()} if ema is not None else {}),
-                        "epoch": epoch + 1, "history": json.dumps(history), "best_score": float(best["score"]),
+                        "epoch": epoch + 1, "history": json.dumps(history), "best_score": torch.tensor(best["score"], dtype=torch.float64),
                         "best_epoch": best["epoch"], "best_model": best["state"]}, tmp)
             tmp.replace(state_path)
             project.set_run_progress(run_id, epoch + 1, cfg.epochs)

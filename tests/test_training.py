@@ -110,3 +110,15 @@ def test_bad_config_values_name_the_field():
         TrainConfig(lr=-1)
     with pytest.raises(ConfigError, match="arch must be one of"):
         TrainConfig(arch="vgg")
+
+
+def test_epoch_selection_breaks_worst_group_ties_by_mean_accuracy():
+    from ddb_core.evaluation import group_report
+    from ddb_core.training import _score
+
+    names, attrs = ["a", "b"], ["x", "y"]
+    early = group_report([0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 0, 1], names, attrs)  # WGA 0, mean 0.5
+    later = group_report([0, 0, 1, 1], [0, 1, 0, 1], [0, 0, 0, 1], names, attrs)  # WGA 0, mean 0.75
+    assert early.worst_group_acc == later.worst_group_acc == 0.0
+    assert _score(later, "val_wga") > _score(early, "val_wga")
+    assert _score(later, "val_acc") > _score(early, "val_acc")
