@@ -51,7 +51,6 @@ class TrainConfig:
     sampler: str = "natural"  # natural | group_balanced (upsamples groups: uses TRAIN group labels)
     select_by: str = "auto"  # auto = val_wga when val has group labels, else val_acc; or last epoch
     augment: bool = True  # random resized crop + horizontal flip on train images
-    ema: float = 0.0  # decay of an exponential moving average of the weights, used for val and the result (0 = off)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda[:N]
 
@@ -71,8 +70,6 @@ class TrainConfig:
             raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if self.select_by not in SELECT_BY:
             raise ConfigError(f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")
 
@@ -201,18 +198,10 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
         else:
             opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
-        ema = None
-        if cfg.ema > 0:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-            ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-        evaluated = (lambda: ema.module) if ema is not None else (lambda: model)
         start_epoch, history, best = 0, [], {"score": (-math.inf, -math.inf), "epoch": -1, "state": None}
         if state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
-            if ema is not None:
-                ema.load_state_dict(state["ema"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             start_epoch, history = int(state["epoch"]), json.loads(state["history"])
@@ -244,8 +233,6 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                if ema is not None:
-                    ema.update_parameters(model)
                 total_loss += loss.item() * len(y)
                 total_correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
@@ -255,7 +242,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             if val_rows:
                 from .models import predict
 
-                val_report = report_for(project, val_rows, predict(evaluated(), val_ds, device=device).argmax(1).numpy(), "val")
+                val_report = report_for(project, val_rows, predict(model, val_ds, device=device).argmax(1).numpy(), "val")
                 entry.update(val_acc=val_report.mean_acc, val_wga=val_report.worst_group_acc)
                 score = _score(val_report, select_by) if select_by != "last" else (epoch, 0.0)
             else:
@@ -264,11 +251,10 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             history.append(entry)
             if score > best["score"]:
                 best = {"score": score, "epoch": epoch + 1,
-                        "state": {k: v.detach().cpu().clone() for k, v in evaluated().state_dict().items()}}
+                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             log.info("epoch %s: %s", epoch + 1, entry)
             tmp = state_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                        **({"ema": ema.state_dict()} if ema is not None else {}),
                         "epoch": epoch + 1, "history": json.dumps(history), "best_score": torch.tensor(best["score"], dtype=torch.float64),
                         "best_epoch": best["epoch"], "best_model": best["state"]}, tmp)
             tmp.replace(state_path)
