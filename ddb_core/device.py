@@ -1,6 +1,6 @@
 """Device and dtype, decided in one place.
 
-CPU and float32 by default; float16 only on CUDA. Seeds go through CPU ``torch.Generator``s.
+CPU and float32 by default; float16 only on CUDA.
 """
 
 from __future__ import annotations
@@ -36,8 +36,3 @@ def resolve_dtype(name: str, device) -> "torch.dtype":
         raise ConfigError("dtype float16 needs a CUDA device; use float32 on the CPU")
     return dtype
 
-
-def cpu_generator(seed: int):
-    import torch
-
-    return torch.Generator(device="cpu").manual_seed(int(seed))

@@ -84,9 +84,12 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
         check_cancel(cancel, "between mask batches")
         batch = todo[start:start + batch_size]
         images = [load_rgb(project.dataset_path(s["path"])) for s in batch]
-        results: list[MaskResult] = []
-        for s, img in zip(batch, images):  # one prompt per class; maskers batch internally when they can
-            results += masker.mask([img], object_word(project, s["label"]), samples=[s])
+        results: list[Optional[MaskResult]] = [None] * len(batch)
+        for label in sorted({s["label"] for s in batch}):  # one masker call per class: one prompt each
+            idx = [k for k, s in enumerate(batch) if s["label"] == label]
+            out = masker.mask([images[k] for k in idx], object_word(project, label), samples=[batch[k] for k in idx])
+            for k, res in zip(idx, out):
+                results[k] = res
         rows = []
         for s, res in zip(batch, results):
             path = None

@@ -298,13 +298,6 @@ class Project:
             raise ProjectError(f"path {rel!r} is outside the project folder {self.root}")
         return p
 
-    def readable_roots(self) -> list[Path]:
-        """Folders whose files belong to the open project (what the app may serve)."""
-        roots = [self.root]
-        if self.get_meta("dataset_root") is not None:
-            roots.append(self.dataset_root)
-        return roots
-
     # -- samples ---------------------------------------------------------------------------
     def sample_count(self, split: Optional[str] = None) -> int:
         if split is None:
