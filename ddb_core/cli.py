@@ -18,7 +18,7 @@ from .progress import Progress
 
 # Every leaf command, as typed after `ddb`. README.md documents each one.
 COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "select", "invert", "mask", "generate",
-            "score", "prune", "run", "bench calibrate", "bench masks")
+            "score", "prune", "run", "train-micro-inpainter", "bench calibrate", "bench masks")
 
 
 class TqdmProgress:
@@ -236,6 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="JSON file with sections " + ", ".join(
         ("selection", "inversion", "masker", "generation", "inpaint", "scoring", "prune")))
 
+    from .micro_train import MicroTrainConfig
+
+    m = MicroTrainConfig()
+    p = sub.add_parser("train-micro-inpainter",
+                       help="train the demo's micro Stable Diffusion inpainting model (diffusers folder) on a demo benchmark's train split")
+    p.add_argument("--data", required=True, help="demo benchmark folder (from `ddb demo-data`); only its train split is used")
+    p.add_argument("--out", required=True, help="output folder (diffusers format); checkpoints go to OUT/checkpoints and resume")
+    p.add_argument("--vae-steps", type=int, default=m.vae_steps, help="default: %(default)s")
+    p.add_argument("--unet-steps", type=int, default=m.unet_steps, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=m.batch_size, help="UNet phase batch size (default: %(default)s)")
+    p.add_argument("--checkpoint-every", type=int, default=m.checkpoint_every, help="steps (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=m.seed, help="default: %(default)s")
+    p.add_argument("--device", default=m.device, help="auto | cpu | cuda[:N] (default: %(default)s)")
+    p.add_argument("--smoke", action="store_true", help="a few steps at tiny sizes (for tests; the result is noise)")
+
     bench = sub.add_parser("bench", help="benchmarks that write figures into docs/").add_subparsers(dest="bench_command", required=True, metavar="BENCH_COMMAND")
     p = bench.add_parser("calibrate", help="demo calibration: ERM and group-balanced oracle over seeds → docs/benchmarks.md")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
@@ -299,6 +314,20 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         path = generate_demo_dataset(a.out, cfg, on_progress=progress)
         progress.close()
         print(f"wrote {path}")
+        return 0
+    if a.command == "train-micro-inpainter":
+        from dataclasses import replace
+
+        from .micro_train import MicroTrainConfig, train_micro_inpainter
+
+        base = MicroTrainConfig.smoke() if a.smoke else MicroTrainConfig()
+        over = {"seed": a.seed, "device": a.device}
+        if not a.smoke:
+            over.update(vae_steps=a.vae_steps, unet_steps=a.unet_steps, batch_size=a.batch_size,
+                        checkpoint_every=a.checkpoint_every)
+        out = train_micro_inpainter(a.data, a.out, replace(base, **over), on_progress=progress)
+        progress.close()
+        print(f"wrote {out} (load it with --inpaint-model {out})")
         return 0
     if a.command == "init":
         from .demo_data import DemoDataConfig

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 BASE_WORDS = (
     "a", "photo", "of", "the", "bird", "on", "in", "land", "water", "background", "picture", "an", "image",
     "landbird", "waterbird", "with", "and", "small", "large",
+    # class-agnostic attributes of the demo's training captions (colour of the bird, side of the image)
+    "red", "orange", "yellow", "green", "blue", "purple", "brown", "gray", "white", "black", "left", "right",
 )
 
 
