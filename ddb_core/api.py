@@ -249,3 +249,72 @@ def run_pipeline(project: Project, config: dict, *, on_progress=None, cancel=Non
                        {int(k): v for k, v in (pr.get("P") or {}).items()})
     out["thresholds"], out["pruning"] = th, counts
     return out
+
+
+# -- retraining, baselines, reports -------------------------------------------------------------
+
+def retrain(project: Project, cfg=None, *, report: bool = True, on_progress=None, cancel=None) -> dict:
+    """Retrain on D_train ∪ accepted candidates (one model per seed) and store the report against ERM."""
+    from .retraining import RetrainConfig, retrain as _retrain
+
+    cfg = cfg or RetrainConfig()
+    res = _retrain(project, cfg, on_progress=on_progress, cancel=cancel)
+    out = {"model_ids": res.model_ids, "summary": res.summary(), "n_generated": res.details["n_generated"],
+           "per_direction": res.details["per_direction"]}
+    if report:
+        out["report"] = make_report(project, res.model_ids, title=f"{cfg.method.upper()} retraining "
+                                    f"({res.details['n_generated']} generated samples)", kind="retrain")
+    return out
+
+
+def retraining_inputs(project: Project, method: str = "ddb") -> dict[str, int]:
+    from .retraining import retraining_inputs as _inputs
+
+    return _inputs(project, method)
+
+
+def baseline(project: Project, name: str, *, seeds=(0,), train: Optional[TrainConfig] = None, jtt=None,
+             report: bool = True, on_progress=None, cancel=None) -> dict:
+    """Run a baseline (jtt | dfr | oracle) on the project's data; returns model ids, summary, report."""
+    from dataclasses import replace as _replace
+
+    from .errors import ConfigError
+    from .retraining import JTTConfig, run_dfr, run_jtt, run_oracle
+
+    if name == "jtt":
+        cfg = jtt or JTTConfig(train=train or TrainConfig())
+        res = run_jtt(project, _replace(cfg, seeds=tuple(seeds)), on_progress=on_progress, cancel=cancel)
+    elif name == "dfr":
+        res = run_dfr(project, seeds, on_progress=on_progress, cancel=cancel)
+    elif name == "oracle":
+        res = run_oracle(project, train or TrainConfig(), seeds, on_progress=on_progress, cancel=cancel)
+    else:
+        raise ConfigError(f"baseline must be jtt, dfr or oracle, got {name!r}")
+    out = {"model_ids": res.model_ids, "summary": res.summary(), "group_labels": res.group_labels, "details": res.details}
+    if report:
+        out["report"] = make_report(project, res.model_ids, title=f"{name.upper()} (group labels: {res.group_labels})",
+                                    kind="baseline")
+    return out
+
+
+def make_report(project: Project, model_ids, *, baseline_id: Optional[int] = None, title: str = "report",
+                kind: str = "retrain", n_boot: int = 1000) -> dict:
+    """Build and store the report of ``model_ids`` (seeds of one run) against ``baseline_id`` (default: ERM)."""
+    from .reporting import build_report, save_report
+
+    if baseline_id is None:
+        baseline_id = project.active_erm_id
+    rep = build_report(project, list(model_ids), baseline_id, title=title, n_boot=n_boot)
+    return save_report(project, rep, kind)
+
+
+def reports(project: Project) -> list[dict]:
+    from .reporting import reports as _reports
+
+    return _reports(project)
+
+
+def load_report(project: Project, report_id: int) -> dict:
+    from .reporting import load_report as _load
+
+    return _load(project, report_id)

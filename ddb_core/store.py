@@ -182,6 +182,22 @@ def m003_generation(db: sqlite_utils.Database) -> None:
     }, pk="id")
 
 
+@migrations()
+def m004_reports(db: sqlite_utils.Database) -> None:
+    # Version 4: evaluation reports of retraining runs and baselines (JSON + Markdown + plots).
+    db["reports"].create({
+        "id": int,
+        "title": str,
+        "kind": str,  # retrain / baseline / table
+        "model_ids": str,  # JSON list (one per seed)
+        "baseline_model_id": int,  # the "before" model (ERM)
+        "summary": str,  # JSON: the whole report
+        "markdown": str,
+        "dir": str,  # report.json, report.md, groups.png, curves.png; relative to the project
+        "created_at": str,
+    }, pk="id")
+
+
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 

@@ -79,6 +79,97 @@ class TrainConfig:
 
 
 @dataclass
+class TrainPlan:
+    """What a training run adds to the plain ERM recipe (retraining, JTT). Empty = plain training.
+
+    ``extra_paths`` are generated images (absolute paths) with their labels and the index of their
+    loss term: ``extra_terms[k] = c`` puts sample k in the generated subset of target class c,
+    weighted by ``gammas[c]`` (Eq. 6–8, one γ per generated target class). ``gen_ratio`` > 0 makes
+    every batch hold that share of generated samples. ``sample_weights`` (one per train sample)
+    makes the sampler draw train samples with those relative weights (JTT's upweighting).
+    ``init_state`` starts from a checkpoint's weights; ``reinit_head`` re-initialises the last layer.
+    """
+
+    extra_paths: list = field(default_factory=list)
+    extra_labels: list[int] = field(default_factory=list)
+    extra_attrs: list = field(default_factory=list)
+    extra_terms: list[int] = field(default_factory=list)
+    gammas: list[float] = field(default_factory=list)
+    gen_ratio: float = 0.0
+    sample_weights: Optional[list[float]] = None
+    init_state: Optional[dict] = None
+    reinit_head: bool = False
+    describe: dict = field(default_factory=dict)  # stored in the run config (what was added, hashes)
+
+    def __post_init__(self) -> None:
+        n = len(self.extra_paths)
+        if not (len(self.extra_labels) == len(self.extra_terms) == n) or (self.extra_attrs and len(self.extra_attrs) != n):
+            raise ConfigError("extra_paths, extra_labels, extra_terms (and extra_attrs) must have the same length")
+        if not 0.0 <= self.gen_ratio < 1.0:
+            raise ConfigError(f"gen_ratio must be in [0, 1), got {self.gen_ratio}")
+        for c in self.extra_terms:
+            if not 0 <= c < len(self.gammas):
+                raise ConfigError(f"generated sample in term {c}, but only {len(self.gammas)} gammas are given")
+        for g in self.gammas:
+            if not (g >= 0 and math.isfinite(g)):
+                raise ConfigError(f"every gamma must be a finite number >= 0, got {g}")
+
+
+def balanced_loss(logits, labels, terms, gammas):
+    """Eq. 6–8 for any number of classes: mean CE of the real samples + Σ_c γ_c · mean CE of the
+    generated samples of target class c, each mean over that subset of the batch.
+
+    ``terms[k]`` is -1 for a real training sample and c for a generated sample of term c. An empty
+    subset contributes zero (never NaN). With no generated samples this is the plain mean CE.
+    """
+    import torch.nn.functional as F
+
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    total = ce.new_zeros(())
+    real = terms < 0
+    if bool(real.any()):
+        total = total + ce[real].mean()
+    for c, gamma in enumerate(gammas):
+        sub = terms == c
+        if bool(sub.any()):
+            total = total + float(gamma) * ce[sub].mean()
+    return total
+
+
+class MixedBatchSampler:
+    """Batches with a fixed share of generated samples: ``round(ratio * B)`` generated, the rest real.
+
+    An epoch has as many batches as the real samples fill; generated samples are drawn without
+    replacement and reshuffled when exhausted. Seeded by ``generator``.
+    """
+
+    def __init__(self, n_real: int, n_gen: int, batch_size: int, ratio: float, generator, real_weights=None):
+        self.n_real, self.n_gen, self.bs, self.gen = n_real, n_gen, batch_size, generator
+        self.k_gen = min(batch_size - 1, max(1, round(ratio * batch_size))) if n_gen else 0
+        self.k_real = batch_size - self.k_gen
+        self.real_weights = real_weights
+
+    def __len__(self) -> int:
+        return math.ceil(self.n_real / self.k_real)
+
+    def __iter__(self):
+        import torch
+
+        if self.real_weights is not None:
+            real = torch.multinomial(self.real_weights, self.n_real, replacement=True, generator=self.gen)
+        else:
+            real = torch.randperm(self.n_real, generator=self.gen)
+        gen_pool: list[int] = []
+        for b in range(len(self)):
+            batch = real[b * self.k_real:(b + 1) * self.k_real].tolist()
+            for _ in range(self.k_gen):
+                if not gen_pool:
+                    gen_pool = (torch.randperm(self.n_gen, generator=self.gen) + self.n_real).tolist()
+                batch.append(gen_pool.pop())
+            yield batch
+
+
+@dataclass
 class TrainResult:
     model_id: int
     run_id: int
@@ -153,11 +244,13 @@ def _score(report: GroupReport, select_by: str) -> tuple[float, float]:
 
 def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role: str = "erm",
                      name: Optional[str] = None, make_active: Optional[bool] = None,
-                     on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> TrainResult:
-    """Train a classifier on the project's train split; select the epoch on val; store it."""
+                     on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
+                     plan: Optional[TrainPlan] = None) -> TrainResult:
+    """Train a classifier on the project's train split (plus ``plan``'s additions); select the epoch on val; store it."""
     import torch
-    import torch.nn.functional as F
-    from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
+    from torch.utils.data import DataLoader, RandomSampler
+
+    plan = plan or TrainPlan()
 
     from .device import resolve_device
     from .models import build_classifier, save_checkpoint
@@ -176,6 +269,9 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
         select_by = "last"
     device = resolve_device(cfg.device)
     config = {**asdict(cfg), "role": role}
+    if plan.extra_paths or plan.sample_weights is not None or plan.init_state is not None:
+        config["plan"] = {"n_generated": len(plan.extra_paths), "gammas": plan.gammas, "gen_ratio": plan.gen_ratio,
+                          "reinit_head": plan.reinit_head, "weighted": plan.sample_weights is not None, **plan.describe}
     make_active = (role == "erm") if make_active is None else make_active
 
     # 2. Resume an unfinished run with the same config, or start one.
@@ -187,12 +283,25 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
     t0 = time.monotonic()
     try:
         # 3. Data.
-        train_ds, train_rows = split_dataset(project, "train", cfg.image_size, train=cfg.augment)
+        from .imaging import ClassifierDataset, ImageSet
+
+        train_rows = project.samples("train", "id, path, label, attr")
+        paths = [project.dataset_path(r["path"]) for r in train_rows] + [Path(p) for p in plan.extra_paths]
+        labels = [r["label"] for r in train_rows] + list(plan.extra_labels)
+        terms_all = torch.tensor([-1] * len(train_rows) + list(plan.extra_terms), dtype=torch.long)
+        train_ds = ClassifierDataset(ImageSet(paths, cfg.image_size), labels, train=cfg.augment)
         val_ds, val_rows = split_dataset(project, "val", cfg.image_size)
+        if plan.sample_weights is not None and len(plan.sample_weights) != len(train_rows):
+            raise ConfigError(f"sample_weights has {len(plan.sample_weights)} entries for {len(train_rows)} train samples")
 
         # 4. Model and optimiser (seeded), restored from the resume state if any.
         torch.manual_seed(cfg.seed)
-        model = build_classifier(cfg.arch, len(class_names), cfg.pretrained, cfg.pretrained_weights).to(device)
+        model = build_classifier(cfg.arch, len(class_names), cfg.pretrained, cfg.pretrained_weights)
+        if plan.init_state is not None:
+            model.load_state_dict(plan.init_state)
+        if plan.reinit_head:
+            model.fc.reset_parameters()
+        model = model.to(device)
         if cfg.optimizer == "adam":
             opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         else:
@@ -208,28 +317,43 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             best = {"score": tuple(state["best_score"].tolist()), "epoch": int(state["best_epoch"]), "state": state["best_model"]}
         resumed_from = start_epoch
 
+        weights = None
         if cfg.sampler == "group_balanced":
             keys = [(r["label"], r["attr"]) for r in train_rows]
             counts = {k: keys.count(k) for k in set(keys)}
             weights = torch.tensor([1.0 / counts[k] for k in keys], dtype=torch.double)
+        if plan.sample_weights is not None:
+            w = torch.tensor(plan.sample_weights, dtype=torch.double)
+            weights = w if weights is None else weights * w
+        n_gen = len(plan.extra_paths)
+        mixed = n_gen > 0 and plan.gen_ratio > 0
+
+        def make_loader(gen):
+            if mixed:
+                bs = MixedBatchSampler(n_train, n_gen, cfg.batch_size, plan.gen_ratio, gen, weights)
+                return DataLoader(train_ds, batch_sampler=bs, num_workers=0)
+            if weights is not None:  # weighted draws of real samples, plus every generated sample once
+                real = torch.multinomial(weights, n_train, replacement=True, generator=gen)
+                order = torch.cat([real, torch.arange(n_train, n_train + n_gen)])
+                order = order[torch.randperm(len(order), generator=gen)].tolist()
+                return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=order, num_workers=0)
+            return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=RandomSampler(train_ds, generator=gen), num_workers=0)
 
         # 5. Epochs.
-        steps_per_epoch = math.ceil(n_train / cfg.batch_size)
+        steps_per_epoch = len(make_loader(torch.Generator().manual_seed(0)))
         tracker = ProgressTracker(f"train {role}", cfg.epochs * steps_per_epoch, on_progress, start_epoch * steps_per_epoch)
         for epoch in range(start_epoch, cfg.epochs):
             te = time.monotonic()
             torch.manual_seed(cfg.seed * 100_003 + epoch)  # augmentation randomness of this epoch
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            sampler = (WeightedRandomSampler(weights, n_train, replacement=True, generator=gen)
-                       if cfg.sampler == "group_balanced" else RandomSampler(train_ds, generator=gen))
-            loader = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=0)
+            loader = make_loader(gen)
             model.train()
             total_loss, total_correct, seen = 0.0, 0, 0
             for step, (x, y, _idx) in enumerate(loader):
                 check_cancel(cancel, f"during epoch {epoch + 1} of {role} training")
                 x, y = x.to(device), y.to(device)
                 logits = model(x)
-                loss = F.cross_entropy(logits, y)
+                loss = balanced_loss(logits, y, terms_all[_idx].to(device), plan.gammas)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

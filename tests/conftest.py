@@ -70,3 +70,32 @@ def tiny_pipe_factory():
     from ddb_core.micro_sd import MicroSDConfig, build_pipeline
 
     return lambda: build_pipeline(MicroSDConfig())
+
+
+@pytest.fixture(scope="session")
+def candidates_project_template(scored_project_template, tiny_pipe_factory, tmp_path_factory):
+    """The scored tiny project plus tokens, 8 generated candidates (tiny random SD) and their ψ/ρ. Copy before use."""
+    from ddb_core.generation import generate, invert_classes, score
+    from ddb_core.inpainting import InpaintConfig, Inpainter
+    from ddb_core.inversion import InversionConfig
+    from ddb_core.masking import ProvidedMasker
+    from ddb_core.store import Project
+
+    root = tmp_path_factory.mktemp("candidates") / "proj"
+    shutil.copytree(scored_project_template, root)
+    project = Project.open(root)
+    inp = Inpainter(tiny_pipe_factory())
+    invert_classes(project, inp, [0, 1], InversionConfig(steps=2, batch_size=2))
+    generate(project, inp, ProvidedMasker(project.dataset_path), inpaint=InpaintConfig(steps=2, guidance=2.0, batch_size=4))
+    score(project, n_steps=8)
+    project.close()
+    return root
+
+
+@pytest.fixture
+def candidates_project(candidates_project_template, tmp_path):
+    from ddb_core.store import Project
+
+    dst = tmp_path / "cproj"
+    shutil.copytree(candidates_project_template, dst)
+    return Project.open(dst)

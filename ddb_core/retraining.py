@@ -1,0 +1,340 @@
+"""Retraining on D_train ∪ accepted candidates (Eq. 6–8), and the baselines beside it.
+
+Consumes a project whose candidates have decisions (``pruning``) and a ``RetrainConfig``;
+produces one model per seed (checkpoint, ``models`` row with val/test reports, ``runs`` row with
+per-epoch metrics), all trained by ``training.train_classifier`` with a ``TrainPlan``:
+
+- **DDB**: the train split plus the accepted generated images, labelled with their target class;
+  loss = L_train + Σ_c γ_c · L_gen,c (one γ per generated target class; an empty subset adds 0).
+  "Accepted" = the automatic decision at the project's current thresholds, overridden by manual
+  decisions. Starts from the ERM checkpoint (default) or from scratch.
+- **JTT**: an early-stopped ERM (``jtt_epochs``) finds the error set of the training split; a new
+  model trains with the error set upweighted by ``lambda_up``. No group labels. An empty error set
+  is reported as such (and the run is plain ERM).
+- **DFR**: the ERM's last layer is refitted (logistic regression) on group-balanced val features —
+  uses **val** group labels.
+- **Oracle**: group-balanced sampling of the train split — uses **train** group labels.
+
+Each result states the group labels it used, as the paper's Table 1 does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, ProjectError
+from .progress import CancelToken, ProgressFn, check_cancel
+from .store import Project
+from .training import TrainConfig, TrainPlan, TrainResult, train_classifier
+
+log = logging.getLogger(__name__)
+
+INITS = ("erm", "scratch")
+
+
+def _retrain_recipe() -> TrainConfig:
+    # From the ERM checkpoint with Adam at 5e-4 (the paper's retraining lr on ImageNet-A), a few epochs.
+    return TrainConfig(epochs=4, lr=5e-4)
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """How DDB (or SCGS) retrains. ``gammas``: one weight per generated target class (default 1)."""
+
+    train: TrainConfig = field(default_factory=_retrain_recipe)
+    gammas: Optional[tuple[float, ...]] = None  # None = 1.0 for every class
+    gen_ratio: float = 0.0  # > 0: that share of every batch is generated samples
+    init: str = "erm"  # erm (the active ERM checkpoint) | scratch
+    reinit_head: bool = False
+    method: str = "ddb"  # which candidates: ddb | scgs | all
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ConfigError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if not self.seeds:
+            raise ConfigError("seeds: give at least one seed")
+        if self.method not in ("ddb", "scgs", "all"):
+            raise ConfigError(f"method must be ddb, scgs or all, got {self.method!r}")
+        if not 0.0 <= self.gen_ratio < 1.0:
+            raise ConfigError(f"gen_ratio must be in [0, 1), got {self.gen_ratio}")
+        for g in self.gammas or ():
+            if not (g >= 0 and math.isfinite(g)):
+                raise ConfigError(f"every gamma must be a finite number >= 0, got {g}")
+
+
+@dataclass
+class MultiSeedResult:
+    method: str
+    model_ids: list[int]
+    results: list[TrainResult]
+    group_labels: str  # which group labels the method used: "none", "val", "train", "train+val"
+    details: dict = field(default_factory=dict)
+
+    def summary(self, split: str = "test") -> dict:
+        """mean ± std over seeds of WGA, plain mean accuracy and train-weighted accuracy."""
+        out = {}
+        for key in ("worst_group_acc", "mean_acc", "train_weighted_acc"):
+            vals = [getattr(r.reports[split], key) for r in self.results if split in r.reports]
+            vals = [v for v in vals if v is not None]
+            out[key] = {"mean": float(np.mean(vals)) if vals else None,
+                        "std": float(np.std(vals)) if len(vals) > 1 else 0.0, "values": vals}
+        return out
+
+
+def accepted_candidates(project: Project, method: str = "ddb") -> list[dict]:
+    """The candidates that go into retraining: kept at the current thresholds or manually accepted."""
+    from .pruning import decisions
+
+    where, args = ("1=1", []) if method == "all" else ("c.method = ?", [method])
+    kept = {d.candidate_id for d in decisions(project, where, args) if d.kept}
+    if not kept:
+        return []
+    rows = project.db.query(f"select id, source_id, source_label, target_label, path from candidates c where {where} "
+                            f"order by id", args)
+    return [r for r in rows if r["id"] in kept]
+
+
+def _erm_state(project: Project) -> tuple[dict, dict]:
+    import torch
+
+    erm = project.active_erm()
+    path = project.project_path(erm["path"])
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return ckpt["state_dict"] if "state_dict" in ckpt else ckpt, erm
+
+
+def generated_plan(project: Project, cfg: RetrainConfig, candidates: Optional[list[dict]] = None) -> TrainPlan:
+    """The TrainPlan of a DDB retraining: accepted images, their target labels, γ per class."""
+    n = len(project.class_names)
+    gammas = list(cfg.gammas) if cfg.gammas is not None else [1.0] * n
+    if len(gammas) != n:
+        raise ConfigError(f"gammas: give one per class ({n}), got {len(gammas)}")
+    cands = accepted_candidates(project, cfg.method) if candidates is None else candidates
+    attrs = {r["id"]: r["attr"] for r in project.db.query("select id, attr from samples where split = 'train'")}
+    plan = TrainPlan(
+        extra_paths=[project.project_path(c["path"]) for c in cands],
+        extra_labels=[int(c["target_label"]) for c in cands],
+        extra_attrs=[attrs.get(c["source_id"]) for c in cands],  # the background is the source's
+        extra_terms=[int(c["target_label"]) for c in cands], gammas=gammas, gen_ratio=cfg.gen_ratio,
+        reinit_head=cfg.reinit_head,
+        describe={"method": cfg.method, "candidate_ids_hash": _ids_hash([c["id"] for c in cands]),
+                  "per_direction": _per_direction(cands), "init": cfg.init})
+    if cfg.init == "erm":
+        state, erm = _erm_state(project)
+        plan.init_state = state
+        plan.describe["init_model_id"] = erm["id"]
+    return plan
+
+
+def _ids_hash(ids: Sequence[int]) -> str:
+    import hashlib
+
+    return hashlib.sha256(",".join(map(str, ids)).encode()).hexdigest()[:16]
+
+
+def _per_direction(cands: Sequence[dict]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in cands:
+        key = f"{c['source_label']}->{c['target_label']}"
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def retraining_inputs(project: Project, method: str = "ddb") -> dict[str, int]:
+    """How many accepted samples of each direction a retraining would use (for the app's button)."""
+    return _per_direction(accepted_candidates(project, method))
+
+
+def retrain(project: Project, cfg: RetrainConfig = RetrainConfig(), on_progress: Optional[ProgressFn] = None,
+            cancel: Optional[CancelToken] = None, name: Optional[str] = None) -> MultiSeedResult:
+    """DDB retraining, one model per seed; each is stored with its reports (resumable per epoch)."""
+    cands = accepted_candidates(project, cfg.method)
+    if cfg.init == "erm" and project.active_erm_id is None:
+        raise ProjectError("retraining starts from the ERM model, and the project has none: train or load one "
+                           "(ddb erm train), or use init 'scratch'")
+    results = []
+    for seed in cfg.seeds:
+        check_cancel(cancel, f"before retraining seed {seed}")
+        plan = generated_plan(project, cfg, cands)
+        tc = replace(cfg.train, seed=seed)
+        label = name or f"{cfg.method} retrain ({len(cands)} generated)"
+        results.append(train_classifier(project, tc, role=cfg.method if cfg.method != "all" else "ddb",
+                                        name=f"{label} seed {seed}", make_active=False, on_progress=on_progress,
+                                        cancel=cancel, plan=plan))
+    return MultiSeedResult(cfg.method, [r.model_id for r in results], results, "val" if _uses_val(cfg.train) else "none",
+                           {"n_generated": len(cands), "per_direction": _per_direction(cands)})
+
+
+def _uses_val(tc: TrainConfig) -> bool:
+    return tc.select_by in ("auto", "val_wga")
+
+
+# ---------------------------------------------------------------------------------------------
+# Baselines.
+
+
+@dataclass(frozen=True)
+class JTTConfig:
+    train: TrainConfig = field(default_factory=TrainConfig)  # the final model's recipe (from scratch)
+    jtt_epochs: int = 1  # T: epochs of the early-stopped identification model
+    lambda_up: float = 20.0  # upweight of the error set
+    seeds: tuple[int, ...] = (0,)
+
+    def __post_init__(self) -> None:
+        if self.jtt_epochs < 1:
+            raise ConfigError(f"jtt_epochs must be >= 1, got {self.jtt_epochs}")
+        if not (self.lambda_up >= 1 and math.isfinite(self.lambda_up)):
+            raise ConfigError(f"lambda_up must be >= 1, got {self.lambda_up}")
+
+
+def jtt_error_set(project: Project, cfg: JTTConfig, on_progress=None, cancel=None) -> tuple[list[int], int]:
+    """(indices into the train split of the error set, id of the identification model)."""
+    from .models import load_classifier, predict
+    from .training import split_dataset
+
+    ident_cfg = replace(cfg.train, epochs=cfg.jtt_epochs, select_by="last", seed=cfg.train.seed)
+    res = train_classifier(project, ident_cfg, role="jtt-id", name=f"JTT identification ({cfg.jtt_epochs} epochs)",
+                           make_active=False, on_progress=on_progress, cancel=cancel)
+    m = project.model(res.model_id)
+    model, _a, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
+    ds, rows = split_dataset(project, "train", m["image_size"])
+    preds = predict(model, ds).argmax(1).numpy()
+    errors = [k for k, r in enumerate(rows) if preds[k] != r["label"]]
+    return errors, res.model_id
+
+
+def run_jtt(project: Project, cfg: JTTConfig = JTTConfig(), on_progress=None, cancel=None,
+            extra: Optional[TrainPlan] = None, role: str = "jtt") -> MultiSeedResult:
+    """JTT; with ``extra`` (e.g. SCGS images), those are added to the upweighted training set."""
+    errors, ident_id = jtt_error_set(project, cfg, on_progress, cancel)
+    n_train = project.sample_count("train")
+    details = {"error_set": len(errors), "identification_model": ident_id, "lambda_up": cfg.lambda_up,
+               "jtt_epochs": cfg.jtt_epochs}
+    if not errors:
+        details["note"] = ("the error set is empty: the identification model classifies every training image "
+                           "correctly, so JTT reduces to ERM")
+        log.warning("JTT: %s", details["note"])
+    weights = [1.0] * n_train
+    for k in errors:
+        weights[k] = cfg.lambda_up
+    results = []
+    for seed in cfg.seeds:
+        base = extra or TrainPlan()
+        plan = replace(base, sample_weights=weights, describe={**base.describe, "jtt": details})
+        results.append(train_classifier(project, replace(cfg.train, seed=seed), role=role,
+                                        name=f"{role.upper()} λ={cfg.lambda_up:g} T={cfg.jtt_epochs} seed {seed}",
+                                        make_active=False, on_progress=on_progress, cancel=cancel, plan=plan))
+    return MultiSeedResult(role, [r.model_id for r in results], results,
+                           "val" if _uses_val(cfg.train) else "none", details)
+
+
+def run_oracle(project: Project, cfg: TrainConfig = TrainConfig(), seeds: Sequence[int] = (0,), on_progress=None,
+               cancel=None) -> MultiSeedResult:
+    """Group-balanced sampling with train group labels (an upper reference, not a method)."""
+    results = [train_classifier(project, replace(cfg, sampler="group_balanced", seed=s), role="oracle",
+                                name=f"oracle (group-balanced, train groups) seed {s}", make_active=False,
+                                on_progress=on_progress, cancel=cancel) for s in seeds]
+    return MultiSeedResult("oracle", [r.model_id for r in results], results, "train+val")
+
+
+def run_dfr(project: Project, seeds: Sequence[int] = (0,), Cs: Sequence[float] = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
+            on_progress=None, cancel=None) -> MultiSeedResult:
+    """DFR: refit the ERM's last layer on group-balanced val features (val group labels).
+
+    C (inverse L2 strength) is chosen by WGA on one half of val after fitting on the other half;
+    the final layer is fitted on all of val, with each group weighted to the same total.
+    """
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from .models import build_classifier, save_checkpoint
+    from .training import evaluate_model, split_dataset
+
+    state, erm = _erm_state(project)
+    model = build_classifier(erm["arch"], erm["num_classes"])
+    model.load_state_dict(state)
+    model.eval()
+    ds, rows = split_dataset(project, "val", erm["image_size"])
+    if not rows or any(r["attr"] is None for r in rows):
+        raise ProjectError("DFR needs val samples with group labels (the spurious attribute); this project has none")
+    feats = _features(model, ds)
+    y = np.array([r["label"] for r in rows])
+    g = np.array([r["label"] * 1000 + r["attr"] for r in rows])
+    results = []
+    for seed in seeds:
+        check_cancel(cancel, "during DFR")
+        t0 = time.monotonic()
+        rng = np.random.default_rng(seed)
+        half = rng.permutation(len(y)) < len(y) // 2
+        best = (-1.0, Cs[0])
+        for C in Cs:
+            clf = _fit_balanced(feats[half], y[half], g[half], C, seed)
+            pred = clf.predict(feats[~half])
+            accs = [np.mean(pred[g[~half] == k] == y[~half][g[~half] == k]) for k in np.unique(g[~half])]
+            best = max(best, (float(min(accs)), C))
+        clf = _fit_balanced(feats, y, g, best[1], seed)
+        head = build_classifier(erm["arch"], erm["num_classes"])
+        head.load_state_dict(state)
+        with torch.no_grad():
+            w = torch.tensor(clf.coef_, dtype=torch.float32)
+            b = torch.tensor(clf.intercept_, dtype=torch.float32)
+            if erm["num_classes"] == 2 and w.shape[0] == 1:  # binary: logits (0, w·x + b)
+                w, b = torch.cat([torch.zeros_like(w), w]), torch.cat([torch.zeros_like(b), b])
+            head.fc.weight.copy_(w)
+            head.fc.bias.copy_(b)
+        run_id = project.start_run("train-dfr", {"seed": seed, "C": best[1], "erm_model_id": erm["id"]})
+        ckpt = project.root / "models" / f"dfr-{len(project.models()) + 1:03d}-run{run_id}.pt"
+        save_checkpoint(head, ckpt, arch=erm["arch"], num_classes=erm["num_classes"], image_size=erm["image_size"])
+        reports = evaluate_model(project, head, erm["image_size"])
+        metrics = {s: r.to_dict() for s, r in reports.items()}
+        metrics.update(C=best[1], half_val_wga=best[0], uses_val_group_labels=True,
+                       note="val is DFR's training data: report its test figures")
+        mid = project.add_model(name=f"DFR (val groups, C={best[1]:g}) seed {seed}", role="dfr", path=ckpt,
+                                arch=erm["arch"], num_classes=erm["num_classes"], image_size=erm["image_size"],
+                                metrics=metrics, config={"C": best[1], "seed": seed, "erm_model_id": erm["id"]},
+                                run_id=run_id)
+        seconds = time.monotonic() - t0
+        project.finish_run(run_id, "done", seconds=seconds, result={"model_id": mid})
+        results.append(TrainResult(mid, run_id, reports, [], 0, seconds))
+    return MultiSeedResult("dfr", [r.model_id for r in results], results, "val")
+
+
+def _features(model, ds, batch_size: int = 256) -> np.ndarray:
+    """Penultimate-layer features (the input of ``model.fc``)."""
+    import torch
+
+    feats = []
+    hook = model.fc.register_forward_hook(lambda m, inp, out: feats.append(inp[0].detach().cpu()))
+    try:
+        with torch.no_grad():
+            for start in range(0, len(ds), batch_size):
+                xs = torch.stack([ds[k][0] for k in range(start, min(len(ds), start + batch_size))])
+                model(xs)
+    finally:
+        hook.remove()
+    return torch.cat(feats).numpy()
+
+
+def _fit_balanced(x, y, g, C, seed):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.pipeline import make_pipeline
+
+    groups, counts = np.unique(g, return_counts=True)
+    w = np.array([1.0 / counts[np.searchsorted(groups, k)] for k in g])
+    w *= len(w) / w.sum()
+    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    clf.fit((x - mean) / std, y, sample_weight=w)
+    # fold the standardisation into the linear layer so the checkpoint is a plain ResNet
+    clf.coef_ = clf.coef_ / std
+    clf.intercept_ = clf.intercept_ - (clf.coef_ * mean).sum(1)
+    return clf
