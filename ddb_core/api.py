@@ -51,6 +51,10 @@ def create_project(root: str | os.PathLike, fmt: str, source: Optional[str | os.
     converted = validate(ds, check_images=check_images)
     project = Project.open(root) if Project.exists(root) else Project.create(root, name)
     report = import_dataset(project, ds, replace=replace, root_relative_to_project=(fmt == "demo"), converted=converted)
+    if fmt == "demo" and "inpaint_model" not in (project.get_meta("pipeline") or {}):
+        from .inpainting import MICRO_MODEL
+
+        set_pipeline_settings(project, inpaint_model=MICRO_MODEL)  # the shipped micro model, by path
     return project, report
 
 

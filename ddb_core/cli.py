@@ -18,7 +18,8 @@ from .progress import Progress
 
 # Every leaf command, as typed after `ddb`. README.md documents each one.
 COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "select", "invert", "mask", "generate",
-            "score", "prune", "run", "train-micro-inpainter", "bench calibrate", "bench masks")
+            "score", "prune", "run", "retrain", "evaluate", "baseline jtt", "baseline dfr", "baseline oracle", "report",
+            "train-micro-inpainter", "bench calibrate", "bench masks", "bench inpainter", "bench demo", "bench pruning", "bench ti")
 
 
 class TqdmProgress:
@@ -55,10 +56,10 @@ def _add_project(p: argparse.ArgumentParser) -> None:
                    help=f"project folder (default: %(default)s; env DDB_PROJECT changes it)")
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
+def _add_train_args(p: argparse.ArgumentParser, d=None) -> None:
     from .training import TrainConfig
 
-    d = TrainConfig()
+    d = d or TrainConfig()
     p.add_argument("--arch", default=d.arch, help="resnet18 | resnet34 | resnet50 (default: %(default)s)")
     p.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (must be on disk offline)")
     p.add_argument("--pretrained-weights", default=None, help="path of the ImageNet weights file for --pretrained")
@@ -236,6 +237,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="JSON file with sections " + ", ".join(
         ("selection", "inversion", "masker", "generation", "inpaint", "scoring", "prune")))
 
+    from .retraining import JTTConfig, RetrainConfig
+
+    r = RetrainConfig()
+    p = sub.add_parser("retrain", help="retrain on the train split + accepted candidates (Eq. 6-8); report against ERM")
+    _add_project(p)
+    _add_train_args(p, r.train)
+    p.add_argument("--gamma", type=float, nargs="+", default=None,
+                   help="weight of the generated samples: one value, or one per class (default: 1 each)")
+    p.add_argument("--gen-ratio", type=float, default=r.gen_ratio,
+                   help="share of every batch that is generated samples; 0 = natural sampling (default: %(default)s)")
+    p.add_argument("--init", choices=["erm", "scratch"], default=r.init, help="start from the ERM model or from scratch (default: %(default)s)")
+    p.add_argument("--reinit-head", action="store_true", help="re-initialise the last layer first")
+    p.add_argument("--method", choices=["ddb", "scgs", "all"], default=r.method, help="whose candidates (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(r.seeds), help="one model per seed; mean ± std (default: 0)")
+    p = sub.add_parser("evaluate", help="report of stored models (seeds of one run) against the ERM model, with bootstrap intervals")
+    _add_project(p)
+    p.add_argument("--models", type=int, nargs="+", required=True, help="model ids (see `ddb status`)")
+    p.add_argument("--baseline", type=int, help="the 'before' model id (default: the active ERM model)")
+    p.add_argument("--title", default="evaluation", help="report title (default: %(default)s)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+    base = sub.add_parser("baseline", help="baselines on the same data and code: jtt, dfr, oracle").add_subparsers(
+        dest="baseline_command", required=True, metavar="BASELINE")
+    j = JTTConfig()
+    p = base.add_parser("jtt", help="JTT: upweight the error set of an early-stopped ERM (no group labels; val groups for selection)")
+    _add_project(p)
+    _add_train_args(p)
+    p.add_argument("--jtt-epochs", type=int, default=j.jtt_epochs, help="epochs of the identification model (default: %(default)s)")
+    p.add_argument("--lambda-up", type=float, default=j.lambda_up, help="upweight of the error set (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+    p = base.add_parser("dfr", help="DFR: refit the ERM's last layer on group-balanced val features (val group labels)")
+    _add_project(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+    p = base.add_parser("oracle", help="group-balanced sampling with train group labels (a reference, not a method)")
+    _add_project(p)
+    _add_train_args(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+    p = sub.add_parser("report", help="list the stored reports, or print one (--id) as Markdown")
+    _add_project(p)
+    p.add_argument("--id", type=int, help="report id")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
     from .micro_train import MicroTrainConfig
 
     m = MicroTrainConfig()
@@ -262,6 +304,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=200, help="train images per seed (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
     p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
+    p = bench.add_parser("inpainter", help="quality gates of the micro inpainting model: background error, class swap with/without token")
+    p.add_argument("--model", default="data/models/micro-sd-inpainting", help="diffusers folder or hub id (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
+    p.add_argument("--n", type=int, default=48, help="test images per direction (default: %(default)s)")
+    p.add_argument("--ti-steps", type=int, default=400, help="textual-inversion steps per class (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=25, help="denoising steps (default: %(default)s)")
+    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (default: %(default)s)")
+    p.add_argument("--workdir", default="projects/bench", help="where the judge's project goes (default: %(default)s)")
+    p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
+    for cmd, text in (("demo", "end to end on the demo: ERM, JTT, DFR, oracle and DDB, mean ± std over seeds → docs/benchmarks.md"),
+                      ("pruning", "ablation: retraining with vs without pruning (Table 2 shape)"),
+                      ("ti", "ablation: textual-inversion set size 0/10/20/30/40 (Table 5 shape)")):
+        p = bench.add_parser(cmd, help=text)
+        p.add_argument("--quick", action="store_true", help="the smoke preset: one seed, few candidates, short training")
+        p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
+        p.add_argument("--model", help="inpainting model (default: data/models/micro-sd-inpainting)")
+        p.add_argument("--workdir", default="projects/bench", help="where the bench projects go (default: %(default)s)")
+        p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
     return parser
 
 
@@ -315,6 +375,61 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         progress.close()
         print(f"wrote {path}")
         return 0
+    if a.command == "retrain":
+        from .retraining import RetrainConfig
+
+        project = api.open_project(a.project)
+        n = len(project.class_names)
+        gammas = None if a.gamma is None else tuple(a.gamma * n if len(a.gamma) == 1 else a.gamma)
+        cfg = RetrainConfig(train=_train_config(a), gammas=gammas, gen_ratio=a.gen_ratio, init=a.init,
+                            reinit_head=a.reinit_head, method=a.method, seeds=tuple(a.seeds))
+        inputs = api.retraining_inputs(project, a.method)
+        print("accepted samples per direction: " + (", ".join(f"{k}: {v}" for k, v in inputs.items()) or "none"))
+        out = api.retrain(project, cfg, on_progress=progress)
+        progress.close()
+        print(f"models {', '.join(map(str, out['model_ids']))}; report {out['report']['id']} in "
+              f"{project.root / 'reports' / str(out['report']['id'])}")
+        from .reporting import report_markdown as _md
+
+        print(_md(out["report"]))
+        return 0
+    if a.command == "evaluate":
+        from .reporting import report_markdown as _md
+
+        project = api.open_project(a.project)
+        rep = api.make_report(project, a.models, baseline_id=a.baseline, title=a.title, kind="evaluation", n_boot=a.n_boot)
+        print(_md(rep))
+        print(f"saved as report {rep['id']} in {project.root / 'reports' / str(rep['id'])}")
+        return 0
+    if a.command == "baseline":
+        from .reporting import report_markdown as _md
+        from .retraining import JTTConfig
+
+        project = api.open_project(a.project)
+        jtt = None
+        train = _train_config(a) if a.baseline_command in ("jtt", "oracle") else None
+        if a.baseline_command == "jtt":
+            jtt = JTTConfig(train=train, jtt_epochs=a.jtt_epochs, lambda_up=a.lambda_up)
+        out = api.baseline(project, a.baseline_command, seeds=a.seeds, train=train, jtt=jtt, on_progress=progress)
+        progress.close()
+        if out["details"].get("note"):
+            print(f"note: {out['details']['note']}")
+        print(_md(out["report"]))
+        return 0
+    if a.command == "report":
+        from .reporting import report_markdown as _md
+
+        project = api.open_project(a.project)
+        if a.id is None:
+            rows = api.reports(project)
+            if not rows:
+                print("no reports yet: `ddb retrain`, `ddb baseline ...` or `ddb evaluate` make them")
+            for r in rows:
+                print(f"report {r['id']} [{r['kind']}] {r['title']}: models {r['model_ids']} ({r['dir']}, {r['created_at']})")
+            return 0
+        rep = api.load_report(project, a.id)
+        print(json.dumps(rep, indent=2) if a.json else _md(rep))
+        return 0
     if a.command == "train-micro-inpainter":
         from dataclasses import replace
 
@@ -327,7 +442,7 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
                         checkpoint_every=a.checkpoint_every)
         out = train_micro_inpainter(a.data, a.out, replace(base, **over), on_progress=progress)
         progress.close()
-        print(f"wrote {out} (load it with --inpaint-model {out})")
+        print(f"wrote {out} (use it with `ddb invert --model {out}` or `ddb generate --model {out}`)")
         return 0
     if a.command == "init":
         from .demo_data import DemoDataConfig
@@ -398,6 +513,49 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
                           json_path=None if a.no_docs else Path("docs/bench/masks.json"))
         for name, r in res["backends"].items():
             print(f"{name}: mean IoU {r['median_mean_iou']:.3f} ({r['images_per_s_median']:.1f} images/s)")
+        return 0
+    if a.command == "bench" and a.bench_command in ("demo", "pruning", "ti"):
+        from dataclasses import replace as _replace
+        from pathlib import Path
+
+        from .bench import DOC
+        from . import bench_demo as B
+
+        cfg = B.DemoBenchConfig.quick() if a.quick else B.DemoBenchConfig()
+        if a.seeds:
+            cfg = _replace(cfg, seeds=tuple(a.seeds))
+        if a.model:
+            cfg = _replace(cfg, model=a.model)
+        suffix = "-quick" if a.quick else ""
+        doc = None if a.no_docs else DOC
+        js = None if a.no_docs else Path(f"docs/bench/{a.bench_command}{suffix}.json")
+        workdir = a.workdir + ("/quick" if a.quick else "")
+        if a.bench_command == "demo":
+            res = B.bench_demo(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
+            md = B.demo_markdown(res)
+        elif a.bench_command == "pruning":
+            res = B.bench_pruning(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
+            md = B.pruning_markdown(res)
+        else:
+            res = B.bench_ti(cfg, k=cfg.k if a.quick else 150, workdir=workdir, doc=doc, json_path=js, on_progress=progress)
+            md = B.ti_markdown(res)
+        progress.close()
+        print(md)
+        return 0
+    if a.command == "bench" and a.bench_command == "inpainter":
+        from pathlib import Path
+
+        from .bench import DOC
+        from .bench_micro import bench_inpainter
+
+        res = bench_inpainter(a.model, a.seeds, n=a.n, ti_steps=a.ti_steps, steps=a.steps, guidance=a.guidance,
+                              workdir=a.workdir, doc=None if a.no_docs else DOC,
+                              json_path=None if a.no_docs else Path("docs/bench/inpainter.json"),
+                              grid_path=None if a.no_docs else Path("docs/images/micro-inpainter-grid.png"), on_progress=progress)
+        progress.close()
+        from .bench_micro import inpainter_markdown
+
+        print(inpainter_markdown(res))
         return 0
     raise AssertionError(f"unhandled command {a.command}")  # argparse restricts the choices
 

@@ -25,6 +25,60 @@ from .errors import ConfigError, ModelError, WeightsUnavailableError
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-inpainting"
 DEFAULT_TEMPLATE = "a photo of a {token} {name}"
+MICRO_MODEL = "data/models/micro-sd-inpainting"  # the demo's model, shipped in the repository
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def resolve_model_ref(ref: str) -> str:
+    """A relative folder that is not under the working directory is looked up in the repository
+    (so projects that name ``data/models/micro-sd-inpainting`` work from any directory)."""
+    p = Path(ref)
+    if p.is_absolute() or p.exists():
+        return ref
+    in_repo = REPO_ROOT / p
+    return str(in_repo) if in_repo.exists() else ref
+
+
+def check_model_folder(folder: Path) -> None:
+    """Raise a ModelError naming the first missing or unreadable file of a diffusers folder."""
+    import json
+
+    index = folder / "model_index.json"
+    if not index.is_file():
+        raise ModelError(f"{folder} is not a diffusers model folder: {index} is missing")
+    try:
+        components = json.loads(index.read_text())
+    except (OSError, ValueError) as e:
+        raise ModelError(f"{index} is not valid JSON ({e}); the model folder is corrupt") from e
+    for name, spec in components.items():
+        if name.startswith("_") or not isinstance(spec, list) or spec[0] is None:
+            continue
+        sub = folder / name
+        if not sub.is_dir():
+            raise ModelError(f"{sub} is missing (model_index.json lists the component {name!r})")
+        configs = [f for f in ("config.json", "scheduler_config.json", "tokenizer_config.json") if (sub / f).is_file()]
+        if not configs:
+            raise ModelError(f"{sub} has no config file (config.json, scheduler_config.json or tokenizer_config.json)")
+        for f in configs:
+            try:
+                json.loads((sub / f).read_text())
+            except (OSError, ValueError) as e:
+                raise ModelError(f"{sub / f} is not valid JSON ({e}); the model folder is corrupt") from e
+        weights = sorted(sub.glob("*.safetensors")) + sorted(sub.glob("*.bin"))
+        if name in ("unet", "vae", "text_encoder") and not weights:
+            raise ModelError(f"{sub} has no weights file (diffusion_pytorch_model.safetensors or model.safetensors)")
+        for w in weights:
+            if w.suffix != ".safetensors":
+                continue
+            try:
+                from safetensors import safe_open
+
+                with safe_open(str(w), framework="pt") as fh:
+                    for key in fh.keys():
+                        fh.get_slice(key)
+            except Exception as e:
+                raise ModelError(f"{w} cannot be read ({type(e).__name__}: {e}); the file is corrupt or truncated — "
+                                 f"restore it (git checkout {MICRO_MODEL} for the demo model) or re-download the model") from e
 
 
 @dataclass(frozen=True)
@@ -89,9 +143,12 @@ class Inpainter:
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
+        model = resolve_model_ref(str(model))
         local = Path(model)
-        if local.exists() and not (local / "model_index.json").is_file():
-            raise ModelError(f"{local} is not a diffusers model folder: {local / 'model_index.json'} is missing")
+        if local.exists():
+            check_model_folder(local)
+        elif local.is_absolute() or str(model).startswith((".", "data/", "projects/")):
+            raise ModelError(f"inpainting model folder {local} does not exist")
         try:
             pipe = StableDiffusionInpaintPipeline.from_pretrained(model, dtype=dt, safety_checker=None,
                                                                   requires_safety_checker=False)

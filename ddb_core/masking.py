@@ -76,16 +76,40 @@ def _check_image(img: np.ndarray) -> None:
 # provided
 
 
+def box_of(mask: np.ndarray, margin: float = 0.12) -> np.ndarray:
+    """The bounding box of a 255-mask grown by ``margin`` (a share of the image side); 255 inside."""
+    ys, xs = np.nonzero(mask >= 128)
+    out = np.zeros_like(mask)
+    if len(ys) == 0:
+        return out
+    h, w = mask.shape
+    my, mx = int(round(margin * h)), int(round(margin * w))
+    out[max(0, ys.min() - my):ys.max() + my + 1, max(0, xs.min() - mx):xs.max() + mx + 1] = 255
+    return out
+
+
 class ProvidedMasker:
-    """Masks read from files named by each sample's ``mask_path`` (resolved by ``resolve``)."""
+    """Masks read from files named by each sample's ``mask_path`` (resolved by ``resolve``).
+
+    ``shape="box"`` repaints the object's bounding box grown by ``box_margin`` instead of its
+    silhouette: the inpainting model then has room to draw another class's body shape.
+    """
 
     name = "provided"
 
-    def __init__(self, resolve: Callable[[str], Path], dilate_radius: int = 0):
-        self.resolve, self.dilate_radius = resolve, dilate_radius
+    def __init__(self, resolve: Callable[[str], Path], dilate_radius: int = 0, shape: str = "mask",
+                 box_margin: float = 0.12):
+        if shape not in ("mask", "box"):
+            raise ConfigError(f"provided masker: shape must be 'mask' or 'box', got {shape!r}")
+        if not 0 <= box_margin <= 1:
+            raise ConfigError(f"provided masker: box_margin must be in [0, 1], got {box_margin}")
+        self.resolve, self.dilate_radius, self.shape, self.box_margin = resolve, dilate_radius, shape, box_margin
 
     def params(self) -> dict:
-        return {"dilate": self.dilate_radius}
+        p = {"dilate": self.dilate_radius}
+        if self.shape == "box":  # old parameter sets keep their hash
+            p.update(shape="box", box_margin=self.box_margin)
+        return p
 
     def mask(self, images, prompt, samples=None):
         from .imaging import load_mask
@@ -97,6 +121,8 @@ class ProvidedMasker:
             if not s.get("mask_path"):
                 raise DDBError(f"sample {s.get('key', s.get('id'))} has no mask file; the 'provided' masker needs one per image")
             m = load_mask(self.resolve(s["mask_path"]), img.shape[0])
+            if self.shape == "box":
+                m = box_of(m, self.box_margin)
             out.append(MaskResult(dilate(m, self.dilate_radius), "ok", 1.0) if m.any() else MaskResult(None, "no_detection", 0.0, detail="empty mask file"))
         return out
 

@@ -1,0 +1,387 @@
+"""The end-to-end demo benchmark: data → ERM → textual inversion → masks → generation → scoring →
+pruning → retraining → report, with the baselines beside DDB (``ddb bench demo``).
+
+One demo project (data seed ``data_seed``) in ``<workdir>/demo``; the ERM model of seed 0 drives
+selection, scoring and pruning; every method then trains one model per seed and the main table
+gives mean ± std over seeds. Every stage keeps its result in the project (models, candidates,
+scores) and in the meta key ``bench_demo``, so an interrupted run resumes where it stopped.
+
+Ablations (separate commands, each on its own copy of the project after ERM):
+- ``bench pruning`` — the paper's Table 2 shape: candidates and pruned per class, WGA of
+  retraining with the pruned set vs with every candidate;
+- ``bench ti`` — the paper's Table 5 shape: textual-inversion set size 0 (plain prompt) / 10 /
+  20 / 30 / 40 → pruned count and WGA.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, ProjectError
+from .progress import ProgressFn
+from .store import Project
+from .training import TrainConfig
+
+DEFAULT_MODEL = "data/models/micro-sd-inpainting"
+
+
+@dataclass(frozen=True)
+class DemoBenchConfig:
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data_seed: int = 0
+    erm: TrainConfig = field(default_factory=TrainConfig)
+    k: float = 300  # D_i per class (count)
+    ti_size: int = 30
+    ti_steps: int = 400
+    masker_shape: str = "box"  # provided masks: the object's box ("box") or silhouette ("mask")
+    inpaint_steps: int = 25
+    guidance: float = 7.5
+    ig_steps: int = 20
+    retrain_epochs: int = 4
+    retrain_lr: float = 5e-4
+    gammas: Optional[tuple[float, ...]] = None
+    gen_ratio: float = 0.0
+    jtt_epochs: int = 1
+    lambda_up: float = 20.0
+    model: str = DEFAULT_MODEL
+    baselines: tuple[str, ...] = ("jtt", "dfr", "oracle")
+    data: Optional[dict] = None  # DemoDataConfig overrides (tests use a tiny benchmark)
+
+    @staticmethod
+    def quick() -> "DemoBenchConfig":
+        """A smoke preset (≤ 5 min on 2 CPU cores): one seed, a small demo, short training."""
+        return DemoBenchConfig(seeds=(0,), erm=TrainConfig(epochs=3), k=40, ti_size=10, ti_steps=60, inpaint_steps=10,
+                               ig_steps=8, retrain_epochs=1, baselines=("jtt", "dfr"))
+
+
+def _project(workdir: Path, name: str, cfg: DemoBenchConfig, on_progress) -> Project:
+    from .api import create_project
+    from .demo_data import DemoDataConfig
+
+    root = workdir / name
+    if Project.exists(root) and Project.open(root).sample_count():
+        return Project.open(root)
+    project, _ = create_project(root, "demo", demo=DemoDataConfig(**{"seed": cfg.data_seed, **(cfg.data or {})}),
+                                replace=Project.exists(root),
+                                on_progress=on_progress)
+    return project
+
+
+def _state(project: Project) -> dict:
+    return project.get_meta("bench_demo") or {}
+
+
+def _save(project: Project, key: str, value) -> None:
+    st = _state(project)
+    st[key] = value
+    project.set_meta("bench_demo", st)
+
+
+def _timed(times: dict, name: str, fn):
+    t0 = time.monotonic()
+    out = fn()
+    times[name] = round(times.get(name, 0.0) + time.monotonic() - t0, 1)
+    return out
+
+
+def prepare(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None) -> None:
+    """ERM (seed 0, active) → selection → tokens → masks → candidates → scores (each skipped when done)."""
+    from . import api
+    from .generation import GenerationConfig
+    from .inpainting import InpaintConfig
+    from .inversion import InversionConfig
+    from .selection import SelectionConfig
+
+    st = _state(project)
+    if project.active_erm_id is None:
+        _timed(times, "erm (seed 0)", lambda: api.train_erm(project, replace(cfg.erm, seed=cfg.seeds[0]),
+                                                            on_progress=on_progress, cancel=cancel))
+    sel = SelectionConfig(k=cfg.k, ti_size=cfg.ti_size)
+    if st.get("selection") != asdict(sel):
+        _timed(times, "selection", lambda: api.select(project, sel))
+        _save(project, "selection", asdict(sel))
+    api.set_pipeline_settings(project, inpaint_model=cfg.model, masker="provided",
+                              masker_options={"shape": cfg.masker_shape} if cfg.masker_shape != "mask" else {})
+    inp_cfg = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
+    inpainter = None
+    if cfg.ti_size > 0 and project.db.execute("select count(distinct label) from tokens").fetchone()[0] < len(project.class_names):
+        inpainter = api.load_inpainter(project, cfg.model)
+        _timed(times, "textual inversion", lambda: api.invert(project, cfg=InversionConfig(steps=cfg.ti_steps),
+                                                              inpainter=inpainter, on_progress=on_progress, cancel=cancel))
+    _timed(times, "masks", lambda: api.compute_masks(project, on_progress=on_progress, cancel=cancel))
+    _timed(times, "generation", lambda: api.generate(project, cfg=GenerationConfig(use_tokens=cfg.ti_size > 0),
+                                                     inpaint=inp_cfg, inpainter=inpainter, on_progress=on_progress,
+                                                     cancel=cancel))
+    _timed(times, "scoring", lambda: api.score(project, n_steps=cfg.ig_steps, on_progress=on_progress, cancel=cancel))
+
+
+def _retrain_cfg(cfg: DemoBenchConfig):
+    from .retraining import RetrainConfig
+
+    return RetrainConfig(train=replace(cfg.erm, epochs=cfg.retrain_epochs, lr=cfg.retrain_lr), gammas=cfg.gammas,
+                         gen_ratio=cfg.gen_ratio, seeds=tuple(cfg.seeds))
+
+
+def _row_from_models(project: Project, name: str, model_ids: list[int], labels: str, extra: Optional[dict] = None) -> dict:
+    tests = [project.model(m)["metrics"]["test"] for m in model_ids]
+
+    def stat(key):
+        vals = [t[key] for t in tests if t.get(key) is not None]
+        return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "values": vals}
+
+    return {"method": name, "group_labels": labels, "model_ids": model_ids, "wga": stat("worst_group_acc"),
+            "mean_acc": stat("mean_acc"), "train_weighted_acc": stat("train_weighted_acc"), **(extra or {})}
+
+
+def _retrain_cached(project: Project, key: str, cfg: DemoBenchConfig, times: dict, candidates=None,
+                    on_progress=None, cancel=None) -> list[int]:
+    """One retraining per seed, remembered under ``key`` (a finished seed is not trained again)."""
+    from .retraining import generated_plan
+    from .training import train_classifier
+
+    done = _state(project).get(key, {})
+    rc = _retrain_cfg(cfg)
+    from .retraining import accepted_candidates
+
+    cands = accepted_candidates(project) if candidates is None else candidates
+    for seed in cfg.seeds:
+        if str(seed) in done:
+            continue
+        plan = generated_plan(project, rc, cands)
+        res = _timed(times, f"retrain {key}", lambda: train_classifier(
+            project, replace(rc.train, seed=seed), role="ddb", name=f"{key} ({len(cands)} generated) seed {seed}",
+            make_active=False, on_progress=on_progress, cancel=cancel, plan=plan))
+        done[str(seed)] = res.model_id
+        _save(project, key, done)
+    return [done[str(s)] for s in cfg.seeds]
+
+
+def _baseline_cached(project: Project, name: str, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None):
+    from .retraining import JTTConfig, run_dfr, run_jtt, run_oracle
+
+    key = f"baseline-{name}"
+    done = _state(project).get(key, {})
+    details = done.get("details", {})
+    ids = done.get("ids", {})
+    for seed in cfg.seeds:
+        if str(seed) in ids:
+            continue
+        if name == "jtt":
+            res = _timed(times, "jtt", lambda: run_jtt(project, JTTConfig(train=replace(cfg.erm), jtt_epochs=cfg.jtt_epochs,
+                                                                           lambda_up=cfg.lambda_up, seeds=(seed,)),
+                                                       on_progress=on_progress, cancel=cancel))
+        elif name == "dfr":
+            res = _timed(times, "dfr", lambda: run_dfr(project, (seed,), on_progress=on_progress, cancel=cancel))
+        else:
+            res = _timed(times, "oracle", lambda: run_oracle(project, cfg.erm, (seed,), on_progress=on_progress, cancel=cancel))
+        ids[str(seed)] = res.model_ids[0]
+        details = {**details, f"seed {seed}": res.details, "group_labels": res.group_labels}
+        _save(project, key, {"ids": ids, "details": details})
+    return [ids[str(s)] for s in cfg.seeds], details
+
+
+LABELS = {"erm": "none (val groups for model selection)", "jtt": "val (model selection)", "dfr": "val (last-layer fit)",
+          "oracle": "train + val", "ddb": "val (model selection)"}
+
+
+def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", name: str = "demo",
+               doc: Optional[Path] = None, json_path: Optional[Path] = None, on_progress: Optional[ProgressFn] = None,
+               cancel=None) -> dict:
+    from .pruning import summary, thresholds
+    from .training import train_classifier
+
+    t_start = time.monotonic()
+    times: dict[str, float] = {}
+    project = _timed(times, "data", lambda: _project(Path(workdir), name, cfg, on_progress))
+    prepare(project, cfg, times, on_progress, cancel)
+    # ERM rows: seed 0 is the active model; other seeds train the same recipe.
+    erm_ids = {cfg.seeds[0]: project.active_erm_id, **{int(k): v for k, v in _state(project).get("erm", {}).items()}}
+    for seed in cfg.seeds:
+        if seed not in erm_ids:
+            res = _timed(times, "erm (other seeds)", lambda: train_classifier(
+                project, replace(cfg.erm, seed=seed), role="erm", name=f"erm seed {seed}", make_active=False,
+                on_progress=on_progress, cancel=cancel))
+            erm_ids[seed] = res.model_id
+            _save(project, "erm", {str(k): v for k, v in erm_ids.items()})
+    rows = [_row_from_models(project, "ERM", [erm_ids[s] for s in cfg.seeds], LABELS["erm"])]
+    for b in cfg.baselines:
+        ids, details = _baseline_cached(project, b, cfg, times, on_progress, cancel)
+        extra = {}
+        if b == "jtt":
+            extra["error_set"] = [details.get(f"seed {s}", {}).get("error_set") for s in cfg.seeds]
+        rows.append(_row_from_models(project, {"jtt": "JTT", "dfr": "DFR", "oracle": "Oracle (group-balanced)"}[b], ids,
+                                     LABELS[b], extra))
+    th = thresholds(project)
+    counts = summary(project, th)
+    ddb_ids = _retrain_cached(project, "ddb", cfg, times, on_progress=on_progress, cancel=cancel)
+    rows.append(_row_from_models(project, "DDB", ddb_ids, LABELS["ddb"], {"accepted": {k: v["kept"] for k, v in counts.items()}}))
+    result = {"config": _jsonable(asdict(cfg)), "rows": rows, "pruning": counts,
+              "thresholds": {k: {str(c): v for c, v in d.items()} for k, d in th.items()},
+              "stage_seconds": times, "seconds": round(time.monotonic() - t_start, 1), "project": str(project.root),
+              "command": "python -m ddb_core bench demo" + (" --quick" if cfg == DemoBenchConfig.quick() else "")}
+    erm, ddb = rows[0]["wga"]["mean"], rows[-1]["wga"]["mean"]
+    jtt = next((r["wga"]["mean"] for r in rows if r["method"] == "JTT"), None)
+    result["goals"] = {"ddb_ge_erm_plus_25": ddb >= erm + 0.25, "ddb_ge_jtt": None if jtt is None else ddb >= jtt}
+    from .reporting import build_report, save_report
+
+    rep = save_report(project, build_report(project, ddb_ids, erm_ids[cfg.seeds[0]], title="DDB on the demo (bench)"), "table")
+    result["ddb_report_id"] = rep["id"]
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2))
+    if doc:
+        from .bench import write_section
+
+        write_section(doc, "demo" if cfg != DemoBenchConfig.quick() else "demo-quick", demo_markdown(result))
+    return result
+
+
+def _jsonable(d):
+    return json.loads(json.dumps(d, default=str))
+
+
+def _pm(stat: dict) -> str:
+    return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
+
+
+def demo_markdown(res: dict) -> str:
+    c = res["config"]
+    lines = ["## End-to-end demo benchmark", "",
+             f"Command: `{res['command']}`. Demo data seed {c['data_seed']}; seeds {', '.join(map(str, c['seeds']))} "
+             f"(mean ± std over seeds, test split). DDB: K = {c['k']} lowest-loss images per class, textual inversion on "
+             f"{c['ti_size']} images per class ({c['ti_steps']} steps), provided masks ({c['masker_shape']}), micro model "
+             f"`{c['model']}` ({c['inpaint_steps']} DDIM steps, guidance {c['guidance']}), IG with {c['ig_steps']} steps, "
+             f"default thresholds (Ψ_i = Eq. 3, P = 25% quantile of ρ), retraining from the ERM checkpoint for "
+             f"{c['retrain_epochs']} epochs at lr {c['retrain_lr']}, γ = {c['gammas'] or 'one per class, 1.0'}.", "",
+             "| method | group labels used | WGA % | mean acc % (plain) | mean acc % (train-weighted) |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    for r in res["rows"]:
+        lines.append(f"| {r['method']} | {r['group_labels']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} | {_pm(r['train_weighted_acc'])} |")
+    lines += ["", "Candidates per direction at the default thresholds: " + "; ".join(
+        f"{d}: {v['candidates']} generated, {v['kept']} kept, {v['candidates'] - v['kept']} pruned" for d, v in res["pruning"].items()), ""]
+    g = res["goals"]
+    lines.append(f"- goal DDB WGA ≥ ERM + 25 points: **{'met' if g['ddb_ge_erm_plus_25'] else 'not met'}**; "
+                 f"DDB ≥ JTT: **{'—' if g['ddb_ge_jtt'] is None else ('met' if g['ddb_ge_jtt'] else 'not met')}**")
+    lines.append("- stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["stage_seconds"].items())
+                 + f"; total {res['seconds'] / 60:.1f} min")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# ablations
+
+
+def _copy_after_erm(src: Project, dst_root: Path) -> Project:
+    """A copy of the bench project keeping data and ERM, without tokens, masks or candidates."""
+    if Project.exists(dst_root):
+        return Project.open(dst_root)
+    tmp = dst_root.with_name(dst_root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    from .store import DB_NAME
+
+    shutil.copytree(src.root, tmp, ignore=shutil.ignore_patterns("candidates", "ig", "tokens", "masks", "reports", "runs",
+                                                                 DB_NAME + "*"))
+    src.db.execute("vacuum into ?", [str(tmp / DB_NAME)])  # a consistent copy of the live database
+    p = Project.open(tmp)
+    with p.db.atomic():
+        for t in ("decisions", "audit", "candidates", "masks", "tokens", "selections", "reports"):
+            p.db.execute(f"delete from {t}")
+        p.set_meta("bench_demo", {})
+        p.set_meta("thresholds", {})
+    p.close()
+    tmp.rename(dst_root)
+    return Project.open(dst_root)
+
+
+def bench_pruning(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", doc: Optional[Path] = None,
+                  json_path: Optional[Path] = None, on_progress=None, cancel=None) -> dict:
+    """Table 2 shape: per class, candidates and pruned; WGA with pruning vs with every candidate."""
+    from .pruning import summary, thresholds
+
+    t0 = time.monotonic()
+    times: dict[str, float] = {}
+    project = _project(Path(workdir), "demo", cfg, on_progress)
+    prepare(project, cfg, times, on_progress, cancel)
+    counts = summary(project, thresholds(project))
+    every = list(project.db.query("select id, source_id, source_label, target_label, path from candidates "
+                                  "where method = 'ddb' and psi is not null order by id"))
+    pruned_ids = _retrain_cached(project, "ddb", cfg, times, on_progress=on_progress, cancel=cancel)
+    all_ids = _retrain_cached(project, "ddb-no-pruning", cfg, times, candidates=every, on_progress=on_progress, cancel=cancel)
+    rows = [_row_from_models(project, "DDB with pruning", pruned_ids, LABELS["ddb"]),
+            _row_from_models(project, "DDB without pruning", all_ids, LABELS["ddb"])]
+    res = {"config": _jsonable(asdict(cfg)), "per_direction": counts, "rows": rows, "stage_seconds": times,
+           "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench pruning",
+           "goal_pruning_ge_no_pruning": rows[0]["wga"]["mean"] >= rows[1]["wga"]["mean"]}
+    _write(res, doc, json_path, "ablation-pruning", pruning_markdown(res))
+    return res
+
+
+def pruning_markdown(res: dict) -> str:
+    lines = ["## Ablation: pruning (the shape of the paper's Table 2)", "", f"Command: `{res['command']}`.", "",
+             "| direction (source → target) | candidates | pruned | kept |", "| --- | ---: | ---: | ---: |"]
+    for d, v in res["per_direction"].items():
+        lines.append(f"| {d} | {v['candidates']} | {v['candidates'] - v['kept']} | {v['kept']} |")
+    lines += ["", "| retraining set | WGA % | mean acc % (plain) |", "| --- | ---: | ---: |"]
+    for r in res["rows"]:
+        lines.append(f"| {r['method']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")
+    lines.append(f"\n- pruning ≥ no pruning (WGA): **{'met' if res['goal_pruning_ge_no_pruning'] else 'not met'}**; "
+                 f"wall time {res['seconds'] / 60:.1f} min")
+    return "\n".join(lines) + "\n"
+
+
+def bench_ti(cfg: DemoBenchConfig = DemoBenchConfig(), sizes: Sequence[int] = (0, 10, 20, 30, 40), k: float = 150,
+             workdir: str = "projects/bench", doc: Optional[Path] = None, json_path: Optional[Path] = None,
+             on_progress=None, cancel=None) -> dict:
+    """Table 5 shape: TI set size → pruned count and WGA (size 0 = the plain class-agnostic prompt)."""
+    from .pruning import summary, thresholds
+
+    t0 = time.monotonic()
+    times: dict[str, float] = {}
+    base = _project(Path(workdir), "demo", cfg, on_progress)
+    if base.active_erm_id is None:
+        from . import api
+
+        api.train_erm(base, replace(cfg.erm, seed=cfg.seeds[0]), on_progress=on_progress, cancel=cancel)
+    rows = []
+    for size in sizes:
+        p = _copy_after_erm(base, Path(workdir) / f"demo-ti{size}")
+        vcfg = replace(cfg, ti_size=size, k=k)
+        prepare(p, vcfg, times, on_progress, cancel)
+        counts = summary(p, thresholds(p))
+        ids = _retrain_cached(p, "ddb", vcfg, times, on_progress=on_progress, cancel=cancel)
+        row = _row_from_models(p, f"TI size {size}", ids, LABELS["ddb"])
+        row.update(ti_size=size, candidates=sum(v["candidates"] for v in counts.values()),
+                   pruned=sum(v["candidates"] - v["kept"] for v in counts.values()), per_direction=counts)
+        rows.append(row)
+    res = {"config": _jsonable(asdict(cfg)), "k": k, "rows": rows, "stage_seconds": times,
+           "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench ti"}
+    _write(res, doc, json_path, "ablation-ti", ti_markdown(res))
+    return res
+
+
+def ti_markdown(res: dict) -> str:
+    lines = ["## Ablation: textual inversion (the shape of the paper's Table 5)", "",
+             f"Command: `{res['command']}`; K = {res['k']} per class; size 0 = the plain prompt \"a photo of a bird\".", "",
+             "| TI set size | candidates | pruned | WGA % | mean acc % (plain) |", "| ---: | ---: | ---: | ---: | ---: |"]
+    for r in res["rows"]:
+        lines.append(f"| {r['ti_size']} | {r['candidates']} | {r['pruned']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")
+    lines.append(f"\n- wall time {res['seconds'] / 60:.1f} min")
+    return "\n".join(lines) + "\n"
+
+
+def _write(res: dict, doc: Optional[Path], json_path: Optional[Path], section: str, md: str) -> None:
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(res, indent=2))
+    if doc:
+        from .bench import write_section
+
+        write_section(doc, section, md)

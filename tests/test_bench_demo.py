@@ -1,0 +1,50 @@
+"""The end-to-end demo benchmark and its ablations, on a tiny benchmark and a tiny random SD model."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from ddb_core.bench_demo import DemoBenchConfig, bench_demo, bench_pruning, demo_markdown
+from ddb_core.store import Project
+from ddb_core.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    from ddb_core.micro_sd import MicroSDConfig, build_pipeline
+
+    out = tmp_path_factory.mktemp("tiny-sd") / "model"
+    build_pipeline(MicroSDConfig(sample_size=32)).save_pretrained(out)
+    return out
+
+
+def tiny_cfg(model) -> DemoBenchConfig:
+    return DemoBenchConfig(seeds=(0, 1), erm=TrainConfig(image_size=32, epochs=1, batch_size=16), k=4, ti_size=3,
+                           ti_steps=2, inpaint_steps=2, ig_steps=4, retrain_epochs=1, model=str(model),
+                           baselines=("jtt", "dfr"), data={"image_size": 32, "n_train": 48, "n_val": 16, "n_test": 16,
+                                                          "workers": 1})
+
+
+def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_path):
+    cfg = tiny_cfg(tiny_model_dir)
+    doc = tmp_path / "benchmarks.md"
+    res = bench_demo(cfg, str(tmp_path / "work"), doc=doc, json_path=tmp_path / "demo.json")
+    methods = [r["method"] for r in res["rows"]]
+    assert methods == ["ERM", "JTT", "DFR", "DDB"]
+    assert all(len(r["model_ids"]) == 2 and 0 <= r["wga"]["mean"] <= 1 for r in res["rows"])
+    assert res["pruning"]["0->1"]["candidates"] == 4 and res["pruning"]["1->0"]["candidates"] == 4
+    assert {"erm (seed 0)", "generation", "scoring", "retrain ddb"} <= set(res["stage_seconds"])
+    text = doc.read_text()
+    assert "End-to-end demo benchmark" in text and "| DDB |" in text and json.loads((tmp_path / "demo.json").read_text())
+    project = Project.open(tmp_path / "work" / "demo")
+    n_models = len(project.models())
+    # Run again: everything is reused (no new model), same table.
+    again = bench_demo(cfg, str(tmp_path / "work"))
+    assert len(Project.open(tmp_path / "work" / "demo").models()) == n_models
+    assert [r["model_ids"] for r in again["rows"]] == [r["model_ids"] for r in res["rows"]]
+    # The pruning ablation reuses the pruned retraining and adds the unpruned one.
+    pr = bench_pruning(cfg, str(tmp_path / "work"))
+    assert [r["method"] for r in pr["rows"]] == ["DDB with pruning", "DDB without pruning"]
+    assert pr["rows"][0]["model_ids"] == res["rows"][-1]["model_ids"]
+    assert "Candidates per direction" in demo_markdown(res)
