@@ -322,3 +322,77 @@ def load_report(project: Project, report_id: int) -> dict:
     from .reporting import load_report as _load
 
     return _load(project, report_id)
+
+
+# -- review and export (what the curation app calls) --------------------------------------------
+
+def review_index(project: Project):
+    """The in-memory review model of every candidate (thresholds, filters, details, decisions)."""
+    from .review import ReviewIndex
+
+    return ReviewIndex(project)
+
+
+def export_dataset(project: Project, out: Optional[str] = None, method: str = "all") -> dict:
+    from .export import export_dataset as _export
+
+    return _export(project, Path(out) if out else None, method=method)
+
+
+def reproducibility_bundle(project: Project, out: Optional[str] = None) -> dict:
+    from .export import reproducibility_bundle as _bundle
+
+    return _bundle(project, Path(out) if out else None)
+
+
+def preview_tokens(project: Project, n: int = 4, steps: int = 25, seed: int = 0, inpainter=None) -> list[dict]:
+    """A few inpaintings per class with its learned token, on random train images of the other classes
+    (box masks when the dataset has masks): a quick look at what each token learned."""
+    import numpy as np
+
+    from .generation import latest_token, object_word
+    from .imaging import load_mask, load_rgb
+    from .inpainting import InpaintConfig, prompt_for
+    from .masking import box_of
+
+    inpainter = inpainter or load_inpainter(project)
+    rng = np.random.default_rng(seed)
+    out = []
+    for label, name in enumerate(project.class_names):
+        tok = latest_token(project, label)
+        if tok is None:
+            continue
+        inpainter.load_token(project.project_path(tok["path"]), tok["token"])
+        rows = [r for r in project.samples("train", "id, path, label, mask_path") if r["label"] != label]
+        pick = [rows[k] for k in rng.choice(len(rows), size=min(n, len(rows)), replace=False)]
+        images = [load_rgb(project.dataset_path(r["path"])) for r in pick]
+        masks = []
+        for r, im in zip(pick, images):
+            if r["mask_path"]:
+                masks.append(box_of(load_mask(project.dataset_path(r["mask_path"]), im.shape[0])))
+            else:
+                h, w = im.shape[:2]
+                m = np.zeros((h, w), np.uint8)
+                m[h // 4:3 * h // 4, w // 4:3 * w // 4] = 255
+                masks.append(m)
+        prompt = prompt_for(InpaintConfig().template, object_word(project, label), tok["token"])
+        results = inpainter.inpaint(images, masks, [prompt] * len(images), [seed * 1000 + r["id"] for r in pick],
+                                    InpaintConfig(steps=steps, batch_size=max(1, len(images))))
+        out += [{"label": label, "token": tok["token"], "prompt": prompt, "source": im, "mask": m, "result": res}
+                for im, m, res in zip(images, masks, results)]
+    return out
+
+
+def prepare_demo_candidates(project: Project, *, quick: bool = True, on_progress=None, cancel=None) -> dict:
+    """ERM (if none) → selection → tokens → masks → candidates → scores on the demo, with the
+    bench's preset (``quick``: a few dozen candidates per direction, reviewable in minutes)."""
+    from dataclasses import replace as _replace
+
+    from .bench_demo import DemoBenchConfig, prepare
+
+    cfg = DemoBenchConfig()
+    if quick:
+        cfg = _replace(cfg, k=40, ti_size=20, ti_steps=150, inpaint_steps=20, ig_steps=16)
+    times: dict = {}
+    prepare(project, cfg, times, on_progress, cancel)
+    return times

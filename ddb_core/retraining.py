@@ -161,10 +161,14 @@ def retrain(project: Project, cfg: RetrainConfig = RetrainConfig(), on_progress:
         raise ProjectError("retraining starts from the ERM model, and the project has none: train or load one "
                            "(ddb erm train), or use init 'scratch'")
     results = []
+    base = cfg.train
+    if cfg.init == "erm":  # the ERM checkpoint fixes the architecture and the input size
+        erm = project.active_erm()
+        base = replace(base, arch=erm["arch"], image_size=erm["image_size"])
     for seed in cfg.seeds:
         check_cancel(cancel, f"before retraining seed {seed}")
         plan = generated_plan(project, cfg, cands)
-        tc = replace(cfg.train, seed=seed)
+        tc = replace(base, seed=seed)
         label = name or f"{cfg.method} retrain ({len(cands)} generated)"
         results.append(train_classifier(project, tc, role=cfg.method if cfg.method != "all" else "ddb",
                                         name=f"{label} seed {seed}", make_active=False, on_progress=on_progress,

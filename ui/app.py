@@ -1,14 +1,20 @@
-"""The Gradio app. For now one page: the open project's status, its ERM evaluation report, and the
-progress of the background build of the offline demo project. Core errors become plain messages.
+"""The curation web app (Gradio). Five screens: Project, Pipeline, Review, Retrain, Export.
+
+The app holds no method logic: every action calls the ``ddb_core.api`` facade (and the review
+model it returns); long work runs in a ``BackgroundJob`` polled by a timer, with progress and a
+cancel button. Core errors (``DDBError``) become plain messages. Only files of the open project
+are served (``allowed_paths``); images are sent as enlarged arrays (nearest neighbour, no blur).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import gradio as gr
+import numpy as np
 
 from ddb_core import api
 from ddb_core.errors import DDBError
@@ -16,33 +22,106 @@ from ddb_core.evaluation import report_markdown
 from ddb_core.jobs import BackgroundJob
 from ddb_core.store import Project
 
+from . import plots
+
+PAGE = 48  # gallery thumbnails per page
+BIG = 256  # enlarged panel side, px
+STATUS_CHOICES = [("all", "all"), ("automatically kept", "auto-kept"), ("automatically pruned", "auto-pruned"),
+                  ("manually accepted", "accepted"), ("manually rejected", "rejected"), ("not scored", "unscored")]
+SORT_CHOICES = [("id", "id"), ("ρ high → low", "-rho"), ("ρ low → high", "rho"), ("ψ low → high", "psi"),
+                ("ψ high → low", "-psi"), ("detection score high → low", "-detection")]
+
+KEYBOARD_JS = """
+<script>
+document.addEventListener('keydown', function (e) {
+  const t = e.target;
+  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  const ids = {a: 'btn-accept', r: 'btn-reject', u: 'btn-undo', ArrowLeft: 'btn-prev', ArrowRight: 'btn-next'};
+  const id = ids[e.key];
+  if (!id) return;
+  let el = document.getElementById(id);
+  if (!el) return;
+  if (el.tagName !== 'BUTTON') el = el.querySelector('button') || el;
+  e.preventDefault();
+  el.click();
+});
+</script>
+"""
+CSS = """
+.pixelated img { image-rendering: pixelated; }
+#review-info { font-size: 0.92em; }
+"""
+
+
+def launch_kwargs(project_dir: str) -> dict:
+    """What ``launch()`` needs besides host and port: the keyboard script, CSS, and the one folder served."""
+    return {"head": KEYBOARD_JS, "css": CSS, "allowed_paths": [str(Path(project_dir).resolve())]}
+
+
+def _load(path: Optional[str], size: Optional[int] = None, mask: bool = False) -> Optional[np.ndarray]:
+    from ddb_core.imaging import load_mask, load_rgb
+
+    if not path:
+        return None
+    return load_mask(path, size) if mask else load_rgb(path, size)
+
 
 class AppState:
-    """The open project and the background job that builds it (when it is the demo)."""
+    """The open project, its review model, and the one background job at a time."""
 
     def __init__(self, project_dir: str, build_demo: bool):
         self.project_dir = Path(project_dir)
         self.job: Optional[BackgroundJob] = None
+        self.last_job: Optional[str] = None
+        self._index = None
+        self._index_candidates = -1
         if build_demo and not self._ready():
-            self.job = BackgroundJob("build demo project",
-                                     lambda on_progress, cancel: api.build_demo_project(self.project_dir, on_progress=on_progress, cancel=cancel))
+            self.start("build the demo project", self._build_demo)
+
+    # -- project -----------------------------------------------------------------------------
+    def project(self) -> Project:
+        return Project.open(self.project_dir)
 
     def _ready(self) -> bool:
         if not Project.exists(self.project_dir):
             return False
-        p = Project.open(self.project_dir)
-        return p.sample_count() > 0 and p.active_erm_id is not None
+        p = self.project()
+        return p.sample_count() > 0 and p.active_erm_id is not None and \
+            p.db.execute("select count(*) from candidates where psi is not null").fetchone()[0] > 0
+
+    def _build_demo(self, on_progress, cancel):
+        project = api.build_demo_project(self.project_dir, on_progress=on_progress, cancel=cancel)
+        return api.prepare_demo_candidates(project, quick=True, on_progress=on_progress, cancel=cancel)
+
+    def index(self, reload: bool = False):
+        """The review model; rebuilt when the number of candidates changed (new generation or scores)."""
+        if not Project.exists(self.project_dir):
+            return None
+        p = self.project()
+        n = p.db.execute("select count(*) || ':' || count(psi) from candidates").fetchone()[0]
+        if reload or self._index is None or self._index_candidates != n:
+            self._index = api.review_index(p)
+            self._index_candidates = n
+        return self._index
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def start(self, name: str, fn: Callable) -> str:
+        if self.job is not None and self.job.running:
+            return f"**{self.job.name}** is still running; cancel it or wait for it to finish."
+        self.job = BackgroundJob(name, fn)
+        return self.job_markdown()
 
     def job_markdown(self) -> str:
         if self.job is None:
-            return ""
+            return "No background work."
         s = self.job.snapshot()
         if s.state == "running":
             p = s.progress
             if p is None:
                 return f"**{s.name}**: starting…"
             eta = f", about {p.eta_s:.0f}s left" if p.eta_s else ""
-            rate = f", {p.rate:.1f}/s" if p.rate else ""
+            rate = f", {p.rate:.2f}/s" if p.rate else ""
             return f"**{s.name}** — {p.stage}: {p.done}/{p.total}{rate}{eta} {p.message}"
         if s.state == "done":
             return f"**{s.name}**: done in {s.finished - s.started:.0f}s."
@@ -50,9 +129,9 @@ class AppState:
 
     def project_markdown(self) -> str:
         if not Project.exists(self.project_dir):
-            return f"No project at `{self.project_dir}` yet."
+            return f"No project at `{self.project_dir}` yet: create one below."
         try:
-            project = Project.open(self.project_dir)
+            project = self.project()
             st = api.status(project)
         except DDBError as e:
             return f"Cannot open the project: {e}"
@@ -63,33 +142,721 @@ class AppState:
                  "| split | samples | groups |", "| --- | ---: | --- |"]
         for split, n in st["samples"].items():
             lines.append(f"| {split} | {n} | {', '.join(f'{g}: {c}' for g, c in st['groups'][split].items())} |")
+        s = api.pipeline_settings(project)
+        lines += ["", f"Inpainting model: `{s['inpaint_model']}`; masker: `{s['masker']}` {json.dumps(s['masker_options']) if s['masker_options'] else ''}"]
         if st["active_erm_model"] is not None:
             reports = api.evaluate(project, st["active_erm_model"])
             lines += ["", "## ERM model", ""] + [report_markdown(r, f"{s} split") for s, r in reports.items()]
         return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# Review helpers (pure functions of the index; tested in-process).
+
+
+def thresholds_from(index, values: list[float]) -> tuple[dict, dict]:
+    """Slider values (Ψ per class, then P per class) → (Psi, P) dicts."""
+    n = index.n_classes
+    return {c: float(values[c]) for c in range(n)}, {c: float(values[n + c]) for c in range(n)}
+
+
+def counts_markdown(index, Psi: dict, P: dict, names: list[str]) -> str:
+    if index is None or len(index) == 0:
+        return "No candidates yet: run generation and scoring on the Pipeline screen."
+    counts = index.counts(Psi, P)
+    lines = ["| direction | candidates | kept | pruned | manual accept / reject |", "| --- | ---: | ---: | ---: | ---: |"]
+    total_kept = 0
+    for d, v in counts.items():
+        i, j = (int(x) for x in d.split("->"))
+        lines.append(f"| {names[i]} → {names[j]} | {v['candidates']} | **{v['kept']}** | {v['pruned']} | {v['accepted']} / {v['rejected']} |")
+        total_kept += v["kept"]
+    return "\n".join(lines) + f"\n\n<span id='kept-total'>kept in all: {total_kept}</span>"
+
+
+def status_codes(index, Psi: dict, P: dict) -> np.ndarray:
+    auto = index.auto(Psi, P)
+    return np.where(index.manual == 1, 2, np.where(index.manual == 2, 3, auto.astype(np.int64)))
+
+
+def threshold_plots(index, Psi: dict, P: dict, direction: Optional[str]):
+    """(scatter, ψ histogram, ρ histogram) of one direction (or all) at the given thresholds."""
+    if index is None or len(index) == 0:
+        blank = np.full((120, 300, 3), 255, np.uint8)
+        return blank, blank, blank
+    if direction:
+        i, j = (int(x) for x in direction.split("->"))
+        sel = (index.src == i) & (index.tgt == j)
+        psi_line, rho_line = Psi.get(i), P.get(j)
+    else:
+        sel = np.ones(len(index), bool)
+        i = j = None
+        psi_line = rho_line = None
+    codes = status_codes(index, Psi, P)[sel]
+    psi, rho = index.psi[sel], index.rho[sel]
+    ok = np.isfinite(rho)
+    rng = (np.percentile(rho[ok], [0.5, 99.5]) if ok.any() else (0.0, 1.0))
+    rho_range = (float(rng[0]), float(rng[1]) if rng[1] > rng[0] else float(rng[0]) + 1.0)
+    sc = plots.scatter(psi, rho, codes, psi_line, rho_line, ranges=((0.0, 1.0), rho_range),
+                       title=f"ψ vs ρ ({int(sel.sum())} candidates): green kept, red pruned, blue/purple manual")
+    hp = plots.histogram(psi, psi_line, "ψ = P(source class | result); kept left of the line", rng=(0.0, 1.0))
+    hr = plots.histogram(rho, rho_line, "ρ = Σ mask · IG; kept right of the line", rng=rho_range)
+    return sc, hp, hr
+
+
+def detail_panels(index, cid: Optional[int], names: list[str]):
+    """The five panels and the info text of one candidate."""
+    if index is None or cid is None:
+        return None, None, None, None, None, "No candidate selected."
+    d = index.detail(int(cid))
+    src = _load(d["source_path"])
+    size = src.shape[0]
+    mask = _load(d["mask_path"], size, mask=True) if d["mask_path"] else None
+    res = _load(d["result_path"], size)
+    p1 = plots.enlarge(src, BIG)
+    p2 = plots.enlarge(plots.overlay_mask(src, mask), BIG)
+    p3 = plots.enlarge(res, BIG)
+    if d["probs_source"] and d["probs_generated"]:
+        p4 = plots.softmax_bars(d["probs_source"], d["probs_generated"], names, d["source_label"], d["Psi"])
+    else:
+        p4 = None
+    if d["ig_path"]:
+        ig = np.load(d["ig_path"])
+        p5 = plots.heatmap_overlay(res, ig, mask, BIG)
+    else:
+        p5 = None
+    decision = ("manually " + ("accepted" if d["manual"] == "accept" else "rejected")) if d["manual"] else \
+        ("not scored yet" if d["auto"] is None else ("kept automatically" if d["auto"] else "pruned automatically"))
+    fmt = lambda x: "—" if x is None else f"{x:.4f}"
+    prov = d["provenance"]
+    sign = lambda ok: "✓" if ok else "✗"
+    psi_ok = d["psi"] is not None and d["Psi"] is not None and d["psi"] < d["Psi"]
+    rho_ok = d["rho"] is not None and d["P"] is not None and d["rho"] > d["P"]
+    info = "\n".join([
+        f"**Candidate {d['id']}** ({d['method']}) — {names[d['source_label']]} → {names[d['target_label']]}: "
+        f"<span id='decision'>**{decision}**</span> ({'in' if d['kept'] else 'out of'} the retraining set)",
+        "",
+        f"- ψ = {fmt(d['psi'])} {sign(psi_ok)} (must be < Ψ = {fmt(d['Psi'])})",
+        f"- ρ = {fmt(d['rho'])} {sign(rho_ok)} (must be > P = {fmt(d['P'])}); IG convergence δ {fmt(d['ig_delta'])}",
+        f"- prompt “{d['prompt']}”, seed {d['seed']}",
+        f"- mask: {d['mask_backend']} (detection score {fmt(d['detection_score'])}); "
+        f"model {str(prov.get('model_ref', prov.get('model', '—')))}",
+    ])
+    return p1, p2, p3, p4, p5, info
+
+
+# ---------------------------------------------------------------------------------------------
+
+
 def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
     state = AppState(project_dir, build_demo)
+    names0, n0 = [], 0
+    if Project.exists(state.project_dir):
+        names0 = state.project().class_names
+        n0 = len(names0)
+    n_sliders = max(2, n0)
+
     with gr.Blocks(title="DDB Studio") as demo:
-        gr.Markdown("# DDB Studio\nDiffusion-driven balancing of biased image datasets. "
-                    "The review and retraining screens arrive with the curation app; this page shows the open project.")
+        gr.Markdown("# DDB Studio\nDiffusion-driven balancing: review every generated sample, tune Ψ and P, override, "
+                    "retrain on what you accepted.")
         job_md = gr.Markdown(state.job_markdown(), elem_id="job-status")
-        cancel = gr.Button("Cancel background build", visible=state.job is not None)
-        project_md = gr.Markdown(state.project_markdown(), elem_id="project-status")
+        with gr.Row():
+            cancel_btn = gr.Button("Cancel background work", size="sm", variant="stop", elem_id="btn-cancel-job")
+            refresh_btn = gr.Button("Refresh", size="sm")
         timer = gr.Timer(1.0, active=state.job is not None)
 
-        def refresh():
-            running = state.job is not None and state.job.running
-            return state.job_markdown(), state.project_markdown(), gr.Timer(active=running), gr.Button(visible=running)
+        with gr.Tabs() as tabs:
+            # ---------------------------------------------------------------- Project
+            with gr.Tab("Project", id="project"):
+                project_md = gr.Markdown(state.project_markdown(), elem_id="project-status")
+                with gr.Accordion("Create a project from a dataset", open=not Project.exists(state.project_dir)):
+                    with gr.Row():
+                        fmt = gr.Dropdown(["demo", "waterbirds", "celeba", "metashift", "imagefolder"], value="demo", label="format")
+                        source = gr.Textbox(label="dataset folder (not for the demo)")
+                    create_btn = gr.Button("Create / re-import into this project folder")
+                with gr.Accordion("ERM model", open=False):
+                    with gr.Row():
+                        erm_epochs = gr.Number(6, label="epochs", precision=0)
+                        erm_lr = gr.Number(1e-3, label="learning rate")
+                        erm_btn = gr.Button("Train the ERM model here")
+                    with gr.Row():
+                        ckpt = gr.Textbox(label="or load a checkpoint (path to a state_dict)")
+                        ckpt_arch = gr.Dropdown(["resnet18", "resnet34", "resnet50"], value="resnet50", label="architecture")
+                        ckpt_size = gr.Number(224, label="input size", precision=0)
+                        load_btn = gr.Button("Load checkpoint")
+                with gr.Accordion("Generation models", open=False):
+                    with gr.Row():
+                        inpaint_model = gr.Textbox(label="inpainting model: hub id or local diffusers folder")
+                        masker = gr.Dropdown(["provided", "langsam", "grabcut", "gradcam"], label="masker")
+                        masker_opts = gr.Textbox(label="masker options (JSON), e.g. {\"shape\": \"box\"} or {\"prompts\": {\"0\": \"bird\"}}")
+                    with gr.Row():
+                        save_models_btn = gr.Button("Save")
+                        check_model_btn = gr.Button("Check that the inpainting model loads")
+                project_msg = gr.Markdown()
 
-        def do_cancel():
+            # ---------------------------------------------------------------- Pipeline
+            with gr.Tab("Pipeline", id="pipeline"):
+                stages_md = gr.Markdown(elem_id="stages")
+                with gr.Row():
+                    k_in = gr.Number(40, label="K: images per class (count, or fraction < 1)")
+                    ti_size = gr.Number(20, label="textual-inversion images per class", precision=0)
+                    ti_steps = gr.Number(150, label="inversion steps", precision=0)
+                    gen_steps = gr.Number(20, label="denoising steps", precision=0)
+                    guidance = gr.Number(7.5, label="guidance")
+                    ig_steps = gr.Number(16, label="IG steps", precision=0)
+                with gr.Row():
+                    b_select = gr.Button("1. Select")
+                    b_invert = gr.Button("2. Textual inversion")
+                    b_preview = gr.Button("Preview the tokens")
+                    b_masks = gr.Button("3. Masks")
+                    b_generate = gr.Button("4. Generate")
+                    b_score = gr.Button("5. Score")
+                    b_all = gr.Button("Run all (resumes)", variant="primary")
+                preview = gr.Gallery(label="token preview: source, mask, result", columns=6, height=300,
+                                     elem_classes=["pixelated"])
+                pipeline_msg = gr.Markdown()
+
+            # ---------------------------------------------------------------- Review
+            with gr.Tab("Review", id="review"):
+                with gr.Row():
+                    with gr.Column(scale=1, min_width=320):
+                        gr.Markdown("**Thresholds** (keep x′ iff ψ < Ψ of its source class and ρ > P of its target class)")
+                        psi_sliders, p_sliders = [], []
+                        for c in range(n_sliders):
+                            name = names0[c] if c < n0 else f"class {c}"
+                            psi_sliders.append(gr.Slider(0, 1, value=0.5, step=0.001, label=f"Ψ {name} (source)",
+                                                         visible=c < n0, elem_id=f"psi-{c}"))
+                        for c in range(n_sliders):
+                            name = names0[c] if c < n0 else f"class {c}"
+                            p_sliders.append(gr.Slider(-1, 1, value=0.0, step=0.0001, label=f"P {name} (target)",
+                                                       visible=c < n0, elem_id=f"p-{c}"))
+                        reset_th = gr.Button("Reset to the computed defaults", size="sm")
+                        counts = gr.Markdown(elem_id="counts")
+                    with gr.Column(scale=2):
+                        plot_dir = gr.Dropdown(label="plots for direction", choices=[], value=None)
+                        scatter = gr.Image(label="ψ–ρ scatter", type="numpy", interactive=False, height=270, elem_id="scatter")
+                        with gr.Row():
+                            hist_psi = gr.Image(label="ψ", type="numpy", interactive=False, height=130)
+                            hist_rho = gr.Image(label="ρ", type="numpy", interactive=False, height=130)
+                gr.Markdown("### Candidate")
+                with gr.Row():
+                    img_src = gr.Image(label="source", type="numpy", interactive=False, elem_id="panel-source", elem_classes=["pixelated"])
+                    img_mask = gr.Image(label="mask on source", type="numpy", interactive=False, elem_id="panel-mask", elem_classes=["pixelated"])
+                    img_res = gr.Image(label="inpainted result", type="numpy", interactive=False, elem_id="panel-result", elem_classes=["pixelated"])
+                    img_bars = gr.Image(label="softmax shift", type="numpy", interactive=False, elem_id="panel-softmax")
+                    img_ig = gr.Image(label="IG on result, mask outline", type="numpy", interactive=False, elem_id="panel-ig", elem_classes=["pixelated"])
+                info = gr.Markdown(elem_id="review-info")
+                with gr.Row():
+                    b_prev = gr.Button("← previous", elem_id="btn-prev")
+                    b_accept = gr.Button("accept (a)", variant="primary", elem_id="btn-accept")
+                    b_reject = gr.Button("reject (r)", variant="stop", elem_id="btn-reject")
+                    b_auto = gr.Button("back to automatic", elem_id="btn-auto")
+                    b_undo = gr.Button("undo (u)", elem_id="btn-undo")
+                    b_next = gr.Button("next →", elem_id="btn-next")
+                gr.Markdown("### Gallery")
+                with gr.Row():
+                    f_dir = gr.Dropdown(label="direction", choices=[("all", "")], value="")
+                    f_status = gr.Dropdown(STATUS_CHOICES, value="all", label="decision")
+                    f_sort = gr.Dropdown(SORT_CHOICES, value="id", label="sort")
+                    f_psi = gr.Textbox(label="ψ range (min,max)", placeholder="e.g. 0,0.5")
+                    f_rho = gr.Textbox(label="ρ range (min,max)", placeholder="e.g. 0.1,")
+                with gr.Row():
+                    page_prev = gr.Button("◀ page", size="sm")
+                    page_info = gr.Markdown(elem_id="page-info")
+                    page_next = gr.Button("page ▶", size="sm")
+                gallery = gr.Gallery(columns=12, height=420, allow_preview=False, elem_id="gallery", elem_classes=["pixelated"])
+                with gr.Row():
+                    batch_action = gr.Dropdown([("accept", "accept"), ("reject", "reject"), ("back to automatic", "auto")],
+                                               value="reject", label="batch action on every candidate of the current filter")
+                    batch_btn = gr.Button("Apply to the filter…")
+                    batch_confirm = gr.Button("Confirm", visible=False, variant="stop", elem_id="btn-batch-confirm")
+                batch_msg = gr.Markdown()
+                nav = gr.State({"ids": [], "pos": 0, "page": 0})
+
+            # ---------------------------------------------------------------- Retrain
+            with gr.Tab("Retrain", id="retrain"):
+                inputs_md = gr.Markdown(elem_id="retrain-inputs")
+                with gr.Row():
+                    gammas = gr.Textbox("1.0", label="γ per class (one value, or one per class, comma-separated)")
+                    r_lr = gr.Number(5e-4, label="learning rate")
+                    r_epochs = gr.Number(4, label="epochs", precision=0)
+                    r_bs = gr.Number(64, label="batch size", precision=0)
+                    r_seeds = gr.Textbox("0", label="seeds (comma-separated)")
+                    r_ratio = gr.Number(0.0, label="generated share of each batch (0 = natural)")
+                retrain_btn = gr.Button("Retrain on accepted samples", variant="primary", elem_id="btn-retrain")
+                report_pick = gr.Dropdown(label="reports", choices=[], value=None)
+                report_md = gr.Markdown(elem_id="report")
+                with gr.Row():
+                    report_groups = gr.Image(label="per-group accuracy before → after", type="filepath", interactive=False)
+                    report_curves = gr.Image(label="training curves", type="filepath", interactive=False)
+
+            # ---------------------------------------------------------------- Export
+            with gr.Tab("Export", id="export"):
+                gr.Markdown("The curated dataset (train images plus every accepted sample, as an ImageFolder tree) with a CSV "
+                            "manifest of the candidates (source, direction, ψ, ρ, decision), and the reproducibility bundle "
+                            "(configs, seeds, thresholds, model and token hashes). Files are written inside the project.")
+                with gr.Row():
+                    export_btn = gr.Button("Export the curated dataset")
+                    bundle_btn = gr.Button("Reproducibility bundle")
+                export_msg = gr.Markdown()
+                export_file = gr.File(label="download", interactive=False)
+
+        # ===================================================================== handlers
+        def safe(fn):
+            def wrapped(*args):
+                try:
+                    return fn(*args)
+                except DDBError as e:
+                    raise gr.Error(str(e))
+            wrapped.__name__ = fn.__name__
+            return wrapped
+
+        def names():
+            return state.project().class_names if Project.exists(state.project_dir) else []
+
+        # -- job status --------------------------------------------------------------------
+
+        def cancel_job():
             if state.job is not None:
                 state.job.cancel()
             return state.job_markdown()
 
-        timer.tick(refresh, outputs=[job_md, project_md, timer, cancel])
-        cancel.click(do_cancel, outputs=[job_md])
-        demo.load(refresh, outputs=[job_md, project_md, timer, cancel])
-    demo.state = state  # for tests
+        cancel_btn.click(cancel_job, outputs=[job_md])
+
+        def start(name, fn):
+            msg = state.start(name, fn)
+            return msg, gr.Timer(active=True)
+
+        # -- project ------------------------------------------------------------------------
+        def project_refresh():
+            s = {}
+            if Project.exists(state.project_dir) and state.project().class_names:
+                s = api.pipeline_settings(state.project())
+            return (state.project_markdown(), s.get("inpaint_model", ""), s.get("masker"),
+                    json.dumps(s.get("masker_options") or {}) if s else "", stages_markdown())
+
+        def create(fmt_v, source_v):
+            def run(on_progress, cancel):
+                return api.create_project(state.project_dir, fmt_v, source_v or None, replace=Project.exists(state.project_dir),
+                                          on_progress=on_progress)
+            return start(f"create project ({fmt_v})", run)
+
+        create_btn.click(safe(create), [fmt, source], [job_md, timer])
+
+        def train_erm_job(epochs, lr):
+            from ddb_core.training import TrainConfig
+
+            cfg = TrainConfig(epochs=int(epochs), lr=float(lr))
+            return start("train ERM", lambda on_progress, cancel: api.train_erm(state.project(), cfg, on_progress=on_progress, cancel=cancel))
+
+        erm_btn.click(safe(train_erm_job), [erm_epochs, erm_lr], [job_md, timer])
+
+        def load_ckpt(path, arch, size):
+            return start("load ERM checkpoint", lambda on_progress, cancel: api.load_erm(
+                state.project(), path, arch, int(size), on_progress=on_progress))
+
+        load_btn.click(safe(load_ckpt), [ckpt, ckpt_arch, ckpt_size], [job_md, timer])
+
+        def save_models(model, masker_v, opts):
+            try:
+                options = json.loads(opts) if opts and opts.strip() else {}
+            except ValueError as e:
+                raise gr.Error(f"masker options must be JSON: {e}")
+            api.set_pipeline_settings(state.project(), inpaint_model=model or None, masker=masker_v or None,
+                                      masker_options=options)
+            return "Saved."
+
+        save_models_btn.click(safe(save_models), [inpaint_model, masker, masker_opts], [project_msg])
+
+        def check_model(model):
+            try:
+                inp = api.load_inpainter(state.project(), model or None)
+            except DDBError as e:
+                return f"**Not available**: {e}"
+            return f"Loaded `{inp.model_ref}` (resolution {inp.resolution} px)."
+
+        check_model_btn.click(check_model, [inpaint_model], [project_msg])
+
+        # -- pipeline -------------------------------------------------------------------------
+        def stages_markdown() -> str:
+            if not Project.exists(state.project_dir):
+                return "No project yet."
+            p = state.project()
+            q = lambda sql: p.db.execute(sql).fetchone()[0]
+            n_sel = q("select count(*) from selections where purpose = 'source'")
+            n_nodet = q("select count(*) from masks where status = 'no_detection'")
+            rows = [("ERM model", "ready" if p.active_erm_id else "not trained"),
+                    ("selection", f"{n_sel} source images"),
+                    ("textual inversion", f"{q('select count(distinct label) from tokens')} of {len(p.class_names)} tokens"),
+                    ("masks", f"{q('select count(*) from masks')} ({n_nodet} no detection)"),
+                    ("generation", f"{q('select count(*) from candidates')} candidates"),
+                    ("scoring", f"{q('select count(psi) from candidates')} scored")]
+            runs = p.runs()[-5:]
+            lines = ["| stage | status |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
+            if runs:
+                lines += ["", "Recent runs: " + "; ".join(f"{r['stage']} {r['status']}" + (f" ({r['error']})" if r["error"] else "")
+                                                          for r in runs)]
+            return "\n".join(lines)
+
+        def pipeline_cfg(k, tis, tst, gst, gd, igs):
+            from dataclasses import replace as _replace
+
+            from ddb_core.bench_demo import DemoBenchConfig
+
+            p = state.project()
+            s = api.pipeline_settings(p)
+            return _replace(DemoBenchConfig(), k=float(k) if float(k) < 1 else int(k), ti_size=int(tis), ti_steps=int(tst),
+                            inpaint_steps=int(gst), guidance=float(gd), ig_steps=int(igs), model=s["inpaint_model"])
+
+        def run_stage(stage):
+            def handler(k, tis, tst, gst, gd, igs):
+                from ddb_core.generation import GenerationConfig
+                from ddb_core.inpainting import InpaintConfig
+                from ddb_core.inversion import InversionConfig
+                from ddb_core.selection import SelectionConfig
+
+                cfg = pipeline_cfg(k, tis, tst, gst, gd, igs)
+                p = state.project()
+                inp_cfg = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
+                jobs = {
+                    "select": lambda on_progress, cancel: api.select(p, SelectionConfig(k=cfg.k, ti_size=cfg.ti_size)),
+                    "invert": lambda on_progress, cancel: api.invert(p, cfg=InversionConfig(steps=cfg.ti_steps), on_progress=on_progress, cancel=cancel),
+                    "masks": lambda on_progress, cancel: api.compute_masks(p, on_progress=on_progress, cancel=cancel),
+                    "generate": lambda on_progress, cancel: api.generate(p, cfg=GenerationConfig(use_tokens=cfg.ti_size > 0), inpaint=inp_cfg,
+                                                                          on_progress=on_progress, cancel=cancel),
+                    "score": lambda on_progress, cancel: api.score(p, n_steps=cfg.ig_steps, on_progress=on_progress, cancel=cancel),
+                    "all": lambda on_progress, cancel: __import__("ddb_core.bench_demo", fromlist=["prepare"]).prepare(
+                        p, cfg, {}, on_progress, cancel),
+                }
+                return start(stage, jobs[stage])
+            return safe(handler)
+
+        cfg_inputs = [k_in, ti_size, ti_steps, gen_steps, guidance, ig_steps]
+        for btn, stage in ((b_select, "select"), (b_invert, "invert"), (b_masks, "masks"), (b_generate, "generate"),
+                           (b_score, "score"), (b_all, "all")):
+            btn.click(run_stage(stage), cfg_inputs, [job_md, timer])
+
+        def do_preview(gst):
+            items = api.preview_tokens(state.project(), n=4, steps=int(gst))
+            if not items:
+                return [], "No token learned yet: run textual inversion first."
+            nm = names()
+            gal = []
+            for it in items:
+                gal += [(plots.enlarge(it["source"], 128), f"source ({nm[it['label']]} token)"),
+                        (plots.enlarge(plots.overlay_mask(it["source"], it["mask"]), 128), "mask"),
+                        (plots.enlarge(it["result"], 128), it["prompt"])]
+            return gal, f"{len(items)} previews with the learned tokens."
+
+        b_preview.click(safe(do_preview), [gen_steps], [preview, pipeline_msg])
+
+        # -- review -----------------------------------------------------------------------------
+        def slider_updates(index):
+            """Slider ranges and values from the project's thresholds and the ρ distribution."""
+            ups = []
+            if index is None or len(index) == 0:
+                return [gr.Slider() for _ in psi_sliders + p_sliders]
+            rho = index.rho[np.isfinite(index.rho)]
+            lo, hi = (float(np.percentile(rho, 0.5)), float(np.percentile(rho, 99.5))) if rho.size else (-1.0, 1.0)
+            lo, hi = min(lo, *index.P.values(), 0.0), max(hi, *index.P.values(), lo + 1e-3)
+            step = max((hi - lo) / 1000, 1e-6)
+            for c in range(n_sliders):
+                ups.append(gr.Slider(value=round(index.Psi.get(c, 0.5), 4), visible=c < index.n_classes))
+            for c in range(n_sliders):
+                ups.append(gr.Slider(minimum=round(lo, 6), maximum=round(hi, 6), step=step,
+                                     value=round(index.P.get(c, 0.0), 6), visible=c < index.n_classes))
+            return ups
+
+        def direction_choices(index):
+            nm = names()
+            return [(f"{nm[i]} → {nm[j]}", f"{i}->{j}") for i, j in (index.directions if index is not None else [])]
+
+        def parse_range(text):
+            if not text or not text.strip():
+                return (-np.inf, np.inf)
+            parts = [p.strip() for p in text.split(",")]
+            if len(parts) != 2:
+                raise DDBError(f"a range is 'min,max' (either side may be empty), got {text!r}")
+            try:
+                return (float(parts[0]) if parts[0] else -np.inf, float(parts[1]) if parts[1] else np.inf)
+            except ValueError:
+                raise DDBError(f"a range is two numbers 'min,max', got {text!r}")
+
+        def current_filter(d, st, sort, fpsi, frho):
+            from ddb_core.review import Filter
+
+            return Filter(direction=d or None, status=st or "all", sort=sort or "id", psi_range=parse_range(fpsi),
+                          rho_range=parse_range(frho))
+
+        def gallery_page(index, ids, page):
+            if index is None or len(ids) == 0:
+                return [], "no candidate matches the filter"
+            pages = max(1, -(-len(ids) // PAGE))
+            page = min(max(0, page), pages - 1)
+            items = []
+            chunk = ids[page * PAGE:(page + 1) * PAGE]
+            paths = {r[0]: r[1] for r in index.project.db.execute(
+                f"select id, path from candidates where id in ({','.join('?' * len(chunk))})", [int(i) for i in chunk])}
+            kept = index.kept()
+            for cid in chunk:
+                k = index.pos[int(cid)]
+                mark = {1: "✔ accepted", 2: "✘ rejected"}.get(int(index.manual[k]), "kept" if kept[k] else "pruned")
+                items.append((plots.enlarge(_load(str(index.project.project_path(paths[int(cid)]))), 96),
+                              f"#{cid} {mark}"))
+            return items, f"page {page + 1} of {pages} — {len(ids)} candidates"
+
+        def review_load(*vals):
+            """Everything the review screen shows, from the stored thresholds (on load and after jobs)."""
+            index = state.index(reload=True)
+            nm = names()
+            if index is None or len(index) == 0:
+                empty = threshold_plots(None, {}, {}, None)
+                return [*slider_updates(index), counts_markdown(index, {}, {}, nm), *empty, gr.Dropdown(choices=[]),
+                        gr.Dropdown(choices=[("all", "")], value=""), [], "", {"ids": [], "pos": 0, "page": 0},
+                        None, None, None, None, None, "No candidates yet."]
+            Psi, P = dict(index.Psi), dict(index.P)
+            dirs = direction_choices(index)
+            sc = threshold_plots(index, Psi, P, dirs[0][1] if dirs else None)
+            ids = index.query(current_filter("", "all", "id", "", ""))
+            gal, pinfo = gallery_page(index, ids, 0)
+            nav_v = {"ids": [int(i) for i in ids], "pos": 0, "page": 0}
+            panels = detail_panels(index, int(ids[0]) if len(ids) else None, nm)
+            return [*slider_updates(index), counts_markdown(index, Psi, P, nm), *sc,
+                    gr.Dropdown(choices=dirs, value=dirs[0][1] if dirs else None),
+                    gr.Dropdown(choices=[("all", "")] + dirs, value=""), gal, pinfo, nav_v, *panels]
+
+        review_outputs = [*psi_sliders, *p_sliders, counts, scatter, hist_psi, hist_rho, plot_dir, f_dir, gallery,
+                          page_info, nav, img_src, img_mask, img_res, img_bars, img_ig, info]
+
+        def on_threshold(*vals):
+            """A slider moved: counts and plots at the new thresholds (nothing saved yet)."""
+            index = state.index()
+            if index is None or len(index) == 0:
+                return counts_markdown(index, {}, {}, names()), *threshold_plots(None, {}, {}, None)
+            *th, d = vals
+            Psi, P = thresholds_from(index, list(th[:index.n_classes]) + list(th[n_sliders:n_sliders + index.n_classes]))
+            return counts_markdown(index, Psi, P, names()), *threshold_plots(index, Psi, P, d)
+
+        slider_inputs = [*psi_sliders, *p_sliders, plot_dir]
+        for s in psi_sliders + p_sliders:
+            s.input(on_threshold, slider_inputs, [counts, scatter, hist_psi, hist_rho], show_progress="hidden",
+                    trigger_mode="always_last", api_name=f"threshold_{s.elem_id.replace('-', '_')}")
+        plot_dir.change(on_threshold, slider_inputs, [counts, scatter, hist_psi, hist_rho], show_progress="hidden")
+
+        def save_th(*vals):
+            """Slider released: the thresholds are saved with the project; the gallery and detail follow."""
+            index = state.index()
+            if index is None or len(index) == 0:
+                return gr.Markdown(), [], "", {"ids": [], "pos": 0, "page": 0}, None, None, None, None, None, ""
+            *th, d, st, sort, fpsi, frho, nav_v = vals
+            index.save_thresholds({c: float(th[c]) for c in range(index.n_classes)},
+                                  {c: float(th[n_sliders + c]) for c in range(index.n_classes)})
+            return refilter(d, st, sort, fpsi, frho, nav_v, keep_current=True)
+
+        def refilter(d, st, sort, fpsi, frho, nav_v, keep_current=False, page=0):
+            index = state.index()
+            ids = index.query(current_filter(d, st, sort, fpsi, frho))
+            ids_l = [int(i) for i in ids]
+            cur = None
+            if keep_current and nav_v.get("ids") and nav_v["pos"] < len(nav_v["ids"]):
+                cur = nav_v["ids"][nav_v["pos"]]
+            pos = ids_l.index(cur) if cur in ids_l else 0
+            gal, pinfo = gallery_page(index, ids, page)
+            new_nav = {"ids": ids_l, "pos": pos, "page": page}
+            panels = detail_panels(index, ids_l[pos] if ids_l else None, names())
+            return counts_markdown(index, index.Psi, index.P, names()), gal, pinfo, new_nav, *panels
+
+        filter_inputs = [f_dir, f_status, f_sort, f_psi, f_rho, nav]
+        refilter_outputs = [counts, gallery, page_info, nav, img_src, img_mask, img_res, img_bars, img_ig, info]
+        for s in psi_sliders + p_sliders:
+            s.release(safe(save_th), [*psi_sliders, *p_sliders, *filter_inputs], refilter_outputs, show_progress="hidden",
+                      api_name=f"save_{s.elem_id.replace('-', '_')}")
+        for comp in (f_dir, f_status, f_sort):
+            comp.change(safe(lambda *v: refilter(*v)), filter_inputs, refilter_outputs, show_progress="hidden")
+        for comp in (f_psi, f_rho):
+            comp.submit(safe(lambda *v: refilter(*v)), filter_inputs, refilter_outputs, show_progress="hidden")
+
+        def reset_thresholds(*vals):
+            index = state.index()
+            if index is None:
+                return [gr.Slider() for _ in psi_sliders + p_sliders]
+            index.project.set_meta("thresholds", {})
+            index.reload()
+            return slider_updates(index)
+
+        reset_th.click(reset_thresholds, [], [*psi_sliders, *p_sliders]).then(
+            safe(lambda *v: refilter(*v, keep_current=True)), filter_inputs, refilter_outputs)
+
+        def change_page(delta):
+            def handler(nav_v):
+                index = state.index()
+                page = nav_v.get("page", 0) + delta
+                ids = np.array(nav_v.get("ids", []), np.int64)
+                pages = max(1, -(-len(ids) // PAGE))
+                page = min(max(0, page), pages - 1)
+                gal, pinfo = gallery_page(index, ids, page)
+                return gal, pinfo, {**nav_v, "page": page}
+            return handler
+
+        page_prev.click(change_page(-1), [nav], [gallery, page_info, nav], show_progress="hidden")
+        page_next.click(change_page(+1), [nav], [gallery, page_info, nav], show_progress="hidden")
+
+        def pick(nav_v, evt: gr.SelectData):
+            index = state.index()
+            pos = nav_v.get("page", 0) * PAGE + int(evt.index)
+            nav_v = {**nav_v, "pos": pos}
+            cid = nav_v["ids"][pos] if pos < len(nav_v["ids"]) else None
+            return nav_v, *detail_panels(index, cid, names())
+
+        detail_outputs = [img_src, img_mask, img_res, img_bars, img_ig, info]
+        gallery.select(pick, [nav], [nav, *detail_outputs], show_progress="hidden")
+
+        def move(delta):
+            def handler(nav_v):
+                index = state.index()
+                ids = nav_v.get("ids", [])
+                if not ids:
+                    return nav_v, *detail_panels(index, None, names())
+                pos = min(max(0, nav_v.get("pos", 0) + delta), len(ids) - 1)
+                nav_v = {**nav_v, "pos": pos}
+                return nav_v, *detail_panels(index, ids[pos], names())
+            return handler
+
+        b_prev.click(move(-1), [nav], [nav, *detail_outputs], show_progress="hidden", api_name="previous")
+        b_next.click(move(+1), [nav], [nav, *detail_outputs], show_progress="hidden", api_name="next")
+
+        def decide(decision):
+            def handler(nav_v):
+                index = state.index()
+                ids = nav_v.get("ids", [])
+                if not ids:
+                    return nav_v, *detail_panels(index, None, names()), counts_markdown(index, {}, {}, names())
+                cid = ids[nav_v.get("pos", 0)]
+                index.decide([cid], decision)
+                pos = min(nav_v.get("pos", 0) + 1, len(ids) - 1)  # auto-advance
+                nav_v = {**nav_v, "pos": pos}
+                return nav_v, *detail_panels(index, ids[pos], names()), counts_markdown(index, index.Psi, index.P, names())
+            return safe(handler)
+
+        for btn, dec in ((b_accept, "accept"), (b_reject, "reject"), (b_auto, None)):
+            btn.click(decide(dec), [nav], [nav, *detail_outputs, counts], show_progress="hidden",
+                      api_name=f"decide_{dec or 'auto'}")
+
+        def do_undo(nav_v):
+            index = state.index()
+            cid = index.undo() if index is not None else None
+            if cid is None:
+                return nav_v, *detail_panels(index, None, names()), counts_markdown(index, {}, {}, names())
+            ids = nav_v.get("ids", [])
+            if cid in ids:
+                nav_v = {**nav_v, "pos": ids.index(cid)}
+            return nav_v, *detail_panels(index, cid, names()), counts_markdown(index, index.Psi, index.P, names())
+
+        b_undo.click(safe(do_undo), [nav], [nav, *detail_outputs, counts], show_progress="hidden", api_name="undo")
+
+        def batch_ask(action, nav_v):
+            n = len(nav_v.get("ids", []))
+            word = {"accept": "accept", "reject": "reject", "auto": "set back to automatic"}[action]
+            if n == 0:
+                return "No candidate in the current filter.", gr.Button(visible=False)
+            return f"This will **{word} {n} candidates** (every candidate of the current filter). Press Confirm.", gr.Button(visible=True)
+
+        batch_btn.click(batch_ask, [batch_action, nav], [batch_msg, batch_confirm])
+
+        def batch_do(action, nav_v):
+            index = state.index()
+            ids = nav_v.get("ids", [])
+            changed = index.decide(ids, None if action == "auto" else action, who="user (batch)")
+            return f"{changed} decisions changed.", gr.Button(visible=False), counts_markdown(index, index.Psi, index.P, names())
+
+        batch_confirm.click(safe(batch_do), [batch_action, nav], [batch_msg, batch_confirm, counts]).then(
+            safe(lambda *v: refilter(*v, keep_current=True)), filter_inputs, refilter_outputs)
+
+        # -- retrain ------------------------------------------------------------------------------
+        def retrain_inputs_md():
+            if not Project.exists(state.project_dir) or not names():
+                return "No project."
+            inputs = api.retraining_inputs(state.project())
+            nm = names()
+            parts = [f"{nm[int(d.split('->')[0])]} → {nm[int(d.split('->')[1])]}: **{n}**" for d, n in inputs.items()]
+            return "Accepted samples that go in: " + (", ".join(parts) if parts else "**none** (accept some on the Review screen)")
+
+        def reports_choices():
+            if not Project.exists(state.project_dir):
+                return []
+            return [(f"#{r['id']} {r['title']} ({r['created_at']})", r["id"]) for r in reversed(api.reports(state.project()))]
+
+        def show_report(rid):
+            if rid is None:
+                return "", None, None
+            p = state.project()
+            from ddb_core.reporting import report_markdown as md
+
+            rep = api.load_report(p, int(rid))
+            d = p.root / "reports" / str(rid)
+            return md(rep), str(d / "groups.png"), str(d / "curves.png")
+
+        report_pick.change(safe(show_report), [report_pick], [report_md, report_groups, report_curves], api_name="show_report")
+
+        def do_retrain(g, lr, ep, bs, seeds, ratio):
+            from dataclasses import replace as _replace
+
+            from ddb_core.retraining import RetrainConfig
+
+            nm = names()
+            try:
+                gs = [float(x) for x in g.split(",") if x.strip()]
+                sd = tuple(int(x) for x in seeds.split(",") if x.strip())
+            except ValueError:
+                raise gr.Error("γ and seeds must be comma-separated numbers")
+            if len(gs) == 1:
+                gs = gs * len(nm)
+            base = RetrainConfig()
+            cfg = RetrainConfig(train=_replace(base.train, lr=float(lr), epochs=int(ep), batch_size=int(bs)),
+                                gammas=tuple(gs), seeds=sd or (0,), gen_ratio=float(ratio))
+            return start("retrain on accepted samples", lambda on_progress, cancel: api.retrain(
+                state.project(), cfg, on_progress=on_progress, cancel=cancel))
+
+        retrain_btn.click(safe(do_retrain), [gammas, r_lr, r_epochs, r_bs, r_seeds, r_ratio], [job_md, timer], api_name="retrain")
+
+        def retrain_refresh():
+            ch = reports_choices()
+            return retrain_inputs_md(), gr.Dropdown(choices=ch, value=ch[0][1] if ch else None)
+
+        # -- export -------------------------------------------------------------------------------
+        def do_export():
+            r = api.export_dataset(state.project())
+            import shutil
+
+            z = shutil.make_archive(r["path"], "zip", r["path"])
+            return (f"Exported {r['real_images']} train images and {r['generated_images']} accepted samples "
+                    f"({r['candidates']} candidates in the manifest) to `{r['path']}`."), z
+
+        def do_bundle():
+            r = api.reproducibility_bundle(state.project())
+            return f"Bundle with {r['models']} models, {r['tokens']} tokens, {r['runs']} runs: `{r['path']}`.", r["path"]
+
+        export_btn.click(safe(do_export), [], [export_msg, export_file], api_name="export_dataset")
+        bundle_btn.click(safe(do_bundle), [], [export_msg, export_file], api_name="bundle")
+
+        # -- refresh everything after a job and on page load --------------------------------------
+        def refresh_all():
+            return (*project_refresh(), *review_load(), *retrain_refresh())
+
+        all_outputs = [project_md, inpaint_model, masker, masker_opts, stages_md, *review_outputs, inputs_md, report_pick]
+        refresh_btn.click(safe(refresh_all), [], all_outputs, api_name="refresh")
+        demo.load(safe(refresh_all), [], all_outputs, api_name="load")
+
+        def poll():
+            """Progress while a job runs; when it has just finished, every screen is refreshed once."""
+            running = state.job is not None and state.job.running
+            finished_now = state.job is not None and not running and state.last_job != id(state.job)
+            if finished_now:
+                state.last_job = id(state.job)
+                return state.job_markdown(), gr.Timer(active=False), *refresh_all()
+            return state.job_markdown(), gr.Timer(active=running), *[gr.skip() for _ in all_outputs]
+
+        timer.tick(poll, outputs=[job_md, timer, *all_outputs], show_progress="hidden", api_name="poll")
+        demo.state = state  # for tests
+        demo.review_load = review_load
+        demo.n_sliders = n_sliders
     return demo

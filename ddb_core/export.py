@@ -1,0 +1,107 @@
+"""Exports of a curated project: the dataset as an ImageFolder tree with a CSV manifest, and a
+reproducibility bundle (configs, seeds, thresholds, model and token hashes).
+
+Consumes a project with decisions; produces files under ``<project>/exports/<name>/`` (and a zip
+of the bundle), so the app can offer them for download without serving anything outside the
+project.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import time
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+from .errors import ProjectError
+from .store import Project, now
+
+
+def export_dataset(project: Project, out: Optional[Path] = None, include_train: bool = True, method: str = "all") -> dict:
+    """``out/train/<class>/`` holds the train split (copied) and every accepted candidate, labelled
+    with its target class; ``manifest.csv`` lists each generated file with its source, direction,
+    ψ, ρ and decision (automatic / manual). Returns counts and paths."""
+    from .pruning import decisions
+
+    names = project.class_names
+    if not names:
+        raise ProjectError(f"project {project.root} has no dataset to export")
+    out = Path(out) if out else project.root / "exports" / f"dataset-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists():
+        raise ProjectError(f"{out} already exists; choose another folder")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for c in names:
+        (tmp / "train" / c).mkdir(parents=True)
+    n_real = 0
+    if include_train:
+        for r in project.samples("train", "id, path, label"):
+            src = project.dataset_path(r["path"])
+            shutil.copy2(src, tmp / "train" / names[r["label"]] / f"real-{r['id']}{src.suffix}")
+            n_real += 1
+    where, args = ("1=1", []) if method == "all" else ("c.method = ?", [method])
+    ds = {d.candidate_id: d for d in decisions(project, where, args)}
+    rows = project.db.query(f"select c.id, c.method, c.source_id, c.source_label, c.target_label, c.path, c.psi, c.rho, "
+                            f"c.seed, c.prompt from candidates c where {where} order by c.id", args)
+    manifest = []
+    n_gen = 0
+    for r in rows:
+        d = ds[r["id"]]
+        rel = ""
+        if d.kept:
+            src = project.project_path(r["path"])
+            dst = tmp / "train" / names[r["target_label"]] / f"generated-{r['id']}{src.suffix}"
+            shutil.copy2(src, dst)
+            rel = dst.relative_to(tmp).as_posix()
+            n_gen += 1
+        source = project.db.execute("select path from samples where id = ?", [r["source_id"]]).fetchone()[0]
+        manifest.append({"file": rel, "candidate_id": r["id"], "method": r["method"], "source": source,
+                         "direction": f"{names[r['source_label']]}->{names[r['target_label']]}",
+                         "psi": r["psi"], "rho": r["rho"], "seed": r["seed"], "prompt": r["prompt"],
+                         "decision": "kept" if d.kept else "pruned",
+                         "decided_by": "manual" if d.manual else ("automatic" if d.auto is not None else "unscored")})
+    with open(tmp / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["file", "candidate_id", "method", "source", "direction", "psi", "rho", "seed",
+                                          "prompt", "decision", "decided_by"])
+        w.writeheader()
+        w.writerows(manifest)
+    tmp.rename(out)
+    return {"path": str(out), "real_images": n_real, "generated_images": n_gen, "candidates": len(manifest),
+            "manifest": str(out / "manifest.csv")}
+
+
+def reproducibility_bundle(project: Project, out: Optional[Path] = None) -> dict:
+    """A zip with the project's configs, seeds, thresholds, model/token hashes, runs and reports."""
+    from .pruning import thresholds
+
+    out = Path(out) if out else project.root / "exports" / f"bundle-{time.strftime('%Y%m%d-%H%M%S')}.zip"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = project.meta()
+    bundle = {
+        "created_at": now(), "project": meta.get("name"), "classes": project.class_names, "attrs": project.attr_names,
+        "dataset": {"format": meta.get("dataset_format"), "root": meta.get("dataset_root"),
+                    "samples": {s: project.sample_count(s) for s in ("train", "val", "test")}},
+        "meta": {k: v for k, v in meta.items() if k not in ("bench_demo",)},
+        "thresholds": {k: {str(c): v for c, v in d.items()} for k, d in thresholds(project).items()},
+        "models": [{k: m[k] for k in ("id", "name", "role", "path", "arch", "sha256", "config", "created_at")}
+                   for m in project.models()],
+        "tokens": [dict(r, loss_curve=None) for r in project.db.query("select * from tokens order by id")],
+        "masks": [dict(r) for r in project.db.query(
+            "select backend, params_hash, params, count(*) as n from masks group by backend, params_hash")],
+        "generation": [dict(r) for r in project.db.query(
+            "select method, count(*) as n, min(seed) as min_seed, max(seed) as max_seed from candidates group by method")],
+        "runs": [dict(r) for r in project.db.query("select id, stage, status, config, seconds, started_at from runs order by id")],
+        "audit_entries": project.db.execute("select count(*) from audit").fetchone()[0],
+    }
+    tmp = out.with_suffix(".partial")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bundle.json", json.dumps(bundle, indent=2, default=str))
+        with_prov = project.db.query("select id, key, provenance from candidates order by id")
+        z.writestr("candidates-provenance.jsonl", "\n".join(json.dumps(dict(r)) for r in with_prov))
+        for rep in project.root.glob("reports/*/report.json"):
+            z.write(rep, f"reports/{rep.parent.name}/report.json")
+    tmp.rename(out)
+    return {"path": str(out), "models": len(bundle["models"]), "tokens": len(bundle["tokens"]), "runs": len(bundle["runs"])}

@@ -1,0 +1,183 @@
+"""The review model behind the curation app: every candidate's scores in memory, re-filtered by
+thresholds in milliseconds, with gallery queries, details and batch decisions.
+
+Consumes a project's ``candidates`` / ``decisions`` tables (read once, then kept in numpy arrays
+and updated in place when a decision changes) and produces plain values: per-direction counts at
+any thresholds, filtered and sorted id lists, one candidate's detail record. Decisions and
+thresholds are written through ``pruning`` (so every change is audited and saved at once).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import ConfigError, ProjectError
+from .pruning import auto_keep, set_decision, set_thresholds, thresholds, undo
+from .store import Project
+
+STATUSES = ("all", "auto-kept", "auto-pruned", "accepted", "rejected", "unscored")
+SORTS = ("id", "rho", "-rho", "psi", "-psi", "detection", "-detection")
+MANUAL_CODE = {None: 0, "accept": 1, "reject": 2}
+
+
+@dataclass
+class Filter:
+    direction: Optional[str] = None  # "i->j" or None for all
+    status: str = "all"
+    psi_range: tuple[float, float] = (-np.inf, np.inf)
+    rho_range: tuple[float, float] = (-np.inf, np.inf)
+    method: Optional[str] = None  # ddb / scgs / None
+    sort: str = "id"
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ConfigError(f"status filter must be one of {', '.join(STATUSES)}, got {self.status!r}")
+        if self.sort not in SORTS:
+            raise ConfigError(f"sort must be one of {', '.join(SORTS)}, got {self.sort!r}")
+
+
+class ReviewIndex:
+    """All candidates of a project as arrays (ids, labels, ψ, ρ, detection score, manual decision)."""
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.reload()
+
+    def reload(self) -> None:
+        rows = self.project.db.execute(
+            "select c.id, c.source_label, c.target_label, c.psi, c.rho, c.method, m.score, d.decision "
+            "from candidates c left join masks m on m.id = c.mask_id left join decisions d on d.candidate_id = c.id "
+            "order by c.id").fetchall()
+        n = len(rows)
+        self.ids = np.fromiter((r[0] for r in rows), np.int64, n)
+        self.src = np.fromiter((r[1] for r in rows), np.int64, n)
+        self.tgt = np.fromiter((r[2] for r in rows), np.int64, n)
+        self.psi = np.fromiter((np.nan if r[3] is None else r[3] for r in rows), np.float64, n)
+        self.rho = np.fromiter((np.nan if r[4] is None else r[4] for r in rows), np.float64, n)
+        self.det = np.fromiter((np.nan if r[6] is None else r[6] for r in rows), np.float64, n)
+        self.manual = np.fromiter((MANUAL_CODE[r[7]] for r in rows), np.int8, n)
+        methods = sorted({r[5] for r in rows})
+        self.method_names = methods
+        self.method = np.fromiter((methods.index(r[5]) for r in rows), np.int8, n)
+        self.pos = {int(i): k for k, i in enumerate(self.ids)}
+        self.n_classes = len(self.project.class_names)
+        self.directions = sorted({(int(i), int(j)) for i, j in zip(self.src, self.tgt)})
+        self.scored = ~(np.isnan(self.psi) | np.isnan(self.rho))
+        th = thresholds(self.project)
+        self.Psi = {int(k): float(v) for k, v in th["Psi"].items()}
+        self.P = {int(k): float(v) for k, v in th["P"].items()}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    # -- thresholds ------------------------------------------------------------------------
+    def auto(self, Psi: Optional[dict] = None, P: Optional[dict] = None) -> np.ndarray:
+        """Automatic keep decision of every candidate at the given (or current) thresholds."""
+        Psi = {**self.Psi, **(Psi or {})}
+        P = {**self.P, **(P or {})}
+        psi_t = np.array([Psi.get(c, np.nan) for c in range(self.n_classes)])[self.src] if len(self) else np.zeros(0)
+        p_t = np.array([P.get(c, np.nan) for c in range(self.n_classes)])[self.tgt] if len(self) else np.zeros(0)
+        return auto_keep(self.psi, self.rho, psi_t, p_t)
+
+    def kept(self, Psi: Optional[dict] = None, P: Optional[dict] = None) -> np.ndarray:
+        """Final decision: manual accept/reject, else the automatic one."""
+        auto = self.auto(Psi, P)
+        return np.where(self.manual == 1, True, np.where(self.manual == 2, False, auto))
+
+    def counts(self, Psi: Optional[dict] = None, P: Optional[dict] = None) -> dict[str, dict[str, int]]:
+        auto = self.auto(Psi, P)
+        kept = np.where(self.manual == 1, True, np.where(self.manual == 2, False, auto))
+        out = {}
+        for i, j in self.directions:
+            sel = (self.src == i) & (self.tgt == j)
+            out[f"{i}->{j}"] = {"candidates": int(sel.sum()), "scored": int((sel & self.scored).sum()),
+                                "auto_kept": int((sel & auto).sum()), "kept": int((sel & kept).sum()),
+                                "pruned": int((sel & ~kept).sum()), "accepted": int((sel & (self.manual == 1)).sum()),
+                                "rejected": int((sel & (self.manual == 2)).sum())}
+        return out
+
+    def save_thresholds(self, Psi: Optional[dict] = None, P: Optional[dict] = None) -> dict:
+        th = set_thresholds(self.project, Psi, P)
+        self.Psi = {int(k): float(v) for k, v in th["Psi"].items()}
+        self.P = {int(k): float(v) for k, v in th["P"].items()}
+        return th
+
+    # -- gallery ---------------------------------------------------------------------------
+    def query(self, f: Filter, Psi: Optional[dict] = None, P: Optional[dict] = None) -> np.ndarray:
+        """Ids matching the filter, sorted."""
+        sel = np.ones(len(self), bool)
+        if f.direction:
+            try:
+                i, j = (int(x) for x in f.direction.split("->"))
+            except ValueError as e:
+                raise ConfigError(f"direction must look like '0->1', got {f.direction!r}") from e
+            sel &= (self.src == i) & (self.tgt == j)
+        if f.method:
+            if f.method not in self.method_names:
+                return np.zeros(0, np.int64)
+            sel &= self.method == self.method_names.index(f.method)
+        if f.status != "all":
+            auto = self.auto(Psi, P)
+            sel &= {"auto-kept": (self.manual == 0) & auto & self.scored,
+                    "auto-pruned": (self.manual == 0) & ~auto & self.scored,
+                    "accepted": self.manual == 1, "rejected": self.manual == 2, "unscored": ~self.scored}[f.status]
+        for (lo, hi), vals in ((f.psi_range, self.psi), (f.rho_range, self.rho)):
+            if lo > -np.inf or hi < np.inf:  # a bounded range also drops unscored candidates
+                with np.errstate(invalid="ignore"):
+                    sel &= (vals >= lo) & (vals <= hi)
+        idx = np.nonzero(sel)[0]
+        key = f.sort.lstrip("-")
+        if key != "id":
+            vals = {"rho": self.rho, "psi": self.psi, "detection": self.det}[key][idx]
+            vals = -vals if f.sort.startswith("-") else vals
+            idx = idx[np.argsort(np.where(np.isnan(vals), np.inf, vals), kind="stable")]  # unscored last
+        return self.ids[idx]
+
+    # -- one candidate ---------------------------------------------------------------------
+    def detail(self, cid: int) -> dict:
+        rows = list(self.project.db.query(
+            "select c.*, s.path as source_path, s.label as source_true_label, s.attr as source_attr, "
+            "m.path as mask_path, m.backend as mask_backend, m.score as detection_score, m.status as mask_status, "
+            "d.decision as manual from candidates c join samples s on s.id = c.source_id "
+            "left join masks m on m.id = c.mask_id left join decisions d on d.candidate_id = c.id where c.id = ?", [int(cid)]))
+        if not rows:
+            raise ProjectError(f"no candidate with id {cid}")
+        r = rows[0]
+        k = self.pos[int(cid)]
+        auto = bool(self.auto()[k]) if self.scored[k] else None
+        return {
+            "id": r["id"], "method": r["method"], "source_label": r["source_label"], "target_label": r["target_label"],
+            "direction": f"{r['source_label']}->{r['target_label']}",
+            "source_path": str(self.project.dataset_path(r["source_path"])),
+            "result_path": str(self.project.project_path(r["path"])),
+            "mask_path": str(self.project.project_path(r["mask_path"])) if r["mask_path"] else None,
+            "ig_path": str(self.project.project_path(r["ig_path"])) if r["ig_path"] else None,
+            "psi": r["psi"], "rho": r["rho"], "ig_delta": r["ig_delta"],
+            "probs_source": json.loads(r["probs_source"]) if r["probs_source"] else None,
+            "probs_generated": json.loads(r["probs_generated"]) if r["probs_generated"] else None,
+            "Psi": self.Psi.get(r["source_label"]), "P": self.P.get(r["target_label"]),
+            "auto": auto, "manual": r["manual"], "kept": bool(self.kept()[k]),
+            "seed": r["seed"], "prompt": r["prompt"], "mask_backend": r["mask_backend"],
+            "detection_score": r["detection_score"], "provenance": json.loads(r["provenance"]) if r["provenance"] else {},
+        }
+
+    # -- decisions -------------------------------------------------------------------------
+    def decide(self, ids: Sequence[int], decision: Optional[str], who: str = "user") -> int:
+        """accept / reject / None (back to automatic); saved and audited at once."""
+        ids = [int(i) for i in ids]
+        changed = set_decision(self.project, ids, decision, who=who)
+        code = MANUAL_CODE[decision]
+        for i in ids:
+            self.manual[self.pos[i]] = code
+        return changed
+
+    def undo(self, who: str = "user") -> Optional[int]:
+        cid = undo(self.project, who)
+        if cid is not None:
+            row = self.project.db.execute("select decision from decisions where candidate_id = ?", [cid]).fetchone()
+            self.manual[self.pos[int(cid)]] = MANUAL_CODE[row[0] if row else None]
+        return cid

@@ -1,0 +1,96 @@
+"""The review model and the curation app driven through gradio_client (a real server on 127.0.0.1)."""
+
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from ddb_core.pruning import decisions, set_thresholds, summary, thresholds
+from ddb_core.review import Filter, ReviewIndex
+
+
+def test_review_index_counts_filters_decisions_and_undo(candidates_project):
+    p = candidates_project
+    idx = ReviewIndex(p)
+    assert len(idx) == 8 and idx.directions == [(0, 1), (1, 0)]
+    th = thresholds(p)
+    s = summary(p, th)
+    c = idx.counts()
+    assert {d: v["kept"] for d, v in c.items()} == {d: v["kept"] for d, v in s.items()}
+    # Counts at other thresholds equal the pruning module's decisions at those thresholds.
+    Psi = {0: 0.9, 1: 0.9}
+    P = {0: float(np.nanmedian(idx.rho)), 1: float(np.nanmedian(idx.rho))}
+    expected = summary(p, {"Psi": Psi, "P": P})
+    assert {d: v["kept"] for d, v in idx.counts(Psi, P).items()} == {d: v["kept"] for d, v in expected.items()}
+    # Filters and sort.
+    ids01 = idx.query(Filter(direction="0->1"))
+    assert len(ids01) == 4 and set(ids01) == {r[0] for r in p.db.execute("select id from candidates where source_label = 0")}
+    by_rho = idx.query(Filter(sort="-rho"))
+    rhos = [idx.rho[idx.pos[int(i)]] for i in by_rho]
+    assert rhos == sorted(rhos, reverse=True)
+    assert len(idx.query(Filter(rho_range=(np.inf, np.inf)))) == 0
+    # Decisions are saved at once (DB row + audit) and reflected in the arrays; undo walks back.
+    cid = int(ids01[0])
+    idx.decide([cid], "reject")
+    assert p.db.execute("select decision from decisions where candidate_id = ?", [cid]).fetchone()[0] == "reject"
+    assert [int(i) for i in idx.query(Filter(status="rejected"))] == [cid]
+    assert idx.kept()[idx.pos[cid]] == False  # noqa: E712
+    assert idx.undo() == cid
+    assert p.db.execute("select count(*) from decisions").fetchone()[0] == 0 and idx.manual[idx.pos[cid]] == 0
+    d = idx.detail(cid)
+    assert d["direction"] == "0->1" and d["source_path"].endswith(".png") and d["prompt"]
+
+
+def _wait(fn, timeout=120, every=0.5):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        out = fn()
+        if out:
+            return out
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def test_app_through_gradio_client(candidates_project):
+    from gradio_client import Client
+
+    from ui.app import build_app, launch_kwargs
+
+    p = candidates_project
+    set_thresholds(p, Psi={0: 1.0, 1: 1.0}, P={0: -1e9, 1: -1e9})  # everything kept
+    app = build_app(str(p.root), build_demo=False)
+    try:
+        app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, **launch_kwargs(str(p.root)))
+        client = Client(app.local_url, verbose=False)
+        n = app.n_sliders
+        out = client.predict(api_name="/load")
+        texts = " ".join(str(o) for o in out)
+        assert "kept in all: 8" in texts and "Candidate" in texts
+        # Moving a Ψ slider to 0 prunes everything of that source class (nothing saved yet).
+        moved = client.predict(*([0.0, 1.0][:n] + [1.0] * (n - 2) + [-1e9] * n + ["0->1"]), api_name="/threshold_psi_0")
+        assert "kept in all: 4" in moved[0]
+        assert thresholds(p)["Psi"][0] == 1.0  # not saved by a move
+        # Releasing saves the thresholds with the project.
+        client.predict(*([0.0, 1.0] + [-1e9] * n + ["", "all", "id", "", ""]), api_name="/save_psi_0")
+        assert thresholds(p)["Psi"][0] == 0.0
+        # Reject the shown candidate, then undo: the DB follows.
+        first = client.predict(api_name="/load")
+        info = next(str(o) for o in first if "**Candidate " in str(o))
+        shown = int(info.split("**Candidate ")[1].split("**")[0])
+        client.predict(api_name="/decide_reject")
+        assert p.db.execute("select decision from decisions where candidate_id = ?", [shown]).fetchone()[0] == "reject"
+        assert p.db.execute("select count(*) from audit").fetchone()[0] == 1
+        client.predict(api_name="/undo")
+        assert p.db.execute("select count(*) from decisions").fetchone()[0] == 0
+        # Retrain on the accepted samples; the job finishes and stores a report.
+        client.predict("1.0", 5e-4, 1, 16, "0", 0.0, api_name="/retrain")
+        _wait(lambda: not app.state.job.running, timeout=300)
+        assert app.state.job.snapshot().state == "done", app.state.job.snapshot().error
+        assert p.db.execute("select count(*) from reports").fetchone()[0] == 1
+        # Only the project's files are served.
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(app.local_url + "gradio_api/file=/etc/passwd", timeout=10)
+    finally:
+        app.close()
