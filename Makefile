@@ -9,7 +9,10 @@ HOST ?= 127.0.0.1
 PORT ?= 7860
 PROJECT ?= projects/demo
 
-.PHONY: install run test clean
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install run test clean browser
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +25,14 @@ install: $(STAMP)
 run: install
 	$(PY) app.py --project $(PROJECT) --host $(HOST) --port $(PORT)
 
-test: install
+# The real-browser UI test drives Debian's Chromium with Playwright (no browser download).
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+browser: $(CHROMIUM)
+
+test: install browser
 	$(PY) -m pytest -q
 
 clean:

@@ -551,19 +551,22 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
 
         # -- review -----------------------------------------------------------------------------
         def slider_updates(index):
-            """Slider ranges and values from the project's thresholds and the ρ distribution."""
-            ups = []
+            """Slider ranges and values from the project's thresholds and the ρ distribution.
+
+            The P range spans every ρ with a 5% margin; a stored P outside it is shown at the nearest
+            end, which keeps and prunes exactly the same candidates.
+            """
             if index is None or len(index) == 0:
                 return [gr.Slider() for _ in psi_sliders + p_sliders]
             rho = index.rho[np.isfinite(index.rho)]
-            lo, hi = (float(np.percentile(rho, 0.5)), float(np.percentile(rho, 99.5))) if rho.size else (-1.0, 1.0)
-            lo, hi = min(lo, *index.P.values(), 0.0), max(hi, *index.P.values(), lo + 1e-3)
-            step = max((hi - lo) / 1000, 1e-6)
-            for c in range(n_sliders):
-                ups.append(gr.Slider(value=round(index.Psi.get(c, 0.5), 4), visible=c < index.n_classes))
-            for c in range(n_sliders):
-                ups.append(gr.Slider(minimum=round(lo, 6), maximum=round(hi, 6), step=step,
-                                     value=round(index.P.get(c, 0.0), 6), visible=c < index.n_classes))
+            lo, hi = (float(rho.min()), float(rho.max())) if rho.size else (-1.0, 1.0)
+            margin = max(hi - lo, 1e-6) * 0.05
+            lo, hi = lo - margin, hi + margin
+            step = (hi - lo) / 1000
+            ups = [gr.Slider(minimum=0.0, maximum=1.001, step=0.001, value=round(min(max(index.Psi.get(c, 0.5), 0.0), 1.001), 4),
+                             visible=c < index.n_classes) for c in range(n_sliders)]
+            ups += [gr.Slider(minimum=lo, maximum=hi, step=step, value=min(max(index.P.get(c, 0.0), lo), hi),
+                              visible=c < index.n_classes) for c in range(n_sliders)]
             return ups
 
         def direction_choices(index):
@@ -640,7 +643,8 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
         for s in psi_sliders + p_sliders:
             s.input(on_threshold, slider_inputs, [counts, scatter, hist_psi, hist_rho], show_progress="hidden",
                     trigger_mode="always_last", api_name=f"threshold_{s.elem_id.replace('-', '_')}")
-        plot_dir.change(on_threshold, slider_inputs, [counts, scatter, hist_psi, hist_rho], show_progress="hidden")
+        # .input (a user's choice), not .change: a programmatic update must not redraw with stale slider values
+        plot_dir.input(on_threshold, slider_inputs, [counts, scatter, hist_psi, hist_rho], show_progress="hidden")
 
         def save_th(*vals):
             """Slider released: the thresholds are saved with the project; the gallery and detail follow."""
