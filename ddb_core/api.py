@@ -396,3 +396,35 @@ def prepare_demo_candidates(project: Project, *, quick: bool = True, on_progress
     times: dict = {}
     prepare(project, cfg, times, on_progress, cancel)
     return times
+
+
+# -- SCGS (the second method, on the same core) ---------------------------------------------------
+
+def scgs_select(project: Project, cfg=None) -> dict:
+    from .scgs import SCGSConfig, select_scgs
+
+    return select_scgs(project, cfg or SCGSConfig())
+
+
+def scgs_generate(project: Project, cfg=None, inpaint=None, *, inpainter=None, on_progress=None, cancel=None) -> dict:
+    from .inpainting import InpaintConfig
+    from .scgs import SCGSConfig, generate_scgs
+
+    inpaint = inpaint or InpaintConfig(model=pipeline_settings(project)["inpaint_model"])
+    inpainter = inpainter or load_inpainter(project, inpaint.model, inpaint.device, inpaint.dtype)
+    return generate_scgs(project, inpainter, cfg or SCGSConfig(), inpaint, on_progress=on_progress, cancel=cancel)
+
+
+def jtt_with_scgs(project: Project, jtt=None, *, report: bool = True, on_progress=None, cancel=None) -> dict:
+    """JTT+SCGS: the accepted SCGS images join JTT's upweighted training set (γ = 1 each)."""
+    from .retraining import JTTConfig, RetrainConfig, accepted_candidates, generated_plan, run_jtt
+
+    jtt = jtt or JTTConfig()
+    cands = accepted_candidates(project, "scgs")
+    plan = generated_plan(project, RetrainConfig(method="scgs", init="scratch"), cands)
+    res = run_jtt(project, jtt, on_progress=on_progress, cancel=cancel, extra=plan, role="jtt+scgs")
+    out = {"model_ids": res.model_ids, "summary": res.summary(), "group_labels": res.group_labels,
+           "details": {**res.details, "scgs_images": len(cands)}}
+    if report:
+        out["report"] = make_report(project, res.model_ids, title=f"JTT+SCGS ({len(cands)} SCGS images)", kind="baseline")
+    return out

@@ -18,7 +18,7 @@ from .progress import Progress
 
 # Every leaf command, as typed after `ddb`. README.md documents each one.
 COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "select", "invert", "mask", "generate",
-            "score", "prune", "run", "retrain", "evaluate", "baseline jtt", "baseline dfr", "baseline oracle", "report",
+            "score", "prune", "run", "scgs select", "scgs generate", "retrain", "evaluate", "baseline jtt", "baseline dfr", "baseline oracle", "report",
             "train-micro-inpainter", "bench calibrate", "bench masks", "bench inpainter", "bench demo", "bench pruning", "bench ti")
 
 
@@ -237,6 +237,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="JSON file with sections " + ", ".join(
         ("selection", "inversion", "masker", "generation", "inpaint", "scoring", "prune")))
 
+    from .scgs import SCGSConfig
+
+    sc = SCGSConfig()
+    scgs = sub.add_parser("scgs", help="SCGS, the second method: misclassified images, clustering, Grad-CAM++ masks").add_subparsers(
+        dest="scgs_command", required=True, metavar="SCGS_COMMAND")
+    p = scgs.add_parser("select", help="misclassified train images per class → k-means → Gaussian sampling")
+    _add_project(p)
+    p.add_argument("--clusters", type=int, default=sc.clusters, help="k-means clusters per class (default: %(default)s)")
+    p.add_argument("--sample-fraction", type=float, default=sc.sample_fraction, help="of the misclassified images (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=sc.seed, help="default: %(default)s")
+    p = scgs.add_parser("generate", help="Grad-CAM++ masks (high region kept) and inpainting with the true class")
+    _add_project(p)
+    p.add_argument("--model", help="diffusers inpainting model (default: the project's)")
+    p.add_argument("--cam-threshold", type=float, default=sc.cam_threshold, help="default: %(default)s")
+    p.add_argument("--generate-fraction", type=float, default=sc.generate_fraction,
+                   help="generated per class as a share of the other classes' train images (default: %(default)s)")
+    p.add_argument("--max-variants", type=int, default=sc.max_variants, help="candidates per sampled image at most (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=50, help="denoising steps (default: %(default)s)")
+    p.add_argument("--guidance", type=float, default=7.5, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=sc.seed, help="default: %(default)s")
+    p.add_argument("--prune", action="store_true", help="also prune SCGS candidates by ψ/ρ (SCGS itself does not prune)")
+
     from .retraining import JTTConfig, RetrainConfig
 
     r = RetrainConfig()
@@ -266,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jtt-epochs", type=int, default=j.jtt_epochs, help="epochs of the identification model (default: %(default)s)")
     p.add_argument("--lambda-up", type=float, default=j.lambda_up, help="upweight of the error set (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+    p.add_argument("--with-scgs", action="store_true", help="JTT+SCGS: add the accepted SCGS images to JTT's training set")
     p = base.add_parser("dfr", help="DFR: refit the ERM's last layer on group-balanced val features (val group labels)")
     _add_project(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
@@ -375,6 +398,32 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         progress.close()
         print(f"wrote {path}")
         return 0
+    if a.command == "scgs":
+        from .scgs import SCGSConfig
+
+        project = api.open_project(a.project)
+        if a.scgs_command == "select":
+            rep = api.scgs_select(project, SCGSConfig(clusters=a.clusters, sample_fraction=a.sample_fraction, seed=a.seed))
+            for label, r in rep.items():
+                name = project.class_names[label]
+                if r.get("note"):
+                    print(f"{name}: {r['note']}")
+                else:
+                    print(f"{name}: {r['misclassified']} misclassified, clusters {r['cluster_sizes']}, {r['sampled']} sampled")
+            return 0
+        from .inpainting import InpaintConfig
+        from .pruning import set_method_pruning
+
+        cfg = SCGSConfig(cam_threshold=a.cam_threshold, generate_fraction=a.generate_fraction, max_variants=a.max_variants,
+                         seed=a.seed)
+        model = a.model or api.pipeline_settings(project)["inpaint_model"]
+        out = api.scgs_generate(project, cfg, InpaintConfig(model=model, steps=a.steps, guidance=a.guidance), on_progress=progress)
+        set_method_pruning(project, "scgs", a.prune)
+        progress.close()
+        for d, v in out.items():
+            print(f"{d}: {v.get('candidates', 0)} SCGS candidates from {v.get('sources', 0)} sampled images")
+        print("score them with `ddb score`; SCGS candidates are " + ("pruned by ψ/ρ" if a.prune else "kept without pruning (SCGS does not prune)"))
+        return 0
     if a.command == "retrain":
         from .retraining import RetrainConfig
 
@@ -409,7 +458,12 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         jtt = None
         train = _train_config(a) if a.baseline_command in ("jtt", "oracle") else None
         if a.baseline_command == "jtt":
-            jtt = JTTConfig(train=train, jtt_epochs=a.jtt_epochs, lambda_up=a.lambda_up)
+            jtt = JTTConfig(train=train, jtt_epochs=a.jtt_epochs, lambda_up=a.lambda_up, seeds=tuple(a.seeds))
+            if a.with_scgs:
+                out = api.jtt_with_scgs(project, jtt, on_progress=progress)
+                progress.close()
+                print(_md(out["report"]))
+                return 0
         out = api.baseline(project, a.baseline_command, seeds=a.seeds, train=train, jtt=jtt, on_progress=progress)
         progress.close()
         if out["details"].get("note"):

@@ -47,12 +47,16 @@ def _rel(project: Project, path: Path) -> str:
     return os.path.relpath(path, project.root)
 
 
-def directions(project: Project, pairs: Optional[Sequence[tuple[int, int]]] = None) -> list[tuple[int, int]]:
-    """The generation directions i -> i': given pairs, or both directions of a binary dataset."""
+def directions(project: Project, pairs: Optional[Sequence[tuple[int, int]]] = None,
+               same_class: bool = False) -> list[tuple[int, int]]:
+    """The generation directions i -> i': given pairs, or both directions of a binary dataset.
+    ``same_class`` (SCGS) allows and defaults to i -> i: the image keeps its class."""
     n = len(project.class_names)
+    if same_class and not pairs:
+        return [(i, i) for i in range(n)]
     if pairs:
         for i, j in pairs:
-            if not (0 <= i < n and 0 <= j < n) or i == j:
+            if not (0 <= i < n and 0 <= j < n) or (i == j and not same_class):
                 raise ConfigError(f"direction {i}->{j} is not a pair of two different classes in 0..{n - 1}")
         return list(pairs)
     if n != 2:
@@ -145,12 +149,18 @@ def latest_token(project: Project, label: int) -> Optional[dict]:
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    seed: int = 0  # candidate seed = seed * 1_000_003 + source sample id * 31 + target class
+    seed: int = 0  # candidate seed = seed * 1_000_003 + source sample id * 31 + target class (+ variant * 7919)
     use_tokens: bool = True  # prompt with the target class's learned token when one exists
-    method: str = "ddb"
+    method: str = "ddb"  # ddb | scgs
+    purpose: str = "source"  # which selection supplies the source images (scgs: "scgs")
+    variants: int = 1  # candidates per source image (different seeds)
 
-    def candidate_seed(self, source_id: int, target: int) -> int:
-        return (self.seed * 1_000_003 + source_id * 31 + target) % (2**31 - 1)
+    def __post_init__(self) -> None:
+        if self.variants < 1:
+            raise ConfigError(f"variants must be >= 1, got {self.variants}")
+
+    def candidate_seed(self, source_id: int, target: int, variant: int = 0) -> int:
+        return (self.seed * 1_000_003 + source_id * 31 + target + variant * 7919) % (2**31 - 1)
 
 
 def candidate_key(method: str, source_id: int, i: int, j: int, mask: str, variant: int = 0) -> str:
@@ -164,9 +174,12 @@ def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Opti
     """Generate the candidates of each direction; skips finished ones. Returns counts per direction."""
     summary = {}
     erm_id = project.active_erm_id
-    for i, j in directions(project, pairs):
-        sources = selected(project, "source", i)
+    for i, j in directions(project, pairs, same_class=cfg.method == "scgs"):
+        sources = selected(project, cfg.purpose, i)
         if not sources:
+            if cfg.method == "scgs":
+                summary[f"{i}->{j}"] = {"sources": 0, "no_detection": 0, "candidates": 0}
+                continue
             raise ProjectError(f"no source images selected for class {i}: run `ddb select` first")
         masks = compute_masks(project, masker, sources, on_progress=on_progress, cancel=cancel)
         token_row = latest_token(project, j) if cfg.use_tokens else None
@@ -179,22 +192,23 @@ def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Opti
         done_keys = {r["key"] for r in project.db.query(
             "select key from candidates where method = ? and source_label = ? and target_label = ?", [cfg.method, i, j])}
         mask_tag = f"{masker.name}-{params_hash(masker.params())}"
-        todo = [s for s in sources if masks[s["id"]]["status"] == "ok"
-                and candidate_key(cfg.method, s["id"], i, j, mask_tag) not in done_keys]
-        n_ok = sum(masks[s["id"]]["status"] == "ok" for s in sources)
+        todo = [(s, v) for s in sources for v in range(cfg.variants) if masks[s["id"]]["status"] == "ok"
+                and candidate_key(cfg.method, s["id"], i, j, mask_tag, v) not in done_keys]
+        n_ok = sum(masks[s["id"]]["status"] == "ok" for s in sources) * cfg.variants
         tracker = ProgressTracker(f"generate {i}->{j}", n_ok, on_progress, n_ok - len(todo))
         for start in range(0, len(todo), inpaint.batch_size):
             check_cancel(cancel, f"between generation batches of {i}->{j}")
             batch = todo[start:start + inpaint.batch_size]
             t0 = time.monotonic()
-            images = [load_rgb(project.dataset_path(s["path"])) for s in batch]
-            mask_arrays = [load_mask(project.project_path(masks[s["id"]]["path"]), images[k].shape[0]) for k, s in enumerate(batch)]
-            seeds = [cfg.candidate_seed(s["id"], j) for s in batch]
+            images = [load_rgb(project.dataset_path(s["path"])) for s, _v in batch]
+            mask_arrays = [load_mask(project.project_path(masks[s["id"]]["path"]), images[k].shape[0])
+                           for k, (s, _v) in enumerate(batch)]
+            seeds = [cfg.candidate_seed(s["id"], j, v) for s, v in batch]
             outs = inpainter.inpaint(images, mask_arrays, [prompt] * len(batch), seeds, inpaint)
             seconds = (time.monotonic() - t0) / len(batch)
             rows = []
-            for s, out, seed in zip(batch, outs, seeds):
-                key = candidate_key(cfg.method, s["id"], i, j, mask_tag)
+            for (s, v), out, seed in zip(batch, outs, seeds):
+                key = candidate_key(cfg.method, s["id"], i, j, mask_tag, v)
                 path = project.root / "candidates" / f"{i}-{j}" / f"{key.replace(':', '_').replace('->', '-')}.png"
                 _write_png(path, out)
                 m = masks[s["id"]]
@@ -202,6 +216,7 @@ def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Opti
                     "key": key, "method": cfg.method, "source_id": s["id"], "source_label": i, "target_label": j,
                     "mask_id": m["id"], "path": _rel(project, path), "seed": seed, "prompt": prompt, "created_at": now(),
                     "provenance": json.dumps({
+                        "method": cfg.method, "variant": v,
                         "masker": m["backend"], "mask_params": json.loads(m["params"]), "mask_score": m["score"],
                         "token": token, "token_sha256": token_row["sha256"] if token_row else None,
                         "model": inpainter.model_ref, "model_sha256": inpainter.model_sha, "erm_model_id": erm_id,

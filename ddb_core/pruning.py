@@ -21,6 +21,20 @@ from .store import Project, now
 
 DEFAULT_P_QUANTILE = 0.25
 MANUAL = ("accept", "reject")
+# Which methods' candidates the ψ/ρ rule prunes. SCGS itself does not prune: its candidates are
+# kept automatically unless the user turns pruning on for them (``set_method_pruning``).
+DEFAULT_PRUNED_METHODS = {"ddb": True, "scgs": False}
+
+
+def pruned_methods(project: Project) -> dict[str, bool]:
+    return {**DEFAULT_PRUNED_METHODS, **(project.get_meta("pruned_methods") or {})}
+
+
+def set_method_pruning(project: Project, method: str, enabled: bool) -> dict[str, bool]:
+    current = pruned_methods(project)
+    current[method] = bool(enabled)
+    project.set_meta("pruned_methods", current)
+    return current
 
 
 def auto_keep(psi: np.ndarray, rho: np.ndarray, Psi: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -82,7 +96,7 @@ def decisions(project: Project, where: str = "1=1", args: Optional[list] = None,
     """Final decisions of the candidates matching ``where`` (SQL on candidates ``c``)."""
     th = th or thresholds(project)
     rows = list(project.db.query(
-        f"select c.id, c.source_label, c.target_label, c.psi, c.rho, d.decision from candidates c "
+        f"select c.id, c.source_label, c.target_label, c.psi, c.rho, c.method, d.decision from candidates c "
         f"left join decisions d on d.candidate_id = c.id where {where} order by c.id", args or []))
     if not rows:
         return []
@@ -91,6 +105,8 @@ def decisions(project: Project, where: str = "1=1", args: Optional[list] = None,
     Psi = np.array([th["Psi"].get(r["source_label"], np.nan) for r in rows])
     P = np.array([th["P"].get(r["target_label"], np.nan) for r in rows])
     keep = auto_keep(psi, rho, Psi, P)
+    prune_on = pruned_methods(project)
+    keep = np.array([k if prune_on.get(r["method"], True) else True for k, r in zip(keep, rows)], dtype=bool)
     out = []
     for r, k, scored in zip(rows, keep, ~(np.isnan(psi) | np.isnan(rho))):
         auto = bool(k) if scored else None

@@ -234,7 +234,8 @@ def run_jtt(project: Project, cfg: JTTConfig = JTTConfig(), on_progress=None, ca
         base = extra or TrainPlan()
         plan = replace(base, sample_weights=weights, describe={**base.describe, "jtt": details})
         results.append(train_classifier(project, replace(cfg.train, seed=seed), role=role,
-                                        name=f"{role.upper()} λ={cfg.lambda_up:g} T={cfg.jtt_epochs} seed {seed}",
+                                        name=f"{role.upper()} λ={cfg.lambda_up:g} T={cfg.jtt_epochs}"
+                                             f"{f' +{len(base.extra_paths)} generated' if base.extra_paths else ''} seed {seed}",
                                         make_active=False, on_progress=on_progress, cancel=cancel, plan=plan))
     return MultiSeedResult(role, [r.model_id for r in results], results,
                            "val" if _uses_val(cfg.train) else "none", details)

@@ -67,6 +67,10 @@ class ReviewIndex:
         self.n_classes = len(self.project.class_names)
         self.directions = sorted({(int(i), int(j)) for i, j in zip(self.src, self.tgt)})
         self.scored = ~(np.isnan(self.psi) | np.isnan(self.rho))
+        from .pruning import pruned_methods
+
+        on = pruned_methods(self.project)
+        self.unpruned = np.array([not on.get(m, True) for m in methods], bool)[self.method] if n else np.zeros(0, bool)
         th = thresholds(self.project)
         self.Psi = {int(k): float(v) for k, v in th["Psi"].items()}
         self.P = {int(k): float(v) for k, v in th["P"].items()}
@@ -81,12 +85,27 @@ class ReviewIndex:
         P = {**self.P, **(P or {})}
         psi_t = np.array([Psi.get(c, np.nan) for c in range(self.n_classes)])[self.src] if len(self) else np.zeros(0)
         p_t = np.array([P.get(c, np.nan) for c in range(self.n_classes)])[self.tgt] if len(self) else np.zeros(0)
-        return auto_keep(self.psi, self.rho, psi_t, p_t)
+        keep = auto_keep(self.psi, self.rho, psi_t, p_t)
+        return keep | (self.unpruned & self.scored)
 
     def kept(self, Psi: Optional[dict] = None, P: Optional[dict] = None) -> np.ndarray:
         """Final decision: manual accept/reject, else the automatic one."""
         auto = self.auto(Psi, P)
         return np.where(self.manual == 1, True, np.where(self.manual == 2, False, auto))
+
+    def _auto_one(self, k: int) -> Optional[bool]:
+        """Automatic decision at position ``k`` at the current thresholds (None: not scored)."""
+        if not self.scored[k]:
+            return None
+        if self.unpruned[k]:
+            return True
+        return bool(self.psi[k] < self.Psi.get(int(self.src[k]), np.nan) and self.rho[k] > self.P.get(int(self.tgt[k]), np.nan))
+
+    def kept_one(self, k: int) -> bool:
+        """Final decision of the candidate at array position ``k`` at the current thresholds."""
+        if self.manual[k]:
+            return bool(self.manual[k] == 1)
+        return bool(self._auto_one(k))
 
     def counts(self, Psi: Optional[dict] = None, P: Optional[dict] = None) -> dict[str, dict[str, int]]:
         auto = self.auto(Psi, P)
@@ -148,7 +167,7 @@ class ReviewIndex:
             raise ProjectError(f"no candidate with id {cid}")
         r = rows[0]
         k = self.pos[int(cid)]
-        auto = bool(self.auto()[k]) if self.scored[k] else None
+        auto = self._auto_one(k)
         return {
             "id": r["id"], "method": r["method"], "source_label": r["source_label"], "target_label": r["target_label"],
             "direction": f"{r['source_label']}->{r['target_label']}",
@@ -160,7 +179,7 @@ class ReviewIndex:
             "probs_source": json.loads(r["probs_source"]) if r["probs_source"] else None,
             "probs_generated": json.loads(r["probs_generated"]) if r["probs_generated"] else None,
             "Psi": self.Psi.get(r["source_label"]), "P": self.P.get(r["target_label"]),
-            "auto": auto, "manual": r["manual"], "kept": bool(self.kept()[k]),
+            "auto": auto, "manual": r["manual"], "kept": self.kept_one(k),
             "seed": r["seed"], "prompt": r["prompt"], "mask_backend": r["mask_backend"],
             "detection_score": r["detection_score"], "provenance": json.loads(r["provenance"]) if r["provenance"] else {},
         }

@@ -95,7 +95,7 @@ def select(project: Project, cfg: SelectionConfig = SelectionConfig()) -> Select
         psi[label] = sum(json.loads(r["erm_probs"])[label] for r in cls) / len(cls)
         stats.append({"erm_model_id": erm["id"], "label": label, "mean_softmax": psi[label], "n": len(cls)})
     with project.db.atomic():
-        project.db.execute("delete from selections")
+        project.db.execute("delete from selections where purpose in ('source', 'inversion')")
         project.db.execute("delete from class_stats where erm_model_id = ?", [erm["id"]])
         project.db["selections"].insert_all(out_rows)
         project.db["class_stats"].insert_all(stats)

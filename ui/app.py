@@ -203,6 +203,27 @@ def threshold_plots(index, Psi: dict, P: dict, direction: Optional[str]):
     return sc, hp, hr
 
 
+def gallery_items(index, ids, page: int):
+    """(thumbnails with captions, page text) of one gallery page of ``ids``."""
+    if index is None or len(ids) == 0:
+        return [], "no candidate matches the filter"
+    pages = max(1, -(-len(ids) // PAGE))
+    page = min(max(0, page), pages - 1)
+    chunk = [int(i) for i in ids[page * PAGE:(page + 1) * PAGE]]
+    paths = {r[0]: r[1] for r in index.project.db.execute(
+        f"select id, path from candidates where id in ({','.join('?' * len(chunk))})", chunk)}
+    items = []
+    for cid in chunk:
+        k = index.pos[cid]
+        manual = int(index.manual[k])
+        if manual:
+            mark = "✔ accepted" if manual == 1 else "✘ rejected"
+        else:
+            mark = "kept" if index.kept_one(k) else "pruned"
+        items.append((plots.enlarge(_load(str(index.project.project_path(paths[cid]))), 96), f"#{cid} {mark}"))
+    return items, f"page {page + 1} of {pages} — {len(ids)} candidates"
+
+
 def detail_panels(index, cid: Optional[int], names: list[str]):
     """The five panels and the info text of one candidate."""
     if index is None or cid is None:
@@ -590,22 +611,7 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             return Filter(direction=d or None, status=st or "all", sort=sort or "id", psi_range=parse_range(fpsi),
                           rho_range=parse_range(frho))
 
-        def gallery_page(index, ids, page):
-            if index is None or len(ids) == 0:
-                return [], "no candidate matches the filter"
-            pages = max(1, -(-len(ids) // PAGE))
-            page = min(max(0, page), pages - 1)
-            items = []
-            chunk = ids[page * PAGE:(page + 1) * PAGE]
-            paths = {r[0]: r[1] for r in index.project.db.execute(
-                f"select id, path from candidates where id in ({','.join('?' * len(chunk))})", [int(i) for i in chunk])}
-            kept = index.kept()
-            for cid in chunk:
-                k = index.pos[int(cid)]
-                mark = {1: "✔ accepted", 2: "✘ rejected"}.get(int(index.manual[k]), "kept" if kept[k] else "pruned")
-                items.append((plots.enlarge(_load(str(index.project.project_path(paths[int(cid)]))), 96),
-                              f"#{cid} {mark}"))
-            return items, f"page {page + 1} of {pages} — {len(ids)} candidates"
+        gallery_page = gallery_items
 
         def review_load(*vals):
             """Everything the review screen shows, from the stored thresholds (on load and after jobs)."""
