@@ -52,7 +52,8 @@ class DemoBenchConfig:
     jtt_epochs: int = 1
     lambda_up: float = 20.0
     model: str = DEFAULT_MODEL
-    baselines: tuple[str, ...] = ("jtt", "dfr", "oracle")
+    baselines: tuple[str, ...] = ("jtt", "dfr", "oracle", "scgs")  # scgs adds the rows SCGS and JTT+SCGS
+    scgs_max_variants: int = 5
     data: Optional[dict] = None  # DemoDataConfig overrides (tests use a tiny benchmark)
 
     @staticmethod
@@ -189,7 +190,56 @@ def _baseline_cached(project: Project, name: str, cfg: DemoBenchConfig, times: d
 
 
 LABELS = {"erm": "none (val groups for model selection)", "jtt": "val (model selection)", "dfr": "val (last-layer fit)",
-          "oracle": "train + val", "ddb": "val (model selection)"}
+          "oracle": "train + val", "ddb": "val (model selection)", "scgs": "val (model selection)",
+          "jtt+scgs": "val (model selection)"}
+
+
+def _scgs_rows(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None) -> list[dict]:
+    """SCGS (retrained like DDB, from the ERM checkpoint) and JTT+SCGS, same seeds."""
+    from .generation import score
+    from .inpainting import InpaintConfig
+    from .retraining import JTTConfig, RetrainConfig, accepted_candidates, generated_plan, run_jtt
+    from .scgs import SCGSConfig, generate_scgs, select_scgs
+
+    st = _state(project)
+    scfg = SCGSConfig(seed=cfg.seeds[0], max_variants=cfg.scgs_max_variants)
+    if st.get("scgs_selection") != asdict(scfg):
+        _timed(times, "scgs selection", lambda: select_scgs(project, scfg))
+        _save(project, "scgs_selection", asdict(scfg))
+    from . import api
+
+    inp = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
+    _timed(times, "scgs generation", lambda: generate_scgs(project, api.load_inpainter(project, cfg.model), scfg, inp,
+                                                           on_progress=on_progress, cancel=cancel))
+    _timed(times, "scoring", lambda: score(project, n_steps=cfg.ig_steps, on_progress=on_progress, cancel=cancel))
+    cands = accepted_candidates(project, "scgs")
+    rc = replace(_retrain_cfg(cfg), method="scgs")
+    done = _state(project).get("scgs", {})
+    from .training import train_classifier
+
+    for seed in cfg.seeds:
+        if str(seed) not in done:
+            plan = generated_plan(project, rc, cands)
+            res = _timed(times, "retrain scgs", lambda: train_classifier(
+                project, replace(rc.train, seed=seed), role="scgs", name=f"scgs ({len(cands)} generated) seed {seed}",
+                make_active=False, on_progress=on_progress, cancel=cancel, plan=plan))
+            done[str(seed)] = res.model_id
+            _save(project, "scgs", done)
+    rows = [_row_from_models(project, "SCGS", [done[str(s)] for s in cfg.seeds], LABELS["scgs"],
+                             {"generated": len(cands)})]
+    if "jtt" in cfg.baselines:
+        jdone = _state(project).get("jtt+scgs", {})
+        extra = generated_plan(project, RetrainConfig(method="scgs", init="scratch"), cands)
+        for seed in cfg.seeds:
+            if str(seed) not in jdone:
+                res = _timed(times, "jtt+scgs", lambda: run_jtt(project, JTTConfig(train=cfg.erm, jtt_epochs=cfg.jtt_epochs,
+                                                                                    lambda_up=cfg.lambda_up, seeds=(seed,)),
+                                                                on_progress=on_progress, cancel=cancel, extra=extra,
+                                                                role="jtt+scgs"))
+                jdone[str(seed)] = res.model_ids[0]
+                _save(project, "jtt+scgs", jdone)
+        rows.append(_row_from_models(project, "JTT+SCGS", [jdone[str(s)] for s in cfg.seeds], LABELS["jtt+scgs"]))
+    return rows
 
 
 def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", name: str = "demo",
@@ -213,6 +263,8 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
             _save(project, "erm", {str(k): v for k, v in erm_ids.items()})
     rows = [_row_from_models(project, "ERM", [erm_ids[s] for s in cfg.seeds], LABELS["erm"])]
     for b in cfg.baselines:
+        if b == "scgs":
+            continue
         ids, details = _baseline_cached(project, b, cfg, times, on_progress, cancel)
         extra = {}
         if b == "jtt":
@@ -222,6 +274,9 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
     th = thresholds(project)
     counts = summary(project, th)
     ddb_ids = _retrain_cached(project, "ddb", cfg, times, on_progress=on_progress, cancel=cancel)
+    if "scgs" in cfg.baselines:
+        rows += _scgs_rows(project, cfg, times, on_progress, cancel)
+    counts = summary(project, th)
     rows.append(_row_from_models(project, "DDB", ddb_ids, LABELS["ddb"], {"accepted": {k: v["kept"] for k, v in counts.items()}}))
     result = {"config": _jsonable(asdict(cfg)), "rows": rows, "pruning": counts,
               "thresholds": {k: {str(c): v for c, v in d.items()} for k, d in th.items()},

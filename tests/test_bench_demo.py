@@ -22,7 +22,7 @@ def tiny_model_dir(tmp_path_factory):
 def tiny_cfg(model) -> DemoBenchConfig:
     return DemoBenchConfig(seeds=(0, 1), erm=TrainConfig(image_size=32, epochs=1, batch_size=16), k=4, ti_size=3,
                            ti_steps=2, inpaint_steps=2, ig_steps=4, retrain_epochs=1, model=str(model),
-                           baselines=("jtt", "dfr"), data={"image_size": 32, "n_train": 48, "n_val": 16, "n_test": 16,
+                           baselines=("jtt", "dfr", "scgs"), data={"image_size": 32, "n_train": 48, "n_val": 16, "n_test": 16,
                                                           "workers": 1})
 
 
@@ -31,7 +31,7 @@ def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_
     doc = tmp_path / "benchmarks.md"
     res = bench_demo(cfg, str(tmp_path / "work"), doc=doc, json_path=tmp_path / "demo.json")
     methods = [r["method"] for r in res["rows"]]
-    assert methods == ["ERM", "JTT", "DFR", "DDB"]
+    assert methods == ["ERM", "JTT", "DFR", "SCGS", "JTT+SCGS", "DDB"]
     assert all(len(r["model_ids"]) == 2 and 0 <= r["wga"]["mean"] <= 1 for r in res["rows"])
     assert res["pruning"]["0->1"]["candidates"] == 4 and res["pruning"]["1->0"]["candidates"] == 4
     assert {"erm (seed 0)", "generation", "scoring", "retrain ddb"} <= set(res["stage_seconds"])
