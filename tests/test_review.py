@@ -65,15 +65,16 @@ def test_app_through_gradio_client(candidates_project):
         app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, **launch_kwargs(str(p.root)))
         client = Client(app.local_url, verbose=False)
         n = app.n_sliders
+        low = p.db.execute("select min(rho) from candidates").fetchone()[0] - 1e-9  # below every ρ, inside the slider
         out = client.predict(api_name="/load")
         texts = " ".join(str(o) for o in out)
         assert "kept in all: 8" in texts and "Candidate" in texts
         # Moving a Ψ slider to 0 prunes everything of that source class (nothing saved yet).
-        moved = client.predict(*([0.0, 1.0][:n] + [1.0] * (n - 2) + [-1e9] * n + ["0->1"]), api_name="/threshold_psi_0")
+        moved = client.predict(*([0.0, 1.0][:n] + [1.0] * (n - 2) + [low] * n + ["0->1"]), api_name="/threshold_psi_0")
         assert "kept in all: 4" in moved[0]
         assert thresholds(p)["Psi"][0] == 1.0  # not saved by a move
         # Releasing saves the thresholds with the project.
-        client.predict(*([0.0, 1.0] + [-1e9] * n + ["", "all", "id", "", ""]), api_name="/save_psi_0")
+        client.predict(*([0.0, 1.0] + [low] * n + ["", "all", "id", "", "", ""]), api_name="/save_psi_0")
         assert thresholds(p)["Psi"][0] == 0.0
         # Reject the shown candidate, then undo: the DB follows.
         first = client.predict(api_name="/load")

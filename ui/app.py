@@ -261,7 +261,9 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
         f"- prompt “{d['prompt']}”, seed {d['seed']}",
         f"- mask: {d['mask_backend']} (detection score {fmt(d['detection_score'])}); "
         f"model {str(prov.get('model_ref', prov.get('model', '—')))}",
-    ])
+    ] + ([f"- SCGS candidate: the mask is Grad-CAM++ of the ERM model with the **high** (spurious) region kept and the "
+          f"rest repainted with the true class; SCGS does not prune, so it is kept unless pruning is turned on for SCGS"]
+         if d["method"] == "scgs" else []))
     return p1, p2, p3, p4, p5, info
 
 
@@ -376,6 +378,7 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                 gr.Markdown("### Gallery")
                 with gr.Row():
                     f_dir = gr.Dropdown(label="direction", choices=[("all", "")], value="")
+                    f_method = gr.Dropdown([("all", ""), ("DDB", "ddb"), ("SCGS", "scgs")], value="", label="method")
                     f_status = gr.Dropdown(STATUS_CHOICES, value="all", label="decision")
                     f_sort = gr.Dropdown(SORT_CHOICES, value="id", label="sort")
                     f_psi = gr.Textbox(label="ψ range (min,max)", placeholder="e.g. 0,0.5")
@@ -605,11 +608,11 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             except ValueError:
                 raise DDBError(f"a range is two numbers 'min,max', got {text!r}")
 
-        def current_filter(d, st, sort, fpsi, frho):
+        def current_filter(d, st, sort, fpsi, frho, method=""):
             from ddb_core.review import Filter
 
             return Filter(direction=d or None, status=st or "all", sort=sort or "id", psi_range=parse_range(fpsi),
-                          rho_range=parse_range(frho))
+                          rho_range=parse_range(frho), method=method or None)
 
         gallery_page = gallery_items
 
@@ -657,14 +660,14 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             index = state.index()
             if index is None or len(index) == 0:
                 return gr.Markdown(), [], "", {"ids": [], "pos": 0, "page": 0}, None, None, None, None, None, ""
-            *th, d, st, sort, fpsi, frho, nav_v = vals
+            *th, d, st, sort, fpsi, frho, method, nav_v = vals
             index.save_thresholds({c: float(th[c]) for c in range(index.n_classes)},
                                   {c: float(th[n_sliders + c]) for c in range(index.n_classes)})
-            return refilter(d, st, sort, fpsi, frho, nav_v, keep_current=True)
+            return refilter(d, st, sort, fpsi, frho, method, nav_v, keep_current=True)
 
-        def refilter(d, st, sort, fpsi, frho, nav_v, keep_current=False, page=0):
+        def refilter(d, st, sort, fpsi, frho, method, nav_v, keep_current=False, page=0):
             index = state.index()
-            ids = index.query(current_filter(d, st, sort, fpsi, frho))
+            ids = index.query(current_filter(d, st, sort, fpsi, frho, method))
             ids_l = [int(i) for i in ids]
             cur = None
             if keep_current and nav_v.get("ids") and nav_v["pos"] < len(nav_v["ids"]):
@@ -675,12 +678,12 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             panels = detail_panels(index, ids_l[pos] if ids_l else None, names())
             return counts_markdown(index, index.Psi, index.P, names()), gal, pinfo, new_nav, *panels
 
-        filter_inputs = [f_dir, f_status, f_sort, f_psi, f_rho, nav]
+        filter_inputs = [f_dir, f_status, f_sort, f_psi, f_rho, f_method, nav]
         refilter_outputs = [counts, gallery, page_info, nav, img_src, img_mask, img_res, img_bars, img_ig, info]
         for s in psi_sliders + p_sliders:
             s.release(safe(save_th), [*psi_sliders, *p_sliders, *filter_inputs], refilter_outputs, show_progress="hidden",
                       api_name=f"save_{s.elem_id.replace('-', '_')}")
-        for comp in (f_dir, f_status, f_sort):
+        for comp in (f_dir, f_status, f_sort, f_method):
             comp.change(safe(lambda *v: refilter(*v)), filter_inputs, refilter_outputs, show_progress="hidden")
         for comp in (f_psi, f_rho):
             comp.submit(safe(lambda *v: refilter(*v)), filter_inputs, refilter_outputs, show_progress="hidden")
