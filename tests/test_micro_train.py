@@ -39,3 +39,66 @@ def test_smoke_training_saves_a_loadable_pipeline_and_resumes(tmp_path):
 def test_training_needs_the_demo_layout(tmp_path):
     with pytest.raises(DatasetError, match="metadata.csv not found"):
         train_micro_inpainter(tmp_path, tmp_path / "model", MicroTrainConfig.smoke())
+
+
+def test_captions_never_name_the_class(tmp_path):
+    from ddb_core.micro_train import CAPTIONS, caption_attributes
+
+    words = {w for c in CAPTIONS for w in c.replace("{", " ").replace("}", " ").split()}
+    assert not words & {"landbird", "waterbird", "colour"}
+    img = np.zeros((8, 8, 3), np.uint8)
+    m = np.zeros((8, 8), np.uint8)
+    m[2:4, 0:3] = 255
+    assert caption_attributes(img, m)["side"] == "left"
+
+
+@pytest.fixture
+def saved_tiny_model(tmp_path):
+    from ddb_core.micro_sd import MicroSDConfig, build_pipeline
+
+    out = tmp_path / "tiny-model"
+    build_pipeline(MicroSDConfig(sample_size=32)).save_pretrained(out)
+    return out
+
+
+def test_missing_or_corrupt_model_files_are_named(saved_tiny_model):
+    from ddb_core.errors import ModelError
+
+    weights = next((saved_tiny_model / "unet").glob("*.safetensors"))
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(ModelError, match=str(weights)):
+        Inpainter.load(str(saved_tiny_model), device="cpu")
+    weights.write_bytes(data)
+    Inpainter.load(str(saved_tiny_model), device="cpu")  # intact again
+    index = saved_tiny_model / "model_index.json"
+    text = index.read_text()
+    index.write_text(text[:20])
+    with pytest.raises(ModelError, match="model_index.json"):
+        Inpainter.load(str(saved_tiny_model), device="cpu")
+    index.write_text(text)
+    import shutil
+
+    shutil.rmtree(saved_tiny_model / "vae")
+    with pytest.raises(ModelError, match=r"vae.* is missing"):
+        Inpainter.load(str(saved_tiny_model), device="cpu")
+    with pytest.raises(ModelError, match="does not exist"):
+        Inpainter.load(str(saved_tiny_model.parent / "no-such-model"), device="cpu")
+
+
+def test_demo_projects_use_the_shipped_micro_model_by_path(tmp_path):
+    from ddb_core.api import create_project, pipeline_settings
+    from ddb_core.inpainting import MICRO_MODEL, REPO_ROOT, resolve_model_ref
+
+    p, _ = create_project(tmp_path / "p", "demo", demo=DemoDataConfig(image_size=32, n_train=8, n_val=4, n_test=4, workers=1))
+    assert pipeline_settings(p)["inpaint_model"] == MICRO_MODEL
+    assert resolve_model_ref(MICRO_MODEL) in (MICRO_MODEL, str(REPO_ROOT / MICRO_MODEL))
+
+
+def test_cli_smoke_training(tmp_path):
+    from ddb_core.cli import main
+
+    data = tmp_path / "data"
+    generate_demo_dataset(data, DemoDataConfig(image_size=32, n_train=8, n_val=4, n_test=4, workers=1))
+    assert main(["train-micro-inpainter", "--data", str(data), "--out", str(tmp_path / "m"), "--smoke"]) == 0
+    assert (tmp_path / "m" / "model_index.json").is_file() and (tmp_path / "m" / "unet").is_dir()
