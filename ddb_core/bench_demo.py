@@ -282,6 +282,7 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
               "thresholds": {k: {str(c): v for c, v in d.items()} for k, d in th.items()},
               "stage_seconds": times, "seconds": round(time.monotonic() - t_start, 1), "project": str(project.root),
               "command": "python -m ddb_core bench demo" + (" --quick" if cfg == DemoBenchConfig.quick() else "")}
+    result["throughput"] = throughput(project, times)
     erm, ddb = rows[0]["wga"]["mean"], rows[-1]["wga"]["mean"]
     jtt = next((r["wga"]["mean"] for r in rows if r["method"] == "JTT"), None)
     result["goals"] = {"ddb_ge_erm_plus_25": ddb >= erm + 0.25, "ddb_ge_jtt": None if jtt is None else ddb >= jtt}
@@ -297,6 +298,31 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
 
         write_section(doc, "demo" if cfg != DemoBenchConfig.quick() else "demo-quick", demo_markdown(result))
     return result
+
+
+def throughput(project: Project, times: dict) -> dict:
+    """Per-stage candidates/s on this machine and the overhead ratio (masking + scoring + storage) / diffusion.
+
+    Diffusion time is the sum of the per-candidate inpainting times recorded in the provenance;
+    storage is the rest of the generation stage (image files, rows, loading the sources).
+    Only stages that ran in this invocation are counted (a resumed run reports what it did).
+    """
+    rows = list(project.db.query("select provenance from candidates where method = 'ddb'"))
+    diffusion = sum(json.loads(r["provenance"]).get("seconds", 0.0) for r in rows)
+    n = len(rows)
+    n_masks = project.db.execute("select count(*) from masks where backend = 'provided'").fetchone()[0]
+    gen_t, mask_t, score_t = times.get("generation"), times.get("masks"), times.get("scoring")
+    out = {"candidates": n, "diffusion_seconds": round(diffusion, 1)}
+    if gen_t:
+        out["generation_per_s"] = round(n / gen_t, 2)
+        out["storage_seconds"] = round(max(0.0, gen_t - diffusion), 1)
+    if mask_t is not None:
+        out["masking_per_s"] = round(n_masks / max(mask_t, 0.05), 1)
+    if score_t:
+        out["scoring_per_s"] = round(n / score_t, 2)
+    if gen_t and mask_t is not None and score_t and diffusion > 0:
+        out["overhead_ratio"] = round((mask_t + score_t + out["storage_seconds"]) / diffusion, 3)
+    return out
 
 
 def _jsonable(d):
@@ -327,6 +353,12 @@ def demo_markdown(res: dict) -> str:
                  f"DDB ≥ JTT: **{'—' if g['ddb_ge_jtt'] is None else ('met' if g['ddb_ge_jtt'] else 'not met')}**")
     lines.append("- stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["stage_seconds"].items())
                  + f"; total {res['seconds'] / 60:.1f} min")
+    t = res.get("throughput") or {}
+    if "overhead_ratio" in t:
+        lines.append(f"- throughput on this CPU: masking {t['masking_per_s']} images/s (provided masks), generation "
+                     f"{t['generation_per_s']} candidates/s, scoring {t['scoring_per_s']} candidates/s (IG with "
+                     f"{c['ig_steps']} steps); overhead ratio (masking + scoring + storage) / diffusion = "
+                     f"**{t['overhead_ratio']}** ({t['diffusion_seconds']} s of diffusion for {t['candidates']} candidates)")
     return "\n".join(lines) + "\n"
 
 

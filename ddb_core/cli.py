@@ -365,7 +365,10 @@ def _print_status(st: dict) -> None:
         print(f"  model {m['id']} [{m['role']}] {m['name']}: test WGA {wga}, mean acc {acc} ({m['path']}, sha256 {m['sha256']})")
     for r in st["runs"][-10:]:
         err = f" — {r['error']}" if r["error"] else ""
-        print(f"  run {r['id']} {r['stage']}: {r['status']} ({r['seconds'] or 0:.1f}s){err}")
+        status = r["status"]
+        if status == "running":  # a killed process cannot mark its run; the same command resumes it
+            status = "running, or interrupted (the same command resumes it)"
+        print(f"  run {r['id']} {r['stage']}: {status} ({r['seconds'] or 0:.1f}s){err}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -607,9 +610,13 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
                               json_path=None if a.no_docs else Path("docs/bench/inpainter.json"),
                               grid_path=None if a.no_docs else Path("docs/images/micro-inpainter-grid.png"), on_progress=progress)
         progress.close()
-        from .bench_micro import inpainter_markdown
+        from .bench_micro import inpainter_markdown, write_model_card
+        from .inpainting import resolve_model_ref
 
         print(inpainter_markdown(res))
+        folder = Path(resolve_model_ref(a.model))
+        if not a.no_docs and (folder / "training.json").is_file():
+            print(f"model card: {write_model_card(folder, res)}")
         return 0
     raise AssertionError(f"unhandled command {a.command}")  # argparse restricts the choices
 
