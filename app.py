@@ -16,13 +16,15 @@ def main(argv=None) -> None:
     parser.add_argument("--port", type=int, default=7860, help="default: %(default)s")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link (off by default)")
     parser.add_argument("--no-build", action="store_true", help="do not build the demo project in the background")
+    parser.add_argument("--build-demo", action="store_true",
+                        help="build the offline demo in --project even when it is not the default demo folder")
     a = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from ui.app import build_app
+    from ui.app import build_app, launch_kwargs
 
-    is_demo = os.path.abspath(a.project) == os.path.abspath(DEFAULT_PROJECT)
+    is_demo = a.build_demo or os.path.abspath(a.project) == os.path.abspath(DEFAULT_PROJECT)
     app = build_app(a.project, build_demo=is_demo and not a.no_build)
-    app.launch(server_name=a.host, server_port=a.port, share=a.share, show_error=True)
+    app.launch(server_name=a.host, server_port=a.port, share=a.share, show_error=True, **launch_kwargs(a.project))
 
 
 if __name__ == "__main__":
