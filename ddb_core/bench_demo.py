@@ -182,6 +182,14 @@ def _baseline_cached(project: Project, name: str, cfg: DemoBenchConfig, times: d
         elif name == "dfr":
             res = _timed(times, "dfr", lambda: run_dfr(project, (seed,), on_progress=on_progress, cancel=cancel))
         else:
+            from .bench import _cached_model
+
+            cached = _cached_model(project, "oracle", replace(cfg.erm, seed=seed, sampler="group_balanced"))
+            if cached:  # e.g. trained by `bench calibrate` on the same data and recipe
+                ids[str(seed)] = cached["id"]
+                details = {**details, "group_labels": "train+val"}
+                _save(project, key, {"ids": ids, "details": details})
+                continue
             res = _timed(times, "oracle", lambda: run_oracle(project, cfg.erm, (seed,), on_progress=on_progress, cancel=cancel))
         ids[str(seed)] = res.model_ids[0]
         details = {**details, f"seed {seed}": res.details, "group_labels": res.group_labels}
@@ -254,7 +262,12 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
     prepare(project, cfg, times, on_progress, cancel)
     # ERM rows: seed 0 is the active model; other seeds train the same recipe.
     erm_ids = {cfg.seeds[0]: project.active_erm_id, **{int(k): v for k, v in _state(project).get("erm", {}).items()}}
+    from .bench import _cached_model
+
     for seed in cfg.seeds:
+        cached = _cached_model(project, "erm", replace(cfg.erm, seed=seed)) if seed not in erm_ids else None
+        if cached:
+            erm_ids[seed] = cached["id"]
         if seed not in erm_ids:
             res = _timed(times, "erm (other seeds)", lambda: train_classifier(
                 project, replace(cfg.erm, seed=seed), role="erm", name=f"erm seed {seed}", make_active=False,
