@@ -142,6 +142,26 @@ def _training_masks(rng: np.random.Generator, object_masks: np.ndarray) -> np.nd
     return out
 
 
+def halve_weights(folder: str | os.PathLike) -> int:
+    """Store every float32 tensor of a diffusers folder's safetensors files as float16 (half the size;
+    ``from_pretrained(..., dtype=torch.float32)`` loads them back as float32). Returns bytes saved."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    saved = 0
+    for f in sorted(Path(folder).rglob("*.safetensors")):
+        if "checkpoints" in f.parts:
+            continue
+        before = f.stat().st_size
+        tensors = load_file(str(f))
+        half = {k: (v.half() if v.dtype == torch.float32 else v).contiguous() for k, v in tensors.items()}
+        tmp = f.with_name(f.name + ".tmp")
+        save_file(half, str(tmp), metadata={"format": "pt"})
+        tmp.replace(f)
+        saved += before - f.stat().st_size
+    return saved
+
+
 def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
                           cfg: MicroTrainConfig = MicroTrainConfig(), on_progress: Optional[ProgressFn] = None,
                           cancel: Optional[CancelToken] = None) -> Path:
@@ -258,6 +278,7 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
                                           tokenizer=tok, scheduler=sched, safety_checker=None, feature_extractor=None,
                                           requires_safety_checker=False)
     pipe.save_pretrained(out)
+    halve_weights(out)
     (out / "training.json").write_text(json.dumps({
         "config": asdict(cfg), "dataset": str(dataset_dir), "train_images": int(len(pixels)), "steps": step,
         "seconds_this_session": round(time.monotonic() - t0, 1), "final_losses": log[-5:]}, indent=2, default=str))
