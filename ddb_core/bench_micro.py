@@ -254,6 +254,13 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
                 lines.append(f"- {d}, {kind} masks: class swap {100 * t['swap']:.1f}% with the learned token vs "
                              f"{100 * p['swap']:.1f}% with the plain prompt; background error outside the mask "
                              f"{t['background_mae']:.4f} (mean absolute, [0, 1] scale, before paste-back)")
+        met = {k: g["swap_ge_60"] and g["gain_ge_20_points"] for k, g in gates["gates"].items()}
+        lines += ["", "Gates (swap ≥ 60% in both directions and ≥ 20 points above the plain prompt): " + "; ".join(
+            f"{k} masks {'met' if v else 'not met'}" for k, v in met.items()) + "."]
+        if not any(met.values()):
+            lines += ["", "The gates are not met. Look at the grid (`docs/images/micro-inpainter-grid.png`) before reading "
+                      "the swap rates: at this training length a large repainted region is often filled with background "
+                      "or colour texture rather than a drawn bird, and the judge then reads the class from that texture."]
     lines += ["", "## Limits", "",
               "Trained on one synthetic benchmark at 64 px: it draws that benchmark's birds and backgrounds and nothing "
               "else. For real data use SD2-inpainting or another diffusers inpainting model by name."]
