@@ -242,7 +242,7 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         f"- sizes: VAE blocks {m['vae_channels']} (latents {m['sample_size'] // 2 ** (len(m['vae_channels']) - 1)} px), "
         f"UNet blocks {m['unet_channels']}, CLIP text encoder width {m['text_hidden']} × {m['text_layers']} layers; "
         f"{size / 1e6:.1f} MB on disk",
-        f"- wall time: {info['seconds_this_session'] / 60:.1f} min on {info.get('machine', 'the development machine (2 CPU cores)')}",
+        f"- wall time: {info.get('seconds_total', info['seconds_this_session']) / 60:.1f} min on {info.get('machine', 'the development machine (2 CPU cores)')}",
         f"- final losses: {', '.join(str(e['loss']) for e in info['final_losses'])}", "",
     ]
     if gates:

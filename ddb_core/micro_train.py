@@ -184,8 +184,16 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
     vae.to(device), unet.to(device), enc.to(device)
     state_file = ckdir / "state.pt"
     state = torch.load(state_file, map_location="cpu", weights_only=True) if state_file.exists() else None
+    extended_from = None
     if state is not None and state.get("config") != json.dumps(asdict(cfg), sort_keys=True, default=str):
-        raise ConfigError(f"{state_file} was written with another config; remove {ckdir} to start over")
+        # The same run may be continued with more UNet steps (the cosine schedule is stretched to the new end).
+        old = json.loads(state["config"])
+        same = {k: v for k, v in old.items() if k not in ("unet_steps", "checkpoint_every")} == \
+            {k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items() if k not in ("unet_steps", "checkpoint_every")}
+        if not same or cfg.unet_steps < old["unet_steps"]:
+            raise ConfigError(f"{state_file} was written with another config (only --unet-steps may grow to continue "
+                              f"a run); remove {ckdir} to start over")
+        extended_from = old["unet_steps"]
     phase_steps = {"vae": cfg.vae_steps, "unet": cfg.unet_steps}
     total = cfg.vae_steps + cfg.unet_steps
     step = int(state["step"]) if state else 0
@@ -194,10 +202,11 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
     tracker = ProgressTracker("train micro inpainter", total, on_progress, step)
     t0 = time.monotonic()
     log = json.loads(state["log"]) if state else []
+    seconds_before = float(state["seconds"]) if state and "seconds" in state else 0.0
 
     def save_state(opt) -> None:
         tmp = state_file.with_suffix(".tmp")
-        torch.save({"step": step, "vae": vae.state_dict(), "unet": unet.state_dict(), "text_encoder": enc.state_dict(),
+        torch.save({"step": step, "seconds": torch.tensor(seconds_before + time.monotonic() - t0), "vae": vae.state_dict(), "unet": unet.state_dict(), "text_encoder": enc.state_dict(),
                     "optimizer": opt.state_dict(), "log": json.dumps(log),
                     "config": json.dumps(asdict(cfg), sort_keys=True, default=str)}, tmp)
         tmp.replace(state_file)
@@ -281,5 +290,7 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
     halve_weights(out)
     (out / "training.json").write_text(json.dumps({
         "config": asdict(cfg), "dataset": str(dataset_dir), "train_images": int(len(pixels)), "steps": step,
-        "seconds_this_session": round(time.monotonic() - t0, 1), "final_losses": log[-5:]}, indent=2, default=str))
+        "seconds_this_session": round(time.monotonic() - t0, 1),
+        "seconds_total": round(seconds_before + time.monotonic() - t0, 1), "final_losses": log[-5:],
+        "extended_from_unet_steps": extended_from}, indent=2, default=str))
     return out

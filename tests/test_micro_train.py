@@ -28,6 +28,16 @@ def test_smoke_training_saves_a_loadable_pipeline_and_resumes(tmp_path):
     out = train_micro_inpainter(data, tmp_path / "model", cfg)  # resumes from step 4
     info = json.loads((out / "training.json").read_text())
     assert info["steps"] == cfg.vae_steps + cfg.unet_steps and info["train_images"] == 16
+    # The same run continues with more UNet steps; any other change is refused.
+    from dataclasses import replace
+
+    from ddb_core.errors import ConfigError
+
+    longer = train_micro_inpainter(data, tmp_path / "model", replace(cfg, unet_steps=cfg.unet_steps + 2))
+    info2 = json.loads((longer / "training.json").read_text())
+    assert info2["steps"] == info["steps"] + 2 and info2["extended_from_unet_steps"] == cfg.unet_steps
+    with pytest.raises(ConfigError, match="only --unet-steps may grow"):
+        train_micro_inpainter(data, tmp_path / "model", replace(cfg, vae_steps=cfg.vae_steps + 1, unet_steps=cfg.unet_steps + 2))
     inp = Inpainter.load(str(out), device="cpu")  # the same loader as SD2-inpainting
     img = np.zeros((32, 32, 3), np.uint8)
     mask = np.zeros((32, 32), np.uint8)
