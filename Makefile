@@ -26,11 +26,11 @@ run: install
 	$(PY) app.py --project $(PROJECT) --host $(HOST) --port $(PORT)
 
 # The real-browser UI test drives Debian's Chromium with Playwright (no browser download).
-$(CHROMIUM):
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
-	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
-
-browser: $(CHROMIUM)
+# If Debian's package mirror cannot be reached the browser test is skipped (with its reason), not the suite.
+browser:
+	@test -x $(CHROMIUM) || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null \
+	  || ($(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "warning: could not install chromium; the real-browser test will be skipped"
 
 test: install browser
 	$(PY) -m pytest -q
