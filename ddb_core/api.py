@@ -428,3 +428,16 @@ def jtt_with_scgs(project: Project, jtt=None, *, report: bool = True, on_progres
     if report:
         out["report"] = make_report(project, res.model_ids, title=f"JTT+SCGS ({len(cands)} SCGS images)", kind="baseline")
     return out
+
+
+def regenerate_candidate(project: Project, candidate_id: int, mask, *, inpainter=None, steps: int = 25,
+                         guidance: float = 7.5, n_steps: int = 50) -> int:
+    """Inpaint one candidate's source again with a user-drawn mask (255 = repaint); scored at once."""
+    from .generation import regenerate_with_mask
+    from .inpainting import InpaintConfig
+
+    model = pipeline_settings(project)["inpaint_model"]
+    inpainter = inpainter or load_inpainter(project, model)
+    return regenerate_with_mask(project, candidate_id, mask, inpainter, InpaintConfig(model=model, steps=steps,
+                                                                                     guidance=guidance, batch_size=1),
+                                n_steps=n_steps)

@@ -307,3 +307,25 @@ def test_mask_benchmark_and_docs_sections(scored_project, tmp_path):
     after = (tmp_path / "b.md").read_text()
     assert "replaced" in after and "grabcut (centre box)" not in after and after.count("<!-- masks:start -->") == 1
     assert "grabcut (centre box)" in text
+
+
+def test_regenerate_one_candidate_with_a_drawn_mask(candidates_project, tiny_pipe_factory):
+    from ddb_core import api
+    from ddb_core.errors import ConfigError
+
+    p = candidates_project
+    old = p.db.execute("select id, source_id, seed, prompt from candidates order by id limit 1").fetchone()
+    src_path = p.db.execute("select path from samples where id = ?", [old[1]]).fetchone()[0]
+    size = np.asarray(__import__("PIL.Image").Image.open(p.dataset_path(src_path))).shape[0]
+    mask = np.zeros((size, size), np.uint8)
+    mask[4:20, 6:22] = 255
+    inp = Inpainter(tiny_pipe_factory())
+    new_id = api.regenerate_candidate(p, old[0], mask, inpainter=inp, steps=2, guidance=2.0, n_steps=4)
+    row = p.db.execute("select seed, prompt, psi, provenance, mask_id from candidates where id = ?", [new_id]).fetchone()
+    assert (row[0], row[1]) == (old[2], old[3]) and row[2] is not None  # same seed and prompt; scored at once
+    assert json.loads(row[3])["regenerated_from"] == old[0]
+    m = p.db.execute("select backend, path from masks where id = ?", [row[4]]).fetchone()
+    assert m[0] == "manual" and np.array_equal(np.asarray(__import__("PIL.Image").Image.open(p.project_path(m[1]))), mask)
+    assert p.db.execute("select count(*) from candidates").fetchone()[0] == 9  # the old one is kept
+    with pytest.raises(ConfigError, match="empty"):
+        api.regenerate_candidate(p, old[0], np.zeros((size, size), np.uint8), inpainter=inp)

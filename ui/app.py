@@ -105,6 +105,14 @@ class AppState:
             self._index_candidates = n
         return self._index
 
+    def inpainter(self):
+        """The project's inpainting model, loaded once (tokens are loaded into it as needed)."""
+        model = api.pipeline_settings(self.project())["inpaint_model"]
+        if getattr(self, "_inpainter", None) is None or self._inpainter_ref != model:
+            self._inpainter = api.load_inpainter(self.project(), model)
+            self._inpainter_ref = model
+        return self._inpainter
+
     # -- jobs ----------------------------------------------------------------------------------
     def start(self, name: str, fn: Callable) -> str:
         if self.job is not None and self.job.running:
@@ -375,6 +383,16 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                     b_auto = gr.Button("back to automatic", elem_id="btn-auto")
                     b_undo = gr.Button("undo (u)", elem_id="btn-undo")
                     b_next = gr.Button("next →", elem_id="btn-next")
+                with gr.Accordion("Edit the mask and regenerate this candidate", open=False):
+                    gr.Markdown("Paint the region to repaint (red) on the source, then regenerate: the new candidate keeps the "
+                                "source, prompt and seed, is scored at once, and appears next to the original.")
+                    editor = gr.ImageEditor(type="numpy", image_mode="RGBA", height=300, elem_id="mask-editor",
+                                            brush=gr.Brush(colors=["#ff3030"], default_size=10, color_mode="fixed"),
+                                            transforms=(), sources=())
+                    with gr.Row():
+                        edit_btn = gr.Button("Load the current mask")
+                        regen_btn = gr.Button("Regenerate with this mask", variant="primary")
+                    regen_msg = gr.Markdown()
                 gr.Markdown("### Gallery")
                 with gr.Row():
                     f_dir = gr.Dropdown(label="direction", choices=[("all", "")], value="")
@@ -765,6 +783,49 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             return nav_v, *detail_panels(index, cid, names()), counts_markdown(index, index.Psi, index.P, names())
 
         b_undo.click(safe(do_undo), [nav], [nav, *detail_outputs, counts], show_progress="hidden", api_name="undo")
+
+        def load_editor(nav_v):
+            index = state.index()
+            ids = nav_v.get("ids", [])
+            if not ids:
+                return None
+            d = index.detail(ids[nav_v.get("pos", 0)])
+            src = _load(d["source_path"])
+            mask = _load(d["mask_path"], src.shape[0], mask=True) if d["mask_path"] else np.zeros(src.shape[:2], np.uint8)
+            bg = np.dstack([plots.enlarge(src, BIG), np.full((BIG, BIG), 255, np.uint8)])
+            m = plots.enlarge(np.dstack([mask] * 3), BIG)[..., 0]
+            layer = np.zeros((BIG, BIG, 4), np.uint8)
+            layer[..., 0], layer[..., 1], layer[..., 2] = 255, 48, 48
+            layer[..., 3] = np.where(m >= 128, 200, 0)
+            return {"background": bg, "layers": [layer], "composite": None}
+
+        edit_btn.click(safe(load_editor), [nav], [editor])
+
+        def regenerate(nav_v, value):
+            from PIL import Image
+
+            index = state.index()
+            ids = list(nav_v.get("ids", []))
+            if not ids or not value or not value.get("layers"):
+                raise gr.Error("Load the current mask first, then paint on it.")
+            cid = ids[nav_v.get("pos", 0)]
+            d = index.detail(cid)
+            size = _load(d["source_path"]).shape[0]
+            alpha = np.zeros(value["layers"][0].shape[:2], np.uint8)
+            for layer in value["layers"]:
+                if layer is not None and layer.ndim == 3 and layer.shape[2] == 4:
+                    alpha = np.maximum(alpha, layer[..., 3])
+            mask = np.asarray(Image.fromarray(np.where(alpha > 0, 255, 0).astype(np.uint8)).resize((size, size), Image.BILINEAR))
+            mask = np.where(mask >= 128, 255, 0).astype(np.uint8)
+            new_id = api.regenerate_candidate(index.project, cid, mask, inpainter=state.inpainter())
+            index = state.index(reload=True)
+            pos = nav_v.get("pos", 0) + 1
+            ids.insert(pos, new_id)
+            nav_v = {**nav_v, "ids": ids, "pos": pos}
+            return (nav_v, *detail_panels(index, new_id, names()), counts_markdown(index, index.Psi, index.P, names()),
+                    f"New candidate #{new_id} from #{cid} (scored; shown above).")
+
+        regen_btn.click(safe(regenerate), [nav, editor], [nav, *detail_outputs, counts, regen_msg], api_name="regenerate")
 
         def batch_ask(action, nav_v):
             n = len(nav_v.get("ids", []))
