@@ -578,7 +578,7 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             btn.click(run_stage(stage), cfg_inputs, [job_md, timer])
 
         def do_preview(gst):
-            items = api.preview_tokens(state.project(), n=4, steps=int(gst))
+            items = api.preview_tokens(state.project(), n=4, steps=int(gst), inpainter=state.inpainter())
             if not items:
                 return [], "No token learned yet: run textual inversion first."
             nm = names()
