@@ -387,8 +387,15 @@ def _copy_after_erm(src: Project, dst_root: Path) -> Project:
     shutil.rmtree(tmp, ignore_errors=True)
     from .store import DB_NAME
 
-    shutil.copytree(src.root, tmp, ignore=shutil.ignore_patterns("candidates", "ig", "tokens", "masks", "reports", "runs",
-                                                                 DB_NAME + "*"))
+    skip = {"candidates", "ig", "tokens", "masks", "reports", "runs", "exports"}
+    top = str(src.root.resolve())
+
+    def ignore(folder, names):  # only the project's own top-level folders (the dataset has a masks/ too)
+        if str(Path(folder).resolve()) != top:
+            return []
+        return [n for n in names if n in skip or n.startswith(DB_NAME)]
+
+    shutil.copytree(src.root, tmp, ignore=ignore)
     src.db.execute("vacuum into ?", [str(tmp / DB_NAME)])  # a consistent copy of the live database
     p = Project.open(tmp)
     with p.db.atomic():

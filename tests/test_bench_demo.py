@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from ddb_core.bench_demo import DemoBenchConfig, bench_demo, bench_pruning, demo_markdown
+from ddb_core.bench_demo import DemoBenchConfig, bench_demo, bench_pruning, bench_ti, demo_markdown, ti_markdown
 from ddb_core.store import Project
 from ddb_core.training import TrainConfig
 
@@ -48,3 +48,10 @@ def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_
     assert [r["method"] for r in pr["rows"]] == ["DDB with pruning", "DDB without pruning"]
     assert pr["rows"][0]["model_ids"] == res["rows"][-1]["model_ids"]
     assert "Candidates per direction" in demo_markdown(res)
+    # The textual-inversion ablation: size 0 is the plain prompt, each size its own project copy.
+    ti = bench_ti(replace(cfg, seeds=(0,)), sizes=(0, 3), k=4, workdir=str(tmp_path / "work"))
+    assert [r["ti_size"] for r in ti["rows"]] == [0, 3] and all(r["candidates"] == 8 for r in ti["rows"])
+    p0 = Project.open(tmp_path / "work" / "demo-ti0")
+    assert p0.db.execute("select count(*) from tokens").fetchone()[0] == 0
+    assert {r[0] for r in p0.db.execute("select prompt from candidates")} == {"a photo of a bird"}
+    assert "| 3 |" in ti_markdown(ti)
