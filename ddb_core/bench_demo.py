@@ -219,7 +219,7 @@ def _scgs_rows(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=
     inp = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
     _timed(times, "scgs generation", lambda: generate_scgs(project, api.load_inpainter(project, cfg.model), scfg, inp,
                                                            on_progress=on_progress, cancel=cancel))
-    _timed(times, "scoring", lambda: score(project, n_steps=cfg.ig_steps, on_progress=on_progress, cancel=cancel))
+    _timed(times, "scgs scoring", lambda: score(project, n_steps=cfg.ig_steps, on_progress=on_progress, cancel=cancel))
     cands = accepted_candidates(project, "scgs")
     rc = replace(_retrain_cfg(cfg), method="scgs")
     done = _state(project).get("scgs", {})
