@@ -8,6 +8,7 @@ are served (``allowed_paths``); images are sent as enlarged arrays (nearest neig
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from pathlib import Path
@@ -266,7 +267,7 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
         "",
         f"- ψ = {fmt(d['psi'])} {sign(psi_ok)} (must be < Ψ = {fmt(d['Psi'])})",
         f"- ρ = {fmt(d['rho'])} {sign(rho_ok)} (must be > P = {fmt(d['P'])}); IG convergence δ {fmt(d['ig_delta'])}",
-        f"- prompt “{d['prompt']}”, seed {d['seed']}",
+        f"- prompt “{html.escape(d['prompt'] or '')}”, seed {d['seed']}",
         f"- mask: {d['mask_backend']} (detection score {fmt(d['detection_score'])}); "
         f"model {str(prov.get('model_ref', prov.get('model', '—')))}",
     ] + ([f"- SCGS candidate: the mask is Grad-CAM++ of the ERM model with the **high** (spurious) region kept and the "
@@ -645,6 +646,8 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                         None, None, None, None, None, "No candidates yet."]
             Psi, P = dict(index.Psi), dict(index.P)
             dirs = direction_choices(index)
+            # DDB directions (i -> i', i != i') first; SCGS's i -> i after them
+            dirs = sorted(dirs, key=lambda d: d[1].split("->")[0] == d[1].split("->")[1])
             sc = threshold_plots(index, Psi, P, dirs[0][1] if dirs else None)
             ids = index.query(current_filter("", "all", "id", "", ""))
             gal, pinfo = gallery_page(index, ids, 0)

@@ -20,6 +20,13 @@ BG = (255, 255, 255)
 AXIS = (60, 60, 60)
 
 
+def _ascii(text: str) -> str:
+    """PIL's built-in font has no Greek letters: spell them."""
+    for a, b in (("ψ", "psi"), ("ρ", "rho"), ("Ψ", "Psi"), ("Σ", "sum"), ("·", "*"), ("→", "->"), ("–", "-")):
+        text = text.replace(a, b)
+    return text
+
+
 def enlarge(img: np.ndarray, size: int = 256) -> np.ndarray:
     """Nearest-neighbour enlargement to ``size`` px (no blur)."""
     pil = Image.fromarray(img)
@@ -84,7 +91,7 @@ def softmax_bars(probs_src: Sequence[float], probs_gen: Sequence[float], names: 
         if c == source and Psi is not None:
             y = bottom - float(Psi) * plot_h
             d.line([(x0 - 4, y), (x0 + 2 * bw + 2, y)], fill=(230, 81, 0), width=2)
-            d.text((x0 + 2 * bw + 4, y - 6), "Ψ", fill=(230, 81, 0))
+            d.text((x0 + 2 * bw + 4, y - 6), "Psi", fill=(230, 81, 0))
     return np.asarray(im)
 
 
@@ -128,8 +135,8 @@ def scatter(psi: np.ndarray, rho: np.ndarray, status: np.ndarray, psi_line: Opti
     if rho_line is not None and y0 <= rho_line <= y1:
         y = mt + ph - 1 - _scale(np.array([rho_line]), y0, y1, ph)[0]
         d.line([(ml, y), (ml + pw, y)], fill=(230, 81, 0), width=2)
-    d.text((ml, 3), title or "ψ (x) vs ρ (y)", fill=AXIS)
-    d.text((ml, h - 16), f"ψ {x0:.1f}", fill=AXIS)
+    d.text((ml, 3), _ascii(title or "psi (x) vs rho (y)"), fill=AXIS)
+    d.text((ml, h - 16), f"psi {x0:.1f}", fill=AXIS)
     d.text((ml + pw - 34, h - 16), f"{x1:.1f}", fill=AXIS)
     d.text((2, mt), f"{y1:.2g}", fill=AXIS)
     d.text((2, mt + ph - 10), f"{y0:.2g}", fill=AXIS)
@@ -143,7 +150,7 @@ def histogram(values: np.ndarray, line: Optional[float], label: str, w: int = 30
     d = ImageDraw.Draw(im)
     ml, mt, mb = 8, 16, 16
     pw, ph = w - 2 * ml, h - mt - mb
-    d.text((ml, 2), label, fill=AXIS)
+    d.text((ml, 2), _ascii(label), fill=AXIS)
     if v.size == 0:
         d.text((ml, h // 2), "no scored candidates", fill=AXIS)
         return np.asarray(im)
