@@ -29,13 +29,9 @@ DOC = Path("docs/benchmarks.md")
 
 
 def _cached_model(project: Project, role: str, cfg: TrainConfig) -> Optional[dict]:
-    """A stored model trained with this config (fields of options removed since are ignored)."""
-    config = {**asdict(cfg), "role": role}
-    for m in project.models(role):
-        stored = {k: v for k, v in m["config"].items() if k in config}
-        if stored == config and "test" in m["metrics"]:
-            return m
-    return None
+    from .training import stored_model
+
+    return stored_model(project, role, cfg)
 
 
 def _train_or_reuse(project: Project, role: str, cfg: TrainConfig, on_progress) -> tuple[dict, float, bool]:

@@ -19,7 +19,8 @@ from .progress import Progress
 # Every leaf command, as typed after `ddb`. README.md documents each one.
 COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "select", "invert", "mask", "generate",
             "score", "prune", "run", "scgs select", "scgs generate", "retrain", "evaluate", "baseline jtt", "baseline dfr", "baseline oracle", "report",
-            "train-micro-inpainter", "bench calibrate", "bench masks", "bench inpainter", "bench demo", "bench pruning", "bench ti")
+            "train-micro-inpainter", "bench calibrate", "bench masks", "bench inpainter", "bench demo", "bench pruning", "bench ti",
+            "bench scgs")
 
 
 class TqdmProgress:
@@ -338,7 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
     for cmd, text in (("demo", "end to end on the demo: ERM, JTT, DFR, oracle and DDB, mean ± std over seeds → docs/benchmarks.md"),
                       ("pruning", "ablation: retraining with vs without pruning (Table 2 shape)"),
-                      ("ti", "ablation: textual-inversion set size 0/10/20/30/40 (Table 5 shape)")):
+                      ("ti", "ablation: textual-inversion set size 0/10/20/30/40 (Table 5 shape); K = 100 per class, "
+                             "seed 0 unless --seeds"),
+                      ("scgs", "SCGS and JTT+SCGS on the demo project of `bench demo` (reuses its ERM and JTT models)")):
         p = bench.add_parser(cmd, help=text)
         p.add_argument("--quick", action="store_true", help="the smoke preset: one seed, few candidates, short training")
         p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
@@ -571,7 +574,7 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         for name, r in res["backends"].items():
             print(f"{name}: mean IoU {r['median_mean_iou']:.3f} ({r['images_per_s_median']:.1f} images/s)")
         return 0
-    if a.command == "bench" and a.bench_command in ("demo", "pruning", "ti"):
+    if a.command == "bench" and a.bench_command in ("demo", "pruning", "ti", "scgs"):
         from dataclasses import replace as _replace
         from pathlib import Path
 
@@ -581,6 +584,8 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         cfg = B.DemoBenchConfig.quick() if a.quick else B.DemoBenchConfig()
         if a.seeds:
             cfg = _replace(cfg, seeds=tuple(a.seeds))
+        elif a.bench_command == "ti" and not a.quick:  # 5 textual-inversion sets: one seed keeps it within 30 min
+            cfg = _replace(cfg, seeds=(0,))
         if a.model:
             cfg = _replace(cfg, model=a.model)
         suffix = "-quick" if a.quick else ""
@@ -593,8 +598,11 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         elif a.bench_command == "pruning":
             res = B.bench_pruning(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
             md = B.pruning_markdown(res)
+        elif a.bench_command == "scgs":
+            res = B.bench_scgs(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
+            md = B.scgs_markdown(res)
         else:
-            res = B.bench_ti(cfg, k=cfg.k if a.quick else 150, workdir=workdir, doc=doc, json_path=js, on_progress=progress)
+            res = B.bench_ti(cfg, k=cfg.k if a.quick else 100, workdir=workdir, doc=doc, json_path=js, on_progress=progress)
             md = B.ti_markdown(res)
         progress.close()
         print(md)

@@ -202,17 +202,19 @@ class JTTConfig:
 def jtt_error_set(project: Project, cfg: JTTConfig, on_progress=None, cancel=None) -> tuple[list[int], int]:
     """(indices into the train split of the error set, id of the identification model)."""
     from .models import load_classifier, predict
-    from .training import split_dataset
+    from .training import split_dataset, stored_model
 
     ident_cfg = replace(cfg.train, epochs=cfg.jtt_epochs, select_by="last", seed=cfg.train.seed)
-    res = train_classifier(project, ident_cfg, role="jtt-id", name=f"JTT identification ({cfg.jtt_epochs} epochs)",
-                           make_active=False, on_progress=on_progress, cancel=cancel)
-    m = project.model(res.model_id)
+    m = stored_model(project, "jtt-id", ident_cfg)  # seeded: the same recipe gives the same model, so reuse it
+    if m is None:
+        res = train_classifier(project, ident_cfg, role="jtt-id", name=f"JTT identification ({cfg.jtt_epochs} epochs)",
+                               make_active=False, on_progress=on_progress, cancel=cancel)
+        m = project.model(res.model_id)
     model, _a, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
     ds, rows = split_dataset(project, "train", m["image_size"])
     preds = predict(model, ds).argmax(1).numpy()
     errors = [k for k, r in enumerate(rows) if preds[k] != r["label"]]
-    return errors, res.model_id
+    return errors, m["id"]
 
 
 def run_jtt(project: Project, cfg: JTTConfig = JTTConfig(), on_progress=None, cancel=None,

@@ -242,6 +242,23 @@ def _score(report: GroupReport, select_by: str) -> tuple[float, float]:
     return (wga, report.mean_acc) if select_by == "val_wga" else (report.mean_acc, wga)
 
 
+def stored_model(project: Project, role: str, cfg: TrainConfig) -> Optional[dict]:
+    """A finished model of this role trained on the project's own data with exactly this recipe, or None.
+
+    Training is seeded, so such a model is what training again would give. Fields added to the recipe
+    since the model was stored are ignored; a model trained with a plan (generated samples, weights) is
+    never matched (its config records the plan).
+    """
+    config = {**asdict(cfg), "role": role}
+    for m in project.models(role):
+        if "plan" in m["config"]:
+            continue
+        stored = {k: v for k, v in m["config"].items() if k in config}
+        if stored == config and "test" in m["metrics"]:
+            return m
+    return None
+
+
 def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role: str = "erm",
                      name: Optional[str] = None, make_active: Optional[bool] = None,
                      on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,

@@ -5,7 +5,8 @@ from dataclasses import replace
 
 import pytest
 
-from ddb_core.bench_demo import DemoBenchConfig, bench_demo, bench_pruning, bench_ti, demo_markdown, ti_markdown
+from ddb_core.bench_demo import (DemoBenchConfig, bench_demo, bench_pruning, bench_scgs, bench_ti, demo_markdown,
+                                 scgs_markdown, ti_markdown)
 from ddb_core.store import Project
 from ddb_core.training import TrainConfig
 
@@ -55,3 +56,19 @@ def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_
     assert p0.db.execute("select count(*) from tokens").fetchone()[0] == 0
     assert {r[0] for r in p0.db.execute("select prompt from candidates")} == {"a photo of a bird"}
     assert "| 3 |" in ti_markdown(ti)
+
+
+def test_bench_scgs_reuses_the_main_tables_erm_and_jtt(tiny_model_dir, tmp_path):
+    cfg = replace(tiny_cfg(tiny_model_dir), baselines=("jtt", "dfr"))
+    main = bench_demo(cfg, str(tmp_path / "work"))
+    assert [r["method"] for r in main["rows"]] == ["ERM", "JTT", "DFR", "DDB"]
+    n_models = len(Project.open(tmp_path / "work" / "demo").models())
+    doc = tmp_path / "benchmarks.md"
+    res = bench_scgs(cfg, str(tmp_path / "work"), doc=doc)
+    assert [r["method"] for r in res["rows"]] == ["ERM", "JTT", "SCGS", "JTT+SCGS"]
+    assert res["rows"][0]["model_ids"] == main["rows"][0]["model_ids"]
+    assert res["rows"][1]["model_ids"] == main["rows"][1]["model_ids"]
+    project = Project.open(tmp_path / "work" / "demo")
+    assert len(project.models()) == n_models + 4  # SCGS and JTT+SCGS, two seeds each; JTT identification reused
+    assert project.db.execute("select count(*) from candidates where method = 'scgs'").fetchone()[0] > 0
+    assert "| JTT+SCGS |" in doc.read_text() and "SCGS on the demo" in scgs_markdown(res)
