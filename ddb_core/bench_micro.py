@@ -231,8 +231,12 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         "pipe = StableDiffusionInpaintPipeline.from_pretrained(\"data/models/micro-sd-inpainting\")", "```", "",
         "## Training", "",
         f"- command: `python -m ddb_core demo-data --out projects/micro/dataset --seed {data_cfg.get('seed', 0)}` then "
-        f"`python -m ddb_core train-micro-inpainter --data projects/micro/dataset --out projects/micro/model "
-        f"--vae-steps {cfg['vae_steps']} --unet-steps {cfg['unet_steps']} --seed {cfg['seed']}`",
+        "`python -m ddb_core train-micro-inpainter --data projects/micro/dataset --out projects/micro/model "
+        + (f"--vae-steps {cfg['vae_steps']} --unet-steps {info['extended_from_unet_steps']} --seed {cfg['seed']}`, "
+           f"then the same command with `--unet-steps {cfg['unet_steps']}` (it continues from the checkpoint; the "
+           f"cosine schedule is stretched to the new end at that point, so one run straight to {cfg['unet_steps']} "
+           f"steps gives a slightly different model)" if info.get("extended_from_unet_steps") else
+           f"--vae-steps {cfg['vae_steps']} --unet-steps {cfg['unet_steps']} --seed {cfg['seed']}`"),
         f"- data: demo benchmark seed {data_cfg.get('seed', '?')}, train split ({info['train_images']} images at "
         f"{m['sample_size']} px) with their ground-truth object masks",
         "- captions are class-agnostic (\"a photo of a bird on water\", \"a picture of a bird on the left on land\"): the "
