@@ -246,7 +246,10 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         f"- sizes: VAE blocks {m['vae_channels']} (latents {m['sample_size'] // 2 ** (len(m['vae_channels']) - 1)} px), "
         f"UNet blocks {m['unet_channels']}, CLIP text encoder width {m['text_hidden']} × {m['text_layers']} layers; "
         f"{size / 1e6:.1f} MB on disk",
-        f"- wall time: {info.get('seconds_total', info['seconds_this_session']) / 60:.1f} min on {info.get('machine', 'the development machine (2 CPU cores)')}",
+        f"- wall time: {info.get('seconds_total', info['seconds_this_session']) / 60:.1f} min on "
+        f"{info.get('machine', 'the development machine (2 CPU cores)')}"
+        + (" (" + " + ".join(f"{x['seconds'] / 60:.1f} min to UNet step {x['unet_steps']}" for x in info["sessions"]) + ")"
+           if info.get("sessions") else ""),
         f"- final losses: {', '.join(str(e['loss']) for e in info['final_losses'])}", "",
     ]
     if gates:
@@ -267,7 +270,11 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
                       "or colour texture rather than a drawn bird, and the judge then reads the class from that texture."]
     lines += ["", "## Limits", "",
               "Trained on one synthetic benchmark at 64 px: it draws that benchmark's birds and backgrounds and nothing "
-              "else. For real data use SD2-inpainting or another diffusers inpainting model by name."]
+              "else. For real data use SD2-inpainting or another diffusers inpainting model by name.", "",
+              "A class swap is what the judge (a classifier) reads, not a well-drawn bird: with 16-px latents a bird is "
+              "a few latent pixels, and a repainted region often carries the target class's colour and texture "
+              "(stripes, orange spots, water) more than its shape. With the tight object silhouette the source's shape "
+              "stays and decides the class. Look at the grid (`docs/images/micro-inpainter-grid.png`)."]
     path = model_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path
