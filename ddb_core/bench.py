@@ -23,19 +23,13 @@ from .errors import ConfigError
 from .evaluation import GroupReport
 from .progress import ProgressFn
 from .store import Project
-from .training import TrainConfig, train_classifier
+from .training import TrainConfig, stored_model, train_classifier
 
 DOC = Path("docs/benchmarks.md")
 
 
-def _cached_model(project: Project, role: str, cfg: TrainConfig) -> Optional[dict]:
-    from .training import stored_model
-
-    return stored_model(project, role, cfg)
-
-
 def _train_or_reuse(project: Project, role: str, cfg: TrainConfig, on_progress) -> tuple[dict, float, bool]:
-    cached = _cached_model(project, role, cfg)
+    cached = stored_model(project, role, cfg)
     if cached:
         run = [r for r in project.runs() if r["id"] == cached["run_id"]]
         return cached["metrics"], (run[0]["seconds"] if run else float("nan")), True

@@ -166,6 +166,24 @@ def _retrain_cached(project: Project, key: str, cfg: DemoBenchConfig, times: dic
     return [done[str(s)] for s in cfg.seeds]
 
 
+def _erm_models(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None) -> dict[int, int]:
+    """Seed → ERM model id: seed 0 is the active model; other seeds train the same recipe (or reuse a stored one)."""
+    from .training import stored_model, train_classifier
+
+    erm_ids = {cfg.seeds[0]: project.active_erm_id, **{int(k): v for k, v in _state(project).get("erm", {}).items()}}
+    for seed in cfg.seeds:
+        cached = stored_model(project, "erm", replace(cfg.erm, seed=seed)) if seed not in erm_ids else None
+        if cached:
+            erm_ids[seed] = cached["id"]
+        if seed not in erm_ids:
+            res = _timed(times, "erm (other seeds)", lambda: train_classifier(
+                project, replace(cfg.erm, seed=seed), role="erm", name=f"erm seed {seed}", make_active=False,
+                on_progress=on_progress, cancel=cancel))
+            erm_ids[seed] = res.model_id
+            _save(project, "erm", {str(k): v for k, v in erm_ids.items()})
+    return erm_ids
+
+
 def _baseline_cached(project: Project, name: str, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None):
     from .retraining import JTTConfig, run_dfr, run_jtt, run_oracle
 
@@ -183,9 +201,9 @@ def _baseline_cached(project: Project, name: str, cfg: DemoBenchConfig, times: d
         elif name == "dfr":
             res = _timed(times, "dfr", lambda: run_dfr(project, (seed,), on_progress=on_progress, cancel=cancel))
         else:
-            from .bench import _cached_model
+            from .training import stored_model
 
-            cached = _cached_model(project, "oracle", replace(cfg.erm, seed=seed, sampler="group_balanced"))
+            cached = stored_model(project, "oracle", replace(cfg.erm, seed=seed, sampler="group_balanced"))
             if cached:  # e.g. trained by `bench calibrate` on the same data and recipe
                 ids[str(seed)] = cached["id"]
                 details = {**details, "group_labels": "train+val"}
@@ -255,26 +273,12 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
                doc: Optional[Path] = None, json_path: Optional[Path] = None, on_progress: Optional[ProgressFn] = None,
                cancel=None) -> dict:
     from .pruning import summary, thresholds
-    from .training import train_classifier
 
     t_start = time.monotonic()
     times: dict[str, float] = {}
     project = _timed(times, "data", lambda: _project(Path(workdir), name, cfg, on_progress))
     prepare(project, cfg, times, on_progress, cancel)
-    # ERM rows: seed 0 is the active model; other seeds train the same recipe.
-    erm_ids = {cfg.seeds[0]: project.active_erm_id, **{int(k): v for k, v in _state(project).get("erm", {}).items()}}
-    from .bench import _cached_model
-
-    for seed in cfg.seeds:
-        cached = _cached_model(project, "erm", replace(cfg.erm, seed=seed)) if seed not in erm_ids else None
-        if cached:
-            erm_ids[seed] = cached["id"]
-        if seed not in erm_ids:
-            res = _timed(times, "erm (other seeds)", lambda: train_classifier(
-                project, replace(cfg.erm, seed=seed), role="erm", name=f"erm seed {seed}", make_active=False,
-                on_progress=on_progress, cancel=cancel))
-            erm_ids[seed] = res.model_id
-            _save(project, "erm", {str(k): v for k, v in erm_ids.items()})
+    erm_ids = _erm_models(project, cfg, times, on_progress, cancel)
     rows = [_row_from_models(project, "ERM", [erm_ids[s] for s in cfg.seeds], LABELS["erm"])]
     for b in cfg.baselines:
         if b == "scgs":
@@ -347,6 +351,13 @@ def _pm(stat: dict) -> str:
     return f"{100 * stat['mean']:.1f} ± {100 * stat['std']:.1f}"
 
 
+def _methods_table(rows: list[dict]) -> list[str]:
+    lines = ["| method | group labels used | WGA % | mean acc % (plain) | mean acc % (train-weighted) |",
+             "| --- | --- | ---: | ---: | ---: |"]
+    return lines + [f"| {r['method']} | {r['group_labels']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} | "
+                    f"{_pm(r['train_weighted_acc'])} |" for r in rows]
+
+
 def demo_markdown(res: dict) -> str:
     c = res["config"]
     lines = ["## End-to-end demo benchmark", "",
@@ -356,10 +367,7 @@ def demo_markdown(res: dict) -> str:
              f"`{c['model']}` ({c['inpaint_steps']} DDIM steps, guidance {c['guidance']}), IG with {c['ig_steps']} steps, "
              f"default thresholds (Ψ_i = Eq. 3, P = 25% quantile of ρ), retraining from the ERM checkpoint for "
              f"{c['retrain_epochs']} epochs at lr {c['retrain_lr']}, γ = {c['gammas'] or 'one per class, 1.0'}.", "",
-             "| method | group labels used | WGA % | mean acc % (plain) | mean acc % (train-weighted) |",
-             "| --- | --- | ---: | ---: | ---: |"]
-    for r in res["rows"]:
-        lines.append(f"| {r['method']} | {r['group_labels']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} | {_pm(r['train_weighted_acc'])} |")
+             *_methods_table(res["rows"])]
     lines += ["", "Candidates per direction at the default thresholds: " + "; ".join(
         f"{d}: {v['candidates']} generated, {v['kept']} kept, {v['candidates'] - v['kept']} pruned" for d, v in res["pruning"].items()), ""]
     g = res["goals"]
@@ -443,22 +451,8 @@ def bench_scgs(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
     times: dict[str, float] = {}
     project = _project(Path(workdir), "demo", cfg, on_progress)
     prepare(project, cfg, times, on_progress, cancel)
-    from .bench import _cached_model
-
-    erm_ids = []
-    for seed in cfg.seeds:
-        cached = _cached_model(project, "erm", replace(cfg.erm, seed=seed))
-        if seed == cfg.seeds[0] and cached is None:
-            erm_ids.append(project.active_erm_id)
-        elif cached is not None:
-            erm_ids.append(cached["id"])
-        else:
-            from .training import train_classifier
-
-            erm_ids.append(_timed(times, "erm (other seeds)", lambda: train_classifier(
-                project, replace(cfg.erm, seed=seed), role="erm", name=f"erm seed {seed}", make_active=False,
-                on_progress=on_progress, cancel=cancel)).model_id)
-    rows = [_row_from_models(project, "ERM", erm_ids, LABELS["erm"])]
+    erm = _erm_models(project, cfg, times, on_progress, cancel)
+    rows = [_row_from_models(project, "ERM", [erm[s] for s in cfg.seeds], LABELS["erm"])]
     jtt_ids, _details = _baseline_cached(project, "jtt", cfg, times, on_progress, cancel)
     rows.append(_row_from_models(project, "JTT", jtt_ids, LABELS["jtt"]))
     rows += _scgs_rows(project, replace(cfg, baselines=("jtt",)), times, on_progress, cancel)
@@ -475,10 +469,7 @@ def scgs_markdown(res: dict) -> str:
              f"{', '.join(map(str, c['seeds']))}; SCGS: misclassified train images, k-means + Gaussian-density sampling, "
              f"Grad-CAM++ masks (high region kept), up to {c['scgs_max_variants']} variants per image, no pruning, "
              f"retrained like DDB; JTT+SCGS: JTT's upweighted training set plus the SCGS images.", "",
-             "| method | group labels used | WGA % | mean acc % (plain) | mean acc % (train-weighted) |",
-             "| --- | --- | ---: | ---: | ---: |"]
-    for r in res["rows"]:
-        lines.append(f"| {r['method']} | {r['group_labels']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} | {_pm(r['train_weighted_acc'])} |")
+             *_methods_table(res["rows"])]
     lines += ["", "- stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["stage_seconds"].items())
               + f"; total {res['seconds'] / 60:.1f} min"]
     return "\n".join(lines) + "\n"

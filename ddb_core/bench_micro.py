@@ -46,9 +46,9 @@ def _oracle(workdir: str, data_seed: int, on_progress) -> tuple["Project", objec
         root, "demo", demo=DemoDataConfig(seed=data_seed), on_progress=on_progress)[0]
     cfg = TrainConfig(seed=data_seed, sampler="group_balanced")
     _train_or_reuse(project, "oracle", cfg, on_progress)
-    from .bench import _cached_model
+    from .training import stored_model
 
-    m = _cached_model(project, "oracle", cfg)
+    m = stored_model(project, "oracle", cfg)
     model, _a, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
     return project, model, m
 
