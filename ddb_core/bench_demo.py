@@ -358,6 +358,11 @@ def _methods_table(rows: list[dict]) -> list[str]:
                     f"{_pm(r['train_weighted_acc'])} |" for r in rows]
 
 
+def _stage_times(res: dict) -> str:
+    return ("- stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["stage_seconds"].items())
+            + f"; total {res['seconds'] / 60:.1f} min")
+
+
 def demo_markdown(res: dict) -> str:
     c = res["config"]
     lines = ["## End-to-end demo benchmark", "",
@@ -373,8 +378,7 @@ def demo_markdown(res: dict) -> str:
     g = res["goals"]
     lines.append(f"- goal DDB WGA ≥ ERM + 25 points: **{'met' if g['ddb_ge_erm_plus_25'] else 'not met'}**; "
                  f"DDB ≥ JTT: **{'—' if g['ddb_ge_jtt'] is None else ('met' if g['ddb_ge_jtt'] else 'not met')}**")
-    lines.append("- stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["stage_seconds"].items())
-                 + f"; total {res['seconds'] / 60:.1f} min")
+    lines.append(_stage_times(res))
     t = res.get("throughput") or {}
     if "overhead_ratio" in t:
         lines.append(f"- throughput on this CPU: masking {t['masking_per_s']} images/s (provided masks), generation "
@@ -470,8 +474,7 @@ def scgs_markdown(res: dict) -> str:
              f"Grad-CAM++ masks (high region kept), up to {c['scgs_max_variants']} variants per image, no pruning, "
              f"retrained like DDB; JTT+SCGS: JTT's upweighted training set plus the SCGS images.", "",
              *_methods_table(res["rows"])]
-    lines += ["", "- stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["stage_seconds"].items())
-              + f"; total {res['seconds'] / 60:.1f} min"]
+    lines += ["", _stage_times(res)]
     return "\n".join(lines) + "\n"
 
 
