@@ -44,8 +44,8 @@ class MicroTrainConfig:
     model: MicroSDConfig = field(default_factory=lambda: MicroSDConfig(
         vae_channels=(16, 32, 64), unet_channels=(64, 128, 128), unet_layers_per_block=1, attention_head_dim=8,
         text_hidden=64, text_layers=2, text_heads=4))
-    vae_steps: int = 1500
-    unet_steps: int = 3000
+    vae_steps: int = 1200
+    unet_steps: int = 6000  # the shipped model (see its model card)
     vae_batch_size: int = 16
     batch_size: int = 32  # UNet phase
     vae_lr: float = 1e-3
@@ -120,26 +120,31 @@ def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndar
     return images, masks, attrs
 
 
-def _training_masks(rng: np.random.Generator, object_masks: np.ndarray) -> np.ndarray:
-    """N x 1 x H x W float {0, 1}: the object mask (30%), its box with a margin (25%), a random box (20%), all (25%)."""
+def _training_masks(rng: np.random.Generator, object_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N x 1 x H x W float {0, 1} masks, N kinds): the object mask (kind 0, 30%), its box with a margin
+    (kind 1, 25%), a random box (kind 2, 20%), the whole image (kind 3, 25%)."""
     n, h, w = object_masks.shape
     out = np.zeros((n, 1, h, w), np.float32)
+    kinds = np.zeros(n, np.int64)
     for k in range(n):
         u = rng.uniform()
         fg = object_masks[k] >= 128
         if u < 0.3:
             out[k, 0] = fg
         elif u < 0.55 and fg.any():
+            kinds[k] = 1
             ys, xs = np.nonzero(fg)
             mh, mw = int(rng.integers(1, max(2, h // 8))), int(rng.integers(1, max(2, w // 8)))
             out[k, 0, max(0, ys.min() - mh):ys.max() + mh + 1, max(0, xs.min() - mw):xs.max() + mw + 1] = 1
         elif u < 0.75:
+            kinds[k] = 2
             bh, bw = (rng.uniform(0.2, 0.7, 2) * (h, w)).astype(int)
             y, x = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
             out[k, 0, y:y + bh, x:x + bw] = 1
         else:
+            kinds[k] = 3
             out[k, 0] = 1
-    return out
+    return out, kinds
 
 
 def halve_weights(folder: str | os.PathLike) -> int:
@@ -160,6 +165,23 @@ def halve_weights(folder: str | os.PathLike) -> int:
         tmp.replace(f)
         saved += before - f.stat().st_size
     return saved
+
+
+def _frozen_vae_latents(vae, pixels, obj_masks: np.ndarray, device, batch: int = 64):
+    """What the frozen VAE gives for the whole train split, on the CPU: posterior mean and std of every
+    image, the latent (mode) of every image with its object mask blanked, and that of a fully blanked image."""
+    import torch
+
+    fg = torch.from_numpy(obj_masks >= 128).float().unsqueeze(1)
+    means, stds, blanked = [], [], []
+    with torch.no_grad():
+        for i in range(0, len(pixels), batch):
+            x = pixels[i:i + batch].to(device)
+            post = vae.encode(x).latent_dist
+            means.append(post.mean.cpu()), stds.append(post.std.cpu())
+            blanked.append(vae.encode(x * (1 - fg[i:i + batch].to(device))).latent_dist.mode().cpu())
+        full = vae.encode(torch.zeros_like(pixels[:1]).to(device)).latent_dist.mode().cpu()[0]
+    return torch.cat(means), torch.cat(stds), torch.cat(blanked), full
 
 
 def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -249,6 +271,8 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
 
     scale = vae.config.scaling_factor
     alphas = sched.alphas_cumprod.to(device)
+    if step < total:
+        lat_mean, lat_std, obj_masked, full_masked = _frozen_vae_latents(vae, pixels, obj_masks, device)
     while step < total:
         check_cancel(cancel, f"at UNet step {step - cfg.vae_steps}")
         for group in opt.param_groups:
@@ -257,10 +281,17 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
         rng = np.random.default_rng([cfg.seed, step])
         idx = torch.randint(0, len(pixels), (cfg.batch_size,), generator=g)
         x = pixels[idx].to(device)
-        m = torch.from_numpy(_training_masks(rng, obj_masks[idx.numpy()])).to(device)
-        with torch.no_grad():
-            latents = vae.encode(x).latent_dist.sample(generator=g) * scale
-            masked = vae.encode(x * (1 - m)).latent_dist.mode() * scale
+        masks_np, kinds = _training_masks(rng, obj_masks[idx.numpy()])
+        m = torch.from_numpy(masks_np).to(device)
+        # The VAE is frozen: the posterior of every image, the latent of every image with its object masked
+        # and the latent of a fully masked image are computed once (below); only box masks need the encoder.
+        latents = (lat_mean[idx] + lat_std[idx] * torch.randn(lat_mean[idx].shape, generator=g)).to(device) * scale
+        masked = torch.where(torch.from_numpy(kinds == 0).view(-1, 1, 1, 1), obj_masked[idx], full_masked).to(device)
+        boxes = torch.from_numpy(np.flatnonzero((kinds == 1) | (kinds == 2)))
+        if len(boxes):
+            with torch.no_grad():
+                masked[boxes] = vae.encode(x[boxes] * (1 - m[boxes])).latent_dist.mode()
+        masked = masked * scale
         lat_mask = F.interpolate(m, size=latents.shape[-2:], mode="nearest")
         noise = torch.randn(latents.shape, generator=g).to(device)
         t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=g).to(device)
