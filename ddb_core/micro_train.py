@@ -44,8 +44,8 @@ class MicroTrainConfig:
     model: MicroSDConfig = field(default_factory=lambda: MicroSDConfig(
         vae_channels=(16, 32, 64), unet_channels=(64, 128, 128), unet_layers_per_block=1, attention_head_dim=8,
         text_hidden=64, text_layers=2, text_heads=4))
-    vae_steps: int = 1200
-    unet_steps: int = 6000  # the shipped model (see its model card)
+    vae_steps: int = 1500
+    unet_steps: int = 6500  # the shipped model (see its model card)
     vae_batch_size: int = 16
     batch_size: int = 32  # UNet phase
     vae_lr: float = 1e-3
