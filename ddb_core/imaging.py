@@ -53,6 +53,18 @@ def normalize(x):
     return (x.float() / 255.0 - mean) / std
 
 
+_DECODED: dict = {}  # (size, file keys) -> uint8 NCHW tensor; read-only once stored
+_DECODED_MAX = 6
+
+
+def _file_key(path) -> tuple:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (str(path), None, None)  # decoding will name the file in its error
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
 class ImageSet:
     """The pixels of ``paths`` as CHW uint8 tensors of side ``size`` (preloaded when small)."""
 
@@ -64,9 +76,18 @@ class ImageSet:
         if preload and self.paths:
             import torch
 
+            # The same files decoded again (every training run reads the train and val splits) come from
+            # a small in-process cache, keyed by each file's path, modification time and size.
             with ThreadPoolExecutor(workers) as pool:
-                arrays = list(pool.map(lambda p: load_rgb(p, size), self.paths))
-            self._data = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+                key = (size, tuple(pool.map(_file_key, self.paths)))
+                self._data = _DECODED.get(key)
+                if self._data is None:
+                    arrays = list(pool.map(lambda p: load_rgb(p, size), self.paths))
+                    self._data = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+            _DECODED.pop(key, None)
+            _DECODED[key] = self._data  # most recent last
+            while len(_DECODED) > _DECODED_MAX or sum(t.numel() for t in _DECODED.values()) > PRELOAD_LIMIT_BYTES:
+                _DECODED.pop(next(iter(_DECODED)))
 
     def __len__(self) -> int:
         return len(self.paths)

