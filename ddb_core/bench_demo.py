@@ -45,7 +45,7 @@ class DemoBenchConfig:
     inpaint_steps: int = 25
     guidance: float = 7.5
     ig_steps: int = 20
-    retrain_epochs: int = 4
+    retrain_epochs: int = 2
     retrain_lr: float = 5e-4
     gammas: Optional[tuple[float, ...]] = None
     gen_ratio: float = 0.0
