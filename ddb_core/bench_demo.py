@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .errors import ConfigError, ProjectError
+from .inpainting import model_fingerprint
 from .progress import ProgressFn
 from .store import Project
 from .training import TrainConfig
@@ -299,7 +300,8 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
     result = {"config": _jsonable(asdict(cfg)), "rows": rows, "pruning": counts,
               "thresholds": {k: {str(c): v for c, v in d.items()} for k, d in th.items()},
               "stage_seconds": times, "seconds": round(time.monotonic() - t_start, 1), "project": str(project.root),
-              "command": "python -m ddb_core bench demo" + (" --quick" if cfg == DemoBenchConfig.quick() else "")}
+              "command": "python -m ddb_core bench demo" + (" --quick" if cfg == DemoBenchConfig.quick() else ""),
+              "model_sha256": model_fingerprint(cfg.model)}
     result["throughput"] = throughput(project, times)
     erm, ddb = rows[0]["wga"]["mean"], rows[-1]["wga"]["mean"]
     jtt = next((r["wga"]["mean"] for r in rows if r["method"] == "JTT"), None)
@@ -360,7 +362,12 @@ def _methods_table(rows: list[dict]) -> list[str]:
 
 def _stage_times(res: dict) -> str:
     return ("- stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["stage_seconds"].items())
-            + f"; total {res['seconds'] / 60:.1f} min")
+            + f"; total {res['seconds'] / 60:.1f} min" + _model_note(res))
+
+
+def _model_note(res: dict) -> str:
+    sha = res.get("model_sha256")
+    return f"; inpainting model `{res['config']['model']}`" + (f" (weights sha256 {sha}…)" if sha else "")
 
 
 def demo_markdown(res: dict) -> str:
@@ -439,7 +446,8 @@ def bench_pruning(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proj
             _row_from_models(project, "DDB without pruning", all_ids, LABELS["ddb"])]
     res = {"config": _jsonable(asdict(cfg)), "per_direction": counts, "rows": rows, "stage_seconds": times,
            "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench pruning",
-           "goal_pruning_ge_no_pruning": rows[0]["wga"]["mean"] >= rows[1]["wga"]["mean"]}
+           "goal_pruning_ge_no_pruning": rows[0]["wga"]["mean"] >= rows[1]["wga"]["mean"],
+           "model_sha256": model_fingerprint(cfg.model)}
     _write(res, doc, json_path, "ablation-pruning", pruning_markdown(res))
     return res
 
@@ -461,7 +469,8 @@ def bench_scgs(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
     rows.append(_row_from_models(project, "JTT", jtt_ids, LABELS["jtt"]))
     rows += _scgs_rows(project, replace(cfg, baselines=("jtt",)), times, on_progress, cancel)
     res = {"config": _jsonable(asdict(cfg)), "rows": rows, "stage_seconds": times,
-           "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench scgs"}
+           "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench scgs",
+           "model_sha256": model_fingerprint(cfg.model)}
     _write(res, doc, json_path, "scgs", scgs_markdown(res))
     return res
 
@@ -487,7 +496,7 @@ def pruning_markdown(res: dict) -> str:
     for r in res["rows"]:
         lines.append(f"| {r['method']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")
     lines.append(f"\n- pruning ≥ no pruning (WGA): **{'met' if res['goal_pruning_ge_no_pruning'] else 'not met'}**; "
-                 f"wall time {res['seconds'] / 60:.1f} min")
+                 f"wall time {res['seconds'] / 60:.1f} min" + _model_note(res))
     return "\n".join(lines) + "\n"
 
 
@@ -516,7 +525,8 @@ def bench_ti(cfg: DemoBenchConfig = DemoBenchConfig(), sizes: Sequence[int] = (0
                    pruned=sum(v["candidates"] - v["kept"] for v in counts.values()), per_direction=counts)
         rows.append(row)
     res = {"config": _jsonable(asdict(cfg)), "k": k, "rows": rows, "stage_seconds": times,
-           "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench ti"}
+           "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench ti",
+           "model_sha256": model_fingerprint(cfg.model)}
     _write(res, doc, json_path, "ablation-ti", ti_markdown(res))
     return res
 
@@ -529,7 +539,7 @@ def ti_markdown(res: dict) -> str:
              "| TI set size | candidates | pruned | WGA % | mean acc % (plain) |", "| ---: | ---: | ---: | ---: | ---: |"]
     for r in res["rows"]:
         lines.append(f"| {r['ti_size']} | {r['candidates']} | {r['pruned']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")
-    lines.append(f"\n- wall time {res['seconds'] / 60:.1f} min")
+    lines.append(f"\n- wall time {res['seconds'] / 60:.1f} min" + _model_note(res))
     return "\n".join(lines) + "\n"
 
 

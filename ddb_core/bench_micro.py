@@ -68,7 +68,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                     data_seed: int = 0, doc: Optional[Path] = None, json_path: Optional[Path] = None,
                     grid_path: Optional[Path] = GRID, on_progress: Optional[ProgressFn] = None) -> dict:
     from .imaging import load_mask, load_rgb
-    from .inpainting import InpaintConfig, Inpainter
+    from .inpainting import InpaintConfig, Inpainter, model_fingerprint
     from .inversion import InversionConfig, class_token, learn_token
     from .masking import box_of
 
@@ -141,7 +141,8 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     result = {"model": model, "seeds": list(seeds), "n_per_direction": n, "ti_size": ti_size, "ti_steps": ti_steps,
               "inpaint": asdict(cfg), "oracle_model": {"path": oracle_row["path"], "test_wga": oracle_row["metrics"]["test"]["worst_group_acc"]},
               "per_seed": per_seed, "median": median, "gates": gates, "seconds": round(time.monotonic() - t_start, 1),
-              "command": f"python -m ddb_core bench inpainter --seeds {' '.join(map(str, seeds))}"}
+              "command": f"python -m ddb_core bench inpainter --seeds {' '.join(map(str, seeds))}",
+              "model_sha256": model_fingerprint(model)}
     if grid_path:
         _grid(grid_rows, grid_path)
         result["grid"] = str(grid_path)
@@ -187,7 +188,8 @@ def _p(x: float) -> str:
 
 def inpainter_markdown(res: dict) -> str:
     lines = ["## Micro inpainting model: quality gates", "",
-             f"Command: `{res['command']}` (model `{res['model']}`; {res['n_per_direction']} test images per direction; "
+             f"Command: `{res['command']}` (model `{res['model']}`"
+             + (f", weights sha256 {res['model_sha256']}…" if res.get("model_sha256") else "") + f"; {res['n_per_direction']} test images per direction; "
              f"textual inversion on {res['ti_size']} random train images per class, {res['ti_steps']} steps; "
              f"{res['inpaint']['steps']} DDIM steps, guidance {res['inpaint']['guidance']}). Medians over seeds "
              f"{', '.join(map(str, res['seeds']))}. The judge is the group-balanced oracle classifier "

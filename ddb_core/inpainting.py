@@ -39,6 +39,21 @@ def resolve_model_ref(ref: str) -> str:
     return str(in_repo) if in_repo.exists() else ref
 
 
+def model_fingerprint(ref: str) -> Optional[str]:
+    """The first 12 hex digits of a sha256 over a local diffusers folder's weight files (names and bytes),
+    so that benchmark figures say which weights produced them; None for a hub name."""
+    folder = Path(resolve_model_ref(ref))
+    if not folder.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(folder.rglob("*.safetensors")):
+        if "checkpoints" in f.relative_to(folder).parts:
+            continue
+        h.update(str(f.relative_to(folder)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
+
+
 def check_model_folder(folder: Path) -> None:
     """Raise a ModelError naming the first missing or unreadable file of a diffusers folder."""
     import json

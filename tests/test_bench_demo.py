@@ -38,6 +38,14 @@ def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_
     assert {"erm (seed 0)", "generation", "scoring", "retrain ddb"} <= set(res["stage_seconds"])
     text = doc.read_text()
     assert "End-to-end demo benchmark" in text and "| DDB |" in text and json.loads((tmp_path / "demo.json").read_text())
+    # The figures name the weights that produced them.
+    from ddb_core.inpainting import model_fingerprint
+
+    assert len(res["model_sha256"]) == 12 and f"weights sha256 {res['model_sha256']}" in text
+    (tiny_model_dir / "unet" / "extra.safetensors").write_bytes(b"x")
+    assert model_fingerprint(str(tiny_model_dir)) != res["model_sha256"]
+    (tiny_model_dir / "unet" / "extra.safetensors").unlink()
+    assert model_fingerprint(str(tiny_model_dir)) == res["model_sha256"]
     project = Project.open(tmp_path / "work" / "demo")
     n_models = len(project.models())
     # Run again: everything is reused (no new model), same table.
