@@ -43,7 +43,7 @@ class DemoBenchConfig:
     ti_size: int = 30
     ti_steps: int = 400
     masker_shape: str = "box"  # provided masks: the object's box ("box") or silhouette ("mask")
-    inpaint_steps: int = 25
+    inpaint_steps: int = 20
     guidance: float = 7.5
     ig_steps: int = 20
     retrain_epochs: int = 2
