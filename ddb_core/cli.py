@@ -311,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (diffusers format); checkpoints go to OUT/checkpoints and resume")
     p.add_argument("--vae-steps", type=int, default=m.vae_steps, help="default: %(default)s")
     p.add_argument("--unet-steps", type=int, default=m.unet_steps, help="default: %(default)s")
+    p.add_argument("--unet-restart-steps", type=int, default=m.unet_restart_steps,
+                   help="UNet step where the cosine learning rate restarts (the shipped model's schedule; "
+                        "ignored unless below --unet-steps; default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=m.batch_size, help="UNet phase batch size (default: %(default)s)")
     p.add_argument("--checkpoint-every", type=int, default=m.checkpoint_every, help="steps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=m.seed, help="default: %(default)s")
@@ -499,7 +502,7 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         over = {"seed": a.seed, "device": a.device}
         if not a.smoke:
             over.update(vae_steps=a.vae_steps, unet_steps=a.unet_steps, batch_size=a.batch_size,
-                        checkpoint_every=a.checkpoint_every)
+                        checkpoint_every=a.checkpoint_every, unet_restart_steps=a.unet_restart_steps)
         out = train_micro_inpainter(a.data, a.out, replace(base, **over), on_progress=progress)
         progress.close()
         print(f"wrote {out} (use it with `ddb invert --model {out}` or `ddb generate --model {out}`)")

@@ -50,6 +50,11 @@ class MicroTrainConfig:
     batch_size: int = 32  # UNet phase
     vae_lr: float = 1e-3
     unet_lr: float = 6e-4  # peak; cosine decay to 5% over the UNet phase after 100 warm-up steps
+    # Warm restart: the first cosine ends at this UNet step; from there the learning rate follows the cosine
+    # of the whole phase (back up to about half the peak). With 6500 steps this is, in one run, the schedule
+    # the shipped model was trained with (a 3000-step run continued to 6500). It only applies when it lies
+    # between the 100 warm-up steps and ``unet_steps``; otherwise (or None) the phase is one cosine.
+    unet_restart_steps: Optional[int] = 3000
     kl_weight: float = 1e-6
     checkpoint_every: int = 500  # steps
     seed: int = 0
@@ -59,6 +64,8 @@ class MicroTrainConfig:
         for name in ("vae_steps", "unet_steps", "vae_batch_size", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.unet_restart_steps is not None and self.unet_restart_steps < 1:
+            raise ConfigError(f"unet_restart_steps must be >= 1 (or None), got {self.unet_restart_steps}")
 
     @staticmethod
     def smoke() -> "MicroTrainConfig":
@@ -167,6 +174,18 @@ def halve_weights(folder: str | os.PathLike) -> int:
     return saved
 
 
+def unet_lr_at(cfg: MicroTrainConfig, k: int) -> float:
+    """Learning rate at UNet step ``k``: 100 warm-up steps, then cosine to 5% of the peak, with the optional
+    warm restart at ``unet_restart_steps`` (the first cosine ends there; the rest follows the whole phase's)."""
+    if k < 100:
+        return cfg.unet_lr * (k + 1) / 100
+    r = cfg.unet_restart_steps
+    restart = r if r is not None and 100 < r < cfg.unet_steps else None
+    end = restart if restart is not None and k < restart else cfg.unet_steps
+    frac = (k - 100) / max(1, end - 100)
+    return cfg.unet_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
 def _frozen_vae_latents(vae, pixels, obj_masks: np.ndarray, device, batch: int = 64):
     """What the frozen VAE gives for the whole train split, on the CPU: posterior mean and std of every
     image, the latent (mode) of every image with its object mask blanked, and that of a fully blanked image."""
@@ -210,6 +229,7 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
     if state is not None and state.get("config") != json.dumps(asdict(cfg), sort_keys=True, default=str):
         # The same run may be continued with more UNet steps (the cosine schedule is stretched to the new end).
         old = json.loads(state["config"])
+        old.setdefault("unet_restart_steps", None)  # checkpoints written before the option existed
         same = {k: v for k, v in old.items() if k not in ("unet_steps", "checkpoint_every")} == \
             {k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items() if k not in ("unet_steps", "checkpoint_every")}
         if not same or cfg.unet_steps < old["unet_steps"]:
@@ -263,11 +283,8 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
     if state and "optimizer" in state and int(state["step"]) > cfg.vae_steps:
         opt.load_state_dict(state["optimizer"])
 
-    def unet_lr(k: int) -> float:  # warm-up, then cosine to 5% of the peak
-        if k < 100:
-            return cfg.unet_lr * (k + 1) / 100
-        frac = (k - 100) / max(1, cfg.unet_steps - 100)
-        return cfg.unet_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+    def unet_lr(k: int) -> float:
+        return unet_lr_at(cfg, k)
 
     scale = vae.config.scaling_factor
     alphas = sched.alphas_cumprod.to(device)

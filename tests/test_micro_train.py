@@ -112,3 +112,18 @@ def test_cli_smoke_training(tmp_path):
     generate_demo_dataset(data, DemoDataConfig(image_size=32, n_train=8, n_val=4, n_test=4, workers=1))
     assert main(["train-micro-inpainter", "--data", str(data), "--out", str(tmp_path / "m"), "--smoke"]) == 0
     assert (tmp_path / "m" / "model_index.json").is_file() and (tmp_path / "m" / "unet").is_dir()
+
+
+def test_one_run_with_a_restart_has_the_schedule_of_a_run_continued_with_more_steps():
+    from ddb_core.micro_train import unet_lr_at
+
+    first = MicroTrainConfig(unet_steps=3000, unet_restart_steps=None)
+    continued = MicroTrainConfig(unet_steps=6500, unet_restart_steps=None)
+    one_run = MicroTrainConfig(unet_steps=6500, unet_restart_steps=3000)
+    expected = [unet_lr_at(first, k) for k in range(3000)] + [unet_lr_at(continued, k) for k in range(3000, 6500)]
+    assert [unet_lr_at(one_run, k) for k in range(6500)] == expected
+    assert unet_lr_at(one_run, 3000) > 10 * unet_lr_at(one_run, 2999)  # the warm restart
+    plain = MicroTrainConfig(unet_steps=6500, unet_restart_steps=None)
+    assert unet_lr_at(plain, 3000) < unet_lr_at(plain, 2999)  # one cosine: no jump
+    # a restart at or past the end is ignored: one cosine over the phase
+    assert [unet_lr_at(MicroTrainConfig(unet_steps=3000), k) for k in range(3000)] == expected[:3000]
