@@ -264,7 +264,8 @@ def retrain(project: Project, cfg=None, *, report: bool = True, on_progress=None
     cfg = cfg or RetrainConfig()
     res = _retrain(project, cfg, on_progress=on_progress, cancel=cancel)
     out = {"model_ids": res.model_ids, "summary": res.summary(), "n_generated": res.details["n_generated"],
-           "per_direction": res.details["per_direction"]}
+           "per_direction": res.details["per_direction"], "gammas": res.details["gammas"],
+           "gamma_search": res.details.get("gamma_search")}
     if report:
         out["report"] = make_report(project, res.model_ids, title=f"{cfg.method.upper()} retraining "
                                     f"({res.details['n_generated']} generated samples)", kind="retrain")

@@ -49,6 +49,8 @@ class DemoBenchConfig:
     retrain_epochs: int = 2
     retrain_lr: float = 5e-4
     gammas: Optional[tuple[float, ...]] = None
+    # γ chosen by val WGA among these (first seed), as the paper tunes it; () = ``gammas`` as given
+    gamma_grid: tuple[float, ...] = (1.0, 3.0, 10.0)
     gen_ratio: float = 0.0
     jtt_epochs: int = 1
     lambda_up: float = 20.0
@@ -62,7 +64,7 @@ class DemoBenchConfig:
     def quick() -> "DemoBenchConfig":
         """A smoke preset (≤ 5 min on 2 CPU cores): one seed, a small demo, short training."""
         return DemoBenchConfig(seeds=(0,), erm=TrainConfig(epochs=3), k=40, ti_size=10, ti_steps=60, inpaint_steps=10,
-                               ig_steps=8, retrain_epochs=1, baselines=("jtt", "dfr"))
+                               ig_steps=8, retrain_epochs=1, gamma_grid=(1.0, 10.0), baselines=("jtt", "dfr"))
 
 
 def _project(workdir: Path, name: str, cfg: DemoBenchConfig, on_progress) -> Project:
@@ -130,7 +132,7 @@ def _retrain_cfg(cfg: DemoBenchConfig):
     from .retraining import RetrainConfig
 
     return RetrainConfig(train=replace(cfg.erm, epochs=cfg.retrain_epochs, lr=cfg.retrain_lr), gammas=cfg.gammas,
-                         gen_ratio=cfg.gen_ratio, seeds=tuple(cfg.seeds))
+                         gamma_grid=tuple(cfg.gamma_grid), gen_ratio=cfg.gen_ratio, seeds=tuple(cfg.seeds))
 
 
 def _row_from_models(project: Project, name: str, model_ids: list[int], labels: str, extra: Optional[dict] = None) -> dict:
@@ -145,26 +147,46 @@ def _row_from_models(project: Project, name: str, model_ids: list[int], labels: 
 
 
 def _retrain_cached(project: Project, key: str, cfg: DemoBenchConfig, times: dict, candidates=None,
-                    on_progress=None, cancel=None) -> list[int]:
-    """One retraining per seed, remembered under ``key`` (a finished seed is not trained again)."""
-    from .retraining import generated_plan
+                    on_progress=None, cancel=None, method: str = "ddb") -> list[int]:
+    """One retraining per seed, remembered under ``key`` (a finished seed is not trained again).
+
+    With a γ grid, the γ search runs first (its runs remembered under ``key``-gamma) and the chosen
+    γ's first-seed model is the first seed's model.
+    """
+    from .retraining import accepted_candidates, gamma_search, generated_plan
     from .training import train_classifier
 
     done = _state(project).get(key, {})
-    rc = _retrain_cfg(cfg)
-    from .retraining import accepted_candidates
+    rc = replace(_retrain_cfg(cfg), method=method)
+    cands = accepted_candidates(project, method) if candidates is None else candidates
+    if rc.gamma_grid:
+        searched = _state(project).get(f"{key}-gamma", {})
 
-    cands = accepted_candidates(project) if candidates is None else candidates
+        def remember(g, model_id):
+            searched[f"{g:g}"] = model_id
+            _save(project, f"{key}-gamma", searched)
+
+        g, table = _timed(times, f"retrain {key}", lambda: gamma_search(
+            project, rc, cands, done=searched, on_done=remember, on_progress=on_progress, cancel=cancel,
+            name=f"{key} ({len(cands)} generated)"))
+        _save(project, f"{key}-gamma-table", table)
+        rc = replace(rc, gammas=(g,) * len(project.class_names), gamma_grid=())
+        done.setdefault(str(cfg.seeds[0]), next(r["model_id"] for r in table if r["chosen"]))
+        _save(project, key, done)
     for seed in cfg.seeds:
         if str(seed) in done:
             continue
         plan = generated_plan(project, rc, cands)
         res = _timed(times, f"retrain {key}", lambda: train_classifier(
-            project, replace(rc.train, seed=seed), role="ddb", name=f"{key} ({len(cands)} generated) seed {seed}",
+            project, replace(rc.train, seed=seed), role=method, name=f"{key} ({len(cands)} generated) seed {seed}",
             make_active=False, on_progress=on_progress, cancel=cancel, plan=plan))
         done[str(seed)] = res.model_id
         _save(project, key, done)
     return [done[str(s)] for s in cfg.seeds]
+
+
+def _gamma_table(project: Project, key: str) -> Optional[list[dict]]:
+    return _state(project).get(f"{key}-gamma-table")
 
 
 def _erm_models(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None) -> dict[int, int]:
@@ -241,20 +263,10 @@ def _scgs_rows(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=
                                                            on_progress=on_progress, cancel=cancel))
     _timed(times, "scgs scoring", lambda: score(project, n_steps=cfg.ig_steps, on_progress=on_progress, cancel=cancel))
     cands = accepted_candidates(project, "scgs")
-    rc = replace(_retrain_cfg(cfg), method="scgs")
-    done = _state(project).get("scgs", {})
-    from .training import train_classifier
-
-    for seed in cfg.seeds:
-        if str(seed) not in done:
-            plan = generated_plan(project, rc, cands)
-            res = _timed(times, "retrain scgs", lambda: train_classifier(
-                project, replace(rc.train, seed=seed), role="scgs", name=f"scgs ({len(cands)} generated) seed {seed}",
-                make_active=False, on_progress=on_progress, cancel=cancel, plan=plan))
-            done[str(seed)] = res.model_id
-            _save(project, "scgs", done)
-    rows = [_row_from_models(project, "SCGS", [done[str(s)] for s in cfg.seeds], LABELS["scgs"],
-                             {"generated": len(cands)})]
+    ids = _retrain_cached(project, "scgs", cfg, times, candidates=cands, on_progress=on_progress, cancel=cancel,
+                          method="scgs")
+    rows = [_row_from_models(project, "SCGS", ids, LABELS["scgs"],
+                             {"generated": len(cands), "gamma_search": _gamma_table(project, "scgs")})]
     if "jtt" in cfg.baselines:
         jdone = _state(project).get("jtt+scgs", {})
         extra = generated_plan(project, RetrainConfig(method="scgs", init="scratch"), cands)
@@ -296,7 +308,8 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
     if "scgs" in cfg.baselines:
         rows += _scgs_rows(project, cfg, times, on_progress, cancel)
     counts = summary(project, th)
-    rows.append(_row_from_models(project, "DDB", ddb_ids, LABELS["ddb"], {"accepted": {k: v["kept"] for k, v in counts.items()}}))
+    rows.append(_row_from_models(project, "DDB", ddb_ids, LABELS["ddb"], {"accepted": {k: v["kept"] for k, v in counts.items()},
+                                                                          "gamma_search": _gamma_table(project, "ddb")}))
     result = {"config": _jsonable(asdict(cfg)), "rows": rows, "pruning": counts,
               "thresholds": {k: {str(c): v for c, v in d.items()} for k, d in th.items()},
               "stage_seconds": times, "seconds": round(time.monotonic() - t_start, 1), "project": str(project.root),
@@ -370,6 +383,26 @@ def _model_note(res: dict) -> str:
     return f"; inpainting model `{res['config']['model']}`" + (f" (weights sha256 {sha}…)" if sha else "")
 
 
+def _gamma_words(c: dict) -> str:
+    if c.get("gamma_grid"):
+        return (f"γ (the same for every class) chosen by val WGA among {', '.join(f'{g:g}' for g in c['gamma_grid'])} "
+                f"with seed {c['seeds'][0]}, as the paper tunes it")
+    return f"γ = {c['gammas'] or 'one per class, 1.0'}"
+
+
+def _gamma_lines(rows: list[dict]) -> list[str]:
+    from .reporting import _pct
+
+    out = []
+    for r in rows:
+        table = r.get("gamma_search")
+        if table:
+            out.append(f"- γ search for {r['method']} (seed of the search; val WGA % / val accuracy %): " + ", ".join(
+                f"γ = {t['gamma']:g}: {_pct(t['val_wga'])} / {_pct(t['val_acc'])}{' (chosen)' if t['chosen'] else ''}"
+                for t in table))
+    return out
+
+
 def demo_markdown(res: dict) -> str:
     c = res["config"]
     lines = ["## End-to-end demo benchmark", "",
@@ -378,10 +411,11 @@ def demo_markdown(res: dict) -> str:
              f"{c['ti_size']} images per class ({c['ti_steps']} steps), provided masks ({c['masker_shape']}), micro model "
              f"`{c['model']}` ({c['inpaint_steps']} DDIM steps, guidance {c['guidance']}), IG with {c['ig_steps']} steps, "
              f"default thresholds (Ψ_i = Eq. 3, P = 25% quantile of ρ), retraining from the ERM checkpoint for "
-             f"{c['retrain_epochs']} epochs at lr {c['retrain_lr']}, γ = {c['gammas'] or 'one per class, 1.0'}.", "",
+             f"{c['retrain_epochs']} epochs at lr {c['retrain_lr']}, {_gamma_words(c)}.", "",
              *_methods_table(res["rows"])]
     lines += ["", "Candidates per direction at the default thresholds: " + "; ".join(
         f"{d}: {v['candidates']} generated, {v['kept']} kept, {v['candidates'] - v['kept']} pruned" for d, v in res["pruning"].items()), ""]
+    lines += _gamma_lines(res["rows"])
     g = res["goals"]
     lines.append(f"- goal DDB WGA ≥ ERM + 25 points: **{'met' if g['ddb_ge_erm_plus_25'] else 'not met'}**; "
                  f"DDB ≥ JTT: **{'—' if g['ddb_ge_jtt'] is None else ('met' if g['ddb_ge_jtt'] else 'not met')}**")
@@ -442,8 +476,10 @@ def bench_pruning(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proj
                                   "where method = 'ddb' and psi is not null order by id"))
     pruned_ids = _retrain_cached(project, "ddb", cfg, times, on_progress=on_progress, cancel=cancel)
     all_ids = _retrain_cached(project, "ddb-no-pruning", cfg, times, candidates=every, on_progress=on_progress, cancel=cancel)
-    rows = [_row_from_models(project, "DDB with pruning", pruned_ids, LABELS["ddb"]),
-            _row_from_models(project, "DDB without pruning", all_ids, LABELS["ddb"])]
+    rows = [_row_from_models(project, "DDB with pruning", pruned_ids, LABELS["ddb"],
+                             {"gamma_search": _gamma_table(project, "ddb")}),
+            _row_from_models(project, "DDB without pruning", all_ids, LABELS["ddb"],
+                             {"gamma_search": _gamma_table(project, "ddb-no-pruning")})]
     res = {"config": _jsonable(asdict(cfg)), "per_direction": counts, "rows": rows, "stage_seconds": times,
            "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench pruning",
            "goal_pruning_ge_no_pruning": rows[0]["wga"]["mean"] >= rows[1]["wga"]["mean"],
@@ -482,8 +518,9 @@ def scgs_markdown(res: dict) -> str:
              f"{', '.join(map(str, c['seeds']))}; SCGS: misclassified train images, k-means + Gaussian-density sampling, "
              f"Grad-CAM++ masks (high region kept), up to {c['scgs_max_variants']} variants per image, no pruning, "
              f"retrained like DDB; JTT+SCGS: JTT's upweighted training set plus the SCGS images.", "",
-             *_methods_table(res["rows"])]
-    lines += ["", _stage_times(res)]
+             *_methods_table(res["rows"]), ""]
+    lines += _gamma_lines(res["rows"])
+    lines += [_stage_times(res)]
     return "\n".join(lines) + "\n"
 
 
@@ -495,7 +532,9 @@ def pruning_markdown(res: dict) -> str:
     lines += ["", "| retraining set | WGA % | mean acc % (plain) |", "| --- | ---: | ---: |"]
     for r in res["rows"]:
         lines.append(f"| {r['method']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")
-    lines.append(f"\n- pruning ≥ no pruning (WGA): **{'met' if res['goal_pruning_ge_no_pruning'] else 'not met'}**; "
+    lines.append("")
+    lines += _gamma_lines(res["rows"])
+    lines.append(f"- pruning ≥ no pruning (WGA): **{'met' if res['goal_pruning_ge_no_pruning'] else 'not met'}**; "
                  f"wall time {res['seconds'] / 60:.1f} min" + _model_note(res))
     return "\n".join(lines) + "\n"
 

@@ -268,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p, r.train)
     p.add_argument("--gamma", type=float, nargs="+", default=None,
                    help="weight of the generated samples: one value, or one per class (default: 1 each)")
+    p.add_argument("--gamma-grid", type=float, nargs="+", default=[], metavar="GAMMA",
+                   help="choose γ (the same for every class) among these by val WGA, as the paper tunes it: one run per "
+                        "value with the first seed, then the other seeds with the best; overrides --gamma")
     p.add_argument("--gen-ratio", type=float, default=r.gen_ratio,
                    help="share of every batch that is generated samples; 0 = natural sampling (default: %(default)s)")
     p.add_argument("--init", choices=["erm", "scratch"], default=r.init, help="start from the ERM model or from scratch (default: %(default)s)")
@@ -350,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
         p.add_argument("--model", help="inpainting model (default: data/models/micro-sd-inpainting)")
         p.add_argument("--workdir", default="projects/bench", help="where the bench projects go (default: %(default)s)")
+        p.add_argument("--gamma-grid", type=float, nargs="*", metavar="GAMMA",
+                       help="γ values searched by val WGA for the retrainings (default: 1 3 10; --quick: 1 10; "
+                            "give the option alone for no search, γ = 1)")
         p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
     return parser
 
@@ -439,12 +445,17 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         project = api.open_project(a.project)
         n = len(project.class_names)
         gammas = None if a.gamma is None else tuple(a.gamma * n if len(a.gamma) == 1 else a.gamma)
-        cfg = RetrainConfig(train=_train_config(a), gammas=gammas, gen_ratio=a.gen_ratio, init=a.init,
+        cfg = RetrainConfig(train=_train_config(a), gammas=gammas, gamma_grid=tuple(a.gamma_grid), gen_ratio=a.gen_ratio, init=a.init,
                             reinit_head=a.reinit_head, method=a.method, seeds=tuple(a.seeds))
         inputs = api.retraining_inputs(project, a.method)
         print("accepted samples per direction: " + (", ".join(f"{k}: {v}" for k, v in inputs.items()) or "none"))
         out = api.retrain(project, cfg, on_progress=progress)
         progress.close()
+        from .reporting import _pct
+
+        for row in out.get("gamma_search") or []:
+            print(f"γ = {row['gamma']:g}: val WGA {_pct(row['val_wga'])}%, val accuracy {_pct(row['val_acc'])}%"
+                  f" (model {row['model_id']}){'  ← chosen' if row['chosen'] else ''}")
         print(f"models {', '.join(map(str, out['model_ids']))}; report {out['report']['id']} in "
               f"{project.root / 'reports' / str(out['report']['id'])}")
         from .reporting import report_markdown as _md
@@ -591,6 +602,8 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
             cfg = _replace(cfg, seeds=(0,))
         if a.model:
             cfg = _replace(cfg, model=a.model)
+        if a.gamma_grid is not None:
+            cfg = _replace(cfg, gamma_grid=tuple(a.gamma_grid))
         suffix = "-quick" if a.quick else ""
         doc = None if a.no_docs else DOC
         js = None if a.no_docs else Path(f"docs/bench/{a.bench_command}{suffix}.json")

@@ -51,6 +51,10 @@ class RetrainConfig:
 
     train: TrainConfig = field(default_factory=_retrain_recipe)
     gammas: Optional[tuple[float, ...]] = None  # None = 1.0 for every class
+    # The paper tunes γ by val WGA (from {1, …, 10}); a non-empty grid does that: one run per value
+    # (applied to every class) with the first seed, the best by the model-selection metric wins and
+    # the other seeds train with it. Overrides ``gammas``.
+    gamma_grid: tuple[float, ...] = ()
     gen_ratio: float = 0.0  # > 0: that share of every batch is generated samples
     init: str = "erm"  # erm (the active ERM checkpoint) | scratch
     reinit_head: bool = False
@@ -66,9 +70,11 @@ class RetrainConfig:
             raise ConfigError(f"method must be ddb, scgs or all, got {self.method!r}")
         if not 0.0 <= self.gen_ratio < 1.0:
             raise ConfigError(f"gen_ratio must be in [0, 1), got {self.gen_ratio}")
-        for g in self.gammas or ():
+        for g in (*(self.gammas or ()), *self.gamma_grid):
             if not (g >= 0 and math.isfinite(g)):
                 raise ConfigError(f"every gamma must be a finite number >= 0, got {g}")
+        if len(set(self.gamma_grid)) != len(self.gamma_grid):
+            raise ConfigError(f"gamma_grid: repeated values in {list(self.gamma_grid)}")
 
 
 @dataclass
@@ -154,28 +160,106 @@ def retraining_inputs(project: Project, method: str = "ddb") -> dict[str, int]:
     return _per_direction(accepted_candidates(project, method))
 
 
-def retrain(project: Project, cfg: RetrainConfig = RetrainConfig(), on_progress: Optional[ProgressFn] = None,
-            cancel: Optional[CancelToken] = None, name: Optional[str] = None) -> MultiSeedResult:
-    """DDB retraining, one model per seed; each is stored with its reports (resumable per epoch)."""
-    cands = accepted_candidates(project, cfg.method)
+def _retrain_base(project: Project, cfg: RetrainConfig) -> TrainConfig:
     if cfg.init == "erm" and project.active_erm_id is None:
         raise ProjectError("retraining starts from the ERM model, and the project has none: train or load one "
                            "(ddb erm train), or use init 'scratch'")
-    results = []
-    base = cfg.train
     if cfg.init == "erm":  # the ERM checkpoint fixes the architecture and the input size
         erm = project.active_erm()
-        base = replace(base, arch=erm["arch"], image_size=erm["image_size"])
+        return replace(cfg.train, arch=erm["arch"], image_size=erm["image_size"])
+    return cfg.train
+
+
+def selection_key(metrics: dict, select_by: str) -> tuple[float, float]:
+    """How a γ candidate is ranked: val WGA (then val accuracy), or val accuracy (then WGA) — the
+    model-selection metric of the runs. Without val group labels, val accuracy."""
+    val = metrics.get("val") or {}
+    wga = val.get("worst_group_acc")
+    acc = val.get("mean_acc") if val.get("mean_acc") is not None else -1.0
+    if select_by in ("auto", "val_wga") and wga is not None:
+        return (wga, acc)
+    return (acc, wga if wga is not None else -1.0)
+
+
+def gamma_search(project: Project, cfg: RetrainConfig, candidates: Optional[list[dict]] = None,
+                 done: Optional[dict[str, int]] = None, on_done=None, on_progress: Optional[ProgressFn] = None,
+                 cancel: Optional[CancelToken] = None, name: Optional[str] = None) -> tuple[float, list[dict]]:
+    """Train one model per γ in ``cfg.gamma_grid`` (first seed) and return (best γ, the table).
+
+    ``done`` maps str(γ) → model id of runs already finished (they are not trained again);
+    ``on_done(γ, model_id)`` is called after each new run, so a caller can remember it.
+    """
+    if not cfg.gamma_grid:
+        raise ConfigError("gamma_search needs a non-empty gamma_grid")
+    cands = accepted_candidates(project, cfg.method) if candidates is None else candidates
+    base = _retrain_base(project, cfg)
+    n = len(project.class_names)
+    done = dict(done or {})
+    seed = cfg.seeds[0]
+    label = name or f"{cfg.method} retrain ({len(cands)} generated)"
+    table = []
+    for g in cfg.gamma_grid:
+        key = f"{g:g}"
+        if key not in done:
+            check_cancel(cancel, f"before the γ = {key} run")
+            plan = generated_plan(project, replace(cfg, gammas=(g,) * n, gamma_grid=()), cands)
+            res = train_classifier(project, replace(base, seed=seed), role=cfg.method if cfg.method != "all" else "ddb",
+                                   name=f"{label} γ={key} seed {seed}", make_active=False, on_progress=on_progress,
+                                   cancel=cancel, plan=plan)
+            done[key] = res.model_id
+            if on_done:
+                on_done(g, res.model_id)
+        metrics = project.model(done[key])["metrics"]
+        val = metrics.get("val") or {}
+        table.append({"gamma": g, "model_id": done[key], "val_wga": val.get("worst_group_acc"),
+                      "val_acc": val.get("mean_acc"), "key": selection_key(metrics, base.select_by)})
+    best = max(table, key=lambda r: r["key"])  # ties: the first (smallest-listed) γ
+    for r in table:
+        r["chosen"] = r is best
+        del r["key"]
+    return best["gamma"], table
+
+
+def retrain(project: Project, cfg: RetrainConfig = RetrainConfig(), on_progress: Optional[ProgressFn] = None,
+            cancel: Optional[CancelToken] = None, name: Optional[str] = None) -> MultiSeedResult:
+    """DDB retraining, one model per seed; each is stored with its reports (resumable per epoch).
+
+    With ``cfg.gamma_grid``, γ is chosen first (``gamma_search``) and its first-seed model is reused.
+    """
+    cands = accepted_candidates(project, cfg.method)
+    base = _retrain_base(project, cfg)
+    label = name or f"{cfg.method} retrain ({len(cands)} generated)"
+    details: dict = {}
+    reuse: dict[int, int] = {}
+    if cfg.gamma_grid:
+        g, table = gamma_search(project, cfg, cands, on_progress=on_progress, cancel=cancel, name=name)
+        cfg = replace(cfg, gammas=(g,) * len(project.class_names), gamma_grid=())
+        details["gamma_search"] = table
+        reuse[cfg.seeds[0]] = next(r["model_id"] for r in table if r["chosen"])
+    details["gammas"] = list(cfg.gammas) if cfg.gammas is not None else [1.0] * len(project.class_names)
+    results = []
     for seed in cfg.seeds:
         check_cancel(cancel, f"before retraining seed {seed}")
+        if seed in reuse:
+            results.append(stored_result(project, reuse[seed]))
+            continue
         plan = generated_plan(project, cfg, cands)
-        tc = replace(base, seed=seed)
-        label = name or f"{cfg.method} retrain ({len(cands)} generated)"
-        results.append(train_classifier(project, tc, role=cfg.method if cfg.method != "all" else "ddb",
+        results.append(train_classifier(project, replace(base, seed=seed), role=cfg.method if cfg.method != "all" else "ddb",
                                         name=f"{label} seed {seed}", make_active=False, on_progress=on_progress,
                                         cancel=cancel, plan=plan))
     return MultiSeedResult(cfg.method, [r.model_id for r in results], results, "val" if _uses_val(cfg.train) else "none",
-                           {"n_generated": len(cands), "per_direction": _per_direction(cands)})
+                           {"n_generated": len(cands), "per_direction": _per_direction(cands), **details})
+
+
+def stored_result(project: Project, model_id: int) -> TrainResult:
+    """A stored model as a TrainResult (its reports from the database)."""
+    from .evaluation import GroupReport
+
+    m = project.model(model_id)
+    reports = {k: GroupReport.from_dict(v) for k, v in m["metrics"].items() if k in ("train", "val", "test")
+               and isinstance(v, dict)}
+    return TrainResult(model_id, m.get("run_id"), reports, m["metrics"].get("history", []),
+                       m["metrics"].get("best_epoch", 0), 0.0)
 
 
 def _uses_val(tc: TrainConfig) -> bool:

@@ -107,6 +107,38 @@ def test_retraining_run_stores_models_and_a_report_that_matches_an_independent_c
     assert "before" in (d / "report.md").read_text() and "weighted by train group shares" in (d / "report.md").read_text()
 
 
+def test_gamma_search_chooses_by_val_wga_and_the_other_seeds_train_with_the_choice(candidates_project):
+    p = candidates_project
+    set_thresholds(p, Psi={0: 2.0, 1: 2.0}, P={0: -1e9, 1: -1e9})
+    n_before = len(p.models())
+    out = api.retrain(p, RetrainConfig(train=TINY_TRAIN, seeds=(0, 1), gamma_grid=(1.0, 5.0)), report=False)
+    table = out["gamma_search"]
+    assert [r["gamma"] for r in table] == [1.0, 5.0] and sum(r["chosen"] for r in table) == 1
+    # The choice is the best val WGA (ties: val accuracy, then the first listed), from the stored models.
+    vals = [(p.model(r["model_id"])["metrics"]["val"]["worst_group_acc"],
+             p.model(r["model_id"])["metrics"]["val"]["mean_acc"]) for r in table]
+    best = max(range(2), key=lambda k: vals[k])
+    assert table[best]["chosen"] and out["gammas"] == [table[best]["gamma"]] * 2
+    # Seed 0 is the chosen search run; seed 1 is new and trained with the chosen γ.
+    assert out["model_ids"][0] == table[best]["model_id"]
+    seed1 = p.model(out["model_ids"][1])
+    assert seed1["config"]["seed"] == 1 and seed1["config"]["plan"]["gammas"] == [table[best]["gamma"]] * 2
+    assert len(p.models()) == n_before + 3  # two search runs + one more seed
+    with pytest.raises(ConfigError, match="repeated"):
+        RetrainConfig(gamma_grid=(1.0, 1.0))
+    with pytest.raises(ConfigError, match=">= 0"):
+        RetrainConfig(gamma_grid=(1.0, -2.0))
+
+
+def test_gamma_selection_key_falls_back_to_val_accuracy_without_group_labels():
+    from ddb_core.retraining import selection_key
+
+    with_groups = {"val": {"worst_group_acc": 0.5, "mean_acc": 0.9}}
+    assert selection_key(with_groups, "auto") == (0.5, 0.9)
+    assert selection_key(with_groups, "val_acc") == (0.9, 0.5)
+    assert selection_key({"val": {"worst_group_acc": None, "mean_acc": 0.7}}, "val_wga") == (0.7, -1.0)
+
+
 def test_bootstrap_interval_brackets_and_narrows_with_more_samples():
     from ddb_core.reporting import _metrics_resampled
 
