@@ -268,7 +268,8 @@ def retrain(project: Project, cfg=None, *, report: bool = True, on_progress=None
            "gamma_search": res.details.get("gamma_search")}
     if report:
         out["report"] = make_report(project, res.model_ids, title=f"{cfg.method.upper()} retraining "
-                                    f"({res.details['n_generated']} generated samples)", kind="retrain")
+                                    f"({res.details['n_generated']} generated samples)", kind="retrain",
+                                    extra={"gammas": out["gammas"], "gamma_search": out["gamma_search"]})
     return out
 
 
@@ -303,13 +304,16 @@ def baseline(project: Project, name: str, *, seeds=(0,), train: Optional[TrainCo
 
 
 def make_report(project: Project, model_ids, *, baseline_id: Optional[int] = None, title: str = "report",
-                kind: str = "retrain", n_boot: int = 1000) -> dict:
-    """Build and store the report of ``model_ids`` (seeds of one run) against ``baseline_id`` (default: ERM)."""
+                kind: str = "retrain", n_boot: int = 1000, extra: Optional[dict] = None) -> dict:
+    """Build and store the report of ``model_ids`` (seeds of one run) against ``baseline_id`` (default: ERM).
+
+    ``extra`` is stored with it (a retraining passes its γ and its γ search)."""
     from .reporting import build_report, save_report
 
     if baseline_id is None:
         baseline_id = project.active_erm_id
     rep = build_report(project, list(model_ids), baseline_id, title=title, n_boot=n_boot)
+    rep.update(extra or {})
     return save_report(project, rep, kind)
 
 

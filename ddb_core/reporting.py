@@ -199,6 +199,12 @@ def report_markdown(report: dict) -> str:
             txt += f" (before {_pct(b[key])}%; change {100 * d['delta']:+.1f} points{_ci_txt(d['ci95'])})"
         lines.append(txt)
     lines.append(f"- worst group: {a['worst_group']}" + (f" (before: {b['worst_group']})" if b else ""))
+    if report.get("gammas"):
+        lines.append("- γ per generated target class: " + ", ".join(f"{g:g}" for g in report["gammas"]))
+    if report.get("gamma_search"):
+        lines.append("- γ chosen by val WGA: " + "; ".join(
+            f"γ = {t['gamma']:g}: val WGA {_pct(t['val_wga'])}%, val accuracy {_pct(t['val_acc'])}%"
+            f"{' (chosen)' if t['chosen'] else ''}" for t in report["gamma_search"]))
     if report["seeds"] > 1:
         lines.append("- per seed: " + "; ".join(f"model {p['model_id']}: WGA {_pct(p['worst_group_acc'])}%, "
                                                 f"mean {_pct(p['mean_acc'])}%" for p in report["per_seed"]))

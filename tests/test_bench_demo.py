@@ -22,7 +22,7 @@ def tiny_model_dir(tmp_path_factory):
 
 def tiny_cfg(model) -> DemoBenchConfig:
     return DemoBenchConfig(seeds=(0, 1), erm=TrainConfig(image_size=32, epochs=1, batch_size=16), k=4, ti_size=3,
-                           ti_steps=2, inpaint_steps=2, ig_steps=4, retrain_epochs=1, model=str(model),
+                           ti_steps=2, inpaint_steps=2, ig_steps=4, retrain_epochs=1, gamma_grid=(1.0, 2.0), model=str(model),
                            baselines=("jtt", "dfr", "scgs"), data={"image_size": 32, "n_train": 48, "n_val": 16, "n_test": 16,
                                                           "workers": 1})
 
@@ -38,6 +38,10 @@ def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_
     assert {"erm (seed 0)", "generation", "scoring", "retrain ddb"} <= set(res["stage_seconds"])
     text = doc.read_text()
     assert "End-to-end demo benchmark" in text and "| DDB |" in text and json.loads((tmp_path / "demo.json").read_text())
+    # γ was chosen by val WGA among the grid; the chosen run is seed 0's model.
+    search = res["rows"][-1]["gamma_search"]
+    assert [t["gamma"] for t in search] == [1.0, 2.0] and "γ search for DDB" in text
+    assert res["rows"][-1]["model_ids"][0] == next(t["model_id"] for t in search if t["chosen"])
     # The figures name the weights that produced them.
     from ddb_core.inpainting import model_fingerprint
 
@@ -77,6 +81,7 @@ def test_bench_scgs_reuses_the_main_tables_erm_and_jtt(tiny_model_dir, tmp_path)
     assert res["rows"][0]["model_ids"] == main["rows"][0]["model_ids"]
     assert res["rows"][1]["model_ids"] == main["rows"][1]["model_ids"]
     project = Project.open(tmp_path / "work" / "demo")
-    assert len(project.models()) == n_models + 4  # SCGS and JTT+SCGS, two seeds each; JTT identification reused
+    # SCGS: the γ search (2 runs, seed 0) + seed 1; JTT+SCGS: two seeds; JTT identification reused
+    assert len(project.models()) == n_models + 5
     assert project.db.execute("select count(*) from candidates where method = 'scgs'").fetchone()[0] > 0
     assert "| JTT+SCGS |" in doc.read_text() and "SCGS on the demo" in scgs_markdown(res)

@@ -60,6 +60,14 @@ def test_review_page_in_chromium(candidates_project, tmp_path):
             assert row is not None and row[0] == "reject"
             page.screenshot(path=str(tmp_path / "review.png"))
             assert (tmp_path / "review.png").stat().st_size > 10_000
+            # The retrain button, with γ chosen by val WGA: the report appears on the page and in the DB.
+            page.get_by_role("tab", name="Retrain").click()
+            page.locator("#gamma-grid textarea, #gamma-grid input").first.fill("1, 2")
+            page.locator("#btn-retrain").click()
+            text = _wait_text(page, "#report", r"γ chosen by val WGA", timeout_s=240)
+            assert "worst-group accuracy" in text and text.count("(chosen)") == 1
+            stored = p.db.execute("select count(*) from reports").fetchone()[0]
+            assert stored == 1
             browser.close()
     finally:
         app.close()

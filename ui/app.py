@@ -19,6 +19,9 @@ import numpy as np
 
 from ddb_core import api
 from ddb_core.errors import DDBError
+from ddb_core.retraining import RetrainConfig
+
+_RETRAIN = RetrainConfig()  # the library's documented retraining defaults
 from ddb_core.evaluation import report_markdown
 from ddb_core.jobs import BackgroundJob
 from ddb_core.store import Project
@@ -420,9 +423,11 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                 inputs_md = gr.Markdown(elem_id="retrain-inputs")
                 with gr.Row():
                     gammas = gr.Textbox("1.0", label="γ per class (one value, or one per class, comma-separated)")
-                    r_lr = gr.Number(5e-4, label="learning rate")
-                    r_epochs = gr.Number(4, label="epochs", precision=0)
-                    r_bs = gr.Number(64, label="batch size", precision=0)
+                    gamma_grid = gr.Textbox("", label="or choose γ by val WGA among (comma-separated, e.g. 1, 3, 10)",
+                                            elem_id="gamma-grid")
+                    r_lr = gr.Number(_RETRAIN.train.lr, label="learning rate")
+                    r_epochs = gr.Number(_RETRAIN.train.epochs, label="epochs", precision=0)
+                    r_bs = gr.Number(_RETRAIN.train.batch_size, label="batch size", precision=0)
                     r_seeds = gr.Textbox("0", label="seeds (comma-separated)")
                     r_ratio = gr.Number(0.0, label="generated share of each batch (0 = natural)")
                 retrain_btn = gr.Button("Retrain on accepted samples", variant="primary", elem_id="btn-retrain")
@@ -874,26 +879,25 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
 
         report_pick.change(safe(show_report), [report_pick], [report_md, report_groups, report_curves], api_name="show_report")
 
-        def do_retrain(g, lr, ep, bs, seeds, ratio):
+        def do_retrain(g, grid, lr, ep, bs, seeds, ratio):
             from dataclasses import replace as _replace
-
-            from ddb_core.retraining import RetrainConfig
 
             nm = names()
             try:
                 gs = [float(x) for x in g.split(",") if x.strip()]
+                grid_gs = tuple(float(x) for x in (grid or "").split(",") if x.strip())
                 sd = tuple(int(x) for x in seeds.split(",") if x.strip())
             except ValueError:
-                raise gr.Error("γ and seeds must be comma-separated numbers")
+                raise gr.Error("γ, the γ grid and seeds must be comma-separated numbers")
             if len(gs) == 1:
                 gs = gs * len(nm)
             base = RetrainConfig()
             cfg = RetrainConfig(train=_replace(base.train, lr=float(lr), epochs=int(ep), batch_size=int(bs)),
-                                gammas=tuple(gs), seeds=sd or (0,), gen_ratio=float(ratio))
+                                gammas=tuple(gs), gamma_grid=grid_gs, seeds=sd or (0,), gen_ratio=float(ratio))
             return start("retrain on accepted samples", lambda on_progress, cancel: api.retrain(
                 state.project(), cfg, on_progress=on_progress, cancel=cancel))
 
-        retrain_btn.click(safe(do_retrain), [gammas, r_lr, r_epochs, r_bs, r_seeds, r_ratio], [job_md, timer], api_name="retrain")
+        retrain_btn.click(safe(do_retrain), [gammas, gamma_grid, r_lr, r_epochs, r_bs, r_seeds, r_ratio], [job_md, timer], api_name="retrain")
 
         def retrain_refresh():
             ch = reports_choices()
