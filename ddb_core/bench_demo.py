@@ -559,7 +559,7 @@ def bench_ti(cfg: DemoBenchConfig = DemoBenchConfig(), sizes: Sequence[int] = (0
         prepare(p, vcfg, times, on_progress, cancel)
         counts = summary(p, thresholds(p))
         ids = _retrain_cached(p, "ddb", vcfg, times, on_progress=on_progress, cancel=cancel)
-        row = _row_from_models(p, f"TI size {size}", ids, LABELS["ddb"])
+        row = _row_from_models(p, f"TI size {size}", ids, LABELS["ddb"], {"gamma_search": _gamma_table(p, "ddb")})
         row.update(ti_size=size, candidates=sum(v["candidates"] for v in counts.values()),
                    pruned=sum(v["candidates"] - v["kept"] for v in counts.values()), per_direction=counts)
         rows.append(row)
@@ -574,11 +574,14 @@ def ti_markdown(res: dict) -> str:
     seeds = res["config"]["seeds"]
     lines = ["## Ablation: textual inversion (the shape of the paper's Table 5)", "",
              f"Command: `{res['command']}`; K = {res['k']} per class; seed{'s' if len(seeds) > 1 else ''} "
-             f"{', '.join(map(str, seeds))} (mean ± std over seeds); size 0 = the plain prompt \"a photo of a bird\".", "",
+             f"{', '.join(map(str, seeds))} (mean ± std over seeds); size 0 = the plain prompt \"a photo of a bird\"; "
+             f"{_gamma_words(res['config'])}.", "",
              "| TI set size | candidates | pruned | WGA % | mean acc % (plain) |", "| ---: | ---: | ---: | ---: | ---: |"]
     for r in res["rows"]:
         lines.append(f"| {r['ti_size']} | {r['candidates']} | {r['pruned']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")
-    lines.append(f"\n- wall time {res['seconds'] / 60:.1f} min" + _model_note(res))
+    lines.append("")
+    lines += _gamma_lines([{**r, "method": f"TI set size {r['ti_size']}"} for r in res["rows"]])
+    lines.append(f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res))
     return "\n".join(lines) + "\n"
 
 

@@ -244,7 +244,9 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         "- captions are class-agnostic (\"a photo of a bird on water\", \"a picture of a bird on the left on land\"): the "
         "class can only come from textual inversion",
         f"- steps: VAE {cfg['vae_steps']} (batch {cfg['vae_batch_size']}, lr {cfg['vae_lr']}), UNet + text encoder "
-        f"{cfg['unet_steps']} (batch {cfg['batch_size']}, peak lr {cfg['unet_lr']}, cosine); seed {cfg['seed']}",
+        f"{cfg['unet_steps']} (batch {cfg['batch_size']}, peak lr {cfg['unet_lr']}, cosine"
+        + (f", restarted at UNet step {cfg['unet_restart_steps']}" if cfg.get("unet_restart_steps") else "")
+        + f"); seed {cfg['seed']}",
         f"- sizes: VAE blocks {m['vae_channels']} (latents {m['sample_size'] // 2 ** (len(m['vae_channels']) - 1)} px), "
         f"UNet blocks {m['unet_channels']}, CLIP text encoder width {m['text_hidden']} × {m['text_layers']} layers; "
         f"{size / 1e6:.1f} MB on disk",

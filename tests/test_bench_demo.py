@@ -68,6 +68,7 @@ def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_
     assert p0.db.execute("select count(*) from tokens").fetchone()[0] == 0
     assert {r[0] for r in p0.db.execute("select prompt from candidates")} == {"a photo of a bird"}
     assert "| 3 |" in ti_markdown(ti)
+    assert "γ search for TI set size 3" in ti_markdown(ti) and "chosen by val WGA among 1, 2" in ti_markdown(ti)
 
 
 def test_bench_scgs_reuses_the_main_tables_erm_and_jtt(tiny_model_dir, tmp_path):
