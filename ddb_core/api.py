@@ -54,7 +54,9 @@ def create_project(root: str | os.PathLike, fmt: str, source: Optional[str | os.
     if fmt == "demo" and "inpaint_model" not in (project.get_meta("pipeline") or {}):
         from .inpainting import MICRO_MODEL
 
-        set_pipeline_settings(project, inpaint_model=MICRO_MODEL)  # the shipped micro model, by path
+        # The shipped micro model, by path, repainting each bird's box as `bench demo` does: inside the
+        # tight silhouette it cannot change a waterbird's shape into a landbird's (model card, quality).
+        set_pipeline_settings(project, inpaint_model=MICRO_MODEL, masker="provided", masker_options={"shape": "box"})
     return project, report
 
 

@@ -3,7 +3,11 @@
 import time
 
 from conftest import TINY
-from ddb_core.api import build_demo_project
+import numpy as np
+
+from ddb_core.api import build_demo_project, load_masker, pipeline_settings
+from ddb_core.imaging import load_rgb
+from ddb_core.inpainting import MICRO_MODEL
 from ddb_core.jobs import BackgroundJob
 from ddb_core.progress import Progress
 from ddb_core.store import Project
@@ -31,6 +35,14 @@ def test_demo_build_job_reports_progress_and_finishes(tmp_path):
     project = Project.open(tmp_path / "demo")
     assert project.active_erm_id is not None and project.get_meta("dataset_format") == "demo"
     assert project.get_meta("dataset_root") == "dataset"  # the demo lives inside the project folder
+    # The demo repaints each bird's box with the shipped micro model, as the benchmark does.
+    settings = pipeline_settings(project)
+    assert settings["masker"] == "provided" and settings["masker_options"] == {"shape": "box"}
+    assert settings["inpaint_model"] == MICRO_MODEL
+    row = project.samples("train", "id, path, label, mask_path")[0]
+    [mask] = load_masker(project).mask([load_rgb(project.dataset_path(row["path"]), 32)], "bird", [row])
+    ys, xs = np.nonzero(mask.mask)
+    assert mask.mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()  # a filled rectangle, not the silhouette
 
 
 def test_cancelled_job_resumes_on_the_next_build(tmp_path):
