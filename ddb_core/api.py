@@ -267,12 +267,20 @@ def retrain(project: Project, cfg=None, *, report: bool = True, on_progress=None
     res = _retrain(project, cfg, on_progress=on_progress, cancel=cancel)
     out = {"model_ids": res.model_ids, "summary": res.summary(), "n_generated": res.details["n_generated"],
            "per_direction": res.details["per_direction"], "gammas": res.details["gammas"],
-           "gamma_search": res.details.get("gamma_search")}
+           "gamma_search": res.details.get("gamma_search"), "warnings": res.details.get("warnings", [])}
     if report:
         out["report"] = make_report(project, res.model_ids, title=f"{cfg.method.upper()} retraining "
                                     f"({res.details['n_generated']} generated samples)", kind="retrain",
-                                    extra={"gammas": out["gammas"], "gamma_search": out["gamma_search"]})
+                                    extra={"gammas": out["gammas"], "gamma_search": out["gamma_search"],
+                                           "retrain_warnings": out["warnings"]})
     return out
+
+
+def retraining_warnings(project: Project, method: str = "ddb", batch_size: Optional[int] = None) -> list[str]:
+    """What to check before retraining on the accepted samples (see ``retraining.small_subset_warnings``)."""
+    from .retraining import RetrainConfig, accepted_candidates, small_subset_warnings
+
+    return small_subset_warnings(project, accepted_candidates(project, method), batch_size or RetrainConfig().train.batch_size)
 
 
 def retraining_inputs(project: Project, method: str = "ddb") -> dict[str, int]:

@@ -449,6 +449,8 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
                             reinit_head=a.reinit_head, method=a.method, seeds=tuple(a.seeds))
         inputs = api.retraining_inputs(project, a.method)
         print("accepted samples per direction: " + (", ".join(f"{k}: {v}" for k, v in inputs.items()) or "none"))
+        for w in api.retraining_warnings(project, a.method, cfg.train.batch_size):
+            print(f"warning: {w}")
         out = api.retrain(project, cfg, on_progress=progress)
         progress.close()
         from .reporting import _pct

@@ -205,6 +205,8 @@ def report_markdown(report: dict) -> str:
         lines.append("- γ chosen by val WGA: " + "; ".join(
             f"γ = {t['gamma']:g}: val WGA {_pct(t['val_wga'])}%, val accuracy {_pct(t['val_acc'])}%"
             f"{' (chosen)' if t['chosen'] else ''}" for t in report["gamma_search"]))
+    for w in report.get("retrain_warnings") or []:
+        lines.append(f"- **warning**: {w}")
     if report["seeds"] > 1:
         lines.append("- per seed: " + "; ".join(f"model {p['model_id']}: WGA {_pct(p['worst_group_acc'])}%, "
                                                 f"mean {_pct(p['mean_acc'])}%" for p in report["per_seed"]))

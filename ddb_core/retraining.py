@@ -220,6 +220,27 @@ def gamma_search(project: Project, cfg: RetrainConfig, candidates: Optional[list
     return best["gamma"], table
 
 
+def small_subset_warnings(project: Project, cands: Sequence[dict], batch_size: int) -> list[str]:
+    """Warnings for generated target classes with fewer accepted samples than one per batch.
+
+    Each generated term of Eq. 8 is a mean over its subset of the batch, so a lone sample of class c
+    in a batch weighs γ_c times as much as all the real samples of that batch together: a handful
+    of images (often the ones whose class swap failed) can then steer the whole retraining.
+    """
+    n_total = project.sample_count("train") + len(cands)
+    per_batch = n_total / max(1, batch_size)  # batches per epoch
+    out = []
+    for c, name in enumerate(project.class_names):
+        n = sum(int(x["target_label"]) == c for x in cands)
+        if 0 < n < per_batch:
+            out.append(f"only {n} accepted sample{'s' if n != 1 else ''} of target class {name!r}, fewer than one per "
+                       f"batch of {batch_size} (about {per_batch:.0f} batches per epoch): in a batch that holds one, "
+                       f"it weighs γ_{c} times as much as the batch's real samples together (Eq. 8 takes a mean over "
+                       f"each subset), so these few images can dominate retraining. Review them, or set a small γ "
+                       f"for class {name!r}.")
+    return out
+
+
 def retrain(project: Project, cfg: RetrainConfig = RetrainConfig(), on_progress: Optional[ProgressFn] = None,
             cancel: Optional[CancelToken] = None, name: Optional[str] = None) -> MultiSeedResult:
     """DDB retraining, one model per seed; each is stored with its reports (resumable per epoch).
@@ -229,7 +250,9 @@ def retrain(project: Project, cfg: RetrainConfig = RetrainConfig(), on_progress:
     cands = accepted_candidates(project, cfg.method)
     base = _retrain_base(project, cfg)
     label = name or f"{cfg.method} retrain ({len(cands)} generated)"
-    details: dict = {}
+    details: dict = {"warnings": small_subset_warnings(project, cands, base.batch_size)}
+    for w in details["warnings"]:
+        log.warning("retraining: %s", w)
     reuse: dict[int, int] = {}
     if cfg.gamma_grid:
         g, table = gamma_search(project, cfg, cands, on_progress=on_progress, cancel=cancel, name=name)

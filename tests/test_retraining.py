@@ -10,7 +10,7 @@ from ddb_core import api
 from ddb_core.errors import ConfigError
 from ddb_core.pruning import set_decision, set_thresholds
 from ddb_core.reporting import build_report
-from ddb_core.retraining import JTTConfig, RetrainConfig, accepted_candidates, generated_plan
+from ddb_core.retraining import JTTConfig, RetrainConfig, accepted_candidates, generated_plan, small_subset_warnings
 from ddb_core.training import MixedBatchSampler, TrainConfig, TrainPlan, balanced_loss
 
 TINY_TRAIN = TrainConfig(image_size=32, epochs=1, batch_size=16)
@@ -105,6 +105,31 @@ def test_retraining_run_stores_models_and_a_report_that_matches_an_independent_c
     lo, hi = rep["after"]["mean_acc_ci95"]
     assert lo <= rep["after"]["mean_acc"] <= hi
     assert "before" in (d / "report.md").read_text() and "weighted by train group shares" in (d / "report.md").read_text()
+    # A class with fewer accepted samples than batches per epoch is flagged, in the result and the report.
+    per_epoch = (p.sample_count("train") + 8) / TINY_TRAIN.batch_size
+    flagged = [c for c in (0, 1) if 4 < per_epoch]  # 4 accepted samples per target class
+    assert len(out["warnings"]) == len(flagged)
+    assert (d / "report.md").read_text().count("**warning**") == len(flagged)
+
+
+def test_few_accepted_samples_of_a_class_are_flagged(candidates_project):
+    p = candidates_project
+    set_thresholds(p, Psi={0: 2.0, 1: 2.0}, P={0: -1e9, 1: -1e9})  # all 8 kept: 4 per target class
+    cands = accepted_candidates(p)
+    n_total = p.sample_count("train") + len(cands)
+    names = p.class_names
+    # One sample per batch of size 1: every class with accepted samples is far below one per batch.
+    w = small_subset_warnings(p, cands, batch_size=1)
+    assert len(w) == 2 and all(f"target class {n!r}" in x for n, x in zip(names, w)) and "only 4 accepted" in w[0]
+    # One batch per epoch: four samples are plenty.
+    assert small_subset_warnings(p, cands, batch_size=n_total) == []
+    # Rejecting three of one class leaves one sample; only that class is flagged at a batch size that holds 4.
+    ones = [c["id"] for c in cands if c["target_label"] == 1][:3]
+    set_decision(p, ones, "reject")
+    left = accepted_candidates(p)
+    w = small_subset_warnings(p, left, batch_size=max(1, n_total // 2))  # two batches per epoch
+    assert len(w) == 1 and f"target class {names[1]!r}" in w[0] and "only 1 accepted sample " in w[0]
+    assert api.retraining_warnings(p, batch_size=max(1, n_total // 2)) == w
 
 
 def test_gamma_search_chooses_by_val_wga_and_the_other_seeds_train_with_the_choice(candidates_project):

@@ -860,7 +860,8 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             inputs = api.retraining_inputs(state.project())
             nm = names()
             parts = [f"{nm[int(d.split('->')[0])]} → {nm[int(d.split('->')[1])]}: **{n}**" for d, n in inputs.items()]
-            return "Accepted samples that go in: " + (", ".join(parts) if parts else "**none** (accept some on the Review screen)")
+            text = "Accepted samples that go in: " + (", ".join(parts) if parts else "**none** (accept some on the Review screen)")
+            return text + "".join(f"\n\n**Warning**: {w}" for w in api.retraining_warnings(state.project()))
 
         def reports_choices():
             if not Project.exists(state.project_dir):
