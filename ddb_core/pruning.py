@@ -155,13 +155,19 @@ def undo(project: Project, who: str = "user") -> Optional[int]:
     return last["candidate_id"]
 
 
-def summary(project: Project, th: Optional[dict] = None) -> dict[str, dict[str, int]]:
-    """Per direction "i->i'": candidates, scored, kept automatically, kept finally, manual overrides."""
+def summary(project: Project, th: Optional[dict] = None, method: Optional[str] = None) -> dict[str, dict[str, int]]:
+    """Per direction "i->i'": candidates, scored, kept automatically, kept finally, manual overrides.
+
+    ``method`` ("ddb", "scgs") counts that method's candidates only; by default every candidate counts.
+    """
     th = th or thresholds(project)
-    dirs = list(project.db.query("select distinct source_label, target_label from candidates order by 1, 2"))
+    only, only_args = ("method = ?", [method]) if method else ("1=1", [])
+    dirs = list(project.db.query(f"select distinct source_label, target_label from candidates where {only} order by 1, 2",
+                                 only_args))
     out = {}
     for d in dirs:
-        ds = decisions(project, "c.source_label = ? and c.target_label = ?", [d["source_label"], d["target_label"]], th)
+        ds = decisions(project, f"c.source_label = ? and c.target_label = ?{' and c.method = ?' if method else ''}",
+                       [d["source_label"], d["target_label"], *only_args], th)
         out[f"{d['source_label']}->{d['target_label']}"] = {
             "candidates": len(ds), "scored": sum(x.auto is not None for x in ds),
             "auto_kept": sum(bool(x.auto) for x in ds), "kept": sum(x.kept for x in ds),

@@ -60,6 +60,15 @@ def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_
     pr = bench_pruning(cfg, str(tmp_path / "work"))
     assert [r["method"] for r in pr["rows"]] == ["DDB with pruning", "DDB without pruning"]
     assert pr["rows"][0]["model_ids"] == res["rows"][-1]["model_ids"]
+    # Each candidate is judged once, as kept or pruned, by the oracle of the first seed.
+    for d, v in pr["per_direction"].items():
+        assert pr["judged"][d]["kept"]["n"] == v["kept"] and pr["judged"][d]["pruned"]["n"] == v["candidates"] - v["kept"]
+        assert 0 <= pr["judged"][d]["kept"]["judged_target"] <= v["kept"]
+    judge = Project.open(tmp_path / "work" / "demo").model(pr["judge_model"])
+    assert judge["role"] == "oracle"
+    from ddb_core.bench_demo import pruning_markdown
+
+    assert "kept: judged target" in pruning_markdown(pr)
     assert "Candidates per direction" in demo_markdown(res)
     # The textual-inversion ablation: size 0 is the plain prompt, each size its own project copy.
     ti = bench_ti(replace(cfg, seeds=(0,)), sizes=(0, 3), k=4, workdir=str(tmp_path / "work"))
