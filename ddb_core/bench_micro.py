@@ -75,7 +75,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     t_start = time.monotonic()
     project, oracle, oracle_row = _oracle(workdir, data_seed, on_progress)
     names = project.class_names
-    rows = {s: project.db.query("select id, path, label, mask_path from samples where split = ? order by id", [s])
+    rows = {s: project.db.query("select id, path, label, attr, mask_path from samples where split = ? order by id", [s])
             for s in ("train", "test")}
     rows = {s: list(r) for s, r in rows.items()}
     if any(r["mask_path"] is None for r in rows["test"]):
@@ -117,8 +117,14 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                                    zip(outs, srcs, masks)]
                         pasted = [np.where((m >= 128)[..., None], o, s) for o, s, m in zip(outs, srcs, masks)]
                         probs = _classify(oracle, pasted)
-                        d[f"{kind}/{prompt_kind}"] = {"swap": float((probs.argmax(1) == j).mean()),
-                                                      "background_mae": float(np.mean(outside)), "n": len(srcs)}
+                        hit = probs.argmax(1) == j
+                        attrs = np.array([pool[k]["attr"] for k in pick])
+                        d[f"{kind}/{prompt_kind}"] = {
+                            "swap": float(hit.mean()), "background_mae": float(np.mean(outside)), "n": len(srcs),
+                            # the same share per background of the source image (its group's attribute)
+                            "by_background": {project.attr_names[a]: {"swap": float(hit[attrs == a].mean()),
+                                                                      "n": int((attrs == a).sum())}
+                                              for a in sorted(set(attrs.tolist()))}}
                         if seed == seeds[0] and prompt_kind == "token":
                             grid_rows.append((f"{names[i]} → {names[j]}, {kind} mask", srcs[:6], masks[:6], pasted[:6],
                                               probs[:6, j]))
@@ -132,6 +138,12 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     for dname in per_seed[0]["directions"]:
         median[dname] = {k: {m: statistics.median(s["directions"][dname][k][m] for s in per_seed)
                              for m in ("swap", "background_mae")} for k in keys}
+    for dname in median:
+        for k in keys:
+            backs = sorted({b for s in per_seed for b in s["directions"][dname][k].get("by_background", {})})
+            median[dname][k]["by_background"] = {
+                b: statistics.median(s["directions"][dname][k]["by_background"][b]["swap"] for s in per_seed
+                                     if b in s["directions"][dname][k].get("by_background", {})) for b in backs}
     gates = {}
     for kind in ("object", "box"):
         swaps = {dname: median[dname][f"{kind}/token"]["swap"] for dname in median}
@@ -205,6 +217,10 @@ def inpainter_markdown(res: dict) -> str:
     for kind, g in res["gates"].items():
         lines.append(f"- {kind} masks: swap ≥ 60% in both directions: **{'met' if g['swap_ge_60'] else 'not met'}**; "
                      f"≥ 20 points above the plain prompt: **{'met' if g['gain_ge_20_points'] else 'not met'}**")
+    backs = [(d, kind, m[f"{kind}/token"].get("by_background", {})) for d, m in res["median"].items() for kind in ("object", "box")]
+    if any(b for _d, _k, b in backs):
+        lines.append("- swap with token by the source image's background (median over seeds): " + "; ".join(
+            f"{d} {kind}: " + ", ".join(f"{name} {_p(v)}" for name, v in b.items()) for d, kind, b in backs if b))
     lines.append("- per seed (swap with token, object / box masks): " + "; ".join(
         f"seed {s['seed']}: " + ", ".join(f"{d} {_p(v['object/token']['swap'])}/{_p(v['box/token']['swap'])}"
                                          for d, v in s["directions"].items()) for s in res["per_seed"]))

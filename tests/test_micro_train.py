@@ -127,3 +127,21 @@ def test_one_run_with_a_restart_has_the_schedule_of_a_run_continued_with_more_st
     assert unet_lr_at(plain, 3000) < unet_lr_at(plain, 2999)  # one cosine: no jump
     # a restart at or past the end is ignored: one cosine over the phase
     assert [unet_lr_at(MicroTrainConfig(unet_steps=3000), k) for k in range(3000)] == expected[:3000]
+
+
+def test_inpainter_gate_report_gives_the_swap_per_source_background():
+    from ddb_core.bench_micro import inpainter_markdown
+
+    def cell(swap, land, water):
+        return {"swap": swap, "background_mae": 0.03, "by_background": {"land": land, "water": water}}
+
+    dirs = {"0->1": {f"{k}/{p}": cell(0.5, 0.9, 0.1) for k in ("object", "box") for p in ("token", "plain")},
+            "1->0": {f"{k}/{p}": cell(0.7, 0.95, 0.45) for k in ("object", "box") for p in ("token", "plain")}}
+    res = {"command": "python -m ddb_core bench inpainter --seeds 0", "model": "m", "model_sha256": "abc",
+           "n_per_direction": 8, "ti_size": 3, "ti_steps": 2, "inpaint": {"steps": 2, "guidance": 7.5}, "seeds": [0],
+           "oracle_model": {"path": "o.pt", "test_wga": 0.8}, "median": dirs, "per_seed": [{"seed": 0, "directions": dirs}],
+           "gates": {"object": {"swap_ge_60": False, "gain_ge_20_points": False},
+                     "box": {"swap_ge_60": False, "gain_ge_20_points": False}}, "seconds": 60}
+    text = inpainter_markdown(res)
+    line = next(x for x in text.splitlines() if "by the source image's background" in x)
+    assert "0->1 box: land 90.0, water 10.0" in line and "1->0 object: land 95.0, water 45.0" in line
