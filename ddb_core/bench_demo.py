@@ -411,7 +411,7 @@ def demo_markdown(res: dict) -> str:
              f"{c['ti_size']} images per class ({c['ti_steps']} steps), provided masks ({c['masker_shape']}), micro model "
              f"`{c['model']}` ({c['inpaint_steps']} DDIM steps, guidance {c['guidance']}), IG with {c['ig_steps']} steps, "
              f"default thresholds (Ψ_i = Eq. 3, P = 25% quantile of ρ), retraining from the ERM checkpoint for "
-             f"{c['retrain_epochs']} epochs at lr {c['retrain_lr']}, {_gamma_words(c)}.", "",
+             f"{c['retrain_epochs']} epoch{'s' if c['retrain_epochs'] != 1 else ''} at lr {c['retrain_lr']}, {_gamma_words(c)}.", "",
              *_methods_table(res["rows"])]
     lines += ["", "Candidates per direction at the default thresholds: " + "; ".join(
         f"{d}: {v['candidates']} generated, {v['kept']} kept, {v['candidates'] - v['kept']} pruned" for d, v in res["pruning"].items()), ""]
