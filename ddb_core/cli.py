@@ -183,15 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .inpainting import InpaintConfig
     from .inversion import InversionConfig
-    from .selection import SelectionConfig
+    from .selection import TI_SOURCES, SelectionConfig
 
     sc = SelectionConfig()
     p = sub.add_parser("select", help="choose D_i (lowest-loss train images per class), the inversion set, and compute Psi_i")
     _add_project(p)
     p.add_argument("--k", type=float, default=sc.k, help="images per class: a count (>= 1) or a fraction (< 1) (default: %(default)s)")
     p.add_argument("--ti-size", type=int, default=sc.ti_size, help="inversion images per class (default: %(default)s)")
-    p.add_argument("--ti-source", default=sc.ti_source, choices=["high_loss", "val_minority"],
-                   help="high_loss: highest-loss train images (no group labels); val_minority: val images of the class's minority group")
+    p.add_argument("--ti-source", default=sc.ti_source, choices=list(TI_SOURCES),
+                   help="high_loss: highest-loss train images (no group labels); random: a seeded random sample of the "
+                        "class's train images (no group labels); val_minority: val images of the class's minority group "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=sc.seed, help="seed of --ti-source random (default: %(default)s)")
 
     ic = InversionConfig()
     p = sub.add_parser("invert", help="textual inversion: learn one token per class on the inpainting model")
@@ -655,7 +658,7 @@ def _run_stage(a: argparse.Namespace, progress: TqdmProgress) -> int:
     if a.command == "select":
         from .selection import SelectionConfig
 
-        res = api.select(project, SelectionConfig(k=a.k, ti_size=a.ti_size, ti_source=a.ti_source))
+        res = api.select(project, SelectionConfig(k=a.k, ti_size=a.ti_size, ti_source=a.ti_source, seed=a.seed))
         for label, name in enumerate(project.class_names):
             print(f"{name}: {res.sources[label]} source images, {res.inversion[label]} inversion images, "
                   f"Psi = {res.Psi[label]:.4f} (Eq. 3)")

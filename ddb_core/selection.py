@@ -7,8 +7,10 @@ a batch-mean loss over augmented crops). Produces rows of ``selections`` and ``c
 - D_i (purpose ``source``): the K training images of class i with the lowest loss — almost all
   majority-group images, found without group labels. K is a count (>= 1) or a fraction (< 1).
 - the textual-inversion set (purpose ``inversion``): by default the ``ti_size`` highest-loss
-  training images of class i (no group labels); with ``ti_source="val_minority"`` the val images
-  of class i's minority group (uses val group labels, paper §5.1).
+  training images of class i (no group labels, the paper's preference for minority images);
+  ``ti_source="random"``: a seeded random sample of class i's training images (no group labels);
+  ``ti_source="val_minority"``: the val images of class i's minority group (uses val group
+  labels, paper §5.1).
 - Ψ_i = mean of softmax(f(x))[i] over the class-i training images (Eq. 3).
 """
 
@@ -18,15 +20,21 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Optional
 
+import numpy as np
+
 from .errors import ConfigError, ProjectError
 from .store import Project
+
+
+TI_SOURCES = ("high_loss", "random", "val_minority")
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
     k: float = 0.5  # per class: a count (>= 1) or a fraction of the class's training images (< 1)
     ti_size: int = 30  # images per class for textual inversion (paper: 20-40; 0 = plain prompt)
-    ti_source: str = "high_loss"  # high_loss (no group labels) | val_minority (val group labels)
+    ti_source: str = "high_loss"  # high_loss | random (no group labels) | val_minority (val group labels)
+    seed: int = 0  # ti_source "random" only
 
     def __post_init__(self) -> None:
         if not self.k > 0:
@@ -35,8 +43,8 @@ class SelectionConfig:
             raise ConfigError(f"k >= 1 is a count and must be a whole number, got {self.k}")
         if self.ti_size < 0:
             raise ConfigError(f"ti_size must be >= 0, got {self.ti_size}")
-        if self.ti_source not in ("high_loss", "val_minority"):
-            raise ConfigError(f"ti_source must be 'high_loss' or 'val_minority', got {self.ti_source!r}")
+        if self.ti_source not in TI_SOURCES:
+            raise ConfigError(f"ti_source must be one of {', '.join(TI_SOURCES)}, got {self.ti_source!r}")
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,9 @@ def select(project: Project, cfg: SelectionConfig = SelectionConfig()) -> Select
         sources[label] = len(chosen)
         if cfg.ti_source == "high_loss":
             ti = list(reversed(cls))[:cfg.ti_size]
+        elif cfg.ti_source == "random":
+            rng = np.random.default_rng([cfg.seed, label])
+            ti = [cls[i] for i in rng.permutation(len(cls))[:cfg.ti_size]]
         else:
             attr = minority_attr(project, label)
             if attr is None:

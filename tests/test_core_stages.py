@@ -43,6 +43,22 @@ def test_val_minority_inversion_set_uses_the_rarest_group(scored_project):
     assert rows and all(r["split"] == "val" and r["label"] == 1 and r["attr"] == 0 for r in rows)  # waterbird on land
 
 
+
+def test_random_inversion_set_is_a_seeded_sample_of_the_class(scored_project):
+    def ti_ids(seed):
+        select(scored_project, SelectionConfig(k=2, ti_size=5, ti_source="random", seed=seed))
+        return {label: [r["id"] for r in selected(scored_project, "inversion", label)] for label in (0, 1)}
+
+    first, again, other = ti_ids(0), ti_ids(0), ti_ids(1)
+    assert first == again and first != other
+    for label, ids in first.items():
+        train = {r["id"]: r for r in scored_project.samples("train") if r["label"] == label}
+        assert len(ids) == 5 == len(set(ids)) and all(i in train for i in ids)
+        assert ids != [r["id"] for r in sorted(train.values(), key=lambda r: (r["erm_loss"], r["id"]))[::-1][:5]]
+    with pytest.raises(ConfigError, match="ti_source must be one of high_loss, random, val_minority"):
+        SelectionConfig(ti_source="lowest")
+
+
 # -- inpainting and textual inversion --------------------------------------------------------
 
 def test_tiny_pipeline_inpaints_and_keeps_pixels_outside_the_mask(tiny_pipe_factory):

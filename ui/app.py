@@ -566,7 +566,7 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                 p = state.project()
                 inp_cfg = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
                 jobs = {
-                    "select": lambda on_progress, cancel: api.select(p, SelectionConfig(k=cfg.k, ti_size=cfg.ti_size)),
+                    "select": lambda on_progress, cancel: api.select(p, SelectionConfig(k=cfg.k, ti_size=cfg.ti_size, ti_source=cfg.ti_source)),
                     "invert": lambda on_progress, cancel: api.invert(p, cfg=InversionConfig(steps=cfg.ti_steps), on_progress=on_progress, cancel=cancel),
                     "masks": lambda on_progress, cancel: api.compute_masks(p, on_progress=on_progress, cancel=cancel),
                     "generate": lambda on_progress, cancel: api.generate(p, cfg=GenerationConfig(use_tokens=cfg.ti_size > 0), inpaint=inp_cfg,
