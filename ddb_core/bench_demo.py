@@ -624,6 +624,114 @@ def bench_ti(cfg: DemoBenchConfig = DemoBenchConfig(), sizes: Sequence[int] = (0
 TI_WORDS = {"high_loss": "highest-loss train", "random": "random train", "val_minority": "val minority-group"}
 
 
+def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench",
+                    sources: Sequence[str] = ("none", "high_loss", "random"), n: int = 48, doc: Optional[Path] = None,
+                    json_path: Optional[Path] = None, on_progress=None, cancel=None) -> dict:
+    """Which textual-inversion set makes a token that swaps classes: per TI source, the share of box inpaintings
+    of D_i images (the demo's lowest-loss sources) that the first seed's oracle labels as the target class.
+
+    "none" is the plain prompt. Tokens are learned here (``cfg.ti_size`` images, ``cfg.ti_steps`` steps, seed =
+    the first seed) and nothing is written to the project: the measurement leaves its candidates untouched.
+    """
+    from . import api
+    from .imaging import load_mask, load_rgb
+    from .inpainting import InpaintConfig, Inpainter
+    from .inversion import InversionConfig, learn_token
+    from .masking import box_of
+    from .selection import SelectionConfig, class_rows_by_loss, inversion_rows, selected
+
+    t0 = time.monotonic()
+    times: dict[str, float] = {}
+    project = _project(Path(workdir), "demo", cfg, on_progress)
+    if project.active_erm_id is None:
+        _timed(times, "erm (seed 0)", lambda: api.train_erm(project, replace(cfg.erm, seed=cfg.seeds[0]),
+                                                            on_progress=on_progress, cancel=cancel))
+    sel = SelectionConfig(k=cfg.k, ti_size=cfg.ti_size, ti_source=cfg.ti_source)
+    if not selected(project, "source", 0):
+        api.select(project, sel)
+    oracle_ids, _ = _baseline_cached(project, "oracle", replace(cfg, seeds=cfg.seeds[:1]), times, on_progress, cancel)
+    m = project.model(oracle_ids[0])
+    from .models import load_classifier
+
+    judge, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
+    names = project.class_names
+    inp = Inpainter.load(cfg.model)
+    icfg = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
+    rng = np.random.default_rng([cfg.seeds[0], 29])
+    picks = {}
+    for i in range(len(names)):
+        pool = selected(project, "source", i)
+        if any(r["mask_path"] is None for r in pool):
+            raise ProjectError(f"{project.root}: this measurement needs the dataset's object masks (the demo has them)")
+        picks[i] = [pool[k] for k in sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))]
+    paths = {r["id"]: r["path"] for r in project.db.query("select id, path from samples")}
+    rows = []
+    for source in sources:
+        ts = time.monotonic()
+        tokens: dict[int, str] = {}
+        if source != "none":
+            for c in range(len(names)):
+                ti = inversion_rows(project, c, class_rows_by_loss(project, c), replace(sel, ti_source=source))
+                ims = [load_rgb(project.dataset_path(paths[r["id"]])) for r in ti]
+                tok = f"<{names[c]}-{source}>"
+                res = learn_token(inp.pipe, ims, tok, object_word_of(project, c), init_word=object_word_of(project, c),
+                                  cfg=InversionConfig(steps=cfg.ti_steps, seed=cfg.seeds[0]), on_progress=on_progress,
+                                  cancel=cancel)
+                inp.tokens[tok] = res.embedding
+                tokens[c] = tok
+        row = {"source": source, "ti_size": 0 if source == "none" else cfg.ti_size, "directions": {}}
+        for i, pool in picks.items():
+            for j in range(len(names)):
+                if j == i:
+                    continue
+                srcs = [load_rgb(project.dataset_path(r["path"])) for r in pool]
+                masks = [box_of(load_mask(project.dataset_path(r["mask_path"]))) for r in pool]
+                prompt = f"a photo of a {tokens[j] + ' ' if j in tokens else ''}{object_word_of(project, j)}"
+                outs = []
+                for b in range(0, len(srcs), icfg.batch_size):
+                    sl = slice(b, b + icfg.batch_size)
+                    outs += inp.inpaint(srcs[sl], masks[sl], [prompt] * len(srcs[sl]),
+                                        [cfg.seeds[0] * 1_000_003 + int(r["id"]) for r in pool[sl]], icfg)
+                from .bench_micro import _classify
+
+                preds = _classify(judge, outs).argmax(1)
+                row["directions"][f"{i}->{j}"] = {"n": len(pool), "judged_target": int((preds == j).sum())}
+        row["seconds"] = round(time.monotonic() - ts, 1)
+        rows.append(row)
+    res = {"config": _jsonable(asdict(cfg)), "rows": rows, "judge_model": oracle_ids[0], "n": n,
+           "seconds": round(time.monotonic() - t0, 1), "stage_seconds": times,
+           "command": "python -m ddb_core bench ti-source", "model_sha256": model_fingerprint(cfg.model)}
+    _write(res, doc, json_path, "ablation-ti-source", ti_source_markdown(res))
+    return res
+
+
+def object_word_of(project: Project, label: int) -> str:
+    from .generation import object_word
+
+    return object_word(project, label)
+
+
+TI_SOURCE_WORDS = {"none": "none (plain prompt)", **TI_WORDS}
+
+
+def ti_source_markdown(res: dict) -> str:
+    c = res["config"]
+    dirs = list(res["rows"][0]["directions"]) if res["rows"] else []
+    lines = ["## Textual-inversion set: which images make a token that swaps classes", "",
+             f"Command: `{res['command']}`. Per direction, {res['n']} of the demo's lowest-loss source images (D_i), "
+             f"their object boxes repainted by `{c['model']}` ({c['inpaint_steps']} DDIM steps, guidance {c['guidance']}) "
+             f"with the target class's token learned on {c['ti_size']} images of each kind ({c['ti_steps']} steps, seed "
+             f"{c['seeds'][0]}); the judge is the group-balanced oracle (model {res['judge_model']}, first seed; **train "
+             "group labels**, used only for this check). Nothing is written to the project.", "",
+             "| textual-inversion images | " + " | ".join(f"{d}: judged target" for d in dirs) + " |",
+             "| --- | " + " | ".join("---:" for _ in dirs) + " |"]
+    for r in res["rows"]:
+        lines.append(f"| {TI_SOURCE_WORDS.get(r['source'], r['source'])} | "
+                     + " | ".join(f"{_share(r['directions'][d])}" for d in dirs) + " |")
+    lines += ["", f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res)]
+    return "\n".join(lines) + "\n"
+
+
 def ti_markdown(res: dict) -> str:
     seeds = res["config"]["seeds"]
     lines = ["## Ablation: textual inversion (the shape of the paper's Table 5)", "",

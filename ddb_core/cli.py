@@ -350,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
                       ("pruning", "ablation: retraining with vs without pruning (Table 2 shape)"),
                       ("ti", "ablation: textual-inversion set size 0/10/20/30/40 (Table 5 shape); K = 100 per class, "
                              "seed 0 unless --seeds"),
-                      ("scgs", "SCGS and JTT+SCGS on the demo project of `bench demo` (reuses its ERM and JTT models)")):
+                      ("scgs", "SCGS and JTT+SCGS on the demo project of `bench demo` (reuses its ERM and JTT models)"),
+                      ("ti-source", "which textual-inversion images (none / highest-loss / random) make a token that "
+                                    "swaps classes, judged by the oracle on box inpaintings of D_i")):
         p = bench.add_parser(cmd, help=text)
         p.add_argument("--quick", action="store_true", help="the smoke preset: one seed, few candidates, short training")
         p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
@@ -593,7 +595,7 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         for name, r in res["backends"].items():
             print(f"{name}: mean IoU {r['median_mean_iou']:.3f} ({r['images_per_s_median']:.1f} images/s)")
         return 0
-    if a.command == "bench" and a.bench_command in ("demo", "pruning", "ti", "scgs"):
+    if a.command == "bench" and a.bench_command in ("demo", "pruning", "ti", "scgs", "ti-source"):
         from dataclasses import replace as _replace
         from pathlib import Path
 
@@ -622,6 +624,9 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         elif a.bench_command == "scgs":
             res = B.bench_scgs(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
             md = B.scgs_markdown(res)
+        elif a.bench_command == "ti-source":
+            res = B.bench_ti_source(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
+            md = B.ti_source_markdown(res)
         else:
             res = B.bench_ti(cfg, k=cfg.k if a.quick else 100, workdir=workdir, doc=doc, json_path=js, on_progress=progress)
             md = B.ti_markdown(res)

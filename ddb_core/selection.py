@@ -71,6 +71,27 @@ def minority_attr(project: Project, label: int) -> Optional[int]:
     return min(counts, key=counts.get) if counts else None
 
 
+def inversion_rows(project: Project, label: int, cls: list[dict], cfg: SelectionConfig) -> list[dict]:
+    """The textual-inversion set of class ``label`` (rows with ``id``); ``cls``: its train rows by ascending loss."""
+    if cfg.ti_source == "high_loss":
+        return list(reversed(cls))[:cfg.ti_size]
+    if cfg.ti_source == "random":
+        rng = np.random.default_rng([cfg.seed, label])
+        return [cls[i] for i in rng.permutation(len(cls))[:cfg.ti_size]]
+    attr = minority_attr(project, label)
+    if attr is None:
+        raise ConfigError("ti_source 'val_minority' needs group labels; this dataset has none")
+    return list(project.db.query(
+        "select id, erm_loss from samples where split = 'val' and label = ? and attr = ? order by id limit ?",
+        [label, attr, cfg.ti_size]))
+
+
+def class_rows_by_loss(project: Project, label: int) -> list[dict]:
+    """Class ``label``'s training rows scored by the active ERM model, by ascending loss (ties by id)."""
+    rows = _scored_train_rows(project, project.active_erm()["id"])
+    return sorted((r for r in rows if r["label"] == label), key=lambda r: (r["erm_loss"], r["id"]))
+
+
 def select(project: Project, cfg: SelectionConfig = SelectionConfig()) -> SelectionSummary:
     """Choose D_i and the inversion set per class, compute Ψ_i; replaces earlier selections."""
     erm = project.active_erm()
@@ -87,18 +108,7 @@ def select(project: Project, cfg: SelectionConfig = SelectionConfig()) -> Select
         out_rows += [{"erm_model_id": erm["id"], "purpose": "source", "label": label, "sample_id": r["id"],
                       "rank": i, "loss": r["erm_loss"]} for i, r in enumerate(chosen)]
         sources[label] = len(chosen)
-        if cfg.ti_source == "high_loss":
-            ti = list(reversed(cls))[:cfg.ti_size]
-        elif cfg.ti_source == "random":
-            rng = np.random.default_rng([cfg.seed, label])
-            ti = [cls[i] for i in rng.permutation(len(cls))[:cfg.ti_size]]
-        else:
-            attr = minority_attr(project, label)
-            if attr is None:
-                raise ConfigError("ti_source 'val_minority' needs group labels; this dataset has none")
-            ti = list(project.db.query(
-                "select id, erm_loss from samples where split = 'val' and label = ? and attr = ? order by id limit ?",
-                [label, attr, cfg.ti_size]))
+        ti = inversion_rows(project, label, cls, cfg)
         out_rows += [{"erm_model_id": erm["id"], "purpose": "inversion", "label": label, "sample_id": r["id"],
                       "rank": i, "loss": r["erm_loss"]} for i, r in enumerate(ti)]
         inversion[label] = len(ti)

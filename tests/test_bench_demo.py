@@ -78,6 +78,16 @@ def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_
     assert {r[0] for r in p0.db.execute("select prompt from candidates")} == {"a photo of a bird"}
     assert "| 3 |" in ti_markdown(ti)
     assert "γ search for TI set size 3" in ti_markdown(ti) and "chosen by val WGA among 1, 2" in ti_markdown(ti)
+    # Which TI images make a swapping token: every source judged on the same D_i images, nothing stored.
+    from ddb_core.bench_demo import bench_ti_source, ti_source_markdown
+
+    n_cands = Project.open(tmp_path / "work" / "demo").db.execute("select count(*) from candidates").fetchone()[0]
+    ts = bench_ti_source(cfg, str(tmp_path / "work"), n=2)
+    assert [r["source"] for r in ts["rows"]] == ["none", "high_loss", "random"]
+    assert all(d["n"] == 2 and 0 <= d["judged_target"] <= 2 for r in ts["rows"] for d in r["directions"].values())
+    assert set(ts["rows"][0]["directions"]) == {"0->1", "1->0"}
+    assert Project.open(tmp_path / "work" / "demo").db.execute("select count(*) from candidates").fetchone()[0] == n_cands
+    assert "| random train | " in ti_source_markdown(ts)
 
 
 def test_bench_scgs_reuses_the_main_tables_erm_and_jtt(tiny_model_dir, tmp_path):
