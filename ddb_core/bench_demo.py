@@ -42,7 +42,7 @@ class DemoBenchConfig:
     k: float = 300  # D_i per class (count)
     ti_size: int = 30
     # random train images of each class: on the demo, tokens learned on the highest-loss images (the paper's
-    # preference) gave almost no 1->0 class swaps with the micro model (the pruning ablation's judge counts them)
+    # preference) gave almost no 1->0 class swaps with the micro model (`bench ti-source` measures it)
     ti_source: str = "random"
     ti_steps: int = 400
     masker_shape: str = "box"  # provided masks: the object's box ("box") or silhouette ("mask")
