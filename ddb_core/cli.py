@@ -20,7 +20,7 @@ from .progress import Progress
 COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "select", "invert", "mask", "generate",
             "score", "prune", "run", "scgs select", "scgs generate", "retrain", "evaluate", "baseline jtt", "baseline dfr", "baseline oracle", "report",
             "train-micro-inpainter", "bench calibrate", "bench masks", "bench inpainter", "bench demo", "bench pruning", "bench ti",
-            "bench scgs")
+            "bench scgs", "bench ti-source")
 
 
 class TqdmProgress:
