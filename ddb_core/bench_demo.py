@@ -634,6 +634,8 @@ def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "pr
     the first seed) and nothing is written to the project: the measurement leaves its candidates untouched.
     """
     from . import api
+    from .bench_micro import _classify
+    from .generation import object_word
     from .imaging import load_mask, load_rgb
     from .inpainting import InpaintConfig, Inpainter
     from .inversion import InversionConfig, learn_token
@@ -674,7 +676,7 @@ def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "pr
                 ti = inversion_rows(project, c, class_rows_by_loss(project, c), replace(sel, ti_source=source))
                 ims = [load_rgb(project.dataset_path(paths[r["id"]])) for r in ti]
                 tok = f"<{names[c]}-{source}>"
-                res = learn_token(inp.pipe, ims, tok, object_word_of(project, c), init_word=object_word_of(project, c),
+                res = learn_token(inp.pipe, ims, tok, object_word(project, c), init_word=object_word(project, c),
                                   cfg=InversionConfig(steps=cfg.ti_steps, seed=cfg.seeds[0]), on_progress=on_progress,
                                   cancel=cancel)
                 inp.tokens[tok] = res.embedding
@@ -686,14 +688,12 @@ def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "pr
                     continue
                 srcs = [load_rgb(project.dataset_path(r["path"])) for r in pool]
                 masks = [box_of(load_mask(project.dataset_path(r["mask_path"]))) for r in pool]
-                prompt = f"a photo of a {tokens[j] + ' ' if j in tokens else ''}{object_word_of(project, j)}"
+                prompt = f"a photo of a {tokens[j] + ' ' if j in tokens else ''}{object_word(project, j)}"
                 outs = []
                 for b in range(0, len(srcs), icfg.batch_size):
                     sl = slice(b, b + icfg.batch_size)
                     outs += inp.inpaint(srcs[sl], masks[sl], [prompt] * len(srcs[sl]),
                                         [cfg.seeds[0] * 1_000_003 + int(r["id"]) for r in pool[sl]], icfg)
-                from .bench_micro import _classify
-
                 preds = _classify(judge, outs).argmax(1)
                 row["directions"][f"{i}->{j}"] = {"n": len(pool), "judged_target": int((preds == j).sum())}
         row["seconds"] = round(time.monotonic() - ts, 1)
@@ -703,12 +703,6 @@ def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "pr
            "command": "python -m ddb_core bench ti-source", "model_sha256": model_fingerprint(cfg.model)}
     _write(res, doc, json_path, "ablation-ti-source", ti_source_markdown(res))
     return res
-
-
-def object_word_of(project: Project, label: int) -> str:
-    from .generation import object_word
-
-    return object_word(project, label)
 
 
 TI_SOURCE_WORDS = {"none": "none (plain prompt)", **TI_WORDS}
