@@ -49,8 +49,9 @@ class DemoBenchConfig:
     inpaint_steps: int = 20
     guidance: float = 7.5
     ig_steps: int = 20
-    retrain_epochs: int = 2
-    retrain_lr: float = 5e-4
+    retrain_epochs: int = 1
+    retrain_lr: float = 2e-4
+    retrain_evals: int = 4  # val checks per retraining epoch (model selection)
     gammas: Optional[tuple[float, ...]] = None
     # γ chosen by val WGA among these (first seed), as the paper tunes it; () = ``gammas`` as given
     gamma_grid: tuple[float, ...] = (1.0, 3.0, 10.0)
@@ -118,7 +119,7 @@ def prepare(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=Non
         _save(project, "selection", asdict(sel))
     api.set_pipeline_settings(project, inpaint_model=cfg.model, masker="provided",
                               masker_options={"shape": cfg.masker_shape} if cfg.masker_shape != "mask" else {})
-    inp_cfg = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
+    inp_cfg = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=32)
     inpainter = None
     if cfg.ti_size > 0 and project.db.execute("select count(distinct label) from tokens").fetchone()[0] < len(project.class_names):
         inpainter = api.load_inpainter(project, cfg.model)
@@ -128,13 +129,16 @@ def prepare(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=Non
     _timed(times, "generation", lambda: api.generate(project, cfg=GenerationConfig(use_tokens=cfg.ti_size > 0),
                                                      inpaint=inp_cfg, inpainter=inpainter, on_progress=on_progress,
                                                      cancel=cancel))
-    _timed(times, "scoring", lambda: api.score(project, n_steps=cfg.ig_steps, on_progress=on_progress, cancel=cancel))
+    # 64 rows per IG pass: about 15% faster than 16 on CPU at the demo's 64 px (the library default suits 224 px)
+    _timed(times, "scoring", lambda: api.score(project, n_steps=cfg.ig_steps, internal_batch_size=64,
+                                               on_progress=on_progress, cancel=cancel))
 
 
 def _retrain_cfg(cfg: DemoBenchConfig):
     from .retraining import RetrainConfig
 
-    return RetrainConfig(train=replace(cfg.erm, epochs=cfg.retrain_epochs, lr=cfg.retrain_lr), gammas=cfg.gammas,
+    return RetrainConfig(train=replace(cfg.erm, epochs=cfg.retrain_epochs, lr=cfg.retrain_lr,
+                                       evals_per_epoch=cfg.retrain_evals), gammas=cfg.gammas,
                          gamma_grid=tuple(cfg.gamma_grid), gen_ratio=cfg.gen_ratio, seeds=tuple(cfg.seeds))
 
 
@@ -414,7 +418,9 @@ def demo_markdown(res: dict) -> str:
              f"{c['ti_size']} {TI_WORDS[c.get('ti_source', 'high_loss')]} images per class ({c['ti_steps']} steps), provided masks ({c['masker_shape']}), micro model "
              f"`{c['model']}` ({c['inpaint_steps']} DDIM steps, guidance {c['guidance']}), IG with {c['ig_steps']} steps, "
              f"default thresholds (Ψ_i = Eq. 3, P = 25% quantile of ρ), retraining from the ERM checkpoint for "
-             f"{c['retrain_epochs']} epoch{'s' if c['retrain_epochs'] != 1 else ''} at lr {c['retrain_lr']}, {_gamma_words(c)}.", "",
+             f"{c['retrain_epochs']} epoch{'s' if c['retrain_epochs'] != 1 else ''} at lr {c['retrain_lr']} (the model chosen by "
+             f"val WGA among {c.get('retrain_evals', 1)} check{'s' if c.get('retrain_evals', 1) != 1 else ''} per epoch), "
+             f"{_gamma_words(c)}.", "",
              *_methods_table(res["rows"])]
     lines += ["", "Candidates per direction at the default thresholds: " + "; ".join(
         f"{d}: {v['candidates']} generated, {v['kept']} kept, {v['candidates'] - v['kept']} pruned" for d, v in res["pruning"].items()), ""]

@@ -73,6 +73,8 @@ def _add_train_args(p: argparse.ArgumentParser, d=None) -> None:
     p.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (default: %(default)s)")
     p.add_argument("--select-by", default=d.select_by, choices=["auto", "val_wga", "val_acc", "last"],
                    help="epoch selection; auto = val_wga when val has group labels, else val_acc (default: %(default)s)")
+    p.add_argument("--evals-per-epoch", type=int, default=d.evals_per_epoch,
+                   help="val checks (model-selection points) per epoch, evenly spaced (default: %(default)s)")
     p.add_argument("--no-augment", action="store_true", help="train without random crops and flips")
     p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
     p.add_argument("--device", default=d.device, help="auto | cpu | cuda[:N] (default: %(default)s)")
@@ -124,7 +126,8 @@ def _train_config(a: argparse.Namespace, sampler: str = "natural"):
     return TrainConfig(arch=a.arch, pretrained=a.pretrained, pretrained_weights=a.pretrained_weights,
                        image_size=a.image_size, epochs=a.epochs, batch_size=a.batch_size, optimizer=a.optimizer,
                        lr=a.lr, weight_decay=a.weight_decay, momentum=a.momentum, sampler=sampler,
-                       select_by=a.select_by, augment=not a.no_augment, seed=a.seed, device=a.device)
+                       select_by=a.select_by, evals_per_epoch=a.evals_per_epoch, augment=not a.no_augment, seed=a.seed,
+                       device=a.device)
 
 
 def build_parser() -> argparse.ArgumentParser:

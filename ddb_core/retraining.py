@@ -40,9 +40,10 @@ INITS = ("erm", "scratch")
 
 
 def _retrain_recipe() -> TrainConfig:
-    # From the ERM checkpoint with Adam at 5e-4 (the paper's retraining lr on ImageNet-A), two epochs:
-    # on the demo, runs of 4 epochs chose epoch 1 or 2 by val WGA in every seed and declined after.
-    return TrainConfig(epochs=2, lr=5e-4)
+    # From the ERM checkpoint with Adam, one epoch at lr 2e-4, val checked 4 times. On the demo (γ = 1,
+    # seeds 0-2) the val WGA fell in a second epoch in every seed, and lr 2e-4 gave the best mean val
+    # WGA among 1e-4, 2e-4 and 5e-4; a single check per epoch left model selection too few points.
+    return TrainConfig(epochs=1, lr=2e-4, evals_per_epoch=4)
 
 
 @dataclass(frozen=True)

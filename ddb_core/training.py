@@ -50,6 +50,10 @@ class TrainConfig:
     momentum: float = 0.9  # sgd only
     sampler: str = "natural"  # natural | group_balanced (upsamples groups: uses TRAIN group labels)
     select_by: str = "auto"  # auto = val_wga when val has group labels, else val_acc; or last epoch
+    # val checks (model-selection points) per epoch, evenly spaced; the last is at the epoch's end.
+    # More than 1 suits short fine-tuning (a retraining of 1–2 epochs), where one check per epoch
+    # leaves model selection one or two noisy points to choose from.
+    evals_per_epoch: int = 1
     augment: bool = True  # random resized crop + horizontal flip on train images
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda[:N]
@@ -59,7 +63,7 @@ class TrainConfig:
 
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
-        for name in ("epochs", "batch_size", "image_size"):
+        for name in ("epochs", "batch_size", "image_size", "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -175,7 +179,7 @@ class TrainResult:
     run_id: int
     reports: dict[str, GroupReport]
     history: list[dict]
-    best_epoch: int
+    best_epoch: float  # an int, or e.g. 1.5 with several val checks per epoch
     seconds: float
     resumed_from_epoch: int = 0
 
@@ -236,6 +240,11 @@ def score_samples(project: Project, model, model_id: int, image_size: int, devic
 # Training.
 
 
+def _epoch_number(x: float):
+    """1.0 → 1, 1.5 → 1.5 (an epoch number as stored in a resume state)."""
+    return int(x) if float(x).is_integer() else x
+
+
 def _score(report: GroupReport, select_by: str) -> tuple[float, float]:
     """Epoch selection key: the chosen metric, ties broken by the other (val WGA ties are common early)."""
     wga = report.worst_group_acc if report.worst_group_acc is not None else -1.0
@@ -254,7 +263,9 @@ def stored_model(project: Project, role: str, cfg: TrainConfig) -> Optional[dict
         if "plan" in m["config"]:
             continue
         stored = {k: v for k, v in m["config"].items() if k in config}
-        if stored == config and "test" in m["metrics"]:
+        defaults = asdict(TrainConfig())  # a field added later, at its default, matches a model stored before it
+        wanted = {k: v for k, v in config.items() if k in stored or k not in defaults or v != defaults[k]}
+        if stored == wanted and "test" in m["metrics"]:
             return m
     return None
 
@@ -320,8 +331,9 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
         if plan.reinit_head:
             model.fc.reset_parameters()
         model = model.to(device)
-        if cfg.optimizer == "adam":
-            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "adam":  # the fused kernel (CPU and CUDA): one pass over all parameters per step
+            fused = device.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in model.parameters())
+            opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
         else:
             opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
@@ -332,7 +344,8 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             start_epoch, history = int(state["epoch"]), json.loads(state["history"])
-            best = {"score": tuple(state["best_score"].tolist()), "epoch": int(state["best_epoch"]), "state": state["best_model"]}
+            best = {"score": tuple(state["best_score"].tolist()), "epoch": _epoch_number(float(state["best_epoch"])),
+                    "state": state["best_model"]}
         resumed_from = start_epoch
 
         weights = None
@@ -357,8 +370,26 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
                 return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=order, num_workers=0)
             return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=RandomSampler(train_ds, generator=gen), num_workers=0)
 
-        # 5. Epochs.
+        # 5. Epochs, with ``evals_per_epoch`` val checks each (the last at the epoch's end).
         steps_per_epoch = len(make_loader(torch.Generator().manual_seed(0)))
+        n_checks = min(cfg.evals_per_epoch, steps_per_epoch)
+        check_at = {round(steps_per_epoch * (k + 1) / n_checks): k + 1 for k in range(n_checks)}  # step -> check no.
+
+        def val_check(at: float) -> dict:
+            """Evaluate on val at epoch ``at`` and keep the model if it is the best so far."""
+            if not val_rows:
+                out, score = {}, (at, 0.0)
+            else:
+                from .models import predict
+
+                rep = report_for(project, val_rows, predict(model, val_ds, device=device).argmax(1).numpy(), "val")
+                out = {"val_acc": rep.mean_acc, "val_wga": rep.worst_group_acc}
+                score = _score(rep, select_by) if select_by != "last" else (at, 0.0)
+            model.train()
+            if score > best["score"]:
+                best.update(score=score, epoch=at, state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+            return out
+
         tracker = ProgressTracker(f"train {role}", cfg.epochs * steps_per_epoch, on_progress, start_epoch * steps_per_epoch)
         for epoch in range(start_epoch, cfg.epochs):
             te = time.monotonic()
@@ -367,6 +398,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             loader = make_loader(gen)
             model.train()
             total_loss, total_correct, seen = 0.0, 0, 0
+            checks = []
             for step, (x, y, _idx) in enumerate(loader):
                 check_cancel(cancel, f"during epoch {epoch + 1} of {role} training")
                 x, y = x.to(device), y.to(device)
@@ -379,26 +411,22 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
                 total_correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
                 tracker.update(epoch * steps_per_epoch + step + 1, f"epoch {epoch + 1}/{cfg.epochs} loss {total_loss / seen:.3f}")
+                k = check_at.get(step + 1)
+                if k is not None and k < n_checks:  # a check inside the epoch
+                    at = round(epoch + k / n_checks, 3)
+                    checks.append({"epoch": at, **val_check(at)})
             sched.step()
-            entry = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_acc": total_correct / seen}
-            if val_rows:
-                from .models import predict
-
-                val_report = report_for(project, val_rows, predict(model, val_ds, device=device).argmax(1).numpy(), "val")
-                entry.update(val_acc=val_report.mean_acc, val_wga=val_report.worst_group_acc)
-                score = _score(val_report, select_by) if select_by != "last" else (epoch, 0.0)
-            else:
-                score = (epoch, 0.0)
+            entry = {"epoch": epoch + 1, "train_loss": total_loss / seen, "train_acc": total_correct / seen,
+                     **val_check(epoch + 1)}
+            if checks:
+                entry["checks"] = checks
             entry["seconds"] = round(time.monotonic() - te, 2)
             history.append(entry)
-            if score > best["score"]:
-                best = {"score": score, "epoch": epoch + 1,
-                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             log.info("epoch %s: %s", epoch + 1, entry)
             tmp = state_path.with_suffix(".tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                         "epoch": epoch + 1, "history": json.dumps(history), "best_score": torch.tensor(best["score"], dtype=torch.float64),
-                        "best_epoch": best["epoch"], "best_model": best["state"]}, tmp)
+                        "best_epoch": torch.tensor(float(best["epoch"]), dtype=torch.float64), "best_model": best["state"]}, tmp)
             tmp.replace(state_path)
             project.set_run_progress(run_id, epoch + 1, cfg.epochs)
 

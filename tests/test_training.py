@@ -122,3 +122,34 @@ def test_epoch_selection_breaks_worst_group_ties_by_mean_accuracy():
     assert early.worst_group_acc == later.worst_group_acc == 0.0
     assert _score(later, "val_wga") > _score(early, "val_wga")
     assert _score(later, "val_acc") > _score(early, "val_acc")
+
+
+def test_several_val_checks_per_epoch_select_among_them(tiny_project):
+    cfg = replace(TINY_CFG, epochs=2, evals_per_epoch=3, batch_size=8)
+    res = train_classifier(tiny_project, cfg, role="oracle", make_active=False)
+    hist = res.history
+    points = [c["epoch"] for h in hist for c in h.get("checks", [])] + [h["epoch"] for h in hist]
+    assert sorted(points) == pytest.approx([0.333, 0.667, 1, 1.333, 1.667, 2], abs=1e-3)
+    every = [(c["epoch"], c["val_wga"], c["val_acc"]) for h in hist for c in h["checks"] + [h]]
+    best = max(every, key=lambda t: (t[1], t[2]))  # first best in time order wins ties
+    first_best = next(t for t in sorted(every) if (t[1], t[2]) == (best[1], best[2]))
+    assert res.best_epoch == pytest.approx(first_best[0])
+    # the stored model is the checked one: its val WGA is the one recorded at that check
+    assert res.reports["val"].worst_group_acc == pytest.approx(first_best[1])
+
+
+def test_evals_per_epoch_must_be_positive():
+    with pytest.raises(ConfigError, match="evals_per_epoch"):
+        TrainConfig(evals_per_epoch=0)
+
+
+def test_a_model_stored_before_a_recipe_field_existed_is_still_found(tiny_project):
+    from ddb_core.training import stored_model
+
+    res = train_classifier(tiny_project, TINY_CFG, role="oracle", make_active=False)
+    row = tiny_project.model(res.model_id)
+    old_config = {k: v for k, v in row["config"].items() if k != "evals_per_epoch"}
+    tiny_project.db["models"].update(res.model_id, {"config": json.dumps(old_config)})
+    assert stored_model(tiny_project, "oracle", TINY_CFG)["id"] == res.model_id
+    assert stored_model(tiny_project, "oracle", replace(TINY_CFG, evals_per_epoch=2)) is None
+    assert stored_model(tiny_project, "oracle", replace(TINY_CFG, seed=2)) is None
