@@ -20,7 +20,7 @@ from .progress import Progress
 COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "select", "invert", "mask", "generate",
             "score", "prune", "run", "scgs select", "scgs generate", "retrain", "evaluate", "baseline jtt", "baseline dfr", "baseline oracle", "report",
             "train-micro-inpainter", "bench calibrate", "bench masks", "bench inpainter", "bench demo", "bench pruning", "bench ti",
-            "bench scgs", "bench ti-source")
+            "bench scgs", "bench ti-source", "bench recipe")
 
 
 class TqdmProgress:
@@ -355,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "seed 0 unless --seeds"),
                       ("scgs", "SCGS and JTT+SCGS on the demo project of `bench demo` (reuses its ERM and JTT models)"),
                       ("ti-source", "which textual-inversion images (none / highest-loss / random) make a token that "
-                                    "swaps classes, judged by the oracle on box inpaintings of D_i")):
+                                    "swaps classes, judged by the oracle on box inpaintings of D_i"),
+                      ("recipe", "the retraining recipe: DDB with γ = 1 for epochs 1/2 and lr 1e-4/2e-4/5e-4, every "
+                                 "seed; the best mean val WGA is marked (after `bench demo`)")):
         p = bench.add_parser(cmd, help=text)
         p.add_argument("--quick", action="store_true", help="the smoke preset: one seed, few candidates, short training")
         p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
@@ -598,7 +600,7 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         for name, r in res["backends"].items():
             print(f"{name}: mean IoU {r['median_mean_iou']:.3f} ({r['images_per_s_median']:.1f} images/s)")
         return 0
-    if a.command == "bench" and a.bench_command in ("demo", "pruning", "ti", "scgs", "ti-source"):
+    if a.command == "bench" and a.bench_command in ("demo", "pruning", "ti", "scgs", "ti-source", "recipe"):
         from dataclasses import replace as _replace
         from pathlib import Path
 
@@ -630,6 +632,9 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         elif a.bench_command == "ti-source":
             res = B.bench_ti_source(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
             md = B.ti_source_markdown(res)
+        elif a.bench_command == "recipe":
+            res = B.bench_recipe(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
+            md = B.recipe_markdown(res)
         else:
             res = B.bench_ti(cfg, k=cfg.k if a.quick else 100, workdir=workdir, doc=doc, json_path=js, on_progress=progress)
             md = B.ti_markdown(res)

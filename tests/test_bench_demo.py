@@ -105,3 +105,18 @@ def test_bench_scgs_reuses_the_main_tables_erm_and_jtt(tiny_model_dir, tmp_path)
     assert len(project.models()) == n_models + 5
     assert project.db.execute("select count(*) from candidates where method = 'scgs'").fetchone()[0] > 0
     assert "| JTT+SCGS |" in doc.read_text() and "SCGS on the demo" in scgs_markdown(res)
+    # The retraining recipe: one DDB retraining per (epochs, lr), every seed; the best mean val WGA is marked.
+    from ddb_core.bench_demo import bench_recipe, recipe_markdown
+
+    n_models = len(project.models())
+    rec = bench_recipe(cfg, str(tmp_path / "work"), recipes=((1, 1e-4), (2, 5e-4)), doc=doc)
+    assert [(r["epochs"], r["lr"]) for r in rec["rows"]] == [(1, 1e-4), (2, 5e-4)]
+    assert len(Project.open(tmp_path / "work" / "demo").models()) == n_models + 4
+    for r in rec["rows"]:
+        assert len(r["val_wga"]) == 2 and r["val_wga_mean"] == pytest.approx(sum(r["val_wga"]) / 2)
+    assert sum(r["chosen"] for r in rec["rows"]) == 1
+    assert max(rec["rows"], key=lambda r: r["val_wga_mean"])["chosen"]
+    md = recipe_markdown(rec)
+    assert "**(best val)**" in md and "the retraining recipe" in doc.read_text()
+    again = bench_recipe(cfg, str(tmp_path / "work"), recipes=((1, 1e-4), (2, 5e-4)))
+    assert [r["model_ids"] for r in again["rows"]] == [r["model_ids"] for r in rec["rows"]]
