@@ -427,6 +427,8 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                                             elem_id="gamma-grid")
                     r_lr = gr.Number(_RETRAIN.train.lr, label="learning rate")
                     r_epochs = gr.Number(_RETRAIN.train.epochs, label="epochs", precision=0)
+                    r_evals = gr.Number(_RETRAIN.train.evals_per_epoch, label="val checks per epoch (model selection)",
+                                        precision=0)
                     r_bs = gr.Number(_RETRAIN.train.batch_size, label="batch size", precision=0)
                     r_seeds = gr.Textbox("0", label="seeds (comma-separated)")
                     r_ratio = gr.Number(0.0, label="generated share of each batch (0 = natural)")
@@ -880,7 +882,7 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
 
         report_pick.change(safe(show_report), [report_pick], [report_md, report_groups, report_curves], api_name="show_report")
 
-        def do_retrain(g, grid, lr, ep, bs, seeds, ratio):
+        def do_retrain(g, grid, lr, ep, evals, bs, seeds, ratio):
             from dataclasses import replace as _replace
 
             nm = names()
@@ -893,12 +895,13 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             if len(gs) == 1:
                 gs = gs * len(nm)
             base = RetrainConfig()
-            cfg = RetrainConfig(train=_replace(base.train, lr=float(lr), epochs=int(ep), batch_size=int(bs)),
+            cfg = RetrainConfig(train=_replace(base.train, lr=float(lr), epochs=int(ep), evals_per_epoch=int(evals),
+                                               batch_size=int(bs)),
                                 gammas=tuple(gs), gamma_grid=grid_gs, seeds=sd or (0,), gen_ratio=float(ratio))
             return start("retrain on accepted samples", lambda on_progress, cancel: api.retrain(
                 state.project(), cfg, on_progress=on_progress, cancel=cancel))
 
-        retrain_btn.click(safe(do_retrain), [gammas, gamma_grid, r_lr, r_epochs, r_bs, r_seeds, r_ratio], [job_md, timer], api_name="retrain")
+        retrain_btn.click(safe(do_retrain), [gammas, gamma_grid, r_lr, r_epochs, r_evals, r_bs, r_seeds, r_ratio], [job_md, timer], api_name="retrain")
 
         def retrain_refresh():
             ch = reports_choices()
