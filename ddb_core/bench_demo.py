@@ -493,13 +493,9 @@ def bench_pruning(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proj
                              {"gamma_search": _gamma_table(project, "ddb")}),
             _row_from_models(project, "DDB without pruning", all_ids, LABELS["ddb"],
                              {"gamma_search": _gamma_table(project, "ddb-no-pruning")})]
-    res = {"config": _jsonable(asdict(cfg)), "per_direction": counts, "judged": judged, "judge_model": oracle_ids[0],
-           "rows": rows, "stage_seconds": times,
-           "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench pruning",
-           "goal_pruning_ge_no_pruning": rows[0]["wga"]["mean"] >= rows[1]["wga"]["mean"],
-           "model_sha256": model_fingerprint(cfg.model)}
-    _write(res, doc, json_path, "ablation-pruning", pruning_markdown(res))
-    return res
+    return _finish(cfg, "pruning", rows, times, t0, doc, json_path, "ablation-pruning", pruning_markdown,
+                   per_direction=counts, judged=judged, judge_model=oracle_ids[0],
+                   goal_pruning_ge_no_pruning=rows[0]["wga"]["mean"] >= rows[1]["wga"]["mean"])
 
 
 def bench_scgs(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", doc: Optional[Path] = None,
@@ -518,11 +514,7 @@ def bench_scgs(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
     jtt_ids, _details = _baseline_cached(project, "jtt", cfg, times, on_progress, cancel)
     rows.append(_row_from_models(project, "JTT", jtt_ids, LABELS["jtt"]))
     rows += _scgs_rows(project, replace(cfg, baselines=("jtt",)), times, on_progress, cancel)
-    res = {"config": _jsonable(asdict(cfg)), "rows": rows, "stage_seconds": times,
-           "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench scgs",
-           "model_sha256": model_fingerprint(cfg.model)}
-    _write(res, doc, json_path, "scgs", scgs_markdown(res))
-    return res
+    return _finish(cfg, "scgs", rows, times, t0, doc, json_path, "scgs", scgs_markdown)
 
 
 def scgs_markdown(res: dict) -> str:
@@ -620,11 +612,7 @@ def bench_ti(cfg: DemoBenchConfig = DemoBenchConfig(), sizes: Sequence[int] = (0
         row.update(ti_size=size, candidates=sum(v["candidates"] for v in counts.values()),
                    pruned=sum(v["candidates"] - v["kept"] for v in counts.values()), per_direction=counts)
         rows.append(row)
-    res = {"config": _jsonable(asdict(cfg)), "k": k, "rows": rows, "stage_seconds": times,
-           "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench ti",
-           "model_sha256": model_fingerprint(cfg.model)}
-    _write(res, doc, json_path, "ablation-ti", ti_markdown(res))
-    return res
+    return _finish(cfg, "ti", rows, times, t0, doc, json_path, "ablation-ti", ti_markdown, k=k)
 
 
 TI_WORDS = {"high_loss": "highest-loss train", "random": "random train", "val_minority": "val minority-group"}
@@ -704,11 +692,8 @@ def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "pr
                 row["directions"][f"{i}->{j}"] = {"n": len(pool), "judged_target": int((preds == j).sum())}
         row["seconds"] = round(time.monotonic() - ts, 1)
         rows.append(row)
-    res = {"config": _jsonable(asdict(cfg)), "rows": rows, "judge_model": oracle_ids[0], "n": n,
-           "seconds": round(time.monotonic() - t0, 1), "stage_seconds": times,
-           "command": "python -m ddb_core bench ti-source", "model_sha256": model_fingerprint(cfg.model)}
-    _write(res, doc, json_path, "ablation-ti-source", ti_source_markdown(res))
-    return res
+    return _finish(cfg, "ti-source", rows, times, t0, doc, json_path, "ablation-ti-source", ti_source_markdown,
+                   judge_model=oracle_ids[0], n=n)
 
 
 TI_SOURCE_WORDS = {"none": "none (plain prompt)", **TI_WORDS}
@@ -748,6 +733,16 @@ def ti_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _finish(cfg: DemoBenchConfig, command: str, rows: list[dict], times: dict, t0: float, doc: Optional[Path],
+            json_path: Optional[Path], section: str, markdown, **extra) -> dict:
+    """An ablation's result (config, rows, stage and total wall times, command, weights hash), written to docs."""
+    res = {"config": _jsonable(asdict(cfg)), "rows": rows, "stage_seconds": times, **extra,
+           "seconds": round(time.monotonic() - t0, 1), "command": f"python -m ddb_core bench {command}",
+           "model_sha256": model_fingerprint(cfg.model)}
+    _write(res, doc, json_path, section, markdown(res))
+    return res
+
+
 def _write(res: dict, doc: Optional[Path], json_path: Optional[Path], section: str, md: str) -> None:
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -785,12 +780,8 @@ def bench_recipe(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proje
     best = max(rows, key=lambda r: r["val_wga_mean"])
     for r in rows:
         r["chosen"] = r is best
-    res = {"config": _jsonable(asdict(cfg)), "rows": rows, "stage_seconds": times,
-           "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench recipe",
-           "default": {"epochs": cfg.retrain_epochs, "lr": cfg.retrain_lr},
-           "model_sha256": model_fingerprint(cfg.model)}
-    _write(res, doc, json_path, "ablation-recipe", recipe_markdown(res))
-    return res
+    return _finish(cfg, "recipe", rows, times, t0, doc, json_path, "ablation-recipe", recipe_markdown,
+                   default={"epochs": cfg.retrain_epochs, "lr": cfg.retrain_lr})
 
 
 def recipe_markdown(res: dict) -> str:

@@ -86,10 +86,12 @@ def test_app_through_gradio_client(candidates_project):
         client.predict(api_name="/undo")
         assert p.db.execute("select count(*) from decisions").fetchone()[0] == 0
         # Retrain on the accepted samples; the job finishes and stores a report.
-        client.predict("1.0", "", 5e-4, 1, 16, "0", 0.0, api_name="/retrain")  # γ, γ grid (none), lr, …
+        client.predict("1.0", "", 5e-4, 1, 2, 16, "0", 0.0, api_name="/retrain")  # γ, γ grid (none), lr, epochs, checks, …
         _wait(lambda: not app.state.job.running, timeout=300)
         assert app.state.job.snapshot().state == "done", app.state.job.snapshot().error
         assert p.db.execute("select count(*) from reports").fetchone()[0] == 1
+        ddb = p.models("ddb")[-1]  # the app's "val checks per epoch" reached the run: one check inside the epoch
+        assert ddb["config"]["evals_per_epoch"] == 2 and len(ddb["metrics"]["history"][0]["checks"]) == 1
         # Only the project's files are served.
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(app.local_url + "gradio_api/file=/etc/passwd", timeout=10)
