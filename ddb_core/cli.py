@@ -620,24 +620,13 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         doc = None if a.no_docs else DOC
         js = None if a.no_docs else Path(f"docs/bench/{a.bench_command}{suffix}.json")
         workdir = a.workdir + ("/quick" if a.quick else "")
-        if a.bench_command == "demo":
-            res = B.bench_demo(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
-            md = B.demo_markdown(res)
-        elif a.bench_command == "pruning":
-            res = B.bench_pruning(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
-            md = B.pruning_markdown(res)
-        elif a.bench_command == "scgs":
-            res = B.bench_scgs(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
-            md = B.scgs_markdown(res)
-        elif a.bench_command == "ti-source":
-            res = B.bench_ti_source(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
-            md = B.ti_source_markdown(res)
-        elif a.bench_command == "recipe":
-            res = B.bench_recipe(cfg, workdir, doc=doc, json_path=js, on_progress=progress)
-            md = B.recipe_markdown(res)
-        else:
-            res = B.bench_ti(cfg, k=cfg.k if a.quick else 100, workdir=workdir, doc=doc, json_path=js, on_progress=progress)
-            md = B.ti_markdown(res)
+        runs = {"demo": (B.bench_demo, B.demo_markdown), "pruning": (B.bench_pruning, B.pruning_markdown),
+                "scgs": (B.bench_scgs, B.scgs_markdown), "ti-source": (B.bench_ti_source, B.ti_source_markdown),
+                "recipe": (B.bench_recipe, B.recipe_markdown), "ti": (B.bench_ti, B.ti_markdown)}
+        fn, markdown = runs[a.bench_command]
+        extra = {"k": cfg.k if a.quick else 100} if a.bench_command == "ti" else {}
+        res = fn(cfg, workdir=workdir, doc=doc, json_path=js, on_progress=progress, **extra)
+        md = markdown(res)
         progress.close()
         print(md)
         return 0
