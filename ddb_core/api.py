@@ -27,8 +27,12 @@ def create_project(root: str | os.PathLike, fmt: str, source: Optional[str | os.
                    name: Optional[str] = None, replace: bool = False, demo: Optional[DemoDataConfig] = None,
                    label_attr: str = "Blond_Hair", spurious_attr: str = "Male", groups_csv: Optional[str] = None,
                    val_fraction: float = 0.1, seed: int = 0, check_images: bool = True,
-                   on_progress: Optional[ProgressFn] = None) -> tuple[Project, ImportReport]:
+                   class_names: Optional[list[str]] = None, attr_names: Optional[list[str]] = None,
+                   object_prompt=None, on_progress: Optional[ProgressFn] = None) -> tuple[Project, ImportReport]:
     """Create (or, with ``replace``, refill) a project from a dataset on disk or from the demo.
+
+    ``class_names`` / ``attr_names`` name the classes and the spurious attribute's values in label
+    order; ``object_prompt`` is the object word of the prompts (one, or a {class name: word} dict).
 
     The dataset is read and validated before the project folder is touched, so bad input leaves
     no new folder and no changed database behind.
@@ -45,7 +49,8 @@ def create_project(root: str | os.PathLike, fmt: str, source: Optional[str | os.
     elif source is None:
         raise ProjectError(f"format {fmt!r} needs --source DIR (the dataset folder)")
     ds = read_dataset(fmt, source, label_attr=label_attr, spurious_attr=spurious_attr, groups_csv=groups_csv,
-                      val_fraction=val_fraction, seed=seed)
+                      val_fraction=val_fraction, seed=seed, class_names=class_names, attr_names=attr_names,
+                      object_prompt=object_prompt)
     if fmt == "demo":
         ds.format = "demo"
     converted = validate(ds, check_images=check_images)
@@ -119,6 +124,12 @@ def status(project: Project) -> dict:
         out["models"].append({"id": m["id"], "name": m["name"], "role": m["role"], "arch": m["arch"],
                               "test_wga": test.get("worst_group_acc"), "test_mean_acc": test.get("mean_acc"),
                               "path": m["path"], "sha256": m["sha256"][:12]})
+    if meta.get("class_names"):
+        q = lambda sql, args=(): project.db.execute(sql, list(args)).fetchone()[0]
+        out["candidates"] = {"total": q("select count(*) from candidates"),
+                             "scored": q("select count(*) from candidates where psi is not null and score_model_id = ?",
+                                         [meta.get("active_erm_model") or -1]),
+                             "stale": stale_scores(project)}
     for r in project.runs():
         out["runs"].append({"id": r["id"], "stage": r["stage"], "status": r["status"], "started_at": r["started_at"],
                             "seconds": r["seconds"], "error": r["error"]})
@@ -201,16 +212,30 @@ def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=
                      on_progress=on_progress, cancel=cancel)
 
 
-def score(project: Project, n_steps: int = 50, internal_batch_size: int = 16, on_progress=None, cancel=None) -> int:
+def score(project: Project, n_steps: int = 50, internal_batch_size: Optional[int] = None, rescore: bool = False,
+          on_progress=None, cancel=None) -> int:
+    """ψ and ρ of every unscored candidate (with ``rescore``, also of those scored by another model)."""
     from .generation import score as _score
 
-    return _score(project, n_steps=n_steps, internal_batch_size=internal_batch_size, on_progress=on_progress, cancel=cancel)
+    return _score(project, n_steps=n_steps, internal_batch_size=internal_batch_size, rescore=rescore,
+                  on_progress=on_progress, cancel=cancel)
 
 
-def prune(project: Project, Psi: Optional[dict] = None, P: Optional[dict] = None) -> tuple[dict, dict]:
-    """Save any given thresholds; return (thresholds, per-direction counts)."""
-    from .pruning import set_thresholds, summary, thresholds
+def stale_scores(project: Project) -> int:
+    """Candidates scored by another model than the active ERM model (``score(..., rescore=True)`` fixes them)."""
+    from .pruning import stale_scores as _stale
 
+    return _stale(project)
+
+
+def prune(project: Project, Psi: Optional[dict] = None, P: Optional[dict] = None,
+          reset: bool = False) -> tuple[dict, dict]:
+    """Save any given thresholds (after ``reset``: back to the computed defaults first); return
+    (thresholds, per-direction counts)."""
+    from .pruning import reset_thresholds, set_thresholds, summary, thresholds
+
+    if reset:
+        reset_thresholds(project)
     th = set_thresholds(project, Psi, P) if (Psi or P) else thresholds(project)
     return th, summary(project, th)
 
@@ -384,7 +409,7 @@ def preview_tokens(project: Project, n: int = 4, steps: int = 25, seed: int = 0,
         masks = []
         for r, im in zip(pick, images):
             if r["mask_path"]:
-                masks.append(box_of(load_mask(project.dataset_path(r["mask_path"]), im.shape[0])))
+                masks.append(box_of(load_mask(project.dataset_path(r["mask_path"]), im.shape[:2])))
             else:
                 h, w = im.shape[:2]
                 m = np.zeros((h, w), np.uint8)

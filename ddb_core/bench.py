@@ -182,7 +182,7 @@ def bench_masks(project_dir: str = "projects/demo", n: int = 200, seeds: Sequenc
         pick = np.random.default_rng(seed).choice(len(rows), size=min(n, len(rows)), replace=False)
         sample = [rows[k] for k in pick]
         imgs = [load_rgb(project.dataset_path(r["path"])) for r in sample]
-        gts = [load_mask(project.dataset_path(r["mask_path"]), imgs[0].shape[0]) for r in sample]
+        gts = [load_mask(project.dataset_path(r["mask_path"]), im.shape[:2]) for r, im in zip(sample, imgs)]
         for name, masker in backends.items():
             t0 = time.monotonic()
             res = []

@@ -292,7 +292,7 @@ def _scgs_rows(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=
 def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", name: str = "demo",
                doc: Optional[Path] = None, json_path: Optional[Path] = None, on_progress: Optional[ProgressFn] = None,
                cancel=None) -> dict:
-    from .pruning import summary, thresholds
+    from .pruning import summary, thresholds, thresholds_json
 
     t_start = time.monotonic()
     times: dict[str, float] = {}
@@ -318,7 +318,7 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
     rows.append(_row_from_models(project, "DDB", ddb_ids, LABELS["ddb"], {"accepted": {k: v["kept"] for k, v in counts.items()},
                                                                           "gamma_search": _gamma_table(project, "ddb")}))
     result = {"config": _jsonable(asdict(cfg)), "rows": rows, "pruning": counts,
-              "thresholds": {k: {str(c): v for c, v in d.items()} for k, d in th.items()},
+              "thresholds": thresholds_json(th),
               "stage_seconds": times, "seconds": round(time.monotonic() - t_start, 1), "project": str(project.root),
               "command": "python -m ddb_core bench demo" + (" --quick" if cfg == DemoBenchConfig.quick() else ""),
               "model_sha256": model_fingerprint(cfg.model)}

@@ -53,14 +53,14 @@ def _oracle(workdir: str, data_seed: int, on_progress) -> tuple["Project", objec
     return project, model, m
 
 
-def _classify(model, images: Sequence[np.ndarray]) -> np.ndarray:
+def _classify(model, images: Sequence[np.ndarray], image_size: int = 64) -> np.ndarray:
+    """Softmax of ``model`` on ``images`` through the classifier view (the demo's judges take 64 px)."""
     import torch
 
-    from .imaging import normalize
+    from .imaging import classifier_batch
 
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
     with torch.no_grad():
-        return model(normalize(x)).softmax(1).numpy()
+        return model(classifier_batch(images, image_size)).softmax(1).numpy()
 
 
 def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2), n: int = 48, ti_size: int = 30,

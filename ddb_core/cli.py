@@ -103,6 +103,19 @@ def _masker_options(a: argparse.Namespace) -> Optional[dict]:
     return opts
 
 
+def _object_prompt(items: Optional[list[str]]):
+    """--object-prompt WORD (every class) or CLASS=WORD pairs → str or dict (None when not given)."""
+    if not items:
+        return None
+    if all("=" in x for x in items):
+        return dict(x.split("=", 1) for x in items)
+    if len(items) == 1:
+        return items[0]
+    from .errors import ConfigError
+
+    raise ConfigError(f"--object-prompt takes one word for every class or CLASS=WORD pairs, got {' '.join(items)}")
+
+
 def _class_values(items: Optional[list[str]], flag: str) -> Optional[dict[int, float]]:
     from .errors import ConfigError
 
@@ -163,6 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="demo data seed, and MetaShift val split seed (default: %(default)s)")
     p.add_argument("--image-size", type=int, default=d.image_size, help="demo image size (default: %(default)s)")
     p.add_argument("--skip-image-check", action="store_true", help="do not open every image during validation")
+    p.add_argument("--class-names", nargs="+", metavar="NAME",
+                   help="class names in label order (y = 0, 1, …), e.g. --class-names landbird waterbird "
+                        "(default: the format's, or the dataset's dataset.json)")
+    p.add_argument("--attr-names", nargs="+", metavar="NAME",
+                   help="names of the spurious attribute's values in order (place = 0, 1, …), e.g. --attr-names land water")
+    p.add_argument("--object-prompt", nargs="+", metavar="WORD|CLASS=WORD",
+                   help="the object word of the prompts and of the langsam masker: one for every class (--object-prompt "
+                        "bird), or per class (--object-prompt landbird=bird waterbird=bird); default: the class name "
+                        "(Waterbirds: bird)")
 
     erm = sub.add_parser("erm", help="train, load or evaluate the ERM classifier").add_subparsers(dest="erm_command", required=True, metavar="ERM_COMMAND")
     p = erm.add_parser("train", help="train the ERM classifier (or, with --oracle, the group-balanced oracle)")
@@ -208,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=ic.lr, help="default: %(default)s")
     p.add_argument("--batch-size", type=int, default=ic.batch_size, help="default: %(default)s")
     p.add_argument("--seed", type=int, default=ic.seed, help="default: %(default)s")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
+    p.add_argument("--dtype", default="auto", help="auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16 "
+                   "(the learned row is float32 in every case; default: %(default)s)")
 
     p = sub.add_parser("mask", help="compute the masks of the selected images with a masking backend")
     _add_project(p)
@@ -228,16 +253,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tokens", action="store_true", help="use the plain prompt even when tokens were learned")
     p.add_argument("--seed", type=int, default=0, help="base seed; each candidate records its own (default: %(default)s)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
+    p.add_argument("--dtype", default="auto", help="auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16 "
+                   "(default: %(default)s)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="longer side of an image at the model, a multiple of 8 (default: the model's own, 512 for SD2)")
 
     p = sub.add_parser("score", help="compute psi and rho (integrated gradients in the mask) of every unscored candidate")
     _add_project(p)
     p.add_argument("--n-steps", type=int, default=50, help="IG steps (default: %(default)s)")
-    p.add_argument("--internal-batch-size", type=int, default=16, help="IG batch bound (default: %(default)s)")
+    p.add_argument("--internal-batch-size", type=int, default=None,
+                   help="IG rows (images x steps) per pass; bounds memory (default: 64 at 64 px, 16 at 224 px)")
+    p.add_argument("--rescore", action="store_true",
+                   help="also recompute the scores computed by another ERM model than the active one (stale scores)")
 
     p = sub.add_parser("prune", help="set the Psi/P thresholds and show kept/pruned counts per direction")
     _add_project(p)
     p.add_argument("--Psi", nargs="+", metavar="CLASS=VALUE", help="Psi_i per source class (default: the computed mean, Eq. 3)")
     p.add_argument("--P", nargs="+", metavar="CLASS=VALUE", help="P_i' per target class (default: a quantile of its rho)")
+    p.add_argument("--defaults", action="store_true",
+                   help="forget the saved thresholds of the active ERM model first: Psi from Eq. 3, P computed again "
+                        "from the candidates scored now")
 
     p = sub.add_parser("run", help="select, invert, mask, generate, score and prune from one JSON config file")
     _add_project(p)
@@ -381,6 +416,12 @@ def _print_status(st: dict) -> None:
         groups = ", ".join(f"{g}={c}" for g, c in st["groups"][split].items())
         print(f"  {split}: {n} samples" + (f" ({groups})" if groups else ""))
     print(f"  active ERM model: {st['active_erm_model'] if st['active_erm_model'] is not None else 'none'}")
+    c = st.get("candidates")
+    if c and c["total"]:
+        print(f"  candidates: {c['total']}, {c['scored']} scored by the active ERM model")
+        if c["stale"]:
+            print(f"  warning: {c['stale']} candidates were scored by another ERM model (stale scores count as not "
+                  f"scored); recompute them with `ddb score --rescore`")
     for m in st["models"]:
         wga = "—" if m["test_wga"] is None else f"{100 * m['test_wga']:.1f}%"
         acc = "—" if m["test_mean_acc"] is None else f"{100 * m['test_mean_acc']:.1f}%"
@@ -537,7 +578,8 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         project, rep = api.create_project(a.project, a.format, a.source, name=a.name, replace=a.replace, demo=demo,
                                           label_attr=a.label_attr, spurious_attr=a.spurious_attr, groups_csv=a.groups_csv,
                                           val_fraction=a.val_fraction, seed=a.seed, check_images=not a.skip_image_check,
-                                          on_progress=progress)
+                                          class_names=a.class_names, attr_names=a.attr_names,
+                                          object_prompt=_object_prompt(a.object_prompt), on_progress=progress)
         progress.close()
         print(f"imported {rep.n_samples} samples ({rep.format}) into {project.root}")
         for split, n in rep.split_counts.items():
@@ -669,7 +711,8 @@ def _run_stage(a: argparse.Namespace, progress: TqdmProgress) -> int:
         from .inversion import InversionConfig
 
         cfg = InversionConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed)
-        ids = api.invert(project, a.classes, cfg, inpainter=api.load_inpainter(project, a.model), on_progress=progress)
+        ids = api.invert(project, a.classes, cfg, inpainter=api.load_inpainter(project, a.model, a.device, a.dtype),
+                         on_progress=progress)
         progress.close()
         for label, tid in ids.items():
             row = project.db["tokens"].get(tid)
@@ -696,7 +739,7 @@ def _run_stage(a: argparse.Namespace, progress: TqdmProgress) -> int:
                 raise ConfigError(f"--pairs expects i:j items, got {' '.join(a.pairs)}") from None
         inpaint = InpaintConfig(model=api.pipeline_settings(project)["inpaint_model"], template=a.template, steps=a.steps,
                                 guidance=a.guidance, strength=a.strength, batch_size=a.batch_size,
-                                paste_back=not a.no_paste_back, device=a.device)
+                                paste_back=not a.no_paste_back, device=a.device, dtype=a.dtype, resolution=a.resolution)
         res = api.generate(project, pairs, GenerationConfig(seed=a.seed, use_tokens=not a.no_tokens), inpaint,
                            on_progress=progress)
         progress.close()
@@ -704,12 +747,16 @@ def _run_stage(a: argparse.Namespace, progress: TqdmProgress) -> int:
             print(f"{d}: {c['candidates']} candidates from {c['sources']} sources ({c['no_detection']} with no detection)")
         return 0
     if a.command == "score":
-        n = api.score(project, a.n_steps, a.internal_batch_size, on_progress=progress)
+        n = api.score(project, a.n_steps, a.internal_batch_size, rescore=a.rescore, on_progress=progress)
         progress.close()
         print(f"scored {n} candidates")
+        stale = api.stale_scores(project)
+        if stale:
+            print(f"warning: {stale} candidates hold scores of another ERM model and count as not scored; "
+                  f"`ddb score --rescore` recomputes them")
         return 0
     if a.command == "prune":
-        th, counts = api.prune(project, _class_values(a.Psi, "--Psi"), _class_values(a.P, "--P"))
+        th, counts = api.prune(project, _class_values(a.Psi, "--Psi"), _class_values(a.P, "--P"), reset=a.defaults)
         _print_pruning(project, th, counts)
         return 0
     if a.command == "run":
@@ -731,9 +778,18 @@ def _run_stage(a: argparse.Namespace, progress: TqdmProgress) -> int:
 
 
 def _print_pruning(project, th: dict, counts: dict) -> None:
+    from .pruning import stale_scores
+
     names = project.class_names
+    fmt = lambda v: "not set (no scored candidate)" if v is None else f"{v:.4f}"
     for i, name in enumerate(names):
-        print(f"Psi[{name}] = {th['Psi'].get(i, float('nan')):.4f}   P[{name}] = {th['P'].get(i, float('nan')):.4f}")
+        default = (th.get("P_default") or {}).get("ddb", {}).get(i)
+        how = f" (default: {default['quantile']:.0%} quantile of the rho of {default['n']} DDB candidates)" if default else ""
+        print(f"Psi[{name}] = {fmt(th['Psi'].get(i))}   P[{name}] = {fmt(th['P'].get(i))}{how}")
+    stale = stale_scores(project)
+    if stale:
+        print(f"warning: {stale} candidates were scored by another ERM model than the active one ({th.get('erm_model_id')}); "
+              f"they count as not scored until `ddb score --rescore`")
     for d, c in counts.items():
         i, j = (int(x) for x in d.split("->"))
         print(f"{names[i]} -> {names[j]}: {c['candidates']} candidates, {c['scored']} scored, "

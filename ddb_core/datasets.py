@@ -47,7 +47,8 @@ class ParsedDataset:
     class_names: list[str]
     attr_names: list[str]
     rows: list[dict] = field(default_factory=list)  # key, path, label, split, attr, mask_path, line
-    object_prompt: Optional[str] = None
+    object_prompt: Optional[str] = None  # the object word of every class (None: the class name)
+    object_prompts: Optional[dict[str, str]] = None  # per class name, when given per class
     label_name: str = "y"
     attr_name: Optional[str] = None
     problems: dict[str, list[str]] = field(default_factory=dict)
@@ -69,7 +70,9 @@ class ImportReport:
 # Readers.
 
 
-def read_waterbirds(root: Path) -> ParsedDataset:
+def read_waterbirds(root: Path, class_names: Optional[list[str]] = None, attr_names: Optional[list[str]] = None) -> ParsedDataset:
+    """``class_names`` / ``attr_names`` name the y and place values (default: the dataset's
+    ``dataset.json``, else landbird/waterbird and land/water); they also bound the values accepted."""
     meta = root / "metadata.csv"
     if not meta.is_file():
         raise DatasetError(f"{meta} not found: a Waterbirds (WILDS) dataset has a metadata.csv at its root")
@@ -77,8 +80,8 @@ def read_waterbirds(root: Path) -> ParsedDataset:
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     ds = ParsedDataset(
         format="waterbirds", root=root, source=meta,
-        class_names=info.get("class_names", ["landbird", "waterbird"]),
-        attr_names=info.get("place_names", ["land", "water"]),
+        class_names=list(class_names or info.get("class_names", ["landbird", "waterbird"])),
+        attr_names=list(attr_names or info.get("place_names", ["land", "water"])),
         object_prompt=info.get("object_prompt", "bird"), label_name="y", attr_name="place",
     )
     with open(meta, newline="") as f:
@@ -309,19 +312,51 @@ def _where(r: dict) -> str:
 
 
 def read_dataset(fmt: str, root: str | os.PathLike, *, label_attr: str = "Blond_Hair", spurious_attr: str = "Male",
-                 groups_csv: Optional[str] = None, val_fraction: float = 0.1, seed: int = 0) -> ParsedDataset:
+                 groups_csv: Optional[str] = None, val_fraction: float = 0.1, seed: int = 0,
+                 class_names: Optional[list[str]] = None, attr_names: Optional[list[str]] = None,
+                 object_prompt: Optional[str | dict[str, str]] = None) -> ParsedDataset:
+    """Read a dataset folder. ``class_names`` / ``attr_names`` rename the classes and the spurious
+    attribute's values (in label order); ``object_prompt`` is the object word of the prompts, one
+    for every class or a {class name: word} dict."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} does not exist")
+    for what, names in (("class_names", class_names), ("attr_names", attr_names)):
+        if names is not None:
+            clean = [str(n).strip() for n in names]
+            if not clean or any(not n for n in clean) or len(set(clean)) != len(clean):
+                raise DatasetError(f"{what} must be distinct non-empty names, got {list(names)}")
     if fmt in ("waterbirds", "demo"):
-        return read_waterbirds(root)
-    if fmt == "celeba":
-        return read_celeba(root, label_attr, spurious_attr)
-    if fmt == "metashift":
-        return read_metashift(root, val_fraction, seed)
-    if fmt == "imagefolder":
-        return read_imagefolder(root, Path(groups_csv) if groups_csv else None)
-    raise DatasetError(f"unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        ds = read_waterbirds(root, class_names, attr_names)
+    elif fmt == "celeba":
+        ds = read_celeba(root, label_attr, spurious_attr)
+    elif fmt == "metashift":
+        ds = read_metashift(root, val_fraction, seed)
+    elif fmt == "imagefolder":
+        ds = read_imagefolder(root, Path(groups_csv) if groups_csv else None)
+    else:
+        raise DatasetError(f"unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    _rename(ds, class_names, attr_names, object_prompt)
+    return ds
+
+
+def _rename(ds: ParsedDataset, class_names, attr_names, object_prompt) -> None:
+    """Apply the user's names to a dataset read from disk (the counts must match what it holds)."""
+    for what, names, current in (("class", class_names, ds.class_names), ("attribute value", attr_names, ds.attr_names)):
+        if names is None or list(names) == list(current):
+            continue
+        if len(names) != len(current):
+            raise DatasetError(f"{len(names)} {what} names given ({', '.join(names)}), but the {ds.format} dataset at "
+                               f"{ds.root} has {len(current)}: {', '.join(current) or 'none'}")
+        current[:] = [str(n).strip() for n in names]
+    if isinstance(object_prompt, dict):
+        unknown = sorted(set(object_prompt) - set(ds.class_names))
+        if unknown:
+            raise DatasetError(f"object prompts given for unknown class(es) {', '.join(unknown)}; the classes are "
+                               f"{', '.join(ds.class_names)}")
+        ds.object_prompts = {name: object_prompt.get(name, ds.object_prompt or name) for name in ds.class_names}
+    elif object_prompt:
+        ds.object_prompt = str(object_prompt).strip()
 
 
 def import_dataset(project: Project, ds: ParsedDataset, *, replace: bool = False, check_images: bool = True,
@@ -342,7 +377,7 @@ def import_dataset(project: Project, ds: ParsedDataset, *, replace: bool = False
         for key, value in {
             "dataset_format": ds.format, "dataset_root": root, "class_names": ds.class_names,
             "attr_names": ds.attr_names, "label_name": ds.label_name, "attr_name": ds.attr_name,
-            "object_prompt": {name: ds.object_prompt or name for name in ds.class_names},
+            "object_prompt": ds.object_prompts or {name: ds.object_prompt or name for name in ds.class_names},
             "active_erm_model": None,
         }.items():
             project.set_meta(key, value)

@@ -75,7 +75,7 @@ def export_dataset(project: Project, out: Optional[Path] = None, include_train: 
 
 def reproducibility_bundle(project: Project, out: Optional[Path] = None) -> dict:
     """A zip with the project's configs, seeds, thresholds, model/token hashes, runs and reports."""
-    from .pruning import thresholds
+    from .pruning import thresholds, thresholds_json
 
     out = Path(out) if out else project.root / "exports" / f"bundle-{time.strftime('%Y%m%d-%H%M%S')}.zip"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,7 @@ def reproducibility_bundle(project: Project, out: Optional[Path] = None) -> dict
         "dataset": {"format": meta.get("dataset_format"), "root": meta.get("dataset_root"),
                     "samples": {s: project.sample_count(s) for s in ("train", "val", "test")}},
         "meta": {k: v for k, v in meta.items() if k not in ("bench_demo",)},
-        "thresholds": {k: {str(c): v for c, v in d.items()} for k, d in thresholds(project).items()},
+        "thresholds": thresholds_json(thresholds(project)),
         "models": [{k: m[k] for k in ("id", "name", "role", "path", "arch", "sha256", "config", "created_at")}
                    for m in project.models()],
         "tokens": [dict(r, loss_curve=None) for r in project.db.query("select * from tokens order by id")],

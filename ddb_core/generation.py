@@ -202,7 +202,7 @@ def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Opti
             batch = todo[start:start + inpaint.batch_size]
             t0 = time.monotonic()
             images = [load_rgb(project.dataset_path(s["path"])) for s, _v in batch]
-            mask_arrays = [load_mask(project.project_path(masks[s["id"]]["path"]), images[k].shape[0])
+            mask_arrays = [load_mask(project.project_path(masks[s["id"]]["path"]), images[k].shape[:2])
                            for k, (s, _v) in enumerate(batch)]
             seeds = [cfg.candidate_seed(s["id"], j, v) for s, v in batch]
             outs = inpainter.inpaint(images, mask_arrays, [prompt] * len(batch), seeds, inpaint)
@@ -237,18 +237,27 @@ def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Opti
 # scores
 
 
-def score(project: Project, *, n_steps: int = 50, internal_batch_size: int = 16, batch_size: int = 8,
-          on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> int:
-    """Compute ψ, ρ and the IG map of every unscored candidate with the active ERM model."""
+def stale_count(project: Project) -> int:
+    """Candidates whose ψ/ρ were computed by another model than the active ERM model."""
+    return project.db.execute("select count(*) from candidates where psi is not null and "
+                              "(score_model_id is null or score_model_id != ?)", [project.active_erm_id or -1]).fetchone()[0]
+
+
+def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[int] = None, batch_size: int = 8,
+          rescore: bool = False, on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> int:
+    """Compute ψ, ρ and the IG map of every unscored candidate with the active ERM model; with
+    ``rescore``, also of every candidate scored by another model (stale). Each score records the
+    model that computed it. ``internal_batch_size``: IG rows per pass (default: ``scoring.ig_rows``)."""
     from .models import load_classifier
     from .scoring import score_candidates
 
     erm = project.active_erm()
     model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])
+    stale = "or c.score_model_id is null or c.score_model_id != :erm" if rescore else ""
     todo = list(project.db.query(
         "select c.id, c.source_label, c.target_label, c.path, s.path as source_path, m.path as mask_path "
         "from candidates c join samples s on s.id = c.source_id join masks m on m.id = c.mask_id "
-        "where c.psi is null order by c.id"))
+        f"where c.psi is null {stale} order by c.id", {"erm": erm["id"]}))
     total = project.db.execute("select count(*) from candidates").fetchone()[0]
     tracker = ProgressTracker("score", total, on_progress, total - len(todo))
     ig_dir = project.root / "ig"
@@ -256,9 +265,14 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: int = 16,
     for start in range(0, len(todo), batch_size):
         check_cancel(cancel, "between scoring batches")
         batch = todo[start:start + batch_size]
-        src = np.stack([load_rgb(project.dataset_path(r["source_path"])) for r in batch])
-        gen = np.stack([load_rgb(project.project_path(r["path"]), src.shape[1]) for r in batch])
-        msk = np.stack([load_mask(project.project_path(r["mask_path"]), src.shape[1]) for r in batch])
+        src = [load_rgb(project.dataset_path(r["source_path"])) for r in batch]
+        gen = [load_rgb(project.project_path(r["path"])) for r in batch]
+        msk = [load_mask(project.project_path(r["mask_path"]), im.shape[:2]) for r, im in zip(batch, src)]
+        for r, s_im, g_im in zip(batch, src, gen):
+            if g_im.shape != s_im.shape:
+                raise ProjectError(f"candidate {r['id']} ({r['path']}) is {g_im.shape[1]}x{g_im.shape[0]} but its source "
+                                   f"{r['source_path']} is {s_im.shape[1]}x{s_im.shape[0]}; regenerate it (delete the file "
+                                   f"and its row) so that it has its source's size")
         scores = score_candidates(model, src, gen, msk, [r["source_label"] for r in batch], [r["target_label"] for r in batch],
                                   erm["image_size"], n_steps=n_steps, internal_batch_size=internal_batch_size)
         updates = []
@@ -268,11 +282,11 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: int = 16,
             np.save(tmp, sc.ig_map)
             os.replace(tmp, path)
             updates.append((sc.psi, sc.rho, sc.ig_delta, _rel(project, path), json.dumps(sc.probs_source),
-                            json.dumps(sc.probs_generated), now(), r["id"]))
+                            json.dumps(sc.probs_generated), now(), erm["id"], r["id"]))
         with project.db.atomic():
             project.db.conn.executemany(
                 "update candidates set psi = ?, rho = ?, ig_delta = ?, ig_path = ?, probs_source = ?, "
-                "probs_generated = ?, scored_at = ? where id = ?", updates)
+                "probs_generated = ?, scored_at = ?, score_model_id = ? where id = ?", updates)
         tracker.update(tracker.done + len(batch))
     return len(todo)
 

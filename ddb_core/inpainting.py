@@ -1,11 +1,19 @@
 """Inpainting: replace the masked (causal) part of an image with diffusers' SD inpainting pipeline.
 
-Consumes RGB uint8 HWC images, masks (255 = repaint) and prompts; produces RGB uint8 images of the
-same size. The model is any diffusers inpainting folder or hub id (default
-``stabilityai/stable-diffusion-2-inpainting``; the demo's micro model is a local folder) loaded with
-``StableDiffusionInpaintPipeline.from_pretrained``. Images are resized to the model's resolution
-and back; with ``paste_back`` (default) the original pixels outside the mask are restored exactly,
-so the spurious part is preserved. Each image has its own seed (a CPU ``torch.Generator``).
+Consumes RGB uint8 HWC images of any sizes, masks (255 = repaint, each its image's size) and
+prompts; produces RGB uint8 images of exactly the sources' sizes. The model is any diffusers
+inpainting folder or hub id (default ``stabilityai/stable-diffusion-2-inpainting``; the demo's
+micro model is a local folder) loaded with ``StableDiffusionInpaintPipeline.from_pretrained``.
+
+Geometry (``ModelCanvas``): each image and its mask are scaled, aspect ratio kept, so that the
+longer side is the model's resolution (512 for SD2, from its config, or ``InpaintConfig.resolution``),
+then padded on the right and bottom (edge pixels repeated, mask 0 there) up to a multiple of 8 — the
+model sees the whole scene undistorted. Its output is cropped back to the scaled image and resized
+to the source's exact size; with ``paste_back`` (default) the original pixels outside the mask are
+then restored exactly, so the spurious part is preserved at the source's own resolution. A batch
+may mix sizes: images are grouped by canvas size, one pipeline call per group. Each image has its
+own seed (a CPU ``torch.Generator``), so grouping does not change which noise an image gets.
+
 Precision is decided once: float16 on CUDA, float32 on CPU, set on the pipeline — never a
 process-wide autocast.
 """
@@ -107,8 +115,11 @@ class InpaintConfig:
     paste_back: bool = True  # restore the original pixels outside the mask
     device: str = "auto"
     dtype: str = "auto"  # auto = float16 on CUDA, float32 on CPU
+    resolution: Optional[int] = None  # longer side at the model; None = the model's own (512 for SD2)
 
     def __post_init__(self) -> None:
+        if self.resolution is not None and (self.resolution < 8 or self.resolution % 8):
+            raise ConfigError(f"resolution must be a multiple of 8 (at least 8), got {self.resolution}")
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if not 0.0 < self.strength <= 1.0:
@@ -207,37 +218,97 @@ class Inpainter:
                              f"embedding first (ddb invert), or generate without a token")
         if token not in self.tokens:
             raise ModelError(f"token {token} is in the tokenizer but no learned embedding was loaded for it")
-        row = self.pipe.text_encoder.get_input_embeddings().weight[vocab[token]].detach().float().cpu()
-        if not torch.allclose(row, self.tokens[token].reshape(-1), atol=1e-3, rtol=1e-3):
+        row = self.pipe.text_encoder.get_input_embeddings().weight[vocab[token]].detach()
+        # the learned float32 row as the text encoder holds it (rounded to its precision)
+        learned = self.tokens[token].reshape(-1).to(row.dtype).float()
+        if not torch.allclose(row.float().cpu(), learned, atol=1e-5, rtol=1e-3):
             raise ModelError(f"the embedding of {token} in the text encoder differs from the learned one")
 
     # -- generation ------------------------------------------------------------------------
     @property
     def resolution(self) -> int:
+        """The model's native resolution (its UNet's sample size times the VAE's scale factor)."""
         return int(self.pipe.unet.config.sample_size * self.pipe.vae_scale_factor)
 
     def inpaint(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], prompts: Sequence[str],
                 seeds: Sequence[int], cfg: InpaintConfig = InpaintConfig()) -> list[np.ndarray]:
-        """One inpainted image per input (RGB uint8, the input's size), seeded per image."""
+        """One inpainted image per input (RGB uint8, the input's own size), seeded per image."""
         import torch
 
+        # 1. Check inputs.
         if not (len(images) == len(masks) == len(prompts) == len(seeds)):
             raise ConfigError("images, masks, prompts and seeds must have the same length")
+        for k, (im, m) in enumerate(zip(images, masks)):
+            if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+                raise ConfigError(f"image {k}: expected an RGB uint8 HWC array, got shape {im.shape} dtype {im.dtype}")
+            if m.shape != im.shape[:2]:
+                raise ConfigError(f"mask {k} is {m.shape[1]}x{m.shape[0]} but its image is {im.shape[1]}x{im.shape[0]}")
         for t in self.tokens:
             if any(t in p for p in prompts):
                 self.verify_token(t)
-        res = self.resolution
-        pil_images = [Image.fromarray(im).resize((res, res), Image.BICUBIC) for im in images]
-        pil_masks = [Image.fromarray(m).resize((res, res), Image.NEAREST) for m in masks]
-        gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
-        out = self.pipe(prompt=list(prompts), image=pil_images, mask_image=pil_masks, num_inference_steps=cfg.steps,
-                        guidance_scale=cfg.guidance, strength=cfg.strength, generator=gens, height=res, width=res,
-                        output_type="np").images  # N x res x res x 3 float in [0, 1]
+        # 2. Each image on its canvas at the model's resolution; group by canvas size.
+        res = cfg.resolution or self.resolution
+        canvases = [ModelCanvas.fit(im.shape[:2], res) for im in images]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k, c in enumerate(canvases):
+            groups.setdefault(c.canvas_hw, []).append(k)
+        # 3. One pipeline call per canvas size.
+        raw: list[Optional[np.ndarray]] = [None] * len(images)
+        for (ch, cw), idx in groups.items():
+            gens = [torch.Generator(device="cpu").manual_seed(int(seeds[k])) for k in idx]
+            out = self.pipe(prompt=[prompts[k] for k in idx],
+                            image=[Image.fromarray(canvases[k].to_canvas(images[k])) for k in idx],
+                            mask_image=[Image.fromarray(canvases[k].to_canvas(masks[k], is_mask=True)) for k in idx],
+                            num_inference_steps=cfg.steps, guidance_scale=cfg.guidance, strength=cfg.strength,
+                            generator=gens, height=ch, width=cw, output_type="np").images  # n x ch x cw x 3 in [0, 1]
+            for k, gen in zip(idx, out):
+                raw[k] = (np.clip(np.nan_to_num(gen.astype(np.float32)), 0, 1) * 255).round().astype(np.uint8)
+        # 4. Back to each source's size; the original pixels outside the mask pasted back.
         results = []
-        for src, m, gen in zip(images, masks, out):
-            g = Image.fromarray((np.clip(gen, 0, 1) * 255).round().astype(np.uint8))
-            g = np.asarray(g.resize((src.shape[1], src.shape[0]), Image.BICUBIC))
+        for src, m, c, g in zip(images, masks, canvases, raw):
+            g = c.from_canvas(g)
             if cfg.paste_back:
                 g = np.where((m == 255)[..., None], g, src)
-            results.append(g.astype(np.uint8))
+            results.append(np.ascontiguousarray(g, dtype=np.uint8))
         return results
+
+
+@dataclass(frozen=True)
+class ModelCanvas:
+    """How an image of ``source_hw`` sits on the model's input: scaled to ``scaled_hw`` (aspect ratio
+    kept, longer side = the resolution), padded right and bottom to ``canvas_hw`` (multiples of 8)."""
+
+    source_hw: tuple[int, int]
+    scaled_hw: tuple[int, int]
+    canvas_hw: tuple[int, int]
+
+    @classmethod
+    def fit(cls, source_hw: tuple[int, int], resolution: int) -> "ModelCanvas":
+        h, w = int(source_hw[0]), int(source_hw[1])
+        if h < 1 or w < 1:
+            raise ConfigError(f"cannot inpaint an empty image ({w}x{h})")
+        scale = resolution / max(h, w)
+        sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+        return cls((h, w), (sh, sw), (-(-sh // 8) * 8, -(-sw // 8) * 8))
+
+    def to_canvas(self, array: np.ndarray, is_mask: bool = False) -> np.ndarray:
+        """An image (HWC) or mask (HW) of the source's size on the canvas: resized, then padded."""
+        sh, sw = self.scaled_hw
+        ch, cw = self.canvas_hw
+        pil = Image.fromarray(array)
+        if (array.shape[0], array.shape[1]) != (sh, sw):
+            pil = pil.resize((sw, sh), Image.NEAREST if is_mask else Image.LANCZOS)
+        a = np.asarray(pil)
+        if is_mask:
+            a = np.where(a >= 128, 255, 0).astype(np.uint8)
+            return np.pad(a, ((0, ch - sh), (0, cw - sw)), constant_values=0)  # the padding is kept, never repainted
+        return np.pad(a, ((0, ch - sh), (0, cw - sw), (0, 0)), mode="edge")
+
+    def from_canvas(self, array: np.ndarray) -> np.ndarray:
+        """The model's output (canvas size) cropped to the scaled image and resized to the source's size."""
+        sh, sw = self.scaled_hw
+        h, w = self.source_hw
+        a = array[:sh, :sw]
+        if (sh, sw) == (h, w):
+            return a
+        return np.asarray(Image.fromarray(np.ascontiguousarray(a)).resize((w, h), Image.LANCZOS))

@@ -7,6 +7,15 @@ loss curve. Only the new token's embedding row is trained; the UNet, the VAE and
 text encoder stay frozen. The objective is the inpainting denoising loss: the UNet sees the noisy
 latents, the mask and the masked-image latents (its 9 input channels), with masks that are the
 whole image half of the time and a random box otherwise, and prompts from a few templates.
+
+Images of any size are scaled so that the shorter side is the model's resolution and centre-cropped
+to a square (Stable Diffusion's own training geometry; masks here are random, not the object's).
+
+Precision: when the pipeline runs in half precision (float16 on CUDA, bfloat16 on request), the
+text encoder is moved to float32 for the inversion and back afterwards, so the learned row and
+AdamW's moment estimates are float32 (in float16 the second moment and eps underflow); the UNet
+and the VAE stay in half precision, with a gradient scaler for float16. A non-finite loss stops
+the job with an error that says so.
 """
 
 from __future__ import annotations
@@ -38,8 +47,8 @@ class InversionConfig:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0 <= self.full_mask_share <= 1:
@@ -52,24 +61,48 @@ class InversionConfig:
 @dataclass
 class InversionResult:
     token: str
-    embedding: "torch.Tensor"
+    embedding: "torch.Tensor"  # float32, on the CPU
     loss_curve: list[float]
     seconds: float
+    train_dtype: str = "float32"  # dtype of the trained row and of AdamW's moment estimates
+    model_dtype: str = "float32"  # dtype the UNet and the VAE ran in
+
+
+def square_pixels(images: Sequence[np.ndarray], res: int):
+    """Images of any sizes → N x 3 x res x res float in [-1, 1]: shorter side scaled to ``res``,
+    centre crop."""
+    import torch
+    from PIL import Image
+
+    out = []
+    for im in images:
+        h, w = im.shape[:2]
+        scale = res / min(h, w)
+        nh, nw = max(res, round(h * scale)), max(res, round(w * scale))
+        pil = Image.fromarray(im)
+        if (nh, nw) != (h, w):
+            pil = pil.resize((nw, nh), Image.BICUBIC)
+        top, left = (nh - res) // 2, (nw - res) // 2
+        out.append(np.asarray(pil)[top:top + res, left:left + res])
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 def add_token(pipe, token: str, init_word: str) -> int:
-    """Add ``token`` to the tokenizer, initialised from the mean embedding of ``init_word``'s tokens."""
+    """Add ``token`` to the tokenizer (or take its existing row, e.g. after a failed inversion in the same
+    pipeline), initialised from the mean embedding of ``init_word``'s tokens."""
     import torch
 
     tok, enc = pipe.tokenizer, pipe.text_encoder
-    if token in tok.get_vocab():
-        raise ModelError(f"token {token} is already in the tokenizer; use a new placeholder or a fresh pipeline")
     init_ids = tok(init_word, add_special_tokens=False).input_ids
     if not init_ids:
         raise ConfigError(f"init word {init_word!r} tokenises to nothing")
-    tok.add_tokens([token])
+    if token not in tok.get_vocab():
+        tok.add_tokens([token])
     token_id = tok.convert_tokens_to_ids(token)
-    enc.resize_token_embeddings(len(tok), mean_resizing=False)
+    if tok(token, add_special_tokens=False).input_ids != [token_id]:
+        raise ModelError(f"token {token} does not tokenise to one entry of the tokenizer; choose another placeholder")
+    if enc.get_input_embeddings().weight.shape[0] < len(tok):
+        enc.resize_token_embeddings(len(tok), mean_resizing=False)
     emb = enc.get_input_embeddings().weight
     with torch.no_grad():
         emb[token_id] = emb[init_ids].mean(0)
@@ -101,58 +134,75 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
     t0 = time.monotonic()
     vae, unet, enc, tok, sched = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler
     device = unet.device
-    token_id = add_token(pipe, token, init_word or name.split()[-1])
-    for module in (vae, unet, enc):
-        module.requires_grad_(False)
-    emb = enc.get_input_embeddings()
-    emb.weight.requires_grad_(True)
-    frozen_rows = emb.weight.detach().clone()
-    opt = torch.optim.AdamW([emb.weight], lr=cfg.lr, weight_decay=0.0)
-    res = int(unet.config.sample_size * pipe.vae_scale_factor)
-    pixels = torch.from_numpy(np.stack([np.asarray(Image.fromarray(im).resize((res, res), Image.BICUBIC)) for im in images]))
-    pixels = pixels.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # N x 3 x res x res in [-1, 1]
-    rng = np.random.default_rng(cfg.seed)
-    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
-    n_train_steps = sched.config.num_train_timesteps
-    alphas = sched.alphas_cumprod.to(device)
-    prediction = sched.config.get("prediction_type", "epsilon")
-    scale = vae.config.scaling_factor
-    dtype = unet.dtype
-    curve: list[float] = []
-    tracker = ProgressTracker(f"invert {token}", cfg.steps, on_progress)
-    vae.eval(), unet.eval(), enc.train()
-    for step in range(cfg.steps):
-        check_cancel(cancel, f"at step {step} of textual inversion for {token}")
-        idx = rng.integers(0, len(pixels), cfg.batch_size)
-        x = pixels[idx].to(device, dtype)
-        m = torch.from_numpy(_random_masks(rng, cfg.batch_size, res, cfg.full_mask_share)).to(device, dtype)
-        with torch.no_grad():
-            latents = vae.encode(x).latent_dist.sample(generator=None) * scale
-            masked = vae.encode(x * (1 - m)).latent_dist.mode() * scale
-        lat_mask = F.interpolate(m, size=latents.shape[-2:], mode="nearest")
-        noise = torch.randn(latents.shape, generator=gen).to(device, dtype)
-        t = torch.randint(0, n_train_steps, (cfg.batch_size,), generator=gen).to(device)
-        a = alphas[t].view(-1, 1, 1, 1).to(dtype)
-        noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
-        prompts = [cfg.templates[int(rng.integers(len(cfg.templates)))].format(token=token, name=name) for _ in range(cfg.batch_size)]
-        ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
-        cond = enc(ids.to(device))[0].to(dtype)
-        pred = unet(torch.cat([noisy, lat_mask, masked], 1), t, encoder_hidden_states=cond).sample
-        target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * latents
-        loss = F.mse_loss(pred.float(), target.float())  # Eq. 1
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():  # only the new token's row may change
-            keep = torch.ones(emb.weight.shape[0], dtype=torch.bool, device=emb.weight.device)
-            keep[token_id] = False
-            emb.weight[keep] = frozen_rows[keep].to(emb.weight.dtype)
-        curve.append(float(loss.item()))
-        tracker.update(step + 1, f"loss {np.mean(curve[-20:]):.4f}")
-    emb.weight.requires_grad_(False)
-    enc.eval()
-    learned = emb.weight[token_id].detach().float().cpu().clone()
-    return InversionResult(token, learned, curve, time.monotonic() - t0)
+    dtype = unet.dtype  # the UNet and the VAE run in the pipeline's precision
+    enc_dtype = enc.dtype
+    enc.to(torch.float32)  # the trained row and the optimiser's state in float32 (see the module docstring)
+    try:
+        token_id = add_token(pipe, token, init_word or name.split()[-1])
+        for module in (vae, unet, enc):
+            module.requires_grad_(False)
+        emb = enc.get_input_embeddings()
+        emb.weight.requires_grad_(True)
+        frozen_rows = emb.weight.detach().clone()
+        opt = torch.optim.AdamW([emb.weight], lr=cfg.lr, weight_decay=0.0)
+        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        res = int(unet.config.sample_size * pipe.vae_scale_factor)
+        pixels = square_pixels(images, res)  # N x 3 x res x res in [-1, 1]
+        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        n_train_steps = sched.config.num_train_timesteps
+        alphas = sched.alphas_cumprod.to(device)
+        prediction = sched.config.get("prediction_type", "epsilon")
+        scale = vae.config.scaling_factor
+        curve: list[float] = []
+        tracker = ProgressTracker(f"invert {token}", cfg.steps, on_progress)
+        vae.eval(), unet.eval(), enc.train()
+        for step in range(cfg.steps):
+            check_cancel(cancel, f"at step {step} of textual inversion for {token}")
+            idx = rng.integers(0, len(pixels), cfg.batch_size)
+            x = pixels[idx].to(device, dtype)
+            m = torch.from_numpy(_random_masks(rng, cfg.batch_size, res, cfg.full_mask_share)).to(device, dtype)
+            with torch.no_grad():
+                latents = vae.encode(x).latent_dist.sample(generator=None) * scale
+                masked = vae.encode(x * (1 - m)).latent_dist.mode() * scale
+            lat_mask = F.interpolate(m, size=latents.shape[-2:], mode="nearest")
+            noise = torch.randn(latents.shape, generator=gen).to(device, dtype)
+            t = torch.randint(0, n_train_steps, (cfg.batch_size,), generator=gen).to(device)
+            a = alphas[t].view(-1, 1, 1, 1).to(dtype)
+            noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
+            prompts = [cfg.templates[int(rng.integers(len(cfg.templates)))].format(token=token, name=name) for _ in range(cfg.batch_size)]
+            ids = tok(prompts, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+            cond = enc(ids.to(device))[0].to(dtype)
+            pred = unet(torch.cat([noisy, lat_mask, masked], 1), t, encoder_hidden_states=cond).sample
+            target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * latents
+            loss = F.mse_loss(pred.float(), target.float())  # Eq. 1
+            if not torch.isfinite(loss):
+                raise ModelError(f"textual inversion of {token} stopped at step {step + 1} of {cfg.steps}: the loss is "
+                                 f"{float(loss)} (the model ran in {str(dtype).removeprefix('torch.')}). Nothing was "
+                                 f"stored; try a smaller learning rate (now {cfg.lr}), or --dtype float32")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            with torch.no_grad():  # only the new token's row may change
+                keep = torch.ones(emb.weight.shape[0], dtype=torch.bool, device=emb.weight.device)
+                keep[token_id] = False
+                emb.weight[keep] = frozen_rows[keep]
+            curve.append(float(loss.item()))
+            tracker.update(step + 1, f"loss {np.mean(curve[-20:]):.4f}")
+        learned = emb.weight[token_id].detach().float().cpu().clone()
+        if not torch.isfinite(learned).all():
+            raise ModelError(f"textual inversion of {token} produced a non-finite embedding; nothing was stored")
+        state_dtypes = {str(v.dtype).removeprefix("torch.") for st in opt.state.values() for v in st.values()
+                        if torch.is_tensor(v) and v.dim() > 0}
+        train_dtype = state_dtypes.pop() if len(state_dtypes) == 1 else ",".join(sorted(state_dtypes)) or "float32"
+    finally:
+        emb = enc.get_input_embeddings()
+        emb.weight.requires_grad_(False)
+        enc.eval()
+        enc.to(enc_dtype)  # back to the pipeline's precision for generation
+    return InversionResult(token, learned, curve, time.monotonic() - t0, train_dtype=train_dtype,
+                           model_dtype=str(dtype).removeprefix("torch."))
 
 
 def save_embedding(path: str | Path, token: str, embedding) -> Path:

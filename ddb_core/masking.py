@@ -120,7 +120,7 @@ class ProvidedMasker:
         for img, s in zip(images, samples):
             if not s.get("mask_path"):
                 raise DDBError(f"sample {s.get('key', s.get('id'))} has no mask file; the 'provided' masker needs one per image")
-            m = load_mask(self.resolve(s["mask_path"]), img.shape[0])
+            m = load_mask(self.resolve(s["mask_path"]), img.shape[:2])  # at the image's own size
             if self.shape == "box":
                 m = box_of(m, self.box_margin)
             out.append(MaskResult(dilate(m, self.dilate_radius), "ok", 1.0) if m.any() else MaskResult(None, "no_detection", 0.0, detail="empty mask file"))
@@ -212,37 +212,40 @@ class GradCamMasker:
         return {"threshold": self.threshold, "target": str(self.target), "keep_high": self.keep_high,
                 "dilate": self.dilate_radius, "method": "gradcam++"}
 
-    def maps(self, images, targets: Sequence[int]) -> np.ndarray:
-        """N x H x W Grad-CAM++ maps in [0, 1] at the images' resolution."""
+    def maps(self, images, targets: Sequence[int]) -> list[np.ndarray]:
+        """Grad-CAM++ maps in [0, 1], one per image at that image's own size (images may differ in size).
+
+        The classifier sees each image through ``imaging.classifier_view``; its map is resized back."""
         import torch
         import torch.nn.functional as F
         from pytorch_grad_cam import GradCAMPlusPlus
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        from .imaging import normalize
+        from .imaging import classifier_batch
 
-        x = normalize(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2))
-        if x.shape[-1] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        x = classifier_batch(images, self.image_size)  # N x 3 x S x S
         layer = self.model.layer4[-1]
         with GradCAMPlusPlus(model=self.model, target_layers=[layer]) as cam:
-            maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])
-        h, w = images[0].shape[:2]
-        if maps.shape[1:] != (h, w):
-            maps = F.interpolate(torch.from_numpy(maps)[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0].numpy()
-        return np.clip(maps, 0, 1)
+            maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])  # N x S x S
+        out = []
+        for img, cam_map in zip(images, maps):
+            h, w = img.shape[:2]
+            if cam_map.shape != (h, w):
+                cam_map = F.interpolate(torch.from_numpy(np.ascontiguousarray(cam_map))[None, None], size=(h, w),
+                                        mode="bilinear", align_corners=False)[0, 0].numpy()
+            out.append(np.clip(cam_map, 0, 1))
+        return out
 
     def mask(self, images, prompt, samples=None):
         import torch
 
-        from .imaging import normalize
+        from .imaging import classifier_batch
 
         for img in images:
             _check_image(img)
         if self.target == "pred":
-            x = normalize(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2))
             with torch.no_grad():
-                targets = self.model.eval()(x).argmax(1).tolist()
+                targets = self.model.eval()(classifier_batch(images, self.image_size)).argmax(1).tolist()
         elif self.target == "label":
             if samples is None:
                 raise ConfigError("gradcam target 'label' needs the samples of the images")

@@ -111,7 +111,7 @@ def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndar
     """(N x size x size x 3 uint8 images, N x size x size uint8 masks, caption attributes) of the train split."""
     import csv
 
-    from .imaging import load_mask, load_rgb
+    from .imaging import classifier_view, load_mask, load_rgb
 
     meta = dataset_dir / "metadata.csv"
     if not meta.is_file():
@@ -121,8 +121,9 @@ def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndar
     rows = [r for r in csv.DictReader(open(meta)) if r["split"] == "0"]  # the train split only
     if not rows or not rows[0].get("mask_filename"):
         raise DatasetError(f"{meta}: the micro model trains on the train split's images and object masks (mask_filename)")
-    images = np.stack([load_rgb(dataset_dir / r["img_filename"], size) for r in rows])
-    masks = np.stack([load_mask(dataset_dir / r["mask_filename"], size) for r in rows])
+    # the demo's images are square: resizing them to ``size`` (a no-op at the demo's 64 px) distorts nothing
+    images = np.stack([classifier_view(load_rgb(dataset_dir / r["img_filename"]), size) for r in rows])
+    masks = np.stack([load_mask(dataset_dir / r["mask_filename"], (size, size)) for r in rows])
     attrs = [dict(caption_attributes(im, m), place=places[int(r["place"])]) for im, m, r in zip(images, masks, rows)]
     return images, masks, attrs
 

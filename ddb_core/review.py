@@ -15,11 +15,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, ProjectError
-from .pruning import auto_keep, set_decision, set_thresholds, thresholds, undo
+from .errors import ConfigError, DDBError, ProjectError
+from .pruning import auto_keep, reset_thresholds, set_decision, set_thresholds, thresholds, undo
 from .store import Project
 
-STATUSES = ("all", "auto-kept", "auto-pruned", "accepted", "rejected", "unscored")
+STATUSES = ("all", "auto-kept", "auto-pruned", "accepted", "rejected", "unscored", "stale")
 SORTS = ("id", "rho", "-rho", "psi", "-psi", "detection", "-detection")
 MANUAL_CODE = {None: 0, "accept": 1, "reject": 2}
 
@@ -48,19 +48,23 @@ class ReviewIndex:
         self.reload()
 
     def reload(self) -> None:
+        mid = self.project.active_erm_id
         rows = self.project.db.execute(
-            "select c.id, c.source_label, c.target_label, c.psi, c.rho, c.method, m.score, d.decision "
+            "select c.id, c.source_label, c.target_label, c.psi, c.rho, c.method, m.score, d.decision, c.score_model_id "
             "from candidates c left join masks m on m.id = c.mask_id left join decisions d on d.candidate_id = c.id "
             "order by c.id").fetchall()
         n = len(rows)
         self.ids = np.fromiter((r[0] for r in rows), np.int64, n)
         self.src = np.fromiter((r[1] for r in rows), np.int64, n)
         self.tgt = np.fromiter((r[2] for r in rows), np.int64, n)
-        self.psi = np.fromiter((np.nan if r[3] is None else r[3] for r in rows), np.float64, n)
-        self.rho = np.fromiter((np.nan if r[4] is None else r[4] for r in rows), np.float64, n)
+        # scores of another model than the active one are stale: kept aside, the candidate counts as not scored
+        fresh = np.fromiter((r[8] is not None and r[8] == mid for r in rows), bool, n)
+        self.stale = np.fromiter((r[3] is not None for r in rows), bool, n) & ~fresh
+        self.psi = np.fromiter((np.nan if r[3] is None or not f else r[3] for r, f in zip(rows, fresh)), np.float64, n)
+        self.rho = np.fromiter((np.nan if r[4] is None or not f else r[4] for r, f in zip(rows, fresh)), np.float64, n)
         self.det = np.fromiter((np.nan if r[6] is None else r[6] for r in rows), np.float64, n)
         self.manual = np.fromiter((MANUAL_CODE[r[7]] for r in rows), np.int8, n)
-        methods = sorted({r[5] for r in rows})
+        methods = sorted({r[5] for r in rows} | {"ddb"})
         self.method_names = methods
         self.method = np.fromiter((methods.index(r[5]) for r in rows), np.int8, n)
         self.pos = {int(i): k for k, i in enumerate(self.ids)}
@@ -71,9 +75,24 @@ class ReviewIndex:
 
         on = pruned_methods(self.project)
         self.unpruned = np.array([not on.get(m, True) for m in methods], bool)[self.method] if n else np.zeros(0, bool)
-        th = thresholds(self.project)
+        self.problem: Optional[str] = None  # why nothing can be pruned (e.g. Ψ not computed), shown by the app
+        try:
+            th = thresholds(self.project)
+        except DDBError as e:
+            th, self.problem = {"Psi": {}, "P": {}, "P_method": {}}, str(e)
         self.Psi = {int(k): float(v) for k, v in th["Psi"].items()}
-        self.P = {int(k): float(v) for k, v in th["P"].items()}
+        self.P = {int(k): float(v) for k, v in th["P"].items()}  # DDB's, the sliders'
+        self.P_method = {m: {int(k): float(v) for k, v in d.items()} for m, d in (th.get("P_method") or {}).items()}
+
+    def _p_table(self, P: dict) -> np.ndarray:
+        """methods x classes: DDB's P from ``P`` (the sliders), other methods' from their stored values."""
+        t = np.full((len(self.method_names), self.n_classes), np.nan)
+        for mi, m in enumerate(self.method_names):
+            src = P if m == "ddb" else self.P_method.get(m, {})
+            for c in range(self.n_classes):
+                if c in src:
+                    t[mi, c] = src[c]
+        return t
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -83,8 +102,10 @@ class ReviewIndex:
         """Automatic keep decision of every candidate at the given (or current) thresholds."""
         Psi = {**self.Psi, **(Psi or {})}
         P = {**self.P, **(P or {})}
-        psi_t = np.array([Psi.get(c, np.nan) for c in range(self.n_classes)])[self.src] if len(self) else np.zeros(0)
-        p_t = np.array([P.get(c, np.nan) for c in range(self.n_classes)])[self.tgt] if len(self) else np.zeros(0)
+        if not len(self):
+            return np.zeros(0, bool)
+        psi_t = np.array([Psi.get(c, np.nan) for c in range(self.n_classes)])[self.src]
+        p_t = self._p_table(P)[self.method, self.tgt]
         keep = auto_keep(self.psi, self.rho, psi_t, p_t)
         return keep | (self.unpruned & self.scored)
 
@@ -99,7 +120,8 @@ class ReviewIndex:
             return None
         if self.unpruned[k]:
             return True
-        return bool(self.psi[k] < self.Psi.get(int(self.src[k]), np.nan) and self.rho[k] > self.P.get(int(self.tgt[k]), np.nan))
+        p = self._p_table(self.P)[self.method[k], self.tgt[k]]
+        return bool(self.psi[k] < self.Psi.get(int(self.src[k]), np.nan) and self.rho[k] > p)
 
     def kept_one(self, k: int) -> bool:
         """Final decision of the candidate at array position ``k`` at the current thresholds."""
@@ -121,9 +143,20 @@ class ReviewIndex:
 
     def save_thresholds(self, Psi: Optional[dict] = None, P: Optional[dict] = None) -> dict:
         th = set_thresholds(self.project, Psi, P)
+        self._take(th)
+        return th
+
+    def reset_thresholds(self) -> dict:
+        """Back to the computed defaults (Ψ from Eq. 3, P from the candidates scored now)."""
+        th = reset_thresholds(self.project)
+        self._take(th)
+        return th
+
+    def _take(self, th: dict) -> None:
         self.Psi = {int(k): float(v) for k, v in th["Psi"].items()}
         self.P = {int(k): float(v) for k, v in th["P"].items()}
-        return th
+        self.P_method = {m: {int(k): float(v) for k, v in d.items()} for m, d in (th.get("P_method") or {}).items()}
+        self.problem = None
 
     # -- gallery ---------------------------------------------------------------------------
     def query(self, f: Filter, Psi: Optional[dict] = None, P: Optional[dict] = None) -> np.ndarray:
@@ -143,7 +176,8 @@ class ReviewIndex:
             auto = self.auto(Psi, P)
             sel &= {"auto-kept": (self.manual == 0) & auto & self.scored,
                     "auto-pruned": (self.manual == 0) & ~auto & self.scored,
-                    "accepted": self.manual == 1, "rejected": self.manual == 2, "unscored": ~self.scored}[f.status]
+                    "accepted": self.manual == 1, "rejected": self.manual == 2, "unscored": ~self.scored,
+                    "stale": self.stale}[f.status]
         for (lo, hi), vals in ((f.psi_range, self.psi), (f.rho_range, self.rho)):
             if lo > -np.inf or hi < np.inf:  # a bounded range also drops unscored candidates
                 with np.errstate(invalid="ignore"):
@@ -178,7 +212,9 @@ class ReviewIndex:
             "psi": r["psi"], "rho": r["rho"], "ig_delta": r["ig_delta"],
             "probs_source": json.loads(r["probs_source"]) if r["probs_source"] else None,
             "probs_generated": json.loads(r["probs_generated"]) if r["probs_generated"] else None,
-            "Psi": self.Psi.get(r["source_label"]), "P": self.P.get(r["target_label"]),
+            "Psi": self.Psi.get(r["source_label"]),
+            "P": (self.P if r["method"] == "ddb" else self.P_method.get(r["method"], {})).get(r["target_label"]),
+            "stale": bool(self.stale[k]), "score_model_id": r["score_model_id"],
             "auto": auto, "manual": r["manual"], "kept": self.kept_one(k),
             "seed": r["seed"], "prompt": r["prompt"], "mask_backend": r["mask_backend"],
             "detection_score": r["detection_score"], "provenance": json.loads(r["provenance"]) if r["provenance"] else {},

@@ -1,7 +1,7 @@
 """Scoring a candidate: ψ (the ERM softmax of the source class) and ρ (IG mass inside the mask).
 
-Consumes the ERM classifier, a source image x (class i), its candidate x' (made for class i'), and
-the mask M (255 = repainted); produces ``CandidateScore``:
+Consumes the ERM classifier, a source image x (class i), its candidate x' (made for class i', the
+same size as x), and the mask M (255 = repainted, the same size); produces ``CandidateScore``:
 
 - ψ = softmax(f(x'))[i], compared with Ψ_i (Eq. 3) when pruning; both softmax vectors are kept
   for the "softmax shift" view.
@@ -10,17 +10,35 @@ the mask M (255 = repainted); produces ``CandidateScore``:
   and over the pixels inside the mask. The per-pixel map (channels summed) is kept for the heatmap
   view, with captum's convergence delta.
 
-One deterministic transform (resize to the classifier's input size, ImageNet normalisation) is
-applied to x, x' and M alike, so baseline, input and mask stay aligned — the published code
-augmented x and x' independently and never cropped the mask.
+x, x' and M go through ``imaging.classifier_view`` — the one deterministic view the classifier has
+of any image (the same as training's evaluation transform, so ψ of an unchanged image equals its
+stored softmax) — so baseline, input and mask stay aligned whatever the images' sizes; the
+published code augmented x and x' independently and never cropped the mask. ρ is summed in that
+view; the stored map is resized back to the source's size (bilinear, scaled so that its sum is
+kept) for display next to the source.
+
+Memory is bounded: integrated gradients runs ``internal_batch_size`` rows (images × path steps)
+per forward and backward pass, by default as many as ``ig_rows`` allows at the classifier's input
+size (64 rows at 64 px, 16 at 224 px).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
+
+from .errors import ConfigError
+from .imaging import classifier_view, normalize
+
+IG_PIXEL_BUDGET = 16 * 224 * 224  # pixels per IG pass: 16 rows at 224 px (64 at 64 px, the cap), 3 at 512 px
+
+
+def ig_rows(image_size: int, budget: int = IG_PIXEL_BUDGET) -> int:
+    """Rows (images × steps) per integrated-gradients pass at this input size, so that a pass holds
+    at most ``budget`` pixels (activations grow with the pixel count): at least 1, at most 64."""
+    return int(max(1, min(64, budget // (image_size * image_size))))
 
 
 @dataclass
@@ -30,52 +48,60 @@ class CandidateScore:
     ig_delta: float  # captum's convergence delta (completeness error)
     probs_source: list[float]  # softmax(f(x))
     probs_generated: list[float]  # softmax(f(x'))
-    ig_map: np.ndarray  # H x W float32 at the classifier's input size, channels summed
+    ig_map: np.ndarray  # H x W float32 at the source's size, channels summed
 
 
-def to_input(images: np.ndarray, size: int):
-    """N x H x W x 3 uint8 → N x 3 x size x size normalised float (the evaluation transform)."""
+def views(images: Sequence[np.ndarray], size: int, masks: Optional[Sequence[np.ndarray]] = None):
+    """Images (any sizes) → N x 3 x S x S normalised float; with masks also N x 1 x S x S in {0, 1}."""
     import torch
-    import torch.nn.functional as F
 
-    from .imaging import normalize
-
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False).round().clamp(0, 255)
-    return normalize(x)
-
-
-def mask_to_input(masks: np.ndarray, size: int):
-    """N x H x W uint8 (255 = repainted) → N x 1 x size x size float in {0, 1} (nearest)."""
-    import torch
-    import torch.nn.functional as F
-
-    m = torch.from_numpy((np.asarray(masks) == 255).astype(np.float32))[:, None]
-    if m.shape[-1] != size:
-        m = F.interpolate(m, size=(size, size), mode="nearest")
-    return m
+    if masks is None:
+        v = [classifier_view(im, size) for im in images]
+        return normalize(torch.from_numpy(np.stack(v)).permute(0, 3, 1, 2))
+    pairs = [classifier_view(im, size, m) for im, m in zip(images, masks)]
+    x = normalize(torch.from_numpy(np.stack([p[0] for p in pairs])).permute(0, 3, 1, 2))
+    return x, torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None]
 
 
-def score_candidates(model: Callable, sources: np.ndarray, generated: np.ndarray, masks: np.ndarray,
-                     source_labels: list[int], target_labels: list[int], image_size: int, n_steps: int = 50,
-                     internal_batch_size: Optional[int] = 16) -> list[CandidateScore]:
-    """ψ, ρ and the IG map of each candidate. ``model`` is any callable returning logits."""
+def _to_source_size(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """An S x S attribution map resized (bilinear) to ``shape`` (h, w), scaled so its sum is kept."""
+    from PIL import Image
+
+    h, w = shape
+    if a.shape == (h, w):
+        return a.astype(np.float32)
+    out = np.asarray(Image.fromarray(a.astype(np.float32)).resize((w, h), Image.BILINEAR), np.float32)
+    return out * np.float32(a.size / out.size)
+
+
+def score_candidates(model: Callable, sources: Sequence[np.ndarray], generated: Sequence[np.ndarray],
+                     masks: Sequence[np.ndarray], source_labels: list[int], target_labels: list[int], image_size: int,
+                     n_steps: int = 50, internal_batch_size: Optional[int] = None) -> list[CandidateScore]:
+    """ψ, ρ and the IG map of each candidate. ``model`` is any callable returning logits; images are
+    HWC uint8 of any sizes (each candidate the size of its source), masks HW uint8 (255 = repainted)."""
     import torch
     from captum.attr import IntegratedGradients
 
-    x = to_input(sources, image_size)  # N x 3 x S x S, baseline
-    xp = to_input(generated, image_size)  # N x 3 x S x S, input
-    m = mask_to_input(masks, image_size)  # N x 1 x S x S
+    for k, (s, g, m) in enumerate(zip(sources, generated, masks)):
+        if g.shape != s.shape or m.shape != s.shape[:2]:
+            raise ConfigError(f"candidate {k}: source {s.shape[1]}x{s.shape[0]}, result {g.shape[1]}x{g.shape[0]} and "
+                              f"mask {m.shape[1]}x{m.shape[0]} must have the same size")
+    if n_steps < 1:
+        raise ConfigError(f"n_steps must be >= 1, got {n_steps}")
+    rows = internal_batch_size or ig_rows(image_size)
+    if rows < 1:
+        raise ConfigError(f"internal_batch_size must be >= 1, got {internal_batch_size}")
+    x, m = views(sources, image_size, masks)  # N x 3 x S x S (baseline), N x 1 x S x S
+    xp = views(generated, image_size)  # N x 3 x S x S (input)
     with torch.no_grad():
         p_src = model(x).float().softmax(1)
         p_gen = model(xp).float().softmax(1)
     ig = IntegratedGradients(model)
     attributions, delta = ig.attribute(xp, baselines=x, target=torch.tensor(target_labels), n_steps=n_steps,
-                                       internal_batch_size=internal_batch_size, return_convergence_delta=True)
-    per_pixel = attributions.detach().sum(1)  # N x S x S, channels summed
+                                       internal_batch_size=rows, return_convergence_delta=True)
+    per_pixel = attributions.detach().float().sum(1)  # N x S x S, channels summed
     rho = (per_pixel * m[:, 0]).sum((1, 2))  # Eq. 5: sum over pixels inside the mask
     return [CandidateScore(psi=float(p_gen[k, source_labels[k]]), rho=float(rho[k]), ig_delta=float(delta[k]),
                            probs_source=p_src[k].tolist(), probs_generated=p_gen[k].tolist(),
-                           ig_map=per_pixel[k].numpy().astype(np.float32))
+                           ig_map=_to_source_size(per_pixel[k].numpy(), sources[k].shape[:2]))
             for k in range(len(source_labels))]

@@ -97,8 +97,8 @@ def select(project: Project, cfg: SelectionConfig = SelectionConfig()) -> Select
     erm = project.active_erm()
     rows = _scored_train_rows(project, erm["id"])
     n_classes = len(project.class_names)
-    sources, inversion, psi = {}, {}, {}
-    out_rows, stats = [], []
+    sources, inversion = {}, {}
+    out_rows = []
     for label in range(n_classes):
         cls = sorted((r for r in rows if r["label"] == label), key=lambda r: (r["erm_loss"], r["id"]))
         if not cls:
@@ -112,9 +112,8 @@ def select(project: Project, cfg: SelectionConfig = SelectionConfig()) -> Select
         out_rows += [{"erm_model_id": erm["id"], "purpose": "inversion", "label": label, "sample_id": r["id"],
                       "rank": i, "loss": r["erm_loss"]} for i, r in enumerate(ti)]
         inversion[label] = len(ti)
-        # Eq. 3: Psi_i = mean over class-i training images of softmax(f(x))[i].
-        psi[label] = sum(json.loads(r["erm_probs"])[label] for r in cls) / len(cls)
-        stats.append({"erm_model_id": erm["id"], "label": label, "mean_softmax": psi[label], "n": len(cls)})
+    stats = class_stats_rows(project, erm["id"])  # Eq. 3
+    psi = {r["label"]: r["mean_softmax"] for r in stats}
     with project.db.atomic():
         project.db.execute("delete from selections where purpose in ('source', 'inversion')")
         project.db.execute("delete from class_stats where erm_model_id = ?", [erm["id"]])
@@ -131,11 +130,34 @@ def selected(project: Project, purpose: str, label: int) -> list[dict]:
         "where sel.purpose = ? and sel.label = ? order by sel.rank", [purpose, label]))
 
 
-def class_softmax_means(project: Project) -> dict[int, float]:
-    """Ψ_i (Eq. 3) of the active ERM model, per class."""
+def class_softmax_means(project: Project, required: bool = True) -> dict[int, float]:
+    """Ψ_i (Eq. 3) of the active ERM model, per class. With ``required``, a missing one is an error
+    that names the command to run."""
     erm_id = project.active_erm_id
     rows = project.db.query("select label, mean_softmax from class_stats where erm_model_id = ?", [erm_id])
     out = {r["label"]: r["mean_softmax"] for r in rows}
-    if not out:
-        raise ProjectError("Ψ is not computed yet for the active ERM model: run `ddb select` first")
+    if required and len(out) < len(project.class_names):
+        raise ProjectError(f"Ψ (Eq. 3) is not computed for the active ERM model (id {erm_id}): run `ddb select`")
     return out
+
+
+def class_stats_rows(project: Project, model_id: int) -> list[dict]:
+    """Ψ_i (Eq. 3) of every class from the stored per-sample softmax of ``model_id``: the mean over the
+    class-i training images of softmax(f(x))[i]. A class without training images has none."""
+    rows = _scored_train_rows(project, model_id)
+    out = []
+    for label in range(len(project.class_names)):
+        cls = [r for r in rows if r["label"] == label]
+        if cls:
+            out.append({"erm_model_id": model_id, "label": label, "n": len(cls),
+                        "mean_softmax": sum(json.loads(r["erm_probs"])[label] for r in cls) / len(cls)})
+    return out
+
+
+def store_class_stats(project: Project, model_id: int) -> dict[int, float]:
+    """Compute and store Ψ_i of ``model_id`` (replacing earlier values of that model)."""
+    stats = class_stats_rows(project, model_id)
+    with project.db.atomic():
+        project.db.execute("delete from class_stats where erm_model_id = ?", [model_id])
+        project.db["class_stats"].insert_all(stats)
+    return {r["label"]: r["mean_softmax"] for r in stats}

@@ -198,6 +198,18 @@ def m004_reports(db: sqlite_utils.Database) -> None:
     }, pk="id")
 
 
+@migrations()
+def m005_score_model(db: sqlite_utils.Database) -> None:
+    # Version 5: every ψ/ρ records the ERM model that computed it, so scores of another model are
+    # found (stale) when the active ERM model changes. Scores stored before this version were
+    # computed with the model that was active then, which is the best record there is.
+    db["candidates"].add_column("score_model_id", int)
+    active = db.execute("select value from meta where key = 'active_erm_model'").fetchone()
+    model_id = json.loads(active[0]) if active else None
+    if model_id is not None:
+        db.execute("update candidates set score_model_id = ? where psi is not null", [model_id])
+
+
 def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 

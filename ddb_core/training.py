@@ -218,7 +218,8 @@ def evaluate_model(project: Project, model, image_size: int, splits=("val", "tes
 
 def score_samples(project: Project, model, model_id: int, image_size: int, device=None,
                   on_progress: Optional[ProgressFn] = None) -> None:
-    """Per-sample cross-entropy, softmax and prediction of every sample (evaluation transform)."""
+    """Per-sample cross-entropy, softmax and prediction of every sample (the classifier view of
+    ``imaging.classifier_view``), and Ψ_i of the model (Eq. 3)."""
     import torch
     import torch.nn.functional as F
 
@@ -234,6 +235,9 @@ def score_samples(project: Project, model, model_id: int, image_size: int, devic
     probs = logits.softmax(1)
     project.store_sample_scores(model_id, ((r["id"], losses[i].item(), probs[i].tolist(), int(probs[i].argmax()))
                                            for i, r in enumerate(rows)))
+    from .selection import store_class_stats
+
+    store_class_stats(project, model_id)  # Ψ_i (Eq. 3) of this model, from the softmax just stored
 
 
 # ---------------------------------------------------------------------------------------------

@@ -179,7 +179,7 @@ def toy_classifier():
 def test_integrated_gradients_completeness_and_rho_equals_captum():
     from captum.attr import IntegratedGradients
 
-    from ddb_core.scoring import mask_to_input, to_input
+    from ddb_core.scoring import views
 
     model = toy_classifier().eval()
     rng = np.random.default_rng(1)
@@ -188,8 +188,9 @@ def test_integrated_gradients_completeness_and_rho_equals_captum():
     gen[:, 4:12, 4:12] = rng.integers(0, 255, (2, 8, 8, 3), dtype=np.uint8)
     mask = np.zeros((2, 16, 16), np.uint8)
     mask[:, 4:12, 4:12] = 255
-    scores = score_candidates(model, src, gen, mask, [0, 0], [1, 1], 16, n_steps=200, internal_batch_size=64)
-    x, xp = to_input(src, 16), to_input(gen, 16)
+    scores = score_candidates(model, list(src), list(gen), list(mask), [0, 0], [1, 1], 16, n_steps=200, internal_batch_size=64)
+    x, m = views(list(src), 16, list(mask))
+    xp = views(list(gen), 16)
     with torch.no_grad():
         diff = model(xp)[:, 1] - model(x)[:, 1]
     for k, sc in enumerate(scores):
@@ -199,8 +200,40 @@ def test_integrated_gradients_completeness_and_rho_equals_captum():
             assert sc.psi == pytest.approx(float(model(xp).softmax(1)[k, 0]), abs=1e-6)
         assert np.allclose(sc.ig_map[mask[k] == 0], 0)  # x' == x outside the mask
     direct = IntegratedGradients(model).attribute(xp, baselines=x, target=1, n_steps=200)
-    rho = (direct.sum(1) * mask_to_input(mask, 16)[:, 0]).sum((1, 2))
+    rho = (direct.sum(1) * m[:, 0]).sum((1, 2))
     assert [s.rho for s in scores] == pytest.approx(rho.tolist(), abs=1e-4)
+
+
+def test_scores_of_mixed_sizes_are_per_image_and_memory_is_bounded():
+    """Candidates of different, non-square sizes in one batch: each IG map has its source's size and
+    keeps the sum of the classifier-view map; IG never runs more rows per pass than the bound."""
+    from ddb_core.scoring import ig_rows
+
+    inner = toy_classifier().eval()
+    seen = []
+
+    def model(x):
+        seen.append(x.shape[0])
+        return inner(x)
+
+    rng = np.random.default_rng(2)
+    shapes = [(20, 30), (33, 17), (16, 16)]
+    src = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+    gen, masks = [], []
+    for s in src:
+        g, m = s.copy(), np.zeros(s.shape[:2], np.uint8)
+        m[3:12, 4:14] = 255
+        g[m == 255] = 255 - g[m == 255]
+        gen.append(g)
+        masks.append(m)
+    scores = score_candidates(model, src, gen, masks, [0, 1, 0], [1, 0, 1], 16, n_steps=40, internal_batch_size=7)
+    assert max(seen) <= 7
+    for s, sc in zip(src, scores):
+        assert sc.ig_map.shape == s.shape[:2] and np.isfinite(sc.ig_map).all()
+        assert sc.ig_map.sum() == pytest.approx(sc.rho, rel=0.2, abs=0.05)  # x' = x outside the mask: IG is inside
+    assert ig_rows(64) == 64 and ig_rows(224) == 16 and ig_rows(512) == 3
+    with pytest.raises(ConfigError, match="same size"):
+        score_candidates(model, src[:1], gen[1:2], masks[:1], [0], [1], 16)
 
 
 # -- pruning -----------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ def test_demo_build_job_reports_progress_and_finishes(tmp_path):
     assert settings["masker"] == "provided" and settings["masker_options"] == {"shape": "box"}
     assert settings["inpaint_model"] == MICRO_MODEL
     row = project.samples("train", "id, path, label, mask_path")[0]
-    [mask] = load_masker(project).mask([load_rgb(project.dataset_path(row["path"]), 32)], "bird", [row])
+    [mask] = load_masker(project).mask([load_rgb(project.dataset_path(row["path"]))], "bird", [row])
     ys, xs = np.nonzero(mask.mask)
     assert mask.mask[ys.min():ys.max() + 1, xs.min():xs.max() + 1].all()  # a filled rectangle, not the silhouette
 

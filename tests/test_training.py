@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ddb_core.api import create_project, train_erm
 from ddb_core.errors import Cancelled, ConfigError
-from ddb_core.imaging import load_rgb, normalize
+from ddb_core.imaging import classifier_view, load_rgb, normalize
 from ddb_core.models import load_classifier, save_checkpoint, build_classifier
 from ddb_core.store import file_sha256
 from ddb_core.training import TrainConfig, load_erm_checkpoint, train_classifier
@@ -34,7 +34,7 @@ def test_erm_training_stores_model_reports_and_per_sample_scores(tiny_project):
     rows = tiny_project.samples()
     assert all(r["erm_model_id"] == res.model_id and r["erm_loss"] is not None for r in rows)
     for r in rows[:3]:
-        x = normalize(torch.from_numpy(load_rgb(tiny_project.dataset_path(r["path"]), 32)).permute(2, 0, 1))[None]
+        x = normalize(torch.from_numpy(classifier_view(load_rgb(tiny_project.dataset_path(r["path"])), 32)).permute(2, 0, 1))[None]
         with torch.no_grad():
             logits = model(x)
         assert r["erm_loss"] == pytest.approx(F.cross_entropy(logits, torch.tensor([r["label"]])).item(), rel=1e-4, abs=1e-5)

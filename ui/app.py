@@ -31,7 +31,8 @@ from . import plots
 PAGE = 48  # gallery thumbnails per page
 BIG = 256  # enlarged panel side, px
 STATUS_CHOICES = [("all", "all"), ("automatically kept", "auto-kept"), ("automatically pruned", "auto-pruned"),
-                  ("manually accepted", "accepted"), ("manually rejected", "rejected"), ("not scored", "unscored")]
+                  ("manually accepted", "accepted"), ("manually rejected", "rejected"), ("not scored", "unscored"),
+                  ("stale scores (another ERM model)", "stale")]
 SORT_CHOICES = [("id", "id"), ("ρ high → low", "-rho"), ("ρ low → high", "rho"), ("ψ low → high", "psi"),
                 ("ψ high → low", "-psi"), ("detection score high → low", "-detection")]
 
@@ -63,12 +64,13 @@ def launch_kwargs(project_dir: str) -> dict:
     return {"head": KEYBOARD_JS, "css": CSS, "allowed_paths": [str(Path(project_dir).resolve())]}
 
 
-def _load(path: Optional[str], size: Optional[int] = None, mask: bool = False) -> Optional[np.ndarray]:
+def _load(path: Optional[str], shape: Optional[tuple[int, int]] = None, mask: bool = False) -> Optional[np.ndarray]:
+    """An image at its own size, or a mask at ``shape`` (its image's height and width)."""
     from ddb_core.imaging import load_mask, load_rgb
 
     if not path:
         return None
-    return load_mask(path, size) if mask else load_rgb(path, size)
+    return load_mask(path, shape) if mask else load_rgb(path)
 
 
 class AppState:
@@ -175,6 +177,13 @@ def thresholds_from(index, values: list[float]) -> tuple[dict, dict]:
 def counts_markdown(index, Psi: dict, P: dict, names: list[str]) -> str:
     if index is None or len(index) == 0:
         return "No candidates yet: run generation and scoring on the Pipeline screen."
+    notes = []
+    if getattr(index, "problem", None):
+        notes.append(f"**Nothing can be pruned yet**: {html.escape(index.problem)}")
+    n_stale = int(index.stale.sum()) if hasattr(index, "stale") else 0
+    if n_stale:
+        notes.append(f"**{n_stale} candidates were scored by another ERM model** and count as not scored: "
+                     f"Pipeline → “Rescore stale candidates” (or `ddb score --rescore`).")
     counts = index.counts(Psi, P)
     lines = ["| direction | candidates | kept | pruned | manual accept / reject |", "| --- | ---: | ---: | ---: | ---: |"]
     total_kept = 0
@@ -182,7 +191,8 @@ def counts_markdown(index, Psi: dict, P: dict, names: list[str]) -> str:
         i, j = (int(x) for x in d.split("->"))
         lines.append(f"| {names[i]} → {names[j]} | {v['candidates']} | **{v['kept']}** | {v['pruned']} | {v['accepted']} / {v['rejected']} |")
         total_kept += v["kept"]
-    return "\n".join(lines) + f"\n\n<span id='kept-total'>kept in all: {total_kept}</span>"
+    text = "\n".join(lines) + f"\n\n<span id='kept-total'>kept in all: {total_kept}</span>"
+    return "\n\n".join(notes + [text])
 
 
 def status_codes(index, Psi: dict, P: dict) -> np.ndarray:
@@ -242,9 +252,8 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
         return None, None, None, None, None, "No candidate selected."
     d = index.detail(int(cid))
     src = _load(d["source_path"])
-    size = src.shape[0]
-    mask = _load(d["mask_path"], size, mask=True) if d["mask_path"] else None
-    res = _load(d["result_path"], size)
+    mask = _load(d["mask_path"], src.shape[:2], mask=True) if d["mask_path"] else None
+    res = _load(d["result_path"])
     p1 = plots.enlarge(src, BIG)
     p2 = plots.enlarge(plots.overlay_mask(src, mask), BIG)
     p3 = plots.enlarge(res, BIG)
@@ -257,8 +266,9 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
         p5 = plots.heatmap_overlay(res, ig, mask, BIG)
     else:
         p5 = None
+    unscored = "scores stale (another ERM model): rescore" if d.get("stale") else "not scored yet"
     decision = ("manually " + ("accepted" if d["manual"] == "accept" else "rejected")) if d["manual"] else \
-        ("not scored yet" if d["auto"] is None else ("kept automatically" if d["auto"] else "pruned automatically"))
+        (unscored if d["auto"] is None else ("kept automatically" if d["auto"] else "pruned automatically"))
     fmt = lambda x: "—" if x is None else f"{x:.4f}"
     prov = d["provenance"]
     sign = lambda ok: "✓" if ok else "✗"
@@ -273,6 +283,8 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
         f"- prompt “{html.escape(d['prompt'] or '')}”, seed {d['seed']}",
         f"- mask: {d['mask_backend']} (detection score {fmt(d['detection_score'])}); "
         f"model {str(prov.get('model_ref', prov.get('model', '—')))}",
+        f"- source {src.shape[1]}×{src.shape[0]} px; scores by ERM model {d.get('score_model_id') or '—'}"
+        + (" (**stale**: not the active model)" if d.get("stale") else ""),
     ] + ([f"- SCGS candidate: the mask is Grad-CAM++ of the ERM model with the **high** (spurious) region kept and the "
           f"rest repainted with the true class; SCGS does not prune, so it is kept unless pruning is turned on for SCGS"]
          if d["method"] == "scgs" else []))
@@ -307,6 +319,13 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                     with gr.Row():
                         fmt = gr.Dropdown(["demo", "waterbirds", "celeba", "metashift", "imagefolder"], value="demo", label="format")
                         source = gr.Textbox(label="dataset folder (not for the demo)")
+                    with gr.Row():
+                        class_names_in = gr.Textbox(label="class names in label order (optional), e.g. landbird, waterbird",
+                                                    elem_id="class-names")
+                        attr_names_in = gr.Textbox(label="spurious attribute values in order (optional), e.g. land, water",
+                                                   elem_id="attr-names")
+                        object_prompt_in = gr.Textbox(label="object word of the prompts (optional), e.g. bird, or "
+                                                            "landbird=bird, waterbird=bird", elem_id="object-prompt")
                     create_btn = gr.Button("Create / re-import into this project folder")
                 with gr.Accordion("ERM model", open=False):
                     with gr.Row():
@@ -345,6 +364,7 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                     b_masks = gr.Button("3. Masks")
                     b_generate = gr.Button("4. Generate")
                     b_score = gr.Button("5. Score")
+                    b_rescore = gr.Button("Rescore stale candidates", elem_id="btn-rescore")
                     b_all = gr.Button("Run all (resumes)", variant="primary")
                 preview = gr.Gallery(label="token preview: source, mask, result", columns=6, height=300,
                                      elem_classes=["pixelated"])
@@ -484,13 +504,23 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             return (state.project_markdown(), s.get("inpaint_model", ""), s.get("masker"),
                     json.dumps(s.get("masker_options") or {}) if s else "", stages_markdown())
 
-        def create(fmt_v, source_v):
+        def create(fmt_v, source_v, class_names_v, attr_names_v, object_prompt_v):
+            split = lambda text: [x.strip() for x in (text or "").split(",") if x.strip()] or None
+            prompt = split(object_prompt_v)
+            if prompt and all("=" in x for x in prompt):
+                prompt = {k.strip(): v.strip() for k, v in (x.split("=", 1) for x in prompt)}
+            elif prompt and len(prompt) == 1:
+                prompt = prompt[0]
+            elif prompt:
+                raise gr.Error("object word: one word for every class, or class=word pairs separated by commas")
+
             def run(on_progress, cancel):
                 return api.create_project(state.project_dir, fmt_v, source_v or None, replace=Project.exists(state.project_dir),
-                                          on_progress=on_progress)
+                                          class_names=split(class_names_v), attr_names=split(attr_names_v),
+                                          object_prompt=prompt, on_progress=on_progress)
             return start(f"create project ({fmt_v})", run)
 
-        create_btn.click(safe(create), [fmt, source], [job_md, timer])
+        create_btn.click(safe(create), [fmt, source, class_names_in, attr_names_in, object_prompt_in], [job_md, timer])
 
         def train_erm_job(epochs, lr):
             from ddb_core.training import TrainConfig
@@ -534,12 +564,14 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             q = lambda sql: p.db.execute(sql).fetchone()[0]
             n_sel = q("select count(*) from selections where purpose = 'source'")
             n_nodet = q("select count(*) from masks where status = 'no_detection'")
+            stale = api.stale_scores(p)
             rows = [("ERM model", "ready" if p.active_erm_id else "not trained"),
                     ("selection", f"{n_sel} source images"),
                     ("textual inversion", f"{q('select count(distinct label) from tokens')} of {len(p.class_names)} tokens"),
                     ("masks", f"{q('select count(*) from masks')} ({n_nodet} no detection)"),
                     ("generation", f"{q('select count(*) from candidates')} candidates"),
-                    ("scoring", f"{q('select count(psi) from candidates')} scored")]
+                    ("scoring", f"{q('select count(psi) from candidates') - stale} scored by the active ERM model"
+                                + (f", **{stale} stale** (scored by another model: rescore them)" if stale else ""))]
             runs = p.runs()[-5:]
             lines = ["| stage | status |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
             if runs:
@@ -574,6 +606,8 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                     "generate": lambda on_progress, cancel: api.generate(p, cfg=GenerationConfig(use_tokens=cfg.ti_size > 0), inpaint=inp_cfg,
                                                                           on_progress=on_progress, cancel=cancel),
                     "score": lambda on_progress, cancel: api.score(p, n_steps=cfg.ig_steps, on_progress=on_progress, cancel=cancel),
+                    "rescore": lambda on_progress, cancel: api.score(p, n_steps=cfg.ig_steps, rescore=True,
+                                                                      on_progress=on_progress, cancel=cancel),
                     "all": lambda on_progress, cancel: __import__("ddb_core.bench_demo", fromlist=["prepare"]).prepare(
                         p, cfg, {}, on_progress, cancel),
                 }
@@ -582,7 +616,7 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
 
         cfg_inputs = [k_in, ti_size, ti_steps, gen_steps, guidance, ig_steps]
         for btn, stage in ((b_select, "select"), (b_invert, "invert"), (b_masks, "masks"), (b_generate, "generate"),
-                           (b_score, "score"), (b_all, "all")):
+                           (b_score, "score"), (b_rescore, "rescore"), (b_all, "all")):
             btn.click(run_stage(stage), cfg_inputs, [job_md, timer])
 
         def do_preview(gst):
@@ -720,8 +754,7 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             index = state.index()
             if index is None:
                 return [gr.Slider() for _ in psi_sliders + p_sliders]
-            index.project.set_meta("thresholds", {})
-            index.reload()
+            index.reset_thresholds()
             return slider_updates(index)
 
         reset_th.click(reset_thresholds, [], [*psi_sliders, *p_sliders]).then(
@@ -795,16 +828,20 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
         b_undo.click(safe(do_undo), [nav], [nav, *detail_outputs, counts], show_progress="hidden", api_name="undo")
 
         def load_editor(nav_v):
+            from PIL import Image
+
             index = state.index()
             ids = nav_v.get("ids", [])
             if not ids:
                 return None
             d = index.detail(ids[nav_v.get("pos", 0)])
             src = _load(d["source_path"])
-            mask = _load(d["mask_path"], src.shape[0], mask=True) if d["mask_path"] else np.zeros(src.shape[:2], np.uint8)
-            bg = np.dstack([plots.enlarge(src, BIG), np.full((BIG, BIG), 255, np.uint8)])
-            m = plots.enlarge(np.dstack([mask] * 3), BIG)[..., 0]
-            layer = np.zeros((BIG, BIG, 4), np.uint8)
+            mask = _load(d["mask_path"], src.shape[:2], mask=True) if d["mask_path"] else np.zeros(src.shape[:2], np.uint8)
+            big = plots.enlarge(src, BIG)  # aspect ratio kept
+            bh, bw = big.shape[:2]
+            bg = np.dstack([big, np.full((bh, bw), 255, np.uint8)])
+            m = np.asarray(Image.fromarray(mask).resize((bw, bh), Image.NEAREST))
+            layer = np.zeros((bh, bw, 4), np.uint8)
             layer[..., 0], layer[..., 1], layer[..., 2] = 255, 48, 48
             layer[..., 3] = np.where(m >= 128, 200, 0)
             return {"background": bg, "layers": [layer], "composite": None}
@@ -820,12 +857,13 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                 raise gr.Error("Load the current mask first, then paint on it.")
             cid = ids[nav_v.get("pos", 0)]
             d = index.detail(cid)
-            size = _load(d["source_path"]).shape[0]
+            h, w = _load(d["source_path"]).shape[:2]
             alpha = np.zeros(value["layers"][0].shape[:2], np.uint8)
             for layer in value["layers"]:
-                if layer is not None and layer.ndim == 3 and layer.shape[2] == 4:
+                if layer is not None and layer.ndim == 3 and layer.shape[2] == 4 and layer.shape[:2] == alpha.shape:
                     alpha = np.maximum(alpha, layer[..., 3])
-            mask = np.asarray(Image.fromarray(np.where(alpha > 0, 255, 0).astype(np.uint8)).resize((size, size), Image.BILINEAR))
+            # the editor shows the source at its aspect ratio: back to the source's own size
+            mask = np.asarray(Image.fromarray(np.where(alpha > 0, 255, 0).astype(np.uint8)).resize((w, h), Image.BILINEAR))
             mask = np.where(mask >= 128, 255, 0).astype(np.uint8)
             new_id = api.regenerate_candidate(index.project, cid, mask, inpainter=state.inpainter())
             index = state.index(reload=True)

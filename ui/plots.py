@@ -27,10 +27,22 @@ def _ascii(text: str) -> str:
     return text
 
 
+def fit_size(hw: tuple[int, int], size: int) -> tuple[int, int]:
+    """(height, width) of an image of ``hw`` scaled, aspect ratio kept, so its longer side is ``size``."""
+    h, w = hw
+    scale = size / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def enlarge(img: np.ndarray, size: int = 256) -> np.ndarray:
-    """Nearest-neighbour enlargement to ``size`` px (no blur)."""
+    """The image scaled so its longer side is ``size`` px, aspect ratio kept (a non-square image is
+    never distorted): nearest-neighbour when enlarging (small pixels stay sharp), Lanczos when shrinking."""
+    h, w = img.shape[:2]
+    th, tw = fit_size((h, w), size)
+    if (th, tw) == (h, w):
+        return img
     pil = Image.fromarray(img)
-    return np.asarray(pil.resize((size, size), Image.NEAREST))
+    return np.asarray(pil.resize((tw, th), Image.NEAREST if th >= h else Image.LANCZOS))
 
 
 def overlay_mask(img: np.ndarray, mask: Optional[np.ndarray], colour=(255, 64, 64), alpha: float = 0.45) -> np.ndarray:
@@ -50,7 +62,8 @@ def mask_outline(mask: np.ndarray) -> np.ndarray:
 
 
 def heatmap_overlay(img: np.ndarray, ig: np.ndarray, mask: Optional[np.ndarray], size: int = 256) -> np.ndarray:
-    """IG attribution (positive = towards the target class) over the image, with the mask outline."""
+    """IG attribution (positive = towards the target class) over the image, with the mask outline;
+    the longer side ``size`` px, aspect ratio kept."""
     a = np.asarray(ig, np.float32)
     if a.shape != img.shape[:2]:
         a = np.asarray(Image.fromarray(a).resize(img.shape[1::-1], Image.BILINEAR))
@@ -63,7 +76,8 @@ def heatmap_overlay(img: np.ndarray, ig: np.ndarray, mask: Optional[np.ndarray],
     out = ((1 - alpha) * (img.astype(np.float32) * 0.6) + alpha * heat).astype(np.uint8)
     big = enlarge(out, size)
     if mask is not None:
-        edge = mask_outline(np.asarray(Image.fromarray(mask).resize((size, size), Image.NEAREST)))
+        th, tw = big.shape[:2]
+        edge = mask_outline(np.asarray(Image.fromarray(mask).resize((tw, th), Image.NEAREST)))
         big = big.copy()
         big[edge] = (255, 235, 59)
     return big
