@@ -461,7 +461,7 @@ def _copy_after_erm(src: Project, dst_root: Path) -> Project:
     shutil.copytree(src.root, tmp, ignore=ignore)
     src.db.execute("vacuum into ?", [str(tmp / DB_NAME)])  # a consistent copy of the live database
     p = Project.open(tmp)
-    with p.db.atomic():
+    with p.write():
         for t in ("decisions", "audit", "candidates", "masks", "tokens", "selections", "reports"):
             p.db.execute(f"delete from {t}")
         p.set_meta("bench_demo", {})

@@ -370,7 +370,7 @@ def import_dataset(project: Project, ds: ParsedDataset, *, replace: bool = False
     if project.sample_count() and not replace:
         raise ProjectError(f"project {project.root} already holds {project.sample_count()} samples; pass replace=True (--replace) to re-import")
     root = os.path.relpath(ds.root.resolve(), project.root) if root_relative_to_project else str(ds.root.resolve())
-    with project.db.atomic():
+    with project.write():
         project.db.execute("delete from samples")
         project.db["samples"].insert_all(
             ({k: r[k] for k in ("key", "path", "label", "split", "attr", "mask_path")} for r in ds.rows), batch_size=2000)

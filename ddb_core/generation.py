@@ -105,7 +105,7 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
                          "params": json.dumps({**params, "boxes": res.boxes, "detail": res.detail}),
                          "status": res.status, "score": res.score, "area": res.area,
                          "path": _rel(project, path) if path else None, "created_at": now()})
-        with project.db.atomic():
+        with project.write():
             project.db["masks"].insert_all(rows)
         for r in project.db.query(f"select * from masks where backend = ? and params_hash = ? and sample_id in "
                                   f"({','.join('?' * len(batch))})", [masker.name, ph, *[s['id'] for s in batch]]):
@@ -223,7 +223,7 @@ def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Opti
                         "model": inpainter.model_ref, "model_sha256": inpainter.model_sha, "erm_model_id": erm_id,
                         "inpaint": asdict(inpaint), "seconds": round(seconds, 3)}),
                 })
-            with project.db.atomic():
+            with project.write():
                 project.db["candidates"].insert_all(rows)
             tracker.update(tracker.done + len(batch), f"{seconds:.2f}s per image")
         summary[f"{i}->{j}"] = {"sources": len(sources), "no_detection": len(sources) - n_ok,
@@ -283,7 +283,7 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
             os.replace(tmp, path)
             updates.append((sc.psi, sc.rho, sc.ig_delta, _rel(project, path), json.dumps(sc.probs_source),
                             json.dumps(sc.probs_generated), now(), erm["id"], r["id"]))
-        with project.db.atomic():
+        with project.write():
             project.db.conn.executemany(
                 "update candidates set psi = ?, rho = ?, ig_delta = ?, ig_path = ?, probs_source = ?, "
                 "probs_generated = ?, scored_at = ?, score_model_id = ? where id = ?", updates)
@@ -319,7 +319,7 @@ def regenerate_with_mask(project: Project, candidate_id: int, mask: np.ndarray, 
     ph = params_hash(params)
     path = project.root / "masks" / f"manual-{ph}" / f"{c['source_id']}.png"
     _write_png(path, mask)
-    with project.db.atomic():
+    with project.write():
         mask_id = project.db["masks"].insert({
             "sample_id": c["source_id"], "backend": "manual", "params_hash": ph, "params": json.dumps(params),
             "status": "ok", "score": 1.0, "area": float((mask == 255).mean()), "path": _rel(project, path),
@@ -336,7 +336,7 @@ def regenerate_with_mask(project: Project, candidate_id: int, mask: np.ndarray, 
     key = candidate_key(c["method"], c["source_id"], c["source_label"], c["target_label"], f"manual-{ph}")
     out_path = project.root / "candidates" / f"{c['source_label']}-{c['target_label']}" / f"{key.replace(':', '_').replace('->', '-')}.png"
     _write_png(out_path, out)
-    with project.db.atomic():
+    with project.write():
         project.db.execute("delete from candidates where key = ?", [key])
         new_id = project.db["candidates"].insert({
             "key": key, "method": c["method"], "source_id": c["source_id"], "source_label": c["source_label"],

@@ -102,7 +102,7 @@ def thresholds(project: Project) -> dict:
             raise ProjectError("the project has candidates but no active ERM model, so nothing can be pruned: train or "
                                "load one (`ddb erm train` / `ddb erm load`), then `ddb select` and `ddb score --rescore`")
         return {"Psi": {}, "P": {}, "P_method": {}, "P_default": {}, "erm_model_id": None}
-    with project.db.atomic():
+    with project.write():
         raw = _all_stored(project)
         entry = _model_entry(raw, mid)
         Psi = {int(k): float(v) for k, v in entry["Psi"].items()}
@@ -165,7 +165,7 @@ def set_thresholds(project: Project, Psi: Optional[dict[int, float]] = None, P: 
                 raise ConfigError(f"{key} threshold for class {k}: the project has classes 0..{n - 1}")
             if v is None or not np.isfinite(v):
                 raise ConfigError(f"{key} threshold for class {k} must be a finite number, got {v}")
-    with project.db.atomic():
+    with project.write():
         raw = _all_stored(project)
         entry = _model_entry(raw, mid)
         for k, v in (Psi or {}).items():
@@ -182,7 +182,7 @@ def reset_thresholds(project: Project) -> dict:
     candidates scored now. Returns the new thresholds."""
     mid = project.active_erm_id
     if mid is not None:
-        with project.db.atomic():
+        with project.write():
             raw = _all_stored(project)
             raw["by_model"].pop(str(mid), None)
             project.set_meta("thresholds", raw)
@@ -231,7 +231,7 @@ def set_decision(project: Project, candidate_ids: Iterable[int], decision: Optio
         raise ConfigError(f"decision must be 'accept', 'reject' or None (automatic), got {decision!r}")
     ids = list(candidate_ids)
     changed = 0
-    with project.db.atomic():
+    with project.write():
         for cid in ids:
             row = list(project.db.query("select c.id, d.decision from candidates c left join decisions d "
                                         "on d.candidate_id = c.id where c.id = ?", [cid]))
@@ -255,7 +255,7 @@ def undo(project: Project, who: str = "user") -> Optional[int]:
     if not rows:
         return None
     last = rows[0]
-    with project.db.atomic():
+    with project.write():
         if last["old"] is None:
             project.db.execute("delete from decisions where candidate_id = ?", [last["candidate_id"]])
         else:

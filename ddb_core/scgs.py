@@ -133,7 +133,7 @@ def select_scgs(project: Project, cfg: SCGSConfig = SCGSConfig()) -> dict:
                       "loss": mis[i]["erm_loss"]} for r, i in enumerate(picked)]
         report[label] = {"misclassified": len(mis), "clusters": k, "cluster_sizes": np.bincount(km.labels_).tolist(),
                          "sampled": len(picked)}
-    with project.db.atomic():
+    with project.write():
         project.db.execute("delete from selections where purpose = 'scgs'")
         if out_rows:
             project.db["selections"].insert_all(out_rows)

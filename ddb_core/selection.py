@@ -114,7 +114,7 @@ def select(project: Project, cfg: SelectionConfig = SelectionConfig()) -> Select
         inversion[label] = len(ti)
     stats = class_stats_rows(project, erm["id"])  # Eq. 3
     psi = {r["label"]: r["mean_softmax"] for r in stats}
-    with project.db.atomic():
+    with project.write():
         project.db.execute("delete from selections where purpose in ('source', 'inversion')")
         project.db.execute("delete from class_stats where erm_model_id = ?", [erm["id"]])
         project.db["selections"].insert_all(out_rows)
@@ -157,7 +157,7 @@ def class_stats_rows(project: Project, model_id: int) -> list[dict]:
 def store_class_stats(project: Project, model_id: int) -> dict[int, float]:
     """Compute and store Ψ_i of ``model_id`` (replacing earlier values of that model)."""
     stats = class_stats_rows(project, model_id)
-    with project.db.atomic():
+    with project.write():
         project.db.execute("delete from class_stats where erm_model_id = ?", [model_id])
         project.db["class_stats"].insert_all(stats)
     return {r["label"]: r["mean_softmax"] for r in stats}

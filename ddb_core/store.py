@@ -10,12 +10,16 @@ label, split, spurious attribute, ground-truth mask path, and the active ERM mod
 loss and softmax once computed), ``models`` (checkpoints with architecture, hash and metrics),
 ``runs`` (every stage run with its full config, status and timings).
 
-Every multi-row write happens inside ``with project.db.atomic():``. Connections are per thread,
-so the app's worker threads and the UI thread can share one ``Project``.
+Every write that spans more than one statement, or reads before it writes, happens inside
+``with project.write():`` — a transaction that takes SQLite's write lock at once (``BEGIN
+IMMEDIATE``), so a connection that committed in between cannot make it fail, and the busy timeout
+(30 s) applies when another process (the CLI beside the app) is writing. Connections are per
+thread, so the app's worker threads and the UI thread can share one ``Project``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
@@ -279,6 +283,27 @@ class Project:
             db = self._local.db = connect(self.root / DB_NAME)
         return db
 
+    @contextlib.contextmanager
+    def write(self):
+        """A write transaction holding SQLite's write lock from its first statement (``BEGIN
+        IMMEDIATE``): read-then-write code inside it never meets "database is locked" because another
+        connection committed in between; waiting for another writer uses the busy timeout. Nested
+        blocks become savepoints. Commits at the end, rolls back on any exception."""
+        db = self.db
+        if db.conn.in_transaction:
+            with db.atomic():
+                yield db
+            return
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.rollback()
+            raise
+        else:
+            db.conn.execute("COMMIT")
+
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
@@ -345,7 +370,7 @@ class Project:
 
     def store_sample_scores(self, model_id: int, rows: Iterable[tuple[int, float, list[float], int]]) -> None:
         """(sample id, loss, softmax, prediction) of every sample, in one transaction."""
-        with self.db.atomic():
+        with self.write():
             self.db.conn.executemany(
                 "update samples set erm_model_id = ?, erm_loss = ?, erm_probs = ?, erm_pred = ? where id = ?",
                 [(model_id, float(loss), json.dumps([round(float(p), 6) for p in probs]), int(pred), int(sid))

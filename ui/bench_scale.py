@@ -44,7 +44,7 @@ def build_scale_project(root: Path, n: int, seed: int = 0):
     train = project.samples("train", "id, label")
     mask_rows = [{"sample_id": r["id"], "backend": "provided", "params_hash": "scale", "params": "{}", "status": "ok",
                   "score": float(rng.uniform(0.3, 1.0)), "area": 0.1, "path": None, "created_at": now()} for r in train]
-    with project.db.atomic():
+    with project.write():
         project.db.execute("delete from decisions")
         project.db.execute("delete from audit")
         project.db.execute("delete from candidates")
