@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from .datasets import ImportReport, import_dataset, read_dataset, validate
+from .datasets import ImportReport, derived_work, import_dataset, read_dataset, reimport_summary, validate
 from .demo_data import DemoDataConfig, generate_demo_dataset
 from .errors import ProjectError
 from .evaluation import GroupReport
@@ -28,34 +28,48 @@ def create_project(root: str | os.PathLike, fmt: str, source: Optional[str | os.
                    label_attr: str = "Blond_Hair", spurious_attr: str = "Male", groups_csv: Optional[str] = None,
                    val_fraction: float = 0.1, seed: int = 0, check_images: bool = True,
                    class_names: Optional[list[str]] = None, attr_names: Optional[list[str]] = None,
-                   object_prompt=None, on_progress: Optional[ProgressFn] = None) -> tuple[Project, ImportReport]:
+                   object_prompt=None, delete_derived: bool = False,
+                   on_progress: Optional[ProgressFn] = None) -> tuple[Project, ImportReport]:
     """Create (or, with ``replace``, refill) a project from a dataset on disk or from the demo.
 
     ``class_names`` / ``attr_names`` name the classes and the spurious attribute's values in label
     order; ``object_prompt`` is the object word of the prompts (one, or a {class name: word} dict).
 
     The dataset is read and validated before the project folder is touched, so bad input leaves
-    no new folder and no changed database behind.
+    no new folder and no changed database behind (a folder this call created is removed if the import
+    fails). Re-importing over candidates, masks, selections or tokens needs ``delete_derived``.
     """
     root = Path(root)
-    if Project.exists(root) and not replace:
+    existed = root.exists()
+    if Project.exists(root):
         existing = Project.open(root)
-        if existing.sample_count():
+        if existing.sample_count() and not replace:
             raise ProjectError(f"a project with {existing.sample_count()} samples already exists at {root}; "
                                f"pass --replace to re-import, or choose another folder")
-    if fmt == "demo":
-        source = root / DEMO_DATA_DIR
-        generate_demo_dataset(source, demo or DemoDataConfig(seed=seed), on_progress=on_progress)
-    elif source is None:
-        raise ProjectError(f"format {fmt!r} needs --source DIR (the dataset folder)")
-    ds = read_dataset(fmt, source, label_attr=label_attr, spurious_attr=spurious_attr, groups_csv=groups_csv,
-                      val_fraction=val_fraction, seed=seed, class_names=class_names, attr_names=attr_names,
-                      object_prompt=object_prompt)
-    if fmt == "demo":
-        ds.format = "demo"
-    converted = validate(ds, check_images=check_images)
-    project = Project.open(root) if Project.exists(root) else Project.create(root, name)
-    report = import_dataset(project, ds, replace=replace, root_relative_to_project=(fmt == "demo"), converted=converted)
+        if replace and not delete_derived and any(n for k, n in derived_work(existing).items() if k != "models"):
+            raise ProjectError(reimport_summary(existing) + ". Nothing was changed. To go ahead, pass --delete-derived "
+                               "(the app asks you to confirm), or import into a new project folder.")
+    try:
+        if fmt == "demo":
+            source = root / DEMO_DATA_DIR
+            generate_demo_dataset(source, demo or DemoDataConfig(seed=seed), on_progress=on_progress)
+        elif source is None:
+            raise ProjectError(f"format {fmt!r} needs --source DIR (the dataset folder)")
+        ds = read_dataset(fmt, source, label_attr=label_attr, spurious_attr=spurious_attr, groups_csv=groups_csv,
+                          val_fraction=val_fraction, seed=seed, class_names=class_names, attr_names=attr_names,
+                          object_prompt=object_prompt)
+        if fmt == "demo":
+            ds.format = "demo"
+        converted = validate(ds, check_images=check_images)
+        project = Project.open(root) if Project.exists(root) else Project.create(root, name)
+        report = import_dataset(project, ds, replace=replace, root_relative_to_project=(fmt == "demo"), converted=converted,
+                                delete_derived=delete_derived)
+    except BaseException:
+        if not existed:  # a failed import leaves nothing behind
+            import shutil
+
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     if fmt == "demo" and "inpaint_model" not in (project.get_meta("pipeline") or {}):
         from .inpainting import MICRO_MODEL
 
@@ -106,7 +120,9 @@ def evaluate(project: Project, model_id: Optional[int] = None, recompute: bool =
 
 
 def status(project: Project) -> dict:
-    """A summary of the project: dataset, groups, models and runs."""
+    """A summary of the project: dataset, groups, models and runs (a run whose process died is
+    marked "interrupted" first)."""
+    project.mark_interrupted_runs()
     meta = project.meta()
     out = {"project": str(project.root), "name": meta.get("name"), "dataset_format": meta.get("dataset_format"),
            "dataset_root": meta.get("dataset_root"), "class_names": meta.get("class_names"),
@@ -152,8 +168,11 @@ def pipeline_settings(project: Project) -> dict:
 
 
 def set_pipeline_settings(project: Project, **changes) -> dict:
-    s = {**(project.get_meta("pipeline") or {}), **{k: v for k, v in changes.items() if v is not None}}
-    project.set_meta("pipeline", s)
+    """Change the given settings (``inpaint_model``, ``masker``, ``masker_options``); the others are kept,
+    even when another process saved them a moment ago (read and written in one transaction)."""
+    with project.write():
+        s = {**(project.get_meta("pipeline") or {}), **{k: v for k, v in changes.items() if v is not None}}
+        project.set_meta("pipeline", s)
     return pipeline_settings(project)
 
 
@@ -229,14 +248,14 @@ def stale_scores(project: Project) -> int:
 
 
 def prune(project: Project, Psi: Optional[dict] = None, P: Optional[dict] = None,
-          reset: bool = False) -> tuple[dict, dict]:
+          reset: bool = False, source: str = "api") -> tuple[dict, dict]:
     """Save any given thresholds (after ``reset``: back to the computed defaults first); return
-    (thresholds, per-direction counts)."""
+    (thresholds, per-direction counts). Every change is an undoable action of the audit log."""
     from .pruning import reset_thresholds, set_thresholds, summary, thresholds
 
     if reset:
-        reset_thresholds(project)
-    th = set_thresholds(project, Psi, P) if (Psi or P) else thresholds(project)
+        reset_thresholds(project, source=source)
+    th = set_thresholds(project, Psi, P, source=source) if (Psi or P) else thresholds(project)
     return th, summary(project, th)
 
 

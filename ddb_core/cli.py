@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import fields
 from typing import Optional
@@ -18,8 +19,8 @@ from .progress import Progress
 
 # Every leaf command, as typed after `ddb`. README.md documents each one.
 COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "select", "invert", "mask", "generate",
-            "score", "prune", "run", "scgs select", "scgs generate", "retrain", "evaluate", "baseline jtt", "baseline dfr", "baseline oracle", "report",
-            "train-micro-inpainter", "bench calibrate", "bench masks", "bench inpainter", "bench demo", "bench pruning", "bench ti",
+            "score", "prune", "decide", "undo", "audit", "run", "scgs select", "scgs generate", "retrain", "evaluate", "baseline jtt", "baseline dfr", "baseline oracle", "report",
+            "train-micro-inpainter", "bench calibrate", "bench masks", "bench precision", "bench inpainter", "bench demo", "bench pruning", "bench ti",
             "bench scgs", "bench ti-source", "bench recipe")
 
 
@@ -103,6 +104,15 @@ def _masker_options(a: argparse.Namespace) -> Optional[dict]:
     return opts
 
 
+def _warn_stale(project) -> None:
+    from . import api
+
+    n = api.stale_scores(project)
+    if n:
+        print(f"warning: the active ERM model changed, and the scores of {n} candidates are now stale (they count as "
+              f"not scored): run `ddb select` and `ddb score --rescore`", file=sys.stderr)
+
+
 def _object_prompt(items: Optional[list[str]]):
     """--object-prompt WORD (every class) or CLASS=WORD pairs → str or dict (None when not given)."""
     if not items:
@@ -169,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", help="dataset folder (not for --format demo)")
     p.add_argument("--name", help="project name (default: the folder name)")
     p.add_argument("--replace", action="store_true", help="replace the samples of an existing project")
+    p.add_argument("--delete-derived", action="store_true",
+                   help="with --replace over a project that has candidates, masks, selections or tokens: delete them "
+                        "(without it the re-import is refused and says what exists)")
     p.add_argument("--label-attr", default="Blond_Hair", help="CelebA label attribute (default: %(default)s)")
     p.add_argument("--spurious-attr", default="Male", help="CelebA spurious attribute (default: %(default)s)")
     p.add_argument("--groups-csv", help="ImageFolder: CSV with columns path, attr (group attribute per image)")
@@ -270,9 +283,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_project(p)
     p.add_argument("--Psi", nargs="+", metavar="CLASS=VALUE", help="Psi_i per source class (default: the computed mean, Eq. 3)")
     p.add_argument("--P", nargs="+", metavar="CLASS=VALUE", help="P_i' per target class (default: a quantile of its rho)")
+    p.add_argument("--undo", action="store_true",
+                   help="restore the thresholds as they were before the latest change (a save or a reset) not yet undone")
     p.add_argument("--defaults", action="store_true",
                    help="forget the saved thresholds of the active ERM model first: Psi from Eq. 3, P computed again "
                         "from the candidates scored now")
+
+    p = sub.add_parser("decide", help="accept or reject candidates by id (one audited action), or set them back to automatic")
+    _add_project(p)
+    p.add_argument("ids", type=int, nargs="+", help="candidate ids (see the app, or the export manifest)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--accept", action="store_const", const="accept", dest="decision")
+    g.add_argument("--reject", action="store_const", const="reject", dest="decision")
+    g.add_argument("--auto", action="store_const", const="auto", dest="decision", help="back to the automatic decision")
+    p.add_argument("--who", default=os.environ.get("USER", "cli"), help="recorded in the audit log (default: $USER)")
+    p = sub.add_parser("undo", help="revert the latest decision action not yet undone (a whole batch at once)")
+    _add_project(p)
+    p.add_argument("--who", default=os.environ.get("USER", "cli"), help="recorded in the audit log (default: $USER)")
+    p = sub.add_parser("audit", help="the audit log: every decision, batch, undo and threshold change, newest first")
+    _add_project(p)
+    p.add_argument("--limit", type=int, default=30, help="actions to list (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
     p = sub.add_parser("run", help="select, invert, mask, generate, score and prune from one JSON config file")
     _add_project(p)
@@ -374,6 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_project(p)
     p.add_argument("--n", type=int, default=200, help="train images per seed (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
+    p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
+    p = bench.add_parser("precision", help="textual inversion in half precision: finite loss, float32 row and optimiser state, speed")
+    p.add_argument("--model", default="data/models/micro-sd-inpainting", help="diffusers folder or hub id (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
+    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
+                   help="precisions to run (float16 needs CUDA; default: %(default)s)")
+    p.add_argument("--steps", type=int, default=40, help="inversion steps per run (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per precision, for the median (default: %(default)s)")
     p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
     p = bench.add_parser("inpainter", help="quality gates of the micro inpainting model: background error, class swap with/without token")
     p.add_argument("--model", default="data/models/micro-sd-inpainting", help="diffusers folder or hub id (default: %(default)s)")
@@ -579,13 +618,16 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
                                           label_attr=a.label_attr, spurious_attr=a.spurious_attr, groups_csv=a.groups_csv,
                                           val_fraction=a.val_fraction, seed=a.seed, check_images=not a.skip_image_check,
                                           class_names=a.class_names, attr_names=a.attr_names,
-                                          object_prompt=_object_prompt(a.object_prompt), on_progress=progress)
+                                          object_prompt=_object_prompt(a.object_prompt), delete_derived=a.delete_derived,
+                                          on_progress=progress)
         progress.close()
         print(f"imported {rep.n_samples} samples ({rep.format}) into {project.root}")
         for split, n in rep.split_counts.items():
             print(f"  {split}: {n} " + ", ".join(f"{g}={c}" for g, c in rep.group_counts[split].items()))
         if rep.converted_to_rgb:
             print(f"  {rep.converted_to_rgb} non-RGB images will be converted to RGB when loaded")
+        for w in rep.warnings:
+            print(f"warning: {w}")
         return 0
     if a.command == "erm":
         project = api.open_project(a.project)
@@ -597,6 +639,7 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
             print(f"model {res.model_id} (best epoch {res.best_epoch}, {res.seconds:.0f}s)")
             for split, rep in res.reports.items():
                 print(report_markdown(rep, f"{split} ({'oracle' if a.oracle else 'ERM'})"))
+            _warn_stale(project)
             return 0
         if a.erm_command == "load":
             mid = api.load_erm(project, a.checkpoint, a.arch, a.image_size, on_progress=progress)
@@ -604,6 +647,7 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
             print(f"model {mid} is the project's ERM model")
             for split, rep in api.evaluate(project, mid).items():
                 print(report_markdown(rep, split))
+            _warn_stale(project)
             return 0
         if a.erm_command == "eval":
             reports = api.evaluate(project, a.model, a.recompute)
@@ -622,6 +666,8 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
         return 0
     if a.command in ("select", "invert", "mask", "generate", "score", "prune", "run"):
         return _run_stage(a, progress)
+    if a.command in ("decide", "undo", "audit"):
+        return _run_review(a)
     if a.command == "bench" and a.bench_command == "calibrate":
         from pathlib import Path
 
@@ -631,6 +677,15 @@ def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
                              json_path=None if a.no_docs else Path("docs/bench/calibration.json"), on_progress=progress)
         progress.close()
         print(calibration_markdown(res))
+        return 0
+    if a.command == "bench" and a.bench_command == "precision":
+        from pathlib import Path
+
+        from .bench import DOC, bench_precision, precision_markdown
+
+        res = bench_precision(a.model, a.device, tuple(a.dtypes), a.steps, a.repeats, doc=None if a.no_docs else DOC,
+                              json_path=None if a.no_docs else Path("docs/bench/precision.json"))
+        print(precision_markdown(res))
         return 0
     if a.command == "bench" and a.bench_command == "masks":
         from pathlib import Path
@@ -756,7 +811,13 @@ def _run_stage(a: argparse.Namespace, progress: TqdmProgress) -> int:
                   f"`ddb score --rescore` recomputes them")
         return 0
     if a.command == "prune":
-        th, counts = api.prune(project, _class_values(a.Psi, "--Psi"), _class_values(a.P, "--P"), reset=a.defaults)
+        if a.undo:
+            from .pruning import undo_thresholds
+
+            if undo_thresholds(project, who=os.environ.get("USER", "cli"), source="cli") is None:
+                print("no threshold change of the active ERM model to undo")
+        th, counts = api.prune(project, _class_values(a.Psi, "--Psi"), _class_values(a.P, "--P"), reset=a.defaults,
+                               source="cli")
         _print_pruning(project, th, counts)
         return 0
     if a.command == "run":
@@ -775,6 +836,40 @@ def _run_stage(a: argparse.Namespace, progress: TqdmProgress) -> int:
         _print_pruning(project, res["thresholds"], res["pruning"])
         return 0
     raise AssertionError(a.command)
+
+
+def _run_review(a: argparse.Namespace) -> int:
+    from . import api
+    from .pruning import audit_log, set_decision, undo
+
+    project = api.open_project(a.project)
+    if a.command == "decide":
+        decision = None if a.decision == "auto" else a.decision
+        n = set_decision(project, a.ids, decision, who=a.who, source="cli")
+        print(f"{n} of {len(set(a.ids))} candidates changed ({a.decision}); `ddb undo` reverts this action")
+        return 0
+    if a.command == "undo":
+        res = undo(project, who=a.who, source="cli")
+        if res is None:
+            print("nothing to undo")
+        else:
+            print(f"reverted action {res.action_id} ({len(res.candidate_ids)} candidates) with action {res.undo_action_id}")
+        return 0
+    rows = audit_log(project, a.limit)
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("the audit log is empty")
+    for r in rows:
+        d = r["detail"]
+        what = {"decision": lambda: f"{d.get('decision') or 'automatic'} on {r['n']} candidate(s)"
+                                    + (f" (filter {d['filter']})" if d.get("filter") else ""),
+                "undo": lambda: f"undo of action {r['undoes']} ({r['n']} candidate(s))",
+                "thresholds": lambda: f"thresholds {d.get('what')} (ERM model {d.get('model')})",
+                "thresholds-undo": lambda: f"undo of threshold change {r['undoes']}"}.get(r["kind"], lambda: r["kind"])()
+        print(f"{r['id']:>6}  {r['at']}  {r['source']:<3}  {r['who']}: {what}{'  [undone]' if r['undone'] else ''}")
+    return 0
 
 
 def _print_pruning(project, th: dict, counts: dict) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import posixpath
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class ParsedDataset:
     label_name: str = "y"
     attr_name: Optional[str] = None
     problems: dict[str, list[str]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def problem(self, kind: str, row: str) -> None:
         self.problems.setdefault(kind, []).append(row)
@@ -64,6 +66,71 @@ class ImportReport:
     split_counts: dict[str, int]
     group_counts: dict[str, dict[str, int]]
     converted_to_rgb: int
+    warnings: tuple[str, ...] = ()  # what will not work with this dataset (no val split, …)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading text files: BOM and stray spaces accepted, other encodings refused by name.
+
+
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file (a BOM is accepted); anything else is a ``DatasetError`` naming the file and line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DatasetError(f"{path} is not UTF-8 text (byte {e.start}, line {line}: {data[e.start:e.start + 1]!r}); "
+                           f"save it as UTF-8 and import again") from None
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(header, [(line number, row)]) of a CSV file; header names stripped of spaces and a BOM."""
+    import io
+
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise DatasetError(f"{path} is empty: expected a header line") from None
+    except csv.Error as e:
+        raise DatasetError(f"{path}: not a CSV file ({e})") from None
+    rows = []
+    try:
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            rows.append((reader.line_num, dict(zip(header, values))))
+    except csv.Error as e:
+        raise DatasetError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
+    return header, rows
+
+
+def _dataset_json(root: Path) -> dict:
+    """The optional ``dataset.json`` beside a Waterbirds-layout ``metadata.csv``, checked field by field."""
+    path = root / "dataset.json"
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(_read_text(path))
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    if not isinstance(info, dict):
+        raise DatasetError(f"{path} must hold a JSON object, got {type(info).__name__}")
+    for key in ("class_names", "place_names"):
+        v = info.get(key)
+        if v is not None and not (isinstance(v, list) and v and all(isinstance(x, str) and x.strip() for x in v)):
+            raise DatasetError(f"{path}: {key} must be a list of non-empty names, got {v!r}")
+    if info.get("object_prompt") is not None and not isinstance(info["object_prompt"], str):
+        raise DatasetError(f"{path}: object_prompt must be a string, got {info['object_prompt']!r}")
+    return info
+
+
+def clean_path(rel: str) -> str:
+    """One spelling of a relative path: forward slashes, no ``./``, no doubled or trailing slashes."""
+    rel = rel.strip().replace("\\", "/")
+    norm = posixpath.normpath(rel) if rel else rel
+    return "" if norm == "." else norm
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,38 +143,39 @@ def read_waterbirds(root: Path, class_names: Optional[list[str]] = None, attr_na
     meta = root / "metadata.csv"
     if not meta.is_file():
         raise DatasetError(f"{meta} not found: a Waterbirds (WILDS) dataset has a metadata.csv at its root")
-    info_path = root / "dataset.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = _dataset_json(root)
     ds = ParsedDataset(
         format="waterbirds", root=root, source=meta,
         class_names=list(class_names or info.get("class_names", ["landbird", "waterbird"])),
         attr_names=list(attr_names or info.get("place_names", ["land", "water"])),
         object_prompt=info.get("object_prompt", "bird"), label_name="y", attr_name="place",
     )
-    with open(meta, newline="") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        missing = [c for c in ("img_filename", "y", "place", "split") if c not in cols]
-        if missing:
-            raise DatasetError(f"{meta}: missing column(s) {', '.join(missing)}; found {', '.join(cols) or 'none'}")
-        has_mask = "mask_filename" in cols
-        for i, r in enumerate(reader, start=2):
-            y, place, split = (r.get("y") or "").strip(), (r.get("place") or "").strip(), (r.get("split") or "").strip()
-            bad = []
-            if y not in {str(k) for k in range(len(ds.class_names))}:
-                bad.append(f"y={y!r}")
-            if place not in {str(k) for k in range(len(ds.attr_names))}:
-                bad.append(f"place={place!r}")
-            if split not in SPLIT_NAMES:
-                bad.append(f"split={split!r}")
-            if bad:
-                ds.problem("unknown label, place or split values (y in 0..%d, place in 0..%d, split in 0/1/2)"
-                           % (len(ds.class_names) - 1, len(ds.attr_names) - 1), f"line {i}: {', '.join(bad)}")
-                continue
-            path = (r.get("img_filename") or "").strip()
-            mask = (r.get("mask_filename") or "").strip() if has_mask else ""
-            ds.rows.append({"key": path, "path": path, "label": int(y), "split": SPLIT_NAMES[split],
-                            "attr": int(place), "mask_path": mask or None, "line": i})
+    cols, rows = _csv_rows(meta)
+    missing = [c for c in ("img_filename", "y", "place", "split") if c not in cols]
+    if missing:
+        raise DatasetError(f"{meta}: missing column(s) {', '.join(missing)}; found {', '.join(map(repr, cols)) or 'none'}")
+    has_mask = "mask_filename" in cols
+    for i, r in rows:
+        y, place, split = (r.get("y") or "").strip(), (r.get("place") or "").strip(), (r.get("split") or "").strip()
+        bad = []
+        if y not in {str(k) for k in range(len(ds.class_names))}:
+            bad.append(f"y={y!r}")
+        if place not in {str(k) for k in range(len(ds.attr_names))}:
+            bad.append(f"place={place!r}")
+        if split not in SPLIT_NAMES:
+            bad.append(f"split={split!r}")
+        if bad:
+            named = "".join(f"; --{flag} named {len(v)} {what}{'es' if what == 'class' and len(v) != 1 else ''}"
+                            f"{'s' if what != 'class' and len(v) != 1 else ''}"
+                            for flag, v, what in (("class-names", class_names, "class"), ("attr-names", attr_names, "value"))
+                            if v)
+            ds.problem("unknown label, place or split values (y in 0..%d, place in 0..%d, split in 0/1/2%s)"
+                       % (len(ds.class_names) - 1, len(ds.attr_names) - 1, named), f"line {i}: {', '.join(bad)}")
+            continue
+        path = clean_path(r.get("img_filename") or "")
+        mask = clean_path(r.get("mask_filename") or "") if has_mask else ""
+        ds.rows.append({"key": path, "path": path, "label": int(y), "split": SPLIT_NAMES[split],
+                        "attr": int(place), "mask_path": mask or None, "line": i})
     return ds
 
 
@@ -117,7 +185,7 @@ def read_celeba(root: Path, label_attr: str = "Blond_Hair", spurious_attr: str =
         if not f.is_file():
             raise DatasetError(f"{f} not found: a CelebA dataset has list_attr_celeba.txt and list_eval_partition.txt at its root")
     img_dir = root / "img_align_celeba" if (root / "img_align_celeba").is_dir() else root
-    lines = attr_file.read_text().splitlines()
+    lines = _read_text(attr_file).splitlines()
     if len(lines) < 2:
         raise DatasetError(f"{attr_file}: expected a count line and a header line of attribute names")
     names = lines[1].split()
@@ -134,7 +202,7 @@ def read_celeba(root: Path, label_attr: str = "Blond_Hair", spurious_attr: str =
         label_name=label_attr, attr_name=spurious_attr,
     )
     partition: dict[str, tuple[str, int]] = {}
-    for i, line in enumerate(part_file.read_text().splitlines(), start=1):
+    for i, line in enumerate(_read_text(part_file).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -216,27 +284,30 @@ def read_imagefolder(root: Path, groups_csv: Optional[Path] = None) -> ParsedDat
         if not groups_csv.is_file():
             raise DatasetError(f"group attribute file {groups_csv} not found")
         by_path = {r["path"]: r for r in ds.rows}
-        with open(groups_csv, newline="") as f:
-            reader = csv.DictReader(f)
-            cols = reader.fieldnames or []
-            missing = [c for c in ("path", "attr") if c not in cols]
-            if missing:
-                raise DatasetError(f"{groups_csv}: missing column(s) {', '.join(missing)}; found {', '.join(cols) or 'none'}")
-            values = []
-            for i, r in enumerate(reader, start=2):
-                p, a = (r["path"] or "").strip(), (r["attr"] or "").strip()
-                if p not in by_path:
-                    ds.problem(f"rows of {groups_csv.name} naming no image of the dataset", f"line {i}: {p!r}")
-                    continue
-                if not a:
-                    ds.problem(f"rows of {groups_csv.name} with an empty attr", f"line {i}: {p!r}")
-                    continue
-                values.append((by_path[p], a))
-            names = sorted({a for _, a in values})
-            ds.attr_names = names
-            ds.attr_name = "attr"
-            for row, a in values:
-                row["attr"] = names.index(a)
+        cols, rows = _csv_rows(groups_csv)
+        missing = [c for c in ("path", "attr") if c not in cols]
+        if missing:
+            raise DatasetError(f"{groups_csv}: missing column(s) {', '.join(missing)}; found {', '.join(map(repr, cols)) or 'none'}")
+        values = []
+        for i, r in rows:
+            p, a = clean_path(r.get("path") or ""), (r.get("attr") or "").strip()
+            if p not in by_path:
+                ds.problem(f"rows of {groups_csv.name} naming no image of the dataset", f"line {i}: {p!r}")
+                continue
+            if not a:
+                ds.problem(f"rows of {groups_csv.name} with an empty attr", f"line {i}: {p!r}")
+                continue
+            values.append((by_path[p], a))
+        names = sorted({a for _, a in values})
+        ds.attr_names = names
+        ds.attr_name = "attr"
+        for row, a in values:
+            row["attr"] = names.index(a)
+        covered = {id(row) for row, _ in values}
+        for r in ds.rows:
+            if id(r) not in covered:
+                ds.problem(f"images without a group in {groups_csv.name} (give every image one, or import without "
+                           f"--groups-csv)", r["path"])
     return ds
 
 
@@ -245,11 +316,12 @@ def read_imagefolder(root: Path, groups_csv: Optional[Path] = None) -> ParsedDat
 
 
 def _check_image(path: Path) -> tuple[Optional[str], bool]:
-    """(problem or None, whether the image is not RGB)."""
+    """(problem or None, whether the image is not RGB). The image is decoded in full: ``verify()``
+    alone does not read JPEG data, so a truncated JPEG would pass and fail later, inside a job."""
     try:
         with Image.open(path) as im:
             mode = im.mode
-            im.verify()
+            im.load()
         return None, mode != "RGB"
     except FileNotFoundError:
         return "missing", False
@@ -258,9 +330,12 @@ def _check_image(path: Path) -> tuple[Optional[str], bool]:
 
 
 def validate(ds: ParsedDataset, check_images: bool = True, workers: int = 8) -> int:
-    """Check every row; raise one ``DatasetError`` listing all problems. Returns #non-RGB images."""
+    """Check every row; raise one ``DatasetError`` listing all problems. Returns #non-RGB images.
+
+    Warnings (what will not work, without stopping the import) are left in ``ds.warnings``."""
     root_real = Path(os.path.realpath(ds.root))
     seen: dict[str, object] = {}
+    seen_files: dict[str, object] = {}
     to_check: list[tuple[dict, str, Path]] = []
     for r in ds.rows:
         if r["key"] in seen:
@@ -274,10 +349,26 @@ def validate(ds: ParsedDataset, check_images: bool = True, workers: int = 8) -> 
             if not rel:
                 ds.problem("rows with an empty image path", _where(r))
                 continue
+            try:
+                rel.encode("utf-8")
+            except UnicodeEncodeError:
+                raw = rel.encode("utf-8", "surrogateescape")  # the name's own bytes, printable
+                where = f"line {r['line']}: " if isinstance(r["line"], int) else ""
+                ds.problem("file names that are not valid UTF-8 (rename them)", f"{where}{raw!r}")
+                continue
+            if Path(rel).suffix.lower() not in IMAGE_EXTS:
+                ds.problem(f"files whose name is not an image's ({', '.join(sorted(IMAGE_EXTS))})", f"{_where(r)}: {rel!r}")
+                continue
             full = Path(os.path.realpath(ds.root / rel))
             if Path(rel).is_absolute() or not full.is_relative_to(root_real):
                 ds.problem(f"paths that escape the dataset root {ds.root}", f"{_where(r)}: {rel!r}")
                 continue
+            if col == "path":
+                if str(full) in seen_files:
+                    ds.problem("the same image file listed twice (under two spellings of its path)",
+                               f"{_where(r)}: {rel!r} is the file of {seen_files[str(full)]}")
+                    continue
+                seen_files[str(full)] = f"{_where(r)} ({rel!r})"
             to_check.append((r, col, full))
     converted = 0
     if check_images and to_check:
@@ -292,6 +383,9 @@ def validate(ds: ParsedDataset, check_images: bool = True, workers: int = 8) -> 
             elif non_rgb and col == "path":
                 converted += 1
     present = {(r["split"], r["label"]) for r in ds.rows}
+    if len(ds.class_names) < 2:
+        ds.problem("too few classes (DDB moves images between classes: it needs at least two)",
+                   f"{len(ds.class_names)} class found in {ds.source}: {', '.join(ds.class_names) or 'none'}")
     for ci, name in enumerate(ds.class_names):
         if ("train", ci) not in present:
             ds.problem("empty classes (no training image)", f"class {ci} {name!r}")
@@ -300,6 +394,17 @@ def validate(ds: ParsedDataset, check_images: bool = True, workers: int = 8) -> 
     if ds.problems:
         parts = [list_rows(rows, kind) for kind, rows in ds.problems.items()]
         raise DatasetError(f"cannot import {ds.format} dataset from {ds.source}; nothing was imported.\n" + "\n".join(parts))
+    splits = {r["split"] for r in ds.rows}
+    if "val" not in splits:
+        ds.warnings.append("no val split: training keeps the last epoch instead of the best by val worst-group accuracy, "
+                           "and γ search, JTT and DFR (which select on val) cannot run")
+    if "test" not in splits:
+        ds.warnings.append("no test split: there is nothing to report worst-group accuracy on")
+    if not ds.attr_names or all(r["attr"] is None for r in ds.rows):
+        ds.warnings.append("no group labels (spurious attribute): worst-group accuracy cannot be reported, and model "
+                           "selection uses val accuracy")
+    elif any(r["attr"] is None for r in ds.rows if r["split"] in ("val", "test")):
+        ds.warnings.append("some val or test images have no group: they count in accuracy but in no group")
     return converted
 
 
@@ -359,18 +464,48 @@ def _rename(ds: ParsedDataset, class_names, attr_names, object_prompt) -> None:
         ds.object_prompt = str(object_prompt).strip()
 
 
+DERIVED_TABLES = ("decisions", "candidates", "masks", "selections", "class_stats", "tokens")  # in deletion order
+
+
+def derived_work(project: Project) -> dict[str, int]:
+    """What a project holds beyond its samples, that a re-import would orphan (rows per kind)."""
+    q = lambda sql: project.db.execute(sql).fetchone()[0]
+    return {"candidates": q("select count(*) from candidates"), "manual decisions": q("select count(*) from decisions"),
+            "masks": q("select count(*) from masks"), "selected images": q("select count(*) from selections"),
+            "tokens": q("select count(*) from tokens"), "models": q("select count(*) from models")}
+
+
+def reimport_summary(project: Project) -> str:
+    """In words: what the project holds and what a re-import would do to it."""
+    work = derived_work(project)
+    held = ", ".join(f"{n} {k}" for k, n in work.items() if n) or "nothing beyond its samples"
+    return (f"project {project.root} holds {project.sample_count()} samples and {held}. Re-importing replaces the samples; "
+            f"the candidates, their masks and files' rows, the selections, tokens and manual decisions are deleted (files "
+            f"stay on disk, the audit log is kept), and no ERM model is active until you train or load one (models stay "
+            f"listed)")
+
+
 def import_dataset(project: Project, ds: ParsedDataset, *, replace: bool = False, check_images: bool = True,
-                   root_relative_to_project: bool = False, converted: Optional[int] = None) -> ImportReport:
+                   root_relative_to_project: bool = False, converted: Optional[int] = None,
+                   delete_derived: bool = False) -> ImportReport:
     """Validate ``ds`` and write it into ``project`` in one transaction (all rows or none).
 
     ``converted`` is the result of an earlier ``validate(ds)``; when given, validation is not repeated.
+    Re-importing (``replace``) over a project with candidates, masks, selections or tokens is refused,
+    saying what exists, unless ``delete_derived`` (then they are deleted with the old samples).
     """
     if converted is None:
         converted = validate(ds, check_images=check_images)
     if project.sample_count() and not replace:
         raise ProjectError(f"project {project.root} already holds {project.sample_count()} samples; pass replace=True (--replace) to re-import")
+    work = derived_work(project)
+    if replace and not delete_derived and any(n for k, n in work.items() if k != "models"):
+        raise ProjectError(reimport_summary(project) + ". Nothing was changed. To go ahead, pass --delete-derived "
+                           "(the app asks you to confirm), or import into a new project folder.")
     root = os.path.relpath(ds.root.resolve(), project.root) if root_relative_to_project else str(ds.root.resolve())
     with project.write():
+        for table in DERIVED_TABLES:
+            project.db.execute(f"delete from {table}")
         project.db.execute("delete from samples")
         project.db["samples"].insert_all(
             ({k: r[k] for k in ("key", "path", "label", "split", "attr", "mask_path")} for r in ds.rows), batch_size=2000)
@@ -384,7 +519,7 @@ def import_dataset(project: Project, ds: ParsedDataset, *, replace: bool = False
     splits = {s: project.sample_count(s) for s in ("train", "val", "test")}
     groups = {s: {group_name(ds.class_names, ds.attr_names, y, a): n for (y, a), n in sorted(project.group_counts(s).items())}
               for s in ("train", "val", "test")}
-    return ImportReport(ds.format, len(ds.rows), splits, groups, converted)
+    return ImportReport(ds.format, len(ds.rows), splits, groups, converted, tuple(dict.fromkeys(ds.warnings)))
 
 
 def group_name(class_names: list[str], attr_names: list[str], y: int, a: Optional[int]) -> str:

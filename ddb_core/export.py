@@ -17,15 +17,17 @@ from pathlib import Path
 from typing import Optional
 
 from .errors import ProjectError
+from .progress import ProgressTracker, check_cancel
+from .pruning import decisions, thresholds, thresholds_json
 from .store import Project, now
 
 
-def export_dataset(project: Project, out: Optional[Path] = None, include_train: bool = True, method: str = "all") -> dict:
+def export_dataset(project: Project, out: Optional[Path] = None, include_train: bool = True, method: str = "all",
+                   on_progress=None, cancel=None) -> dict:
     """``out/train/<class>/`` holds the train split (copied) and every accepted candidate, labelled
     with its target class; ``manifest.csv`` lists each generated file with its source, direction,
-    ψ, ρ and decision (automatic / manual). Returns counts and paths."""
-    from .pruning import decisions
-
+    ψ, ρ and decision (automatic / manual). Returns counts and paths. Written under a ``.partial``
+    name and renamed at the end: a cancelled or failed export leaves no half-written folder."""
     names = project.class_names
     if not names:
         raise ProjectError(f"project {project.root} has no dataset to export")
@@ -34,26 +36,43 @@ def export_dataset(project: Project, out: Optional[Path] = None, include_train: 
         raise ProjectError(f"{out} already exists; choose another folder")
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        return _export(project, out, tmp, names, include_train, method, on_progress, cancel)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _export(project: Project, out: Path, tmp: Path, names: list[str], include_train: bool, method: str,
+            on_progress, cancel) -> dict:
     for c in names:
         (tmp / "train" / c).mkdir(parents=True)
-    n_real = 0
-    if include_train:
-        for r in project.samples("train", "id, path, label"):
-            src = project.dataset_path(r["path"])
-            shutil.copy2(src, tmp / "train" / names[r["label"]] / f"real-{r['id']}{src.suffix}")
-            n_real += 1
+    train_rows = project.samples("train", "id, path, label") if include_train else []
     where, args = ("1=1", []) if method == "all" else ("c.method = ?", [method])
+    n_cands = project.db.execute(f"select count(*) from candidates c where {where}", args).fetchone()[0]
+    tracker = ProgressTracker("export", len(train_rows) + n_cands, on_progress)
+    n_real = 0
+    for r in train_rows:
+        if n_real % 200 == 0:
+            check_cancel(cancel, "while copying the train images")
+            tracker.update(n_real)
+        src = project.dataset_path(r["path"])
+        shutil.copy2(src, tmp / "train" / names[r["label"]] / f"real-{r['id']}{_safe_suffix(src)}")
+        n_real += 1
     ds = {d.candidate_id: d for d in decisions(project, where, args)}
     rows = project.db.query(f"select c.id, c.method, c.source_id, c.source_label, c.target_label, c.path, c.psi, c.rho, "
                             f"c.seed, c.prompt from candidates c where {where} order by c.id", args)
     manifest = []
     n_gen = 0
-    for r in rows:
+    for k, r in enumerate(rows):
+        if k % 200 == 0:
+            check_cancel(cancel, "while copying the accepted samples")
+            tracker.update(n_real + k)
         d = ds[r["id"]]
         rel = ""
         if d.kept:
             src = project.project_path(r["path"])
-            dst = tmp / "train" / names[r["target_label"]] / f"generated-{r['id']}{src.suffix}"
+            dst = tmp / "train" / names[r["target_label"]] / f"generated-{r['id']}{_safe_suffix(src)}"
             shutil.copy2(src, dst)
             rel = dst.relative_to(tmp).as_posix()
             n_gen += 1
@@ -68,15 +87,22 @@ def export_dataset(project: Project, out: Optional[Path] = None, include_train: 
                                           "prompt", "decision", "decided_by"])
         w.writeheader()
         w.writerows(manifest)
+    tracker.update(n_real + len(manifest))
     tmp.rename(out)
     return {"path": str(out), "real_images": n_real, "generated_images": n_gen, "candidates": len(manifest),
             "manifest": str(out / "manifest.csv")}
 
 
+def _safe_suffix(path: Path) -> str:
+    """An exported file's suffix: the source's when it is an image's, else ``.png`` (a file named
+    ``x.html`` that PIL reads as an image must not be served back as a web page)."""
+    from .datasets import IMAGE_EXTS
+
+    return path.suffix.lower() if path.suffix.lower() in IMAGE_EXTS else ".png"
+
+
 def reproducibility_bundle(project: Project, out: Optional[Path] = None) -> dict:
     """A zip with the project's configs, seeds, thresholds, model/token hashes, runs and reports."""
-    from .pruning import thresholds, thresholds_json
-
     out = Path(out) if out else project.root / "exports" / f"bundle-{time.strftime('%Y%m%d-%H%M%S')}.zip"
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = project.meta()

@@ -400,7 +400,34 @@ MASKERS = ("langsam", "gradcam", "grabcut", "provided")
 
 
 def build_masker(name: str, *, project=None, **options) -> Masker:
-    """Build a masker by name. ``project`` supplies the ERM model (gradcam) and mask paths (provided)."""
+    """Build a masker by name. ``project`` supplies the ERM model (gradcam) and mask paths (provided).
+    An option the backend does not take is a ``ConfigError`` naming it and the ones it does take."""
+    if name in _BACKEND_OPTIONS:
+        accepted = _BACKEND_OPTIONS[name]()
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise ConfigError(f"{name} masker: unknown option(s) {', '.join(unknown)}; it takes "
+                              f"{', '.join(sorted(accepted))}")
+    return _build(name, project, options)
+
+
+def _params(fn, skip=("self",)) -> set[str]:
+    import inspect
+
+    return {name for name, p in inspect.signature(fn).parameters.items()
+            if name not in skip and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
+_BACKEND_OPTIONS = {
+    "grabcut": lambda: _params(GrabCutMasker.__init__),
+    "provided": lambda: _params(ProvidedMasker.__init__, ("self", "resolve")),
+    "gradcam": lambda: _params(GradCamMasker.__init__, ("self", "model", "image_size")),
+    "langsam": lambda: _params(LangSAMMasker.load, ("cls",)) | _params(
+        LangSAMMasker.__init__, ("self", "detector", "processor", "sam_predictor", "model_ids")),
+}
+
+
+def _build(name: str, project, options: dict) -> Masker:
     if name == "grabcut":
         return GrabCutMasker(**options)
     if name == "provided":

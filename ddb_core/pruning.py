@@ -17,8 +17,12 @@ Thresholds belong to a model too. They live in the project meta ``thresholds`` a
   candidates scored at that moment, and stored with how many it came from, so it does not drift as
   candidates are added; ``reset_thresholds`` (``ddb prune --defaults``) computes it again.
 
-Manual decisions (``decisions`` table) override the automatic one; every change writes an
-``audit`` row (who, when, old, new), and ``undo`` walks it back.
+Manual decisions (``decisions`` table) override the automatic one. The audit log is append-only:
+every user action — a decision on one candidate or on a batch, a threshold change, an undo — is
+one ``actions`` row (what, who, when, from where: app, cli or api), and every candidate it changed
+one ``audit`` row (old and new decision). ``undo`` reverts the latest action not yet undone, a
+whole batch at once, by appending an action that restores the previous state; ``undo_thresholds``
+does the same for threshold changes. Every read-then-write runs in ``Project.write()``.
 """
 
 from __future__ import annotations
@@ -43,9 +47,10 @@ def pruned_methods(project: Project) -> dict[str, bool]:
 
 
 def set_method_pruning(project: Project, method: str, enabled: bool) -> dict[str, bool]:
-    current = pruned_methods(project)
-    current[method] = bool(enabled)
-    project.set_meta("pruned_methods", current)
+    with project.write():
+        current = pruned_methods(project)
+        current[method] = bool(enabled)
+        project.set_meta("pruned_methods", current)
     return current
 
 
@@ -102,44 +107,40 @@ def thresholds(project: Project) -> dict:
             raise ProjectError("the project has candidates but no active ERM model, so nothing can be pruned: train or "
                                "load one (`ddb erm train` / `ddb erm load`), then `ddb select` and `ddb score --rescore`")
         return {"Psi": {}, "P": {}, "P_method": {}, "P_default": {}, "erm_model_id": None}
-    with project.write():
-        raw = _all_stored(project)
-        entry = _model_entry(raw, mid)
-        Psi = {int(k): float(v) for k, v in entry["Psi"].items()}
-        means = class_softmax_means(project, required=False)
-        for i in range(n):
-            if i not in Psi and i in means:
-                Psi[i] = means[i]
-        on = pruned_methods(project)
-        missing: list[int] = []
-        pruned = [m for m, enabled in on.items() if enabled]
-        if pruned:
-            sources = {r[0] for r in project.db.execute(
-                f"select distinct source_label from candidates where method in ({','.join('?' * len(pruned))})", pruned)}
-            missing = sorted(sources - set(Psi))
-        if missing:
-            names = ", ".join(f"{project.class_names[i]!r}" for i in missing)
-            raise ProjectError(f"Ψ (Eq. 3) of class {names} is not computed for the active ERM model (id {mid}): run "
-                               f"`ddb select` (the app: Pipeline → 1. Select), which computes it from the model's softmax")
-        changed = False
-        methods = sorted({r[0] for r in project.db.execute("select distinct method from candidates")} | {"ddb"})
-        P_method: dict[str, dict[int, float]] = {}
-        for m in methods:
-            stored = {int(k): float(v) for k, v in (entry["P"].get(m) or {}).items()}
-            for c in range(n):
-                if c in stored:
-                    continue
-                rhos = [r[0] for r in project.db.execute(
-                    f"select c.rho from candidates c where c.method = ? and c.target_label = ? and {FRESH}", [m, c, mid])]
-                if rhos:  # computed once, from the candidates scored now, and stored
-                    stored[c] = suggest_P(rhos)
-                    entry["P"].setdefault(m, {})[str(c)] = stored[c]
-                    entry["P_default"].setdefault(m, {})[str(c)] = {"n": len(rhos), "quantile": DEFAULT_P_QUANTILE,
-                                                                   "at": now()}
-                    changed = True
-            P_method[m] = stored
-        if changed:
+    entry = _model_entry(_all_stored(project), mid)
+    Psi = {int(k): float(v) for k, v in entry["Psi"].items()}
+    means = class_softmax_means(project, required=False)
+    for i in range(n):
+        if i not in Psi and i in means:
+            Psi[i] = means[i]
+    pruned = [m for m, enabled in pruned_methods(project).items() if enabled]
+    missing: list[int] = []
+    if pruned:
+        sources = {r[0] for r in project.db.execute(
+            f"select distinct source_label from candidates where method in ({','.join('?' * len(pruned))})", pruned)}
+        missing = sorted(sources - set(Psi))
+    if missing:
+        names = ", ".join(f"{project.class_names[i]!r}" for i in missing)
+        raise ProjectError(f"Ψ (Eq. 3) of class {names} is not computed for the active ERM model (id {mid}): run "
+                           f"`ddb select` (the app: Pipeline → 1. Select), which computes it from the model's softmax")
+    methods = sorted({r[0] for r in project.db.execute("select distinct method from candidates")} | {"ddb"})
+    todo = [(m, c) for m in methods for c in range(n) if str(c) not in (entry["P"].get(m) or {})]
+    new = {}
+    for m, c in todo:
+        rhos = [r[0] for r in project.db.execute(
+            f"select c.rho from candidates c where c.method = ? and c.target_label = ? and {FRESH}", [m, c, mid])]
+        if rhos:
+            new[(m, c)] = (suggest_P(rhos), len(rhos))
+    if new:  # computed once, from the candidates scored now, and stored (unless another writer got there first)
+        with project.write():
+            raw = _all_stored(project)
+            entry = _model_entry(raw, mid)
+            for (m, c), (value, count) in new.items():
+                if str(c) not in (entry["P"].get(m) or {}):
+                    entry["P"].setdefault(m, {})[str(c)] = value
+                    entry["P_default"].setdefault(m, {})[str(c)] = {"n": count, "quantile": DEFAULT_P_QUANTILE, "at": now()}
             project.set_meta("thresholds", raw)
+    P_method = {m: {int(k): float(v) for k, v in (entry["P"].get(m) or {}).items()} for m in methods}
     defaults = {m: {int(c): d for c, d in v.items()} for m, v in entry["P_default"].items()}
     return {"Psi": Psi, "P": P_method.get("ddb", {}), "P_method": P_method, "P_default": defaults, "erm_model_id": mid}
 
@@ -153,8 +154,12 @@ def thresholds_json(th: dict) -> dict:
 
 
 def set_thresholds(project: Project, Psi: Optional[dict[int, float]] = None, P: Optional[dict[int, float]] = None,
-                   method: str = "ddb") -> dict:
-    """Save thresholds of the active ERM model (only the given entries change; P for ``method``)."""
+                   method: str = "ddb", who: str = "user", source: str = "api") -> dict:
+    """Save thresholds of the active ERM model (only the given entries change; P for ``method``).
+    Read and written in one transaction, so a concurrent save of another entry is never lost; the
+    change is an undoable action in the audit log (``undo_thresholds``)."""
+    import copy
+
     n = len(project.class_names)
     mid = project.active_erm_id
     if mid is None:
@@ -168,24 +173,58 @@ def set_thresholds(project: Project, Psi: Optional[dict[int, float]] = None, P: 
     with project.write():
         raw = _all_stored(project)
         entry = _model_entry(raw, mid)
+        before = copy.deepcopy(entry)
         for k, v in (Psi or {}).items():
             entry["Psi"][str(int(k))] = float(v)
         for k, v in (P or {}).items():
             entry["P"].setdefault(method, {})[str(int(k))] = float(v)
             (entry["P_default"].get(method) or {}).pop(str(int(k)), None)  # set by hand now
-        project.set_meta("thresholds", raw)
+        if entry != before:
+            project.set_meta("thresholds", raw)
+            _action(project, "thresholds", source, who, 0, {"model": mid, "what": "set", "before": before, "after": entry})
     return thresholds(project)
 
 
-def reset_thresholds(project: Project) -> dict:
+def reset_thresholds(project: Project, who: str = "user", source: str = "api") -> dict:
     """Forget the active model's saved thresholds: Ψ back to Eq. 3, P computed again from the
-    candidates scored now. Returns the new thresholds."""
+    candidates scored now. Undoable (``undo_thresholds``). Returns the new thresholds."""
     mid = project.active_erm_id
     if mid is not None:
         with project.write():
             raw = _all_stored(project)
-            raw["by_model"].pop(str(mid), None)
+            before = raw["by_model"].pop(str(mid), None)
             project.set_meta("thresholds", raw)
+            if before:
+                _action(project, "thresholds", source, who, 0, {"model": mid, "what": "reset", "before": before, "after": None})
+    return thresholds(project)
+
+
+def undo_thresholds(project: Project, who: str = "user", source: str = "api") -> Optional[dict]:
+    """Restore the active model's thresholds as they were before its latest threshold change (a
+    save or a reset) that is not yet undone. Returns the restored thresholds, or None."""
+    import json
+
+    mid = project.active_erm_id
+    with project.write():
+        done = _undone_ids(project)
+        last = None
+        for aid, detail in project.db.execute("select id, detail from actions where kind = 'thresholds' order by id desc"):
+            d = json.loads(detail or "{}")
+            if aid not in done and d.get("model") == mid:
+                last = (aid, d)
+                break
+        if last is None:
+            return None
+        aid, d = last
+        raw = _all_stored(project)
+        current = raw["by_model"].get(str(mid))
+        if d.get("before"):
+            raw["by_model"][str(mid)] = d["before"]
+        else:
+            raw["by_model"].pop(str(mid), None)
+        project.set_meta("thresholds", raw)
+        _action(project, "thresholds-undo", source, who, 0, {"model": mid, "before": current, "after": d.get("before")},
+                undoes=aid)
     return thresholds(project)
 
 
@@ -225,44 +264,118 @@ def decisions(project: Project, where: str = "1=1", args: Optional[list] = None,
     return out
 
 
-def set_decision(project: Project, candidate_ids: Iterable[int], decision: Optional[str], who: str = "user") -> int:
-    """Set (accept / reject) or clear (None = back to automatic) the manual decision; audited."""
+SOURCES = ("app", "cli", "api")
+
+
+def _action(project: Project, kind: str, source: str, who: str, n: int, detail: dict,
+            undoes: Optional[int] = None) -> int:
+    """Append one ``actions`` row (inside the caller's write transaction); returns its id."""
+    import json
+
+    if source not in SOURCES:
+        raise ConfigError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    return project.db["actions"].insert({"kind": kind, "source": source, "who": who, "at": now(), "n": n,
+                                         "undoes": undoes, "detail": json.dumps(detail)}).last_pk
+
+
+def set_decision(project: Project, candidate_ids: Iterable[int], decision: Optional[str], who: str = "user",
+                 source: str = "api", detail: Optional[dict] = None) -> int:
+    """Set (accept / reject) or clear (None = back to automatic) the manual decision of every candidate
+    in ``candidate_ids`` — one user action, applied whole or not at all, and audited: one ``actions``
+    row (with ``detail``, e.g. the filter of a batch) and one ``audit`` row per candidate changed.
+    Returns how many changed."""
     if decision is not None and decision not in MANUAL:
         raise ConfigError(f"decision must be 'accept', 'reject' or None (automatic), got {decision!r}")
-    ids = list(candidate_ids)
-    changed = 0
+    ids = list(dict.fromkeys(int(i) for i in candidate_ids))
     with project.write():
-        for cid in ids:
-            row = list(project.db.query("select c.id, d.decision from candidates c left join decisions d "
-                                        "on d.candidate_id = c.id where c.id = ?", [cid]))
-            if not row:
-                raise ProjectError(f"no candidate with id {cid}")
-            old = row[0]["decision"]
-            if old == decision:
-                continue
-            if decision is None:
+        current: dict[int, Optional[str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = project.db.execute(
+                f"select c.id, d.decision from candidates c left join decisions d on d.candidate_id = c.id "
+                f"where c.id in ({','.join('?' * len(chunk))})", chunk).fetchall()
+            current.update({r[0]: r[1] for r in rows})
+        missing = [i for i in ids if i not in current]
+        if missing:
+            raise ProjectError(f"no candidate with id {', '.join(map(str, missing[:10]))}"
+                               f"{f' (and {len(missing) - 10} more)' if len(missing) > 10 else ''}; nothing was changed")
+        changed = [i for i in ids if current[i] != decision]
+        if not changed:
+            return 0
+        action = _action(project, "decision", source, who, len(changed),
+                         {"decision": decision, **(detail or {}), "candidates": changed[:1000]})
+        at = now()
+        if decision is None:
+            project.db.conn.executemany("delete from decisions where candidate_id = ?", [(i,) for i in changed])
+        else:
+            project.db.conn.executemany(
+                "insert into decisions (candidate_id, decision, updated_at) values (?, ?, ?) "
+                "on conflict(candidate_id) do update set decision = excluded.decision, updated_at = excluded.updated_at",
+                [(i, decision, at) for i in changed])
+        project.db.conn.executemany(
+            "insert into audit (candidate_id, old, new, who, at, action_id, source) values (?, ?, ?, ?, ?, ?, ?)",
+            [(i, current[i], decision, who, at, action, source) for i in changed])
+    return len(changed)
+
+
+@dataclass
+class Undone:
+    action_id: int  # the action that was reverted
+    undo_action_id: int  # the action that reverted it
+    candidate_ids: list[int]
+
+
+def _undone_ids(project: Project) -> set[int]:
+    return {r[0] for r in project.db.execute("select undoes from actions where undoes is not null")}
+
+
+def undo(project: Project, who: str = "user", source: str = "api") -> Optional[Undone]:
+    """Revert the latest decision action not yet undone — one candidate or a whole batch — by
+    appending an action that restores every candidate's previous decision. Nothing is deleted from
+    the log. Returns what was reverted, or None when there is nothing left to undo."""
+    with project.write():
+        done = _undone_ids(project)
+        last = next((r for r in project.db.execute(
+            "select id from actions where kind = 'decision' order by id desc").fetchall() if r[0] not in done), None)
+        if last is None:
+            return None
+        rows = project.db.execute("select candidate_id, old from audit where action_id = ? order by id desc",
+                                  [last[0]]).fetchall()
+        restore: dict[int, Optional[str]] = {}
+        for cid, old in rows:  # the earliest old value of each candidate wins (rows are newest first)
+            restore[cid] = old
+        current = {r[0]: r[1] for r in project.db.execute(
+            f"select c.id, d.decision from candidates c left join decisions d on d.candidate_id = c.id "
+            f"where c.id in ({','.join('?' * len(restore))})", list(restore))} if restore else {}
+        action = _action(project, "undo", source, who, len(restore), {"undoes": last[0]}, undoes=last[0])
+        at = now()
+        for cid, old in restore.items():
+            if cid not in current:
+                continue  # the candidate is gone (regenerated and replaced): nothing to restore
+            if old is None:
                 project.db.execute("delete from decisions where candidate_id = ?", [cid])
             else:
-                project.db["decisions"].upsert({"candidate_id": cid, "decision": decision, "updated_at": now()}, pk="candidate_id")
-            project.db["audit"].insert({"candidate_id": cid, "old": old, "new": decision, "who": who, "at": now()})
-            changed += 1
-    return changed
+                project.db.conn.execute(
+                    "insert into decisions (candidate_id, decision, updated_at) values (?, ?, ?) on conflict(candidate_id) "
+                    "do update set decision = excluded.decision, updated_at = excluded.updated_at", [cid, old, at])
+            project.db.conn.execute(
+                "insert into audit (candidate_id, old, new, who, at, action_id, source) values (?, ?, ?, ?, ?, ?, ?)",
+                [cid, current[cid], old, who, at, action, source])
+    return Undone(last[0], action, list(restore))
 
 
-def undo(project: Project, who: str = "user") -> Optional[int]:
-    """Revert the latest audited change (restoring its old value); returns the candidate id."""
-    rows = list(project.db.query("select * from audit order by id desc limit 1"))
-    if not rows:
-        return None
-    last = rows[0]
-    with project.write():
-        if last["old"] is None:
-            project.db.execute("delete from decisions where candidate_id = ?", [last["candidate_id"]])
-        else:
-            project.db["decisions"].upsert({"candidate_id": last["candidate_id"], "decision": last["old"],
-                                            "updated_at": now()}, pk="candidate_id")
-        project.db.execute("delete from audit where id = ?", [last["id"]])
-    return last["candidate_id"]
+def audit_log(project: Project, limit: int = 50) -> list[dict]:
+    """The latest actions, newest first, with what they did and whether they were undone."""
+    import json
+
+    done = _undone_ids(project)
+    out = []
+    for r in project.db.query("select * from actions order by id desc limit ?", [int(limit)]):
+        d = dict(r)
+        d["detail"] = json.loads(d["detail"] or "{}")
+        d["undone"] = d["id"] in done
+        out.append(d)
+    return out
 
 
 def summary(project: Project, th: Optional[dict] = None, method: Optional[str] = None) -> dict[str, dict[str, int]]:

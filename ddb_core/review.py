@@ -16,7 +16,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .errors import ConfigError, DDBError, ProjectError
-from .pruning import auto_keep, reset_thresholds, set_decision, set_thresholds, thresholds, undo
+from .pruning import (auto_keep, reset_thresholds, set_decision, set_thresholds, thresholds, undo,
+                      undo_thresholds)
 from .store import Project
 
 STATUSES = ("all", "auto-kept", "auto-pruned", "accepted", "rejected", "unscored", "stale")
@@ -141,14 +142,29 @@ class ReviewIndex:
                                 "rejected": int((sel & (self.manual == 2)).sum())}
         return out
 
-    def save_thresholds(self, Psi: Optional[dict] = None, P: Optional[dict] = None) -> dict:
-        th = set_thresholds(self.project, Psi, P)
+    def save_thresholds(self, Psi: Optional[dict] = None, P: Optional[dict] = None, source: str = "app",
+                        who: str = "user") -> dict:
+        """Save the given entries only (another process's saves of other entries are kept), then
+        take every threshold as stored."""
+        th = set_thresholds(self.project, Psi, P, who=who, source=source)
         self._take(th)
         return th
 
-    def reset_thresholds(self) -> dict:
-        """Back to the computed defaults (Ψ from Eq. 3, P from the candidates scored now)."""
-        th = reset_thresholds(self.project)
+    def reset_thresholds(self, source: str = "app", who: str = "user") -> dict:
+        """Back to the computed defaults (Ψ from Eq. 3, P from the candidates scored now); undoable."""
+        th = reset_thresholds(self.project, who=who, source=source)
+        self._take(th)
+        return th
+
+    def undo_thresholds(self, source: str = "app", who: str = "user") -> Optional[dict]:
+        th = undo_thresholds(self.project, who=who, source=source)
+        if th is not None:
+            self._take(th)
+        return th
+
+    def refresh_thresholds(self) -> dict:
+        """Re-read the stored thresholds (another process may have changed them)."""
+        th = thresholds(self.project)
         self._take(th)
         return th
 
@@ -221,18 +237,32 @@ class ReviewIndex:
         }
 
     # -- decisions -------------------------------------------------------------------------
-    def decide(self, ids: Sequence[int], decision: Optional[str], who: str = "user") -> int:
-        """accept / reject / None (back to automatic); saved and audited at once."""
+    def decide(self, ids: Sequence[int], decision: Optional[str], who: str = "user", source: str = "app",
+               detail: Optional[dict] = None) -> int:
+        """accept / reject / None (back to automatic) for every id, as one action: saved and audited at once."""
         ids = [int(i) for i in ids]
-        changed = set_decision(self.project, ids, decision, who=who)
+        changed = set_decision(self.project, ids, decision, who=who, source=source, detail=detail)
         code = MANUAL_CODE[decision]
         for i in ids:
-            self.manual[self.pos[i]] = code
+            if i in self.pos:
+                self.manual[self.pos[i]] = code
         return changed
 
-    def undo(self, who: str = "user") -> Optional[int]:
-        cid = undo(self.project, who)
-        if cid is not None:
-            row = self.project.db.execute("select decision from decisions where candidate_id = ?", [cid]).fetchone()
-            self.manual[self.pos[int(cid)]] = MANUAL_CODE[row[0] if row else None]
-        return cid
+    def undo(self, who: str = "user", source: str = "app") -> Optional[list[int]]:
+        """Revert the latest decision action (a whole batch at once); returns the candidates it restored."""
+        res = undo(self.project, who, source)
+        if res is None:
+            return None
+        self.sync_decisions(res.candidate_ids)
+        return res.candidate_ids
+
+    def sync_decisions(self, ids: Sequence[int]) -> None:
+        """Re-read the manual decisions of ``ids`` from the database."""
+        ids = [int(i) for i in ids if int(i) in self.pos]
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            stored = dict(self.project.db.execute(
+                f"select candidate_id, decision from decisions where candidate_id in ({','.join('?' * len(chunk))})",
+                chunk).fetchall())
+            for i in chunk:
+                self.manual[self.pos[i]] = MANUAL_CODE[stored.get(i)]

@@ -24,6 +24,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -212,6 +213,53 @@ def m005_score_model(db: sqlite_utils.Database) -> None:
     model_id = json.loads(active[0]) if active else None
     if model_id is not None:
         db.execute("update candidates set score_model_id = ? where psi is not null", [model_id])
+
+
+@migrations()
+def m006_actions(db: sqlite_utils.Database) -> None:
+    # Version 6: an append-only audit log. Every user action (a decision on one candidate or a batch,
+    # an undo, a threshold change) is one ``actions`` row; ``audit`` keeps one row per candidate changed,
+    # with the action it belongs to and where it came from (app, cli, api). Undo appends an action
+    # that restores the previous state; nothing is deleted. Runs remember the process that runs them,
+    # so a run whose process died is found and marked "interrupted".
+    db["actions"].create({
+        "id": int,
+        "kind": str,  # decision / undo / thresholds / thresholds-undo
+        "source": str,  # app / cli / api
+        "who": str,
+        "at": str,
+        "undoes": int,  # the action an undo reverts
+        "n": int,  # candidates changed
+        "detail": str,  # JSON: the decision and the filter of a batch; thresholds before/after
+    }, pk="id")
+    db["actions"].create_index(["kind", "undoes"])
+    db["audit"].add_column("action_id", int)
+    db["audit"].add_column("source", str)
+    for audit_id, candidate_id, new, who, at in db.execute(
+            "select id, candidate_id, new, who, at from audit order by id").fetchall():
+        action = db["actions"].insert({"kind": "decision", "source": "app", "who": who, "at": at, "n": 1,
+                                       "detail": json.dumps({"decision": new, "candidates": [candidate_id]})}).last_pk
+        db.execute("update audit set action_id = ?, source = 'app' where id = ?", [action, audit_id])
+    db["runs"].add_column("pid", int)
+    db["runs"].add_column("host", str)
+
+
+_HOST = socket.gethostname()
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (a zombie counts as gone)."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
 
 
 def now() -> str:
@@ -415,8 +463,25 @@ class Project:
     def start_run(self, stage: str, config: dict) -> int:
         return self.db["runs"].insert({
             "stage": stage, "config": json.dumps(config, sort_keys=True), "config_hash": config_hash(config),
-            "status": "running", "started_at": now(),
+            "status": "running", "started_at": now(), "pid": os.getpid(), "host": _HOST,
         }).last_pk
+
+    def claim_run(self, run_id: int) -> None:
+        """This process takes over a run it resumes (its status back to running)."""
+        self.db["runs"].update(run_id, {"status": "running", "error": None, "pid": os.getpid(), "host": _HOST})
+
+    def mark_interrupted_runs(self) -> list[int]:
+        """Runs still "running" whose process on this machine is gone (killed, crashed) become
+        "interrupted" (the same command resumes them). Returns their ids."""
+        dead = [r["id"] for r in self.db.query("select id, pid, host from runs where status = 'running'")
+                if r["pid"] is not None and r["host"] == _HOST and not _alive(r["pid"])]
+        if dead:
+            with self.write():
+                for rid in dead:
+                    self.db["runs"].update(rid, {"status": "interrupted", "finished_at": now(),
+                                                 "error": "the process running it stopped (killed or crashed); "
+                                                          "the same command resumes it"})
+        return dead
 
     def finish_run(self, run_id: int, status: str, *, seconds: float, error: Optional[str] = None,
                    result: Optional[dict] = None) -> None:
@@ -434,10 +499,17 @@ class Project:
 
     def resumable_run(self, stage: str, config: dict) -> Optional[dict]:
         """The latest unfinished run of ``stage`` with exactly this config, if any."""
+        self.mark_interrupted_runs()
         rows = list(self.db.query(
-            "select * from runs where stage = ? and config_hash = ? and status in ('running', 'failed', 'cancelled') "
-            "order by id desc limit 1", [stage, config_hash(config)]))
-        return rows[0] if rows else None
+            "select * from runs where stage = ? and config_hash = ? and status in "
+            "('running', 'failed', 'cancelled', 'interrupted') order by id desc limit 1", [stage, config_hash(config)]))
+        if not rows:
+            return None
+        r = rows[0]
+        if r["status"] == "running" and r["pid"] not in (None, os.getpid()) and (r["host"] != _HOST or _alive(r["pid"])):
+            raise ProjectError(f"run {r['id']} ({stage}) with this configuration is running in process {r['pid']} on "
+                               f"{r['host']}; wait for it or stop it, then run the command again to resume it")
+        return r
 
     def run_dir(self, run_id: int) -> Path:
         d = self.root / "runs" / str(run_id)

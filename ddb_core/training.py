@@ -311,7 +311,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
     previous = project.resumable_run(f"train-{role}", config)
     run_id = previous["id"] if previous else project.start_run(f"train-{role}", config)
     if previous:
-        project.db["runs"].update(run_id, {"status": "running", "error": None})
+        project.claim_run(run_id)
     state_path = project.run_dir(run_id) / "state.pt"
     t0 = time.monotonic()
     try:

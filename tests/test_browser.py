@@ -71,3 +71,117 @@ def test_review_page_in_chromium(candidates_project, tmp_path):
             browser.close()
     finally:
         app.close()
+
+
+def _choose(page, elem_label: str, option: str) -> None:
+    """Pick ``option`` in the Gradio dropdown labelled ``elem_label``."""
+    box = page.get_by_label(elem_label, exact=True)
+    box.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_batch_confirm_acts_on_what_was_counted_and_undo_reverts_it_whole(candidates_project):
+    """The scenario that once lost work: ask to reject one direction, clear the filter, switch to accept,
+    press Confirm. Now the change cancels the pending batch; a batch confirmed acts on exactly what it
+    counted, and one undo reverts all of it, appending to the audit log."""
+    from playwright.sync_api import sync_playwright
+
+    from ui.app import build_app, launch_kwargs
+    from ui.screenshot import BROWSER_ARGS, open_review
+
+    p = candidates_project
+    n_dir = p.db.execute("select count(*) from candidates where source_label = 0").fetchone()[0]
+    app = build_app(str(p.root), build_demo=False)
+    app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, **launch_kwargs(str(p.root)))
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            open_review(page, app.local_url)
+            _choose(page, "direction", "landbird → waterbird")
+            _wait_text(page, "#page-info", rf"{n_dir} candidates")
+            page.get_by_role("button", name="Apply to the filter…").click()
+            _wait_text(page, "#batch-msg", rf"reject {n_dir} candidates")
+            _choose(page, "direction", "all")  # the filter changes: the pending batch is cancelled
+            _wait_text(page, "#batch-msg", r"cancelled")
+            assert not page.locator("#btn-batch-confirm").is_visible()
+            _choose(page, "batch action on every candidate of the current filter", "accept")
+            assert p.db.execute("select count(*) from decisions").fetchone()[0] == 0
+            # a batch counted on one direction, then confirmed: exactly those candidates
+            _choose(page, "direction", "landbird → waterbird")
+            _wait_text(page, "#page-info", rf"{n_dir} candidates")
+            page.get_by_role("button", name="Apply to the filter…").click()
+            _wait_text(page, "#batch-msg", rf"accept {n_dir} candidates")
+            page.locator("#btn-batch-confirm").click()
+            _wait_text(page, "#batch-msg", rf"{n_dir} decisions changed")
+            rows = p.db.execute("select c.source_label, d.decision from decisions d join candidates c "
+                                "on c.id = d.candidate_id").fetchall()
+            assert len(rows) == n_dir and all(r == (0, "accept") for r in rows)
+            audit = p.db.execute("select count(*) from audit").fetchone()[0]
+            page.locator("body").click(position={"x": 5, "y": 5})
+            page.keyboard.press("u")  # one undo: the whole batch
+            page.wait_for_function("true", timeout=1000)
+            t0 = __import__("time").time()
+            while p.db.execute("select count(*) from decisions").fetchone()[0] and __import__("time").time() - t0 < 30:
+                page.wait_for_timeout(200)
+            assert p.db.execute("select count(*) from decisions").fetchone()[0] == 0
+            assert p.db.execute("select count(*) from audit").fetchone()[0] == audit + n_dir  # appended, not deleted
+            browser.close()
+    finally:
+        app.close()
+
+
+def test_non_square_candidates_show_undistorted(tmp_path, tiny_pipe_factory):
+    """A project of 96×64 and 64×80 JPEGs: the review panels keep each image's aspect ratio."""
+    import sys
+
+    from PIL import Image
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import realshaped
+    from ddb_core import api
+    from ddb_core.generation import generate, score
+    from ddb_core.inpainting import InpaintConfig, Inpainter
+    from ddb_core.masking import GrabCutMasker
+    from ddb_core.selection import SelectionConfig, select
+    from ddb_core.training import TrainConfig
+    from ui.app import build_app, launch_kwargs
+    from ui.screenshot import BROWSER_ARGS, open_review
+
+    data = realshaped.waterbirds(tmp_path / "data")
+    project, _ = api.create_project(tmp_path / "proj", "waterbirds", data)
+    api.train_erm(project, TrainConfig(image_size=32, epochs=1, batch_size=16))
+    select(project, SelectionConfig(k=2, ti_size=0))
+    generate(project, Inpainter(tiny_pipe_factory()), GrabCutMasker(), inpaint=InpaintConfig(steps=2, guidance=2.0))
+    score(project, n_steps=4)
+    first = project.db.execute("select s.path from candidates c join samples s on s.id = c.source_id "
+                               "order by c.id limit 1").fetchone()[0]
+    with Image.open(project.dataset_path(first)) as im:
+        ratio = im.width / im.height
+    app = build_app(str(project.root), build_demo=False)
+    app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+               **launch_kwargs(str(project.root)))
+    try:
+        with sync_playwright_ctx() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1500, "height": 1600})
+            open_review(page, app.local_url)
+            page.wait_for_timeout(1000)
+            for panel in ("panel-source", "panel-mask", "panel-result", "panel-ig"):
+                img = page.locator(f"#{panel} img").first
+                nat = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+                box = img.bounding_box()
+                fit = img.evaluate("i => getComputedStyle(i).objectFit")
+                assert abs(nat[0] / nat[1] - ratio) < 0.05, (panel, nat, ratio)  # sent at the source's aspect ratio
+                if fit not in ("contain", "scale-down"):  # and drawn without stretching
+                    assert abs(box["width"] / box["height"] - ratio) < 0.08, (panel, box, fit, ratio)
+            page.screenshot(path=str(tmp_path / "non-square.png"))
+            browser.close()
+    finally:
+        app.close()
+
+
+def sync_playwright_ctx():
+    from playwright.sync_api import sync_playwright
+
+    return sync_playwright()

@@ -141,6 +141,10 @@ def test_langsam_plumbing_with_tiny_models(tmp_path):
 def test_langsam_offline_names_every_missing_file(tmp_path, monkeypatch):
     monkeypatch.setenv("DDB_SAM_DIR", str(tmp_path / "sam"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants
+
+    # the hub reads the variable when it is imported: without this it would wait on the network first
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(WeightsUnavailableError) as err:
         LangSAMMasker.load(dino="IDEA-Research/grounding-dino-tiny", sam="sam_vit_b", device="cpu")
     msg = str(err.value)
@@ -316,7 +320,7 @@ def test_generation_job_end_to_end_and_resume_after_cancel(scored_project, tiny_
     set_decision(scored_project, [cid], "reject")
     audit = list(scored_project.db.query("select * from audit order by id"))
     assert [(a["old"], a["new"], a["who"]) for a in audit] == [(None, "accept", "tester"), ("accept", "reject", "user")]
-    assert undo(scored_project) == cid
+    assert undo(scored_project).candidate_ids == [cid]
     assert decisions(scored_project, "c.id = ?", [cid])[0].manual == "accept"
     undo(scored_project)
     assert decisions(scored_project, "c.id = ?", [cid])[0].manual is None

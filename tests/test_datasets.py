@@ -186,3 +186,38 @@ def test_imagefolder_with_group_csv(tmp_path):
     bad.write_text("path,attr\ntrain/a/9.png,red\n")
     with pytest.raises(DatasetError, match=r"naming no image of the dataset \(1 row\):\n  - line 2: 'train/a/9.png'"):
         create_project(tmp_path / "q", "imagefolder", root, groups_csv=str(bad))
+
+
+def test_a_bom_and_spaces_in_the_header_are_accepted(tmp_path, tiny_dataset):
+    ds = tmp_path / "bom"
+    shutil.copytree(tiny_dataset, ds)
+    lines = (ds / "metadata.csv").read_text().splitlines()
+    header = ", ".join(f" {h} " for h in lines[0].split(","))
+    (ds / "metadata.csv").write_bytes(("\ufeff" + "\n".join([header] + lines[1:]) + "\n").encode("utf-8"))
+    project, rep = create_project(tmp_path / "p", "waterbirds", ds)
+    assert rep.n_samples == len(lines) - 1 and project.class_names == ["landbird", "waterbird"]
+
+
+def test_missing_splits_and_groups_are_warned_about(tmp_path):
+    for c in ("cat", "dog"):
+        write_png(tmp_path / "d" / "train" / c / "0.png", 10)
+        write_png(tmp_path / "d" / "train" / c / "1.png", 200)
+    _, rep = create_project(tmp_path / "p", "imagefolder", tmp_path / "d")
+    text = " ".join(rep.warnings)
+    assert "no val split" in text and "no test split" in text and "no group labels" in text
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_and_leaves_no_folder(tmp_path):
+    import os
+
+    for c in ("cat", "dog"):
+        for k in range(2):
+            write_png(tmp_path / "d" / "train" / c / f"{k}.png", 50 * k)
+    bad = os.path.join(os.fsencode(tmp_path / "d" / "train" / "cat"), b"caf\xe9.png")
+    with open(bad, "wb") as f:
+        f.write((tmp_path / "d" / "train" / "cat" / "0.png").read_bytes())
+    with pytest.raises(DatasetError) as err:
+        create_project(tmp_path / "new", "imagefolder", tmp_path / "d")
+    assert "file names that are not valid UTF-8 (rename them) (1 row):\n  - b'train/cat/caf\\xe9.png'" in str(err.value)
+    str(err.value).encode("utf-8")  # printable
+    assert not (tmp_path / "new").exists()

@@ -37,7 +37,7 @@ def test_review_index_counts_filters_decisions_and_undo(candidates_project):
     assert p.db.execute("select decision from decisions where candidate_id = ?", [cid]).fetchone()[0] == "reject"
     assert [int(i) for i in idx.query(Filter(status="rejected"))] == [cid]
     assert idx.kept()[idx.pos[cid]] == False  # noqa: E712
-    assert idx.undo() == cid
+    assert idx.undo() == [cid]
     assert p.db.execute("select count(*) from decisions").fetchone()[0] == 0 and idx.manual[idx.pos[cid]] == 0
     d = idx.detail(cid)
     assert d["direction"] == "0->1" and d["source_path"].endswith(".png") and d["prompt"]

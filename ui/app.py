@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -59,9 +61,47 @@ CSS = """
 """
 
 
+SERVED = ("reports", "exports")  # the project folders whose files the pages link to
+NEVER_SERVED = ("project.db", "project.db-wal", "project.db-shm", "models", "tokens", "runs", "masks", "candidates", "ig",
+                "dataset")
+
+
 def launch_kwargs(project_dir: str) -> dict:
-    """What ``launch()`` needs besides host and port: the keyboard script, CSS, and the one folder served."""
-    return {"head": KEYBOARD_JS, "css": CSS, "allowed_paths": [str(Path(project_dir).resolve())]}
+    """What ``launch()`` needs besides host, port and auth: the keyboard script, CSS, and the files served.
+
+    The file route serves the report images and the exports of the open project (and the images the
+    pages render, from Gradio's own cache) — never the database, checkpoints, tokens or datasets."""
+    root = Path(project_dir).resolve()
+    return {"head": KEYBOARD_JS, "css": CSS, "allowed_paths": [str(root / d) for d in SERVED],
+            "blocked_paths": [str(root / d) for d in NEVER_SERVED]}
+
+
+def user_of(request=None) -> str:
+    """Who acts, for the audit log: the signed-in user when the app runs with --auth, else "user"
+    (the request of the event being handled, from Gradio's context, when none is given)."""
+    if request is None:
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+    name = getattr(request, "username", None) if request is not None else None
+    return str(name) if name else "user"
+
+
+def check_path(value: str, roots: list[Path], what: str) -> str:
+    """A path typed into the browser, if it lies in one of ``roots`` (the folders the person who started
+    the server allows); a hub id (``org/name`` that is not a local folder) passes as it is."""
+    text = (value or "").strip()
+    if not text:
+        return text
+    p = Path(text).expanduser()
+    looks_local = p.is_absolute() or text.startswith((".", "~")) or p.exists()
+    if not looks_local:
+        return text  # a model id on the hub
+    real = Path(os.path.realpath(p))
+    if any(real == r or real.is_relative_to(r) for r in roots):
+        return str(p)
+    raise DDBError(f"{what} {text!r} is outside the folders this server may read ({', '.join(map(str, roots))}); "
+                   f"start the app with --data-root FOLDER to allow another")
 
 
 def _load(path: Optional[str], shape: Optional[tuple[int, int]] = None, mask: bool = False) -> Optional[np.ndarray]:
@@ -76,14 +116,21 @@ def _load(path: Optional[str], shape: Optional[tuple[int, int]] = None, mask: bo
 class AppState:
     """The open project, its review model, and the one background job at a time."""
 
-    def __init__(self, project_dir: str, build_demo: bool):
+    def __init__(self, project_dir: str, build_demo: bool, data_roots: Optional[list] = None):
         self.project_dir = Path(project_dir)
+        # folders whose paths the browser may name (datasets, checkpoints, models); the project's always
+        roots = [Path(r) for r in (data_roots or [Path.cwd()])] + [self.project_dir, Path(__file__).resolve().parents[1] / "data"]
+        self.data_roots = list(dict.fromkeys(Path(os.path.realpath(r)) for r in roots))
+        self.model_lock = threading.Lock()  # one user of the inpainting model at a time
+        self.last_export: Optional[tuple[str, str]] = None  # (message, file) of the latest export job
         self.job: Optional[BackgroundJob] = None
         self.last_job: Optional[str] = None
         self._index = None
         self._index_candidates = -1
+        if Project.exists(self.project_dir):
+            self.project().mark_interrupted_runs()  # runs of a process that was killed
         if build_demo and not self._ready():
-            self.start("build the demo project", self._build_demo)
+            self.start("build the demo project", self._build_demo, uses_model=True)
 
     # -- project -----------------------------------------------------------------------------
     def project(self) -> Project:
@@ -120,11 +167,36 @@ class AppState:
         return self._inpainter
 
     # -- jobs ----------------------------------------------------------------------------------
-    def start(self, name: str, fn: Callable) -> str:
+    def path(self, value: str, what: str) -> str:
+        return check_path(value, self.data_roots, what)
+
+    def start(self, name: str, fn: Callable, uses_model: bool = False) -> str:
+        """Run ``fn`` as the one background job; ``uses_model`` jobs hold the inpainting model's lock."""
         if self.job is not None and self.job.running:
             return f"**{self.job.name}** is still running; cancel it or wait for it to finish."
+        if uses_model:
+            inner = fn
+
+            def fn(on_progress, cancel):
+                if not self.model_lock.acquire(timeout=1.0):
+                    raise DDBError("the inpainting model is busy (a preview or a regeneration); try again in a moment")
+                try:
+                    return inner(on_progress=on_progress, cancel=cancel)
+                finally:
+                    self.model_lock.release()
         self.job = BackgroundJob(name, fn)
         return self.job_markdown()
+
+    def with_model(self, what: str, fn: Callable):
+        """Run ``fn`` now if no job is using the inpainting model, else say why not."""
+        if not self.model_lock.acquire(blocking=False):
+            raise DDBError(f"cannot {what} now: the inpainting model is in use by "
+                           f"{self.job.name if self.job is not None and self.job.running else 'another request'}; "
+                           f"wait for it to finish")
+        try:
+            return fn()
+        finally:
+            self.model_lock.release()
 
     def job_markdown(self) -> str:
         if self.job is None:
@@ -294,8 +366,10 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
 # ---------------------------------------------------------------------------------------------
 
 
-def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
-    state = AppState(project_dir, build_demo)
+def build_app(project_dir: str, build_demo: bool = True, data_roots: Optional[list] = None) -> gr.Blocks:
+    """The app on ``project_dir``. ``data_roots``: folders whose paths a browser may name (datasets,
+    checkpoints, model folders); default the working directory (the project's own folder always)."""
+    state = AppState(project_dir, build_demo, data_roots)
     names0, n0 = [], 0
     if Project.exists(state.project_dir):
         names0 = state.project().class_names
@@ -345,7 +419,11 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                     with gr.Row():
                         save_models_btn = gr.Button("Save")
                         check_model_btn = gr.Button("Check that the inpainting model loads")
-                project_msg = gr.Markdown()
+                project_msg = gr.Markdown(elem_id="project-msg")
+                with gr.Row():
+                    project_confirm = gr.Button("Confirm", visible=False, variant="stop", elem_id="btn-project-confirm")
+                    project_cancel = gr.Button("Cancel", visible=False, elem_id="btn-project-cancel")
+                pending_project = gr.State(None)  # the action asked for, bound to its arguments until confirmed
 
             # ---------------------------------------------------------------- Pipeline
             with gr.Tab("Pipeline", id="pipeline"):
@@ -384,7 +462,12 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                             name = names0[c] if c < n0 else f"class {c}"
                             p_sliders.append(gr.Slider(-1, 1, value=0.0, step=0.0001, label=f"P {name} (target)",
                                                        visible=c < n0, elem_id=f"p-{c}"))
-                        reset_th = gr.Button("Reset to the computed defaults", size="sm")
+                        with gr.Row():
+                            reset_th = gr.Button("Reset to the computed defaults…", size="sm", elem_id="btn-reset-th")
+                            undo_th = gr.Button("Undo the last threshold change", size="sm", elem_id="btn-undo-th")
+                        reset_confirm = gr.Button("Confirm the reset", size="sm", variant="stop", visible=False,
+                                                  elem_id="btn-reset-confirm")
+                        th_msg = gr.Markdown(elem_id="threshold-msg")
                         counts = gr.Markdown(elem_id="counts")
                     with gr.Column(scale=2):
                         plot_dir = gr.Dropdown(label="plots for direction", choices=[], value=None)
@@ -435,7 +518,8 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                                                value="reject", label="batch action on every candidate of the current filter")
                     batch_btn = gr.Button("Apply to the filter…")
                     batch_confirm = gr.Button("Confirm", visible=False, variant="stop", elem_id="btn-batch-confirm")
-                batch_msg = gr.Markdown()
+                batch_msg = gr.Markdown(elem_id="batch-msg")
+                pending_batch = gr.State(None)  # the ids and action counted, until confirmed or cancelled
                 nav = gr.State({"ids": [], "pos": 0, "page": 0})
 
             # ---------------------------------------------------------------- Retrain
@@ -492,8 +576,8 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
 
         cancel_btn.click(cancel_job, outputs=[job_md])
 
-        def start(name, fn):
-            msg = state.start(name, fn)
+        def start(name, fn, uses_model=False):
+            msg = state.start(name, fn, uses_model=uses_model)
             return msg, gr.Timer(active=True)
 
         # -- project ------------------------------------------------------------------------
@@ -504,6 +588,13 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             return (state.project_markdown(), s.get("inpaint_model", ""), s.get("masker"),
                     json.dumps(s.get("masker_options") or {}) if s else "", stages_markdown())
 
+        def asked(message, pending):
+            """Show ``message`` with Confirm / Cancel; the action waits in ``pending`` with its arguments."""
+            return gr.skip(), gr.skip(), message, gr.Button(visible=True), gr.Button(visible=True), pending
+
+        def started(msg):
+            return msg, gr.Timer(active=True), "", gr.Button(visible=False), gr.Button(visible=False), None
+
         def create(fmt_v, source_v, class_names_v, attr_names_v, object_prompt_v):
             split = lambda text: [x.strip() for x in (text or "").split(",") if x.strip()] or None
             prompt = split(object_prompt_v)
@@ -513,48 +604,104 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                 prompt = prompt[0]
             elif prompt:
                 raise gr.Error("object word: one word for every class, or class=word pairs separated by commas")
+            args = {"fmt": fmt_v, "source": state.path(source_v, "dataset folder") if fmt_v != "demo" else None,
+                    "class_names": split(class_names_v), "attr_names": split(attr_names_v), "object_prompt": prompt}
+            if Project.exists(state.project_dir) and state.project().sample_count():
+                from ddb_core.datasets import reimport_summary
 
+                return asked(f"**Re-import?** The {reimport_summary(state.project())}. Press Confirm to re-import "
+                             f"{fmt_v} data{' from ' + args['source'] if args['source'] else ''}, or Cancel.",
+                             {"kind": "create", **args})
+            return started(run_create(args, replace=False))
+
+        def run_create(args, replace):
             def run(on_progress, cancel):
-                return api.create_project(state.project_dir, fmt_v, source_v or None, replace=Project.exists(state.project_dir),
-                                          class_names=split(class_names_v), attr_names=split(attr_names_v),
-                                          object_prompt=prompt, on_progress=on_progress)
-            return start(f"create project ({fmt_v})", run)
+                return api.create_project(state.project_dir, args["fmt"], args["source"], replace=replace,
+                                          delete_derived=replace, class_names=args["class_names"],
+                                          attr_names=args["attr_names"], object_prompt=args["object_prompt"],
+                                          on_progress=on_progress)
+            return state.start(f"create project ({args['fmt']})", run)
 
-        create_btn.click(safe(create), [fmt, source, class_names_in, attr_names_in, object_prompt_in], [job_md, timer])
+        project_outputs = [job_md, timer, project_msg, project_confirm, project_cancel, pending_project]
+        create_btn.click(safe(create), [fmt, source, class_names_in, attr_names_in, object_prompt_in], project_outputs,
+                         api_name="create_project")
+
+        def stale_warning() -> Optional[str]:
+            """What switching the active ERM model does to the candidates, or None when there are none."""
+            if not Project.exists(state.project_dir):
+                return None
+            n = state.project().db.execute("select count(*) from candidates where psi is not null").fetchone()[0]
+            if not n:
+                return None
+            return (f"The project has {n} scored candidates. A new active ERM model makes their scores **stale**: they count "
+                    f"as not scored (nothing is kept automatically) until you run 1. Select and “Rescore stale "
+                    f"candidates”; manual decisions stay. Thresholds are kept per model.")
 
         def train_erm_job(epochs, lr):
+            args = {"kind": "train", "epochs": int(epochs), "lr": float(lr)}
+            warning = stale_warning()
+            if warning:
+                return asked(f"**Train another ERM model?** {warning} Press Confirm, or Cancel.", args)
+            return started(run_train(args))
+
+        def run_train(args):
             from ddb_core.training import TrainConfig
 
-            cfg = TrainConfig(epochs=int(epochs), lr=float(lr))
-            return start("train ERM", lambda on_progress, cancel: api.train_erm(state.project(), cfg, on_progress=on_progress, cancel=cancel))
+            cfg = TrainConfig(epochs=args["epochs"], lr=args["lr"])
+            return state.start("train ERM", lambda on_progress, cancel: api.train_erm(
+                state.project(), cfg, on_progress=on_progress, cancel=cancel))
 
-        erm_btn.click(safe(train_erm_job), [erm_epochs, erm_lr], [job_md, timer])
+        erm_btn.click(safe(train_erm_job), [erm_epochs, erm_lr], project_outputs, api_name="train_erm")
 
         def load_ckpt(path, arch, size):
-            return start("load ERM checkpoint", lambda on_progress, cancel: api.load_erm(
-                state.project(), path, arch, int(size), on_progress=on_progress))
+            args = {"kind": "load", "path": state.path(path, "checkpoint"), "arch": arch, "size": int(size)}
+            if not args["path"]:
+                raise gr.Error("give the path of the checkpoint file")
+            warning = stale_warning()
+            if warning:
+                return asked(f"**Load another ERM model?** {warning} Press Confirm, or Cancel.", args)
+            return started(run_load(args))
 
-        load_btn.click(safe(load_ckpt), [ckpt, ckpt_arch, ckpt_size], [job_md, timer])
+        def run_load(args):
+            return state.start("load ERM checkpoint", lambda on_progress, cancel: api.load_erm(
+                state.project(), args["path"], args["arch"], args["size"], on_progress=on_progress))
+
+        load_btn.click(safe(load_ckpt), [ckpt, ckpt_arch, ckpt_size], project_outputs, api_name="load_checkpoint")
+
+        def confirm_project(pending):
+            if not pending:
+                return started(state.job_markdown())
+            run = {"create": lambda a: run_create(a, replace=True), "train": run_train, "load": run_load}[pending["kind"]]
+            return started(run(pending))
+
+        project_confirm.click(safe(confirm_project), [pending_project], project_outputs, api_name="confirm_project")
+        project_cancel.click(lambda: (gr.skip(), gr.skip(), "Cancelled; nothing was changed.", gr.Button(visible=False),
+                                      gr.Button(visible=False), None), [], project_outputs)
 
         def save_models(model, masker_v, opts):
             try:
                 options = json.loads(opts) if opts and opts.strip() else {}
             except ValueError as e:
-                raise gr.Error(f"masker options must be JSON: {e}")
-            api.set_pipeline_settings(state.project(), inpaint_model=model or None, masker=masker_v or None,
-                                      masker_options=options)
+                raise gr.Error(f"masker options must be JSON ({e}), e.g. {{\"shape\": \"box\"}}")
+            if not isinstance(options, dict):
+                raise gr.Error(f"masker options must be a JSON object, got {opts!r}")
+            for key in ("dino", "sam"):
+                if isinstance(options.get(key), str):
+                    options[key] = state.path(options[key], f"masker option {key}")
+            api.set_pipeline_settings(state.project(), inpaint_model=state.path(model, "inpainting model") or None,
+                                      masker=masker_v or None, masker_options=options)
             return "Saved."
 
-        save_models_btn.click(safe(save_models), [inpaint_model, masker, masker_opts], [project_msg])
+        save_models_btn.click(safe(save_models), [inpaint_model, masker, masker_opts], [project_msg], api_name="save_models")
 
         def check_model(model):
             try:
-                inp = api.load_inpainter(state.project(), model or None)
+                inp = api.load_inpainter(state.project(), state.path(model, "inpainting model") or None)
             except DDBError as e:
                 return f"**Not available**: {e}"
             return f"Loaded `{inp.model_ref}` (resolution {inp.resolution} px)."
 
-        check_model_btn.click(check_model, [inpaint_model], [project_msg])
+        check_model_btn.click(check_model, [inpaint_model], [project_msg], api_name="check_model")
 
         # -- pipeline -------------------------------------------------------------------------
         def stages_markdown() -> str:
@@ -611,16 +758,17 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                     "all": lambda on_progress, cancel: __import__("ddb_core.bench_demo", fromlist=["prepare"]).prepare(
                         p, cfg, {}, on_progress, cancel),
                 }
-                return start(stage, jobs[stage])
+                return start(stage, jobs[stage], uses_model=stage in ("invert", "generate", "all"))
             return safe(handler)
 
         cfg_inputs = [k_in, ti_size, ti_steps, gen_steps, guidance, ig_steps]
         for btn, stage in ((b_select, "select"), (b_invert, "invert"), (b_masks, "masks"), (b_generate, "generate"),
                            (b_score, "score"), (b_rescore, "rescore"), (b_all, "all")):
-            btn.click(run_stage(stage), cfg_inputs, [job_md, timer])
+            btn.click(run_stage(stage), cfg_inputs, [job_md, timer], api_name=f"run_{stage}")
 
         def do_preview(gst):
-            items = api.preview_tokens(state.project(), n=4, steps=int(gst), inpainter=state.inpainter())
+            items = state.with_model("preview the tokens", lambda: api.preview_tokens(
+                state.project(), n=4, steps=int(gst), inpainter=state.inpainter()))
             if not items:
                 return [], "No token learned yet: run textual inversion first."
             nm = names()
@@ -631,7 +779,7 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                         (plots.enlarge(it["result"], 128), it["prompt"])]
             return gal, f"{len(items)} previews with the learned tokens."
 
-        b_preview.click(safe(do_preview), [gen_steps], [preview, pipeline_msg])
+        b_preview.click(safe(do_preview), [gen_steps], [preview, pipeline_msg], api_name="preview")
 
         # -- review -----------------------------------------------------------------------------
         def slider_updates(index):
@@ -717,15 +865,23 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
         # .input (a user's choice), not .change: a programmatic update must not redraw with stale slider values
         plot_dir.input(on_threshold, slider_inputs, [counts, scatter, hist_psi, hist_rho], show_progress="hidden")
 
-        def save_th(*vals):
-            """Slider released: the thresholds are saved with the project; the gallery and detail follow."""
-            index = state.index()
-            if index is None or len(index) == 0:
-                return gr.Markdown(), [], "", {"ids": [], "pos": 0, "page": 0}, None, None, None, None, None, ""
-            *th, d, st, sort, fpsi, frho, method, nav_v = vals
-            index.save_thresholds({c: float(th[c]) for c in range(index.n_classes)},
-                                  {c: float(th[n_sliders + c]) for c in range(index.n_classes)})
-            return refilter(d, st, sort, fpsi, frho, method, nav_v, keep_current=True)
+        def save_th(slot):
+            """Slider ``slot`` released: its value alone is saved with the project (a value another process
+            saved for another class meanwhile is kept); the gallery and detail follow."""
+            def handler(*vals):
+                index = state.index()
+                if index is None or len(index) == 0:
+                    return gr.Markdown(), [], "", {"ids": [], "pos": 0, "page": 0}, None, None, None, None, None, ""
+                *th, d, st, sort, fpsi, frho, method, nav_v = vals
+                c = slot % n_sliders
+                if c < index.n_classes:
+                    value = {c: float(th[slot])}
+                    if slot < n_sliders:
+                        index.save_thresholds(Psi=value, who=user_of())
+                    else:
+                        index.save_thresholds(P=value, who=user_of())
+                return refilter(d, st, sort, fpsi, frho, method, nav_v, keep_current=True)
+            return handler
 
         def refilter(d, st, sort, fpsi, frho, method, nav_v, keep_current=False, page=0):
             index = state.index()
@@ -742,23 +898,39 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
 
         filter_inputs = [f_dir, f_status, f_sort, f_psi, f_rho, f_method, nav]
         refilter_outputs = [counts, gallery, page_info, nav, img_src, img_mask, img_res, img_bars, img_ig, info]
-        for s in psi_sliders + p_sliders:
-            s.release(safe(save_th), [*psi_sliders, *p_sliders, *filter_inputs], refilter_outputs, show_progress="hidden",
-                      api_name=f"save_{s.elem_id.replace('-', '_')}")
+        for slot, s in enumerate(psi_sliders + p_sliders):
+            s.release(safe(save_th(slot)), [*psi_sliders, *p_sliders, *filter_inputs], refilter_outputs,
+                      show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}")
         for comp in (f_dir, f_status, f_sort, f_method):
             comp.change(safe(lambda *v: refilter(*v)), filter_inputs, refilter_outputs, show_progress="hidden")
-        for comp in (f_psi, f_rho):
-            comp.submit(safe(lambda *v: refilter(*v)), filter_inputs, refilter_outputs, show_progress="hidden")
+        for comp, name in ((f_psi, "filter_psi"), (f_rho, "filter_rho")):
+            comp.submit(safe(lambda *v: refilter(*v)), filter_inputs, refilter_outputs, show_progress="hidden", api_name=name)
 
-        def reset_thresholds(*vals):
+        def ask_reset():
+            return ("**Reset the thresholds** of the active ERM model to the computed defaults (Ψ from Eq. 3, P from "
+                    "the candidates scored now)? Every decision that follows from them may change; “Undo the last "
+                    "threshold change” restores them.", gr.Button(visible=True))
+
+        reset_th.click(ask_reset, [], [th_msg, reset_confirm])
+
+        def reset_thresholds():
             index = state.index()
             if index is None:
-                return [gr.Slider() for _ in psi_sliders + p_sliders]
-            index.reset_thresholds()
-            return slider_updates(index)
+                return [gr.Slider() for _ in psi_sliders + p_sliders] + ["", gr.Button(visible=False)]
+            index.reset_thresholds(who=user_of())
+            return slider_updates(index) + ["Thresholds reset to the computed defaults.", gr.Button(visible=False)]
 
-        reset_th.click(reset_thresholds, [], [*psi_sliders, *p_sliders]).then(
-            safe(lambda *v: refilter(*v, keep_current=True)), filter_inputs, refilter_outputs)
+        def undo_thresholds():
+            index = state.index()
+            if index is None or index.undo_thresholds(who=user_of()) is None:
+                return [gr.skip() for _ in psi_sliders + p_sliders] + ["No threshold change to undo.", gr.Button(visible=False)]
+            return slider_updates(index) + ["The thresholds are back as they were before the last change.",
+                                            gr.Button(visible=False)]
+
+        for btn, fn, name in ((reset_confirm, reset_thresholds, "reset_thresholds"),
+                              (undo_th, undo_thresholds, "undo_thresholds")):
+            btn.click(safe(fn), [], [*psi_sliders, *p_sliders, th_msg, reset_confirm], api_name=name).then(
+                safe(lambda *v: refilter(*v, keep_current=True)), filter_inputs, refilter_outputs)
 
         def change_page(delta):
             def handler(nav_v):
@@ -805,7 +977,7 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                 if not ids:
                     return nav_v, *detail_panels(index, None, names()), counts_markdown(index, {}, {}, names())
                 cid = ids[nav_v.get("pos", 0)]
-                index.decide([cid], decision)
+                index.decide([cid], decision, who=user_of())
                 pos = min(nav_v.get("pos", 0) + 1, len(ids) - 1)  # auto-advance
                 nav_v = {**nav_v, "pos": pos}
                 return nav_v, *detail_panels(index, ids[pos], names()), counts_markdown(index, index.Psi, index.P, names())
@@ -816,10 +988,12 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
                       api_name=f"decide_{dec or 'auto'}")
 
         def do_undo(nav_v):
+            """Revert the latest decision action — one candidate, or a whole batch — and show its first candidate."""
             index = state.index()
-            cid = index.undo() if index is not None else None
-            if cid is None:
+            restored = index.undo(who=user_of()) if index is not None else None
+            if not restored:
                 return nav_v, *detail_panels(index, None, names()), counts_markdown(index, {}, {}, names())
+            cid = restored[0]
             ids = nav_v.get("ids", [])
             if cid in ids:
                 nav_v = {**nav_v, "pos": ids.index(cid)}
@@ -865,7 +1039,8 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
             # the editor shows the source at its aspect ratio: back to the source's own size
             mask = np.asarray(Image.fromarray(np.where(alpha > 0, 255, 0).astype(np.uint8)).resize((w, h), Image.BILINEAR))
             mask = np.where(mask >= 128, 255, 0).astype(np.uint8)
-            new_id = api.regenerate_candidate(index.project, cid, mask, inpainter=state.inpainter())
+            new_id = state.with_model("regenerate", lambda: api.regenerate_candidate(
+                index.project, cid, mask, inpainter=state.inpainter()))
             index = state.index(reload=True)
             pos = nav_v.get("pos", 0) + 1
             ids.insert(pos, new_id)
@@ -875,22 +1050,43 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
 
         regen_btn.click(safe(regenerate), [nav, editor], [nav, *detail_outputs, counts, regen_msg], api_name="regenerate")
 
-        def batch_ask(action, nav_v):
-            n = len(nav_v.get("ids", []))
+        def batch_ask(action, nav_v, d, st, sort, fpsi, frho, method):
+            """Count the filter's candidates and bind the batch to exactly them and this action: Confirm
+            applies it to these ids, whatever the filter or the action shows by then."""
+            ids = [int(i) for i in nav_v.get("ids", [])]
             word = {"accept": "accept", "reject": "reject", "auto": "set back to automatic"}[action]
-            if n == 0:
-                return "No candidate in the current filter.", gr.Button(visible=False)
-            return f"This will **{word} {n} candidates** (every candidate of the current filter). Press Confirm.", gr.Button(visible=True)
+            if not ids:
+                return "No candidate in the current filter.", gr.Button(visible=False), None
+            described = {"direction": d or "all", "decision": st or "all", "method": method or "all",
+                         "psi": fpsi or "", "rho": frho or ""}
+            pending = {"ids": ids, "action": action, "filter": described}
+            return (f"This will **{word} {len(ids)} candidates** (every candidate of the current filter: "
+                    f"{', '.join(f'{k} {v}' for k, v in described.items() if v)}). Press Confirm; changing the filter or "
+                    f"the action cancels this.", gr.Button(visible=True), pending)
 
-        batch_btn.click(batch_ask, [batch_action, nav], [batch_msg, batch_confirm])
+        batch_inputs = [batch_action, nav, f_dir, f_status, f_sort, f_psi, f_rho, f_method]
+        batch_btn.click(batch_ask, batch_inputs, [batch_msg, batch_confirm, pending_batch], api_name="batch_ask")
 
-        def batch_do(action, nav_v):
+        def batch_cancel(pending):
+            if pending:
+                return "The pending batch action was cancelled (the filter or the action changed).", gr.Button(visible=False), None
+            return gr.skip(), gr.Button(visible=False), None
+
+        for comp in (batch_action, f_dir, f_status, f_sort, f_psi, f_rho, f_method):
+            comp.change(batch_cancel, [pending_batch], [batch_msg, batch_confirm, pending_batch], show_progress="hidden")
+
+        def batch_do(pending):
             index = state.index()
-            ids = nav_v.get("ids", [])
-            changed = index.decide(ids, None if action == "auto" else action, who="user (batch)")
-            return f"{changed} decisions changed.", gr.Button(visible=False), counts_markdown(index, index.Psi, index.P, names())
+            if not pending:
+                return "Nothing to confirm: press “Apply to the filter…” first.", gr.Button(visible=False), gr.skip(), None
+            action = pending["action"]
+            changed = index.decide(pending["ids"], None if action == "auto" else action, who=user_of(),
+                                   detail={"filter": pending["filter"], "batch": len(pending["ids"])})
+            return (f"{changed} decisions changed ({len(pending['ids'])} candidates in the batch); undo (u) reverts the "
+                    f"whole batch.", gr.Button(visible=False), counts_markdown(index, index.Psi, index.P, names()), None)
 
-        batch_confirm.click(safe(batch_do), [batch_action, nav], [batch_msg, batch_confirm, counts]).then(
+        batch_confirm.click(safe(batch_do), [pending_batch], [batch_msg, batch_confirm, counts, pending_batch],
+                            api_name="batch_confirm").then(
             safe(lambda *v: refilter(*v, keep_current=True)), filter_inputs, refilter_outputs)
 
         # -- retrain ------------------------------------------------------------------------------
@@ -947,25 +1143,39 @@ def build_app(project_dir: str, build_demo: bool = True) -> gr.Blocks:
 
         # -- export -------------------------------------------------------------------------------
         def do_export():
-            r = api.export_dataset(state.project())
-            import shutil
+            """A background job with progress and cancel; the result appears here when it is done."""
+            def run(on_progress, cancel):
+                import shutil
 
-            z = shutil.make_archive(r["path"], "zip", r["path"])
-            return (f"Exported {r['real_images']} train images and {r['generated_images']} accepted samples "
-                    f"({r['candidates']} candidates in the manifest) to `{r['path']}`."), z
+                r = api.export_dataset(state.project(), on_progress=on_progress, cancel=cancel)
+                z = shutil.make_archive(r["path"], "zip", r["path"])
+                state.last_export = (f"Exported {r['real_images']} train images and {r['generated_images']} accepted "
+                                     f"samples ({r['candidates']} candidates in the manifest) to `{r['path']}`.", z)
+                return r
+            return start("export the curated dataset", run)
 
         def do_bundle():
-            r = api.reproducibility_bundle(state.project())
-            return f"Bundle with {r['models']} models, {r['tokens']} tokens, {r['runs']} runs: `{r['path']}`.", r["path"]
+            def run(on_progress, cancel):
+                r = api.reproducibility_bundle(state.project())
+                state.last_export = (f"Bundle with {r['models']} models, {r['tokens']} tokens, {r['runs']} runs: "
+                                     f"`{r['path']}`.", r["path"])
+                return r
+            return start("reproducibility bundle", run)
 
-        export_btn.click(safe(do_export), [], [export_msg, export_file], api_name="export_dataset")
-        bundle_btn.click(safe(do_bundle), [], [export_msg, export_file], api_name="bundle")
+        export_btn.click(safe(do_export), [], [job_md, timer], api_name="export_dataset")
+        bundle_btn.click(safe(do_bundle), [], [job_md, timer], api_name="bundle")
+
+        def export_refresh():
+            if state.last_export is None:
+                return gr.skip(), gr.skip()
+            return state.last_export
 
         # -- refresh everything after a job and on page load --------------------------------------
         def refresh_all():
-            return (*project_refresh(), *review_load(), *retrain_refresh())
+            return (*project_refresh(), *review_load(), *retrain_refresh(), *export_refresh())
 
-        all_outputs = [project_md, inpaint_model, masker, masker_opts, stages_md, *review_outputs, inputs_md, report_pick]
+        all_outputs = [project_md, inpaint_model, masker, masker_opts, stages_md, *review_outputs, inputs_md, report_pick,
+                       export_msg, export_file]
         refresh_btn.click(safe(refresh_all), [], all_outputs, api_name="refresh")
         demo.load(safe(refresh_all), [], all_outputs, api_name="load")
 
