@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Optional
 
 from .datasets import ImportReport, derived_work, import_dataset, read_dataset, reimport_summary, validate
-from .demo_data import DemoDataConfig, generate_demo_dataset
+from .demo.data import DemoDataConfig, generate_demo_dataset
 from .errors import ProjectError
 from .evaluation import GroupReport
 from .progress import CancelToken, ProgressFn
+from .settings import PIPELINE_DEFAULTS, load_inpainter, load_masker, pipeline_settings, set_pipeline_settings  # noqa: F401 (the facade's names)
 from .store import Project
 from .training import TrainConfig, TrainResult, load_erm_checkpoint, model_reports, train_classifier
 
@@ -71,7 +72,7 @@ def create_project(root: str | os.PathLike, fmt: str, source: Optional[str | os.
             shutil.rmtree(root, ignore_errors=True)
         raise
     if fmt == "demo" and "inpaint_model" not in (project.get_meta("pipeline") or {}):
-        from .inpainting import MICRO_MODEL
+        from .method.inpainting import MICRO_MODEL
 
         # The shipped micro model, by path, repainting each bird's box as `bench demo` does: inside the
         # tight silhouette it cannot change a waterbird's shape into a landbird's (model card, quality).
@@ -155,51 +156,15 @@ def status(project: Project) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Generation and pruning stages (paper §4.1-4.2).
 
-PIPELINE_DEFAULTS = {"inpaint_model": "stabilityai/stable-diffusion-2-inpainting", "masker": None, "masker_options": {}}
-
-
-def pipeline_settings(project: Project) -> dict:
-    """The project's choices of inpainting model and masker (with defaults filled in)."""
-    s = {**PIPELINE_DEFAULTS, **(project.get_meta("pipeline") or {})}
-    if s["masker"] is None:  # ground-truth masks when the dataset ships them, else text-prompted masks
-        has_masks = project.db.execute("select count(*) from samples where mask_path is null").fetchone()[0] == 0
-        s["masker"] = "provided" if has_masks and project.sample_count() else "langsam"
-    return s
-
-
-def set_pipeline_settings(project: Project, **changes) -> dict:
-    """Change the given settings (``inpaint_model``, ``masker``, ``masker_options``); the others are kept,
-    even when another process saved them a moment ago (read and written in one transaction)."""
-    with project.write():
-        s = {**(project.get_meta("pipeline") or {}), **{k: v for k, v in changes.items() if v is not None}}
-        project.set_meta("pipeline", s)
-    return pipeline_settings(project)
-
-
 def select(project: Project, cfg=None):
-    from .selection import SelectionConfig, select as _select
+    from .method.selection import SelectionConfig, select as _select
 
     return _select(project, cfg or SelectionConfig())
 
 
-def load_inpainter(project: Project, model: Optional[str] = None, device: str = "auto", dtype: str = "auto"):
-    from .inpainting import Inpainter
-
-    return Inpainter.load(model or pipeline_settings(project)["inpaint_model"], device=device, dtype=dtype)
-
-
-def load_masker(project: Project, name: Optional[str] = None, options: Optional[dict] = None):
-    from .masking import build_masker
-
-    s = pipeline_settings(project)
-    name = name or s["masker"]
-    opts = options if options is not None else (s["masker_options"] if name == s["masker"] else {})
-    return build_masker(name, project=project, **opts)
-
-
 def invert(project: Project, labels=None, cfg=None, *, inpainter=None, on_progress=None, cancel=None) -> dict[int, int]:
     from .generation import invert_classes
-    from .inversion import InversionConfig
+    from .method.inversion import InversionConfig
 
     labels = list(range(len(project.class_names))) if labels is None else list(labels)
     return invert_classes(project, inpainter or load_inpainter(project), labels, cfg or InversionConfig(),
@@ -207,23 +172,15 @@ def invert(project: Project, labels=None, cfg=None, *, inpainter=None, on_progre
 
 
 def compute_masks(project: Project, *, masker=None, labels=None, on_progress=None, cancel=None) -> dict[str, int]:
-    from .generation import compute_masks as _compute
-    from .selection import selected
+    from .generation import compute_selected_masks
 
-    masker = masker or load_masker(project)
-    labels = range(len(project.class_names)) if labels is None else labels
-    counts = {"ok": 0, "no_detection": 0}
-    for label in labels:
-        rows = selected(project, "source", label)
-        for m in _compute(project, masker, rows, on_progress=on_progress, cancel=cancel).values():
-            counts[m["status"]] = counts.get(m["status"], 0) + 1
-    return counts
+    return compute_selected_masks(project, masker or load_masker(project), labels, on_progress=on_progress, cancel=cancel)
 
 
 def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=None, masker=None,
              on_progress=None, cancel=None) -> dict:
     from .generation import GenerationConfig, generate as _generate
-    from .inpainting import InpaintConfig
+    from .method.inpainting import InpaintConfig
 
     inpaint = inpaint or InpaintConfig(model=pipeline_settings(project)["inpaint_model"])
     inpainter = inpainter or load_inpainter(project, inpaint.model, inpaint.device, inpaint.dtype)
@@ -242,7 +199,7 @@ def score(project: Project, n_steps: int = 50, internal_batch_size: Optional[int
 
 def stale_scores(project: Project) -> int:
     """Candidates scored by another model than the active ERM model (``score(..., rescore=True)`` fixes them)."""
-    from .pruning import stale_scores as _stale
+    from .decisions import stale_scores as _stale
 
     return _stale(project)
 
@@ -251,7 +208,7 @@ def prune(project: Project, Psi: Optional[dict] = None, P: Optional[dict] = None
           reset: bool = False, source: str = "api") -> tuple[dict, dict]:
     """Save any given thresholds (after ``reset``: back to the computed defaults first); return
     (thresholds, per-direction counts). Every change is an undoable action of the audit log."""
-    from .pruning import reset_thresholds, set_thresholds, summary, thresholds
+    from .decisions import reset_thresholds, set_thresholds, summary, thresholds
 
     if reset:
         reset_thresholds(project, source=source)
@@ -269,9 +226,9 @@ def run_pipeline(project: Project, config: dict, *, on_progress=None, cancel=Non
     """
     from .errors import ConfigError
     from .generation import GenerationConfig
-    from .inpainting import InpaintConfig
-    from .inversion import InversionConfig
-    from .selection import SelectionConfig
+    from .method.inpainting import InpaintConfig
+    from .method.inversion import InversionConfig
+    from .method.selection import SelectionConfig
 
     unknown = set(config) - set(RUN_SECTIONS)
     if unknown:
@@ -305,7 +262,7 @@ def run_pipeline(project: Project, config: dict, *, on_progress=None, cancel=Non
 
 def retrain(project: Project, cfg=None, *, report: bool = True, on_progress=None, cancel=None) -> dict:
     """Retrain on D_train ∪ accepted candidates (one model per seed) and store the report against ERM."""
-    from .retraining import RetrainConfig, retrain as _retrain
+    from .method.retraining import RetrainConfig, retrain as _retrain
 
     cfg = cfg or RetrainConfig()
     res = _retrain(project, cfg, on_progress=on_progress, cancel=cancel)
@@ -322,13 +279,13 @@ def retrain(project: Project, cfg=None, *, report: bool = True, on_progress=None
 
 def retraining_warnings(project: Project, method: str = "ddb", batch_size: Optional[int] = None) -> list[str]:
     """What to check before retraining on the accepted samples (see ``retraining.small_subset_warnings``)."""
-    from .retraining import RetrainConfig, accepted_candidates, small_subset_warnings
+    from .method.retraining import RetrainConfig, accepted_candidates, small_subset_warnings
 
     return small_subset_warnings(project, accepted_candidates(project, method), batch_size or RetrainConfig().train.batch_size)
 
 
 def retraining_inputs(project: Project, method: str = "ddb") -> dict[str, int]:
-    from .retraining import retraining_inputs as _inputs
+    from .method.retraining import retraining_inputs as _inputs
 
     return _inputs(project, method)
 
@@ -339,7 +296,7 @@ def baseline(project: Project, name: str, *, seeds=(0,), train: Optional[TrainCo
     from dataclasses import replace as _replace
 
     from .errors import ConfigError
-    from .retraining import JTTConfig, run_dfr, run_jtt, run_oracle
+    from .method.baselines import JTTConfig, run_dfr, run_jtt, run_oracle
 
     if name == "jtt":
         cfg = jtt or JTTConfig(train=train or TrainConfig())
@@ -392,10 +349,11 @@ def review_index(project: Project):
     return ReviewIndex(project)
 
 
-def export_dataset(project: Project, out: Optional[str] = None, method: str = "all") -> dict:
+def export_dataset(project: Project, out: Optional[str] = None, method: str = "all", on_progress=None,
+                   cancel=None) -> dict:
     from .export import export_dataset as _export
 
-    return _export(project, Path(out) if out else None, method=method)
+    return _export(project, Path(out) if out else None, method=method, on_progress=on_progress, cancel=cancel)
 
 
 def reproducibility_bundle(project: Project, out: Optional[str] = None) -> dict:
@@ -411,8 +369,8 @@ def preview_tokens(project: Project, n: int = 4, steps: int = 25, seed: int = 0,
 
     from .generation import latest_token, object_word
     from .imaging import load_mask, load_rgb
-    from .inpainting import InpaintConfig, prompt_for
-    from .masking import box_of
+    from .method.inpainting import InpaintConfig, prompt_for
+    from .method.masking import box_of
 
     inpainter = inpainter or load_inpainter(project)
     rng = np.random.default_rng(seed)
@@ -443,31 +401,26 @@ def preview_tokens(project: Project, n: int = 4, steps: int = 25, seed: int = 0,
 
 
 def prepare_demo_candidates(project: Project, *, quick: bool = True, on_progress=None, cancel=None) -> dict:
-    """ERM (if none) → selection → tokens → masks → candidates → scores on the demo, with the
-    bench's preset (``quick``: a few dozen candidates per direction, reviewable in minutes)."""
-    from dataclasses import replace as _replace
+    """ERM (if none) → selection → tokens → masks → candidates → scores on the demo (``quick``: the
+    app's preset, a few dozen candidates per direction, reviewable in minutes). Stage seconds."""
+    from .demo.pipeline import DemoPipelineConfig, prepare
 
-    from .bench_demo import DemoBenchConfig, prepare
-
-    cfg = DemoBenchConfig()
-    if quick:
-        cfg = _replace(cfg, k=40, ti_size=20, ti_steps=150, inpaint_steps=20, ig_steps=16)
     times: dict = {}
-    prepare(project, cfg, times, on_progress, cancel)
+    prepare(project, DemoPipelineConfig.app() if quick else DemoPipelineConfig(), times, on_progress, cancel)
     return times
 
 
 # -- SCGS (the second method, on the same core) ---------------------------------------------------
 
 def scgs_select(project: Project, cfg=None) -> dict:
-    from .scgs import SCGSConfig, select_scgs
+    from .method.scgs import SCGSConfig, select_scgs
 
     return select_scgs(project, cfg or SCGSConfig())
 
 
 def scgs_generate(project: Project, cfg=None, inpaint=None, *, inpainter=None, on_progress=None, cancel=None) -> dict:
-    from .inpainting import InpaintConfig
-    from .scgs import SCGSConfig, generate_scgs
+    from .method.inpainting import InpaintConfig
+    from .method.scgs import SCGSConfig, generate_scgs
 
     inpaint = inpaint or InpaintConfig(model=pipeline_settings(project)["inpaint_model"])
     inpainter = inpainter or load_inpainter(project, inpaint.model, inpaint.device, inpaint.dtype)
@@ -476,7 +429,8 @@ def scgs_generate(project: Project, cfg=None, inpaint=None, *, inpainter=None, o
 
 def jtt_with_scgs(project: Project, jtt=None, *, report: bool = True, on_progress=None, cancel=None) -> dict:
     """JTT+SCGS: the accepted SCGS images join JTT's upweighted training set (γ = 1 each)."""
-    from .retraining import JTTConfig, RetrainConfig, accepted_candidates, generated_plan, run_jtt
+    from .method.baselines import JTTConfig, run_jtt
+    from .method.retraining import RetrainConfig, accepted_candidates, generated_plan
 
     jtt = jtt or JTTConfig()
     cands = accepted_candidates(project, "scgs")
@@ -493,7 +447,7 @@ def regenerate_candidate(project: Project, candidate_id: int, mask, *, inpainter
                          guidance: float = 7.5, n_steps: int = 50) -> int:
     """Inpaint one candidate's source again with a user-drawn mask (255 = repaint); scored at once."""
     from .generation import regenerate_with_mask
-    from .inpainting import InpaintConfig
+    from .method.inpainting import InpaintConfig
 
     model = pipeline_settings(project)["inpaint_model"]
     inpainter = inpainter or load_inpainter(project, model)

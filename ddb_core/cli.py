@@ -1,7 +1,10 @@
 """Command-line interface: ``python -m ddb_core <command>`` or the ``ddb`` console script.
 
-Every command has ``--help``; every command is documented in README.md (a test checks this).
-Errors from the core (``DDBError``) are printed as one message and exit with status 2.
+One table of commands (``TABLE``), in the order of README.md's table: each command is registered
+with ``@command(name, help, arguments)``, its handler right under its arguments. Every command has
+``--help`` and is documented in README.md (a test checks both). Errors from the core
+(``DDBError``) are printed as one message and exit with status 2; Ctrl-C cancels (status 130) and
+the same command resumes.
 """
 
 from __future__ import annotations
@@ -11,17 +14,35 @@ import json
 import logging
 import os
 import sys
-from dataclasses import fields
-from typing import Optional
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Optional
 
-from .errors import Cancelled, DDBError
+from .errors import Cancelled, ConfigError, DDBError
 from .progress import Progress
 
-# Every leaf command, as typed after `ddb`. README.md documents each one.
-COMMANDS = ("demo-data", "init", "erm train", "erm load", "erm eval", "status", "select", "invert", "mask", "generate",
-            "score", "prune", "decide", "undo", "audit", "run", "scgs select", "scgs generate", "retrain", "evaluate", "baseline jtt", "baseline dfr", "baseline oracle", "report",
-            "train-micro-inpainter", "bench calibrate", "bench masks", "bench precision", "bench inpainter", "bench demo", "bench pruning", "bench ti",
-            "bench scgs", "bench ti-source", "bench recipe")
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # as typed after `ddb`, e.g. "erm train"
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace, "TqdmProgress"], int]
+
+
+TABLE: dict[str, Command] = {}
+GROUPS = {"erm": "train, load or evaluate the ERM classifier",
+          "scgs": "SCGS, the second method: misclassified images, clustering, Grad-CAM++ masks",
+          "baseline": "baselines on the same data and code: jtt, dfr, oracle",
+          "bench": "benchmarks that write figures into docs/"}
+
+
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None]):
+    """Register the decorated function as the handler of ``ddb NAME``, whose options ``arguments`` adds."""
+    def register(run):
+        TABLE[name] = Command(name, help, arguments, run)
+        return run
+    return register
 
 
 class TqdmProgress:
@@ -153,296 +174,6 @@ def _train_config(a: argparse.Namespace, sampler: str = "natural"):
                        device=a.device)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .demo_data import DemoDataConfig
-
-    parser = argparse.ArgumentParser(prog="ddb", description="DDB Studio: diffusion-driven balancing of biased image datasets.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch and stage")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    d = DemoDataConfig()
-    p = sub.add_parser("demo-data", help="generate the offline demo benchmark (Waterbirds layout) into a folder")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="default: %(default)s")
-    p.add_argument("--n-train", type=int, default=d.n_train, help="default: %(default)s")
-    p.add_argument("--n-val", type=int, default=d.n_val, help="default: %(default)s")
-    p.add_argument("--n-test", type=int, default=d.n_test, help="default: %(default)s")
-    p.add_argument("--class0-fraction", type=float, default=d.class0_fraction, help="default: %(default)s")
-    p.add_argument("--correlation", type=float, default=d.correlation,
-                   help="train share of each class on its own background (default: %(default)s)")
-    p.add_argument("--workers", type=int, default=d.workers, help="rendering processes (default: %(default)s)")
-
-    p = sub.add_parser("init", help="create a project from a dataset on disk or from the demo benchmark")
-    _add_project(p)
-    p.add_argument("--format", required=True, choices=["demo", "waterbirds", "celeba", "metashift", "imagefolder"])
-    p.add_argument("--source", help="dataset folder (not for --format demo)")
-    p.add_argument("--name", help="project name (default: the folder name)")
-    p.add_argument("--replace", action="store_true", help="replace the samples of an existing project")
-    p.add_argument("--delete-derived", action="store_true",
-                   help="with --replace over a project that has candidates, masks, selections or tokens: delete them "
-                        "(without it the re-import is refused and says what exists)")
-    p.add_argument("--label-attr", default="Blond_Hair", help="CelebA label attribute (default: %(default)s)")
-    p.add_argument("--spurious-attr", default="Male", help="CelebA spurious attribute (default: %(default)s)")
-    p.add_argument("--groups-csv", help="ImageFolder: CSV with columns path, attr (group attribute per image)")
-    p.add_argument("--val-fraction", type=float, default=0.1, help="MetaShift without val/: share of train held out (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="demo data seed, and MetaShift val split seed (default: %(default)s)")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="demo image size (default: %(default)s)")
-    p.add_argument("--skip-image-check", action="store_true", help="do not open every image during validation")
-    p.add_argument("--class-names", nargs="+", metavar="NAME",
-                   help="class names in label order (y = 0, 1, …), e.g. --class-names landbird waterbird "
-                        "(default: the format's, or the dataset's dataset.json)")
-    p.add_argument("--attr-names", nargs="+", metavar="NAME",
-                   help="names of the spurious attribute's values in order (place = 0, 1, …), e.g. --attr-names land water")
-    p.add_argument("--object-prompt", nargs="+", metavar="WORD|CLASS=WORD",
-                   help="the object word of the prompts and of the langsam masker: one for every class (--object-prompt "
-                        "bird), or per class (--object-prompt landbird=bird waterbird=bird); default: the class name "
-                        "(Waterbirds: bird)")
-
-    erm = sub.add_parser("erm", help="train, load or evaluate the ERM classifier").add_subparsers(dest="erm_command", required=True, metavar="ERM_COMMAND")
-    p = erm.add_parser("train", help="train the ERM classifier (or, with --oracle, the group-balanced oracle)")
-    _add_project(p)
-    _add_train_args(p)
-    p.add_argument("--oracle", action="store_true", help="upsample minority groups with the TRAIN group labels (a reference, not a method)")
-    p = erm.add_parser("load", help="use a checkpoint you trained elsewhere as the ERM model")
-    _add_project(p)
-    p.add_argument("--checkpoint", required=True, help="state_dict file (loaded with weights_only=True)")
-    p.add_argument("--arch", help="architecture of a bare state_dict (resnet18 | resnet34 | resnet50)")
-    p.add_argument("--image-size", type=int, default=64, help="input side the model expects (default: %(default)s)")
-    p = erm.add_parser("eval", help="per-group evaluation report of the ERM model (or --model ID) on val and test")
-    _add_project(p)
-    p.add_argument("--model", type=int, help="model id (default: the active ERM model)")
-    p.add_argument("--recompute", action="store_true", help="re-run the model instead of reading stored metrics")
-    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
-
-    p = sub.add_parser("status", help="what the project holds: dataset, groups, models, runs")
-    _add_project(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    from .inpainting import InpaintConfig
-    from .inversion import InversionConfig
-    from .selection import TI_SOURCES, SelectionConfig
-
-    sc = SelectionConfig()
-    p = sub.add_parser("select", help="choose D_i (lowest-loss train images per class), the inversion set, and compute Psi_i")
-    _add_project(p)
-    p.add_argument("--k", type=float, default=sc.k, help="images per class: a count (>= 1) or a fraction (< 1) (default: %(default)s)")
-    p.add_argument("--ti-size", type=int, default=sc.ti_size, help="inversion images per class (default: %(default)s)")
-    p.add_argument("--ti-source", default=sc.ti_source, choices=list(TI_SOURCES),
-                   help="high_loss: highest-loss train images (no group labels); random: a seeded random sample of the "
-                        "class's train images (no group labels); val_minority: val images of the class's minority group "
-                        "(default: %(default)s)")
-    p.add_argument("--seed", type=int, default=sc.seed, help="seed of --ti-source random (default: %(default)s)")
-
-    ic = InversionConfig()
-    p = sub.add_parser("invert", help="textual inversion: learn one token per class on the inpainting model")
-    _add_project(p)
-    p.add_argument("--model", help="diffusers inpainting model (hub id or folder; default: the project's)")
-    p.add_argument("--classes", type=int, nargs="+", help="class indices (default: all)")
-    p.add_argument("--steps", type=int, default=ic.steps, help="default: %(default)s")
-    p.add_argument("--lr", type=float, default=ic.lr, help="default: %(default)s")
-    p.add_argument("--batch-size", type=int, default=ic.batch_size, help="default: %(default)s")
-    p.add_argument("--seed", type=int, default=ic.seed, help="default: %(default)s")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
-    p.add_argument("--dtype", default="auto", help="auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16 "
-                   "(the learned row is float32 in every case; default: %(default)s)")
-
-    p = sub.add_parser("mask", help="compute the masks of the selected images with a masking backend")
-    _add_project(p)
-    _add_masker_args(p)
-
-    ip = InpaintConfig()
-    p = sub.add_parser("generate", help="inpaint the selected images with the other class's token (resumable)")
-    _add_project(p)
-    _add_masker_args(p)
-    p.add_argument("--model", help="diffusers inpainting model (hub id or folder; saved as the project's)")
-    p.add_argument("--pairs", nargs="+", help="directions as i:j (default: both directions of a binary dataset)")
-    p.add_argument("--template", default=ip.template, help="prompt template (default: %(default)r)")
-    p.add_argument("--steps", type=int, default=ip.steps, help="default: %(default)s")
-    p.add_argument("--guidance", type=float, default=ip.guidance, help="default: %(default)s")
-    p.add_argument("--strength", type=float, default=ip.strength, help="default: %(default)s")
-    p.add_argument("--batch-size", type=int, default=ip.batch_size, help="default: %(default)s")
-    p.add_argument("--no-paste-back", action="store_true", help="keep the model's pixels outside the mask too")
-    p.add_argument("--no-tokens", action="store_true", help="use the plain prompt even when tokens were learned")
-    p.add_argument("--seed", type=int, default=0, help="base seed; each candidate records its own (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
-    p.add_argument("--dtype", default="auto", help="auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16 "
-                   "(default: %(default)s)")
-    p.add_argument("--resolution", type=int, default=None,
-                   help="longer side of an image at the model, a multiple of 8 (default: the model's own, 512 for SD2)")
-
-    p = sub.add_parser("score", help="compute psi and rho (integrated gradients in the mask) of every unscored candidate")
-    _add_project(p)
-    p.add_argument("--n-steps", type=int, default=50, help="IG steps (default: %(default)s)")
-    p.add_argument("--internal-batch-size", type=int, default=None,
-                   help="IG rows (images x steps) per pass; bounds memory (default: 64 at 64 px, 16 at 224 px)")
-    p.add_argument("--rescore", action="store_true",
-                   help="also recompute the scores computed by another ERM model than the active one (stale scores)")
-
-    p = sub.add_parser("prune", help="set the Psi/P thresholds and show kept/pruned counts per direction")
-    _add_project(p)
-    p.add_argument("--Psi", nargs="+", metavar="CLASS=VALUE", help="Psi_i per source class (default: the computed mean, Eq. 3)")
-    p.add_argument("--P", nargs="+", metavar="CLASS=VALUE", help="P_i' per target class (default: a quantile of its rho)")
-    p.add_argument("--undo", action="store_true",
-                   help="restore the thresholds as they were before the latest change (a save or a reset) not yet undone")
-    p.add_argument("--defaults", action="store_true",
-                   help="forget the saved thresholds of the active ERM model first: Psi from Eq. 3, P computed again "
-                        "from the candidates scored now")
-
-    p = sub.add_parser("decide", help="accept or reject candidates by id (one audited action), or set them back to automatic")
-    _add_project(p)
-    p.add_argument("ids", type=int, nargs="+", help="candidate ids (see the app, or the export manifest)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--accept", action="store_const", const="accept", dest="decision")
-    g.add_argument("--reject", action="store_const", const="reject", dest="decision")
-    g.add_argument("--auto", action="store_const", const="auto", dest="decision", help="back to the automatic decision")
-    p.add_argument("--who", default=os.environ.get("USER", "cli"), help="recorded in the audit log (default: $USER)")
-    p = sub.add_parser("undo", help="revert the latest decision action not yet undone (a whole batch at once)")
-    _add_project(p)
-    p.add_argument("--who", default=os.environ.get("USER", "cli"), help="recorded in the audit log (default: $USER)")
-    p = sub.add_parser("audit", help="the audit log: every decision, batch, undo and threshold change, newest first")
-    _add_project(p)
-    p.add_argument("--limit", type=int, default=30, help="actions to list (default: %(default)s)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = sub.add_parser("run", help="select, invert, mask, generate, score and prune from one JSON config file")
-    _add_project(p)
-    p.add_argument("--config", required=True, help="JSON file with sections " + ", ".join(
-        ("selection", "inversion", "masker", "generation", "inpaint", "scoring", "prune")))
-
-    from .scgs import SCGSConfig
-
-    sc = SCGSConfig()
-    scgs = sub.add_parser("scgs", help="SCGS, the second method: misclassified images, clustering, Grad-CAM++ masks").add_subparsers(
-        dest="scgs_command", required=True, metavar="SCGS_COMMAND")
-    p = scgs.add_parser("select", help="misclassified train images per class → k-means → Gaussian sampling")
-    _add_project(p)
-    p.add_argument("--clusters", type=int, default=sc.clusters, help="k-means clusters per class (default: %(default)s)")
-    p.add_argument("--sample-fraction", type=float, default=sc.sample_fraction, help="of the misclassified images (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=sc.seed, help="default: %(default)s")
-    p = scgs.add_parser("generate", help="Grad-CAM++ masks (high region kept) and inpainting with the true class")
-    _add_project(p)
-    p.add_argument("--model", help="diffusers inpainting model (default: the project's)")
-    p.add_argument("--cam-threshold", type=float, default=sc.cam_threshold, help="default: %(default)s")
-    p.add_argument("--generate-fraction", type=float, default=sc.generate_fraction,
-                   help="generated per class as a share of the other classes' train images (default: %(default)s)")
-    p.add_argument("--max-variants", type=int, default=sc.max_variants, help="candidates per sampled image at most (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=50, help="denoising steps (default: %(default)s)")
-    p.add_argument("--guidance", type=float, default=7.5, help="default: %(default)s")
-    p.add_argument("--seed", type=int, default=sc.seed, help="default: %(default)s")
-    p.add_argument("--prune", action="store_true", help="also prune SCGS candidates by ψ/ρ (SCGS itself does not prune)")
-
-    from .retraining import JTTConfig, RetrainConfig
-
-    r = RetrainConfig()
-    p = sub.add_parser("retrain", help="retrain on the train split + accepted candidates (Eq. 6-8); report against ERM")
-    _add_project(p)
-    _add_train_args(p, r.train)
-    p.add_argument("--gamma", type=float, nargs="+", default=None,
-                   help="weight of the generated samples: one value, or one per class (default: 1 each)")
-    p.add_argument("--gamma-grid", type=float, nargs="+", default=[], metavar="GAMMA",
-                   help="choose γ (the same for every class) among these by val WGA, as the paper tunes it: one run per "
-                        "value with the first seed, then the other seeds with the best; overrides --gamma")
-    p.add_argument("--gen-ratio", type=float, default=r.gen_ratio,
-                   help="share of every batch that is generated samples; 0 = natural sampling (default: %(default)s)")
-    p.add_argument("--init", choices=["erm", "scratch"], default=r.init, help="start from the ERM model or from scratch (default: %(default)s)")
-    p.add_argument("--reinit-head", action="store_true", help="re-initialise the last layer first")
-    p.add_argument("--method", choices=["ddb", "scgs", "all"], default=r.method, help="whose candidates (default: %(default)s)")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(r.seeds), help="one model per seed; mean ± std (default: 0)")
-    p = sub.add_parser("evaluate", help="report of stored models (seeds of one run) against the ERM model, with bootstrap intervals")
-    _add_project(p)
-    p.add_argument("--models", type=int, nargs="+", required=True, help="model ids (see `ddb status`)")
-    p.add_argument("--baseline", type=int, help="the 'before' model id (default: the active ERM model)")
-    p.add_argument("--title", default="evaluation", help="report title (default: %(default)s)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
-    base = sub.add_parser("baseline", help="baselines on the same data and code: jtt, dfr, oracle").add_subparsers(
-        dest="baseline_command", required=True, metavar="BASELINE")
-    j = JTTConfig()
-    p = base.add_parser("jtt", help="JTT: upweight the error set of an early-stopped ERM (no group labels; val groups for selection)")
-    _add_project(p)
-    _add_train_args(p)
-    p.add_argument("--jtt-epochs", type=int, default=j.jtt_epochs, help="epochs of the identification model (default: %(default)s)")
-    p.add_argument("--lambda-up", type=float, default=j.lambda_up, help="upweight of the error set (default: %(default)s)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
-    p.add_argument("--with-scgs", action="store_true", help="JTT+SCGS: add the accepted SCGS images to JTT's training set")
-    p = base.add_parser("dfr", help="DFR: refit the ERM's last layer on group-balanced val features (val group labels)")
-    _add_project(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
-    p = base.add_parser("oracle", help="group-balanced sampling with train group labels (a reference, not a method)")
-    _add_project(p)
-    _add_train_args(p)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
-    p = sub.add_parser("report", help="list the stored reports, or print one (--id) as Markdown")
-    _add_project(p)
-    p.add_argument("--id", type=int, help="report id")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-
-    from .micro_train import MicroTrainConfig
-
-    m = MicroTrainConfig()
-    p = sub.add_parser("train-micro-inpainter",
-                       help="train the demo's micro Stable Diffusion inpainting model (diffusers folder) on a demo benchmark's train split")
-    p.add_argument("--data", required=True, help="demo benchmark folder (from `ddb demo-data`); only its train split is used")
-    p.add_argument("--out", required=True, help="output folder (diffusers format); checkpoints go to OUT/checkpoints and resume")
-    p.add_argument("--vae-steps", type=int, default=m.vae_steps, help="default: %(default)s")
-    p.add_argument("--unet-steps", type=int, default=m.unet_steps, help="default: %(default)s")
-    p.add_argument("--unet-restart-steps", type=int, default=m.unet_restart_steps,
-                   help="UNet step where the cosine learning rate restarts (the shipped model's schedule; "
-                        "ignored unless below --unet-steps; default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=m.batch_size, help="UNet phase batch size (default: %(default)s)")
-    p.add_argument("--checkpoint-every", type=int, default=m.checkpoint_every, help="steps (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=m.seed, help="default: %(default)s")
-    p.add_argument("--device", default=m.device, help="auto | cpu | cuda[:N] (default: %(default)s)")
-    p.add_argument("--smoke", action="store_true", help="a few steps at tiny sizes (for tests; the result is noise)")
-
-    bench = sub.add_parser("bench", help="benchmarks that write figures into docs/").add_subparsers(dest="bench_command", required=True, metavar="BENCH_COMMAND")
-    p = bench.add_parser("calibrate", help="demo calibration: ERM and group-balanced oracle over seeds → docs/benchmarks.md")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs (for a quick look; docs record it)")
-    p.add_argument("--workdir", default="projects/bench", help="where the per-seed projects go (default: %(default)s)")
-    p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
-    p = bench.add_parser("masks", help="mean IoU of the offline masking backends against the demo's ground-truth masks")
-    _add_project(p)
-    p.add_argument("--n", type=int, default=200, help="train images per seed (default: %(default)s)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
-    p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
-    p = bench.add_parser("precision", help="textual inversion in half precision: finite loss, float32 row and optimiser state, speed")
-    p.add_argument("--model", default="data/models/micro-sd-inpainting", help="diffusers folder or hub id (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
-    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
-                   help="precisions to run (float16 needs CUDA; default: %(default)s)")
-    p.add_argument("--steps", type=int, default=40, help="inversion steps per run (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per precision, for the median (default: %(default)s)")
-    p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
-    p = bench.add_parser("inpainter", help="quality gates of the micro inpainting model: background error, class swap with/without token")
-    p.add_argument("--model", default="data/models/micro-sd-inpainting", help="diffusers folder or hub id (default: %(default)s)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
-    p.add_argument("--n", type=int, default=48, help="test images per direction (default: %(default)s)")
-    p.add_argument("--ti-steps", type=int, default=400, help="textual-inversion steps per class (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=25, help="denoising steps (default: %(default)s)")
-    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (default: %(default)s)")
-    p.add_argument("--workdir", default="projects/bench", help="where the judge's project goes (default: %(default)s)")
-    p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
-    for cmd, text in (("demo", "end to end on the demo: ERM, JTT, DFR, oracle and DDB, mean ± std over seeds → docs/benchmarks.md"),
-                      ("pruning", "ablation: retraining with vs without pruning (Table 2 shape)"),
-                      ("ti", "ablation: textual-inversion set size 0/10/20/30/40 (Table 5 shape); K = 100 per class, "
-                             "seed 0 unless --seeds"),
-                      ("scgs", "SCGS and JTT+SCGS on the demo project of `bench demo` (reuses its ERM and JTT models)"),
-                      ("ti-source", "which textual-inversion images (none / highest-loss / random) make a token that "
-                                    "swaps classes, judged by the oracle on box inpaintings of D_i"),
-                      ("recipe", "the retraining recipe: DDB with γ = 1 for epochs 1/2 and lr 1e-4/2e-4/5e-4, every "
-                                 "seed; the best mean val WGA is marked (after `bench demo`)")):
-        p = bench.add_parser(cmd, help=text)
-        p.add_argument("--quick", action="store_true", help="the smoke preset: one seed, few candidates, short training")
-        p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
-        p.add_argument("--model", help="inpainting model (default: data/models/micro-sd-inpainting)")
-        p.add_argument("--workdir", default="projects/bench", help="where the bench projects go (default: %(default)s)")
-        p.add_argument("--gamma-grid", type=float, nargs="*", metavar="GAMMA",
-                       help="γ values searched by val WGA for the retrainings (default: 1 3 10; --quick: 1 10; "
-                            "give the option alone for no search, γ = 1)")
-        p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
-    return parser
-
 
 def _print_status(st: dict) -> None:
     print(f"project {st['name']} at {st['project']}")
@@ -473,389 +204,433 @@ def _print_status(st: dict) -> None:
         print(f"  run {r['id']} {r['stage']}: {status} ({r['seconds'] or 0:.1f}s){err}")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    progress = TqdmProgress()
-    try:
-        return _run(args, progress)
-    except (DDBError, KeyboardInterrupt) as e:
-        progress.close()
-        if isinstance(e, KeyboardInterrupt) or isinstance(e, Cancelled):
-            print("cancelled; finished work is kept and the same command resumes it", file=sys.stderr)
-            return 130
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    finally:
-        progress.close()
+
+def _print_pruning(project, th: dict, counts: dict) -> None:
+    from .decisions import stale_scores
+
+    names = project.class_names
+    fmt = lambda v: "not set (no scored candidate)" if v is None else f"{v:.4f}"
+    for i, name in enumerate(names):
+        default = (th.get("P_default") or {}).get("ddb", {}).get(i)
+        how = f" (default: {default['quantile']:.0%} quantile of the rho of {default['n']} DDB candidates)" if default else ""
+        print(f"Psi[{name}] = {fmt(th['Psi'].get(i))}   P[{name}] = {fmt(th['P'].get(i))}{how}")
+    stale = stale_scores(project)
+    if stale:
+        print(f"warning: {stale} candidates were scored by another ERM model than the active one ({th.get('erm_model_id')}); "
+              f"they count as not scored until `ddb score --rescore`")
+    for d, c in counts.items():
+        i, j = (int(x) for x in d.split("->"))
+        print(f"{names[i]} -> {names[j]}: {c['candidates']} candidates, {c['scored']} scored, "
+              f"{c['auto_kept']} kept by the thresholds, {c['kept']} kept after {c['manual']} manual decisions")
 
 
-def _run(a: argparse.Namespace, progress: TqdmProgress) -> int:
+
+
+def _open(a: argparse.Namespace):
+    from . import api
+
+    return api.open_project(a.project)
+
+
+def _no_docs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/")
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset and the project.
+
+
+def _demo_data_args(p):
+    from .demo.data import DemoDataConfig
+
+    d = DemoDataConfig()
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    p.add_argument("--image-size", type=int, default=d.image_size, help="default: %(default)s")
+    p.add_argument("--n-train", type=int, default=d.n_train, help="default: %(default)s")
+    p.add_argument("--n-val", type=int, default=d.n_val, help="default: %(default)s")
+    p.add_argument("--n-test", type=int, default=d.n_test, help="default: %(default)s")
+    p.add_argument("--class0-fraction", type=float, default=d.class0_fraction, help="default: %(default)s")
+    p.add_argument("--correlation", type=float, default=d.correlation,
+                   help="train share of each class on its own background (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=d.workers, help="rendering processes (default: %(default)s)")
+
+
+@command("demo-data", "generate the offline demo benchmark (Waterbirds layout) into a folder", _demo_data_args)
+def _demo_data(a, progress):
+    from .demo.data import DemoDataConfig, generate_demo_dataset
+
+    cfg = DemoDataConfig(seed=a.seed, image_size=a.image_size, n_train=a.n_train, n_val=a.n_val, n_test=a.n_test,
+                         class0_fraction=a.class0_fraction, correlation=a.correlation, workers=a.workers)
+    path = generate_demo_dataset(a.out, cfg, on_progress=progress)
+    progress.close()
+    print(f"wrote {path}")
+    return 0
+
+
+def _init_args(p):
+    from .demo.data import DemoDataConfig
+
+    _add_project(p)
+    p.add_argument("--format", required=True, choices=["demo", "waterbirds", "celeba", "metashift", "imagefolder"])
+    p.add_argument("--source", help="dataset folder (not for --format demo)")
+    p.add_argument("--name", help="project name (default: the folder name)")
+    p.add_argument("--replace", action="store_true", help="replace the samples of an existing project")
+    p.add_argument("--delete-derived", action="store_true",
+                   help="with --replace over a project that has candidates, masks, selections or tokens: delete them "
+                        "(without it the re-import is refused and says what exists)")
+    p.add_argument("--label-attr", default="Blond_Hair", help="CelebA label attribute (default: %(default)s)")
+    p.add_argument("--spurious-attr", default="Male", help="CelebA spurious attribute (default: %(default)s)")
+    p.add_argument("--groups-csv", help="ImageFolder: CSV with columns path, attr (group attribute per image)")
+    p.add_argument("--val-fraction", type=float, default=0.1,
+                   help="MetaShift without val/: share of train held out (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="demo data seed, and MetaShift val split seed (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=DemoDataConfig().image_size, help="demo image size (default: %(default)s)")
+    p.add_argument("--skip-image-check", action="store_true", help="do not decode every image during validation")
+    p.add_argument("--class-names", nargs="+", metavar="NAME",
+                   help="class names in label order (y = 0, 1, …), e.g. --class-names landbird waterbird "
+                        "(default: the format's, or the dataset's dataset.json)")
+    p.add_argument("--attr-names", nargs="+", metavar="NAME",
+                   help="names of the spurious attribute's values in order (place = 0, 1, …), e.g. --attr-names land water")
+    p.add_argument("--object-prompt", nargs="+", metavar="WORD|CLASS=WORD",
+                   help="the object word of the prompts and of the langsam masker: one for every class (--object-prompt "
+                        "bird), or per class (--object-prompt landbird=bird waterbird=bird); default: the class name "
+                        "(Waterbirds: bird)")
+
+
+@command("init", "create a project from a dataset on disk or from the demo benchmark", _init_args)
+def _init(a, progress):
+    from . import api
+    from .demo.data import DemoDataConfig
+
+    demo = DemoDataConfig(seed=a.seed, image_size=a.image_size) if a.format == "demo" else None
+    project, rep = api.create_project(a.project, a.format, a.source, name=a.name, replace=a.replace, demo=demo,
+                                      label_attr=a.label_attr, spurious_attr=a.spurious_attr, groups_csv=a.groups_csv,
+                                      val_fraction=a.val_fraction, seed=a.seed, check_images=not a.skip_image_check,
+                                      class_names=a.class_names, attr_names=a.attr_names,
+                                      object_prompt=_object_prompt(a.object_prompt), delete_derived=a.delete_derived,
+                                      on_progress=progress)
+    progress.close()
+    print(f"imported {rep.n_samples} samples ({rep.format}) into {project.root}")
+    for split, n in rep.split_counts.items():
+        print(f"  {split}: {n} " + ", ".join(f"{g}={c}" for g, c in rep.group_counts[split].items()))
+    if rep.converted_to_rgb:
+        print(f"  {rep.converted_to_rgb} non-RGB images will be converted to RGB when loaded")
+    for w in rep.warnings:
+        print(f"warning: {w}")
+    return 0
+
+
+def _erm_train_args(p):
+    _add_project(p)
+    _add_train_args(p)
+    p.add_argument("--oracle", action="store_true",
+                   help="upsample minority groups with the TRAIN group labels (a reference, not a method)")
+
+
+@command("erm train", "train the ERM classifier (or, with --oracle, the group-balanced oracle)", _erm_train_args)
+def _erm_train(a, progress):
     from . import api
     from .evaluation import report_markdown
 
-    if a.command == "demo-data":
-        from .demo_data import DemoDataConfig, generate_demo_dataset
-
-        cfg = DemoDataConfig(seed=a.seed, image_size=a.image_size, n_train=a.n_train, n_val=a.n_val, n_test=a.n_test,
-                             class0_fraction=a.class0_fraction, correlation=a.correlation, workers=a.workers)
-        path = generate_demo_dataset(a.out, cfg, on_progress=progress)
-        progress.close()
-        print(f"wrote {path}")
-        return 0
-    if a.command == "scgs":
-        from .scgs import SCGSConfig
-
-        project = api.open_project(a.project)
-        if a.scgs_command == "select":
-            rep = api.scgs_select(project, SCGSConfig(clusters=a.clusters, sample_fraction=a.sample_fraction, seed=a.seed))
-            for label, r in rep.items():
-                name = project.class_names[label]
-                if r.get("note"):
-                    print(f"{name}: {r['note']}")
-                else:
-                    print(f"{name}: {r['misclassified']} misclassified, clusters {r['cluster_sizes']}, {r['sampled']} sampled")
-            return 0
-        from .inpainting import InpaintConfig
-        from .pruning import set_method_pruning
-
-        cfg = SCGSConfig(cam_threshold=a.cam_threshold, generate_fraction=a.generate_fraction, max_variants=a.max_variants,
-                         seed=a.seed)
-        model = a.model or api.pipeline_settings(project)["inpaint_model"]
-        out = api.scgs_generate(project, cfg, InpaintConfig(model=model, steps=a.steps, guidance=a.guidance), on_progress=progress)
-        set_method_pruning(project, "scgs", a.prune)
-        progress.close()
-        for d, v in out.items():
-            print(f"{d}: {v.get('candidates', 0)} SCGS candidates from {v.get('sources', 0)} sampled images")
-        print("score them with `ddb score`; SCGS candidates are " + ("pruned by ψ/ρ" if a.prune else "kept without pruning (SCGS does not prune)"))
-        return 0
-    if a.command == "retrain":
-        from .retraining import RetrainConfig
-
-        project = api.open_project(a.project)
-        n = len(project.class_names)
-        gammas = None if a.gamma is None else tuple(a.gamma * n if len(a.gamma) == 1 else a.gamma)
-        cfg = RetrainConfig(train=_train_config(a), gammas=gammas, gamma_grid=tuple(a.gamma_grid), gen_ratio=a.gen_ratio, init=a.init,
-                            reinit_head=a.reinit_head, method=a.method, seeds=tuple(a.seeds))
-        inputs = api.retraining_inputs(project, a.method)
-        print("accepted samples per direction: " + (", ".join(f"{k}: {v}" for k, v in inputs.items()) or "none"))
-        for w in api.retraining_warnings(project, a.method, cfg.train.batch_size):
-            print(f"warning: {w}")
-        out = api.retrain(project, cfg, on_progress=progress)
-        progress.close()
-        from .reporting import _pct
-
-        for row in out.get("gamma_search") or []:
-            print(f"γ = {row['gamma']:g}: val WGA {_pct(row['val_wga'])}%, val accuracy {_pct(row['val_acc'])}%"
-                  f" (model {row['model_id']}){'  ← chosen' if row['chosen'] else ''}")
-        print(f"models {', '.join(map(str, out['model_ids']))}; report {out['report']['id']} in "
-              f"{project.root / 'reports' / str(out['report']['id'])}")
-        from .reporting import report_markdown as _md
-
-        print(_md(out["report"]))
-        return 0
-    if a.command == "evaluate":
-        from .reporting import report_markdown as _md
-
-        project = api.open_project(a.project)
-        rep = api.make_report(project, a.models, baseline_id=a.baseline, title=a.title, kind="evaluation", n_boot=a.n_boot)
-        print(_md(rep))
-        print(f"saved as report {rep['id']} in {project.root / 'reports' / str(rep['id'])}")
-        return 0
-    if a.command == "baseline":
-        from .reporting import report_markdown as _md
-        from .retraining import JTTConfig
-
-        project = api.open_project(a.project)
-        jtt = None
-        train = _train_config(a) if a.baseline_command in ("jtt", "oracle") else None
-        if a.baseline_command == "jtt":
-            jtt = JTTConfig(train=train, jtt_epochs=a.jtt_epochs, lambda_up=a.lambda_up, seeds=tuple(a.seeds))
-            if a.with_scgs:
-                out = api.jtt_with_scgs(project, jtt, on_progress=progress)
-                progress.close()
-                print(_md(out["report"]))
-                return 0
-        out = api.baseline(project, a.baseline_command, seeds=a.seeds, train=train, jtt=jtt, on_progress=progress)
-        progress.close()
-        if out["details"].get("note"):
-            print(f"note: {out['details']['note']}")
-        print(_md(out["report"]))
-        return 0
-    if a.command == "report":
-        from .reporting import report_markdown as _md
-
-        project = api.open_project(a.project)
-        if a.id is None:
-            rows = api.reports(project)
-            if not rows:
-                print("no reports yet: `ddb retrain`, `ddb baseline ...` or `ddb evaluate` make them")
-            for r in rows:
-                print(f"report {r['id']} [{r['kind']}] {r['title']}: models {r['model_ids']} ({r['dir']}, {r['created_at']})")
-            return 0
-        rep = api.load_report(project, a.id)
-        print(json.dumps(rep, indent=2) if a.json else _md(rep))
-        return 0
-    if a.command == "train-micro-inpainter":
-        from dataclasses import replace
-
-        from .micro_train import MicroTrainConfig, train_micro_inpainter
-
-        base = MicroTrainConfig.smoke() if a.smoke else MicroTrainConfig()
-        over = {"seed": a.seed, "device": a.device}
-        if not a.smoke:
-            over.update(vae_steps=a.vae_steps, unet_steps=a.unet_steps, batch_size=a.batch_size,
-                        checkpoint_every=a.checkpoint_every, unet_restart_steps=a.unet_restart_steps)
-        out = train_micro_inpainter(a.data, a.out, replace(base, **over), on_progress=progress)
-        progress.close()
-        print(f"wrote {out} (use it with `ddb invert --model {out}` or `ddb generate --model {out}`)")
-        return 0
-    if a.command == "init":
-        from .demo_data import DemoDataConfig
-
-        demo = DemoDataConfig(seed=a.seed, image_size=a.image_size) if a.format == "demo" else None
-        project, rep = api.create_project(a.project, a.format, a.source, name=a.name, replace=a.replace, demo=demo,
-                                          label_attr=a.label_attr, spurious_attr=a.spurious_attr, groups_csv=a.groups_csv,
-                                          val_fraction=a.val_fraction, seed=a.seed, check_images=not a.skip_image_check,
-                                          class_names=a.class_names, attr_names=a.attr_names,
-                                          object_prompt=_object_prompt(a.object_prompt), delete_derived=a.delete_derived,
-                                          on_progress=progress)
-        progress.close()
-        print(f"imported {rep.n_samples} samples ({rep.format}) into {project.root}")
-        for split, n in rep.split_counts.items():
-            print(f"  {split}: {n} " + ", ".join(f"{g}={c}" for g, c in rep.group_counts[split].items()))
-        if rep.converted_to_rgb:
-            print(f"  {rep.converted_to_rgb} non-RGB images will be converted to RGB when loaded")
-        for w in rep.warnings:
-            print(f"warning: {w}")
-        return 0
-    if a.command == "erm":
-        project = api.open_project(a.project)
-        if a.erm_command == "train":
-            res = api.train_erm(project, _train_config(a), oracle=a.oracle, on_progress=progress)
-            progress.close()
-            if res.resumed_from_epoch:
-                print(f"resumed run {res.run_id} from epoch {res.resumed_from_epoch}")
-            print(f"model {res.model_id} (best epoch {res.best_epoch}, {res.seconds:.0f}s)")
-            for split, rep in res.reports.items():
-                print(report_markdown(rep, f"{split} ({'oracle' if a.oracle else 'ERM'})"))
-            _warn_stale(project)
-            return 0
-        if a.erm_command == "load":
-            mid = api.load_erm(project, a.checkpoint, a.arch, a.image_size, on_progress=progress)
-            progress.close()
-            print(f"model {mid} is the project's ERM model")
-            for split, rep in api.evaluate(project, mid).items():
-                print(report_markdown(rep, split))
-            _warn_stale(project)
-            return 0
-        if a.erm_command == "eval":
-            reports = api.evaluate(project, a.model, a.recompute)
-            if a.json:
-                print(json.dumps({s: r.to_dict() for s, r in reports.items()}, indent=2))
-            else:
-                for split, rep in reports.items():
-                    print(report_markdown(rep, split))
-            return 0
-    if a.command == "status":
-        st = api.status(api.open_project(a.project))
-        if a.json:
-            print(json.dumps(st, indent=2))
-        else:
-            _print_status(st)
-        return 0
-    if a.command in ("select", "invert", "mask", "generate", "score", "prune", "run"):
-        return _run_stage(a, progress)
-    if a.command in ("decide", "undo", "audit"):
-        return _run_review(a)
-    if a.command == "bench" and a.bench_command == "calibrate":
-        from pathlib import Path
-
-        from .bench import DOC, calibrate_demo, calibration_markdown
-
-        res = calibrate_demo(a.seeds, a.workdir, a.epochs, doc=None if a.no_docs else DOC,
-                             json_path=None if a.no_docs else Path("docs/bench/calibration.json"), on_progress=progress)
-        progress.close()
-        print(calibration_markdown(res))
-        return 0
-    if a.command == "bench" and a.bench_command == "precision":
-        from pathlib import Path
-
-        from .bench import DOC, bench_precision, precision_markdown
-
-        res = bench_precision(a.model, a.device, tuple(a.dtypes), a.steps, a.repeats, doc=None if a.no_docs else DOC,
-                              json_path=None if a.no_docs else Path("docs/bench/precision.json"))
-        print(precision_markdown(res))
-        return 0
-    if a.command == "bench" and a.bench_command == "masks":
-        from pathlib import Path
-
-        from .bench import DOC, bench_masks
-
-        res = bench_masks(a.project, a.n, a.seeds, doc=None if a.no_docs else DOC,
-                          json_path=None if a.no_docs else Path("docs/bench/masks.json"))
-        for name, r in res["backends"].items():
-            print(f"{name}: mean IoU {r['median_mean_iou']:.3f} ({r['images_per_s_median']:.1f} images/s)")
-        return 0
-    if a.command == "bench" and a.bench_command in ("demo", "pruning", "ti", "scgs", "ti-source", "recipe"):
-        from dataclasses import replace as _replace
-        from pathlib import Path
-
-        from .bench import DOC
-        from . import bench_demo as B
-
-        cfg = B.DemoBenchConfig.quick() if a.quick else B.DemoBenchConfig()
-        if a.seeds:
-            cfg = _replace(cfg, seeds=tuple(a.seeds))
-        elif a.bench_command == "ti" and not a.quick:  # 5 textual-inversion sets: one seed keeps it within 30 min
-            cfg = _replace(cfg, seeds=(0,))
-        if a.model:
-            cfg = _replace(cfg, model=a.model)
-        if a.gamma_grid is not None:
-            cfg = _replace(cfg, gamma_grid=tuple(a.gamma_grid))
-        suffix = "-quick" if a.quick else ""
-        doc = None if a.no_docs else DOC
-        js = None if a.no_docs else Path(f"docs/bench/{a.bench_command}{suffix}.json")
-        workdir = a.workdir + ("/quick" if a.quick else "")
-        runs = {"demo": (B.bench_demo, B.demo_markdown), "pruning": (B.bench_pruning, B.pruning_markdown),
-                "scgs": (B.bench_scgs, B.scgs_markdown), "ti-source": (B.bench_ti_source, B.ti_source_markdown),
-                "recipe": (B.bench_recipe, B.recipe_markdown), "ti": (B.bench_ti, B.ti_markdown)}
-        fn, markdown = runs[a.bench_command]
-        extra = {"k": cfg.k if a.quick else 100} if a.bench_command == "ti" else {}
-        res = fn(cfg, workdir=workdir, doc=doc, json_path=js, on_progress=progress, **extra)
-        md = markdown(res)
-        progress.close()
-        print(md)
-        return 0
-    if a.command == "bench" and a.bench_command == "inpainter":
-        from pathlib import Path
-
-        from .bench import DOC
-        from .bench_micro import bench_inpainter
-
-        res = bench_inpainter(a.model, a.seeds, n=a.n, ti_steps=a.ti_steps, steps=a.steps, guidance=a.guidance,
-                              workdir=a.workdir, doc=None if a.no_docs else DOC,
-                              json_path=None if a.no_docs else Path("docs/bench/inpainter.json"),
-                              grid_path=None if a.no_docs else Path("docs/images/micro-inpainter-grid.png"), on_progress=progress)
-        progress.close()
-        from .bench_micro import inpainter_markdown, write_model_card
-        from .inpainting import resolve_model_ref
-
-        print(inpainter_markdown(res))
-        folder = Path(resolve_model_ref(a.model))
-        if not a.no_docs and (folder / "training.json").is_file():
-            print(f"model card: {write_model_card(folder, res)}")
-        return 0
-    raise AssertionError(f"unhandled command {a.command}")  # argparse restricts the choices
+    project = _open(a)
+    res = api.train_erm(project, _train_config(a), oracle=a.oracle, on_progress=progress)
+    progress.close()
+    if res.resumed_from_epoch:
+        print(f"resumed run {res.run_id} from epoch {res.resumed_from_epoch}")
+    print(f"model {res.model_id} (best epoch {res.best_epoch}, {res.seconds:.0f}s)")
+    for split, rep in res.reports.items():
+        print(report_markdown(rep, f"{split} ({'oracle' if a.oracle else 'ERM'})"))
+    _warn_stale(project)
+    return 0
 
 
-def _run_stage(a: argparse.Namespace, progress: TqdmProgress) -> int:
+def _erm_load_args(p):
+    _add_project(p)
+    p.add_argument("--checkpoint", required=True, help="state_dict file (loaded with weights_only=True)")
+    p.add_argument("--arch", help="architecture of a bare state_dict (resnet18 | resnet34 | resnet50)")
+    p.add_argument("--image-size", type=int, default=64, help="input side the model expects (default: %(default)s)")
+
+
+@command("erm load", "use a checkpoint you trained elsewhere as the ERM model", _erm_load_args)
+def _erm_load(a, progress):
     from . import api
-    from .errors import ConfigError
+    from .evaluation import report_markdown
 
-    project = api.open_project(a.project)
-    if a.command == "select":
-        from .selection import SelectionConfig
+    project = _open(a)
+    mid = api.load_erm(project, a.checkpoint, a.arch, a.image_size, on_progress=progress)
+    progress.close()
+    print(f"model {mid} is the project's ERM model")
+    for split, rep in api.evaluate(project, mid).items():
+        print(report_markdown(rep, split))
+    _warn_stale(project)
+    return 0
 
-        res = api.select(project, SelectionConfig(k=a.k, ti_size=a.ti_size, ti_source=a.ti_source, seed=a.seed))
-        for label, name in enumerate(project.class_names):
-            print(f"{name}: {res.sources[label]} source images, {res.inversion[label]} inversion images, "
-                  f"Psi = {res.Psi[label]:.4f} (Eq. 3)")
-        return 0
-    if a.command == "invert":
-        from .inversion import InversionConfig
 
-        cfg = InversionConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed)
-        ids = api.invert(project, a.classes, cfg, inpainter=api.load_inpainter(project, a.model, a.device, a.dtype),
-                         on_progress=progress)
-        progress.close()
-        for label, tid in ids.items():
-            row = project.db["tokens"].get(tid)
-            print(f"{project.class_names[label]}: {row['token']} -> {row['path']} (sha256 {row['sha256'][:12]})")
-        return 0
-    if a.command == "mask":
-        if a.masker:
-            api.set_pipeline_settings(project, masker=a.masker, masker_options=_masker_options(a))
-        counts = api.compute_masks(project, on_progress=progress)
-        progress.close()
-        print(f"masks: {counts.get('ok', 0)} found, {counts.get('no_detection', 0)} with no detection")
-        return 0
-    if a.command == "generate":
-        from .generation import GenerationConfig
-        from .inpainting import InpaintConfig
+def _erm_eval_args(p):
+    _add_project(p)
+    p.add_argument("--model", type=int, help="model id (default: the active ERM model)")
+    p.add_argument("--recompute", action="store_true", help="re-run the model instead of reading stored metrics")
+    p.add_argument("--json", action="store_true", help="print JSON instead of Markdown")
 
-        if a.masker or a.model:
-            api.set_pipeline_settings(project, masker=a.masker, masker_options=_masker_options(a), inpaint_model=a.model)
-        pairs = None
-        if a.pairs:
-            try:
-                pairs = [tuple(int(x) for x in p.split(":")) for p in a.pairs]
-            except ValueError:
-                raise ConfigError(f"--pairs expects i:j items, got {' '.join(a.pairs)}") from None
-        inpaint = InpaintConfig(model=api.pipeline_settings(project)["inpaint_model"], template=a.template, steps=a.steps,
-                                guidance=a.guidance, strength=a.strength, batch_size=a.batch_size,
-                                paste_back=not a.no_paste_back, device=a.device, dtype=a.dtype, resolution=a.resolution)
-        res = api.generate(project, pairs, GenerationConfig(seed=a.seed, use_tokens=not a.no_tokens), inpaint,
-                           on_progress=progress)
-        progress.close()
-        for d, c in res.items():
-            print(f"{d}: {c['candidates']} candidates from {c['sources']} sources ({c['no_detection']} with no detection)")
-        return 0
-    if a.command == "score":
-        n = api.score(project, a.n_steps, a.internal_batch_size, rescore=a.rescore, on_progress=progress)
-        progress.close()
-        print(f"scored {n} candidates")
-        stale = api.stale_scores(project)
-        if stale:
-            print(f"warning: {stale} candidates hold scores of another ERM model and count as not scored; "
-                  f"`ddb score --rescore` recomputes them")
-        return 0
-    if a.command == "prune":
-        if a.undo:
-            from .pruning import undo_thresholds
 
-            if undo_thresholds(project, who=os.environ.get("USER", "cli"), source="cli") is None:
-                print("no threshold change of the active ERM model to undo")
-        th, counts = api.prune(project, _class_values(a.Psi, "--Psi"), _class_values(a.P, "--P"), reset=a.defaults,
-                               source="cli")
-        _print_pruning(project, th, counts)
-        return 0
-    if a.command == "run":
-        import json as _json
-        from pathlib import Path
+@command("erm eval", "per-group evaluation report of the ERM model (or --model ID) on val and test", _erm_eval_args)
+def _erm_eval(a, progress):
+    from . import api
+    from .evaluation import report_markdown
 
-        path = Path(a.config)
+    reports = api.evaluate(_open(a), a.model, a.recompute)
+    if a.json:
+        print(json.dumps({s: r.to_dict() for s, r in reports.items()}, indent=2))
+    else:
+        for split, rep in reports.items():
+            print(report_markdown(rep, split))
+    return 0
+
+
+def _status_args(p):
+    _add_project(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("status", "what the project holds: dataset, groups, models, candidates, runs", _status_args)
+def _status(a, progress):
+    from . import api
+
+    st = api.status(_open(a))
+    if a.json:
+        print(json.dumps(st, indent=2))
+    else:
+        _print_status(st)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The method's steps on a project.
+
+
+def _select_args(p):
+    from .method.selection import TI_SOURCES, SelectionConfig
+
+    sc = SelectionConfig()
+    _add_project(p)
+    p.add_argument("--k", type=float, default=sc.k, help="images per class: a count (>= 1) or a fraction (< 1) (default: %(default)s)")
+    p.add_argument("--ti-size", type=int, default=sc.ti_size, help="inversion images per class (default: %(default)s)")
+    p.add_argument("--ti-source", default=sc.ti_source, choices=list(TI_SOURCES),
+                   help="high_loss: highest-loss train images (no group labels); random: a seeded random sample of the "
+                        "class's train images (no group labels); val_minority: val images of the class's minority group "
+                        "(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=sc.seed, help="seed of --ti-source random (default: %(default)s)")
+
+
+@command("select", "choose D_i (lowest-loss train images per class), the inversion set, and compute Psi_i", _select_args)
+def _select(a, progress):
+    from . import api
+    from .method.selection import SelectionConfig
+
+    project = _open(a)
+    res = api.select(project, SelectionConfig(k=a.k, ti_size=a.ti_size, ti_source=a.ti_source, seed=a.seed))
+    for label, name in enumerate(project.class_names):
+        print(f"{name}: {res.sources[label]} source images, {res.inversion[label]} inversion images, "
+              f"Psi = {res.Psi[label]:.4f} (Eq. 3)")
+    return 0
+
+
+def _invert_args(p):
+    from .method.inversion import InversionConfig
+
+    ic = InversionConfig()
+    _add_project(p)
+    p.add_argument("--model", help="diffusers inpainting model (hub id or folder; default: the project's)")
+    p.add_argument("--classes", type=int, nargs="+", help="class indices (default: all)")
+    p.add_argument("--steps", type=int, default=ic.steps, help="default: %(default)s")
+    p.add_argument("--lr", type=float, default=ic.lr, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=ic.batch_size, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=ic.seed, help="default: %(default)s")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
+    p.add_argument("--dtype", default="auto", help="auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16 "
+                   "(the learned row is float32 in every case; default: %(default)s)")
+
+
+@command("invert", "textual inversion: learn one token per class on the inpainting model", _invert_args)
+def _invert(a, progress):
+    from . import api
+    from .method.inversion import InversionConfig
+
+    project = _open(a)
+    cfg = InversionConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed)
+    ids = api.invert(project, a.classes, cfg, inpainter=api.load_inpainter(project, a.model, a.device, a.dtype),
+                     on_progress=progress)
+    progress.close()
+    for label, tid in ids.items():
+        row = project.db["tokens"].get(tid)
+        print(f"{project.class_names[label]}: {row['token']} -> {row['path']} (sha256 {row['sha256'][:12]})")
+    return 0
+
+
+def _mask_args(p):
+    _add_project(p)
+    _add_masker_args(p)
+
+
+@command("mask", "compute the masks of the selected images with a masking backend", _mask_args)
+def _mask(a, progress):
+    from . import api
+
+    project = _open(a)
+    if a.masker:
+        api.set_pipeline_settings(project, masker=a.masker, masker_options=_masker_options(a))
+    counts = api.compute_masks(project, on_progress=progress)
+    progress.close()
+    print(f"masks: {counts.get('ok', 0)} found, {counts.get('no_detection', 0)} with no detection")
+    return 0
+
+
+def _generate_args(p):
+    from .method.inpainting import InpaintConfig
+
+    ip = InpaintConfig()
+    _add_project(p)
+    _add_masker_args(p)
+    p.add_argument("--model", help="diffusers inpainting model (hub id or folder; saved as the project's)")
+    p.add_argument("--pairs", nargs="+", help="directions as i:j (default: both directions of a binary dataset)")
+    p.add_argument("--template", default=ip.template, help="prompt template (default: %(default)r)")
+    p.add_argument("--steps", type=int, default=ip.steps, help="default: %(default)s")
+    p.add_argument("--guidance", type=float, default=ip.guidance, help="default: %(default)s")
+    p.add_argument("--strength", type=float, default=ip.strength, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=ip.batch_size, help="default: %(default)s")
+    p.add_argument("--no-paste-back", action="store_true", help="keep the model's pixels outside the mask too")
+    p.add_argument("--no-tokens", action="store_true", help="use the plain prompt even when tokens were learned")
+    p.add_argument("--seed", type=int, default=0, help="base seed; each candidate records its own (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
+    p.add_argument("--dtype", default="auto", help="auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16 "
+                   "(default: %(default)s)")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="longer side of an image at the model, a multiple of 8 (default: the model's own, 512 for SD2)")
+
+
+@command("generate", "inpaint the selected images with the other class's token (resumable)", _generate_args)
+def _generate(a, progress):
+    from . import api
+    from .generation import GenerationConfig
+    from .method.inpainting import InpaintConfig
+
+    project = _open(a)
+    pairs = None
+    if a.pairs:
         try:
-            config = _json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"run config {path} does not exist") from None
-        except _json.JSONDecodeError as e:
-            raise ConfigError(f"run config {path} is not valid JSON: {e}") from None
-        res = api.run_pipeline(project, config, on_progress=progress)
-        progress.close()
-        _print_pruning(project, res["thresholds"], res["pruning"])
-        return 0
-    raise AssertionError(a.command)
+            pairs = [tuple(int(x) for x in p.split(":")) for p in a.pairs]
+        except ValueError:
+            raise ConfigError(f"--pairs expects i:j items, got {' '.join(a.pairs)}") from None
+    model = a.model or api.pipeline_settings(project)["inpaint_model"]
+    inpaint = InpaintConfig(model=model, template=a.template, steps=a.steps, guidance=a.guidance, strength=a.strength,
+                            batch_size=a.batch_size, paste_back=not a.no_paste_back, device=a.device, dtype=a.dtype,
+                            resolution=a.resolution)
+    if a.masker or a.model:
+        api.set_pipeline_settings(project, masker=a.masker, masker_options=_masker_options(a), inpaint_model=a.model)
+    res = api.generate(project, pairs, GenerationConfig(seed=a.seed, use_tokens=not a.no_tokens), inpaint,
+                       on_progress=progress)
+    progress.close()
+    for d, c in res.items():
+        print(f"{d}: {c['candidates']} candidates from {c['sources']} sources ({c['no_detection']} with no detection)")
+    return 0
 
 
-def _run_review(a: argparse.Namespace) -> int:
+def _score_args(p):
+    _add_project(p)
+    p.add_argument("--n-steps", type=int, default=50, help="IG steps (default: %(default)s)")
+    p.add_argument("--internal-batch-size", type=int, default=None,
+                   help="IG rows (images x steps) per pass; bounds memory (default: 64 at 64 px, 16 at 224 px)")
+    p.add_argument("--rescore", action="store_true",
+                   help="also recompute the scores computed by another ERM model than the active one (stale scores)")
+
+
+@command("score", "compute psi and rho (integrated gradients in the mask) of every unscored candidate", _score_args)
+def _score(a, progress):
     from . import api
-    from .pruning import audit_log, set_decision, undo
 
-    project = api.open_project(a.project)
-    if a.command == "decide":
-        decision = None if a.decision == "auto" else a.decision
-        n = set_decision(project, a.ids, decision, who=a.who, source="cli")
-        print(f"{n} of {len(set(a.ids))} candidates changed ({a.decision}); `ddb undo` reverts this action")
-        return 0
-    if a.command == "undo":
-        res = undo(project, who=a.who, source="cli")
-        if res is None:
-            print("nothing to undo")
-        else:
-            print(f"reverted action {res.action_id} ({len(res.candidate_ids)} candidates) with action {res.undo_action_id}")
-        return 0
-    rows = audit_log(project, a.limit)
+    project = _open(a)
+    n = api.score(project, a.n_steps, a.internal_batch_size, rescore=a.rescore, on_progress=progress)
+    progress.close()
+    print(f"scored {n} candidates")
+    stale = api.stale_scores(project)
+    if stale:
+        print(f"warning: {stale} candidates hold scores of another ERM model and count as not scored; "
+              f"`ddb score --rescore` recomputes them")
+    return 0
+
+
+def _prune_args(p):
+    _add_project(p)
+    p.add_argument("--Psi", nargs="+", metavar="CLASS=VALUE", help="Psi_i per source class (default: the computed mean, Eq. 3)")
+    p.add_argument("--P", nargs="+", metavar="CLASS=VALUE", help="P_i' per target class (default: a quantile of its rho)")
+    p.add_argument("--undo", action="store_true",
+                   help="restore the thresholds as they were before the latest change (a save or a reset) not yet undone")
+    p.add_argument("--defaults", action="store_true",
+                   help="forget the saved thresholds of the active ERM model first: Psi from Eq. 3, P computed again "
+                        "from the candidates scored now")
+
+
+@command("prune", "set the Psi/P thresholds and show kept/pruned counts per direction", _prune_args)
+def _prune(a, progress):
+    from . import api
+    from .decisions import undo_thresholds
+
+    project = _open(a)
+    Psi, P = _class_values(a.Psi, "--Psi"), _class_values(a.P, "--P")
+    if a.undo and undo_thresholds(project, who=os.environ.get("USER", "cli"), source="cli") is None:
+        print("no threshold change of the active ERM model to undo")
+    th, counts = api.prune(project, Psi, P, reset=a.defaults, source="cli")
+    _print_pruning(project, th, counts)
+    return 0
+
+
+def _who(p):
+    _add_project(p)
+    p.add_argument("--who", default=os.environ.get("USER", "cli"), help="recorded in the audit log (default: $USER)")
+
+
+def _decide_args(p):
+    _who(p)
+    p.add_argument("ids", type=int, nargs="+", help="candidate ids (see the app, or the export manifest)")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--accept", action="store_const", const="accept", dest="decision")
+    g.add_argument("--reject", action="store_const", const="reject", dest="decision")
+    g.add_argument("--auto", action="store_const", const="auto", dest="decision", help="back to the automatic decision")
+
+
+@command("decide", "accept or reject candidates by id (one audited action), or set them back to automatic", _decide_args)
+def _decide(a, progress):
+    from .decisions import set_decision
+
+    n = set_decision(_open(a), a.ids, None if a.decision == "auto" else a.decision, who=a.who, source="cli")
+    print(f"{n} of {len(set(a.ids))} candidates changed ({a.decision}); `ddb undo` reverts this action")
+    return 0
+
+
+@command("undo", "revert the latest decision action not yet undone (a whole batch at once)", _who)
+def _undo(a, progress):
+    from .decisions import undo
+
+    res = undo(_open(a), who=a.who, source="cli")
+    if res is None:
+        print("nothing to undo")
+    else:
+        print(f"reverted action {res.action_id} ({len(res.candidate_ids)} candidates) with action {res.undo_action_id}")
+    return 0
+
+
+def _audit_args(p):
+    _add_project(p)
+    p.add_argument("--limit", type=int, default=30, help="actions to list (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+@command("audit", "the audit log: every decision, batch, undo and threshold change, newest first", _audit_args)
+def _audit(a, progress):
+    from .decisions import audit_log
+
+    rows = audit_log(_open(a), a.limit)
     if a.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -872,23 +647,464 @@ def _run_review(a: argparse.Namespace) -> int:
     return 0
 
 
-def _print_pruning(project, th: dict, counts: dict) -> None:
-    from .pruning import stale_scores
+def _run_args(p):
+    from .api import RUN_SECTIONS
 
-    names = project.class_names
-    fmt = lambda v: "not set (no scored candidate)" if v is None else f"{v:.4f}"
-    for i, name in enumerate(names):
-        default = (th.get("P_default") or {}).get("ddb", {}).get(i)
-        how = f" (default: {default['quantile']:.0%} quantile of the rho of {default['n']} DDB candidates)" if default else ""
-        print(f"Psi[{name}] = {fmt(th['Psi'].get(i))}   P[{name}] = {fmt(th['P'].get(i))}{how}")
-    stale = stale_scores(project)
-    if stale:
-        print(f"warning: {stale} candidates were scored by another ERM model than the active one ({th.get('erm_model_id')}); "
-              f"they count as not scored until `ddb score --rescore`")
-    for d, c in counts.items():
-        i, j = (int(x) for x in d.split("->"))
-        print(f"{names[i]} -> {names[j]}: {c['candidates']} candidates, {c['scored']} scored, "
-              f"{c['auto_kept']} kept by the thresholds, {c['kept']} kept after {c['manual']} manual decisions")
+    _add_project(p)
+    p.add_argument("--config", required=True, help="JSON file with sections " + ", ".join(RUN_SECTIONS))
+
+
+@command("run", "select, invert, mask, generate, score and prune from one JSON config file", _run_args)
+def _run_config(a, progress):
+    from . import api
+
+    path = Path(a.config)
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"run config {path} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"run config {path} is not valid JSON: {e}") from None
+    project = _open(a)
+    res = api.run_pipeline(project, config, on_progress=progress)
+    progress.close()
+    _print_pruning(project, res["thresholds"], res["pruning"])
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# SCGS, the second method.
+
+
+def _scgs_select_args(p):
+    from .method.scgs import SCGSConfig
+
+    sc = SCGSConfig()
+    _add_project(p)
+    p.add_argument("--clusters", type=int, default=sc.clusters, help="k-means clusters per class (default: %(default)s)")
+    p.add_argument("--sample-fraction", type=float, default=sc.sample_fraction,
+                   help="of the misclassified images (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=sc.seed, help="default: %(default)s")
+
+
+@command("scgs select", "misclassified train images per class → k-means → Gaussian sampling", _scgs_select_args)
+def _scgs_select(a, progress):
+    from . import api
+    from .method.scgs import SCGSConfig
+
+    project = _open(a)
+    rep = api.scgs_select(project, SCGSConfig(clusters=a.clusters, sample_fraction=a.sample_fraction, seed=a.seed))
+    for label, r in rep.items():
+        name = project.class_names[label]
+        if r.get("note"):
+            print(f"{name}: {r['note']}")
+        else:
+            print(f"{name}: {r['misclassified']} misclassified, clusters {r['cluster_sizes']}, {r['sampled']} sampled")
+    return 0
+
+
+def _scgs_generate_args(p):
+    from .method.scgs import SCGSConfig
+
+    sc = SCGSConfig()
+    _add_project(p)
+    p.add_argument("--model", help="diffusers inpainting model (default: the project's)")
+    p.add_argument("--cam-threshold", type=float, default=sc.cam_threshold, help="default: %(default)s")
+    p.add_argument("--generate-fraction", type=float, default=sc.generate_fraction,
+                   help="generated per class as a share of the other classes' train images (default: %(default)s)")
+    p.add_argument("--max-variants", type=int, default=sc.max_variants,
+                   help="candidates per sampled image at most (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=50, help="denoising steps (default: %(default)s)")
+    p.add_argument("--guidance", type=float, default=7.5, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=sc.seed, help="default: %(default)s")
+    p.add_argument("--prune", action="store_true", help="also prune SCGS candidates by ψ/ρ (SCGS itself does not prune)")
+
+
+@command("scgs generate", "Grad-CAM++ masks (high region kept) and inpainting with the true class", _scgs_generate_args)
+def _scgs_generate(a, progress):
+    from . import api
+    from .decisions import set_method_pruning
+    from .method.inpainting import InpaintConfig
+    from .method.scgs import SCGSConfig
+
+    project = _open(a)
+    cfg = SCGSConfig(cam_threshold=a.cam_threshold, generate_fraction=a.generate_fraction, max_variants=a.max_variants,
+                     seed=a.seed)
+    model = a.model or api.pipeline_settings(project)["inpaint_model"]
+    out = api.scgs_generate(project, cfg, InpaintConfig(model=model, steps=a.steps, guidance=a.guidance), on_progress=progress)
+    set_method_pruning(project, "scgs", a.prune)
+    progress.close()
+    for d, v in out.items():
+        print(f"{d}: {v.get('candidates', 0)} SCGS candidates from {v.get('sources', 0)} sampled images")
+    print("score them with `ddb score`; SCGS candidates are "
+          + ("pruned by ψ/ρ" if a.prune else "kept without pruning (SCGS does not prune)"))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Retraining, baselines and reports.
+
+
+def _retrain_args(p):
+    from .method.retraining import RetrainConfig
+
+    r = RetrainConfig()
+    _add_project(p)
+    _add_train_args(p, r.train)
+    p.add_argument("--gamma", type=float, nargs="+", default=None,
+                   help="weight of the generated samples: one value, or one per class (default: 1 each)")
+    p.add_argument("--gamma-grid", type=float, nargs="+", default=[], metavar="GAMMA",
+                   help="choose γ (the same for every class) among these by val WGA, as the paper tunes it: one run per "
+                        "value with the first seed, then the other seeds with the best; overrides --gamma")
+    p.add_argument("--gen-ratio", type=float, default=r.gen_ratio,
+                   help="share of every batch that is generated samples; 0 = natural sampling (default: %(default)s)")
+    p.add_argument("--init", choices=["erm", "scratch"], default=r.init,
+                   help="start from the ERM model or from scratch (default: %(default)s)")
+    p.add_argument("--reinit-head", action="store_true", help="re-initialise the last layer first")
+    p.add_argument("--method", choices=["ddb", "scgs", "all"], default=r.method, help="whose candidates (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(r.seeds), help="one model per seed; mean ± std (default: 0)")
+
+
+@command("retrain", "retrain on the train split + accepted candidates (Eq. 6-8); report against ERM", _retrain_args)
+def _retrain(a, progress):
+    from . import api
+    from .method.retraining import RetrainConfig
+    from .reporting import _pct, report_markdown
+
+    project = _open(a)
+    n = len(project.class_names)
+    gammas = None if a.gamma is None else tuple(a.gamma * n if len(a.gamma) == 1 else a.gamma)
+    cfg = RetrainConfig(train=_train_config(a), gammas=gammas, gamma_grid=tuple(a.gamma_grid), gen_ratio=a.gen_ratio,
+                        init=a.init, reinit_head=a.reinit_head, method=a.method, seeds=tuple(a.seeds))
+    inputs = api.retraining_inputs(project, a.method)
+    print("accepted samples per direction: " + (", ".join(f"{k}: {v}" for k, v in inputs.items()) or "none"))
+    for w in api.retraining_warnings(project, a.method, cfg.train.batch_size):
+        print(f"warning: {w}")
+    out = api.retrain(project, cfg, on_progress=progress)
+    progress.close()
+    for row in out.get("gamma_search") or []:
+        print(f"γ = {row['gamma']:g}: val WGA {_pct(row['val_wga'])}%, val accuracy {_pct(row['val_acc'])}%"
+              f" (model {row['model_id']}){'  ← chosen' if row['chosen'] else ''}")
+    print(f"models {', '.join(map(str, out['model_ids']))}; report {out['report']['id']} in "
+          f"{project.root / 'reports' / str(out['report']['id'])}")
+    print(report_markdown(out["report"]))
+    return 0
+
+
+def _evaluate_args(p):
+    _add_project(p)
+    p.add_argument("--models", type=int, nargs="+", required=True, help="model ids (see `ddb status`)")
+    p.add_argument("--baseline", type=int, help="the 'before' model id (default: the active ERM model)")
+    p.add_argument("--title", default="evaluation", help="report title (default: %(default)s)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+
+
+@command("evaluate", "report of stored models (seeds of one run) against the ERM model, with bootstrap intervals",
+         _evaluate_args)
+def _evaluate(a, progress):
+    from . import api
+    from .reporting import report_markdown
+
+    project = _open(a)
+    rep = api.make_report(project, a.models, baseline_id=a.baseline, title=a.title, kind="evaluation", n_boot=a.n_boot)
+    print(report_markdown(rep))
+    print(f"saved as report {rep['id']} in {project.root / 'reports' / str(rep['id'])}")
+    return 0
+
+
+def _jtt_args(p):
+    from .method.baselines import JTTConfig
+
+    j = JTTConfig()
+    _add_project(p)
+    _add_train_args(p)
+    p.add_argument("--jtt-epochs", type=int, default=j.jtt_epochs, help="epochs of the identification model (default: %(default)s)")
+    p.add_argument("--lambda-up", type=float, default=j.lambda_up, help="upweight of the error set (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+    p.add_argument("--with-scgs", action="store_true", help="JTT+SCGS: add the accepted SCGS images to JTT's training set")
+
+
+def _dfr_args(p):
+    _add_project(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+
+
+def _oracle_args(p):
+    _add_project(p)
+    _add_train_args(p)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+
+
+def _baseline(name: str):
+    def run(a, progress):
+        from . import api
+        from .method.baselines import JTTConfig
+        from .reporting import report_markdown
+
+        project = _open(a)
+        train = _train_config(a) if name in ("jtt", "oracle") else None
+        jtt = None
+        if name == "jtt":
+            jtt = JTTConfig(train=train, jtt_epochs=a.jtt_epochs, lambda_up=a.lambda_up, seeds=tuple(a.seeds))
+            if a.with_scgs:
+                out = api.jtt_with_scgs(project, jtt, on_progress=progress)
+                progress.close()
+                print(report_markdown(out["report"]))
+                return 0
+        out = api.baseline(project, name, seeds=a.seeds, train=train, jtt=jtt, on_progress=progress)
+        progress.close()
+        if out["details"].get("note"):
+            print(f"note: {out['details']['note']}")
+        print(report_markdown(out["report"]))
+        return 0
+    return run
+
+
+command("baseline jtt", "JTT: upweight the error set of an early-stopped ERM (no group labels; val groups for selection)",
+        _jtt_args)(_baseline("jtt"))
+command("baseline dfr", "DFR: refit the ERM's last layer on group-balanced val features (val group labels)",
+        _dfr_args)(_baseline("dfr"))
+command("baseline oracle", "group-balanced sampling with train group labels (a reference, not a method)",
+        _oracle_args)(_baseline("oracle"))
+
+
+def _report_args(p):
+    _add_project(p)
+    p.add_argument("--id", type=int, help="report id")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+@command("report", "list the stored reports, or print one (--id) as Markdown", _report_args)
+def _report(a, progress):
+    from . import api
+    from .reporting import report_markdown
+
+    project = _open(a)
+    if a.id is None:
+        rows = api.reports(project)
+        if not rows:
+            print("no reports yet: `ddb retrain`, `ddb baseline ...` or `ddb evaluate` make them")
+        for r in rows:
+            print(f"report {r['id']} [{r['kind']}] {r['title']}: models {r['model_ids']} ({r['dir']}, {r['created_at']})")
+        return 0
+    rep = api.load_report(project, a.id)
+    print(json.dumps(rep, indent=2) if a.json else report_markdown(rep))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo's model, and the benchmarks.
+
+
+def _micro_args(p):
+    from .demo.micro_train import MicroTrainConfig
+
+    m = MicroTrainConfig()
+    p.add_argument("--data", required=True, help="demo benchmark folder (from `ddb demo-data`); only its train split is used")
+    p.add_argument("--out", required=True, help="output folder (diffusers format); checkpoints go to OUT/checkpoints and resume")
+    p.add_argument("--vae-steps", type=int, default=m.vae_steps, help="default: %(default)s")
+    p.add_argument("--unet-steps", type=int, default=m.unet_steps, help="default: %(default)s")
+    p.add_argument("--unet-restart-steps", type=int, default=m.unet_restart_steps,
+                   help="UNet step where the cosine learning rate restarts (the shipped model's schedule; "
+                        "ignored unless below --unet-steps; default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=m.batch_size, help="UNet phase batch size (default: %(default)s)")
+    p.add_argument("--checkpoint-every", type=int, default=m.checkpoint_every, help="steps (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=m.seed, help="default: %(default)s")
+    p.add_argument("--device", default=m.device, help="auto | cpu | cuda[:N] (default: %(default)s)")
+    p.add_argument("--smoke", action="store_true", help="a few steps at tiny sizes (for tests; the result is noise)")
+
+
+@command("train-micro-inpainter", "train the demo's micro Stable Diffusion inpainting model (diffusers folder) on a demo "
+         "benchmark's train split", _micro_args)
+def _train_micro(a, progress):
+    from .demo.micro_train import MicroTrainConfig, train_micro_inpainter
+
+    base = MicroTrainConfig.smoke() if a.smoke else MicroTrainConfig()
+    over = {"seed": a.seed, "device": a.device}
+    if not a.smoke:
+        over.update(vae_steps=a.vae_steps, unet_steps=a.unet_steps, batch_size=a.batch_size,
+                    checkpoint_every=a.checkpoint_every, unet_restart_steps=a.unet_restart_steps)
+    out = train_micro_inpainter(a.data, a.out, replace(base, **over), on_progress=progress)
+    progress.close()
+    print(f"wrote {out} (use it with `ddb invert --model {out}` or `ddb generate --model {out}`)")
+    return 0
+
+
+def _calibrate_args(p):
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
+    p.add_argument("--epochs", type=int, help="override the recipe's epochs (for a quick look; docs record it)")
+    p.add_argument("--workdir", default="projects/bench", help="where the per-seed projects go (default: %(default)s)")
+    _no_docs(p)
+
+
+@command("bench calibrate", "demo calibration: ERM and group-balanced oracle over seeds → docs/benchmarks.md",
+         _calibrate_args)
+def _bench_calibrate(a, progress):
+    from .bench.calibration import DOC, calibrate_demo, calibration_markdown
+
+    res = calibrate_demo(a.seeds, a.workdir, a.epochs, doc=None if a.no_docs else DOC,
+                         json_path=None if a.no_docs else Path("docs/bench/calibration.json"), on_progress=progress)
+    progress.close()
+    print(calibration_markdown(res))
+    return 0
+
+
+def _masks_args(p):
+    _add_project(p)
+    p.add_argument("--n", type=int, default=200, help="train images per seed (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
+    _no_docs(p)
+
+
+@command("bench masks", "mean IoU of the offline masking backends against the demo's ground-truth masks", _masks_args)
+def _bench_masks(a, progress):
+    from .bench.masks import DOC, bench_masks
+
+    res = bench_masks(a.project, a.n, a.seeds, doc=None if a.no_docs else DOC,
+                      json_path=None if a.no_docs else Path("docs/bench/masks.json"))
+    for name, r in res["backends"].items():
+        print(f"{name}: mean IoU {r['median_mean_iou']:.3f} ({r['images_per_s_median']:.1f} images/s)")
+    return 0
+
+
+def _precision_args(p):
+    p.add_argument("--model", default="data/models/micro-sd-inpainting", help="diffusers folder or hub id (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
+    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
+                   help="precisions to run (float16 needs CUDA; default: %(default)s)")
+    p.add_argument("--steps", type=int, default=40, help="inversion steps per run (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per precision, for the median (default: %(default)s)")
+    _no_docs(p)
+
+
+@command("bench precision", "textual inversion in half precision: finite loss, float32 row and optimiser state, speed",
+         _precision_args)
+def _bench_precision(a, progress):
+    from .bench.precision import DOC, bench_precision, precision_markdown
+
+    res = bench_precision(a.model, a.device, tuple(a.dtypes), a.steps, a.repeats, doc=None if a.no_docs else DOC,
+                          json_path=None if a.no_docs else Path("docs/bench/precision.json"))
+    print(precision_markdown(res))
+    return 0
+
+
+def _inpainter_args(p):
+    p.add_argument("--model", default="data/models/micro-sd-inpainting", help="diffusers folder or hub id (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
+    p.add_argument("--n", type=int, default=48, help="test images per direction (default: %(default)s)")
+    p.add_argument("--ti-steps", type=int, default=400, help="textual-inversion steps per class (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=25, help="denoising steps (default: %(default)s)")
+    p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (default: %(default)s)")
+    p.add_argument("--workdir", default="projects/bench", help="where the judge's project goes (default: %(default)s)")
+    _no_docs(p)
+
+
+@command("bench inpainter", "quality gates of the micro inpainting model: background error, class swap with/without token",
+         _inpainter_args)
+def _bench_inpainter(a, progress):
+    from .bench.docs import DOC
+    from .bench.inpainter import bench_inpainter, inpainter_markdown, write_model_card
+    from .method.inpainting import resolve_model_ref
+
+    res = bench_inpainter(a.model, a.seeds, n=a.n, ti_steps=a.ti_steps, steps=a.steps, guidance=a.guidance,
+                          workdir=a.workdir, doc=None if a.no_docs else DOC,
+                          json_path=None if a.no_docs else Path("docs/bench/inpainter.json"),
+                          grid_path=None if a.no_docs else Path("docs/images/micro-inpainter-grid.png"), on_progress=progress)
+    progress.close()
+    print(inpainter_markdown(res))
+    folder = Path(resolve_model_ref(a.model))
+    if not a.no_docs and (folder / "training.json").is_file():
+        print(f"model card: {write_model_card(folder, res)}")
+    return 0
+
+
+def _demo_bench_args(p):
+    p.add_argument("--quick", action="store_true", help="the smoke preset: one seed, few candidates, short training")
+    p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
+    p.add_argument("--model", help="inpainting model (default: data/models/micro-sd-inpainting)")
+    p.add_argument("--workdir", default="projects/bench", help="where the bench projects go (default: %(default)s)")
+    p.add_argument("--gamma-grid", type=float, nargs="*", metavar="GAMMA",
+                   help="γ values searched by val WGA for the retrainings (default: 1 3 10; --quick: 1 10; "
+                        "give the option alone for no search, γ = 1)")
+    _no_docs(p)
+
+
+def _demo_bench(kind: str, fn_name: str, markdown_name: str):
+    def run(a, progress):
+        from .bench import demo as B
+        from .bench.docs import DOC
+
+        cfg = B.DemoBenchConfig.quick() if a.quick else B.DemoBenchConfig()
+        if a.seeds:
+            cfg = replace(cfg, seeds=tuple(a.seeds))
+        elif kind == "ti" and not a.quick:  # 5 textual-inversion sets: one seed keeps it within 30 min
+            cfg = replace(cfg, seeds=(0,))
+        if a.model:
+            cfg = replace(cfg, model=a.model)
+        if a.gamma_grid is not None:
+            cfg = replace(cfg, gamma_grid=tuple(a.gamma_grid))
+        suffix = "-quick" if a.quick else ""
+        extra = {"k": cfg.k if a.quick else 100} if kind == "ti" else {}
+        res = getattr(B, fn_name)(cfg, workdir=a.workdir + ("/quick" if a.quick else ""), doc=None if a.no_docs else DOC,
+                                  json_path=None if a.no_docs else Path(f"docs/bench/{kind}{suffix}.json"),
+                                  on_progress=progress, **extra)
+        md = getattr(B, markdown_name)(res)
+        progress.close()
+        print(md)
+        return 0
+    return run
+
+
+for _kind, _help in (("demo", "end to end on the demo: ERM, JTT, DFR, oracle and DDB, mean ± std over seeds → docs/benchmarks.md"),
+                     ("pruning", "ablation: retraining with vs without pruning (Table 2 shape)"),
+                     ("ti", "ablation: textual-inversion set size 0/10/20/30/40 (Table 5 shape); K = 100 per class, "
+                            "seed 0 unless --seeds"),
+                     ("ti-source", "which textual-inversion images (none / highest-loss / random) make a token that "
+                                   "swaps classes, judged by the oracle on box inpaintings of D_i"),
+                     ("recipe", "the retraining recipe: DDB with γ = 1 for epochs 1/2 and lr 1e-4/2e-4/5e-4, every "
+                                "seed; the best mean val WGA is marked (after `bench demo`)"),
+                     ("scgs", "SCGS and JTT+SCGS on the demo project of `bench demo` (reuses its ERM and JTT models)")):
+    _stem = _kind.replace("-", "_")
+    command(f"bench {_kind}", _help, _demo_bench_args)(_demo_bench(_kind, f"bench_{_stem}", f"{_stem}_markdown"))
+
+
+COMMANDS = tuple(TABLE)  # every leaf command, as typed after `ddb`; README.md documents each one
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ddb", description="DDB Studio: diffusion-driven balancing of biased image datasets.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch and stage")
+    top = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for name, cmd in TABLE.items():
+        group, _, leaf = name.rpartition(" ")
+        if group and group not in groups:
+            groups[group] = top.add_parser(group, help=GROUPS[group]).add_subparsers(
+                dest=f"{group}_command", required=True, metavar=f"{group.upper()}_COMMAND")
+        p = (groups[group] if group else top).add_parser(leaf, help=cmd.help)
+        cmd.arguments(p)
+        p.set_defaults(handler=cmd.run)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    progress = TqdmProgress()
+    try:
+        return args.handler(args, progress)
+    except (DDBError, KeyboardInterrupt) as e:
+        progress.close()
+        if isinstance(e, (KeyboardInterrupt, Cancelled)):
+            print("cancelled; finished work is kept and the same command resumes it", file=sys.stderr)
+            return 130
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        progress.close()
 
 
 if __name__ == "__main__":

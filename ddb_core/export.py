@@ -18,7 +18,7 @@ from typing import Optional
 
 from .errors import ProjectError
 from .progress import ProgressTracker, check_cancel
-from .pruning import decisions, thresholds, thresholds_json
+from .decisions import decisions, thresholds, thresholds_json
 from .store import Project, now
 
 

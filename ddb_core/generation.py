@@ -29,11 +29,11 @@ from PIL import Image
 
 from .errors import ConfigError, ProjectError
 from .imaging import load_mask, load_rgb
-from .inpainting import InpaintConfig, Inpainter, prompt_for
-from .inversion import InversionConfig, class_token, learn_token, save_embedding
-from .masking import Masker, MaskResult, params_hash
+from .method.inpainting import InpaintConfig, Inpainter, prompt_for
+from .method.inversion import InversionConfig, class_token, learn_token, save_embedding
+from .method.masking import Masker, MaskResult, params_hash
 from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
-from .selection import selected
+from .method.selection import selected
 from .store import Project, file_sha256, now
 
 
@@ -112,6 +112,18 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
             have[r["sample_id"]] = r
         tracker.update(tracker.done + len(batch), f"{sum(r['status'] == 'ok' for r in rows)}/{len(rows)} found")
     return {s["id"]: have[s["id"]] for s in sample_rows}
+
+
+def compute_selected_masks(project: Project, masker: Masker, labels: Optional[Sequence[int]] = None, *,
+                           on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> dict[str, int]:
+    """Masks of the selected source images (D_i) of ``labels`` (default: every class); counts by status."""
+    labels = range(len(project.class_names)) if labels is None else labels
+    counts = {"ok": 0, "no_detection": 0}
+    for label in labels:
+        for m in compute_masks(project, masker, selected(project, "source", label), on_progress=on_progress,
+                               cancel=cancel).values():
+            counts[m["status"]] = counts.get(m["status"], 0) + 1
+    return counts
 
 
 # ---------------------------------------------------------------------------------------------
@@ -249,7 +261,7 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
     ``rescore``, also of every candidate scored by another model (stale). Each score records the
     model that computed it. ``internal_batch_size``: IG rows per pass (default: ``scoring.ig_rows``)."""
     from .models import load_classifier
-    from .scoring import score_candidates
+    from .method.scoring import score_candidates
 
     erm = project.active_erm()
     model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])
@@ -300,7 +312,7 @@ def regenerate_with_mask(project: Project, candidate_id: int, mask: np.ndarray, 
     """A new candidate from the same source, prompt and seed as ``candidate_id`` but with ``mask``
     (255 = repaint, the source's size), stored as a ``manual`` mask and scored at once. The old
     candidate is kept; the new one records where it came from. Returns the new candidate's id."""
-    from .masking import params_hash
+    from .method.masking import params_hash
 
     rows = list(project.db.query("select c.*, s.path as source_path, s.label as source_true from candidates c "
                                  "join samples s on s.id = c.source_id where c.id = ?", [int(candidate_id)]))

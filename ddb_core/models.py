@@ -163,3 +163,19 @@ def predict(model, dataset, batch_size: int = 256, device=None,
             if on_batch:
                 on_batch(idx.stop)
     return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def features(model, dataset, batch_size: int = 256) -> "np.ndarray":
+    """Penultimate-layer features (the input of ``model.fc``)."""
+    import torch
+
+    feats = []
+    hook = model.fc.register_forward_hook(lambda m, inp, out: feats.append(inp[0].detach().cpu()))
+    try:
+        with torch.no_grad():
+            for start in range(0, len(dataset), batch_size):
+                xs = torch.stack([dataset[k][0] for k in range(start, min(len(dataset), start + batch_size))])
+                model(xs)
+    finally:
+        hook.remove()
+    return torch.cat(feats).numpy()

@@ -16,8 +16,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .errors import ConfigError, DDBError, ProjectError
-from .pruning import (auto_keep, reset_thresholds, set_decision, set_thresholds, thresholds, undo,
-                      undo_thresholds)
+from .method.pruning import auto_keep
+from .decisions import reset_thresholds, set_decision, set_thresholds, thresholds, undo, undo_thresholds
 from .store import Project
 
 STATUSES = ("all", "auto-kept", "auto-pruned", "accepted", "rejected", "unscored", "stale")
@@ -72,7 +72,7 @@ class ReviewIndex:
         self.n_classes = len(self.project.class_names)
         self.directions = sorted({(int(i), int(j)) for i, j in zip(self.src, self.tgt)})
         self.scored = ~(np.isnan(self.psi) | np.isnan(self.rho))
-        from .pruning import pruned_methods
+        from .decisions import pruned_methods
 
         on = pruned_methods(self.project)
         self.unpruned = np.array([not on.get(m, True) for m in methods], bool)[self.method] if n else np.zeros(0, bool)

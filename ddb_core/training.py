@@ -22,8 +22,9 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import Cancelled, ConfigError, DDBError, ProjectError
+from .errors import Cancelled, ConfigError, ProjectError
 from .evaluation import GroupReport, group_report
+from .method.objective import balanced_loss
 from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 from .store import Project
 
@@ -117,27 +118,6 @@ class TrainPlan:
         for g in self.gammas:
             if not (g >= 0 and math.isfinite(g)):
                 raise ConfigError(f"every gamma must be a finite number >= 0, got {g}")
-
-
-def balanced_loss(logits, labels, terms, gammas):
-    """Eq. 6–8 for any number of classes: mean CE of the real samples + Σ_c γ_c · mean CE of the
-    generated samples of target class c, each mean over that subset of the batch.
-
-    ``terms[k]`` is -1 for a real training sample and c for a generated sample of term c. An empty
-    subset contributes zero (never NaN). With no generated samples this is the plain mean CE.
-    """
-    import torch.nn.functional as F
-
-    ce = F.cross_entropy(logits, labels, reduction="none")
-    total = ce.new_zeros(())
-    real = terms < 0
-    if bool(real.any()):
-        total = total + ce[real].mean()
-    for c, gamma in enumerate(gammas):
-        sub = terms == c
-        if bool(sub.any()):
-            total = total + float(gamma) * ce[sub].mean()
-    return total
 
 
 class MixedBatchSampler:
@@ -235,7 +215,7 @@ def score_samples(project: Project, model, model_id: int, image_size: int, devic
     probs = logits.softmax(1)
     project.store_sample_scores(model_id, ((r["id"], losses[i].item(), probs[i].tolist(), int(probs[i].argmax()))
                                            for i, r in enumerate(rows)))
-    from .selection import store_class_stats
+    from .method.selection import store_class_stats
 
     store_class_stats(project, model_id)  # Ψ_i (Eq. 3) of this model, from the softmax just stored
 
@@ -468,7 +448,6 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
 def load_erm_checkpoint(project: Project, path: str, arch: Optional[str] = None, image_size: int = 64,
                         name: Optional[str] = None, on_progress: Optional[ProgressFn] = None) -> int:
     """Register a user checkpoint as the project's ERM model: copy, evaluate, score samples."""
-    import shutil
 
     from .models import load_classifier, save_checkpoint
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ddb_core.api import create_project
-from ddb_core.demo_data import DemoDataConfig, generate_demo_dataset
+from ddb_core.demo.data import DemoDataConfig, generate_demo_dataset
 
 TINY = DemoDataConfig(seed=3, image_size=32, n_train=48, n_val=16, n_test=16, workers=1)
 
@@ -44,7 +44,7 @@ def db_dump(project) -> str:
 def scored_project_template(tiny_dataset, tmp_path_factory):
     """A tiny project with a 1-epoch ERM model (per-sample scores stored) and a selection. Copy before use."""
     from ddb_core.api import train_erm
-    from ddb_core.selection import SelectionConfig, select
+    from ddb_core.method.selection import SelectionConfig, select
     from ddb_core.training import TrainConfig
 
     root = tmp_path_factory.mktemp("scored") / "proj"
@@ -67,7 +67,7 @@ def scored_project(scored_project_template, tmp_path):
 @pytest.fixture(scope="session")
 def tiny_pipe_factory():
     """Builds a fresh tiny random-weight SD inpainting pipeline (64 px) on each call."""
-    from ddb_core.micro_sd import MicroSDConfig, build_pipeline
+    from ddb_core.demo.micro_sd import MicroSDConfig, build_pipeline
 
     return lambda: build_pipeline(MicroSDConfig())
 
@@ -76,9 +76,9 @@ def tiny_pipe_factory():
 def candidates_project_template(scored_project_template, tiny_pipe_factory, tmp_path_factory):
     """The scored tiny project plus tokens, 8 generated candidates (tiny random SD) and their ψ/ρ. Copy before use."""
     from ddb_core.generation import generate, invert_classes, score
-    from ddb_core.inpainting import InpaintConfig, Inpainter
-    from ddb_core.inversion import InversionConfig
-    from ddb_core.masking import ProvidedMasker
+    from ddb_core.method.inpainting import InpaintConfig, Inpainter
+    from ddb_core.method.inversion import InversionConfig
+    from ddb_core.method.masking import ProvidedMasker
     from ddb_core.store import Project
 
     root = tmp_path_factory.mktemp("candidates") / "proj"

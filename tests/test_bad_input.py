@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import shutil
 from pathlib import Path
 
@@ -247,7 +246,7 @@ def model_cases():
         api.load_inpainter(Project.open(ctx["root"]), str(folder))
 
     def corrupt_safetensors(ctx):
-        from ddb_core.micro_sd import MicroSDConfig, build_pipeline
+        from ddb_core.demo.micro_sd import MicroSDConfig, build_pipeline
 
         folder = ctx["base"] / "model-corrupt"
         if not folder.exists():

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from ddb_core.bench_demo import (DemoBenchConfig, bench_demo, bench_pruning, bench_scgs, bench_ti, demo_markdown,
+from ddb_core.bench.demo import (DemoBenchConfig, bench_demo, bench_pruning, bench_scgs, bench_ti, demo_markdown,
                                  scgs_markdown, ti_markdown)
 from ddb_core.store import Project
 from ddb_core.training import TrainConfig
@@ -13,7 +13,7 @@ from ddb_core.training import TrainConfig
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
-    from ddb_core.micro_sd import MicroSDConfig, build_pipeline
+    from ddb_core.demo.micro_sd import MicroSDConfig, build_pipeline
 
     out = tmp_path_factory.mktemp("tiny-sd") / "model"
     build_pipeline(MicroSDConfig(sample_size=32)).save_pretrained(out)
@@ -43,7 +43,7 @@ def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_
     assert [t["gamma"] for t in search] == [1.0, 2.0] and "γ search for DDB" in text
     assert res["rows"][-1]["model_ids"][0] == next(t["model_id"] for t in search if t["chosen"])
     # The figures name the weights that produced them.
-    from ddb_core.inpainting import model_fingerprint
+    from ddb_core.method.inpainting import model_fingerprint
 
     assert len(res["model_sha256"]) == 12 and f"weights sha256 {res['model_sha256']}" in text
     (tiny_model_dir / "unet" / "extra.safetensors").write_bytes(b"x")
@@ -66,7 +66,7 @@ def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_
         assert 0 <= pr["judged"][d]["kept"]["judged_target"] <= v["kept"]
     judge = Project.open(tmp_path / "work" / "demo").model(pr["judge_model"])
     assert judge["role"] == "oracle"
-    from ddb_core.bench_demo import pruning_markdown
+    from ddb_core.bench.demo import pruning_markdown
 
     assert "kept: judged target" in pruning_markdown(pr)
     assert "Candidates per direction" in demo_markdown(res)
@@ -79,7 +79,7 @@ def test_bench_demo_end_to_end_writes_the_table_and_resumes(tiny_model_dir, tmp_
     assert "| 3 |" in ti_markdown(ti)
     assert "γ search for TI set size 3" in ti_markdown(ti) and "chosen by val WGA among 1, 2" in ti_markdown(ti)
     # Which TI images make a swapping token: every source judged on the same D_i images, nothing stored.
-    from ddb_core.bench_demo import bench_ti_source, ti_source_markdown
+    from ddb_core.bench.demo import bench_ti_source, ti_source_markdown
 
     n_cands = Project.open(tmp_path / "work" / "demo").db.execute("select count(*) from candidates").fetchone()[0]
     ts = bench_ti_source(cfg, str(tmp_path / "work"), n=2)
@@ -106,7 +106,7 @@ def test_bench_scgs_reuses_the_main_tables_erm_and_jtt(tiny_model_dir, tmp_path)
     assert project.db.execute("select count(*) from candidates where method = 'scgs'").fetchone()[0] > 0
     assert "| JTT+SCGS |" in doc.read_text() and "SCGS on the demo" in scgs_markdown(res)
     # The retraining recipe: one DDB retraining per (epochs, lr), every seed; the best mean val WGA is marked.
-    from ddb_core.bench_demo import bench_recipe, recipe_markdown
+    from ddb_core.bench.demo import bench_recipe, recipe_markdown
 
     n_models = len(project.models())
     rec = bench_recipe(cfg, str(tmp_path / "work"), recipes=((1, 1e-4), (2, 5e-4)), doc=doc)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ddb_core.pruning import set_thresholds
+from ddb_core.decisions import set_thresholds
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is installed by `make test` (apt-get install chromium)")
@@ -141,9 +141,9 @@ def test_non_square_candidates_show_undistorted(tmp_path, tiny_pipe_factory):
     import realshaped
     from ddb_core import api
     from ddb_core.generation import generate, score
-    from ddb_core.inpainting import InpaintConfig, Inpainter
-    from ddb_core.masking import GrabCutMasker
-    from ddb_core.selection import SelectionConfig, select
+    from ddb_core.method.inpainting import InpaintConfig, Inpainter
+    from ddb_core.method.masking import GrabCutMasker
+    from ddb_core.method.selection import SelectionConfig, select
     from ddb_core.training import TrainConfig
     from ui.app import build_app, launch_kwargs
     from ui.screenshot import BROWSER_ARGS, open_review
@@ -175,6 +175,11 @@ def test_non_square_candidates_show_undistorted(tmp_path, tiny_pipe_factory):
                 assert abs(nat[0] / nat[1] - ratio) < 0.05, (panel, nat, ratio)  # sent at the source's aspect ratio
                 if fit not in ("contain", "scale-down"):  # and drawn without stretching
                     assert abs(box["width"] / box["height"] - ratio) < 0.08, (panel, box, fit, ratio)
+            # a click on a thumbnail opens that candidate
+            first = re.search(r"Candidate (\d+)", page.locator("#review-info").inner_text()).group(1)
+            page.locator("#gallery .thumbnail-item").nth(1).click()
+            page.wait_for_function(f"!/Candidate {first}\\b/.test(document.querySelector('#review-info').innerText)",
+                                   timeout=30_000)
             page.screenshot(path=str(tmp_path / "non-square.png"))
             browser.close()
     finally:

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from ddb_core.errors import ConfigError, ModelError, WeightsUnavailableError
-from ddb_core.generation import GenerationConfig, compute_masks, generate, invert_classes, score
-from ddb_core.inpainting import InpaintConfig, Inpainter
-from ddb_core.inversion import InversionConfig, learn_token, save_embedding
-from ddb_core.masking import GrabCutMasker, LangSAMMasker, ProvidedMasker, build_masker, sam_predictor
-from ddb_core.pruning import auto_keep, decisions, set_decision, set_thresholds, summary, thresholds, undo
-from ddb_core.scoring import score_candidates
-from ddb_core.selection import SelectionConfig, class_softmax_means, select, selected
+from ddb_core.generation import compute_masks, generate, invert_classes, score
+from ddb_core.method.inpainting import InpaintConfig, Inpainter
+from ddb_core.method.inversion import InversionConfig, learn_token, save_embedding
+from ddb_core.method.masking import GrabCutMasker, LangSAMMasker, ProvidedMasker, build_masker
+from ddb_core.method.pruning import auto_keep
+from ddb_core.decisions import decisions, set_decision, set_thresholds, summary, thresholds, undo
+from ddb_core.method.scoring import score_candidates
+from ddb_core.method.selection import SelectionConfig, class_softmax_means, select, selected
 
 FAST = InpaintConfig(steps=2, guidance=2.0, batch_size=4)
 
@@ -183,7 +184,7 @@ def toy_classifier():
 def test_integrated_gradients_completeness_and_rho_equals_captum():
     from captum.attr import IntegratedGradients
 
-    from ddb_core.scoring import views
+    from ddb_core.method.scoring import views
 
     model = toy_classifier().eval()
     rng = np.random.default_rng(1)
@@ -211,7 +212,7 @@ def test_integrated_gradients_completeness_and_rho_equals_captum():
 def test_scores_of_mixed_sizes_are_per_image_and_memory_is_bounded():
     """Candidates of different, non-square sizes in one batch: each IG map has its source's size and
     keeps the sum of the classifier-view map; IG never runs more rows per pass than the bound."""
-    from ddb_core.scoring import ig_rows
+    from ddb_core.method.scoring import ig_rows
 
     inner = toy_classifier().eval()
     seen = []
@@ -334,7 +335,7 @@ def test_no_detection_is_recorded_not_skipped(scored_project):
             return {}
 
         def mask(self, images, prompt, samples=None):
-            from ddb_core.masking import MaskResult
+            from ddb_core.method.masking import MaskResult
 
             return [MaskResult(None, "no_detection", 0.0, detail="test") for _ in images]
 
@@ -345,7 +346,8 @@ def test_no_detection_is_recorded_not_skipped(scored_project):
 
 
 def test_mask_benchmark_and_docs_sections(scored_project, tmp_path):
-    from ddb_core.bench import bench_masks, mask_iou, write_section
+    from ddb_core.bench.docs import write_section
+    from ddb_core.bench.masks import bench_masks, mask_iou
 
     gt = np.zeros((4, 4), np.uint8)
     gt[:2] = 255

@@ -10,7 +10,6 @@ from PIL import Image
 
 from conftest import db_dump
 from ddb_core.api import create_project
-from ddb_core.datasets import import_dataset, read_dataset
 from ddb_core.errors import DatasetError, ProjectError
 from ddb_core.imaging import load_rgb
 from ddb_core.store import Project

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddb_core.demo_data import DemoDataConfig, generate_demo_dataset, plan_rows, render_sample
+from ddb_core.demo.data import DemoDataConfig, generate_demo_dataset, plan_rows, render_sample
 from ddb_core.errors import ConfigError
 
 

@@ -5,7 +5,7 @@ import json
 import zipfile
 
 from ddb_core import api
-from ddb_core.pruning import set_decision, set_thresholds
+from ddb_core.decisions import set_decision, set_thresholds
 
 
 def test_export_dataset_and_bundle(candidates_project):

@@ -1,13 +1,12 @@
 """Background jobs and the demo builder the app starts on first launch."""
 
-import time
 
 from conftest import TINY
 import numpy as np
 
 from ddb_core.api import build_demo_project, load_masker, pipeline_settings
 from ddb_core.imaging import load_rgb
-from ddb_core.inpainting import MICRO_MODEL
+from ddb_core.method.inpainting import MICRO_MODEL
 from ddb_core.jobs import BackgroundJob
 from ddb_core.progress import Progress
 from ddb_core.store import Project

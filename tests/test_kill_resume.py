@@ -26,7 +26,7 @@ def _rows(db: Path):
 
 
 def test_sigkill_mid_generation_then_resume(scored_project_template, tmp_path):
-    from ddb_core.micro_sd import MicroSDConfig, build_pipeline
+    from ddb_core.demo.micro_sd import MicroSDConfig, build_pipeline
 
     model = tmp_path / "tiny-model"
     build_pipeline(MicroSDConfig()).save_pretrained(model)

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from ddb_core.demo_data import DemoDataConfig, generate_demo_dataset
+from ddb_core.demo.data import DemoDataConfig, generate_demo_dataset
 from ddb_core.errors import Cancelled, DatasetError
-from ddb_core.inpainting import InpaintConfig, Inpainter
-from ddb_core.micro_train import MicroTrainConfig, train_micro_inpainter
+from ddb_core.method.inpainting import InpaintConfig, Inpainter
+from ddb_core.demo.micro_train import MicroTrainConfig, train_micro_inpainter
 from ddb_core.progress import CancelToken
 
 
@@ -52,7 +52,7 @@ def test_training_needs_the_demo_layout(tmp_path):
 
 
 def test_captions_never_name_the_class(tmp_path):
-    from ddb_core.micro_train import CAPTIONS, caption_attributes
+    from ddb_core.demo.micro_train import CAPTIONS, caption_attributes
 
     words = {w for c in CAPTIONS for w in c.replace("{", " ").replace("}", " ").split()}
     assert not words & {"landbird", "waterbird", "colour"}
@@ -64,7 +64,7 @@ def test_captions_never_name_the_class(tmp_path):
 
 @pytest.fixture
 def saved_tiny_model(tmp_path):
-    from ddb_core.micro_sd import MicroSDConfig, build_pipeline
+    from ddb_core.demo.micro_sd import MicroSDConfig, build_pipeline
 
     out = tmp_path / "tiny-model"
     build_pipeline(MicroSDConfig(sample_size=32)).save_pretrained(out)
@@ -98,7 +98,7 @@ def test_missing_or_corrupt_model_files_are_named(saved_tiny_model):
 
 def test_demo_projects_use_the_shipped_micro_model_by_path(tmp_path):
     from ddb_core.api import create_project, pipeline_settings
-    from ddb_core.inpainting import MICRO_MODEL, REPO_ROOT, resolve_model_ref
+    from ddb_core.method.inpainting import MICRO_MODEL, REPO_ROOT, resolve_model_ref
 
     p, _ = create_project(tmp_path / "p", "demo", demo=DemoDataConfig(image_size=32, n_train=8, n_val=4, n_test=4, workers=1))
     assert pipeline_settings(p)["inpaint_model"] == MICRO_MODEL
@@ -115,7 +115,7 @@ def test_cli_smoke_training(tmp_path):
 
 
 def test_one_run_with_a_restart_has_the_schedule_of_a_run_continued_with_more_steps():
-    from ddb_core.micro_train import unet_lr_at
+    from ddb_core.demo.micro_train import unet_lr_at
 
     first = MicroTrainConfig(unet_steps=3000, unet_restart_steps=None)
     continued = MicroTrainConfig(unet_steps=6500, unet_restart_steps=None)
@@ -130,7 +130,7 @@ def test_one_run_with_a_restart_has_the_schedule_of_a_run_continued_with_more_st
 
 
 def test_inpainter_gate_report_gives_the_swap_per_source_background():
-    from ddb_core.bench_micro import inpainter_markdown
+    from ddb_core.bench.inpainter import inpainter_markdown
 
     def cell(swap, land, water):
         return {"swap": swap, "background_mae": 0.03, "by_background": {"land": land, "water": water}}

@@ -24,12 +24,12 @@ import realshaped  # noqa: E402
 from ddb_core import api  # noqa: E402
 from ddb_core.generation import generate, invert_classes, score  # noqa: E402
 from ddb_core.imaging import load_mask, load_rgb  # noqa: E402
-from ddb_core.inpainting import InpaintConfig, Inpainter  # noqa: E402
-from ddb_core.inversion import InversionConfig  # noqa: E402
-from ddb_core.masking import GrabCutMasker, LangSAMMasker, ProvidedMasker, build_masker  # noqa: E402
-from ddb_core.retraining import RetrainConfig  # noqa: E402
-from ddb_core.scgs import SCGSConfig  # noqa: E402
-from ddb_core.selection import SelectionConfig, select  # noqa: E402
+from ddb_core.method.inpainting import InpaintConfig, Inpainter  # noqa: E402
+from ddb_core.method.inversion import InversionConfig  # noqa: E402
+from ddb_core.method.masking import GrabCutMasker, LangSAMMasker, ProvidedMasker, build_masker  # noqa: E402
+from ddb_core.method.retraining import RetrainConfig  # noqa: E402
+from ddb_core.method.scgs import SCGSConfig  # noqa: E402
+from ddb_core.method.selection import SelectionConfig, select  # noqa: E402
 from ddb_core.training import TrainConfig  # noqa: E402
 
 FAST = InpaintConfig(steps=2, guidance=2.0, batch_size=4)

@@ -5,7 +5,6 @@ destructive actions that ask first."""
 from __future__ import annotations
 
 import http.cookiejar
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 from ddb_core import api
 from ddb_core.cli import main
 from ddb_core.errors import DDBError, ProjectError
-from ddb_core.pruning import audit_log, set_decision, set_thresholds, thresholds, undo, undo_thresholds
+from ddb_core.decisions import audit_log, set_decision, set_thresholds, thresholds, undo, undo_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +92,7 @@ def test_cli_decide_undo_and_audit(candidates_project, capsys):
 WRITER = """
 import sys
 from ddb_core.store import Project
-from ddb_core.pruning import set_decision, set_thresholds
+from ddb_core.decisions import set_decision, set_thresholds
 p = Project.open(sys.argv[1])
 ids = [int(x) for x in sys.argv[2].split(",")]
 for k, cid in enumerate(ids):

@@ -1,6 +1,5 @@
 """Retraining (Eq. 6–8), the baselines and the evaluation report."""
 
-import json
 
 import numpy as np
 import pytest
@@ -8,10 +7,11 @@ import torch
 
 from ddb_core import api
 from ddb_core.errors import ConfigError
-from ddb_core.pruning import set_decision, set_thresholds
-from ddb_core.reporting import build_report
-from ddb_core.retraining import JTTConfig, RetrainConfig, accepted_candidates, generated_plan, small_subset_warnings
-from ddb_core.training import MixedBatchSampler, TrainConfig, TrainPlan, balanced_loss
+from ddb_core.decisions import set_decision, set_thresholds
+from ddb_core.method.baselines import JTTConfig
+from ddb_core.method.retraining import RetrainConfig, accepted_candidates, generated_plan, small_subset_warnings
+from ddb_core.method.objective import balanced_loss
+from ddb_core.training import MixedBatchSampler, TrainConfig, TrainPlan
 
 TINY_TRAIN = TrainConfig(image_size=32, epochs=1, batch_size=16)
 
@@ -156,7 +156,7 @@ def test_gamma_search_chooses_by_val_wga_and_the_other_seeds_train_with_the_choi
 
 
 def test_gamma_selection_key_falls_back_to_val_accuracy_without_group_labels():
-    from ddb_core.retraining import selection_key
+    from ddb_core.method.retraining import selection_key
 
     with_groups = {"val": {"worst_group_acc": 0.5, "mean_acc": 0.9}}
     assert selection_key(with_groups, "auto") == (0.5, 0.9)
@@ -191,7 +191,7 @@ def test_baselines_run_and_state_their_group_labels(scored_project, monkeypatch)
     oracle = api.baseline(p, "oracle", train=TINY_TRAIN, report=False)
     assert oracle["group_labels"] == "train+val" and p.model(oracle["model_ids"][0])["config"]["sampler"] == "group_balanced"
     # An empty error set is reported, not a crash.
-    import ddb_core.retraining as R
+    import ddb_core.method.baselines as R
 
     monkeypatch.setattr(R, "jtt_error_set", lambda *a, **k: ([], 0))
     empty = api.baseline(p, "jtt", jtt=JTTConfig(train=TINY_TRAIN), report=False)

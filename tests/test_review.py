@@ -7,7 +7,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ddb_core.pruning import decisions, set_thresholds, summary, thresholds
+from ddb_core.decisions import set_thresholds, summary, thresholds
 from ddb_core.review import Filter, ReviewIndex
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ddb_core.errors import ConfigError
-from ddb_core.scgs import SCGSConfig, gaussian_cluster_sample, select_scgs, generate_scgs, variants_per_class
+from ddb_core.method.scgs import SCGSConfig, gaussian_cluster_sample, select_scgs, generate_scgs, variants_per_class
 
 
 def _blobs(seed=0):
@@ -40,7 +40,7 @@ def test_cluster_sampling_is_reproducible_and_respects_the_budget():
 
 def test_scgs_mask_keeps_the_high_attribution_region(scored_project):
     from ddb_core.imaging import load_rgb
-    from ddb_core.scgs import scgs_masker
+    from ddb_core.method.scgs import scgs_masker
 
     m = scgs_masker(scored_project, SCGSConfig(cam_threshold=0.5))
     rows = scored_project.samples("train", "id, path, label, mask_path")[:4]
@@ -57,11 +57,10 @@ def test_scgs_mask_keeps_the_high_attribution_region(scored_project):
 
 
 def test_scgs_run_on_a_tiny_project(scored_project, tiny_pipe_factory):
-    from ddb_core import api
     from ddb_core.generation import score
-    from ddb_core.inpainting import InpaintConfig, Inpainter
-    from ddb_core.pruning import decisions, set_method_pruning, set_thresholds
-    from ddb_core.retraining import accepted_candidates
+    from ddb_core.method.inpainting import InpaintConfig, Inpainter
+    from ddb_core.decisions import set_method_pruning, set_thresholds
+    from ddb_core.method.retraining import accepted_candidates
 
     p = scored_project
     cfg = SCGSConfig(sample_fraction=0.5, generate_fraction=0.1, max_variants=2)

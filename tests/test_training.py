@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from ddb_core.api import create_project, train_erm
 from ddb_core.errors import Cancelled, ConfigError
 from ddb_core.imaging import classifier_view, load_rgb, normalize
-from ddb_core.models import load_classifier, save_checkpoint, build_classifier
+from ddb_core.models import load_classifier, build_classifier
 from ddb_core.store import file_sha256
 from ddb_core.training import TrainConfig, load_erm_checkpoint, train_classifier
 

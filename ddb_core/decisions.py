@@ -1,4 +1,5 @@
-"""Pruning (Algorithm 1): keep x' iff ψ < Ψ_i and ρ > P_i'; manual decisions override.
+"""Decisions on candidates: the project's thresholds, the rule applied with them (``method.pruning``,
+Algorithm 1), the manual decisions that override it, and their append-only audit log.
 
 Consumes stored candidate scores (never recomputes them) and thresholds; produces decisions.
 
@@ -33,9 +34,9 @@ from typing import Iterable, Optional
 import numpy as np
 
 from .errors import ConfigError, ProjectError
+from .method.pruning import DEFAULT_P_QUANTILE, auto_keep, suggest_P
 from .store import Project, now
 
-DEFAULT_P_QUANTILE = 0.25
 MANUAL = ("accept", "reject")
 # Which methods' candidates the ψ/ρ rule prunes. SCGS itself does not prune: its candidates are
 # kept automatically unless the user turns pruning on for them (``set_method_pruning``).
@@ -52,17 +53,6 @@ def set_method_pruning(project: Project, method: str, enabled: bool) -> dict[str
         current[method] = bool(enabled)
         project.set_meta("pruned_methods", current)
     return current
-
-
-def auto_keep(psi: np.ndarray, rho: np.ndarray, Psi: np.ndarray, P: np.ndarray) -> np.ndarray:
-    """Algorithm 1 on arrays: ψ < Ψ_i (Eq. 3) and ρ > P_i' (Eq. 5). NaN scores are not kept."""
-    with np.errstate(invalid="ignore"):
-        return (psi < Psi) & (rho > P)
-
-
-def suggest_P(rhos: Iterable[float], quantile: float = DEFAULT_P_QUANTILE) -> float:
-    r = np.asarray([x for x in rhos if x is not None and np.isfinite(x)], dtype=np.float64)
-    return float(np.quantile(r, quantile)) if r.size else 0.0
 
 
 FRESH = "c.psi is not null and c.rho is not null and c.score_model_id = ?"  # scored by the given model
@@ -98,7 +88,7 @@ def thresholds(project: Project) -> dict:
     "P_default": {method: {i': {"n": …, "quantile": …}}}, "erm_model_id": id}``. Raises ``ProjectError``
     naming ``ddb select`` when a class whose candidates are pruned has no Ψ.
     """
-    from .selection import class_softmax_means
+    from .method.selection import class_softmax_means
 
     n = len(project.class_names)
     mid = project.active_erm_id

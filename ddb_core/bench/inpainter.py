@@ -20,33 +20,33 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import ProjectError
-from .progress import ProgressFn
+from ..errors import ProjectError
+from ..progress import ProgressFn
 
 DEFAULT_MODEL = "data/models/micro-sd-inpainting"
 GRID = Path("docs/images/micro-inpainter-grid.png")
 
 
 def _oracle(workdir: str, data_seed: int, on_progress) -> tuple["Project", object]:
-    from .api import create_project
-    from .bench import _train_or_reuse
-    from .demo_data import DemoDataConfig
-    from .models import load_classifier
-    from .store import Project
-    from .training import TrainConfig
+    from ..api import create_project
+    from .calibration import _train_or_reuse
+    from ..demo.data import DemoDataConfig
+    from ..models import load_classifier
+    from ..store import Project
+    from ..training import TrainConfig
 
     root = Path(workdir) / f"calibration-seed{data_seed}"
     project = Project.open(root) if Project.exists(root) else create_project(
         root, "demo", demo=DemoDataConfig(seed=data_seed), on_progress=on_progress)[0]
     cfg = TrainConfig(seed=data_seed, sampler="group_balanced")
     _train_or_reuse(project, "oracle", cfg, on_progress)
-    from .training import stored_model
+    from ..training import stored_model
 
     m = stored_model(project, "oracle", cfg)
     model, _a, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
@@ -57,7 +57,7 @@ def _classify(model, images: Sequence[np.ndarray], image_size: int = 64) -> np.n
     """Softmax of ``model`` on ``images`` through the classifier view (the demo's judges take 64 px)."""
     import torch
 
-    from .imaging import classifier_batch
+    from ..imaging import classifier_batch
 
     with torch.no_grad():
         return model(classifier_batch(images, image_size)).softmax(1).numpy()
@@ -67,10 +67,10 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                     ti_steps: int = 400, steps: int = 25, guidance: float = 7.5, workdir: str = "projects/bench",
                     data_seed: int = 0, doc: Optional[Path] = None, json_path: Optional[Path] = None,
                     grid_path: Optional[Path] = GRID, on_progress: Optional[ProgressFn] = None) -> dict:
-    from .imaging import load_mask, load_rgb
-    from .inpainting import InpaintConfig, Inpainter, model_fingerprint
-    from .inversion import InversionConfig, class_token, learn_token
-    from .masking import box_of
+    from ..imaging import load_mask, load_rgb
+    from ..method.inpainting import InpaintConfig, Inpainter, model_fingerprint
+    from ..method.inversion import InversionConfig, class_token, learn_token
+    from ..method.masking import box_of
 
     t_start = time.monotonic()
     project, oracle, oracle_row = _oracle(workdir, data_seed, on_progress)
@@ -162,7 +162,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2))
     if doc:
-        from .bench import write_section
+        from .docs import write_section
 
         write_section(doc, "inpainter", inpainter_markdown(result))
     return result

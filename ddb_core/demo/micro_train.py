@@ -25,15 +25,15 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from .errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError
 from .micro_sd import MicroSDConfig, build_components
-from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
+from ..progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 
 CAPTIONS = ("a photo of a bird on {place}", "a picture of a bird on the {side} on {place}", "a bird on {place}",
             "a photo of a bird on the {side}", "an image of a bird on the {side} in the {place}", "a photo of a bird")
@@ -111,7 +111,7 @@ def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndar
     """(N x size x size x 3 uint8 images, N x size x size uint8 masks, caption attributes) of the train split."""
     import csv
 
-    from .imaging import classifier_view, load_mask, load_rgb
+    from ..imaging import classifier_view, load_mask, load_rgb
 
     meta = dataset_dir / "metadata.csv"
     if not meta.is_file():
@@ -212,7 +212,7 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
     import torch.nn.functional as F
     from diffusers import StableDiffusionInpaintPipeline
 
-    from .device import resolve_device
+    from ..device import resolve_device
 
     out, ckdir = Path(out_dir), Path(out_dir) / "checkpoints"
     ckdir.mkdir(parents=True, exist_ok=True)

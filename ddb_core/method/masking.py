@@ -1,4 +1,5 @@
-"""Masking backends: where in an image the causal part (the object) is.
+"""Masking (Algorithm 1, step 4): M = LangSAM(x, "<class name>") — where in an image the causal part
+(the object) is, the region the inpainting repaints.
 
 One convention, everywhere: a mask is single-channel uint8, **255 = repaint** (the causal part,
 DDB's edit region), 0 = keep. Images come in as RGB uint8 HWC. A masker is anything with
@@ -21,13 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DDBError, WeightsUnavailableError
+from ..errors import ConfigError, DDBError, WeightsUnavailableError
 
 MASK_REPAINT, MASK_KEEP = 255, 0
 
@@ -112,7 +113,7 @@ class ProvidedMasker:
         return p
 
     def mask(self, images, prompt, samples=None):
-        from .imaging import load_mask
+        from ..imaging import load_mask
 
         if samples is None:
             raise ConfigError("the 'provided' masker needs the samples (their mask_path) of the images")
@@ -221,7 +222,7 @@ class GradCamMasker:
         from pytorch_grad_cam import GradCAMPlusPlus
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        from .imaging import classifier_batch
+        from ..imaging import classifier_batch
 
         x = classifier_batch(images, self.image_size)  # N x 3 x S x S
         layer = self.model.layer4[-1]
@@ -239,7 +240,7 @@ class GradCamMasker:
     def mask(self, images, prompt, samples=None):
         import torch
 
-        from .imaging import classifier_batch
+        from ..imaging import classifier_batch
 
         for img in images:
             _check_image(img)
@@ -307,7 +308,7 @@ class LangSAMMasker:
 
         Offline, missing weights raise ``WeightsUnavailableError`` naming each file and where to put it.
         """
-        from .device import resolve_device
+        from ..device import resolve_device
 
         dev = resolve_device(device)
         problems = []
@@ -437,7 +438,7 @@ def _build(name: str, project, options: dict) -> Masker:
     if name == "gradcam":
         if project is None:
             raise ConfigError("the 'gradcam' masker needs a project (its ERM model)")
-        from .models import load_classifier
+        from ..models import load_classifier
 
         erm = project.active_erm()
         model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])

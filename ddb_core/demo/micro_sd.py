@@ -10,7 +10,7 @@ the tiny preset; the demo's micro model is trained from the same builder and sav
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # Words the demo's captions and prompts use; every other word falls back to characters.
 BASE_WORDS = (

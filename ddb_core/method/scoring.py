@@ -29,8 +29,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .errors import ConfigError
-from .imaging import classifier_view, normalize
+from ..errors import ConfigError
+from ..imaging import classifier_view, normalize
 
 IG_PIXEL_BUDGET = 16 * 224 * 224  # pixels per IG pass: 16 rows at 224 px (64 at 64 px, the cap), 3 at 512 px
 

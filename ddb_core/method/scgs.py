@@ -29,9 +29,9 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import ConfigError, ProjectError
-from .progress import CancelToken, ProgressFn
-from .store import Project
+from ..errors import ConfigError, ProjectError
+from ..progress import CancelToken, ProgressFn
+from ..store import Project
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,9 @@ def select_scgs(project: Project, cfg: SCGSConfig = SCGSConfig()) -> dict:
     """Misclassified → k-means → Gaussian sampling, per class; replaces earlier SCGS selections."""
     from sklearn.cluster import KMeans
 
-    from .models import load_classifier
-    from .retraining import _features
-    from .training import split_dataset
+    from ..models import load_classifier
+    from ..models import features
+    from ..training import split_dataset
 
     erm = project.active_erm()
     model, _a, _n = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])
@@ -124,7 +124,7 @@ def select_scgs(project: Project, cfg: SCGSConfig = SCGSConfig()) -> dict:
                              f"class {name!r}: SCGS has nothing to sample for it"}
             continue
         sub = _Subset(ds, [pos[r["id"]] for r in mis])
-        feats = _features(model, sub)
+        feats = features(model, sub)
         k = min(cfg.clusters, len(mis))
         km = KMeans(n_clusters=k, n_init=10, random_state=cfg.seed).fit(feats)
         n_take = max(1, round(cfg.sample_fraction * len(mis)))
@@ -178,7 +178,7 @@ def variants_per_class(project: Project, cfg: SCGSConfig) -> dict[int, int]:
 def generate_scgs(project: Project, inpainter, cfg: SCGSConfig = SCGSConfig(), inpaint=None,
                   on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> dict:
     """Masks and candidates (method 'scgs', direction i -> i) for every class with sampled images."""
-    from .generation import GenerationConfig, generate
+    from ..generation import GenerationConfig, generate
     from .inpainting import InpaintConfig
 
     masker = scgs_masker(project, cfg)

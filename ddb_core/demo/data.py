@@ -27,15 +27,15 @@ import json
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .errors import ConfigError
-from .progress import ProgressFn, ProgressTracker
+from ..errors import ConfigError
+from ..progress import ProgressFn, ProgressTracker
 
 CLASS_NAMES = ("landbird", "waterbird")
 PLACE_NAMES = ("land", "water")

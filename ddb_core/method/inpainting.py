@@ -1,4 +1,5 @@
-"""Inpainting: replace the masked (causal) part of an image with diffusers' SD inpainting pipeline.
+"""Inpainting (Algorithm 1, step 4): x' = SD-inpainting(x, M, "a photo of a [C_i'] <class name>") —
+the masked (causal) part of x repainted as class i' with diffusers' SD inpainting pipeline.
 
 Consumes RGB uint8 HWC images of any sizes, masks (255 = repaint, each its image's size) and
 prompts; produces RGB uint8 images of exactly the sources' sizes. The model is any diffusers
@@ -29,7 +30,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import ConfigError, ModelError, WeightsUnavailableError
+from ..errors import ConfigError, ModelError, WeightsUnavailableError
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-inpainting"
 DEFAULT_TEMPLATE = "a photo of a {token} {name}"
@@ -162,10 +163,9 @@ class Inpainter:
 
     @classmethod
     def load(cls, model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> "Inpainter":
-        import torch
         from diffusers import StableDiffusionInpaintPipeline
 
-        from .device import resolve_device, resolve_dtype
+        from ..device import resolve_device, resolve_dtype
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)

@@ -17,38 +17,34 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, ProjectError
-from .inpainting import model_fingerprint
-from .progress import ProgressFn
-from .store import Project
-from .training import TrainConfig
+from ..demo.pipeline import DemoPipelineConfig
+from ..demo.pipeline import prepare as _prepare
+from ..demo.pipeline import save_state as _save_state
+from ..demo.pipeline import state as _state_of
+from ..demo.pipeline import timed as _timed_stage
+from ..errors import ProjectError
+from ..method.inpainting import MICRO_MODEL, model_fingerprint
+from ..progress import ProgressFn
+from ..store import Project
+from ..training import TrainConfig
 
-DEFAULT_MODEL = "data/models/micro-sd-inpainting"
+DEFAULT_MODEL = MICRO_MODEL
 
 
 @dataclass(frozen=True)
-class DemoBenchConfig:
+class DemoBenchConfig(DemoPipelineConfig):
+    """The demo pipeline's settings (``demo.pipeline``) and what the benchmark adds: seeds, data seed,
+    the retraining recipe and the baselines."""
+
     seeds: tuple[int, ...] = (0, 1, 2)
     data_seed: int = 0
-    erm: TrainConfig = field(default_factory=TrainConfig)
-    k: float = 300  # D_i per class (count)
-    ti_size: int = 30
-    # random train images of each class: on the demo, tokens learned on the highest-loss images (the paper's
-    # preference) gave almost no 1->0 class swaps with the micro model (`bench ti-source` measures it)
-    ti_source: str = "random"
-    ti_steps: int = 400
-    masker_shape: str = "box"  # provided masks: the object's box ("box") or silhouette ("mask")
-    inpaint_steps: int = 20
-    guidance: float = 7.5
-    ig_steps: int = 20
     retrain_epochs: int = 1
     retrain_lr: float = 2e-4
     retrain_evals: int = 4  # val checks per retraining epoch (model selection)
@@ -58,7 +54,6 @@ class DemoBenchConfig:
     gen_ratio: float = 0.0
     jtt_epochs: int = 1
     lambda_up: float = 20.0
-    model: str = DEFAULT_MODEL
     # "scgs" adds the rows SCGS and JTT+SCGS here; by default they have their own command (`bench scgs`)
     baselines: tuple[str, ...] = ("jtt", "dfr", "oracle")
     scgs_max_variants: int = 5
@@ -72,8 +67,8 @@ class DemoBenchConfig:
 
 
 def _project(workdir: Path, name: str, cfg: DemoBenchConfig, on_progress) -> Project:
-    from .api import create_project
-    from .demo_data import DemoDataConfig
+    from ..api import create_project
+    from ..demo.data import DemoDataConfig
 
     root = workdir / name
     if Project.exists(root) and Project.open(root).sample_count():
@@ -84,58 +79,13 @@ def _project(workdir: Path, name: str, cfg: DemoBenchConfig, on_progress) -> Pro
     return project
 
 
-def _state(project: Project) -> dict:
-    return project.get_meta("bench_demo") or {}
-
-
-def _save(project: Project, key: str, value) -> None:
-    st = _state(project)
-    st[key] = value
-    project.set_meta("bench_demo", st)
-
-
-def _timed(times: dict, name: str, fn):
-    t0 = time.monotonic()
-    out = fn()
-    times[name] = round(times.get(name, 0.0) + time.monotonic() - t0, 1)
-    return out
-
-
 def prepare(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None) -> None:
-    """ERM (seed 0, active) → selection → tokens → masks → candidates → scores (each skipped when done)."""
-    from . import api
-    from .generation import GenerationConfig
-    from .inpainting import InpaintConfig
-    from .inversion import InversionConfig
-    from .selection import SelectionConfig
-
-    st = _state(project)
-    if project.active_erm_id is None:
-        _timed(times, "erm (seed 0)", lambda: api.train_erm(project, replace(cfg.erm, seed=cfg.seeds[0]),
-                                                            on_progress=on_progress, cancel=cancel))
-    sel = SelectionConfig(k=cfg.k, ti_size=cfg.ti_size, ti_source=cfg.ti_source)
-    if st.get("selection") != asdict(sel):
-        _timed(times, "selection", lambda: api.select(project, sel))
-        _save(project, "selection", asdict(sel))
-    api.set_pipeline_settings(project, inpaint_model=cfg.model, masker="provided",
-                              masker_options={"shape": cfg.masker_shape} if cfg.masker_shape != "mask" else {})
-    inp_cfg = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=32)
-    inpainter = None
-    if cfg.ti_size > 0 and project.db.execute("select count(distinct label) from tokens").fetchone()[0] < len(project.class_names):
-        inpainter = api.load_inpainter(project, cfg.model)
-        _timed(times, "textual inversion", lambda: api.invert(project, cfg=InversionConfig(steps=cfg.ti_steps),
-                                                              inpainter=inpainter, on_progress=on_progress, cancel=cancel))
-    _timed(times, "masks", lambda: api.compute_masks(project, on_progress=on_progress, cancel=cancel))
-    _timed(times, "generation", lambda: api.generate(project, cfg=GenerationConfig(use_tokens=cfg.ti_size > 0),
-                                                     inpaint=inp_cfg, inpainter=inpainter, on_progress=on_progress,
-                                                     cancel=cancel))
-    # 64 rows per IG pass: about 15% faster than 16 on CPU at the demo's 64 px (the library default suits 224 px)
-    _timed(times, "scoring", lambda: api.score(project, n_steps=cfg.ig_steps, internal_batch_size=64,
-                                               on_progress=on_progress, cancel=cancel))
+    """The demo pipeline up to scored candidates, with the first seed's ERM model (``demo.pipeline``)."""
+    _prepare(project, cfg, times, on_progress, cancel, erm_seed=cfg.seeds[0])
 
 
 def _retrain_cfg(cfg: DemoBenchConfig):
-    from .retraining import RetrainConfig
+    from ..method.retraining import RetrainConfig
 
     return RetrainConfig(train=replace(cfg.erm, epochs=cfg.retrain_epochs, lr=cfg.retrain_lr,
                                        evals_per_epoch=cfg.retrain_evals), gammas=cfg.gammas,
@@ -160,89 +110,89 @@ def _retrain_cached(project: Project, key: str, cfg: DemoBenchConfig, times: dic
     With a γ grid, the γ search runs first (its runs remembered under ``key``-gamma) and the chosen
     γ's first-seed model is the first seed's model.
     """
-    from .retraining import accepted_candidates, gamma_search, generated_plan
-    from .training import train_classifier
+    from ..method.retraining import accepted_candidates, gamma_search, generated_plan
+    from ..training import train_classifier
 
-    done = _state(project).get(key, {})
+    done = _state_of(project).get(key, {})
     rc = replace(_retrain_cfg(cfg), method=method)
     cands = accepted_candidates(project, method) if candidates is None else candidates
     if rc.gamma_grid:
-        searched = _state(project).get(f"{key}-gamma", {})
+        searched = _state_of(project).get(f"{key}-gamma", {})
 
         def remember(g, model_id):
             searched[f"{g:g}"] = model_id
-            _save(project, f"{key}-gamma", searched)
+            _save_state(project, f"{key}-gamma", searched)
 
-        g, table = _timed(times, f"retrain {key}", lambda: gamma_search(
+        g, table = _timed_stage(times, f"retrain {key}", lambda: gamma_search(
             project, rc, cands, done=searched, on_done=remember, on_progress=on_progress, cancel=cancel,
             name=f"{key} ({len(cands)} generated)"))
-        _save(project, f"{key}-gamma-table", table)
+        _save_state(project, f"{key}-gamma-table", table)
         rc = replace(rc, gammas=(g,) * len(project.class_names), gamma_grid=())
         done.setdefault(str(cfg.seeds[0]), next(r["model_id"] for r in table if r["chosen"]))
-        _save(project, key, done)
+        _save_state(project, key, done)
     for seed in cfg.seeds:
         if str(seed) in done:
             continue
         plan = generated_plan(project, rc, cands)
-        res = _timed(times, f"retrain {key}", lambda: train_classifier(
+        res = _timed_stage(times, f"retrain {key}", lambda: train_classifier(
             project, replace(rc.train, seed=seed), role=method, name=f"{key} ({len(cands)} generated) seed {seed}",
             make_active=False, on_progress=on_progress, cancel=cancel, plan=plan))
         done[str(seed)] = res.model_id
-        _save(project, key, done)
+        _save_state(project, key, done)
     return [done[str(s)] for s in cfg.seeds]
 
 
 def _gamma_table(project: Project, key: str) -> Optional[list[dict]]:
-    return _state(project).get(f"{key}-gamma-table")
+    return _state_of(project).get(f"{key}-gamma-table")
 
 
 def _erm_models(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None) -> dict[int, int]:
     """Seed → ERM model id: seed 0 is the active model; other seeds train the same recipe (or reuse a stored one)."""
-    from .training import stored_model, train_classifier
+    from ..training import stored_model, train_classifier
 
-    erm_ids = {cfg.seeds[0]: project.active_erm_id, **{int(k): v for k, v in _state(project).get("erm", {}).items()}}
+    erm_ids = {cfg.seeds[0]: project.active_erm_id, **{int(k): v for k, v in _state_of(project).get("erm", {}).items()}}
     for seed in cfg.seeds:
         cached = stored_model(project, "erm", replace(cfg.erm, seed=seed)) if seed not in erm_ids else None
         if cached:
             erm_ids[seed] = cached["id"]
         if seed not in erm_ids:
-            res = _timed(times, "erm (other seeds)", lambda: train_classifier(
+            res = _timed_stage(times, "erm (other seeds)", lambda: train_classifier(
                 project, replace(cfg.erm, seed=seed), role="erm", name=f"erm seed {seed}", make_active=False,
                 on_progress=on_progress, cancel=cancel))
             erm_ids[seed] = res.model_id
-            _save(project, "erm", {str(k): v for k, v in erm_ids.items()})
+            _save_state(project, "erm", {str(k): v for k, v in erm_ids.items()})
     return erm_ids
 
 
 def _baseline_cached(project: Project, name: str, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None):
-    from .retraining import JTTConfig, run_dfr, run_jtt, run_oracle
+    from ..method.baselines import JTTConfig, run_dfr, run_jtt, run_oracle
 
     key = f"baseline-{name}"
-    done = _state(project).get(key, {})
+    done = _state_of(project).get(key, {})
     details = done.get("details", {})
     ids = done.get("ids", {})
     for seed in cfg.seeds:
         if str(seed) in ids:
             continue
         if name == "jtt":
-            res = _timed(times, "jtt", lambda: run_jtt(project, JTTConfig(train=replace(cfg.erm), jtt_epochs=cfg.jtt_epochs,
+            res = _timed_stage(times, "jtt", lambda: run_jtt(project, JTTConfig(train=replace(cfg.erm), jtt_epochs=cfg.jtt_epochs,
                                                                            lambda_up=cfg.lambda_up, seeds=(seed,)),
                                                        on_progress=on_progress, cancel=cancel))
         elif name == "dfr":
-            res = _timed(times, "dfr", lambda: run_dfr(project, (seed,), on_progress=on_progress, cancel=cancel))
+            res = _timed_stage(times, "dfr", lambda: run_dfr(project, (seed,), on_progress=on_progress, cancel=cancel))
         else:
-            from .training import stored_model
+            from ..training import stored_model
 
             cached = stored_model(project, "oracle", replace(cfg.erm, seed=seed, sampler="group_balanced"))
             if cached:  # e.g. trained by `bench calibrate` on the same data and recipe
                 ids[str(seed)] = cached["id"]
                 details = {**details, "group_labels": "train+val"}
-                _save(project, key, {"ids": ids, "details": details})
+                _save_state(project, key, {"ids": ids, "details": details})
                 continue
-            res = _timed(times, "oracle", lambda: run_oracle(project, cfg.erm, (seed,), on_progress=on_progress, cancel=cancel))
+            res = _timed_stage(times, "oracle", lambda: run_oracle(project, cfg.erm, (seed,), on_progress=on_progress, cancel=cancel))
         ids[str(seed)] = res.model_ids[0]
         details = {**details, f"seed {seed}": res.details, "group_labels": res.group_labels}
-        _save(project, key, {"ids": ids, "details": details})
+        _save_state(project, key, {"ids": ids, "details": details})
     return [ids[str(s)] for s in cfg.seeds], details
 
 
@@ -253,38 +203,39 @@ LABELS = {"erm": "none (val groups for model selection)", "jtt": "val (model sel
 
 def _scgs_rows(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None) -> list[dict]:
     """SCGS (retrained like DDB, from the ERM checkpoint) and JTT+SCGS, same seeds."""
-    from .generation import score
-    from .inpainting import InpaintConfig
-    from .retraining import JTTConfig, RetrainConfig, accepted_candidates, generated_plan, run_jtt
-    from .scgs import SCGSConfig, generate_scgs, select_scgs
+    from ..generation import score
+    from ..method.inpainting import InpaintConfig
+    from ..method.baselines import JTTConfig, run_jtt
+    from ..method.retraining import RetrainConfig, accepted_candidates, generated_plan
+    from ..method.scgs import SCGSConfig, generate_scgs, select_scgs
 
-    st = _state(project)
+    st = _state_of(project)
     scfg = SCGSConfig(seed=cfg.seeds[0], max_variants=cfg.scgs_max_variants)
     if st.get("scgs_selection") != asdict(scfg):
-        _timed(times, "scgs selection", lambda: select_scgs(project, scfg))
-        _save(project, "scgs_selection", asdict(scfg))
-    from . import api
+        _timed_stage(times, "scgs selection", lambda: select_scgs(project, scfg))
+        _save_state(project, "scgs_selection", asdict(scfg))
+    from .. import api
 
     inp = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
-    _timed(times, "scgs generation", lambda: generate_scgs(project, api.load_inpainter(project, cfg.model), scfg, inp,
+    _timed_stage(times, "scgs generation", lambda: generate_scgs(project, api.load_inpainter(project, cfg.model), scfg, inp,
                                                            on_progress=on_progress, cancel=cancel))
-    _timed(times, "scgs scoring", lambda: score(project, n_steps=cfg.ig_steps, on_progress=on_progress, cancel=cancel))
+    _timed_stage(times, "scgs scoring", lambda: score(project, n_steps=cfg.ig_steps, on_progress=on_progress, cancel=cancel))
     cands = accepted_candidates(project, "scgs")
     ids = _retrain_cached(project, "scgs", cfg, times, candidates=cands, on_progress=on_progress, cancel=cancel,
                           method="scgs")
     rows = [_row_from_models(project, "SCGS", ids, LABELS["scgs"],
                              {"generated": len(cands), "gamma_search": _gamma_table(project, "scgs")})]
     if "jtt" in cfg.baselines:
-        jdone = _state(project).get("jtt+scgs", {})
+        jdone = _state_of(project).get("jtt+scgs", {})
         extra = generated_plan(project, RetrainConfig(method="scgs", init="scratch"), cands)
         for seed in cfg.seeds:
             if str(seed) not in jdone:
-                res = _timed(times, "jtt+scgs", lambda: run_jtt(project, JTTConfig(train=cfg.erm, jtt_epochs=cfg.jtt_epochs,
+                res = _timed_stage(times, "jtt+scgs", lambda: run_jtt(project, JTTConfig(train=cfg.erm, jtt_epochs=cfg.jtt_epochs,
                                                                                     lambda_up=cfg.lambda_up, seeds=(seed,)),
                                                                 on_progress=on_progress, cancel=cancel, extra=extra,
                                                                 role="jtt+scgs"))
                 jdone[str(seed)] = res.model_ids[0]
-                _save(project, "jtt+scgs", jdone)
+                _save_state(project, "jtt+scgs", jdone)
         rows.append(_row_from_models(project, "JTT+SCGS", [jdone[str(s)] for s in cfg.seeds], LABELS["jtt+scgs"]))
     return rows
 
@@ -292,11 +243,11 @@ def _scgs_rows(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=
 def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", name: str = "demo",
                doc: Optional[Path] = None, json_path: Optional[Path] = None, on_progress: Optional[ProgressFn] = None,
                cancel=None) -> dict:
-    from .pruning import summary, thresholds, thresholds_json
+    from ..decisions import summary, thresholds, thresholds_json
 
     t_start = time.monotonic()
     times: dict[str, float] = {}
-    project = _timed(times, "data", lambda: _project(Path(workdir), name, cfg, on_progress))
+    project = _timed_stage(times, "data", lambda: _project(Path(workdir), name, cfg, on_progress))
     prepare(project, cfg, times, on_progress, cancel)
     erm_ids = _erm_models(project, cfg, times, on_progress, cancel)
     rows = [_row_from_models(project, "ERM", [erm_ids[s] for s in cfg.seeds], LABELS["erm"])]
@@ -326,7 +277,7 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
     erm, ddb = rows[0]["wga"]["mean"], rows[-1]["wga"]["mean"]
     jtt = next((r["wga"]["mean"] for r in rows if r["method"] == "JTT"), None)
     result["goals"] = {"ddb_ge_erm_plus_25": ddb >= erm + 0.25, "ddb_ge_jtt": None if jtt is None else ddb >= jtt}
-    from .reporting import build_report, save_report
+    from ..reporting import build_report, save_report
 
     rep = save_report(project, build_report(project, ddb_ids, erm_ids[cfg.seeds[0]], title="DDB on the demo (bench)"), "table")
     result["ddb_report_id"] = rep["id"]
@@ -334,7 +285,7 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2))
     if doc:
-        from .bench import write_section
+        from .docs import write_section
 
         write_section(doc, "demo" if cfg != DemoBenchConfig.quick() else "demo-quick", demo_markdown(result))
     return result
@@ -398,7 +349,7 @@ def _gamma_words(c: dict) -> str:
 
 
 def _gamma_lines(rows: list[dict]) -> list[str]:
-    from .reporting import _pct
+    from ..reporting import _pct
 
     out = []
     for r in rows:
@@ -448,7 +399,7 @@ def _copy_after_erm(src: Project, dst_root: Path) -> Project:
         return Project.open(dst_root)
     tmp = dst_root.with_name(dst_root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    from .store import DB_NAME
+    from ..store import DB_NAME
 
     skip = {"candidates", "ig", "tokens", "masks", "reports", "runs", "exports"}
     top = str(src.root.resolve())
@@ -474,7 +425,7 @@ def _copy_after_erm(src: Project, dst_root: Path) -> Project:
 def bench_pruning(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", doc: Optional[Path] = None,
                   json_path: Optional[Path] = None, on_progress=None, cancel=None) -> dict:
     """Table 2 shape: per class, candidates and pruned; WGA with pruning vs with every candidate."""
-    from .pruning import summary, thresholds
+    from ..decisions import summary, thresholds
 
     t0 = time.monotonic()
     times: dict[str, float] = {}
@@ -536,9 +487,9 @@ def judged_swaps(project: Project, judge_id: int, method: str = "ddb") -> dict[s
     A check of the pruning rule against a classifier that does not share the ERM model's shortcut (the demo's
     group-balanced oracle): a useful rule keeps a larger share of real class swaps than it prunes.
     """
-    from .imaging import ClassifierDataset, ImageSet
-    from .models import load_classifier, predict
-    from .pruning import decisions
+    from ..imaging import ClassifierDataset, ImageSet
+    from ..models import load_classifier, predict
+    from ..decisions import decisions
 
     kept = {d.candidate_id: d.kept for d in decisions(project, "c.method = ?", [method])}
     rows = [r for r in project.db.query("select id, source_label, target_label, path from candidates "
@@ -592,13 +543,13 @@ def bench_ti(cfg: DemoBenchConfig = DemoBenchConfig(), sizes: Sequence[int] = (0
              workdir: str = "projects/bench", doc: Optional[Path] = None, json_path: Optional[Path] = None,
              on_progress=None, cancel=None) -> dict:
     """Table 5 shape: TI set size → pruned count and WGA (size 0 = the plain class-agnostic prompt)."""
-    from .pruning import summary, thresholds
+    from ..decisions import summary, thresholds
 
     t0 = time.monotonic()
     times: dict[str, float] = {}
     base = _project(Path(workdir), "demo", cfg, on_progress)
     if base.active_erm_id is None:
-        from . import api
+        from .. import api
 
         api.train_erm(base, replace(cfg.erm, seed=cfg.seeds[0]), on_progress=on_progress, cancel=cancel)
     rows = []
@@ -627,27 +578,27 @@ def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "pr
     "none" is the plain prompt. Tokens are learned here (``cfg.ti_size`` images, ``cfg.ti_steps`` steps, seed =
     the first seed) and nothing is written to the project: the measurement leaves its candidates untouched.
     """
-    from . import api
-    from .bench_micro import _classify
-    from .generation import object_word
-    from .imaging import load_mask, load_rgb
-    from .inpainting import InpaintConfig, Inpainter
-    from .inversion import InversionConfig, learn_token
-    from .masking import box_of
-    from .selection import SelectionConfig, class_rows_by_loss, inversion_rows, selected
+    from .. import api
+    from .inpainter import _classify
+    from ..generation import object_word
+    from ..imaging import load_mask, load_rgb
+    from ..method.inpainting import InpaintConfig, Inpainter
+    from ..method.inversion import InversionConfig, learn_token
+    from ..method.masking import box_of
+    from ..method.selection import SelectionConfig, class_rows_by_loss, inversion_rows, selected
 
     t0 = time.monotonic()
     times: dict[str, float] = {}
     project = _project(Path(workdir), "demo", cfg, on_progress)
     if project.active_erm_id is None:
-        _timed(times, "erm (seed 0)", lambda: api.train_erm(project, replace(cfg.erm, seed=cfg.seeds[0]),
+        _timed_stage(times, "erm (seed 0)", lambda: api.train_erm(project, replace(cfg.erm, seed=cfg.seeds[0]),
                                                             on_progress=on_progress, cancel=cancel))
     sel = SelectionConfig(k=cfg.k, ti_size=cfg.ti_size, ti_source=cfg.ti_source)
     if not selected(project, "source", 0):
         api.select(project, sel)
     oracle_ids, _ = _baseline_cached(project, "oracle", replace(cfg, seeds=cfg.seeds[:1]), times, on_progress, cancel)
     m = project.model(oracle_ids[0])
-    from .models import load_classifier
+    from ..models import load_classifier
 
     judge, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
     names = project.class_names
@@ -748,7 +699,7 @@ def _write(res: dict, doc: Optional[Path], json_path: Optional[Path], section: s
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(res, indent=2))
     if doc:
-        from .bench import write_section
+        from .docs import write_section
 
         write_section(doc, section, md)
 

@@ -1,6 +1,6 @@
 """Scale benchmark of the review screen: a synthetic project with 120,000 candidates.
 
-    python -m ui.bench_scale [--n 120000] [--repeats 50] [--workdir projects/bench/scale]
+    python -m ddb_core.bench.app_scale [--n 120000] [--repeats 50] [--workdir projects/bench/scale]
 
 Builds (once) a project whose candidates have random ψ, ρ and detection scores and point at a
 pool of small generated images (no diffusion needed), then measures server-side times with the
@@ -27,12 +27,12 @@ def build_scale_project(root: Path, n: int, seed: int = 0):
     from PIL import Image
 
     from ddb_core.api import create_project
-    from ddb_core.demo_data import DemoDataConfig
+    from ddb_core.demo.data import DemoDataConfig
     from ddb_core.store import Project, now
 
     if Project.exists(root):
         p = Project.open(root)
-        if p.db.execute("select count(*) from candidates").fetchone()[0] == n:
+        if p.db.execute("select count(*) from candidates where score_model_id = 1").fetchone()[0] == n:
             return p
     project, _ = create_project(root, "demo", demo=DemoDataConfig(seed=seed, n_train=400, n_val=40, n_test=40), replace=Project.exists(root))
     rng = np.random.default_rng(seed)
@@ -45,6 +45,10 @@ def build_scale_project(root: Path, n: int, seed: int = 0):
     mask_rows = [{"sample_id": r["id"], "backend": "provided", "params_hash": "scale", "params": "{}", "status": "ok",
                   "score": float(rng.uniform(0.3, 1.0)), "area": 0.1, "path": None, "created_at": now()} for r in train]
     with project.write():
+        # the scores belong to a stand-in ERM model (id 1, Ψ = 0.5 for both classes), as scores always do
+        project.set_meta("active_erm_model", 1)
+        project.db.execute("delete from class_stats")
+        project.db["class_stats"].insert_all([{"erm_model_id": 1, "label": c, "mean_softmax": 0.5, "n": 1} for c in (0, 1)])
         project.db.execute("delete from decisions")
         project.db.execute("delete from audit")
         project.db.execute("delete from candidates")
@@ -59,7 +63,7 @@ def build_scale_project(root: Path, n: int, seed: int = 0):
             rows.append({"key": f"ddb:{s['id']}:{i}->{1 - i}:scale:{k}", "method": "ddb", "source_id": s["id"],
                          "source_label": i, "target_label": 1 - i, "mask_id": mask_ids[s["id"]],
                          "path": f"candidates/pool/{k % POOL}.png", "seed": k, "prompt": "a photo of a bird",
-                         "provenance": "{}", "psi": float(rng.beta(2, 2)), "rho": float(rng.normal(0.2, 0.15)),
+                         "provenance": "{}", "psi": float(rng.beta(2, 2)), "rho": float(rng.normal(0.2, 0.15)), "score_model_id": 1,
                          "created_at": now()})
         project.db["candidates"].insert_all(rows, batch_size=5000)
     return project
@@ -107,12 +111,12 @@ def run(n: int = 120_000, repeats: int = 50, workdir: str = "projects/bench/scal
            "targets": {"slider_p95_le_150ms": _stats(slider)["p95_ms"] <= 150,
                        "gallery_p95_le_300ms": _stats(gallery)["p95_ms"] <= 300,
                        "open_le_2s": _stats(opens)["max_ms"] <= 2000},
-           "command": f"python -m ui.bench_scale --n {n} --repeats {repeats}"}
+           "command": f"python -m ddb_core.bench.app_scale --n {n} --repeats {repeats}"}
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(res, indent=2))
     if doc:
-        from ddb_core.bench import write_section
+        from ddb_core.bench.docs import write_section
 
         write_section(Path(doc), "scale", scale_markdown(res))
     return res
@@ -134,13 +138,17 @@ def scale_markdown(res: dict) -> str:
     ]) + "\n"
 
 
-if __name__ == "__main__":
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description="review-screen scale benchmark")
     ap.add_argument("--n", type=int, default=120_000)
     ap.add_argument("--repeats", type=int, default=50)
     ap.add_argument("--workdir", default="projects/bench/scale")
     ap.add_argument("--no-docs", action="store_true")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     out = run(a.n, a.repeats, a.workdir, None if a.no_docs else "docs/benchmarks.md",
               None if a.no_docs else "docs/bench/scale.json")
     print(scale_markdown(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, ModelError
-from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
+from ..errors import ConfigError, ModelError
+from ..progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 
 TEMPLATES = ("a photo of a {token} {name}", "a picture of a {token} {name}", "an image of the {token} {name}",
              "a photo of the {token} {name}")
@@ -127,7 +127,6 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
     """Learn the embedding of ``token`` from ``images`` (adds the token to ``pipe``)."""
     import torch
     import torch.nn.functional as F
-    from PIL import Image
 
     if len(images) == 0:
         raise ConfigError(f"textual inversion of {token} needs at least one image")

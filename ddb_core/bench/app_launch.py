@@ -1,6 +1,6 @@
 """First-launch benchmark: `python app.py` on a fresh demo project folder.
 
-    python -m ui.bench_launch [--runs 1] [--port 7871]
+    python -m ddb_core.bench.app_launch [--runs 1] [--port 7871]
 
 Starts the app as a separate process (as a user would), measures the time until the page
 answers, then until the background build has stored scored candidates (reviewable), and the time
@@ -85,7 +85,7 @@ def main() -> None:
     a = ap.parse_args()
     runs = [one_run(a.port) for _ in range(a.runs)]
     med = {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in ("page_up_s", "reviewable_s", "second_launch_page_up_s")}
-    res = {"runs": runs, "median": med, "command": f"python -m ui.bench_launch --runs {a.runs}"}
+    res = {"runs": runs, "median": med, "command": f"python -m ddb_core.bench.app_launch --runs {a.runs}"}
     md = "\n".join([
         "## First launch of the app", "",
         f"Command: `{res['command']}` — `python app.py` on a fresh project folder, as a separate process, on this "
@@ -97,7 +97,7 @@ def main() -> None:
     print(md)
     if not a.no_docs:
         sys.path.insert(0, str(ROOT))
-        from ddb_core.bench import write_section
+        from ddb_core.bench.docs import write_section
 
         write_section(ROOT / "docs" / "benchmarks.md", "launch", md)
         (ROOT / "docs" / "bench").mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,47 @@
+"""The project's pipeline settings: which inpainting model and which masker (with its options) the
+generation stages use, and the loaders that build them.
+
+Settings live in the project meta ``pipeline``; a change is read and written in one transaction,
+so a setting saved meanwhile by another process is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .store import Project
+
+PIPELINE_DEFAULTS = {"inpaint_model": "stabilityai/stable-diffusion-2-inpainting", "masker": None, "masker_options": {}}
+
+
+def pipeline_settings(project: Project) -> dict:
+    """The project's choices of inpainting model and masker (with defaults filled in)."""
+    s = {**PIPELINE_DEFAULTS, **(project.get_meta("pipeline") or {})}
+    if s["masker"] is None:  # ground-truth masks when the dataset ships them, else text-prompted masks
+        has_masks = project.db.execute("select count(*) from samples where mask_path is null").fetchone()[0] == 0
+        s["masker"] = "provided" if has_masks and project.sample_count() else "langsam"
+    return s
+
+
+def set_pipeline_settings(project: Project, **changes) -> dict:
+    """Change the given settings (``inpaint_model``, ``masker``, ``masker_options``); the others are kept,
+    even when another process saved them a moment ago (read and written in one transaction)."""
+    with project.write():
+        s = {**(project.get_meta("pipeline") or {}), **{k: v for k, v in changes.items() if v is not None}}
+        project.set_meta("pipeline", s)
+    return pipeline_settings(project)
+
+
+def load_inpainter(project: Project, model: Optional[str] = None, device: str = "auto", dtype: str = "auto"):
+    from .method.inpainting import Inpainter
+
+    return Inpainter.load(model or pipeline_settings(project)["inpaint_model"], device=device, dtype=dtype)
+
+
+def load_masker(project: Project, name: Optional[str] = None, options: Optional[dict] = None):
+    from .method.masking import build_masker
+
+    s = pipeline_settings(project)
+    name = name or s["masker"]
+    opts = options if options is not None else (s["masker_options"] if name == s["masker"] else {})
+    return build_masker(name, project=project, **opts)
