@@ -1,0 +1,214 @@
+"""The Review screen: thresholds (Ψ per source class, P per target class) with live counts and plots,
+one candidate's five panels (source, mask, result, softmax shift, IG map) and its decision, and a
+filtered gallery with batch actions. What it shows comes from ``review_view``; decisions, undo,
+batches and the mask editor are in ``review_actions``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+
+from . import review_actions as actions
+from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
+                          direction_choices, gallery_items, refilter, threshold_plots, thresholds_from)
+from .state import AppState, safe, user_of
+
+
+def build(state: AppState) -> SimpleNamespace:
+    v = SimpleNamespace()
+    names = state.class_names()
+    v.n_sliders = max(2, len(names))
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            gr.Markdown("**Thresholds** (keep x′ iff ψ < Ψ of its source class and ρ > P of its target class)")
+            label = lambda c: names[c] if c < len(names) else f"class {c}"
+            v.psi = [gr.Slider(0, 1, value=0.5, step=0.001, label=f"Ψ {label(c)} (source)", visible=c < len(names),
+                               elem_id=f"psi-{c}") for c in range(v.n_sliders)]
+            v.p = [gr.Slider(-1, 1, value=0.0, step=0.0001, label=f"P {label(c)} (target)", visible=c < len(names),
+                             elem_id=f"p-{c}") for c in range(v.n_sliders)]
+            with gr.Row():
+                v.reset = gr.Button("Reset to the computed defaults…", size="sm", elem_id="btn-reset-th")
+                v.undo_th = gr.Button("Undo the last threshold change", size="sm", elem_id="btn-undo-th")
+            v.reset_confirm = gr.Button("Confirm the reset", size="sm", variant="stop", visible=False,
+                                        elem_id="btn-reset-confirm")
+            v.th_msg = gr.Markdown(elem_id="threshold-msg")
+            v.counts = gr.Markdown(elem_id="counts")
+        with gr.Column(scale=2):
+            v.plot_dir = gr.Dropdown(label="plots for direction", choices=[], value=None)
+            v.scatter = gr.Image(label="ψ–ρ scatter", type="numpy", interactive=False, height=270, elem_id="scatter")
+            with gr.Row():
+                v.hist_psi = gr.Image(label="ψ", type="numpy", interactive=False, height=130)
+                v.hist_rho = gr.Image(label="ρ", type="numpy", interactive=False, height=130)
+    gr.Markdown("### Candidate")
+    with gr.Row():
+        panel = lambda label, eid, pixelated=True: gr.Image(label=label, type="numpy", interactive=False, elem_id=eid,
+                                                            elem_classes=["pixelated"] if pixelated else None)
+        v.panels = [panel("source", "panel-source"), panel("mask on source", "panel-mask"),
+                    panel("inpainted result", "panel-result"), panel("softmax shift", "panel-softmax", False),
+                    panel("IG on result, mask outline", "panel-ig")]
+    v.info = gr.Markdown(elem_id="review-info")
+    with gr.Row():
+        v.prev = gr.Button("← previous", elem_id="btn-prev")
+        v.accept = gr.Button("accept (a)", variant="primary", elem_id="btn-accept")
+        v.reject = gr.Button("reject (r)", variant="stop", elem_id="btn-reject")
+        v.auto = gr.Button("back to automatic", elem_id="btn-auto")
+        v.undo = gr.Button("undo (u)", elem_id="btn-undo")
+        v.next = gr.Button("next →", elem_id="btn-next")
+    with gr.Accordion("Edit the mask and regenerate this candidate", open=False):
+        gr.Markdown("Paint the region to repaint (red) on the source, then regenerate: the new candidate keeps the "
+                    "source, prompt and seed, is scored at once, and appears next to the original.")
+        v.editor = gr.ImageEditor(type="numpy", image_mode="RGBA", height=300, elem_id="mask-editor",
+                                  brush=gr.Brush(colors=["#ff3030"], default_size=10, color_mode="fixed"),
+                                  transforms=(), sources=())
+        with gr.Row():
+            v.edit_btn = gr.Button("Load the current mask")
+            v.regen_btn = gr.Button("Regenerate with this mask", variant="primary")
+        v.regen_msg = gr.Markdown()
+    gr.Markdown("### Gallery")
+    with gr.Row():
+        v.f_dir = gr.Dropdown(label="direction", choices=[("all", "")], value="")
+        v.f_method = gr.Dropdown([("all", ""), ("DDB", "ddb"), ("SCGS", "scgs")], value="", label="method")
+        v.f_status = gr.Dropdown(STATUS_CHOICES, value="all", label="decision")
+        v.f_sort = gr.Dropdown(SORT_CHOICES, value="id", label="sort")
+        v.f_psi = gr.Textbox(label="ψ range (min,max)", placeholder="e.g. 0,0.5")
+        v.f_rho = gr.Textbox(label="ρ range (min,max)", placeholder="e.g. 0.1,")
+    with gr.Row():
+        v.page_prev = gr.Button("◀ page", size="sm")
+        v.page_info = gr.Markdown(elem_id="page-info")
+        v.page_next = gr.Button("page ▶", size="sm")
+    v.gallery = gr.Gallery(columns=12, height=420, allow_preview=False, elem_id="gallery", elem_classes=["pixelated"])
+    with gr.Row():
+        v.batch_action = gr.Dropdown([("accept", "accept"), ("reject", "reject"), ("back to automatic", "auto")],
+                                     value="reject", label="batch action on every candidate of the current filter")
+        v.batch_btn = gr.Button("Apply to the filter…")
+        v.batch_confirm = gr.Button("Confirm", visible=False, variant="stop", elem_id="btn-batch-confirm")
+    v.batch_msg = gr.Markdown(elem_id="batch-msg")
+    v.pending_batch = gr.State(None)  # the ids and action counted, until confirmed or cancelled
+    v.nav = gr.State(dict(EMPTY_NAV))
+    # groups of components the handlers read and write
+    v.sliders = [*v.psi, *v.p]
+    v.filters = [v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method, v.nav]
+    v.detail = [*v.panels, v.info]
+    v.refiltered = [v.counts, v.gallery, v.page_info, v.nav, *v.detail]
+    return v
+
+
+def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
+    plots_out = [v.counts, v.scatter, v.hist_psi, v.hist_rho]
+    for s in v.sliders:  # .input (a user's move), not .change: a programmatic update must not redraw stale values
+        s.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden",
+                trigger_mode="always_last", api_name=f"threshold_{s.elem_id.replace('-', '_')}")
+    v.plot_dir.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden")
+    for slot, s in enumerate(v.sliders):
+        s.release(safe(partial(save_threshold, state, v, slot)), [*v.sliders, *v.filters], v.refiltered,
+                  show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}")
+    refilter_fn = safe(partial(refilter, state))
+    for comp in (v.f_dir, v.f_status, v.f_sort, v.f_method):
+        comp.change(refilter_fn, v.filters, v.refiltered, show_progress="hidden")
+    for comp, name in ((v.f_psi, "filter_psi"), (v.f_rho, "filter_rho")):
+        comp.submit(refilter_fn, v.filters, v.refiltered, show_progress="hidden", api_name=name)
+    v.reset.click(ask_reset, [], [v.th_msg, v.reset_confirm])
+    for btn, fn, name in ((v.reset_confirm, reset_thresholds, "reset_thresholds"),
+                          (v.undo_th, undo_thresholds, "undo_thresholds")):
+        btn.click(safe(partial(fn, state, v)), [], [*v.sliders, v.th_msg, v.reset_confirm], api_name=name).then(
+            safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered)
+    actions.wire(state, v)
+
+
+def refresh_outputs(v: SimpleNamespace) -> list:
+    return [*v.sliders, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_dir, v.f_dir, v.gallery, v.page_info, v.nav,
+            *v.detail]
+
+
+def refresh(state: AppState, v: SimpleNamespace) -> list:
+    """Everything the screen shows, from the stored thresholds (on page load and after every job)."""
+    index = state.index(reload=True)
+    names = state.class_names()
+    if index is None or len(index) == 0:
+        return [*slider_updates(v, index), counts_markdown(index, {}, {}, names), *threshold_plots(None, {}, {}, None),
+                gr.Dropdown(choices=[]), gr.Dropdown(choices=[("all", "")], value=""), [], "", dict(EMPTY_NAV),
+                None, None, None, None, None, "No candidates yet."]
+    dirs = direction_choices(index, names)
+    ids = index.query(current_filter("", "all", "id", "", ""))
+    gallery, page_info = gallery_items(index, ids, 0)
+    nav = {"ids": [int(i) for i in ids], "pos": 0, "page": 0}
+    return [*slider_updates(v, index), counts_markdown(index, index.Psi, index.P, names),
+            *threshold_plots(index, index.Psi, index.P, dirs[0][1] if dirs else None),
+            gr.Dropdown(choices=dirs, value=dirs[0][1] if dirs else None),
+            gr.Dropdown(choices=[("all", "")] + dirs, value=""), gallery, page_info, nav,
+            *detail_panels(index, int(ids[0]) if len(ids) else None, names)]
+
+
+def slider_updates(v: SimpleNamespace, index) -> list:
+    """Slider ranges and values from the project's thresholds and the ρ distribution.
+
+    The P range spans every ρ with a 5% margin; a stored P outside it is shown at the nearest end,
+    which keeps and prunes exactly the same candidates."""
+    if index is None or len(index) == 0:
+        return [gr.Slider() for _ in v.sliders]
+    rho = index.rho[np.isfinite(index.rho)]
+    lo, hi = (float(rho.min()), float(rho.max())) if rho.size else (-1.0, 1.0)
+    margin = max(hi - lo, 1e-6) * 0.05
+    lo, hi = lo - margin, hi + margin
+    n = index.n_classes
+    ups = [gr.Slider(minimum=0.0, maximum=1.001, step=0.001, value=round(min(max(index.Psi.get(c, 0.5), 0.0), 1.001), 4),
+                     visible=c < n) for c in range(v.n_sliders)]
+    return ups + [gr.Slider(minimum=lo, maximum=hi, step=(hi - lo) / 1000, value=min(max(index.P.get(c, 0.0), lo), hi),
+                            visible=c < n) for c in range(v.n_sliders)]
+
+
+# -- thresholds ----------------------------------------------------------------------------------
+
+def on_threshold(state: AppState, v: SimpleNamespace, *values):
+    """A slider moved: counts and plots at the new thresholds (nothing saved yet)."""
+    index = state.index()
+    names = state.class_names()
+    if index is None or len(index) == 0:
+        return counts_markdown(index, {}, {}, names), *threshold_plots(None, {}, {}, None)
+    *th, direction = values
+    n = index.n_classes
+    Psi, P = thresholds_from(index, list(th[:n]) + list(th[v.n_sliders:v.n_sliders + n]))
+    return counts_markdown(index, Psi, P, names), *threshold_plots(index, Psi, P, direction)
+
+
+def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):
+    """Slider ``slot`` released: its value alone is saved with the project (a value another process saved
+    for another class meanwhile is kept); the gallery and detail follow."""
+    index = state.index()
+    if index is None or len(index) == 0:
+        return gr.Markdown(), [], "", dict(EMPTY_NAV), None, None, None, None, None, ""
+    *th, d, st, sort, fpsi, frho, method, nav = values
+    c = slot % v.n_sliders
+    if c < index.n_classes:
+        value = {c: float(th[slot])}
+        if slot < v.n_sliders:
+            index.save_thresholds(Psi=value, who=user_of())
+        else:
+            index.save_thresholds(P=value, who=user_of())
+    return refilter(state, d, st, sort, fpsi, frho, method, nav, keep_current=True)
+
+
+def ask_reset():
+    return ("**Reset the thresholds** of the active ERM model to the computed defaults (Ψ from Eq. 3, P from the "
+            "candidates scored now)? Every decision that follows from them may change; “Undo the last threshold "
+            "change” restores them.", gr.Button(visible=True))
+
+
+def reset_thresholds(state: AppState, v: SimpleNamespace):
+    index = state.index()
+    if index is None:
+        return [gr.Slider() for _ in v.sliders] + ["", gr.Button(visible=False)]
+    index.reset_thresholds(who=user_of())
+    return slider_updates(v, index) + ["Thresholds reset to the computed defaults.", gr.Button(visible=False)]
+
+
+def undo_thresholds(state: AppState, v: SimpleNamespace):
+    index = state.index()
+    if index is None or index.undo_thresholds(who=user_of()) is None:
+        return [gr.skip() for _ in v.sliders] + ["No threshold change to undo.", gr.Button(visible=False)]
+    return slider_updates(v, index) + ["The thresholds are back as they were before the last change.",
+                                       gr.Button(visible=False)]

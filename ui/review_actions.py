@@ -1,0 +1,182 @@
+"""What a person does on the Review screen: move between candidates and gallery pages, accept /
+reject / back to automatic, undo the latest action (one candidate or a whole batch), act on a
+filter with a bound confirmation, and repaint a candidate with a mask drawn by hand.
+
+Every decision is one action of the project's audit log (``ddb_core.decisions``), recorded with the
+signed-in user's name.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+
+from ddb_core import api
+from ddb_core.errors import DDBError
+
+from . import plots
+from .review_view import BIG, PAGE, counts_markdown, detail_panels, gallery_items, refilter
+from .state import AppState, load_image, safe, user_of
+
+
+def wire(state: AppState, v: SimpleNamespace) -> None:
+    nav_detail = [v.nav, *v.detail]
+    v.page_prev.click(partial(change_page, state, -1), [v.nav], [v.gallery, v.page_info, v.nav], show_progress="hidden")
+    v.page_next.click(partial(change_page, state, +1), [v.nav], [v.gallery, v.page_info, v.nav], show_progress="hidden")
+
+    def on_pick(nav: dict, evt: gr.SelectData):  # Gradio passes the selection to a parameter annotated so
+        return pick(state, nav, evt)
+
+    v.gallery.select(on_pick, [v.nav], nav_detail, show_progress="hidden")
+    v.prev.click(partial(move, state, -1), [v.nav], nav_detail, show_progress="hidden", api_name="previous")
+    v.next.click(partial(move, state, +1), [v.nav], nav_detail, show_progress="hidden", api_name="next")
+    for btn, decision in ((v.accept, "accept"), (v.reject, "reject"), (v.auto, None)):
+        btn.click(safe(partial(decide, state, decision)), [v.nav], [*nav_detail, v.counts], show_progress="hidden",
+                  api_name=f"decide_{decision or 'auto'}")
+    v.undo.click(safe(partial(undo, state)), [v.nav], [*nav_detail, v.counts], show_progress="hidden", api_name="undo")
+    v.edit_btn.click(safe(partial(load_editor, state)), [v.nav], [v.editor])
+    v.regen_btn.click(safe(partial(regenerate, state)), [v.nav, v.editor], [*nav_detail, v.counts, v.regen_msg],
+                      api_name="regenerate")
+    batch_out = [v.batch_msg, v.batch_confirm, v.pending_batch]
+    v.batch_btn.click(batch_ask, [v.batch_action, v.nav, v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method],
+                      batch_out, api_name="batch_ask")
+    for comp in (v.batch_action, v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method):
+        comp.change(batch_cancel, [v.pending_batch], batch_out, show_progress="hidden")
+    v.batch_confirm.click(safe(partial(batch_confirm, state)), [v.pending_batch], [*batch_out[:2], v.counts, v.pending_batch],
+                          api_name="batch_confirm").then(safe(partial(refilter, state, keep_current=True)), v.filters,
+                                                         v.refiltered)
+
+
+def _counts(state: AppState, index) -> str:
+    return counts_markdown(index, index.Psi, index.P, state.class_names()) if index is not None else ""
+
+
+# -- moving around -------------------------------------------------------------------------------
+
+def change_page(state: AppState, delta: int, nav: dict):
+    ids = np.array(nav.get("ids", []), np.int64)
+    page = min(max(0, nav.get("page", 0) + delta), max(1, -(-len(ids) // PAGE)) - 1)
+    gallery, page_info = gallery_items(state.index(), ids, page)
+    return gallery, page_info, {**nav, "page": page}
+
+
+def pick(state: AppState, nav: dict, evt: gr.SelectData):
+    pos = nav.get("page", 0) * PAGE + int(evt.index)
+    nav = {**nav, "pos": pos}
+    cid = nav["ids"][pos] if pos < len(nav["ids"]) else None
+    return nav, *detail_panels(state.index(), cid, state.class_names())
+
+
+def move(state: AppState, delta: int, nav: dict):
+    ids = nav.get("ids", [])
+    if not ids:
+        return nav, *detail_panels(state.index(), None, state.class_names())
+    pos = min(max(0, nav.get("pos", 0) + delta), len(ids) - 1)
+    return {**nav, "pos": pos}, *detail_panels(state.index(), ids[pos], state.class_names())
+
+
+# -- decisions -------------------------------------------------------------------------------------
+
+def decide(state: AppState, decision, nav: dict):
+    """accept / reject / None (back to automatic) on the shown candidate, then the next one."""
+    index = state.index()
+    ids = nav.get("ids", [])
+    if not ids:
+        return nav, *detail_panels(index, None, state.class_names()), counts_markdown(index, {}, {}, state.class_names())
+    index.decide([ids[nav.get("pos", 0)]], decision, who=user_of())
+    pos = min(nav.get("pos", 0) + 1, len(ids) - 1)  # auto-advance
+    return {**nav, "pos": pos}, *detail_panels(index, ids[pos], state.class_names()), _counts(state, index)
+
+
+def undo(state: AppState, nav: dict):
+    """Revert the latest decision action — one candidate, or a whole batch — and show its first candidate."""
+    index = state.index()
+    restored = index.undo(who=user_of()) if index is not None else None
+    if not restored:
+        return nav, *detail_panels(index, None, state.class_names()), counts_markdown(index, {}, {}, state.class_names())
+    cid = restored[0]
+    ids = nav.get("ids", [])
+    if cid in ids:
+        nav = {**nav, "pos": ids.index(cid)}
+    return nav, *detail_panels(index, cid, state.class_names()), _counts(state, index)
+
+
+def batch_ask(action, nav, d, st, sort, fpsi, frho, method):
+    """Count the filter's candidates and bind the batch to exactly them and this action: Confirm applies it
+    to these ids, whatever the filter or the action shows by then."""
+    ids = [int(i) for i in nav.get("ids", [])]
+    word = {"accept": "accept", "reject": "reject", "auto": "set back to automatic"}[action]
+    if not ids:
+        return "No candidate in the current filter.", gr.Button(visible=False), None
+    described = {"direction": d or "all", "decision": st or "all", "method": method or "all", "psi": fpsi or "",
+                 "rho": frho or ""}
+    pending = {"ids": ids, "action": action, "filter": described}
+    shown = ", ".join(f"{k} {val}" for k, val in described.items() if val)
+    return (f"This will **{word} {len(ids)} candidates** (every candidate of the current filter: {shown}). Press "
+            f"Confirm; changing the filter or the action cancels this.", gr.Button(visible=True), pending)
+
+
+def batch_cancel(pending):
+    if pending:
+        return "The pending batch action was cancelled (the filter or the action changed).", gr.Button(visible=False), None
+    return gr.skip(), gr.Button(visible=False), None
+
+
+def batch_confirm(state: AppState, pending):
+    if not pending:
+        return "Nothing to confirm: press “Apply to the filter…” first.", gr.Button(visible=False), gr.skip(), None
+    index = state.index()
+    action = pending["action"]
+    changed = index.decide(pending["ids"], None if action == "auto" else action, who=user_of(),
+                           detail={"filter": pending["filter"], "batch": len(pending["ids"])})
+    return (f"{changed} decisions changed ({len(pending['ids'])} candidates in the batch); undo (u) reverts the whole "
+            f"batch.", gr.Button(visible=False), _counts(state, index), None)
+
+
+# -- the mask editor ---------------------------------------------------------------------------------
+
+def load_editor(state: AppState, nav: dict):
+    """The shown candidate's source (aspect ratio kept) with its mask as a red layer to paint on."""
+    from PIL import Image
+
+    ids = nav.get("ids", [])
+    if not ids:
+        return None
+    d = state.index().detail(ids[nav.get("pos", 0)])
+    src = load_image(d["source_path"])
+    mask = load_image(d["mask_path"], src.shape[:2], mask=True) if d["mask_path"] else np.zeros(src.shape[:2], np.uint8)
+    big = plots.enlarge(src, BIG)
+    bh, bw = big.shape[:2]
+    m = np.asarray(Image.fromarray(mask).resize((bw, bh), Image.NEAREST))
+    layer = np.zeros((bh, bw, 4), np.uint8)
+    layer[..., 0], layer[..., 1], layer[..., 2] = 255, 48, 48
+    layer[..., 3] = np.where(m >= 128, 200, 0)
+    return {"background": np.dstack([big, np.full((bh, bw), 255, np.uint8)]), "layers": [layer], "composite": None}
+
+
+def regenerate(state: AppState, nav: dict, value):
+    """A new candidate from the shown one's source, prompt and seed, with the painted mask (at the source's size)."""
+    from PIL import Image
+
+    index = state.index()
+    ids = list(nav.get("ids", []))
+    if not ids or not value or not value.get("layers"):
+        raise DDBError("Load the current mask first, then paint on it.")
+    cid = ids[nav.get("pos", 0)]
+    h, w = load_image(index.detail(cid)["source_path"]).shape[:2]
+    alpha = np.zeros(value["layers"][0].shape[:2], np.uint8)
+    for layer in value["layers"]:
+        if layer is not None and layer.ndim == 3 and layer.shape[2] == 4 and layer.shape[:2] == alpha.shape:
+            alpha = np.maximum(alpha, layer[..., 3])
+    mask = np.asarray(Image.fromarray(np.where(alpha > 0, 255, 0).astype(np.uint8)).resize((w, h), Image.BILINEAR))
+    mask = np.where(mask >= 128, 255, 0).astype(np.uint8)
+    new_id = state.with_model("regenerate", lambda: api.regenerate_candidate(index.project, cid, mask,
+                                                                             inpainter=state.inpainter()))
+    index = state.index(reload=True)
+    pos = nav.get("pos", 0) + 1
+    ids.insert(pos, new_id)
+    return ({**nav, "ids": ids, "pos": pos}, *detail_panels(index, new_id, state.class_names()), _counts(state, index),
+            f"New candidate #{new_id} from #{cid} (scored; shown above).")

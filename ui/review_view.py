@@ -1,0 +1,188 @@
+"""What the Review screen shows, as plain functions of the review model (``ddb_core.review``): the
+counts table, the plots, a gallery page, one candidate's five panels and its text. No Gradio here:
+the screen module wires these to components, and tests and the scale benchmark call them directly.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Optional
+
+import numpy as np
+
+from ddb_core.errors import DDBError
+
+from . import plots
+from .state import load_image
+
+PAGE = 48  # gallery thumbnails per page
+BIG = 256  # longer side of an enlarged panel, px
+STATUS_CHOICES = [("all", "all"), ("automatically kept", "auto-kept"), ("automatically pruned", "auto-pruned"),
+                  ("manually accepted", "accepted"), ("manually rejected", "rejected"), ("not scored", "unscored"),
+                  ("stale scores (another ERM model)", "stale")]
+SORT_CHOICES = [("id", "id"), ("ρ high → low", "-rho"), ("ρ low → high", "rho"), ("ψ low → high", "psi"),
+                ("ψ high → low", "-psi"), ("detection score high → low", "-detection")]
+EMPTY_NAV = {"ids": [], "pos": 0, "page": 0}
+
+
+def parse_range(text: str) -> tuple[float, float]:
+    """"min,max" (either side may be empty) → a range; empty → everything."""
+    if not text or not text.strip():
+        return (-np.inf, np.inf)
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2:
+        raise DDBError(f"a range is 'min,max' (either side may be empty), got {text!r}")
+    try:
+        return (float(parts[0]) if parts[0] else -np.inf, float(parts[1]) if parts[1] else np.inf)
+    except ValueError:
+        raise DDBError(f"a range is two numbers 'min,max', got {text!r}") from None
+
+
+def current_filter(direction, status, sort, psi_range, rho_range, method=""):
+    from ddb_core.review import Filter
+
+    return Filter(direction=direction or None, status=status or "all", sort=sort or "id", psi_range=parse_range(psi_range),
+                  rho_range=parse_range(rho_range), method=method or None)
+
+
+def direction_choices(index, names: list[str]) -> list[tuple[str, str]]:
+    """DDB's directions (i → i', i ≠ i') first, SCGS's i → i after them."""
+    dirs = [(f"{names[i]} → {names[j]}", f"{i}->{j}") for i, j in (index.directions if index is not None else [])]
+    return sorted(dirs, key=lambda d: d[1].split("->")[0] == d[1].split("->")[1])
+
+
+def thresholds_from(index, values: list[float]) -> tuple[dict, dict]:
+    """Slider values (Ψ per class, then P per class) → (Psi, P) dicts."""
+    n = index.n_classes
+    return {c: float(values[c]) for c in range(n)}, {c: float(values[n + c]) for c in range(n)}
+
+
+def counts_markdown(index, Psi: dict, P: dict, names: list[str]) -> str:
+    if index is None or len(index) == 0:
+        return "No candidates yet: run generation and scoring on the Pipeline screen."
+    notes = []
+    if getattr(index, "problem", None):
+        notes.append(f"**Nothing can be pruned yet**: {html.escape(index.problem)}")
+    n_stale = int(index.stale.sum()) if hasattr(index, "stale") else 0
+    if n_stale:
+        notes.append(f"**{n_stale} candidates were scored by another ERM model** and count as not scored: "
+                     f"Pipeline → “Rescore stale candidates” (or `ddb score --rescore`).")
+    counts = index.counts(Psi, P)
+    lines = ["| direction | candidates | kept | pruned | manual accept / reject |", "| --- | ---: | ---: | ---: | ---: |"]
+    total_kept = 0
+    for d, v in counts.items():
+        i, j = (int(x) for x in d.split("->"))
+        lines.append(f"| {names[i]} → {names[j]} | {v['candidates']} | **{v['kept']}** | {v['pruned']} | {v['accepted']} / {v['rejected']} |")
+        total_kept += v["kept"]
+    text = "\n".join(lines) + f"\n\n<span id='kept-total'>kept in all: {total_kept}</span>"
+    return "\n\n".join(notes + [text])
+
+
+def status_codes(index, Psi: dict, P: dict) -> np.ndarray:
+    auto = index.auto(Psi, P)
+    return np.where(index.manual == 1, 2, np.where(index.manual == 2, 3, auto.astype(np.int64)))
+
+
+def threshold_plots(index, Psi: dict, P: dict, direction: Optional[str]):
+    """(scatter, ψ histogram, ρ histogram) of one direction (or all) at the given thresholds."""
+    if index is None or len(index) == 0:
+        blank = np.full((120, 300, 3), 255, np.uint8)
+        return blank, blank, blank
+    if direction:
+        i, j = (int(x) for x in direction.split("->"))
+        sel = (index.src == i) & (index.tgt == j)
+        psi_line, rho_line = Psi.get(i), P.get(j)
+    else:
+        sel = np.ones(len(index), bool)
+        i = j = None
+        psi_line = rho_line = None
+    codes = status_codes(index, Psi, P)[sel]
+    psi, rho = index.psi[sel], index.rho[sel]
+    ok = np.isfinite(rho)
+    rng = (np.percentile(rho[ok], [0.5, 99.5]) if ok.any() else (0.0, 1.0))
+    rho_range = (float(rng[0]), float(rng[1]) if rng[1] > rng[0] else float(rng[0]) + 1.0)
+    sc = plots.scatter(psi, rho, codes, psi_line, rho_line, ranges=((0.0, 1.0), rho_range),
+                       title=f"ψ vs ρ ({int(sel.sum())} candidates): green kept, red pruned, blue/purple manual")
+    hp = plots.histogram(psi, psi_line, "ψ = P(source class | result); kept left of the line", rng=(0.0, 1.0))
+    hr = plots.histogram(rho, rho_line, "ρ = Σ mask · IG; kept right of the line", rng=rho_range)
+    return sc, hp, hr
+
+
+def gallery_items(index, ids, page: int):
+    """(thumbnails with captions, page text) of one gallery page of ``ids``."""
+    if index is None or len(ids) == 0:
+        return [], "no candidate matches the filter"
+    pages = max(1, -(-len(ids) // PAGE))
+    page = min(max(0, page), pages - 1)
+    chunk = [int(i) for i in ids[page * PAGE:(page + 1) * PAGE]]
+    paths = {r[0]: r[1] for r in index.project.db.execute(
+        f"select id, path from candidates where id in ({','.join('?' * len(chunk))})", chunk)}
+    items = []
+    for cid in chunk:
+        k = index.pos[cid]
+        manual = int(index.manual[k])
+        if manual:
+            mark = "✔ accepted" if manual == 1 else "✘ rejected"
+        else:
+            mark = "kept" if index.kept_one(k) else "pruned"
+        items.append((plots.enlarge(load_image(str(index.project.project_path(paths[cid]))), 96), f"#{cid} {mark}"))
+    return items, f"page {page + 1} of {pages} — {len(ids)} candidates"
+
+
+def detail_panels(index, cid: Optional[int], names: list[str]):
+    """The five panels and the info text of one candidate."""
+    if index is None or cid is None:
+        return None, None, None, None, None, "No candidate selected."
+    d = index.detail(int(cid))
+    src = load_image(d["source_path"])
+    mask = load_image(d["mask_path"], src.shape[:2], mask=True) if d["mask_path"] else None
+    res = load_image(d["result_path"])
+    p1 = plots.enlarge(src, BIG)
+    p2 = plots.enlarge(plots.overlay_mask(src, mask), BIG)
+    p3 = plots.enlarge(res, BIG)
+    if d["probs_source"] and d["probs_generated"]:
+        p4 = plots.softmax_bars(d["probs_source"], d["probs_generated"], names, d["source_label"], d["Psi"])
+    else:
+        p4 = None
+    if d["ig_path"]:
+        ig = np.load(d["ig_path"])
+        p5 = plots.heatmap_overlay(res, ig, mask, BIG)
+    else:
+        p5 = None
+    unscored = "scores stale (another ERM model): rescore" if d.get("stale") else "not scored yet"
+    decision = ("manually " + ("accepted" if d["manual"] == "accept" else "rejected")) if d["manual"] else \
+        (unscored if d["auto"] is None else ("kept automatically" if d["auto"] else "pruned automatically"))
+    fmt = lambda x: "—" if x is None else f"{x:.4f}"
+    prov = d["provenance"]
+    sign = lambda ok: "✓" if ok else "✗"
+    psi_ok = d["psi"] is not None and d["Psi"] is not None and d["psi"] < d["Psi"]
+    rho_ok = d["rho"] is not None and d["P"] is not None and d["rho"] > d["P"]
+    info = "\n".join([
+        f"**Candidate {d['id']}** ({d['method']}) — {names[d['source_label']]} → {names[d['target_label']]}: "
+        f"<span id='decision'>**{decision}**</span> ({'in' if d['kept'] else 'out of'} the retraining set)",
+        "",
+        f"- ψ = {fmt(d['psi'])} {sign(psi_ok)} (must be < Ψ = {fmt(d['Psi'])})",
+        f"- ρ = {fmt(d['rho'])} {sign(rho_ok)} (must be > P = {fmt(d['P'])}); IG convergence δ {fmt(d['ig_delta'])}",
+        f"- prompt “{html.escape(d['prompt'] or '')}”, seed {d['seed']}",
+        f"- mask: {d['mask_backend']} (detection score {fmt(d['detection_score'])}); "
+        f"model {str(prov.get('model_ref', prov.get('model', '—')))}",
+        f"- source {src.shape[1]}×{src.shape[0]} px; scores by ERM model {d.get('score_model_id') or '—'}"
+        + (" (**stale**: not the active model)" if d.get("stale") else ""),
+    ] + ([f"- SCGS candidate: the mask is Grad-CAM++ of the ERM model with the **high** (spurious) region kept and the "
+          f"rest repainted with the true class; SCGS does not prune, so it is kept unless pruning is turned on for SCGS"]
+         if d["method"] == "scgs" else []))
+    return p1, p2, p3, p4, p5, info
+
+
+def refilter(state, d, st, sort, fpsi, frho, method, nav, keep_current=False, page=0):
+    """The gallery and the shown candidate for the filter (the shown one kept when it still matches)."""
+    index = state.index()
+    names = state.class_names()
+    ids = [int(i) for i in index.query(current_filter(d, st, sort, fpsi, frho, method))]
+    current = None
+    if keep_current and nav.get("ids") and nav["pos"] < len(nav["ids"]):
+        current = nav["ids"][nav["pos"]]
+    pos = ids.index(current) if current in ids else 0
+    gallery, page_info = gallery_items(index, np.array(ids, np.int64), page)
+    return (counts_markdown(index, index.Psi, index.P, names), gallery, page_info, {"ids": ids, "pos": pos, "page": page},
+            *detail_panels(index, ids[pos] if ids else None, names))

@@ -1,0 +1,183 @@
+"""The app's state, shared by every screen: the open project, its review model, the one background
+job at a time, the lock of the inpainting model, and the folders a browser may name.
+
+Screen modules take an ``AppState`` explicitly in every handler; nothing here draws a component.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from pathlib import Path
+from typing import Callable, Optional
+
+import gradio as gr
+
+from ddb_core import api
+from ddb_core.errors import DDBError
+from ddb_core.jobs import BackgroundJob
+from ddb_core.store import Project
+
+
+def safe(fn: Callable) -> Callable:
+    """``fn`` with core errors (``DDBError``) shown as plain messages in the page; the signature is
+    kept, so Gradio passes what ``fn`` asks for."""
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DDBError as e:
+            raise gr.Error(str(e)) from None
+    return wrapped
+
+
+def user_of(request=None) -> str:
+    """Who acts, for the audit log: the signed-in user when the app runs with --auth, else "user"
+    (the request of the event being handled, from Gradio's context, when none is given)."""
+    if request is None:
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+    name = getattr(request, "username", None) if request is not None else None
+    return str(name) if name else "user"
+
+
+def check_path(value: str, roots: list[Path], what: str) -> str:
+    """A path typed into the browser, if it lies in one of ``roots`` (the folders the person who started
+    the server allows); a hub id (``org/name`` that is not a local folder) passes as it is."""
+    text = (value or "").strip()
+    if not text:
+        return text
+    p = Path(text).expanduser()
+    looks_local = p.is_absolute() or text.startswith((".", "~")) or p.exists()
+    if not looks_local:
+        return text  # a model id on the hub
+    real = Path(os.path.realpath(p))
+    if any(real == r or real.is_relative_to(r) for r in roots):
+        return str(p)
+    raise DDBError(f"{what} {text!r} is outside the folders this server may read ({', '.join(map(str, roots))}); "
+                   f"start the app with --data-root FOLDER to allow another")
+
+
+def load_image(path: Optional[str], shape: Optional[tuple[int, int]] = None, mask: bool = False):
+    """An image at its own size, or a mask at ``shape`` (its image's height and width); None without a path."""
+    from ddb_core.imaging import load_mask, load_rgb
+
+    if not path:
+        return None
+    return load_mask(path, shape) if mask else load_rgb(path)
+
+
+class AppState:
+    """The open project, its review model, and the one background job at a time."""
+
+    def __init__(self, project_dir: str, build_demo: bool, data_roots: Optional[list] = None):
+        self.project_dir = Path(project_dir)
+        # folders whose paths the browser may name (datasets, checkpoints, models); the project's always
+        roots = [Path(r) for r in (data_roots or [Path.cwd()])] + [self.project_dir, Path(__file__).resolve().parents[1] / "data"]
+        self.data_roots = list(dict.fromkeys(Path(os.path.realpath(r)) for r in roots))
+        self.model_lock = threading.Lock()  # one user of the inpainting model at a time
+        self.last_export: Optional[tuple[str, str]] = None  # (message, file) of the latest export job
+        self.job: Optional[BackgroundJob] = None
+        self.last_job: Optional[int] = None
+        self._index = None
+        self._index_candidates = ""
+        self._inpainter = self._inpainter_ref = None
+        if Project.exists(self.project_dir):
+            self.project().mark_interrupted_runs()  # runs of a process that was killed
+        if build_demo and not self._ready():
+            self.start("build the demo project", self._build_demo, uses_model=True)
+
+    # -- project -----------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return Project.exists(self.project_dir)
+
+    def project(self) -> Project:
+        return Project.open(self.project_dir)
+
+    def class_names(self) -> list[str]:
+        return self.project().class_names if self.exists() and self.project().get_meta("class_names") else []
+
+    def _ready(self) -> bool:
+        if not self.exists():
+            return False
+        p = self.project()
+        return p.sample_count() > 0 and p.active_erm_id is not None and \
+            p.db.execute("select count(*) from candidates where psi is not null").fetchone()[0] > 0
+
+    def _build_demo(self, on_progress, cancel):
+        project = api.build_demo_project(self.project_dir, on_progress=on_progress, cancel=cancel)
+        return api.prepare_demo_candidates(project, quick=True, on_progress=on_progress, cancel=cancel)
+
+    def index(self, reload: bool = False):
+        """The review model; rebuilt when the number of candidates or of scores changed."""
+        if not self.exists():
+            return None
+        p = self.project()
+        n = p.db.execute("select count(*) || ':' || count(psi) || ':' || coalesce(sum(score_model_id), 0) "
+                         "from candidates").fetchone()[0]
+        if reload or self._index is None or self._index_candidates != n:
+            self._index = api.review_index(p)
+            self._index_candidates = n
+        return self._index
+
+    def inpainter(self):
+        """The project's inpainting model, loaded once (tokens are loaded into it as needed)."""
+        model = api.pipeline_settings(self.project())["inpaint_model"]
+        if self._inpainter is None or self._inpainter_ref != model:
+            self._inpainter = api.load_inpainter(self.project(), model)
+            self._inpainter_ref = model
+        return self._inpainter
+
+    def path(self, value: str, what: str) -> str:
+        return check_path(value, self.data_roots, what)
+
+    # -- jobs ----------------------------------------------------------------------------------
+    def start(self, name: str, fn: Callable, uses_model: bool = False) -> str:
+        """Run ``fn`` as the one background job; ``uses_model`` jobs hold the inpainting model's lock."""
+        if self.job is not None and self.job.running:
+            return f"**{self.job.name}** is still running; cancel it or wait for it to finish."
+        if uses_model:
+            inner = fn
+
+            def fn(on_progress, cancel):
+                if not self.model_lock.acquire(timeout=1.0):
+                    raise DDBError("the inpainting model is busy (a preview or a regeneration); try again in a moment")
+                try:
+                    return inner(on_progress=on_progress, cancel=cancel)
+                finally:
+                    self.model_lock.release()
+        self.job = BackgroundJob(name, fn)
+        return self.job_markdown()
+
+    def with_model(self, what: str, fn: Callable):
+        """Run ``fn`` now if no job is using the inpainting model, else say why not."""
+        if not self.model_lock.acquire(blocking=False):
+            raise DDBError(f"cannot {what} now: the inpainting model is in use by "
+                           f"{self.job.name if self.job is not None and self.job.running else 'another request'}; "
+                           f"wait for it to finish")
+        try:
+            return fn()
+        finally:
+            self.model_lock.release()
+
+    def job_markdown(self) -> str:
+        if self.job is None:
+            return "No background work."
+        s = self.job.snapshot()
+        if s.state == "running":
+            p = s.progress
+            if p is None:
+                return f"**{s.name}**: starting…"
+            eta = f", about {p.eta_s:.0f}s left" if p.eta_s else ""
+            rate = f", {p.rate:.2f}/s" if p.rate else ""
+            return f"**{s.name}** — {p.stage}: {p.done}/{p.total}{rate}{eta} {p.message}"
+        if s.state == "done":
+            return f"**{s.name}**: done in {s.finished - s.started:.0f}s."
+        return f"**{s.name}**: {s.state} — {s.error}"
+
+
+def started(state: AppState, name: str, fn: Callable, uses_model: bool = False):
+    """(job status, timer) after starting a background job: the timer polls until it is done."""
+    return state.start(name, fn, uses_model=uses_model), gr.Timer(active=True)
