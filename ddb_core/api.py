@@ -410,6 +410,19 @@ def prepare_demo_candidates(project: Project, *, quick: bool = True, on_progress
     return times
 
 
+def compute_map(project: Project, method: str = "pca", on_progress=None, cancel=None) -> dict:
+    """The map of the candidates: the active ERM model's features of every candidate and source in 2-D."""
+    from .candidate_map import MapConfig, compute_map as _compute
+
+    return _compute(project, MapConfig(method=method), on_progress=on_progress, cancel=cancel)
+
+
+def load_map(project: Project, method: Optional[str] = None):
+    from .candidate_map import load_map as _load
+
+    return _load(project, method)
+
+
 # -- SCGS (the second method, on the same core) ---------------------------------------------------
 
 def scgs_select(project: Project, cfg=None) -> dict:

@@ -248,6 +248,17 @@ def plot_groups(report: dict, path: Path) -> Path:
     return path
 
 
+def val_checks(history: list[dict]) -> list[dict]:
+    """Every val check of a training history in order — the checks inside an epoch (``evals_per_epoch``)
+    and the one at its end — as {"epoch": position in epochs, "val_wga", "val_acc"}."""
+    out = []
+    for h in history:
+        out += [c for c in h.get("checks", []) if "val_acc" in c]
+        if "val_acc" in h:
+            out.append({"epoch": h["epoch"], "val_wga": h.get("val_wga"), "val_acc": h["val_acc"]})
+    return out
+
+
 def plot_curves(report: dict, path: Path) -> Path:
     import matplotlib
 
@@ -260,13 +271,18 @@ def plot_curves(report: dict, path: Path) -> Path:
             continue
         ep = [h["epoch"] for h in hist]
         axes[0].plot(ep, [h["train_loss"] for h in hist], marker="o", label=f"model {mid}")
-        if "val_wga" in hist[0]:
-            axes[1].plot(ep, [100 * (h.get("val_wga") or 0) for h in hist], marker="o", label=f"model {mid} val WGA")
-            axes[1].plot(ep, [100 * h.get("val_acc", 0) for h in hist], linestyle="--", label=f"model {mid} val acc")
+        checks = val_checks(hist)
+        if checks:
+            at = [c["epoch"] for c in checks]
+            line, = axes[1].plot(at, [100 * (c.get("val_wga") or 0) for c in checks], marker="o", markersize=3,
+                                 label=f"model {mid} val WGA")
+            axes[1].plot(at, [100 * (c.get("val_acc") or 0) for c in checks], linestyle="--", color=line.get_color(),
+                         label=f"model {mid} val acc")
     axes[0].set_title("training loss", fontsize=10)
     axes[1].set_title("validation accuracy %", fontsize=10)
+    axes[0].set_xlabel("epoch")
+    axes[1].set_xlabel("epoch (a point per val check)")
     for ax in axes:
-        ax.set_xlabel("epoch")
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()

@@ -33,6 +33,7 @@ class Filter:
     rho_range: tuple[float, float] = (-np.inf, np.inf)
     method: Optional[str] = None  # ddb / scgs / None
     sort: str = "id"
+    ids: Optional[np.ndarray] = None  # only these candidates (a selection drawn on a plot); None = all
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -178,6 +179,8 @@ class ReviewIndex:
     def query(self, f: Filter, Psi: Optional[dict] = None, P: Optional[dict] = None) -> np.ndarray:
         """Ids matching the filter, sorted."""
         sel = np.ones(len(self), bool)
+        if f.ids is not None:
+            sel &= self.mask_of(f.ids)
         if f.direction:
             try:
                 i, j = (int(x) for x in f.direction.split("->"))
@@ -205,6 +208,15 @@ class ReviewIndex:
             vals = -vals if f.sort.startswith("-") else vals
             idx = idx[np.argsort(np.where(np.isnan(vals), np.inf, vals), kind="stable")]  # unscored last
         return self.ids[idx]
+
+    def mask_of(self, ids) -> np.ndarray:
+        """A boolean array over the candidates: True at the given ids (ids not in the index are ignored)."""
+        ids = np.asarray(ids, np.int64)
+        out = np.zeros(len(self), bool)
+        if ids.size and len(self):
+            pos = np.clip(np.searchsorted(self.ids, ids), 0, len(self) - 1)  # ids are sorted ascending
+            out[pos[self.ids[pos] == ids]] = True
+        return out
 
     # -- one candidate ---------------------------------------------------------------------
     def detail(self, cid: int) -> dict:

@@ -244,6 +244,20 @@ def m006_actions(db: sqlite_utils.Database) -> None:
     db["runs"].add_column("host", str)
 
 
+@migrations()
+def m007_map(db: sqlite_utils.Database) -> None:
+    # Version 7: the map of the candidates — each candidate's (and source image's) ERM features
+    # projected to two dimensions, per ERM model and projection method.
+    db["map_points"].create({
+        "kind": str,  # candidate / source
+        "item_id": int,  # candidates.id or samples.id
+        "erm_model_id": int,
+        "method": str,  # pca / umap
+        "x": float,
+        "y": float,
+    }, pk=("kind", "item_id", "erm_model_id", "method"))
+
+
 _HOST = socket.gethostname()
 
 

@@ -26,14 +26,20 @@ SERVED = ("reports", "exports")  # the project folders whose files the pages lin
 NEVER_SERVED = ("project.db", "project.db-wal", "project.db-shm", "models", "tokens", "runs", "masks", "candidates", "ig",
                 "dataset")
 KEYS = {"a": "btn-accept", "r": "btn-reject", "u": "btn-undo", "ArrowLeft": "btn-prev", "ArrowRight": "btn-next"}
+VIEW_KEYS = {"1": "source", "2": "mask", "3": "result", "4": "ig"}  # the large view
 KEYBOARD_JS = """
 <script>
 document.addEventListener('keydown', function (e) {
   const t = e.target;
   if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
-  const ids = KEYS;
-  const id = ids[e.key];
+  const view = VIEW_KEYS[e.key];
+  if (view) {
+    const radio = document.querySelector('#large-mode input[value="' + view + '"]');
+    if (radio) { e.preventDefault(); radio.click(); }
+    return;
+  }
+  const id = KEYS[e.key];
   if (!id) return;
   let el = document.getElementById(id);
   if (!el) return;
@@ -42,10 +48,76 @@ document.addEventListener('keydown', function (e) {
   el.click();
 });
 </script>
-""".replace("KEYS", json.dumps(KEYS))
+""".replace("VIEW_KEYS", json.dumps(VIEW_KEYS)).replace("KEYS", json.dumps(KEYS))
+# A lasso (or, with "box" chosen, a rectangle) drawn over a plot image of class "selectable-plot"; on release
+# its points (or a click) go, in the image's own pixels, to the hidden #plot-selection box and #btn-plot-select.
+SELECT_JS = """
+<script>
+(function () {
+  let drag = null;
+  function canvasOver(img) {
+    const host = img.parentElement;
+    let c = host.querySelector('canvas.ddb-lasso');
+    if (!c) {
+      c = document.createElement('canvas');
+      c.className = 'ddb-lasso';
+      c.style.position = 'absolute'; c.style.pointerEvents = 'none'; c.style.zIndex = 10;
+      if (getComputedStyle(host).position === 'static') host.style.position = 'relative';
+      host.appendChild(c);
+    }
+    const r = img.getBoundingClientRect(), h = host.getBoundingClientRect();
+    c.style.left = (r.left - h.left) + 'px'; c.style.top = (r.top - h.top) + 'px';
+    c.width = r.width; c.height = r.height; c.style.width = r.width + 'px'; c.style.height = r.height + 'px';
+    return c;
+  }
+  function at(e, img) { const r = img.getBoundingClientRect(); return [e.clientX - r.left, e.clientY - r.top]; }
+  function corners(p) { const [a, b] = [p[0], p[p.length - 1]]; return [a, [b[0], a[1]], b, [a[0], b[1]]]; }
+  function draw(d) {
+    const g = d.canvas.getContext('2d'); g.clearRect(0, 0, d.canvas.width, d.canvas.height);
+    const p = d.box ? corners(d.pts) : d.pts;
+    g.strokeStyle = '#ff6d00'; g.lineWidth = 2; g.fillStyle = 'rgba(255,109,0,0.12)';
+    g.beginPath(); p.forEach((q, i) => i ? g.lineTo(q[0], q[1]) : g.moveTo(q[0], q[1])); g.closePath(); g.fill(); g.stroke();
+  }
+  document.addEventListener('mousedown', function (e) {
+    const img = e.target.closest('.selectable-plot img');
+    if (!img || e.button !== 0) return;
+    e.preventDefault();
+    const mode = document.querySelector('#select-mode input:checked');
+    drag = {img: img, canvas: canvasOver(img), pts: [at(e, img)], box: !!mode && mode.value === 'box',
+            plot: img.closest('#map-plot') ? 'map' : 'scatter'};
+  });
+  document.addEventListener('mousemove', function (e) {
+    if (!drag) return;
+    drag.pts.push(at(e, drag.img));
+    draw(drag);
+  });
+  document.addEventListener('mouseup', function (e) {
+    if (!drag) return;
+    const d = drag; drag = null;
+    d.canvas.getContext('2d').clearRect(0, 0, d.canvas.width, d.canvas.height);
+    const r = d.img.getBoundingClientRect();
+    const sx = d.img.naturalWidth / r.width, sy = d.img.naturalHeight / r.height;
+    const first = d.pts[0];
+    const moved = Math.max.apply(null, d.pts.map(q => Math.hypot(q[0] - first[0], q[1] - first[1])));
+    const pts = (d.box ? corners(d.pts) : d.pts).map(q => [q[0] * sx, q[1] * sy]);
+    const payload = JSON.stringify({plot: d.plot, click: moved < 4, points: moved < 4 ? [pts[0]] : pts});
+    const box = document.querySelector('#plot-selection textarea, #plot-selection input');
+    box.value = payload;
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    setTimeout(function () {
+      let b = document.getElementById('btn-plot-select');
+      if (b && b.tagName !== 'BUTTON') b = b.querySelector('button') || b;
+      if (b) b.click();
+    }, 60);
+  });
+})();
+</script>
+"""
 CSS = """
 .pixelated img { image-rendering: pixelated; }
 #review-info { font-size: 0.92em; }
+.ddb-hidden { display: none !important; }
+.selectable-plot img { cursor: crosshair; user-select: none; -webkit-user-drag: none; }
 """
 
 
@@ -54,7 +126,7 @@ def launch_kwargs(project_dir: str) -> dict:
     the report images and the exports of the open project (and the images the pages render, from Gradio's
     own cache) — never the database, checkpoints, tokens or datasets."""
     root = Path(project_dir).resolve()
-    return {"head": KEYBOARD_JS, "css": CSS, "allowed_paths": [str(root / d) for d in SERVED],
+    return {"head": KEYBOARD_JS + SELECT_JS, "css": CSS, "allowed_paths": [str(root / d) for d in SERVED],
             "blocked_paths": [str(root / d) for d in NEVER_SERVED]}
 
 

@@ -7,6 +7,7 @@ are enlarged with nearest-neighbour so 64-px pixels stay sharp.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
@@ -84,15 +85,15 @@ def heatmap_overlay(img: np.ndarray, ig: np.ndarray, mask: Optional[np.ndarray],
 
 
 def softmax_bars(probs_src: Sequence[float], probs_gen: Sequence[float], names: Sequence[str], source: int,
-                 Psi: Optional[float], w: int = 300, h: int = 256) -> np.ndarray:
-    """Class probabilities of source (grey) vs result (colour) as bars, with the Ψ_i line on class i."""
+                 Psi: Optional[float], w: int = 320, h: int = 256) -> np.ndarray:
+    """Class probabilities of source (grey) vs result (blue) as bars, with the Ψ_i line on class i; the
+    legend below the bars (the top-left corner is where the page puts the panel's label)."""
     im = Image.new("RGB", (w, h), BG)
     d = ImageDraw.Draw(im)
     n = len(names)
-    top, bottom, left = 28, h - 36, 10
+    top, bottom, left = 34, h - 44, 12
     plot_h = bottom - top
     slot = (w - 2 * left) / max(1, n)
-    d.text((left, 6), "P(class): source (grey) → result (blue)", fill=AXIS)
     d.line([(left, bottom), (w - left, bottom)], fill=AXIS)
     for c in range(n):
         x0 = left + c * slot + slot * 0.15
@@ -101,60 +102,181 @@ def softmax_bars(probs_src: Sequence[float], probs_gen: Sequence[float], names: 
             y = bottom - float(p) * plot_h
             d.rectangle([x0 + k * bw, y, x0 + (k + 1) * bw - 2, bottom], fill=col)
             d.text((x0 + k * bw, max(top - 12, y - 12)), f"{float(p):.2f}", fill=AXIS)
-        d.text((x0, bottom + 6), names[c][:14], fill=AXIS)
+        d.text((x0, bottom + 5), _ascii(names[c][:18]), fill=AXIS)
         if c == source and Psi is not None:
             y = bottom - float(Psi) * plot_h
             d.line([(x0 - 4, y), (x0 + 2 * bw + 2, y)], fill=(230, 81, 0), width=2)
             d.text((x0 + 2 * bw + 4, y - 6), "Psi", fill=(230, 81, 0))
+    d.text((left, h - 18), "P(class): grey = source, blue = result", fill=AXIS)
     return np.asarray(im)
+
+
+def _title(d: ImageDraw.ImageDraw, text: str, w: int, y: int = 4) -> None:
+    """A plot's title, right-aligned (the page draws the panel's label over the top-left corner)."""
+    text = _ascii(text)
+    d.text((max(4, w - d.textlength(text) - 8), y), text, fill=AXIS)
 
 
 def _scale(v: np.ndarray, lo: float, hi: float, n: int) -> np.ndarray:
     return np.clip(((v - lo) / (hi - lo + 1e-12) * (n - 1)).round(), 0, n - 1).astype(np.int64)
 
 
+LOGIT_CLIP = 1e-6  # ψ is drawn as logit(ψ), clipped to [1e-6, 1 - 1e-6]
+PSI_TICKS = (1e-4, 1e-3, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, np.float64), LOGIT_CLIP, 1 - LOGIT_CLIP)
+    return np.log(p / (1 - p))
+
+
+@dataclass(frozen=True)
+class PlotFrame:
+    """Where the data of a raster plot lie: the plot area (``left``, ``top``, ``width``, ``height`` px,
+    inside an image of ``image_w`` × ``image_h``) and the data range it shows (``x0``..``x1`` left to
+    right, ``y0``..``y1`` bottom to top), in the plot's own coordinates (logit ψ for the ψ–ρ plot)."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    image_w: int
+    image_h: int
+
+    def pixels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Data coordinates → pixel column and row inside the plot area (clipped to it)."""
+        return _scale(x, self.x0, self.x1, self.width), self.height - 1 - _scale(y, self.y0, self.y1, self.height)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def raster(points: list[tuple[np.ndarray, np.ndarray, np.ndarray]], frame: PlotFrame, background=BG) -> Image.Image:
+    """Density rasters of point sets (x, y, RGB colour), drawn in order, each pixel's opacity growing
+    with the log of its count; the plot area outlined."""
+    im = np.full((frame.image_h, frame.image_w, 3), background, np.float32)
+    region = im[frame.top:frame.top + frame.height, frame.left:frame.left + frame.width]
+    for x, y, colour in points:
+        ok = np.isfinite(x) & np.isfinite(y)
+        if not ok.any():
+            continue
+        cx, cy = frame.pixels(x[ok], y[ok])
+        cnt = np.bincount(cy * frame.width + cx, minlength=frame.width * frame.height).reshape(frame.height, frame.width)
+        cnt = _spread(cnt, 2 if ok.sum() < 5_000 else 1 if ok.sum() < 50_000 else 0)  # sparse plots: bigger dots
+        a = np.clip(0.35 + np.log1p(cnt) / 4, 0, 0.95) * (cnt > 0)
+        region[:] = region * (1 - a[..., None]) + np.asarray(colour, np.float32) * a[..., None]
+    out = Image.fromarray(im.astype(np.uint8))
+    ImageDraw.Draw(out).rectangle([frame.left - 1, frame.top - 1, frame.left + frame.width, frame.top + frame.height],
+                                  outline=AXIS)
+    return out
+
+
+def _spread(cnt: np.ndarray, r: int) -> np.ndarray:
+    """Each count spread over its (2r+1)² neighbourhood (the maximum), so that few points stay visible."""
+    if r <= 0:
+        return cnt
+    out = cnt.copy()
+    h, w = cnt.shape
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dx or dy:
+                ys, xs = slice(max(0, dy), h + min(0, dy)), slice(max(0, dx), w + min(0, dx))
+                yd, xd = slice(max(0, -dy), h + min(0, -dy)), slice(max(0, -dx), w + min(0, -dx))
+                np.maximum(out[yd, xd], cnt[ys, xs], out=out[yd, xd])
+    return out
+
+
+def psi_rho_frame(psi: np.ndarray, rho: np.ndarray, psi_line: Optional[float], rho_range: tuple[float, float],
+                  w: int = 640, h: int = 380) -> PlotFrame:
+    """The frame of the ψ–ρ plot: logit ψ from the 0.5 to the 99.5 percentile (and the Ψ line), ρ over
+    ``rho_range``. The same inputs always give the same frame, so a selection drawn on a plot maps back."""
+    lx = logit(psi)
+    finite = np.isfinite(psi) & np.isfinite(rho)
+    lo, hi = np.percentile(lx[finite], [0.5, 99.5]) if finite.any() else (-4.0, 4.0)
+    if psi_line is not None:
+        lo, hi = min(lo, float(logit(psi_line))), max(hi, float(logit(psi_line)))
+    pad = max(hi - lo, 1.0) * 0.04
+    return PlotFrame(54, 30, w - 54 - 12, h - 30 - 40, float(lo - pad), float(hi + pad), float(rho_range[0]),
+                     float(rho_range[1]), w, h)
+
+
+def psi_rho_scatter(psi: np.ndarray, rho: np.ndarray, status: np.ndarray, psi_line: Optional[float],
+                    rho_line: Optional[float], rho_range: tuple[float, float], title: str = "",
+                    w: int = 640, h: int = 380) -> tuple[np.ndarray, PlotFrame]:
+    """ψ (x, on a logit scale, so that values near 1 spread out) against ρ (y) as a density raster
+    coloured by decision, with the Ψ and P lines; returns the image and its ``PlotFrame``.
+
+    ``status``: 0 auto-pruned, 1 auto-kept, 2 manually accepted, 3 manually rejected."""
+    lx = logit(psi)
+    frame = psi_rho_frame(psi, rho, psi_line, rho_range, w, h)
+    layers = [(lx[status == code], rho[status == code], colour)
+              for code, colour in ((0, PRUNED), (1, KEPT), (3, REJECTED), (2, ACCEPTED))]
+    out = raster(layers, frame)
+    d = ImageDraw.Draw(out)
+    if psi_line is not None:
+        x = frame.left + frame.pixels(np.array([float(logit(psi_line))]), np.zeros(1))[0][0]
+        d.line([(x, frame.top), (x, frame.top + frame.height)], fill=(230, 81, 0), width=2)
+        d.text((x + 3, frame.top + 2), _ascii(f"Ψ {psi_line:.3g}"), fill=(230, 81, 0))
+    if rho_line is not None and frame.y0 <= rho_line <= frame.y1:
+        y = frame.top + frame.pixels(np.zeros(1), np.array([rho_line]))[1][0]
+        d.line([(frame.left, y), (frame.left + frame.width, y)], fill=(230, 81, 0), width=2)
+        d.text((frame.left + 3, y - 12), _ascii(f"P {rho_line:.3g}"), fill=(230, 81, 0))
+    for t in PSI_TICKS:  # ψ ticks, at their logit
+        lt = float(logit(t))
+        if frame.x0 <= lt <= frame.x1:
+            x = frame.left + frame.pixels(np.array([lt]), np.zeros(1))[0][0]
+            d.line([(x, frame.top + frame.height), (x, frame.top + frame.height + 4)], fill=AXIS)
+            d.text((x - 10, frame.top + frame.height + 6), f"{t:g}", fill=AXIS)
+    d.text((frame.left, h - 14), _ascii("psi = P(source class | result), logit scale"), fill=AXIS)
+    for v in np.linspace(frame.y0, frame.y1, 5):
+        y = frame.top + frame.pixels(np.zeros(1), np.array([v]))[1][0]
+        d.text((2, y - 5), f"{v:.3g}", fill=AXIS)
+    _title(d, title or "psi (x) vs rho (y)", w, 12)
+    return np.asarray(out), frame
+
+
+def selected_in(frame: PlotFrame, x: np.ndarray, y: np.ndarray, polygon: list[tuple[float, float]]) -> np.ndarray:
+    """Which points (data coordinates) fall inside ``polygon`` (image pixels, as drawn on the plot): the
+    polygon is filled on the plot area's pixel grid and each point tested at the pixel it is drawn on,
+    so a selection holds exactly the dots it covers."""
+    mask = Image.new("1", (frame.width, frame.height), 0)
+    pts = [(float(px) - frame.left, float(py) - frame.top) for px, py in polygon]
+    ImageDraw.Draw(mask).polygon(pts, fill=1, outline=1)
+    grid = np.asarray(mask, bool)
+    ok = np.isfinite(x) & np.isfinite(y)
+    out = np.zeros(len(x), bool)
+    cx, cy = frame.pixels(x[ok], y[ok])
+    inside = (x[ok] >= frame.x0) & (x[ok] <= frame.x1) & (y[ok] >= frame.y0) & (y[ok] <= frame.y1)
+    out[np.nonzero(ok)[0]] = grid[cy, cx] & inside
+    return out
+
+
+def nearest(frame: PlotFrame, x: np.ndarray, y: np.ndarray, point: tuple[float, float], radius: float = 8.0) -> Optional[int]:
+    """The index of the point drawn nearest to ``point`` (image pixels), if within ``radius`` px."""
+    ok = np.nonzero(np.isfinite(x) & np.isfinite(y))[0]
+    if not ok.size:
+        return None
+    cx, cy = frame.pixels(x[ok], y[ok])
+    d2 = (cx + frame.left - point[0]) ** 2 + (cy + frame.top - point[1]) ** 2
+    k = int(np.argmin(d2))
+    return int(ok[k]) if d2[k] <= radius ** 2 else None
+
+
 def scatter(psi: np.ndarray, rho: np.ndarray, status: np.ndarray, psi_line: Optional[float], rho_line: Optional[float],
             w: int = 360, h: int = 260, ranges: Optional[tuple] = None, title: str = "") -> np.ndarray:
-    """ψ (x) against ρ (y) as a density raster coloured by decision.
-
-    ``status``: 0 auto-pruned, 1 auto-kept, 2 manually accepted, 3 manually rejected.
-    """
-    im = np.full((h, w, 3), 255, np.float32)
-    ml, mr, mt, mb = 34, 8, 18, 22
-    pw, ph = w - ml - mr, h - mt - mb
+    """ψ–ρ scatter on the logit-ψ scale (``psi_rho_scatter``), the image only."""
     ok = np.isfinite(psi) & np.isfinite(rho)
-    if ranges is None:
-        x0, x1 = 0.0, 1.0
-        y0, y1 = (np.percentile(rho[ok], [0.5, 99.5]) if ok.any() else (0.0, 1.0))
-        if y1 <= y0:
-            y1 = y0 + 1.0
+    if ranges is not None:
+        rho_range = ranges[1]
     else:
-        (x0, x1), (y0, y1) = ranges
-    xs, ys = _scale(psi[ok], x0, x1, pw), ph - 1 - _scale(rho[ok], y0, y1, ph)
-    st = status[ok]
-    for code, colour in ((0, PRUNED), (1, KEPT), (3, REJECTED), (2, ACCEPTED)):
-        sel = st == code
-        if not sel.any():
-            continue
-        cnt = np.bincount(ys[sel] * pw + xs[sel], minlength=pw * ph).reshape(ph, pw)
-        a = np.clip(0.35 + np.log1p(cnt) / 4, 0, 0.95) * (cnt > 0)
-        region = im[mt:mt + ph, ml:ml + pw]
-        region[:] = region * (1 - a[..., None]) + colour * a[..., None]
-    out = Image.fromarray(im.astype(np.uint8))
-    d = ImageDraw.Draw(out)
-    d.rectangle([ml - 1, mt - 1, ml + pw, mt + ph], outline=AXIS)
-    if psi_line is not None and x0 <= psi_line <= x1:
-        x = ml + _scale(np.array([psi_line]), x0, x1, pw)[0]
-        d.line([(x, mt), (x, mt + ph)], fill=(230, 81, 0), width=2)
-    if rho_line is not None and y0 <= rho_line <= y1:
-        y = mt + ph - 1 - _scale(np.array([rho_line]), y0, y1, ph)[0]
-        d.line([(ml, y), (ml + pw, y)], fill=(230, 81, 0), width=2)
-    d.text((ml, 3), _ascii(title or "psi (x) vs rho (y)"), fill=AXIS)
-    d.text((ml, h - 16), f"psi {x0:.1f}", fill=AXIS)
-    d.text((ml + pw - 34, h - 16), f"{x1:.1f}", fill=AXIS)
-    d.text((2, mt), f"{y1:.2g}", fill=AXIS)
-    d.text((2, mt + ph - 10), f"{y0:.2g}", fill=AXIS)
-    return np.asarray(out)
+        rho_range = tuple(np.percentile(rho[ok], [0.5, 99.5])) if ok.any() else (0.0, 1.0)
+        if rho_range[1] <= rho_range[0]:
+            rho_range = (rho_range[0], rho_range[0] + 1.0)
+    return psi_rho_scatter(psi, rho, status, psi_line, rho_line, rho_range, title, w, h)[0]
 
 
 def histogram(values: np.ndarray, line: Optional[float], label: str, w: int = 300, h: int = 120, bins: int = 40,
@@ -162,9 +284,9 @@ def histogram(values: np.ndarray, line: Optional[float], label: str, w: int = 30
     v = values[np.isfinite(values)]
     im = Image.new("RGB", (w, h), BG)
     d = ImageDraw.Draw(im)
-    ml, mt, mb = 8, 16, 16
+    ml, mt, mb = 8, 22, 16
     pw, ph = w - 2 * ml, h - mt - mb
-    d.text((ml, 2), _ascii(label), fill=AXIS)
+    _title(d, label, w, 4)
     if v.size == 0:
         d.text((ml, h // 2), "no scored candidates", fill=AXIS)
         return np.asarray(im)

@@ -13,6 +13,7 @@ import gradio as gr
 import numpy as np
 
 from . import review_actions as actions
+from . import review_plots
 from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
                           direction_choices, gallery_items, refilter, threshold_plots, thresholds_from)
 from .state import AppState, safe, user_of
@@ -38,11 +39,16 @@ def build(state: AppState) -> SimpleNamespace:
             v.th_msg = gr.Markdown(elem_id="threshold-msg")
             v.counts = gr.Markdown(elem_id="counts")
         with gr.Column(scale=2):
-            v.plot_dir = gr.Dropdown(label="plots for direction", choices=[], value=None)
-            v.scatter = gr.Image(label="ψ–ρ scatter", type="numpy", interactive=False, height=270, elem_id="scatter")
+            with gr.Row():
+                v.plot_dir = gr.Dropdown(label="plots for direction", choices=[], value=None)
+                v.select_mode = gr.Radio([("lasso", "lasso"), ("box", "box")], value="lasso", label="dragging draws a",
+                                         elem_id="select-mode")
+            v.scatter = gr.Image(label="ψ–ρ plot (ψ on a logit scale)", type="numpy", interactive=False, elem_id="scatter",
+                                 elem_classes=["selectable-plot"])
             with gr.Row():
                 v.hist_psi = gr.Image(label="ψ", type="numpy", interactive=False, height=130)
                 v.hist_rho = gr.Image(label="ρ", type="numpy", interactive=False, height=130)
+            review_plots.build(state, v)  # the selection, the map
     gr.Markdown("### Candidate")
     with gr.Row():
         panel = lambda label, eid, pixelated=True: gr.Image(label=label, type="numpy", interactive=False, elem_id=eid,
@@ -58,6 +64,7 @@ def build(state: AppState) -> SimpleNamespace:
         v.auto = gr.Button("back to automatic", elem_id="btn-auto")
         v.undo = gr.Button("undo (u)", elem_id="btn-undo")
         v.next = gr.Button("next →", elem_id="btn-next")
+    review_plots.build_large(state, v)
     with gr.Accordion("Edit the mask and regenerate this candidate", open=False):
         gr.Markdown("Paint the region to repaint (red) on the source, then regenerate: the new candidate keeps the "
                     "source, prompt and seed, is scored at once, and appears next to the original.")
@@ -91,7 +98,7 @@ def build(state: AppState) -> SimpleNamespace:
     v.nav = gr.State(dict(EMPTY_NAV))
     # groups of components the handlers read and write
     v.sliders = [*v.psi, *v.p]
-    v.filters = [v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method, v.nav]
+    v.filters = [v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method, v.selection, v.nav]
     v.detail = [*v.panels, v.info]
     v.refiltered = [v.counts, v.gallery, v.page_info, v.nav, *v.detail]
     return v
@@ -117,21 +124,23 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
         btn.click(safe(partial(fn, state, v)), [], [*v.sliders, v.th_msg, v.reset_confirm], api_name=name).then(
             safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered)
     actions.wire(state, v)
+    review_plots.wire(state, v, shared)
 
 
 def refresh_outputs(v: SimpleNamespace) -> list:
     return [*v.sliders, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_dir, v.f_dir, v.gallery, v.page_info, v.nav,
-            *v.detail]
+            *v.detail, v.map, v.selection, v.selection_md]
 
 
 def refresh(state: AppState, v: SimpleNamespace) -> list:
     """Everything the screen shows, from the stored thresholds (on page load and after every job)."""
     index = state.index(reload=True)
     names = state.class_names()
+    no_selection = [None, "No selection: drag on a plot to select."]
     if index is None or len(index) == 0:
         return [*slider_updates(v, index), counts_markdown(index, {}, {}, names), *threshold_plots(None, {}, {}, None),
                 gr.Dropdown(choices=[]), gr.Dropdown(choices=[("all", "")], value=""), [], "", dict(EMPTY_NAV),
-                None, None, None, None, None, "No candidates yet."]
+                None, None, None, None, None, "No candidates yet.", None, *no_selection]
     dirs = direction_choices(index, names)
     ids = index.query(current_filter("", "all", "id", "", ""))
     gallery, page_info = gallery_items(index, ids, 0)
@@ -140,7 +149,8 @@ def refresh(state: AppState, v: SimpleNamespace) -> list:
             *threshold_plots(index, index.Psi, index.P, dirs[0][1] if dirs else None),
             gr.Dropdown(choices=dirs, value=dirs[0][1] if dirs else None),
             gr.Dropdown(choices=[("all", "")] + dirs, value=""), gallery, page_info, nav,
-            *detail_panels(index, int(ids[0]) if len(ids) else None, names)]
+            *detail_panels(index, int(ids[0]) if len(ids) else None, names),
+            review_plots.render_map(state, index.Psi, index.P), *no_selection]
 
 
 def slider_updates(v: SimpleNamespace, index) -> list:
@@ -153,12 +163,21 @@ def slider_updates(v: SimpleNamespace, index) -> list:
     rho = index.rho[np.isfinite(index.rho)]
     lo, hi = (float(rho.min()), float(rho.max())) if rho.size else (-1.0, 1.0)
     margin = max(hi - lo, 1e-6) * 0.05
-    lo, hi = lo - margin, hi + margin
+    step, decimals = nice_step(hi - lo + 2 * margin)
+    lo, hi = float(np.floor((lo - margin) / step) * step), float(np.ceil((hi + margin) / step) * step)
+    lo, hi = round(lo, decimals), round(hi, decimals)
     n = index.n_classes
-    ups = [gr.Slider(minimum=0.0, maximum=1.001, step=0.001, value=round(min(max(index.Psi.get(c, 0.5), 0.0), 1.001), 4),
+    ups = [gr.Slider(minimum=0.0, maximum=1.001, step=0.0001, value=round(min(max(index.Psi.get(c, 0.5), 0.0), 1.001), 4),
                      visible=c < n) for c in range(v.n_sliders)]
-    return ups + [gr.Slider(minimum=lo, maximum=hi, step=(hi - lo) / 1000, value=min(max(index.P.get(c, 0.0), lo), hi),
-                            visible=c < n) for c in range(v.n_sliders)]
+    return ups + [gr.Slider(minimum=lo, maximum=hi, step=step, visible=c < n,
+                            value=round(min(max(index.P.get(c, 0.0), lo), hi), decimals)) for c in range(v.n_sliders)]
+
+
+def nice_step(span: float, divisions: int = 500) -> tuple[float, int]:
+    """A round slider step (a power of ten) giving about ``divisions`` positions over ``span``, and its
+    decimals: the values shown are as precise as the step, no more."""
+    exponent = int(np.floor(np.log10(max(span, 1e-12) / divisions)))
+    return float(10.0 ** exponent), max(0, -exponent)
 
 
 # -- thresholds ----------------------------------------------------------------------------------
@@ -181,7 +200,7 @@ def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):
     index = state.index()
     if index is None or len(index) == 0:
         return gr.Markdown(), [], "", dict(EMPTY_NAV), None, None, None, None, None, ""
-    *th, d, st, sort, fpsi, frho, method, nav = values
+    *th, d, st, sort, fpsi, frho, method, selection, nav = values
     c = slot % v.n_sliders
     if c < index.n_classes:
         value = {c: float(th[slot])}
@@ -189,7 +208,7 @@ def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):
             index.save_thresholds(Psi=value, who=user_of())
         else:
             index.save_thresholds(P=value, who=user_of())
-    return refilter(state, d, st, sort, fpsi, frho, method, nav, keep_current=True)
+    return refilter(state, d, st, sort, fpsi, frho, method, selection, nav, keep_current=True)
 
 
 def ask_reset():

@@ -41,8 +41,8 @@ def wire(state: AppState, v: SimpleNamespace) -> None:
     v.regen_btn.click(safe(partial(regenerate, state)), [v.nav, v.editor], [*nav_detail, v.counts, v.regen_msg],
                       api_name="regenerate")
     batch_out = [v.batch_msg, v.batch_confirm, v.pending_batch]
-    v.batch_btn.click(batch_ask, [v.batch_action, v.nav, v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method],
-                      batch_out, api_name="batch_ask")
+    v.batch_btn.click(batch_ask, [v.batch_action, v.nav, v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method,
+                                  v.selection], batch_out, api_name="batch_ask")
     for comp in (v.batch_action, v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method):
         comp.change(batch_cancel, [v.pending_batch], batch_out, show_progress="hidden")
     v.batch_confirm.click(safe(partial(batch_confirm, state)), [v.pending_batch], [*batch_out[:2], v.counts, v.pending_batch],
@@ -104,7 +104,7 @@ def undo(state: AppState, nav: dict):
     return nav, *detail_panels(index, cid, state.class_names()), _counts(state, index)
 
 
-def batch_ask(action, nav, d, st, sort, fpsi, frho, method):
+def batch_ask(action, nav, d, st, sort, fpsi, frho, method, selection=None):
     """Count the filter's candidates and bind the batch to exactly them and this action: Confirm applies it
     to these ids, whatever the filter or the action shows by then."""
     ids = [int(i) for i in nav.get("ids", [])]
@@ -112,7 +112,7 @@ def batch_ask(action, nav, d, st, sort, fpsi, frho, method):
     if not ids:
         return "No candidate in the current filter.", gr.Button(visible=False), None
     described = {"direction": d or "all", "decision": st or "all", "method": method or "all", "psi": fpsi or "",
-                 "rho": frho or ""}
+                 "rho": frho or "", "selection": f"{len(selection)} drawn on a plot" if selection is not None else ""}
     pending = {"ids": ids, "action": action, "filter": described}
     shown = ", ".join(f"{k} {val}" for k, val in described.items() if val)
     return (f"This will **{word} {len(ids)} candidates** (every candidate of the current filter: {shown}). Press "

@@ -38,11 +38,12 @@ def parse_range(text: str) -> tuple[float, float]:
         raise DDBError(f"a range is two numbers 'min,max', got {text!r}") from None
 
 
-def current_filter(direction, status, sort, psi_range, rho_range, method=""):
+def current_filter(direction, status, sort, psi_range, rho_range, method="", selection=None):
     from ddb_core.review import Filter
 
+    ids = None if selection is None else np.asarray(selection, np.int64)
     return Filter(direction=direction or None, status=status or "all", sort=sort or "id", psi_range=parse_range(psi_range),
-                  rho_range=parse_range(rho_range), method=method or None)
+                  rho_range=parse_range(rho_range), method=method or None, ids=ids)
 
 
 def direction_choices(index, names: list[str]) -> list[tuple[str, str]]:
@@ -83,26 +84,43 @@ def status_codes(index, Psi: dict, P: dict) -> np.ndarray:
     return np.where(index.manual == 1, 2, np.where(index.manual == 2, 3, auto.astype(np.int64)))
 
 
-def threshold_plots(index, Psi: dict, P: dict, direction: Optional[str]):
-    """(scatter, ψ histogram, ρ histogram) of one direction (or all) at the given thresholds."""
-    if index is None or len(index) == 0:
-        blank = np.full((120, 300, 3), 255, np.uint8)
-        return blank, blank, blank
+def plotted(index, Psi: dict, P: dict, direction: Optional[str]):
+    """What the ψ–ρ plot of ``direction`` (or all) shows: (mask of the candidates, Ψ line, P line, ρ range)."""
     if direction:
         i, j = (int(x) for x in direction.split("->"))
         sel = (index.src == i) & (index.tgt == j)
         psi_line, rho_line = Psi.get(i), P.get(j)
     else:
         sel = np.ones(len(index), bool)
-        i = j = None
         psi_line = rho_line = None
+    rho = index.rho[sel]
+    ok = np.isfinite(rho)
+    rng = np.percentile(rho[ok], [0.5, 99.5]) if ok.any() else (0.0, 1.0)
+    rho_range = (float(rng[0]), float(rng[1]) if rng[1] > rng[0] else float(rng[0]) + 1.0)
+    return sel, psi_line, rho_line, rho_range
+
+
+def scatter_frame(index, Psi: dict, P: dict, direction: Optional[str]):
+    """(candidate positions drawn, x and y in the plot's coordinates, its PlotFrame): what a selection drawn
+    on the ψ–ρ plot maps back to (the same frame the plot was drawn with)."""
+    sel, psi_line, _rho_line, rho_range = plotted(index, Psi, P, direction)
+    pos = np.nonzero(sel)[0]
+    frame = plots.psi_rho_frame(index.psi[pos], index.rho[pos], psi_line, rho_range)
+    return pos, plots.logit(index.psi[pos]), index.rho[pos], frame
+
+
+def threshold_plots(index, Psi: dict, P: dict, direction: Optional[str]):
+    """(scatter, ψ histogram, ρ histogram) of one direction (or all) at the given thresholds. ψ is drawn on
+    a logit scale, where the values near 1 that most candidates have spread out."""
+    if index is None or len(index) == 0:
+        blank = np.full((120, 300, 3), 255, np.uint8)
+        return blank, blank, blank
+    sel, psi_line, rho_line, rho_range = plotted(index, Psi, P, direction)
     codes = status_codes(index, Psi, P)[sel]
     psi, rho = index.psi[sel], index.rho[sel]
-    ok = np.isfinite(rho)
-    rng = (np.percentile(rho[ok], [0.5, 99.5]) if ok.any() else (0.0, 1.0))
-    rho_range = (float(rng[0]), float(rng[1]) if rng[1] > rng[0] else float(rng[0]) + 1.0)
-    sc = plots.scatter(psi, rho, codes, psi_line, rho_line, ranges=((0.0, 1.0), rho_range),
-                       title=f"ψ vs ρ ({int(sel.sum())} candidates): green kept, red pruned, blue/purple manual")
+    sc, _frame = plots.psi_rho_scatter(psi, rho, codes, psi_line, rho_line, rho_range,
+                                       title=f"{int(sel.sum())} candidates: green kept, red pruned, blue/purple manual; "
+                                             f"drag to select, click to open")
     hp = plots.histogram(psi, psi_line, "ψ = P(source class | result); kept left of the line", rng=(0.0, 1.0))
     hr = plots.histogram(rho, rho_line, "ρ = Σ mask · IG; kept right of the line", rng=rho_range)
     return sc, hp, hr
@@ -174,11 +192,12 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
     return p1, p2, p3, p4, p5, info
 
 
-def refilter(state, d, st, sort, fpsi, frho, method, nav, keep_current=False, page=0):
-    """The gallery and the shown candidate for the filter (the shown one kept when it still matches)."""
+def refilter(state, d, st, sort, fpsi, frho, method, selection, nav, keep_current=False, page=0):
+    """The gallery and the shown candidate for the filter and the plot selection (the shown one kept
+    when it still matches)."""
     index = state.index()
     names = state.class_names()
-    ids = [int(i) for i in index.query(current_filter(d, st, sort, fpsi, frho, method))]
+    ids = [int(i) for i in index.query(current_filter(d, st, sort, fpsi, frho, method, selection))]
     current = None
     if keep_current and nav.get("ids") and nav["pos"] < len(nav["ids"]):
         current = nav["ids"][nav["pos"]]
