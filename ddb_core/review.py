@@ -9,6 +9,8 @@ thresholds are written through ``pruning`` (so every change is audited and saved
 
 from __future__ import annotations
 
+import gc
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -42,6 +44,43 @@ class Filter:
             raise ConfigError(f"sort must be one of {', '.join(SORTS)}, got {self.sort!r}")
 
 
+_NULL = -1.7976931348623157e308  # stands for SQL NULL in the numeric arrays (then NaN)
+
+
+class Positions:
+    """Candidate id → position in the index's arrays (ids are sorted ascending), like a dict without
+    a million Python entries."""
+
+    def __init__(self, ids: np.ndarray):
+        self.ids = ids
+
+    def lookup(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(positions, found) of an array of ids."""
+        if not len(self.ids):
+            return np.zeros(len(ids), np.int64), np.zeros(len(ids), bool)
+        at = np.clip(np.searchsorted(self.ids, ids), 0, len(self.ids) - 1)
+        return at, self.ids[at] == ids
+
+    def __getitem__(self, cid) -> int:
+        k = int(np.searchsorted(self.ids, int(cid)))
+        if k >= len(self.ids) or self.ids[k] != int(cid):
+            raise KeyError(cid)
+        return k
+
+    def __contains__(self, cid) -> bool:
+        try:
+            self[cid]
+        except (KeyError, TypeError, ValueError):
+            return False
+        return True
+
+    def get(self, cid, default=None):
+        return self[cid] if cid in self else default
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 class ReviewIndex:
     """All candidates of a project as arrays (ids, labels, ψ, ρ, detection score, manual decision)."""
 
@@ -50,29 +89,65 @@ class ReviewIndex:
         self.reload()
 
     def reload(self) -> None:
+        """Read every candidate into arrays: one pass over ``candidates`` in id order (no join: the
+        masks' detection scores and the manual decisions are small tables looked up by position), so
+        that a million candidates open in seconds."""
+        db = self.project.db
         mid = self.project.active_erm_id
-        rows = self.project.db.execute(
-            "select c.id, c.source_label, c.target_label, c.psi, c.rho, c.method, m.score, d.decision, c.score_model_id "
-            "from candidates c left join masks m on m.id = c.mask_id left join decisions d on d.candidate_id = c.id "
-            "order by c.id").fetchall()
-        n = len(rows)
-        self.ids = np.fromiter((r[0] for r in rows), np.int64, n)
-        self.src = np.fromiter((r[1] for r in rows), np.int64, n)
-        self.tgt = np.fromiter((r[2] for r in rows), np.int64, n)
+        methods = sorted({r[0] for r in db.execute("select distinct method from candidates")} | {"ddb"})
+        case = "case c.method " + " ".join(f"when ? then {k}" for k in range(len(methods))) + " else -1 end"
+        cursor = db.execute(
+            f"select c.id, c.source_label, c.target_label, coalesce(c.psi, ?), coalesce(c.rho, ?), {case}, "
+            f"coalesce(c.mask_id, -1), coalesce(c.score_model_id, -1) from candidates c order by c.id",
+            [_NULL, _NULL, *methods])
+        chunks = []
+        gc_was_on = gc.isenabled()
+        gc.disable()  # a million row tuples would trigger many needless collections
+        try:
+            while True:
+                rows = cursor.fetchmany(100_000)
+                if not rows:
+                    break
+                chunks.append(np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=8 * len(rows)))
+        finally:
+            if gc_was_on:
+                gc.enable()
+        a = np.concatenate(chunks).reshape(-1, 8) if chunks else np.zeros((0, 8))
+        n = len(a)
+        self.ids = a[:, 0].astype(np.int64)
+        self.src, self.tgt = a[:, 1].astype(np.int64), a[:, 2].astype(np.int64)
+        psi, rho = a[:, 3], a[:, 4]
+        has_psi = psi != _NULL
         # scores of another model than the active one are stale: kept aside, the candidate counts as not scored
-        fresh = np.fromiter((r[8] is not None and r[8] == mid for r in rows), bool, n)
-        self.stale = np.fromiter((r[3] is not None for r in rows), bool, n) & ~fresh
-        self.psi = np.fromiter((np.nan if r[3] is None or not f else r[3] for r, f in zip(rows, fresh)), np.float64, n)
-        self.rho = np.fromiter((np.nan if r[4] is None or not f else r[4] for r, f in zip(rows, fresh)), np.float64, n)
-        self.det = np.fromiter((np.nan if r[6] is None else r[6] for r in rows), np.float64, n)
-        self.manual = np.fromiter((MANUAL_CODE[r[7]] for r in rows), np.int8, n)
-        methods = sorted({r[5] for r in rows} | {"ddb"})
+        fresh = (a[:, 7] == (mid if mid is not None else -2)) & has_psi
+        self.stale = has_psi & ~fresh
+        self.psi = np.where(fresh, psi, np.nan)
+        self.rho = np.where(fresh & (rho != _NULL), rho, np.nan)
         self.method_names = methods
-        self.method = np.fromiter((methods.index(r[5]) for r in rows), np.int8, n)
-        self.pos = {int(i): k for k, i in enumerate(self.ids)}
+        self.method = a[:, 5].astype(np.int8)
+        mask_ids = a[:, 6].astype(np.int64)
+        del a
+        masks = np.array(db.execute("select id, coalesce(score, ?) from masks order by id", [_NULL]).fetchall(),
+                         np.float64).reshape(-1, 2)
+        self.det = np.full(n, np.nan)
+        if len(masks) and n:
+            at = np.clip(np.searchsorted(masks[:, 0], mask_ids), 0, len(masks) - 1)
+            found = masks[at, 0] == mask_ids
+            self.det[found] = np.where(masks[at[found], 1] == _NULL, np.nan, masks[at[found], 1])
+        self.manual = np.zeros(n, np.int8)
+        self.pos = Positions(self.ids)
+        manual = db.execute("select candidate_id, decision from decisions").fetchall()
+        if manual:
+            ids = np.array([r[0] for r in manual], np.int64)
+            codes = np.array([MANUAL_CODE[r[1]] for r in manual], np.int8)
+            at, found = self.pos.lookup(ids)
+            self.manual[at[found]] = codes[found]
         self.n_classes = len(self.project.class_names)
-        self.directions = sorted({(int(i), int(j)) for i, j in zip(self.src, self.tgt)})
+        pairs = np.unique(self.src * 1_000_003 + self.tgt) if n else np.zeros(0, np.int64)
+        self.directions = [(int(v // 1_000_003), int(v % 1_000_003)) for v in pairs]
         self.scored = ~(np.isnan(self.psi) | np.isnan(self.rho))
+        self._view_cache: dict = {}  # per direction: what the plots need that thresholds do not change
+        self._auto_memo = None
         from .decisions import pruned_methods
 
         on = pruned_methods(self.project)
@@ -85,6 +160,28 @@ class ReviewIndex:
         self.Psi = {int(k): float(v) for k, v in th["Psi"].items()}
         self.P = {int(k): float(v) for k, v in th["P"].items()}  # DDB's, the sliders'
         self.P_method = {m: {int(k): float(v) for k, v in d.items()} for m, d in (th.get("P_method") or {}).items()}
+        for i, j in self.directions:  # the plots' first draw of each direction is as quick as the next ones
+            self.view(f"{i}->{j}")
+
+    def view(self, direction: Optional[str]) -> dict:
+        """What the plots of ``direction`` ("i->j", or None for all) need that no threshold changes, computed
+        once per load: positions, logit ψ, ρ, and their 0.5–99.5 percentile ranges."""
+        if direction not in self._view_cache:
+            if direction:
+                i, j = (int(x) for x in direction.split("->"))
+                pos = np.nonzero((self.src == i) & (self.tgt == j))[0]
+            else:
+                pos = np.arange(len(self))
+            psi, rho = self.psi[pos], self.rho[pos]
+            lpsi = np.log(np.clip(psi, 1e-6, 1 - 1e-6) / (1 - np.clip(psi, 1e-6, 1 - 1e-6)))
+            ok = np.isfinite(psi) & np.isfinite(rho)
+            lr = tuple(float(v) for v in np.percentile(lpsi[ok], [0.5, 99.5])) if ok.any() else (-4.0, 4.0)
+            rr = tuple(float(v) for v in np.percentile(rho[ok], [0.5, 99.5])) if ok.any() else (0.0, 1.0)
+            if rr[1] <= rr[0]:
+                rr = (rr[0], rr[0] + 1.0)
+            self._view_cache[direction] = {"pos": pos, "psi": psi, "lpsi": lpsi, "rho": rho, "lpsi_range": lr,
+                                           "rho_range": rr}
+        return self._view_cache[direction]
 
     def _p_table(self, P: dict) -> np.ndarray:
         """methods x classes: DDB's P from ``P`` (the sliders), other methods' from their stored values."""
@@ -101,15 +198,22 @@ class ReviewIndex:
 
     # -- thresholds ------------------------------------------------------------------------
     def auto(self, Psi: Optional[dict] = None, P: Optional[dict] = None) -> np.ndarray:
-        """Automatic keep decision of every candidate at the given (or current) thresholds."""
+        """Automatic keep decision of every candidate at the given (or current) thresholds (the last
+        result is remembered: the counts and the plots of one slider move ask for the same)."""
         Psi = {**self.Psi, **(Psi or {})}
         P = {**self.P, **(P or {})}
         if not len(self):
             return np.zeros(0, bool)
+        key = (tuple(sorted(Psi.items())), tuple(sorted(P.items())), tuple(sorted((m, tuple(sorted(d.items())))
+                                                                                  for m, d in self.P_method.items())))
+        if self._auto_memo is not None and self._auto_memo[0] == key:
+            return self._auto_memo[1]
         psi_t = np.array([Psi.get(c, np.nan) for c in range(self.n_classes)])[self.src]
         p_t = self._p_table(P)[self.method, self.tgt]
-        keep = auto_keep(self.psi, self.rho, psi_t, p_t)
-        return keep | (self.unpruned & self.scored)
+        keep = auto_keep(self.psi, self.rho, psi_t, p_t) | (self.unpruned & self.scored)
+        keep.setflags(write=False)
+        self._auto_memo = (key, keep)
+        return keep
 
     def kept(self, Psi: Optional[dict] = None, P: Optional[dict] = None) -> np.ndarray:
         """Final decision: manual accept/reject, else the automatic one."""
@@ -211,11 +315,9 @@ class ReviewIndex:
 
     def mask_of(self, ids) -> np.ndarray:
         """A boolean array over the candidates: True at the given ids (ids not in the index are ignored)."""
-        ids = np.asarray(ids, np.int64)
         out = np.zeros(len(self), bool)
-        if ids.size and len(self):
-            pos = np.clip(np.searchsorted(self.ids, ids), 0, len(self) - 1)  # ids are sorted ascending
-            out[pos[self.ids[pos] == ids]] = True
+        at, found = self.pos.lookup(np.asarray(ids, np.int64))
+        out[at[found]] = True
         return out
 
     # -- one candidate ---------------------------------------------------------------------
@@ -254,10 +356,8 @@ class ReviewIndex:
         """accept / reject / None (back to automatic) for every id, as one action: saved and audited at once."""
         ids = [int(i) for i in ids]
         changed = set_decision(self.project, ids, decision, who=who, source=source, detail=detail)
-        code = MANUAL_CODE[decision]
-        for i in ids:
-            if i in self.pos:
-                self.manual[self.pos[i]] = code
+        at, found = self.pos.lookup(np.array(ids, np.int64))
+        self.manual[at[found]] = MANUAL_CODE[decision]
         return changed
 
     def undo(self, who: str = "user", source: str = "app") -> Optional[list[int]]:
@@ -270,7 +370,8 @@ class ReviewIndex:
 
     def sync_decisions(self, ids: Sequence[int]) -> None:
         """Re-read the manual decisions of ``ids`` from the database."""
-        ids = [int(i) for i in ids if int(i) in self.pos]
+        at, found = self.pos.lookup(np.array([int(i) for i in ids], np.int64))
+        ids = [int(self.ids[k]) for k in at[found]]
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             stored = dict(self.project.db.execute(

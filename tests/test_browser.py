@@ -190,3 +190,54 @@ def sync_playwright_ctx():
     from playwright.sync_api import sync_playwright
 
     return sync_playwright()
+
+
+def test_a_lasso_on_the_plot_filters_the_gallery_for_a_batch_reject_and_undo(candidates_project):
+    """Draw a selection on the ψ–ρ plot: the gallery shows exactly the selected candidates; a batch reject
+    of them reaches the database as that many rejections, all of the plotted direction; undo removes them."""
+    from playwright.sync_api import sync_playwright
+
+    from ui.app import build_app, launch_kwargs
+    from ui.screenshot import BROWSER_ARGS, open_review
+
+    p = candidates_project
+    app = build_app(str(p.root), build_demo=False)
+    app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True, **launch_kwargs(str(p.root)))
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1500, "height": 1900})
+            open_review(page, app.local_url)
+            page.wait_for_timeout(1000)
+            box = page.locator("#scatter img").first.bounding_box()
+            # a lasso over the whole plot area: every plotted candidate of the shown direction
+            corners = [(0.06, 0.06), (0.99, 0.06), (0.99, 0.9), (0.06, 0.9), (0.06, 0.06)]
+            page.mouse.move(box["x"] + box["width"] * corners[0][0], box["y"] + box["height"] * corners[0][1])
+            page.mouse.down()
+            for fx, fy in corners[1:]:
+                page.mouse.move(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy, steps=8)
+            page.mouse.up()
+            text = _wait_text(page, "#selection-info", r"Selection: \d+ candidates")
+            n = int(re.search(r"Selection: (\d+) candidates", text).group(1))
+            assert n > 0
+            _wait_text(page, "#page-info", rf"— {n} candidates")
+            page.get_by_role("button", name="Apply to the filter…").click()
+            _wait_text(page, "#batch-msg", rf"reject {n} candidates")
+            page.locator("#btn-batch-confirm").click()
+            _wait_text(page, "#batch-msg", rf"{n} decisions changed")
+            rows = p.db.execute("select c.source_label, c.target_label, d.decision from decisions d "
+                                "join candidates c on c.id = d.candidate_id").fetchall()
+            assert len(rows) == n and {r[2] for r in rows} == {"reject"}
+            assert len({(r[0], r[1]) for r in rows}) == 1  # all of the plotted direction
+            page.locator("body").click(position={"x": 5, "y": 5})
+            page.keyboard.press("u")
+            t0 = __import__("time").time()
+            while p.db.execute("select count(*) from decisions").fetchone()[0] and __import__("time").time() - t0 < 30:
+                page.wait_for_timeout(200)
+            assert p.db.execute("select count(*) from decisions").fetchone()[0] == 0
+            # a click on the plot opens a candidate; the keys 1-4 flip the large view
+            page.keyboard.press("1")
+            page.wait_for_function("document.querySelector('#large-mode input[value=\"source\"]').checked", timeout=10_000)
+            browser.close()
+    finally:
+        app.close()

@@ -97,3 +97,38 @@ def test_app_through_gradio_client(candidates_project):
             urllib.request.urlopen(app.local_url + "gradio_api/file=/etc/passwd", timeout=10)
     finally:
         app.close()
+
+
+def test_a_plot_selection_holds_exactly_the_dots_it_covers():
+    from ui import plots
+
+    rng = np.random.default_rng(0)
+    psi, rho = 1 - rng.beta(1, 20, 5000), rng.normal(0.2, 0.1, 5000)
+    frame = plots.psi_rho_frame(psi, rho, 0.9, (-0.1, 0.5))
+    x = plots.logit(psi)
+    cx, cy = frame.pixels(x, rho)
+    left, right = frame.left + frame.width * 0.25, frame.left + frame.width * 0.75
+    box = [(left, frame.top), (right, frame.top), (right, frame.top + frame.height), (left, frame.top + frame.height)]
+    chosen = plots.selected_in(frame, x, rho, box)
+    inside = (x >= frame.x0) & (x <= frame.x1) & (rho >= frame.y0) & (rho <= frame.y1)
+    col = cx + frame.left
+    assert (chosen <= (inside & (col >= left - 1) & (col <= right + 1))).all()  # nothing outside the box
+    assert (chosen >= (inside & (col >= left + 1) & (col <= right - 1))).all()  # everything well inside it
+    assert 0 < chosen.sum() < len(x)
+    k = int(np.nonzero(inside)[0][7])
+    hit = plots.nearest(frame, x, rho, (frame.left + cx[k], frame.top + cy[k]))
+    assert hit is not None and (cx[hit], cy[hit]) == (cx[k], cy[k])  # the dot under the click (or one on it)
+    assert plots.nearest(frame, x, rho, (-100, -100)) is None
+    # the map and the plot of the ψ–ρ share the selection filter of the review model
+    img, frame2 = plots.psi_rho_scatter(psi, rho, np.ones(len(psi), int), 0.9, 0.2, (-0.1, 0.5))
+    assert frame2 == frame and img.shape == (frame.image_h, frame.image_w, 3)
+
+
+def test_a_selection_restricts_the_gallery_to_its_ids(candidates_project):
+    idx = ReviewIndex(candidates_project)
+    some = [int(i) for i in idx.ids[::3]]
+    assert [int(i) for i in idx.query(Filter(ids=np.array(some)))] == some
+    assert [int(i) for i in idx.query(Filter(ids=np.array(some + [10 ** 9])))] == some  # unknown ids are ignored
+    assert len(idx.query(Filter(ids=np.array([], np.int64)))) == 0
+    both = idx.query(Filter(ids=np.array(some), direction="0->1"))
+    assert set(both) <= set(some) and all(idx.src[idx.pos[int(i)]] == 0 for i in both)

@@ -35,27 +35,38 @@ def build(state: AppState) -> SimpleNamespace:
         v.seeds = gr.Textbox("0", label="seeds (comma-separated)")
         v.ratio = gr.Number(0.0, label="generated share of each batch (0 = natural)")
     v.button = gr.Button("Retrain on accepted samples", variant="primary", elem_id="btn-retrain")
-    v.pick = gr.Dropdown(label="reports", choices=[], value=None)
-    v.report = gr.Markdown(elem_id="report")
     with gr.Row():
-        v.groups = gr.Image(label="per-group accuracy before → after", type="filepath", interactive=False)
-        v.curves = gr.Image(label="training curves", type="filepath", interactive=False)
+        v.pick = gr.Dropdown(label="report", choices=[], value=None)
+        v.compare = gr.Dropdown(label="side by side with (an earlier report)", choices=[], value=None, elem_id="compare")
+    with gr.Row():
+        with gr.Column():
+            v.report = gr.Markdown(elem_id="report")
+            v.groups = gr.Image(label="per-group accuracy before → after", type="filepath", interactive=False)
+            v.curves = gr.Image(label="training curves (a point per val check)", type="filepath", interactive=False)
+        with gr.Column():
+            v.report2 = gr.Markdown(elem_id="report-compare")
+            v.groups2 = gr.Image(label="per-group accuracy before → after", type="filepath", interactive=False)
+            v.curves2 = gr.Image(label="training curves (a point per val check)", type="filepath", interactive=False)
     return v
 
 
 def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     v.pick.change(safe(partial(show_report, state)), [v.pick], [v.report, v.groups, v.curves], api_name="show_report")
+    v.compare.change(safe(partial(show_report, state)), [v.compare], [v.report2, v.groups2, v.curves2],
+                     api_name="show_compared_report")
     v.button.click(safe(partial(retrain, state)), [v.gammas, v.gamma_grid, v.lr, v.epochs, v.evals, v.batch_size,
                                                     v.seeds, v.ratio], [shared.job_md, shared.timer], api_name="retrain")
 
 
 def refresh_outputs(v: SimpleNamespace) -> list:
-    return [v.inputs_md, v.pick]
+    return [v.inputs_md, v.pick, v.compare]
 
 
 def refresh(state: AppState, v: SimpleNamespace) -> list:
+    """The latest report, and beside it the one before (the current run against an earlier one)."""
     choices = reports_choices(state)
-    return [inputs_markdown(state), gr.Dropdown(choices=choices, value=choices[0][1] if choices else None)]
+    return [inputs_markdown(state), gr.Dropdown(choices=choices, value=choices[0][1] if choices else None),
+            gr.Dropdown(choices=[("none", None)] + choices, value=choices[1][1] if len(choices) > 1 else None)]
 
 
 def inputs_markdown(state: AppState) -> str:

@@ -85,28 +85,21 @@ def status_codes(index, Psi: dict, P: dict) -> np.ndarray:
 
 
 def plotted(index, Psi: dict, P: dict, direction: Optional[str]):
-    """What the ψ–ρ plot of ``direction`` (or all) shows: (mask of the candidates, Ψ line, P line, ρ range)."""
+    """What the ψ–ρ plot of ``direction`` (or all) shows: (the review model's cached view of the direction,
+    Ψ line, P line)."""
     if direction:
         i, j = (int(x) for x in direction.split("->"))
-        sel = (index.src == i) & (index.tgt == j)
-        psi_line, rho_line = Psi.get(i), P.get(j)
-    else:
-        sel = np.ones(len(index), bool)
-        psi_line = rho_line = None
-    rho = index.rho[sel]
-    ok = np.isfinite(rho)
-    rng = np.percentile(rho[ok], [0.5, 99.5]) if ok.any() else (0.0, 1.0)
-    rho_range = (float(rng[0]), float(rng[1]) if rng[1] > rng[0] else float(rng[0]) + 1.0)
-    return sel, psi_line, rho_line, rho_range
+        return index.view(direction), Psi.get(i), P.get(j)
+    return index.view(None), None, None
 
 
 def scatter_frame(index, Psi: dict, P: dict, direction: Optional[str]):
     """(candidate positions drawn, x and y in the plot's coordinates, its PlotFrame): what a selection drawn
     on the ψ–ρ plot maps back to (the same frame the plot was drawn with)."""
-    sel, psi_line, _rho_line, rho_range = plotted(index, Psi, P, direction)
-    pos = np.nonzero(sel)[0]
-    frame = plots.psi_rho_frame(index.psi[pos], index.rho[pos], psi_line, rho_range)
-    return pos, plots.logit(index.psi[pos]), index.rho[pos], frame
+    view, psi_line, _rho_line = plotted(index, Psi, P, direction)
+    frame = plots.psi_rho_frame(view["psi"], view["rho"], psi_line, view["rho_range"],
+                                lpsi_range=view["lpsi_range"])
+    return view["pos"], view["lpsi"], view["rho"], frame
 
 
 def threshold_plots(index, Psi: dict, P: dict, direction: Optional[str]):
@@ -115,14 +108,15 @@ def threshold_plots(index, Psi: dict, P: dict, direction: Optional[str]):
     if index is None or len(index) == 0:
         blank = np.full((120, 300, 3), 255, np.uint8)
         return blank, blank, blank
-    sel, psi_line, rho_line, rho_range = plotted(index, Psi, P, direction)
-    codes = status_codes(index, Psi, P)[sel]
-    psi, rho = index.psi[sel], index.rho[sel]
-    sc, _frame = plots.psi_rho_scatter(psi, rho, codes, psi_line, rho_line, rho_range,
-                                       title=f"{int(sel.sum())} candidates: green kept, red pruned, blue/purple manual; "
-                                             f"drag to select, click to open")
+    view, psi_line, rho_line = plotted(index, Psi, P, direction)
+    codes = status_codes(index, Psi, P)[view["pos"]]
+    psi, rho = view["psi"], view["rho"]
+    sc, _frame = plots.psi_rho_scatter(psi, rho, codes, psi_line, rho_line, view["rho_range"],
+                                       title=f"{len(view['pos'])} candidates: green kept, red pruned, blue/purple manual; "
+                                             f"drag to select, click to open", lpsi=view["lpsi"],
+                                       lpsi_range=view["lpsi_range"])
     hp = plots.histogram(psi, psi_line, "ψ = P(source class | result); kept left of the line", rng=(0.0, 1.0))
-    hr = plots.histogram(rho, rho_line, "ρ = Σ mask · IG; kept right of the line", rng=rho_range)
+    hr = plots.histogram(rho, rho_line, "ρ = Σ mask · IG; kept right of the line", rng=view["rho_range"])
     return sc, hp, hr
 
 
