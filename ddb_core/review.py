@@ -95,11 +95,11 @@ class ReviewIndex:
         db = self.project.db
         mid = self.project.active_erm_id
         methods = sorted({r[0] for r in db.execute("select distinct method from candidates")} | {"ddb"})
-        case = "case c.method " + " ".join(f"when ? then {k}" for k in range(len(methods))) + " else -1 end"
-        cursor = db.execute(
-            f"select c.id, c.source_label, c.target_label, coalesce(c.psi, ?), coalesce(c.rho, ?), {case}, "
-            f"coalesce(c.mask_id, -1), coalesce(c.score_model_id, -1) from candidates c order by c.id",
-            [_NULL, _NULL, *methods])
+        # one pass, five numbers a row (the cost of reading a million rows grows with their columns): id, source
+        # and target packed into one integer, ψ, ρ and the mask id; the rare rows of another method than DDB's
+        # and the scores of another model than the active one (stale) come from two small queries after it
+        cursor = db.execute("select id, source_label + (target_label << 16), coalesce(psi, ?), coalesce(rho, ?), "
+                            "coalesce(mask_id, -1) from candidates order by id", [_NULL, _NULL])
         chunks = []
         gc_was_on = gc.isenabled()
         gc.disable()  # a million row tuples would trigger many needless collections
@@ -108,25 +108,35 @@ class ReviewIndex:
                 rows = cursor.fetchmany(100_000)
                 if not rows:
                     break
-                chunks.append(np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=8 * len(rows)))
+                chunks.append(np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=5 * len(rows)))
         finally:
             if gc_was_on:
                 gc.enable()
-        a = np.concatenate(chunks).reshape(-1, 8) if chunks else np.zeros((0, 8))
+        a = np.concatenate(chunks).reshape(-1, 5) if chunks else np.zeros((0, 5))
         n = len(a)
         self.ids = a[:, 0].astype(np.int64)
-        self.src, self.tgt = a[:, 1].astype(np.int64), a[:, 2].astype(np.int64)
-        psi, rho = a[:, 3], a[:, 4]
-        has_psi = psi != _NULL
-        # scores of another model than the active one are stale: kept aside, the candidate counts as not scored
-        fresh = (a[:, 7] == (mid if mid is not None else -2)) & has_psi
-        self.stale = has_psi & ~fresh
-        self.psi = np.where(fresh, psi, np.nan)
-        self.rho = np.where(fresh & (rho != _NULL), rho, np.nan)
-        self.method_names = methods
-        self.method = a[:, 5].astype(np.int8)
-        mask_ids = a[:, 6].astype(np.int64)
+        self.pos = Positions(self.ids)
+        pair = a[:, 1].astype(np.int64)
+        self.src, self.tgt = pair & 0xFFFF, pair >> 16
+        self.psi = np.where(a[:, 2] == _NULL, np.nan, a[:, 2])
+        self.rho = np.where(a[:, 3] == _NULL, np.nan, a[:, 3])
+        mask_ids = a[:, 4].astype(np.int64)
         del a
+        self.method_names = methods
+        self.method = np.full(n, methods.index("ddb"), np.int8)
+        other = db.execute("select id, method from candidates where method != 'ddb'").fetchall()
+        if other:
+            at, found = self.pos.lookup(np.array([r[0] for r in other], np.int64))
+            self.method[at[found]] = np.array([methods.index(r[1]) for r in other], np.int8)[found]
+        # scores of another model than the active one are stale: kept aside, the candidate counts as not scored
+        self.stale = np.zeros(n, bool)
+        stale = db.execute("select id from candidates where psi is not null and (score_model_id is null or "
+                           "score_model_id != ?)", [mid if mid is not None else -2]).fetchall()
+        if stale:
+            at, found = self.pos.lookup(np.array([r[0] for r in stale], np.int64))
+            self.stale[at[found]] = True
+            self.psi[self.stale] = np.nan
+            self.rho[self.stale] = np.nan
         masks = np.array(db.execute("select id, coalesce(score, ?) from masks order by id", [_NULL]).fetchall(),
                          np.float64).reshape(-1, 2)
         self.det = np.full(n, np.nan)
@@ -135,7 +145,6 @@ class ReviewIndex:
             found = masks[at, 0] == mask_ids
             self.det[found] = np.where(masks[at[found], 1] == _NULL, np.nan, masks[at[found], 1])
         self.manual = np.zeros(n, np.int8)
-        self.pos = Positions(self.ids)
         manual = db.execute("select candidate_id, decision from decisions").fetchall()
         if manual:
             ids = np.array([r[0] for r in manual], np.int64)
