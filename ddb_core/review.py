@@ -98,8 +98,8 @@ class ReviewIndex:
         # one pass, five numbers a row (the cost of reading a million rows grows with their columns): id, source
         # and target packed into one integer, ψ, ρ and the mask id; the rare rows of another method than DDB's
         # and the scores of another model than the active one (stale) come from two small queries after it
-        cursor = db.execute("select id, source_label + (target_label << 16), coalesce(psi, ?), coalesce(rho, ?), "
-                            "coalesce(mask_id, -1) from candidates order by id", [_NULL, _NULL])
+        cursor = db.execute("select id, source_label + (target_label << 16), coalesce(psi, ?), coalesce(rho, ?) "
+                            "from candidates order by id", [_NULL, _NULL])
         chunks = []
         gc_was_on = gc.isenabled()
         gc.disable()  # a million row tuples would trigger many needless collections
@@ -108,11 +108,11 @@ class ReviewIndex:
                 rows = cursor.fetchmany(100_000)
                 if not rows:
                     break
-                chunks.append(np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=5 * len(rows)))
+                chunks.append(np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=4 * len(rows)))
         finally:
             if gc_was_on:
                 gc.enable()
-        a = np.concatenate(chunks).reshape(-1, 5) if chunks else np.zeros((0, 5))
+        a = np.concatenate(chunks).reshape(-1, 4) if chunks else np.zeros((0, 4))
         n = len(a)
         self.ids = a[:, 0].astype(np.int64)
         self.pos = Positions(self.ids)
@@ -120,8 +120,8 @@ class ReviewIndex:
         self.src, self.tgt = pair & 0xFFFF, pair >> 16
         self.psi = np.where(a[:, 2] == _NULL, np.nan, a[:, 2])
         self.rho = np.where(a[:, 3] == _NULL, np.nan, a[:, 3])
-        mask_ids = a[:, 4].astype(np.int64)
         del a
+        self._det = None  # detection scores: read when first sorted or coloured by
         self.method_names = methods
         self.method = np.full(n, methods.index("ddb"), np.int8)
         other = db.execute("select id, method from candidates where method != 'ddb'").fetchall()
@@ -137,13 +137,6 @@ class ReviewIndex:
             self.stale[at[found]] = True
             self.psi[self.stale] = np.nan
             self.rho[self.stale] = np.nan
-        masks = np.array(db.execute("select id, coalesce(score, ?) from masks order by id", [_NULL]).fetchall(),
-                         np.float64).reshape(-1, 2)
-        self.det = np.full(n, np.nan)
-        if len(masks) and n:
-            at = np.clip(np.searchsorted(masks[:, 0], mask_ids), 0, len(masks) - 1)
-            found = masks[at, 0] == mask_ids
-            self.det[found] = np.where(masks[at[found], 1] == _NULL, np.nan, masks[at[found], 1])
         self.manual = np.zeros(n, np.int8)
         manual = db.execute("select candidate_id, decision from decisions").fetchall()
         if manual:
@@ -171,6 +164,24 @@ class ReviewIndex:
         self.P_method = {m: {int(k): float(v) for k, v in d.items()} for m, d in (th.get("P_method") or {}).items()}
         for i, j in self.directions:  # the plots' first draw of each direction is as quick as the next ones
             self.view(f"{i}->{j}")
+
+    @property
+    def det(self) -> np.ndarray:
+        """The detection score of each candidate's mask (langsam's box score; 1.0 for most other maskers),
+        read on first use: opening the review model does not need it."""
+        if self._det is None:
+            db, n = self.project.db, len(self)
+            mask_ids = np.fromiter((r[0] for r in db.execute("select coalesce(mask_id, -1) from candidates order by id")),
+                                   np.int64, count=n)
+            masks = np.array(db.execute("select id, coalesce(score, ?) from masks order by id", [_NULL]).fetchall(),
+                             np.float64).reshape(-1, 2)
+            det = np.full(n, np.nan)
+            if len(masks) and n:
+                at = np.clip(np.searchsorted(masks[:, 0], mask_ids), 0, len(masks) - 1)
+                found = masks[at, 0] == mask_ids
+                det[found] = np.where(masks[at[found], 1] == _NULL, np.nan, masks[at[found], 1])
+            self._det = det
+        return self._det
 
     def view(self, direction: Optional[str]) -> dict:
         """What the plots of ``direction`` ("i->j", or None for all) need that no threshold changes, computed
@@ -317,7 +328,7 @@ class ReviewIndex:
         idx = np.nonzero(sel)[0]
         key = f.sort.lstrip("-")
         if key != "id":
-            vals = {"rho": self.rho, "psi": self.psi, "detection": self.det}[key][idx]
+            vals = (self.det if key == "detection" else self.psi if key == "psi" else self.rho)[idx]
             vals = -vals if f.sort.startswith("-") else vals
             idx = idx[np.argsort(np.where(np.isnan(vals), np.inf, vals), kind="stable")]  # unscored last
         return self.ids[idx]

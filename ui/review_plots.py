@@ -132,7 +132,7 @@ def render_map(state: AppState, Psi: dict, P: dict, colour_by: str = "decision")
         legend = ", ".join(f"{names[i]}→{names[j]} {['blue', 'orange', 'green', 'purple', 'teal', 'pink'][k % 6]}"
                            for k, (i, j) in enumerate(dirs))
     else:
-        values_ = {"psi": index.psi, "rho": index.rho, "detection": index.det}[colour_by][pos]
+        values_ = (index.det if colour_by == "detection" else index.psi if colour_by == "psi" else index.rho)[pos]
         ok = np.isfinite(values_)
         edges = np.quantile(values_[ok], np.linspace(0, 1, len(RAMP) + 1)) if ok.any() else np.zeros(len(RAMP) + 1)
         bins = np.clip(np.searchsorted(edges, values_, side="right") - 1, 0, len(RAMP) - 1)
