@@ -44,15 +44,16 @@ def build(state: AppState) -> SimpleNamespace:
                 v.select_mode = gr.Radio([("lasso", "lasso"), ("box", "box")], value="lasso", label="dragging draws a",
                                          elem_id="select-mode")
             v.scatter = gr.Image(label="ψ–ρ plot (ψ on a logit scale)", type="numpy", interactive=False, elem_id="scatter",
-                                 elem_classes=["selectable-plot"])
-            with gr.Row():
-                v.hist_psi = gr.Image(label="ψ", type="numpy", interactive=False, height=130)
-                v.hist_rho = gr.Image(label="ρ", type="numpy", interactive=False, height=130)
+                                 elem_classes=["selectable-plot"], show_label=False, buttons=[])
+            with gr.Row():  # the plots carry their titles: no label or buttons over them
+                v.hist_psi = gr.Image(label="ψ", type="numpy", interactive=False, height=130, show_label=False, buttons=[])
+                v.hist_rho = gr.Image(label="ρ", type="numpy", interactive=False, height=130, show_label=False, buttons=[])
             review_plots.build(state, v)  # the selection, the map
     gr.Markdown("### Candidate")
     with gr.Row():
         panel = lambda label, eid, pixelated=True: gr.Image(label=label, type="numpy", interactive=False, elem_id=eid,
-                                                            elem_classes=["pixelated"] if pixelated else None)
+                                                            elem_classes=["pixelated"] if pixelated else None,
+                                                            buttons=["fullscreen"])
         v.panels = [panel("source", "panel-source"), panel("mask on source", "panel-mask"),
                     panel("inpainted result", "panel-result"), panel("softmax shift", "panel-softmax", False),
                     panel("IG on result, mask outline", "panel-ig")]

@@ -43,7 +43,7 @@ def build(state: AppState, v: SimpleNamespace) -> None:
             v.map_method = gr.Dropdown(["pca"] + (["umap"] if _umap() else []), value="pca", label="projection")
             v.compute_map = gr.Button("Compute the map (a background job)")
         v.map = gr.Image(label="map: candidates (colour), their sources (grey)", type="numpy", interactive=False,
-                         elem_id="map-plot", elem_classes=["selectable-plot"])
+                         elem_id="map-plot", elem_classes=["selectable-plot"], show_label=False, buttons=[])
     v.plot_payload = gr.Textbox(elem_id="plot-selection", elem_classes=["ddb-hidden"], label="selection")
     v.plot_select = gr.Button("select", elem_id="btn-plot-select", elem_classes=["ddb-hidden"])
     v.selection = gr.State(None)  # the candidate ids selected on a plot, or None
