@@ -175,7 +175,8 @@ class ImageSet:
 
         if self._data is not None:
             return self._data[i]
-        return torch.from_numpy(_view_of_file(self.paths[i], self.size)).permute(2, 0, 1).contiguous()
+        view = np.array(_view_of_file(self.paths[i], self.size))  # a writable copy for torch
+        return torch.from_numpy(view).permute(2, 0, 1).contiguous()
 
 
 class ClassifierDataset:
