@@ -931,18 +931,21 @@ def _train_micro(a, progress):
 
 
 def _calibrate_args(p):
+    from .bench.calibration import RECIPES
+
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs (for a quick look; docs record it)")
+    p.add_argument("--recipes", nargs="+", default=list(RECIPES), metavar="ARCH:EPOCHS",
+                   help="ERM recipes to compare on val (default: %(default)s)")
     p.add_argument("--workdir", default="projects/bench", help="where the per-seed projects go (default: %(default)s)")
     _no_docs(p)
 
 
-@command("bench calibrate", "demo calibration: ERM and group-balanced oracle over seeds → docs/benchmarks.md",
+@command("bench calibrate", "demo calibration: the ERM recipe chosen on val (ERM and oracle over seeds) → docs/benchmarks.md",
          _calibrate_args)
 def _bench_calibrate(a, progress):
     from .bench.calibration import DOC, calibrate_demo, calibration_markdown
 
-    res = calibrate_demo(a.seeds, a.workdir, a.epochs, doc=None if a.no_docs else DOC,
+    res = calibrate_demo(a.seeds, a.workdir, a.recipes, doc=None if a.no_docs else DOC,
                          json_path=None if a.no_docs else Path("docs/bench/calibration.json"), on_progress=progress)
     progress.close()
     print(calibration_markdown(res))

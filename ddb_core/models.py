@@ -19,16 +19,44 @@ from .errors import ModelError, WeightsUnavailableError
 
 @dataclass(frozen=True)
 class Architecture:
-    builder: str  # torchvision.models function name
-    weights: str  # torchvision weights enum name, for --pretrained
+    builder: str  # torchvision.models function name, or "narrow" (``narrow_resnet18``)
+    weights: Optional[str]  # torchvision weights enum name, for --pretrained; None: no ImageNet weights exist
     feature_dim: int  # width of the penultimate layer (input of ``fc``)
+    width: int = 64  # channels of the first stage (narrow ResNets only)
 
 
 ARCHITECTURES = {
     "resnet18": Architecture("resnet18", "ResNet18_Weights", 512),
     "resnet34": Architecture("resnet34", "ResNet34_Weights", 512),
     "resnet50": Architecture("resnet50", "ResNet50_Weights", 2048),
+    # ResNet-18 at half width (stages of 32/64/128/256 channels): a quarter of the compute, for small
+    # images trained from scratch (the offline demo's classifier). No ImageNet weights exist for it.
+    "resnet18_w32": Architecture("narrow", None, 256, width=32),
 }
+
+
+def narrow_resnet18(width: int, num_classes: int = 1000) -> "torch.nn.Module":
+    """torchvision's ResNet-18 (same layers, names and stride pattern) with ``width`` channels in its
+    first stage instead of 64, doubling per stage; loads, trains and explains like ``resnet18``."""
+    import torch.nn as nn
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    model = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+    model.inplanes = width
+    model.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+    model.bn1 = nn.BatchNorm2d(width)
+    model.layer1 = model._make_layer(BasicBlock, width, 2)
+    model.layer2 = model._make_layer(BasicBlock, width * 2, 2, stride=2)
+    model.layer3 = model._make_layer(BasicBlock, width * 4, 2, stride=2)
+    model.layer4 = model._make_layer(BasicBlock, width * 8, 2, stride=2)
+    model.fc = nn.Linear(width * 8, num_classes)
+    for m in model.modules():  # the initialisation ResNet.__init__ gives its own layers
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.constant_(m.weight, 1)
+            nn.init.constant_(m.bias, 0)
+    return model
 
 
 def _arch(name: str) -> Architecture:
@@ -42,7 +70,10 @@ def imagenet_weights_file(arch: str) -> tuple[str, Path]:
     import torch
     import torchvision.models as tvm
 
-    weights = getattr(tvm, _arch(arch).weights).IMAGENET1K_V1
+    spec = _arch(arch)
+    if spec.weights is None:
+        raise WeightsUnavailableError(f"{arch} has no ImageNet weights: train it from scratch (without --pretrained)")
+    weights = getattr(tvm, spec.weights).IMAGENET1K_V1
     return weights.url, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
@@ -76,7 +107,7 @@ def build_classifier(arch: str, num_classes: int, pretrained: bool = False,
     if num_classes < 2:
         raise ModelError(f"num_classes must be at least 2, got {num_classes}")
     spec = _arch(arch)
-    model = getattr(tvm, spec.builder)(weights=None)
+    model = narrow_resnet18(spec.width) if spec.builder == "narrow" else getattr(tvm, spec.builder)(weights=None)
     if pretrained:
         model.load_state_dict(load_imagenet_state_dict(arch, weights_path))
     model.fc = torch.nn.Linear(spec.feature_dim, num_classes)

@@ -67,6 +67,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "image_size", "evals_per_epoch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.pretrained and ARCHITECTURES[self.arch].weights is None:
+            raise ConfigError(f"{self.arch} has no ImageNet weights: train it from scratch (pretrained off)")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr must be a positive number, got {self.lr}")
         if self.weight_decay < 0:
