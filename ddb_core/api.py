@@ -291,18 +291,26 @@ def retraining_inputs(project: Project, method: str = "ddb") -> dict[str, int]:
 
 
 def baseline(project: Project, name: str, *, seeds=(0,), train: Optional[TrainConfig] = None, jtt=None,
-             report: bool = True, on_progress=None, cancel=None) -> dict:
-    """Run a baseline (jtt | dfr | oracle) on the project's data; returns model ids, summary, report."""
+             jtt_grid: Optional[tuple] = None, dfr_fits: int = 20, report: bool = True, on_progress=None,
+             cancel=None) -> dict:
+    """Run a baseline (jtt | dfr | oracle) on the project's data; returns model ids, summary, report.
+
+    ``jtt_grid`` = (T values, λ_up values): with more than one combination, JTT chooses them on val."""
     from dataclasses import replace as _replace
 
     from .errors import ConfigError
-    from .method.baselines import JTTConfig, run_dfr, run_jtt, run_oracle
+    from .method.baselines import JTTConfig, run_dfr, run_jtt, run_jtt_tuned, run_oracle
 
     if name == "jtt":
-        cfg = jtt or JTTConfig(train=train or TrainConfig())
-        res = run_jtt(project, _replace(cfg, seeds=tuple(seeds)), on_progress=on_progress, cancel=cancel)
+        cfg = _replace(jtt or JTTConfig(train=train or TrainConfig()), seeds=tuple(seeds))
+        Ts, lams = jtt_grid or ((), ())
+        if len(Ts) > 1 or len(lams) > 1:  # T and λ_up chosen on val (first seed), as the JTT paper does
+            res = run_jtt_tuned(project, cfg, Ts or (cfg.jtt_epochs,), lams or (cfg.lambda_up,),
+                                on_progress=on_progress, cancel=cancel)
+        else:
+            res = run_jtt(project, cfg, on_progress=on_progress, cancel=cancel)
     elif name == "dfr":
-        res = run_dfr(project, seeds, on_progress=on_progress, cancel=cancel)
+        res = run_dfr(project, seeds, n_fits=dfr_fits, on_progress=on_progress, cancel=cancel)
     elif name == "oracle":
         res = run_oracle(project, train or TrainConfig(), seeds, on_progress=on_progress, cancel=cancel)
     else:
@@ -441,7 +449,7 @@ def scgs_generate(project: Project, cfg=None, inpaint=None, *, inpainter=None, o
 
 
 def jtt_with_scgs(project: Project, jtt=None, *, report: bool = True, on_progress=None, cancel=None) -> dict:
-    """JTT+SCGS: the accepted SCGS images join JTT's upweighted training set (γ = 1 each)."""
+    """JTT+SCGS: the accepted SCGS images join JTT's upweighted training set as ordinary samples."""
     from .method.baselines import JTTConfig, run_jtt
     from .method.retraining import RetrainConfig, accepted_candidates, generated_plan
 

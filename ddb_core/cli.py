@@ -756,6 +756,9 @@ def _retrain_args(p):
     p.add_argument("--gamma-grid", type=float, nargs="+", default=[], metavar="GAMMA",
                    help="choose γ (the same for every class) among these by val WGA, as the paper tunes it: one run per "
                         "value with the first seed, then the other seeds with the best; overrides --gamma")
+    p.add_argument("--per-class-gamma", action="store_true",
+                   help="with --gamma-grid: one γ per class, every combination of the grid's values a run (the "
+                        "paper's Table 10 tunes γ_1 and γ_2 apart)")
     p.add_argument("--gen-ratio", type=float, default=r.gen_ratio,
                    help="share of every batch that is generated samples; 0 = natural sampling (default: %(default)s)")
     p.add_argument("--init", choices=["erm", "scratch"], default=r.init,
@@ -768,13 +771,14 @@ def _retrain_args(p):
 @command("retrain", "retrain on the train split + accepted candidates (Eq. 6-8); report against ERM", _retrain_args)
 def _retrain(a, progress):
     from . import api
-    from .method.retraining import RetrainConfig
+    from .method.retraining import RetrainConfig, gamma_label
     from .reporting import _pct, report_markdown
 
     project = _open(a)
     n = len(project.class_names)
     gammas = None if a.gamma is None else tuple(a.gamma * n if len(a.gamma) == 1 else a.gamma)
-    cfg = RetrainConfig(train=_train_config(a), gammas=gammas, gamma_grid=tuple(a.gamma_grid), gen_ratio=a.gen_ratio,
+    cfg = RetrainConfig(train=_train_config(a), gammas=gammas, gamma_grid=tuple(a.gamma_grid), per_class=a.per_class_gamma,
+                        gen_ratio=a.gen_ratio,
                         init=a.init, reinit_head=a.reinit_head, method=a.method, seeds=tuple(a.seeds))
     inputs = api.retraining_inputs(project, a.method)
     print("accepted samples per direction: " + (", ".join(f"{k}: {v}" for k, v in inputs.items()) or "none"))
@@ -783,7 +787,7 @@ def _retrain(a, progress):
     out = api.retrain(project, cfg, on_progress=progress)
     progress.close()
     for row in out.get("gamma_search") or []:
-        print(f"γ = {row['gamma']:g}: val WGA {_pct(row['val_wga'])}%, val accuracy {_pct(row['val_acc'])}%"
+        print(f"{gamma_label(row)}: val WGA {_pct(row['val_wga'])}%, val accuracy {_pct(row['val_acc'])}%"
               f" (model {row['model_id']}){'  ← chosen' if row['chosen'] else ''}")
     print(f"models {', '.join(map(str, out['model_ids']))}; report {out['report']['id']} in "
           f"{project.root / 'reports' / str(out['report']['id'])}")
@@ -818,8 +822,12 @@ def _jtt_args(p):
     j = JTTConfig()
     _add_project(p)
     _add_train_args(p)
-    p.add_argument("--jtt-epochs", type=int, default=j.jtt_epochs, help="epochs of the identification model (default: %(default)s)")
-    p.add_argument("--lambda-up", type=float, default=j.lambda_up, help="upweight of the error set (default: %(default)s)")
+    p.add_argument("--jtt-epochs", type=int, nargs="+", default=[j.jtt_epochs], metavar="T",
+                   help="epochs T of the identification model; several values: chosen on val with --lambda-up's "
+                        "(default: %(default)s)")
+    p.add_argument("--lambda-up", type=float, nargs="+", default=[j.lambda_up], metavar="LAMBDA",
+                   help="upweight of the error set; several values: chosen on val, one run per (T, λ) with the first "
+                        "seed, as the JTT paper tunes them (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
     p.add_argument("--with-scgs", action="store_true", help="JTT+SCGS: add the accepted SCGS images to JTT's training set")
 
@@ -827,6 +835,8 @@ def _jtt_args(p):
 def _dfr_args(p):
     _add_project(p)
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="default: 0")
+    p.add_argument("--fits", type=int, default=20,
+                   help="group-balanced subsets of val whose fits are averaged (and per C when tuning; default: %(default)s)")
 
 
 def _oracle_args(p):
@@ -845,14 +855,20 @@ def _baseline(name: str):
         train = _train_config(a) if name in ("jtt", "oracle") else None
         jtt = None
         if name == "jtt":
-            jtt = JTTConfig(train=train, jtt_epochs=a.jtt_epochs, lambda_up=a.lambda_up, seeds=tuple(a.seeds))
+            jtt = JTTConfig(train=train, jtt_epochs=a.jtt_epochs[0], lambda_up=a.lambda_up[0], seeds=tuple(a.seeds))
             if a.with_scgs:
                 out = api.jtt_with_scgs(project, jtt, on_progress=progress)
                 progress.close()
                 print(report_markdown(out["report"]))
                 return 0
-        out = api.baseline(project, name, seeds=a.seeds, train=train, jtt=jtt, on_progress=progress)
+        out = api.baseline(project, name, seeds=a.seeds, train=train, jtt=jtt, on_progress=progress,
+                           jtt_grid=(tuple(a.jtt_epochs), tuple(a.lambda_up)) if name == "jtt" else None,
+                           dfr_fits=getattr(a, "fits", 20))
         progress.close()
+        for row in out["details"].get("search") or []:
+            print(f"T = {row['T']}, λ_up = {row['lambda_up']:g}: error set {row['error_set']}, val WGA "
+                  f"{100 * (row['val_wga'] or 0):.1f}%, val accuracy {100 * (row['val_acc'] or 0):.1f}%"
+                  f"{'  ← chosen' if row['chosen'] else ''}")
         if out["details"].get("note"):
             print(f"note: {out['details']['note']}")
         print(report_markdown(out["report"]))
@@ -935,7 +951,9 @@ def _calibrate_args(p):
 
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), metavar="ARCH:EPOCHS",
-                   help="ERM recipes to compare on val (default: %(default)s)")
+                   help="ERM recipes to compare on val, cheapest first (default: %(default)s)")
+    p.add_argument("--first-qualifying", action="store_true",
+                   help="stop at the first recipe that meets every val target (the recipes are listed cheapest first)")
     p.add_argument("--workdir", default="projects/bench", help="where the per-seed projects go (default: %(default)s)")
     _no_docs(p)
 
@@ -946,7 +964,8 @@ def _bench_calibrate(a, progress):
     from .bench.calibration import DOC, calibrate_demo, calibration_markdown
 
     res = calibrate_demo(a.seeds, a.workdir, a.recipes, doc=None if a.no_docs else DOC,
-                         json_path=None if a.no_docs else Path("docs/bench/calibration.json"), on_progress=progress)
+                         json_path=None if a.no_docs else Path("docs/bench/calibration.json"), on_progress=progress,
+                         first_qualifying=a.first_qualifying)
     progress.close()
     print(calibration_markdown(res))
     return 0
@@ -999,6 +1018,8 @@ def _inpainter_args(p):
     p.add_argument("--steps", type=int, default=25, help="denoising steps (default: %(default)s)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (default: %(default)s)")
     p.add_argument("--workdir", default="projects/bench", help="where the judge's project goes (default: %(default)s)")
+    p.add_argument("--dilations", type=int, nargs="*", default=[], metavar="PX",
+                   help="also the object masks grown by each radius in pixels (the maskers' dilate option)")
     _no_docs(p)
 
 
@@ -1012,7 +1033,8 @@ def _bench_inpainter(a, progress):
     res = bench_inpainter(a.model, a.seeds, n=a.n, ti_steps=a.ti_steps, steps=a.steps, guidance=a.guidance,
                           workdir=a.workdir, doc=None if a.no_docs else DOC,
                           json_path=None if a.no_docs else Path("docs/bench/inpainter.json"),
-                          grid_path=None if a.no_docs else Path("docs/images/micro-inpainter-grid.png"), on_progress=progress)
+                          grid_path=None if a.no_docs else Path("docs/images/micro-inpainter-grid.png"), on_progress=progress,
+                          dilations=tuple(a.dilations))
     progress.close()
     print(inpainter_markdown(res))
     folder = Path(resolve_model_ref(a.model))
@@ -1024,6 +1046,13 @@ def _bench_inpainter(a, progress):
 def _demo_bench_args(p):
     p.add_argument("--quick", action="store_true", help="the smoke preset: one seed, few candidates, short training")
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
+    p.add_argument("--data-seeds", type=int, nargs="+", default=[0], metavar="D",
+                   help="demo data seeds, each its own project (bench demo: intervals over data seeds × training seeds "
+                        "when several; the other benchmarks use the first; default: 0)")
+    p.add_argument("--ablations", action="store_true",
+                   help="bench demo: also DDB without pruning and with the plain prompt, as paired differences")
+    p.add_argument("--oracle", action="store_true",
+                   help="bench demo: also the group-balanced oracle (train group labels) as a reference row")
     p.add_argument("--model", help="inpainting model (default: data/models/micro-sd-inpainting)")
     p.add_argument("--workdir", default="projects/bench", help="where the bench projects go (default: %(default)s)")
     p.add_argument("--gamma-grid", type=float, nargs="*", metavar="GAMMA",
@@ -1046,19 +1075,48 @@ def _demo_bench(kind: str, fn_name: str, markdown_name: str):
             cfg = replace(cfg, model=a.model)
         if a.gamma_grid is not None:
             cfg = replace(cfg, gamma_grid=tuple(a.gamma_grid))
+        cfg = replace(cfg, data_seed=a.data_seeds[0])
+        if a.ablations or a.oracle:
+            if kind != "demo":
+                raise ConfigError("--ablations and --oracle belong to `bench demo`")
+            cfg = replace(cfg, ablations=a.ablations or cfg.ablations,
+                          baselines=cfg.baselines + (("oracle",) if a.oracle and "oracle" not in cfg.baselines else ()))
         suffix = "-quick" if a.quick else ""
         extra = {"k": cfg.k if a.quick else 100} if kind == "ti" else {}
-        res = getattr(B, fn_name)(cfg, workdir=a.workdir + ("/quick" if a.quick else ""), doc=None if a.no_docs else DOC,
-                                  json_path=None if a.no_docs else Path(f"docs/bench/{kind}{suffix}.json"),
+        json_name = kind
+        if kind == "demo":
+            extra["data_seeds"] = tuple(a.data_seeds)
+            json_name = B.section_name(cfg, a.data_seeds)
+        if kind == "scgs":
+            from .bench import scgs as S
+
+            fn = S.bench_scgs
+        elif kind == "average":
+            from .bench import average as A
+
+            fn = A.bench_average
+        else:
+            fn = getattr(B, fn_name)
+        res = fn(cfg, workdir=a.workdir + ("/quick" if a.quick else ""), doc=None if a.no_docs else DOC,
+                                  json_path=None if a.no_docs else Path(f"docs/bench/{json_name}{suffix if kind != 'demo' else ''}.json"),
                                   on_progress=progress, **extra)
-        md = getattr(B, markdown_name)(res)
+        if kind == "demo":
+            from .bench.seeds import demo_markdown as md_fn
+        elif kind == "scgs":
+            from .bench.scgs import scgs_markdown as md_fn
+        elif kind == "average":
+            from .bench.average import average_markdown as md_fn
+        else:
+            md_fn = getattr(B, markdown_name)
+        md = md_fn(res)
         progress.close()
         print(md)
         return 0
     return run
 
 
-for _kind, _help in (("demo", "end to end on the demo: ERM, JTT, DFR, oracle and DDB, mean ± std over seeds → docs/benchmarks.md"),
+for _kind, _help in (("demo", "end to end on the demo: ERM, JTT, DFR and DDB (each tuned on val), means with 95% intervals "
+                              "over data seeds × training seeds and paired differences → docs/benchmarks.md"),
                      ("pruning", "ablation: retraining with vs without pruning (Table 2 shape)"),
                      ("ti", "ablation: textual-inversion set size 0/10/20/30/40 (Table 5 shape); K = 100 per class, "
                             "seed 0 unless --seeds"),
@@ -1066,7 +1124,10 @@ for _kind, _help in (("demo", "end to end on the demo: ERM, JTT, DFR, oracle and
                                    "swaps classes, judged by the oracle on box inpaintings of D_i"),
                      ("recipe", "the retraining recipe: DDB with γ = 1 for epochs 1/2 and lr 1e-4/2e-4/5e-4, every "
                                 "seed; the best mean val WGA is marked (after `bench demo`)"),
-                     ("scgs", "SCGS and JTT+SCGS on the demo project of `bench demo` (reuses its ERM and JTT models)")):
+                     ("average", "what brings DDB's average accuracy back: γ, the generated share per batch and the "
+                                 "number of accepted samples, one at a time, every seed (after `bench demo`)"),
+                     ("scgs", "SCGS and JTT+SCGS as the SCGS paper does them (share of generated images chosen on val, "
+                              "ordinary training on the union), beside the ERM and JTT of `bench demo`")):
     _stem = _kind.replace("-", "_")
     command(f"bench {_kind}", _help, _demo_bench_args)(_demo_bench(_kind, f"bench_{_stem}", f"{_stem}_markdown"))
 

@@ -202,8 +202,10 @@ def report_markdown(report: dict) -> str:
     if report.get("gammas"):
         lines.append("- γ per generated target class: " + ", ".join(f"{g:g}" for g in report["gammas"]))
     if report.get("gamma_search"):
+        from .method.retraining import gamma_label
+
         lines.append("- γ chosen by val WGA: " + "; ".join(
-            f"γ = {t['gamma']:g}: val WGA {_pct(t['val_wga'])}%, val accuracy {_pct(t['val_acc'])}%"
+            f"{gamma_label(t)}: val WGA {_pct(t['val_wga'])}%, val accuracy {_pct(t['val_acc'])}%"
             f"{' (chosen)' if t['chosen'] else ''}" for t in report["gamma_search"]))
     for w in report.get("retrain_warnings") or []:
         lines.append(f"- **warning**: {w}")

@@ -43,7 +43,7 @@ class TrainConfig:
     pretrained: bool = False  # start from ImageNet weights (needs the weights file, see models.py)
     pretrained_weights: Optional[str] = None  # explicit path of the ImageNet weights file
     image_size: int = 64  # input side in pixels (224 for Waterbirds/CelebA with ImageNet weights)
-    epochs: int = 6  # calibrated on the demo: long enough to learn, short enough to keep the spurious reliance
+    epochs: int = 6  # a default for a user's data; the demo's recipe is ``demo.pipeline.DEMO_ERM`` (chosen on val)
     batch_size: int = 64
     optimizer: str = "adam"  # adam | sgd (momentum below)
     lr: float = 1e-3
@@ -114,8 +114,8 @@ class TrainPlan:
             raise ConfigError("extra_paths, extra_labels, extra_terms (and extra_attrs) must have the same length")
         if not 0.0 <= self.gen_ratio < 1.0:
             raise ConfigError(f"gen_ratio must be in [0, 1), got {self.gen_ratio}")
-        for c in self.extra_terms:
-            if not 0 <= c < len(self.gammas):
+        for c in self.extra_terms:  # -1: an ordinary training sample (part of L_train's mean)
+            if not -1 <= c < len(self.gammas):
                 raise ConfigError(f"generated sample in term {c}, but only {len(self.gammas)} gammas are given")
         for g in self.gammas:
             if not (g >= 0 and math.isfinite(g)):

@@ -67,7 +67,7 @@ def test_kill_during_retraining_then_resume(candidates_project):
     p = candidates_project
     set_thresholds(p, Psi={0: 1.0, 1: 1.0}, P={0: -1e9, 1: -1e9})  # every candidate goes in
     db = p.root / "project.db"
-    args = ("1.0", "", 2e-4, 30, 1, 16, "0", 0.0)  # γ, γ grid, lr, epochs, val checks, batch, seeds, generated share
+    args = ("1.0", "", 2e-4, 30, 1, 16, "0", 0.0, False)  # γ, γ grid, lr, epochs, val checks, batch, seeds, generated share, per class
     proc, client = _start_app(p.root)
     try:
         client.predict(*args, api_name="/retrain")

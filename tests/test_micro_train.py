@@ -145,3 +145,10 @@ def test_inpainter_gate_report_gives_the_swap_per_source_background():
     text = inpainter_markdown(res)
     line = next(x for x in text.splitlines() if "by the source image's background" in x)
     assert "0->1 box: land 90.0, water 10.0" in line and "1->0 object: land 95.0, water 45.0" in line
+    # Dilated object masks (``--dilations``) get their own rows, between the object mask and the box.
+    for d in dirs.values():
+        for p in ("token", "plain"):
+            d[f"object+4px/{p}"] = {**cell(0.6, 0.7, 0.5), "mask_area": 0.25}
+    order = [ln.split(" | ")[1] for ln in inpainter_markdown(res).splitlines() if ln.startswith("| 1->0 |")]
+    assert order == ["object", "box", "object+4px"]
+    assert "| 1->0 | object+4px | 25.0 | 60.0 | 60.0 | +0.0 |" in inpainter_markdown(res)

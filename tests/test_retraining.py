@@ -198,3 +198,93 @@ def test_baselines_run_and_state_their_group_labels(scored_project, monkeypatch)
     assert empty["details"]["error_set"] == 0 and "empty" in empty["details"]["note"]
     with pytest.raises(ConfigError):
         api.baseline(p, "lff")
+
+
+def test_a_per_class_gamma_grid_tries_every_combination_and_retraining_starts_from_the_given_erm(candidates_project):
+    from ddb_core.method.retraining import gamma_label, gamma_search
+    from ddb_core.training import train_classifier
+
+    p = candidates_project
+    set_thresholds(p, Psi={0: 2.0, 1: 2.0}, P={0: -1e9, 1: -1e9})
+    cfg = RetrainConfig(train=TINY_TRAIN, gamma_grid=(1.0, 4.0), per_class=True)
+    assert cfg.grid(2) == [(1.0, 1.0), (1.0, 4.0), (4.0, 1.0), (4.0, 4.0)]
+    assert RetrainConfig(gamma_grid=(1.0, 4.0)).grid(2) == [(1.0, 1.0), (4.0, 4.0)]
+    with pytest.raises(ConfigError, match="runs"):
+        RetrainConfig(gamma_grid=tuple(float(g) for g in range(1, 9)), per_class=True).grid(3)
+    # Another ERM model (seed 1) is the start of this retraining, not the active one.
+    other = train_classifier(p, TrainConfig(image_size=32, epochs=1, batch_size=16, seed=1), role="erm",
+                             make_active=False).model_id
+    assert other != p.active_erm_id
+    seen = []
+    gammas, table = gamma_search(p, RetrainConfig(train=TINY_TRAIN, gamma_grid=(1.0, 4.0), per_class=True,
+                                                  init_model_id=other), on_done=lambda k, m: seen.append(k))
+    assert [t["gammas"] for t in table] == [[1.0, 1.0], [1.0, 4.0], [4.0, 1.0], [4.0, 4.0]]
+    assert seen == ["1", "1,4", "4,1", "4"] and sum(t["chosen"] for t in table) == 1
+    assert list(gammas) == next(t["gammas"] for t in table if t["chosen"])
+    assert gamma_label(table[1]) == "γ = (1, 4)" and gamma_label(table[0]) == "γ = 1"
+    for t in table:
+        plan = p.model(t["model_id"])["config"]["plan"]
+        assert plan["init_model_id"] == other and plan["gammas"] == t["gammas"] and plan["objective"] == "Eq. 6-8"
+    # Resumed with everything done: no new model.
+    n = len(p.models())
+    gamma_search(p, RetrainConfig(train=TINY_TRAIN, gamma_grid=(1.0, 4.0), per_class=True, init_model_id=other),
+                 done={k: t["model_id"] for k, t in zip(seen, table)})
+    assert len(p.models()) == n
+
+
+def test_scgs_images_are_ordinary_samples_and_gamma_does_not_apply(candidates_project):
+    p = candidates_project
+    cands = [dict(r) for r in p.db.query("select id, source_id, source_label, target_label, path from candidates")]
+    plan = generated_plan(p, RetrainConfig(method="scgs", init="scratch"), cands)
+    assert plan.extra_terms == [-1] * len(cands) and plan.describe["objective"] == "ordinary samples"
+    ddb = generated_plan(p, RetrainConfig(init="scratch"), cands)
+    assert ddb.extra_terms == [int(c["target_label"]) for c in cands]
+    with pytest.raises(ConfigError, match="ordinary"):
+        RetrainConfig(method="scgs", gamma_grid=(1.0, 3.0))
+    # An ordinary sample adds to the batch's one mean, whatever γ says.
+    logits, labels = torch.randn(6, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+    ordinary = balanced_loss(logits, labels, torch.tensor([-1] * 6), [10.0, 10.0])
+    assert torch.allclose(ordinary, torch.nn.functional.cross_entropy(logits, labels))
+
+
+def test_jtt_finds_each_seeds_error_set_and_chooses_t_and_lambda_on_val(scored_project):
+    from ddb_core.method.baselines import jtt_search, run_jtt_tuned
+
+    p = scored_project
+    cfg = JTTConfig(train=TINY_TRAIN, seeds=(0, 1))
+    (T, lam), table = jtt_search(p, cfg, (1, 2), (3.0, 9.0))
+    assert [(r["T"], r["lambda_up"]) for r in table] == [(1, 3.0), (1, 9.0), (2, 3.0), (2, 9.0)]
+    assert sum(r["chosen"] for r in table) == 1 and all(r["error_set"] is not None for r in table)
+    best = max(table, key=lambda r: (r["val_wga"], r["val_acc"]))
+    assert (T, lam) == (best["T"], best["lambda_up"])
+    # The identification models: one per (T, seed), reused across λ.
+    ids = {r["model_id"]: p.model(r["model_id"])["config"]["plan"]["jtt"]["identification_model"] for r in table}
+    idents = [p.model(i) for i in set(ids.values())]
+    assert sorted(m["config"]["epochs"] for m in idents) == [1, 2] and {m["config"]["seed"] for m in idents} == {0}
+    n = len(p.models())
+    res = run_jtt_tuned(p, cfg, (1, 2), (3.0, 9.0))
+    assert res.model_ids[0] == next(r["model_id"] for r in table if r["chosen"])  # the search's run, reused
+    seed1 = p.model(res.model_ids[1])
+    ident1 = p.model(seed1["config"]["plan"]["jtt"]["identification_model"])
+    assert seed1["config"]["seed"] == 1 and ident1["config"]["seed"] == 1 and ident1["config"]["epochs"] == T
+    assert len(p.models()) == n + 2  # seed 1's identification model and its JTT model
+
+
+def test_dfr_follows_its_paper_on_each_seeds_erm(scored_project):
+    from ddb_core.method.baselines import DFR_CS, _balanced, run_dfr
+    from ddb_core.training import train_classifier
+
+    p = scored_project
+    g = np.array([0] * 10 + [1] * 3 + [2] * 7)
+    idx = _balanced(g, np.random.default_rng(0))
+    assert np.bincount(g[idx]).tolist() == [3, 3, 3] and len(set(idx.tolist())) == 9
+    other = train_classifier(p, TrainConfig(image_size=32, epochs=1, batch_size=16, seed=1), role="erm",
+                             make_active=False).model_id
+    res = run_dfr(p, (0, 1), n_fits=4, erm_ids={1: other})
+    m0, m1 = (p.model(i) for i in res.model_ids)
+    assert m0["config"]["erm_model_id"] == p.active_erm_id and m1["config"]["erm_model_id"] == other
+    for m in (m0, m1):
+        assert m["config"]["penalty"] == "l1" and m["config"]["C"] in DFR_CS and m["config"]["n_fits"] == 4
+        assert [t["C"] for t in m["metrics"]["tuning"]] == list(DFR_CS)
+        best = max(m["metrics"]["tuning"], key=lambda t: t["half_val_wga"])
+        assert m["config"]["C"] == best["C"] and m["metrics"]["test"]["worst_group_acc"] is not None

@@ -86,7 +86,7 @@ def test_app_through_gradio_client(candidates_project):
         client.predict(api_name="/undo")
         assert p.db.execute("select count(*) from decisions").fetchone()[0] == 0
         # Retrain on the accepted samples; the job finishes and stores a report.
-        client.predict("1.0", "", 5e-4, 1, 2, 16, "0", 0.0, api_name="/retrain")  # γ, γ grid (none), lr, epochs, checks, …
+        client.predict("1.0", "", 5e-4, 1, 2, 16, "0", 0.0, False, api_name="/retrain")  # γ, γ grid (none), lr, epochs, checks, …
         _wait(lambda: not app.state.job.running, timeout=300)
         assert app.state.job.snapshot().state == "done", app.state.job.snapshot().error
         assert p.db.execute("select count(*) from reports").fetchone()[0] == 1

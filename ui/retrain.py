@@ -28,6 +28,8 @@ def build(state: AppState) -> SimpleNamespace:
         v.gammas = gr.Textbox("1.0", label="γ per class (one value, or one per class, comma-separated)")
         v.gamma_grid = gr.Textbox("", label="or choose γ by val WGA among (comma-separated, e.g. 1, 3, 10)",
                                   elem_id="gamma-grid")
+        v.per_class = gr.Checkbox(False, label="one γ per class from the grid (every combination a run)",
+                                  elem_id="per-class-gamma")
         v.lr = gr.Number(t.lr, label="learning rate")
         v.epochs = gr.Number(t.epochs, label="epochs", precision=0)
         v.evals = gr.Number(t.evals_per_epoch, label="val checks per epoch (model selection)", precision=0)
@@ -55,7 +57,7 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     v.compare.change(safe(partial(show_report, state)), [v.compare], [v.report2, v.groups2, v.curves2],
                      api_name="show_compared_report")
     v.button.click(safe(partial(retrain, state)), [v.gammas, v.gamma_grid, v.lr, v.epochs, v.evals, v.batch_size,
-                                                    v.seeds, v.ratio], [shared.job_md, shared.timer], api_name="retrain")
+                                                    v.seeds, v.ratio, v.per_class], [shared.job_md, shared.timer], api_name="retrain")
 
 
 def refresh_outputs(v: SimpleNamespace) -> list:
@@ -95,7 +97,7 @@ def show_report(state: AppState, report_id):
     return report_markdown(api.load_report(p, int(report_id))), str(folder / "groups.png"), str(folder / "curves.png")
 
 
-def retrain(state: AppState, gammas, grid, lr, epochs, evals, batch_size, seeds, ratio):
+def retrain(state: AppState, gammas, grid, lr, epochs, evals, batch_size, seeds, ratio, per_class=False):
     try:
         gs = [float(x) for x in gammas.split(",") if x.strip()]
         grid_gs = tuple(float(x) for x in (grid or "").split(",") if x.strip())
@@ -105,6 +107,7 @@ def retrain(state: AppState, gammas, grid, lr, epochs, evals, batch_size, seeds,
     if len(gs) == 1:
         gs = gs * len(state.class_names())
     train = replace(DEFAULTS.train, lr=float(lr), epochs=int(epochs), evals_per_epoch=int(evals), batch_size=int(batch_size))
-    cfg = RetrainConfig(train=train, gammas=tuple(gs), gamma_grid=grid_gs, seeds=sd or (0,), gen_ratio=float(ratio))
+    cfg = RetrainConfig(train=train, gammas=tuple(gs), gamma_grid=grid_gs, per_class=bool(per_class), seeds=sd or (0,),
+                        gen_ratio=float(ratio))
     return started(state, "retrain on accepted samples", lambda on_progress, cancel: api.retrain(
         state.project(), cfg, on_progress=on_progress, cancel=cancel))

@@ -1,16 +1,31 @@
 """The end-to-end demo benchmark: data → ERM → textual inversion → masks → generation → scoring →
 pruning → retraining → report, with the baselines beside DDB (``ddb bench demo``).
 
-One demo project (data seed ``data_seed``) in ``<workdir>/demo``; the ERM model of seed 0 drives
-selection, scoring and pruning; every method then trains one model per seed and the main table
-gives mean ± std over seeds. Every stage keeps its result in the project (models, candidates,
-scores) and in the meta key ``bench_demo``, so an interrupted run resumes where it stopped.
+One demo project per data seed d (``<workdir>/demo-d<d>``). In it, every training seed s has its own
+ERM model, and every method's seed s starts from that seed: DDB retrains from ERM_s, DFR refits
+ERM_s's last layer, JTT trains its identification model and its final model with seed s, the oracle
+trains with seed s. The pipeline that makes DDB's candidates (selection, Ψ_i, tokens, generation,
+scoring, the default thresholds) runs once per data seed, with the first seed's ERM model: the
+candidates belong to the data seed's draw, and vary with it.
 
-Ablations (separate commands, each on its own copy of the project after ERM):
-- ``bench pruning`` — the paper's Table 2 shape: candidates and pruned per class, WGA of
-  retraining with the pruned set vs with every candidate;
-- ``bench ti`` — the paper's Table 5 shape: textual-inversion set size 0 (plain prompt) / 10 /
-  20 / 30 / 40 → pruned count and WGA.
+Every method is tuned on **val** only, each search on the first training seed (the other seeds train
+with the choice), each grid stored in the result and printed in the docs:
+- DDB: γ per class (every combination of ``gamma_grid`` over the classes), as the paper's Table 10;
+- JTT: T (identification epochs) × λ_up, as the JTT paper;
+- DFR: C of its L1 logistic regression on group-balanced val subsets, as the DFR paper
+  (``method.baselines.run_dfr``).
+
+With ``ablations``, each data seed also retrains DDB on every candidate (no pruning) and on
+candidates made with the plain prompt (no textual inversion, its own copy of the project after ERM),
+each with its own γ search, so that pruning − no pruning and token − plain prompt are paired
+differences. ``bench_demo`` with several data seeds summarises them with intervals (``bench.stats``).
+Every stage keeps its result in the project (models, candidates, scores) and in the meta key
+``bench_demo``, so an interrupted run resumes where it stopped.
+
+Ablations with their own commands, on the first data seed's project:
+- ``bench pruning`` — the paper's Table 2 shape (candidates and pruned per class, judged by the oracle);
+- ``bench ti`` — the paper's Table 5 shape: textual-inversion set size 0 / 10 / 20 / 30 / 40;
+- ``bench scgs`` — SCGS and JTT+SCGS as the SCGS paper does them (``bench.scgs``).
 """
 
 from __future__ import annotations
@@ -33,7 +48,6 @@ from ..errors import ProjectError
 from ..method.inpainting import MICRO_MODEL, model_fingerprint
 from ..progress import ProgressFn
 from ..store import Project
-from ..training import TrainConfig
 
 DEFAULT_MODEL = MICRO_MODEL
 
@@ -41,7 +55,7 @@ DEFAULT_MODEL = MICRO_MODEL
 @dataclass(frozen=True)
 class DemoBenchConfig(DemoPipelineConfig):
     """The demo pipeline's settings (``demo.pipeline``) and what the benchmark adds: seeds, data seed,
-    the retraining recipe and the baselines."""
+    the retraining recipe, the baselines and every tuning grid."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
     data_seed: int = 0
@@ -51,26 +65,33 @@ class DemoBenchConfig(DemoPipelineConfig):
     gammas: Optional[tuple[float, ...]] = None
     # γ chosen by val WGA among these (first seed), as the paper tunes it; () = ``gammas`` as given
     gamma_grid: tuple[float, ...] = (1.0, 3.0, 10.0)
+    per_class_gamma: bool = True  # one γ per class (every combination of the grid), as the paper's Table 10
     gen_ratio: float = 0.0
-    jtt_epochs: int = 1
-    lambda_up: float = 20.0
-    # "scgs" adds the rows SCGS and JTT+SCGS here; by default they have their own command (`bench scgs`)
-    baselines: tuple[str, ...] = ("jtt", "dfr", "oracle")
-    scgs_max_variants: int = 5
+    jtt_epochs_grid: tuple[int, ...] = (1, 2)  # JTT's T, chosen on val with λ_up
+    lambda_grid: tuple[float, ...] = (5.0, 20.0, 50.0)  # JTT's λ_up
+    dfr_fits: int = 20  # DFR: balanced subsets averaged (and per C when tuning)
+    # "oracle" adds the group-balanced oracle (train group labels) as a reference row
+    baselines: tuple[str, ...] = ("jtt", "dfr")
+    ablations: bool = False  # DDB without pruning and with the plain prompt, as paired differences
     data: Optional[dict] = None  # DemoDataConfig overrides (tests use a tiny benchmark)
 
     @staticmethod
     def quick() -> "DemoBenchConfig":
-        """A smoke preset (≤ 5 min on 2 CPU cores): one seed, a small demo, short training."""
-        return DemoBenchConfig(seeds=(0,), erm=TrainConfig(epochs=3), k=40, ti_size=10, ti_steps=60, inpaint_steps=10,
-                               ig_steps=8, retrain_epochs=1, gamma_grid=(1.0, 10.0), baselines=("jtt", "dfr"))
+        """A smoke preset (≤ 5 min on 2 CPU cores): one seed, a small demo, short searches."""
+        return DemoBenchConfig(seeds=(0,), k=40, ti_size=10, ti_steps=60, inpaint_steps=10, ig_steps=8,
+                               retrain_epochs=1, gamma_grid=(1.0, 10.0), per_class_gamma=False, jtt_epochs_grid=(1,),
+                               lambda_grid=(5.0, 20.0), baselines=("jtt", "dfr"))
 
 
-def _project(workdir: Path, name: str, cfg: DemoBenchConfig, on_progress) -> Project:
+def project_name(data_seed: int) -> str:
+    return f"demo-d{data_seed}"
+
+
+def _project(workdir: Path, cfg: DemoBenchConfig, on_progress, name: Optional[str] = None) -> Project:
     from ..api import create_project
     from ..demo.data import DemoDataConfig
 
-    root = workdir / name
+    root = workdir / (name or project_name(cfg.data_seed))
     if Project.exists(root) and Project.open(root).sample_count():
         return Project.open(root)
     project, _ = create_project(root, "demo", demo=DemoDataConfig(**{"seed": cfg.data_seed, **(cfg.data or {})}),
@@ -89,28 +110,32 @@ def _retrain_cfg(cfg: DemoBenchConfig):
 
     return RetrainConfig(train=replace(cfg.erm, epochs=cfg.retrain_epochs, lr=cfg.retrain_lr,
                                        evals_per_epoch=cfg.retrain_evals), gammas=cfg.gammas,
-                         gamma_grid=tuple(cfg.gamma_grid), gen_ratio=cfg.gen_ratio, seeds=tuple(cfg.seeds))
+                         gamma_grid=tuple(cfg.gamma_grid), per_class=cfg.per_class_gamma, gen_ratio=cfg.gen_ratio,
+                         seeds=tuple(cfg.seeds))
 
 
-def _row_from_models(project: Project, name: str, model_ids: list[int], labels: str, extra: Optional[dict] = None) -> dict:
+def _stat(vals: list[float]) -> dict:
+    return {"mean": float(np.mean(vals)) if vals else None, "std": float(np.std(vals)) if vals else None,
+            "values": vals}
+
+
+def _row_from_models(project: Project, name: str, model_ids: list[int], labels: str, extra: Optional[dict] = None,
+                     seeds: Optional[Sequence[int]] = None) -> dict:
+    """A table row: test WGA, plain and train-weighted mean accuracy of one model per training seed."""
     tests = [project.model(m)["metrics"]["test"] for m in model_ids]
-
-    def stat(key):
-        vals = [t[key] for t in tests if t.get(key) is not None]
-        return {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "values": vals}
-
-    return {"method": name, "group_labels": labels, "model_ids": model_ids, "wga": stat("worst_group_acc"),
-            "mean_acc": stat("mean_acc"), "train_weighted_acc": stat("train_weighted_acc"), **(extra or {})}
+    row = {"method": name, "group_labels": labels, "model_ids": model_ids,
+           "seeds": list(seeds) if seeds is not None else list(range(len(model_ids)))}
+    for key, field_ in (("wga", "worst_group_acc"), ("mean_acc", "mean_acc"), ("train_weighted_acc", "train_weighted_acc")):
+        row[key] = _stat([t[field_] for t in tests if t.get(field_) is not None])
+    return {**row, **(extra or {})}
 
 
-def _retrain_cached(project: Project, key: str, cfg: DemoBenchConfig, times: dict, candidates=None,
-                    on_progress=None, cancel=None, method: str = "ddb") -> list[int]:
-    """One retraining per seed, remembered under ``key`` (a finished seed is not trained again).
-
-    With a γ grid, the γ search runs first (its runs remembered under ``key``-gamma) and the chosen
-    γ's first-seed model is the first seed's model.
-    """
-    from ..method.retraining import accepted_candidates, gamma_search, generated_plan
+def _retrain_cached(project: Project, key: str, cfg: DemoBenchConfig, times: dict, erm_ids: dict[int, int],
+                    candidates=None, on_progress=None, cancel=None, method: str = "ddb") -> list[int]:
+    """One retraining per seed s, from ERM_s (``erm_ids``), remembered under ``key`` (a finished seed is not
+    trained again). With a γ grid, the γ search runs first on the first seed (its runs remembered under
+    ``key``-gamma) and the chosen γ's model is the first seed's model."""
+    from ..method.retraining import _retrain_base, accepted_candidates, gamma_search, generated_plan
     from ..training import train_classifier
 
     done = _state_of(project).get(key, {})
@@ -119,24 +144,26 @@ def _retrain_cached(project: Project, key: str, cfg: DemoBenchConfig, times: dic
     if rc.gamma_grid:
         searched = _state_of(project).get(f"{key}-gamma", {})
 
-        def remember(g, model_id):
-            searched[f"{g:g}"] = model_id
+        def remember(k, model_id):
+            searched[k] = model_id
             _save_state(project, f"{key}-gamma", searched)
 
-        g, table = _timed_stage(times, f"retrain {key}", lambda: gamma_search(
-            project, rc, cands, done=searched, on_done=remember, on_progress=on_progress, cancel=cancel,
-            name=f"{key} ({len(cands)} generated)"))
+        gammas, table = _timed_stage(times, f"retrain {key}", lambda: gamma_search(
+            project, replace(rc, init_model_id=erm_ids[cfg.seeds[0]]), cands, done=searched, on_done=remember,
+            on_progress=on_progress, cancel=cancel, name=f"{key} ({len(cands)} generated)"))
         _save_state(project, f"{key}-gamma-table", table)
-        rc = replace(rc, gammas=(g,) * len(project.class_names), gamma_grid=())
+        rc = replace(rc, gammas=gammas, gamma_grid=())
         done.setdefault(str(cfg.seeds[0]), next(r["model_id"] for r in table if r["chosen"]))
         _save_state(project, key, done)
     for seed in cfg.seeds:
         if str(seed) in done:
             continue
-        plan = generated_plan(project, rc, cands)
+        seed_rc = replace(rc, init_model_id=erm_ids[seed])
+        plan = generated_plan(project, seed_rc, cands)
         res = _timed_stage(times, f"retrain {key}", lambda: train_classifier(
-            project, replace(rc.train, seed=seed), role=method, name=f"{key} ({len(cands)} generated) seed {seed}",
-            make_active=False, on_progress=on_progress, cancel=cancel, plan=plan))
+            project, replace(_retrain_base(project, seed_rc), seed=seed), role=method,
+            name=f"{key} ({len(cands)} generated) from ERM seed {seed}", make_active=False, on_progress=on_progress,
+            cancel=cancel, plan=plan))
         done[str(seed)] = res.model_id
         _save_state(project, key, done)
     return [done[str(s)] for s in cfg.seeds]
@@ -147,7 +174,8 @@ def _gamma_table(project: Project, key: str) -> Optional[list[dict]]:
 
 
 def _erm_models(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None) -> dict[int, int]:
-    """Seed → ERM model id: seed 0 is the active model; other seeds train the same recipe (or reuse a stored one)."""
+    """Seed → ERM model id: the first seed's is the active model; other seeds train the same recipe (or
+    reuse a stored one)."""
     from ..training import stored_model, train_classifier
 
     erm_ids = {cfg.seeds[0]: project.active_erm_id, **{int(k): v for k, v in _state_of(project).get("erm", {}).items()}}
@@ -160,12 +188,46 @@ def _erm_models(project: Project, cfg: DemoBenchConfig, times: dict, on_progress
                 project, replace(cfg.erm, seed=seed), role="erm", name=f"erm seed {seed}", make_active=False,
                 on_progress=on_progress, cancel=cancel))
             erm_ids[seed] = res.model_id
-            _save_state(project, "erm", {str(k): v for k, v in erm_ids.items()})
+        _save_state(project, "erm", {str(k): v for k, v in erm_ids.items()})
     return erm_ids
 
 
-def _baseline_cached(project: Project, name: str, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None):
-    from ..method.baselines import JTTConfig, run_dfr, run_jtt, run_oracle
+def _jtt_cached(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None, extra=None,
+                role: str = "jtt", key: str = "baseline-jtt") -> tuple[list[int], dict]:
+    """JTT with T and λ_up chosen on val (first seed), then the other seeds with the choice; each seed
+    finds its own error set. Remembered under ``key``."""
+    from ..method.baselines import JTTConfig, jtt_search, run_jtt
+
+    st = _state_of(project).get(key, {})
+    ids, search = st.get("ids", {}), st.get("search", {})
+    Ts, lams = tuple(cfg.jtt_epochs_grid), tuple(cfg.lambda_grid)
+    first = JTTConfig(train=replace(cfg.erm, seed=cfg.seeds[0]), jtt_epochs=Ts[0], lambda_up=lams[0],
+                      seeds=cfg.seeds[:1])
+
+    def remember(k, model_id):
+        search[k] = model_id
+        _save_state(project, key, {**st, "ids": ids, "search": search})
+
+    (T, lam), table = _timed_stage(times, role, lambda: jtt_search(project, first, Ts, lams, done=search, on_done=remember,
+                                                                   on_progress=on_progress, cancel=cancel, extra=extra,
+                                                                   role=role))
+    ids.setdefault(str(cfg.seeds[0]), next(r["model_id"] for r in table if r["chosen"]))
+    for seed in cfg.seeds:
+        if str(seed) not in ids:
+            res = _timed_stage(times, role, lambda: run_jtt(
+                project, JTTConfig(train=replace(cfg.erm, seed=seed), jtt_epochs=T, lambda_up=lam, seeds=(seed,)),
+                on_progress=on_progress, cancel=cancel, extra=extra, role=role))
+            ids[str(seed)] = res.model_ids[0]
+        _save_state(project, key, {"ids": ids, "search": search, "choice": [T, lam], "table": table})
+    error_sets = [(project.model(ids[str(s)])["config"].get("plan") or {}).get("jtt", {}).get("error_set")
+                  for s in cfg.seeds]
+    return [ids[str(s)] for s in cfg.seeds], {"search": table, "T": T, "lambda_up": lam, "error_set": error_sets}
+
+
+def _baseline_cached(project: Project, name: str, cfg: DemoBenchConfig, times: dict, erm_ids: Optional[dict] = None,
+                     on_progress=None, cancel=None):
+    """DFR (on each seed's ERM model) or the oracle, one model per seed, remembered in the project."""
+    from ..method.baselines import run_dfr, run_oracle
 
     key = f"baseline-{name}"
     done = _state_of(project).get(key, {})
@@ -174,121 +236,129 @@ def _baseline_cached(project: Project, name: str, cfg: DemoBenchConfig, times: d
     for seed in cfg.seeds:
         if str(seed) in ids:
             continue
-        if name == "jtt":
-            res = _timed_stage(times, "jtt", lambda: run_jtt(project, JTTConfig(train=replace(cfg.erm), jtt_epochs=cfg.jtt_epochs,
-                                                                           lambda_up=cfg.lambda_up, seeds=(seed,)),
-                                                       on_progress=on_progress, cancel=cancel))
-        elif name == "dfr":
-            res = _timed_stage(times, "dfr", lambda: run_dfr(project, (seed,), on_progress=on_progress, cancel=cancel))
+        if name == "dfr":
+            res = _timed_stage(times, "dfr", lambda: run_dfr(project, (seed,), n_fits=cfg.dfr_fits,
+                                                             erm_ids={seed: (erm_ids or {}).get(seed)},
+                                                             on_progress=on_progress, cancel=cancel))
+            details = {**details, f"seed {seed}": {"C": res.details["C"][0]}}
         else:
             from ..training import stored_model
 
             cached = stored_model(project, "oracle", replace(cfg.erm, seed=seed, sampler="group_balanced"))
-            if cached:  # e.g. trained by `bench calibrate` on the same data and recipe
+            if cached:  # e.g. trained by another command on the same data and recipe
                 ids[str(seed)] = cached["id"]
-                details = {**details, "group_labels": "train+val"}
-                _save_state(project, key, {"ids": ids, "details": details})
+                _save_state(project, key, {"ids": ids, "details": {**details, "group_labels": "train+val"}})
                 continue
-            res = _timed_stage(times, "oracle", lambda: run_oracle(project, cfg.erm, (seed,), on_progress=on_progress, cancel=cancel))
+            res = _timed_stage(times, "oracle", lambda: run_oracle(project, cfg.erm, (seed,), on_progress=on_progress,
+                                                                   cancel=cancel))
         ids[str(seed)] = res.model_ids[0]
-        details = {**details, f"seed {seed}": res.details, "group_labels": res.group_labels}
+        details = {**details, "group_labels": res.group_labels}
         _save_state(project, key, {"ids": ids, "details": details})
     return [ids[str(s)] for s in cfg.seeds], details
 
 
-LABELS = {"erm": "none (val groups for model selection)", "jtt": "val (model selection)", "dfr": "val (last-layer fit)",
-          "oracle": "train + val", "ddb": "val (model selection)", "scgs": "val (model selection)",
-          "jtt+scgs": "val (model selection)"}
+LABELS = {"erm": "none (val groups for model selection)", "jtt": "val (model selection, T and λ_up)",
+          "dfr": "val (last-layer fit)", "oracle": "train + val", "ddb": "val (model selection, γ)",
+          "scgs": "val (model selection, share)", "jtt+scgs": "val (model selection, share)"}
+NAMES = {"jtt": "JTT", "dfr": "DFR", "oracle": "Oracle (group-balanced)"}
+NO_PRUNING, PLAIN = "DDB without pruning", "DDB with the plain prompt"
 
 
-def _scgs_rows(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None) -> list[dict]:
-    """SCGS (retrained like DDB, from the ERM checkpoint) and JTT+SCGS, same seeds."""
-    from ..generation import score
-    from ..method.inpainting import InpaintConfig
-    from ..method.baselines import JTTConfig, run_jtt
-    from ..method.retraining import RetrainConfig, accepted_candidates, generated_plan
-    from ..method.scgs import SCGSConfig, generate_scgs, select_scgs
-
-    st = _state_of(project)
-    scfg = SCGSConfig(seed=cfg.seeds[0], max_variants=cfg.scgs_max_variants)
-    if st.get("scgs_selection") != asdict(scfg):
-        _timed_stage(times, "scgs selection", lambda: select_scgs(project, scfg))
-        _save_state(project, "scgs_selection", asdict(scfg))
-    from .. import api
-
-    inp = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
-    _timed_stage(times, "scgs generation", lambda: generate_scgs(project, api.load_inpainter(project, cfg.model), scfg, inp,
-                                                           on_progress=on_progress, cancel=cancel))
-    _timed_stage(times, "scgs scoring", lambda: score(project, n_steps=cfg.ig_steps, on_progress=on_progress, cancel=cancel))
-    cands = accepted_candidates(project, "scgs")
-    ids = _retrain_cached(project, "scgs", cfg, times, candidates=cands, on_progress=on_progress, cancel=cancel,
-                          method="scgs")
-    rows = [_row_from_models(project, "SCGS", ids, LABELS["scgs"],
-                             {"generated": len(cands), "gamma_search": _gamma_table(project, "scgs")})]
-    if "jtt" in cfg.baselines:
-        jdone = _state_of(project).get("jtt+scgs", {})
-        extra = generated_plan(project, RetrainConfig(method="scgs", init="scratch"), cands)
-        for seed in cfg.seeds:
-            if str(seed) not in jdone:
-                res = _timed_stage(times, "jtt+scgs", lambda: run_jtt(project, JTTConfig(train=cfg.erm, jtt_epochs=cfg.jtt_epochs,
-                                                                                    lambda_up=cfg.lambda_up, seeds=(seed,)),
-                                                                on_progress=on_progress, cancel=cancel, extra=extra,
-                                                                role="jtt+scgs"))
-                jdone[str(seed)] = res.model_ids[0]
-                _save_state(project, "jtt+scgs", jdone)
-        rows.append(_row_from_models(project, "JTT+SCGS", [jdone[str(s)] for s in cfg.seeds], LABELS["jtt+scgs"]))
-    return rows
-
-
-def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", name: str = "demo",
-               doc: Optional[Path] = None, json_path: Optional[Path] = None, on_progress: Optional[ProgressFn] = None,
-               cancel=None) -> dict:
+def bench_one(cfg: DemoBenchConfig, workdir: str = "projects/bench", on_progress: Optional[ProgressFn] = None,
+              cancel=None) -> dict:
+    """Every method on one data seed (``cfg.data_seed``): a row per method with one value per training seed."""
     from ..decisions import summary, thresholds, thresholds_json
 
     t_start = time.monotonic()
     times: dict[str, float] = {}
-    project = _timed_stage(times, "data", lambda: _project(Path(workdir), name, cfg, on_progress))
+    project = _timed_stage(times, "data", lambda: _project(Path(workdir), cfg, on_progress))
     prepare(project, cfg, times, on_progress, cancel)
     erm_ids = _erm_models(project, cfg, times, on_progress, cancel)
-    rows = [_row_from_models(project, "ERM", [erm_ids[s] for s in cfg.seeds], LABELS["erm"])]
+    seeds = list(cfg.seeds)
+    rows = [_row_from_models(project, "ERM", [erm_ids[s] for s in seeds], LABELS["erm"], seeds=seeds)]
+    tuning: dict = {}
     for b in cfg.baselines:
-        if b == "scgs":
-            continue
-        ids, details = _baseline_cached(project, b, cfg, times, on_progress, cancel)
-        extra = {}
         if b == "jtt":
-            extra["error_set"] = [details.get(f"seed {s}", {}).get("error_set") for s in cfg.seeds]
-        rows.append(_row_from_models(project, {"jtt": "JTT", "dfr": "DFR", "oracle": "Oracle (group-balanced)"}[b], ids,
-                                     LABELS[b], extra))
+            ids, details = _jtt_cached(project, cfg, times, on_progress, cancel)
+            tuning["JTT"] = details
+        elif b in ("dfr", "oracle"):
+            ids, details = _baseline_cached(project, b, cfg, times, erm_ids, on_progress, cancel)
+            if b == "dfr":
+                tuning["DFR"] = {"C": [project.model(m)["metrics"].get("C") for m in ids],
+                                 "tuning": project.model(ids[0])["metrics"].get("tuning")}
+        else:
+            raise ProjectError(f"unknown baseline {b!r} for bench demo (jtt, dfr, oracle; SCGS has `bench scgs`)")
+        rows.append(_row_from_models(project, NAMES[b], ids, LABELS[b], seeds=seeds))
     th = thresholds(project)
     counts = summary(project, th, method="ddb")
-    ddb_ids = _retrain_cached(project, "ddb", cfg, times, on_progress=on_progress, cancel=cancel)
-    if "scgs" in cfg.baselines:
-        rows += _scgs_rows(project, cfg, times, on_progress, cancel)
-    counts = summary(project, th, method="ddb")
-    rows.append(_row_from_models(project, "DDB", ddb_ids, LABELS["ddb"], {"accepted": {k: v["kept"] for k, v in counts.items()},
-                                                                          "gamma_search": _gamma_table(project, "ddb")}))
-    result = {"config": _jsonable(asdict(cfg)), "rows": rows, "pruning": counts,
-              "thresholds": thresholds_json(th),
+    ddb_ids = _retrain_cached(project, "ddb", cfg, times, erm_ids, on_progress=on_progress, cancel=cancel)
+    rows.append(_row_from_models(project, "DDB", ddb_ids, LABELS["ddb"], seeds=seeds,
+                                 extra={"accepted": {k: v["kept"] for k, v in counts.items()},
+                                        "gamma_search": _gamma_table(project, "ddb")}))
+    if cfg.ablations:
+        every = list(project.db.query("select id, source_id, source_label, target_label, path from candidates "
+                                      "where method = 'ddb' and psi is not null order by id"))
+        ids = _retrain_cached(project, "ddb-no-pruning", cfg, times, erm_ids, candidates=every,
+                              on_progress=on_progress, cancel=cancel)
+        rows.append(_row_from_models(project, NO_PRUNING, ids, LABELS["ddb"], seeds=seeds,
+                                     extra={"accepted": len(every), "gamma_search": _gamma_table(project, "ddb-no-pruning")}))
+        plain = _copy_after_erm(project, Path(workdir) / f"{project_name(cfg.data_seed)}-plain")
+        pcfg = replace(cfg, ti_size=0)
+        pt: dict[str, float] = {}
+        prepare(plain, pcfg, pt, on_progress, cancel)
+        plain_erm = _erm_models(plain, pcfg, pt, on_progress, cancel)
+        if plain_erm != erm_ids:
+            raise ProjectError(f"{plain.root}: its ERM models {plain_erm} are not the main project's {erm_ids}")
+        pcounts = summary(plain, thresholds(plain), method="ddb")
+        ids = _retrain_cached(plain, "ddb", pcfg, pt, plain_erm, on_progress=on_progress, cancel=cancel)
+        rows.append(_row_from_models(plain, PLAIN, ids, LABELS["ddb"], seeds=seeds,
+                                     extra={"accepted": {k: v["kept"] for k, v in pcounts.items()},
+                                            "gamma_search": _gamma_table(plain, "ddb"), "project": str(plain.root)}))
+        times.update({f"plain prompt: {k}": v for k, v in pt.items()})
+    result = {"config": _jsonable(asdict(cfg)), "data_seed": cfg.data_seed, "rows": rows, "pruning": counts,
+              "thresholds": thresholds_json(th), "tuning": tuning, "erm_ids": {str(k): v for k, v in erm_ids.items()},
               "stage_seconds": times, "seconds": round(time.monotonic() - t_start, 1), "project": str(project.root),
-              "command": "python -m ddb_core bench demo" + (" --quick" if cfg == DemoBenchConfig.quick() else ""),
               "model_sha256": model_fingerprint(cfg.model)}
     result["throughput"] = throughput(project, times)
-    erm, ddb = rows[0]["wga"]["mean"], rows[-1]["wga"]["mean"]
-    jtt = next((r["wga"]["mean"] for r in rows if r["method"] == "JTT"), None)
-    result["goals"] = {"ddb_ge_erm_plus_25": ddb >= erm + 0.25, "ddb_ge_jtt": None if jtt is None else ddb >= jtt}
     from ..reporting import build_report, save_report
 
-    rep = save_report(project, build_report(project, ddb_ids, erm_ids[cfg.seeds[0]], title="DDB on the demo (bench)"), "table")
+    rep = save_report(project, build_report(project, ddb_ids, erm_ids[cfg.seeds[0]], title="DDB on the demo (bench)"),
+                      "table")
     result["ddb_report_id"] = rep["id"]
+    return result
+
+
+def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench",
+               data_seeds: Sequence[int] = (0,), doc: Optional[Path] = None, json_path: Optional[Path] = None,
+               on_progress: Optional[ProgressFn] = None, cancel=None, command: Optional[str] = None) -> dict:
+    """``bench_one`` for each data seed, then the summary over data seeds × training seeds: per method a
+    mean with its 95% interval, and the paired differences (``bench.seeds``)."""
+    from .seeds import demo_markdown, summarise
+
+    if not data_seeds:
+        raise ProjectError("data_seeds: give at least one data seed")
+    t0 = time.monotonic()
+    per_data = [bench_one(replace(cfg, data_seed=d), workdir, on_progress, cancel) for d in data_seeds]
+    result = summarise(per_data)
+    result.update(config=_jsonable(asdict(cfg)), data_seeds=list(data_seeds), seconds=round(time.monotonic() - t0, 1),
+                  model_sha256=model_fingerprint(cfg.model),
+                  command=command or ("python -m ddb_core bench demo" + (" --quick" if cfg == DemoBenchConfig.quick() else "")
+                                      + (f" --data-seeds {' '.join(map(str, data_seeds))}" if list(data_seeds) != [0] else "")
+                                      + (" --ablations" if cfg.ablations and cfg != DemoBenchConfig.quick() else "")))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2))
     if doc:
         from .docs import write_section
 
-        write_section(doc, "demo" if cfg != DemoBenchConfig.quick() else "demo-quick", demo_markdown(result))
+        write_section(doc, section_name(cfg, data_seeds), demo_markdown(result))
     return result
+
+
+def section_name(cfg: DemoBenchConfig, data_seeds: Sequence[int]) -> str:
+    if cfg == DemoBenchConfig.quick():
+        return "demo-quick"
+    return "demo" if len(data_seeds) == 1 else "demo-seeds"
 
 
 def throughput(project: Project, times: dict) -> dict:
@@ -343,12 +413,15 @@ def _model_note(res: dict) -> str:
 
 def _gamma_words(c: dict) -> str:
     if c.get("gamma_grid"):
-        return (f"γ (the same for every class) chosen by val WGA among {', '.join(f'{g:g}' for g in c['gamma_grid'])} "
-                f"with seed {c['seeds'][0]}, as the paper tunes it")
+        grid = ", ".join(f"{g:g}" for g in c["gamma_grid"])
+        if c.get("per_class_gamma"):
+            return f"γ per class chosen by val WGA among every combination of {grid} with seed {c['seeds'][0]}, as the paper tunes it"
+        return f"γ (the same for every class) chosen by val WGA among {grid} with seed {c['seeds'][0]}, as the paper tunes it"
     return f"γ = {c['gammas'] or 'one per class, 1.0'}"
 
 
 def _gamma_lines(rows: list[dict]) -> list[str]:
+    from ..method.retraining import gamma_label
     from ..reporting import _pct
 
     out = []
@@ -356,37 +429,9 @@ def _gamma_lines(rows: list[dict]) -> list[str]:
         table = r.get("gamma_search")
         if table:
             out.append(f"- γ search for {r['method']} (seed of the search; val WGA % / val accuracy %): " + ", ".join(
-                f"γ = {t['gamma']:g}: {_pct(t['val_wga'])} / {_pct(t['val_acc'])}{' (chosen)' if t['chosen'] else ''}"
+                f"{gamma_label(t)}: {_pct(t['val_wga'])} / {_pct(t['val_acc'])}{' (chosen)' if t['chosen'] else ''}"
                 for t in table))
     return out
-
-
-def demo_markdown(res: dict) -> str:
-    c = res["config"]
-    lines = ["## End-to-end demo benchmark", "",
-             f"Command: `{res['command']}`. Demo data seed {c['data_seed']}; seeds {', '.join(map(str, c['seeds']))} "
-             f"(mean ± std over seeds, test split). DDB: K = {c['k']} lowest-loss images per class, textual inversion on "
-             f"{c['ti_size']} {TI_WORDS[c.get('ti_source', 'high_loss')]} images per class ({c['ti_steps']} steps), provided masks ({c['masker_shape']}), micro model "
-             f"`{c['model']}` ({c['inpaint_steps']} DDIM steps, guidance {c['guidance']}), IG with {c['ig_steps']} steps, "
-             f"default thresholds (Ψ_i = Eq. 3, P = 25% quantile of ρ), retraining from the ERM checkpoint for "
-             f"{c['retrain_epochs']} epoch{'s' if c['retrain_epochs'] != 1 else ''} at lr {c['retrain_lr']} (the model chosen by "
-             f"val WGA among {c.get('retrain_evals', 1)} check{'s' if c.get('retrain_evals', 1) != 1 else ''} per epoch), "
-             f"{_gamma_words(c)}.", "",
-             *_methods_table(res["rows"])]
-    lines += ["", "Candidates per direction at the default thresholds: " + "; ".join(
-        f"{d}: {v['candidates']} generated, {v['kept']} kept, {v['candidates'] - v['kept']} pruned" for d, v in res["pruning"].items()), ""]
-    lines += _gamma_lines(res["rows"])
-    g = res["goals"]
-    lines.append(f"- goal DDB WGA ≥ ERM + 25 points: **{'met' if g['ddb_ge_erm_plus_25'] else 'not met'}**; "
-                 f"DDB ≥ JTT: **{'—' if g['ddb_ge_jtt'] is None else ('met' if g['ddb_ge_jtt'] else 'not met')}**")
-    lines.append(_stage_times(res))
-    t = res.get("throughput") or {}
-    if "overhead_ratio" in t:
-        lines.append(f"- throughput on this CPU: masking {t['masking_per_s']} images/s (provided masks), generation "
-                     f"{t['generation_per_s']} candidates/s, scoring {t['scoring_per_s']} candidates/s (IG with "
-                     f"{c['ig_steps']} steps); overhead ratio (masking + scoring + storage) / diffusion = "
-                     f"**{t['overhead_ratio']}** ({t['diffusion_seconds']} s of diffusion for {t['candidates']} candidates)")
-    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,16 +474,19 @@ def bench_pruning(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proj
 
     t0 = time.monotonic()
     times: dict[str, float] = {}
-    project = _project(Path(workdir), "demo", cfg, on_progress)
+    project = _project(Path(workdir), cfg, on_progress)
     prepare(project, cfg, times, on_progress, cancel)
+    erm_ids = _erm_models(project, cfg, times, on_progress, cancel)
     counts = summary(project, thresholds(project), method="ddb")
     every = list(project.db.query("select id, source_id, source_label, target_label, path from candidates "
                                   "where method = 'ddb' and psi is not null order by id"))
-    pruned_ids = _retrain_cached(project, "ddb", cfg, times, on_progress=on_progress, cancel=cancel)
-    all_ids = _retrain_cached(project, "ddb-no-pruning", cfg, times, candidates=every, on_progress=on_progress, cancel=cancel)
+    pruned_ids = _retrain_cached(project, "ddb", cfg, times, erm_ids, on_progress=on_progress, cancel=cancel)
+    all_ids = _retrain_cached(project, "ddb-no-pruning", cfg, times, erm_ids, candidates=every, on_progress=on_progress,
+                              cancel=cancel)
     # An independent judge of each candidate: the group-balanced oracle of the first seed (train group labels;
     # used only for this measurement, never for pruning).
-    oracle_ids, _ = _baseline_cached(project, "oracle", replace(cfg, seeds=cfg.seeds[:1]), times, on_progress, cancel)
+    oracle_ids, _ = _baseline_cached(project, "oracle", replace(cfg, seeds=cfg.seeds[:1]), times, None, on_progress,
+                                     cancel)
     judged = judged_swaps(project, oracle_ids[0])
     rows = [_row_from_models(project, "DDB with pruning", pruned_ids, LABELS["ddb"],
                              {"gamma_search": _gamma_table(project, "ddb")}),
@@ -447,38 +495,6 @@ def bench_pruning(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proj
     return _finish(cfg, "pruning", rows, times, t0, doc, json_path, "ablation-pruning", pruning_markdown,
                    per_direction=counts, judged=judged, judge_model=oracle_ids[0],
                    goal_pruning_ge_no_pruning=rows[0]["wga"]["mean"] >= rows[1]["wga"]["mean"])
-
-
-def bench_scgs(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", doc: Optional[Path] = None,
-               json_path: Optional[Path] = None, on_progress=None, cancel=None) -> dict:
-    """SCGS and JTT+SCGS on the demo project of ``bench demo`` (same ERM, seeds and retraining recipe).
-
-    ERM and JTT rows come from the main table's models when ``bench demo`` ran first (else they are trained here),
-    so SCGS can be read beside them.
-    """
-    t0 = time.monotonic()
-    times: dict[str, float] = {}
-    project = _project(Path(workdir), "demo", cfg, on_progress)
-    prepare(project, cfg, times, on_progress, cancel)
-    erm = _erm_models(project, cfg, times, on_progress, cancel)
-    rows = [_row_from_models(project, "ERM", [erm[s] for s in cfg.seeds], LABELS["erm"])]
-    jtt_ids, _details = _baseline_cached(project, "jtt", cfg, times, on_progress, cancel)
-    rows.append(_row_from_models(project, "JTT", jtt_ids, LABELS["jtt"]))
-    rows += _scgs_rows(project, replace(cfg, baselines=("jtt",)), times, on_progress, cancel)
-    return _finish(cfg, "scgs", rows, times, t0, doc, json_path, "scgs", scgs_markdown)
-
-
-def scgs_markdown(res: dict) -> str:
-    c = res["config"]
-    lines = ["## SCGS on the demo", "",
-             f"Command: `{res['command']}` (after `bench demo`, whose ERM and JTT models it reuses). Seeds "
-             f"{', '.join(map(str, c['seeds']))}; SCGS: misclassified train images, k-means + Gaussian-density sampling, "
-             f"Grad-CAM++ masks (high region kept), up to {c['scgs_max_variants']} variants per image, no pruning, "
-             f"retrained like DDB; JTT+SCGS: JTT's upweighted training set plus the SCGS images.", "",
-             *_methods_table(res["rows"]), ""]
-    lines += _gamma_lines(res["rows"])
-    lines += [_stage_times(res)]
-    return "\n".join(lines) + "\n"
 
 
 def judged_swaps(project: Project, judge_id: int, method: str = "ddb") -> dict[str, dict[str, dict[str, int]]]:
@@ -547,18 +563,20 @@ def bench_ti(cfg: DemoBenchConfig = DemoBenchConfig(), sizes: Sequence[int] = (0
 
     t0 = time.monotonic()
     times: dict[str, float] = {}
-    base = _project(Path(workdir), "demo", cfg, on_progress)
+    base = _project(Path(workdir), cfg, on_progress)
     if base.active_erm_id is None:
         from .. import api
 
         api.train_erm(base, replace(cfg.erm, seed=cfg.seeds[0]), on_progress=on_progress, cancel=cancel)
+    _erm_models(base, cfg, times, on_progress, cancel)  # every seed's ERM, so that the copies share them
     rows = []
     for size in sizes:
-        p = _copy_after_erm(base, Path(workdir) / f"demo-ti{size}")
+        p = _copy_after_erm(base, Path(workdir) / f"{project_name(cfg.data_seed)}-ti{size}")
         vcfg = replace(cfg, ti_size=size, k=k)
         prepare(p, vcfg, times, on_progress, cancel)
+        erm_ids = _erm_models(p, vcfg, times, on_progress, cancel)
         counts = summary(p, thresholds(p), method="ddb")
-        ids = _retrain_cached(p, "ddb", vcfg, times, on_progress=on_progress, cancel=cancel)
+        ids = _retrain_cached(p, "ddb", vcfg, times, erm_ids, on_progress=on_progress, cancel=cancel)
         row = _row_from_models(p, f"TI size {size}", ids, LABELS["ddb"], {"gamma_search": _gamma_table(p, "ddb")})
         row.update(ti_size=size, candidates=sum(v["candidates"] for v in counts.values()),
                    pruned=sum(v["candidates"] - v["kept"] for v in counts.values()), per_direction=counts)
@@ -589,14 +607,15 @@ def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "pr
 
     t0 = time.monotonic()
     times: dict[str, float] = {}
-    project = _project(Path(workdir), "demo", cfg, on_progress)
+    project = _project(Path(workdir), cfg, on_progress)
     if project.active_erm_id is None:
         _timed_stage(times, "erm (seed 0)", lambda: api.train_erm(project, replace(cfg.erm, seed=cfg.seeds[0]),
                                                             on_progress=on_progress, cancel=cancel))
     sel = SelectionConfig(k=cfg.k, ti_size=cfg.ti_size, ti_source=cfg.ti_source)
     if not selected(project, "source", 0):
         api.select(project, sel)
-    oracle_ids, _ = _baseline_cached(project, "oracle", replace(cfg, seeds=cfg.seeds[:1]), times, on_progress, cancel)
+    oracle_ids, _ = _baseline_cached(project, "oracle", replace(cfg, seeds=cfg.seeds[:1]), times, None, on_progress,
+                                     cancel)
     m = project.model(oracle_ids[0])
     from ..models import load_classifier
 
@@ -715,13 +734,14 @@ def bench_recipe(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proje
     Test WGA is reported beside it, not used."""
     t0 = time.monotonic()
     times: dict[str, float] = {}
-    project = _project(Path(workdir), "demo", cfg, on_progress)
+    project = _project(Path(workdir), cfg, on_progress)
     prepare(project, cfg, times, on_progress, cancel)
+    erm_ids = _erm_models(project, cfg, times, on_progress, cancel)
     rows = []
     for epochs, lr in recipes:
         vcfg = replace(cfg, retrain_epochs=int(epochs), retrain_lr=float(lr), gamma_grid=(), gammas=None)
         key = f"recipe-e{epochs}-lr{lr:g}"
-        ids = _retrain_cached(project, key, vcfg, times, on_progress=on_progress, cancel=cancel)
+        ids = _retrain_cached(project, key, vcfg, times, erm_ids, on_progress=on_progress, cancel=cancel)
         metrics = [project.model(m)["metrics"] for m in ids]
         val = [m["val"]["worst_group_acc"] for m in metrics]
         row = _row_from_models(project, f"{epochs} epoch{'s' if epochs != 1 else ''}, lr {lr:g}", ids, LABELS["ddb"])

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -39,12 +39,12 @@ def _oracle(workdir: str, data_seed: int, on_progress) -> tuple["Project", objec
     from ..demo.data import DemoDataConfig
     from ..models import load_classifier
     from ..store import Project
-    from ..training import TrainConfig
+    from ..demo.pipeline import DEMO_ERM
 
     root = Path(workdir) / f"calibration-seed{data_seed}"
     project = Project.open(root) if Project.exists(root) else create_project(
         root, "demo", demo=DemoDataConfig(seed=data_seed), on_progress=on_progress)[0]
-    cfg = TrainConfig(seed=data_seed, sampler="group_balanced")
+    cfg = replace(DEMO_ERM, seed=data_seed, sampler="group_balanced")  # the calibration's oracle, reused
     _train_or_reuse(project, "oracle", cfg, on_progress)
     from ..training import stored_model
 
@@ -66,11 +66,14 @@ def _classify(model, images: Sequence[np.ndarray], image_size: int = 64) -> np.n
 def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2), n: int = 48, ti_size: int = 30,
                     ti_steps: int = 400, steps: int = 25, guidance: float = 7.5, workdir: str = "projects/bench",
                     data_seed: int = 0, doc: Optional[Path] = None, json_path: Optional[Path] = None,
-                    grid_path: Optional[Path] = GRID, on_progress: Optional[ProgressFn] = None) -> dict:
+                    grid_path: Optional[Path] = GRID, on_progress: Optional[ProgressFn] = None,
+                    dilations: Sequence[int] = ()) -> dict:
+    """``dilations``: also the object masks grown by each radius in pixels (the provided and LangSAM
+    maskers' ``dilate`` option), between the tight object mask and the box."""
     from ..imaging import load_mask, load_rgb
     from ..method.inpainting import InpaintConfig, Inpainter, model_fingerprint
     from ..method.inversion import InversionConfig, class_token, learn_token
-    from ..method.masking import box_of
+    from ..method.masking import box_of, dilate
 
     t_start = time.monotonic()
     project, oracle, oracle_row = _oracle(workdir, data_seed, on_progress)
@@ -106,7 +109,8 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                 srcs = [load_rgb(project.dataset_path(pool[k]["path"])) for k in pick]
                 obj = [load_mask(project.dataset_path(pool[k]["mask_path"])) for k in pick]
                 d = {}
-                for kind, masks in (("object", obj), ("box", [box_of(m) for m in obj])):
+                kinds = [("object", obj)] + [(f"object+{r}px", [dilate(m, r) for m in obj]) for r in dilations]
+                for kind, masks in kinds + [("box", [box_of(m) for m in obj])]:
                     for prompt_kind, prompt in (("token", f"a photo of a {tokens[j]} bird"), ("plain", "a photo of a bird")):
                         outs = []
                         for b in range(0, len(srcs), cfg.batch_size):
@@ -125,7 +129,8 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                             "by_background": {project.attr_names[a]: {"swap": float(hit[attrs == a].mean()),
                                                                       "n": int((attrs == a).sum())}
                                               for a in sorted(set(attrs.tolist()))}}
-                        if seed == seeds[0] and prompt_kind == "token":
+                        d[f"{kind}/{prompt_kind}"]["mask_area"] = float(np.mean([(m >= 128).mean() for m in masks]))
+                        if seed == seeds[0] and prompt_kind == "token" and kind in ("object", "box"):
                             grid_rows.append((f"{names[i]} → {names[j]}, {kind} mask", srcs[:6], masks[:6], pasted[:6],
                                               probs[:6, j]))
                 seed_out["directions"][f"{i}->{j}"] = d
@@ -137,7 +142,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     median = {}
     for dname in per_seed[0]["directions"]:
         median[dname] = {k: {m: statistics.median(s["directions"][dname][k][m] for s in per_seed)
-                             for m in ("swap", "background_mae")} for k in keys}
+                             for m in ("swap", "background_mae", "mask_area")} for k in keys}
     for dname in median:
         for k in keys:
             backs = sorted({b for s in per_seed for b in s["directions"][dname][k].get("by_background", {})})
@@ -145,7 +150,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                 b: statistics.median(s["directions"][dname][k]["by_background"][b]["swap"] for s in per_seed
                                      if b in s["directions"][dname][k].get("by_background", {})) for b in backs}
     gates = {}
-    for kind in ("object", "box"):
+    for kind in mask_kinds(keys):
         swaps = {dname: median[dname][f"{kind}/token"]["swap"] for dname in median}
         gains = {dname: median[dname][f"{kind}/token"]["swap"] - median[dname][f"{kind}/plain"]["swap"] for dname in median}
         gates[kind] = {"swap_ge_60": all(v >= 0.6 for v in swaps.values()),
@@ -153,7 +158,9 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     result = {"model": model, "seeds": list(seeds), "n_per_direction": n, "ti_size": ti_size, "ti_steps": ti_steps,
               "inpaint": asdict(cfg), "oracle_model": {"path": oracle_row["path"], "test_wga": oracle_row["metrics"]["test"]["worst_group_acc"]},
               "per_seed": per_seed, "median": median, "gates": gates, "seconds": round(time.monotonic() - t_start, 1),
-              "command": f"python -m ddb_core bench inpainter --seeds {' '.join(map(str, seeds))}",
+              "command": f"python -m ddb_core bench inpainter --seeds {' '.join(map(str, seeds))}"
+                         + (f" --dilations {' '.join(map(str, dilations))}" if dilations else ""),
+              "dilations": list(dilations),
               "model_sha256": model_fingerprint(model)}
     if grid_path:
         _grid(grid_rows, grid_path)
@@ -194,6 +201,11 @@ def _grid(rows, path: Path) -> None:
     plt.close(fig)
 
 
+def mask_kinds(keys) -> list[str]:
+    """The mask kinds of a result's keys ("object", "object+4px", …, "box"), in their order."""
+    return list(dict.fromkeys(k.split("/")[0] for k in keys))
+
+
 def _p(x: float) -> str:
     return f"{100 * x:.1f}"
 
@@ -206,13 +218,15 @@ def inpainter_markdown(res: dict) -> str:
              f"{res['inpaint']['steps']} DDIM steps, guidance {res['inpaint']['guidance']}). Medians over seeds "
              f"{', '.join(map(str, res['seeds']))}. The judge is the group-balanced oracle classifier "
              f"(`{res['oracle_model']['path']}`, test WGA {_p(res['oracle_model']['test_wga'])}%), used only here.", "",
-             "| direction | mask | swap with token % | swap, plain prompt % | gain (points) | background MAE outside mask |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
+             "| direction | mask | mask area % | swap with token % | swap, plain prompt % | gain (points) | "
+             "background MAE outside mask |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for d, m in res["median"].items():
-        for kind in ("object", "box"):
+        for kind in mask_kinds(m):
             t, p = m[f"{kind}/token"], m[f"{kind}/plain"]
-            lines.append(f"| {d} | {kind} | {_p(t['swap'])} | {_p(p['swap'])} | {100 * (t['swap'] - p['swap']):+.1f} | "
-                         f"{t['background_mae']:.4f} |")
+            area = f"{_p(t['mask_area'])}" if "mask_area" in t else "—"
+            lines.append(f"| {d} | {kind} | {area} | {_p(t['swap'])} | {_p(p['swap'])} | "
+                         f"{100 * (t['swap'] - p['swap']):+.1f} | {t['background_mae']:.4f} |")
     lines.append("")
     for kind, g in res["gates"].items():
         lines.append(f"- {kind} masks: swap ≥ 60% in both directions: **{'met' if g['swap_ge_60'] else 'not met'}**; "

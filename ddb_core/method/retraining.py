@@ -46,15 +46,25 @@ class RetrainConfig:
 
     train: TrainConfig = field(default_factory=_retrain_recipe)
     gammas: Optional[tuple[float, ...]] = None  # None = 1.0 for every class
-    # The paper tunes γ by val WGA (from {1, …, 10}); a non-empty grid does that: one run per value
-    # (applied to every class) with the first seed, the best by the model-selection metric wins and
-    # the other seeds train with it. Overrides ``gammas``.
+    # The paper tunes γ by val WGA (from {1, …, 10}, one γ per class: Table 10); a non-empty grid does
+    # that: one run per value with the first seed, the best by the model-selection metric wins and the
+    # other seeds train with it. Overrides ``gammas``. With ``per_class``, every combination of grid
+    # values over the classes (γ_0, γ_1, …) is a run; without, one value for every class.
     gamma_grid: tuple[float, ...] = ()
+    per_class: bool = False
     gen_ratio: float = 0.0  # > 0: that share of every batch is generated samples
-    init: str = "erm"  # erm (the active ERM checkpoint) | scratch
+    init: str = "erm"  # erm (an ERM checkpoint: ``init_model_id``, default the active one) | scratch
+    init_model_id: Optional[int] = None
     reinit_head: bool = False
     method: str = "ddb"  # which candidates: ddb | scgs | all
     seeds: tuple[int, ...] = (0,)
+    # True: the generated images are ordinary training samples (one mean over the whole batch, no γ), as
+    # the SCGS paper adds its images to the training set; None: True for SCGS, False (Eq. 6–8) otherwise.
+    ordinary: Optional[bool] = None
+
+    @property
+    def is_ordinary(self) -> bool:
+        return self.method == "scgs" if self.ordinary is None else self.ordinary
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
@@ -70,6 +80,22 @@ class RetrainConfig:
                 raise ConfigError(f"every gamma must be a finite number >= 0, got {g}")
         if len(set(self.gamma_grid)) != len(self.gamma_grid):
             raise ConfigError(f"gamma_grid: repeated values in {list(self.gamma_grid)}")
+        if self.is_ordinary and (self.gamma_grid or self.gen_ratio):
+            raise ConfigError(f"{self.method} retraining adds its images as ordinary training samples: γ (and a γ grid) "
+                              f"and a generated share per batch do not apply; pass ordinary=False for Eq. 6-8")
+        if self.per_class and len(self.gamma_grid) ** 4 > 10_000:
+            raise ConfigError(f"gamma_grid: {len(self.gamma_grid)} values per class make too many combinations")
+
+    def grid(self, n_classes: int) -> list[tuple[float, ...]]:
+        """The γ vectors a search tries, in order (the first is preferred on ties)."""
+        import itertools
+
+        if self.per_class:
+            if len(self.gamma_grid) ** n_classes > 256:
+                raise ConfigError(f"a per-class γ grid of {len(self.gamma_grid)} values over {n_classes} classes is "
+                                  f"{len(self.gamma_grid) ** n_classes} runs; give fewer values or a shared γ")
+            return list(itertools.product(self.gamma_grid, repeat=n_classes))
+        return [(g,) * n_classes for g in self.gamma_grid]
 
 
 @dataclass
@@ -104,10 +130,11 @@ def accepted_candidates(project: Project, method: str = "ddb") -> list[dict]:
     return [r for r in rows if r["id"] in kept]
 
 
-def _erm_state(project: Project) -> tuple[dict, dict]:
+def _erm_state(project: Project, model_id: Optional[int] = None) -> tuple[dict, dict]:
+    """(state_dict, models row) of an ERM checkpoint: ``model_id``, or the project's active ERM model."""
     import torch
 
-    erm = project.active_erm()
+    erm = project.active_erm() if model_id is None else project.model(model_id)
     path = project.project_path(erm["path"])
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     return ckpt["state_dict"] if "state_dict" in ckpt else ckpt, erm
@@ -125,12 +152,13 @@ def generated_plan(project: Project, cfg: RetrainConfig, candidates: Optional[li
         extra_paths=[project.project_path(c["path"]) for c in cands],
         extra_labels=[int(c["target_label"]) for c in cands],
         extra_attrs=[attrs.get(c["source_id"]) for c in cands],  # the background is the source's
-        extra_terms=[int(c["target_label"]) for c in cands], gammas=gammas, gen_ratio=cfg.gen_ratio,
-        reinit_head=cfg.reinit_head,
+        extra_terms=[-1 if cfg.is_ordinary else int(c["target_label"]) for c in cands], gammas=gammas,
+        gen_ratio=cfg.gen_ratio, reinit_head=cfg.reinit_head,
         describe={"method": cfg.method, "candidate_ids_hash": _ids_hash([c["id"] for c in cands]),
-                  "per_direction": _per_direction(cands), "init": cfg.init})
+                  "per_direction": _per_direction(cands), "init": cfg.init,
+                  "objective": "ordinary samples" if cfg.is_ordinary else "Eq. 6-8"})
     if cfg.init == "erm":
-        state, erm = _erm_state(project)
+        state, erm = _erm_state(project, cfg.init_model_id)
         plan.init_state = state
         plan.describe["init_model_id"] = erm["id"]
     return plan
@@ -156,11 +184,11 @@ def retraining_inputs(project: Project, method: str = "ddb") -> dict[str, int]:
 
 
 def _retrain_base(project: Project, cfg: RetrainConfig) -> TrainConfig:
-    if cfg.init == "erm" and project.active_erm_id is None:
+    if cfg.init == "erm" and cfg.init_model_id is None and project.active_erm_id is None:
         raise ProjectError("retraining starts from the ERM model, and the project has none: train or load one "
                            "(ddb erm train), or use init 'scratch'")
     if cfg.init == "erm":  # the ERM checkpoint fixes the architecture and the input size
-        erm = project.active_erm()
+        erm = project.active_erm() if cfg.init_model_id is None else project.model(cfg.init_model_id)
         return replace(cfg.train, arch=erm["arch"], image_size=erm["image_size"])
     return cfg.train
 
@@ -176,13 +204,24 @@ def selection_key(metrics: dict, select_by: str) -> tuple[float, float]:
     return (acc, wga if wga is not None else -1.0)
 
 
+def _gkey(gammas: Sequence[float]) -> str:
+    """The key of a γ vector in a search's ``done`` map: "3" when every class shares it, else "1,3"."""
+    return f"{gammas[0]:g}" if len(set(gammas)) == 1 else ",".join(f"{g:g}" for g in gammas)
+
+
+def gamma_label(row: dict) -> str:
+    """How a γ-search row names its γ: "γ = 3" (every class) or "γ = (1, 3)" (per class)."""
+    gs = row.get("gammas") or [row["gamma"]]
+    return f"γ = {gs[0]:g}" if len(set(gs)) == 1 else "γ = (" + ", ".join(f"{g:g}" for g in gs) + ")"
+
+
 def gamma_search(project: Project, cfg: RetrainConfig, candidates: Optional[list[dict]] = None,
                  done: Optional[dict[str, int]] = None, on_done=None, on_progress: Optional[ProgressFn] = None,
-                 cancel: Optional[CancelToken] = None, name: Optional[str] = None) -> tuple[float, list[dict]]:
-    """Train one model per γ in ``cfg.gamma_grid`` (first seed) and return (best γ, the table).
+                 cancel: Optional[CancelToken] = None, name: Optional[str] = None) -> tuple[tuple[float, ...], list[dict]]:
+    """Train one model per γ vector of ``cfg.grid`` (first seed) and return (the best γ vector, the table).
 
-    ``done`` maps str(γ) → model id of runs already finished (they are not trained again);
-    ``on_done(γ, model_id)`` is called after each new run, so a caller can remember it.
+    ``done`` maps a γ key (``_gkey``) → model id of runs already finished (they are not trained again);
+    ``on_done(key, model_id)`` is called after each new run, so a caller can remember it.
     """
     if not cfg.gamma_grid:
         raise ConfigError("gamma_search needs a non-empty gamma_grid")
@@ -193,26 +232,27 @@ def gamma_search(project: Project, cfg: RetrainConfig, candidates: Optional[list
     seed = cfg.seeds[0]
     label = name or f"{cfg.method} retrain ({len(cands)} generated)"
     table = []
-    for g in cfg.gamma_grid:
-        key = f"{g:g}"
+    for gammas in cfg.grid(n):
+        key = _gkey(gammas)
         if key not in done:
             check_cancel(cancel, f"before the γ = {key} run")
-            plan = generated_plan(project, replace(cfg, gammas=(g,) * n, gamma_grid=()), cands)
+            plan = generated_plan(project, replace(cfg, gammas=gammas, gamma_grid=()), cands)
             res = train_classifier(project, replace(base, seed=seed), role=cfg.method if cfg.method != "all" else "ddb",
                                    name=f"{label} γ={key} seed {seed}", make_active=False, on_progress=on_progress,
                                    cancel=cancel, plan=plan)
             done[key] = res.model_id
             if on_done:
-                on_done(g, res.model_id)
+                on_done(key, res.model_id)
         metrics = project.model(done[key])["metrics"]
         val = metrics.get("val") or {}
-        table.append({"gamma": g, "model_id": done[key], "val_wga": val.get("worst_group_acc"),
-                      "val_acc": val.get("mean_acc"), "key": selection_key(metrics, base.select_by)})
-    best = max(table, key=lambda r: r["key"])  # ties: the first (smallest-listed) γ
+        table.append({"gammas": list(gammas), "gamma": gammas[0] if len(set(gammas)) == 1 else None,
+                      "model_id": done[key], "val_wga": val.get("worst_group_acc"), "val_acc": val.get("mean_acc"),
+                      "key": selection_key(metrics, base.select_by)})
+    best = max(table, key=lambda r: r["key"])  # ties: the first listed
     for r in table:
         r["chosen"] = r is best
         del r["key"]
-    return best["gamma"], table
+    return tuple(best["gammas"]), table
 
 
 def small_subset_warnings(project: Project, cands: Sequence[dict], batch_size: int) -> list[str]:
@@ -245,13 +285,13 @@ def retrain(project: Project, cfg: RetrainConfig = RetrainConfig(), on_progress:
     cands = accepted_candidates(project, cfg.method)
     base = _retrain_base(project, cfg)
     label = name or f"{cfg.method} retrain ({len(cands)} generated)"
-    details: dict = {"warnings": small_subset_warnings(project, cands, base.batch_size)}
+    details: dict = {"warnings": [] if cfg.is_ordinary else small_subset_warnings(project, cands, base.batch_size)}
     for w in details["warnings"]:
         log.warning("retraining: %s", w)
     reuse: dict[int, int] = {}
     if cfg.gamma_grid:
-        g, table = gamma_search(project, cfg, cands, on_progress=on_progress, cancel=cancel, name=name)
-        cfg = replace(cfg, gammas=(g,) * len(project.class_names), gamma_grid=())
+        gammas, table = gamma_search(project, cfg, cands, on_progress=on_progress, cancel=cancel, name=name)
+        cfg = replace(cfg, gammas=gammas, gamma_grid=())
         details["gamma_search"] = table
         reuse[cfg.seeds[0]] = next(r["model_id"] for r in table if r["chosen"])
     details["gammas"] = list(cfg.gammas) if cfg.gammas is not None else [1.0] * len(project.class_names)

@@ -1,0 +1,60 @@
+"""Intervals over data seeds × training seeds, and how the docs state a difference."""
+
+import math
+
+import pytest
+
+from ddb_core.bench.stats import interval, paired, t975, verdict
+
+
+def test_t_quantiles_match_the_table():
+    assert t975(1) == pytest.approx(12.706, abs=1e-3)
+    assert t975(2) == pytest.approx(4.303, abs=1e-3)
+    assert t975(8) == pytest.approx(2.306, abs=1e-3)
+    with pytest.raises(ValueError):
+        t975(0)
+
+
+def test_several_data_seeds_give_the_t_interval_of_the_per_data_seed_means():
+    values = {0: [0.70, 0.74, 0.72], 1: [0.60, 0.64, 0.62], 2: [0.80, 0.78, 0.82]}
+    iv = interval(values)
+    means = [0.72, 0.62, 0.80]
+    m = sum(means) / 3
+    sd = math.sqrt(sum((x - m) ** 2 for x in means) / 2)
+    assert iv.scope == "data seeds" and iv.n_data == 3 and iv.n_values == 9
+    assert iv.mean == pytest.approx(m)
+    assert iv.hi - iv.mean == pytest.approx(4.303 * sd / math.sqrt(3), rel=1e-3)
+    # The spread between data seeds, not the tight training seeds, sets the width.
+    tight = interval({0: [0.72] * 3, 1: [0.62] * 3, 2: [0.80] * 3})
+    assert tight.hi - tight.lo == pytest.approx(iv.hi - iv.lo, rel=1e-9)
+
+
+def test_one_data_seed_falls_back_to_training_seeds_and_one_value_has_no_interval():
+    iv = interval({0: [0.5, 0.6, 0.7]})
+    assert iv.scope == "training seeds" and iv.mean == pytest.approx(0.6)
+    assert iv.hi - iv.mean == pytest.approx(4.303 * 0.1 / math.sqrt(3), rel=1e-3)
+    one = interval({0: [0.5]})
+    assert one.scope == "one value" and one.lo is None and one.shown is None
+    assert "no difference shown" in verdict(one)
+    with pytest.raises(ValueError):
+        interval({0: [], 1: [float("nan")]})
+
+
+def test_paired_differences_are_taken_within_each_data_seed_and_training_seed():
+    a = {0: {0: 0.80, 1: 0.82}, 1: {0: 0.70, 1: 0.74}, 2: {0: 0.90, 1: 0.88}}
+    # b moves with a across data seeds: the paired difference is steady though the levels are not
+    b = {0: {0: 0.70, 1: 0.71}, 1: {0: 0.61, 1: 0.63}, 2: {0: 0.80, 1: 0.79}}
+    iv = paired(a, b)
+    assert iv.mean == pytest.approx(0.10, abs=0.01) and iv.shown and iv.lo > 0
+    assert "**higher**" in verdict(iv)
+    # Unpaired, the same numbers overlap: the levels vary more between data seeds than the gap.
+    ia, ib = interval({d: list(v.values()) for d, v in a.items()}), interval({d: list(v.values()) for d, v in b.items()})
+    assert ia.lo < ib.hi
+    # A difference whose interval straddles zero is not stated as a result.
+    c = {0: {0: 0.85, 1: 0.83}, 1: {0: 0.66, 1: 0.70}, 2: {0: 0.92, 1: 0.90}}
+    mixed = paired(a, c)
+    assert not mixed.shown and "no difference shown" in verdict(mixed)
+    # Only pairs present in both count.
+    assert paired({0: {0: 0.5, 1: 0.6}}, {0: {1: 0.4}}).n_values == 1
+    with pytest.raises(ValueError):
+        paired({0: {0: 0.5}}, {1: {0: 0.5}})
