@@ -185,5 +185,7 @@ def calibration_markdown(res: dict) -> str:
                 lines.append(f"| {r['seed']} | {role} | {_p(x['val_wga'])} | {_p(x['wga'])} | {x['worst_group']} | "
                              f"{_p(x['mean_acc'])} | {_p(x['train_weighted_acc'])} | " + " | ".join(cells)
                              + f" | {x['best_epoch']} | {x['train_seconds']} |")
-    lines += ["", f"Wall time {res['seconds'] / 60:.1f} min (models already trained are reused and not timed again)."]
+    lines += ["", f"Wall time {res['seconds'] / 60:.1f} min (models already trained are reused and not timed again). "
+              "A model's train s is its own training time, stored with it when it was trained; a model trained while "
+              "other work shared the CPU shows a longer time, which is why the cost column is a median."]
     return "\n".join(lines) + "\n"
