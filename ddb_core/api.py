@@ -16,7 +16,8 @@ from .demo.data import DemoDataConfig, generate_demo_dataset
 from .errors import ProjectError
 from .evaluation import GroupReport
 from .progress import CancelToken, ProgressFn
-from .settings import PIPELINE_DEFAULTS, load_inpainter, load_masker, pipeline_settings, set_pipeline_settings  # noqa: F401 (the facade's names)
+from .settings import (PIPELINE_DEFAULTS, engine_config, load_inpainter, load_masker, pipeline_settings,  # noqa: F401 (the facade's names)
+                       set_pipeline_settings)
 from .store import Project
 from .training import TrainConfig, TrainResult, load_erm_checkpoint, model_reports, train_classifier
 
@@ -178,23 +179,28 @@ def compute_masks(project: Project, *, masker=None, labels=None, on_progress=Non
 
 
 def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=None, masker=None,
-             on_progress=None, cancel=None) -> dict:
+             on_progress=None, cancel=None, engine=None) -> dict:
+    """Generate the pending candidates; ``engine`` (an ``engines.EngineConfig``) defaults to the
+    project's setting (local unless set): with Ray, the workers load the model, not this process."""
     from .generation import GenerationConfig, generate as _generate
     from .method.inpainting import InpaintConfig
 
+    engine = engine or engine_config(project)
     inpaint = inpaint or InpaintConfig(model=pipeline_settings(project)["inpaint_model"])
-    inpainter = inpainter or load_inpainter(project, inpaint.model, inpaint.device, inpaint.dtype)
+    if engine.kind == "local":
+        inpainter = inpainter or load_inpainter(project, inpaint.model, inpaint.device, inpaint.dtype)
     return _generate(project, inpainter, masker or load_masker(project), pairs, cfg or GenerationConfig(), inpaint,
-                     on_progress=on_progress, cancel=cancel)
+                     on_progress=on_progress, cancel=cancel, engine=engine)
 
 
 def score(project: Project, n_steps: int = 50, internal_batch_size: Optional[int] = None, rescore: bool = False,
-          on_progress=None, cancel=None) -> int:
-    """ψ and ρ of every unscored candidate (with ``rescore``, also of those scored by another model)."""
+          on_progress=None, cancel=None, engine=None) -> int:
+    """ψ and ρ of every unscored candidate (with ``rescore``, also of those scored by another model);
+    ``engine`` defaults to the project's setting."""
     from .generation import score as _score
 
     return _score(project, n_steps=n_steps, internal_batch_size=internal_batch_size, rescore=rescore,
-                  on_progress=on_progress, cancel=cancel)
+                  on_progress=on_progress, cancel=cancel, engine=engine or engine_config(project))
 
 
 def stale_scores(project: Project) -> int:

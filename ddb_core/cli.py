@@ -486,6 +486,36 @@ def _mask(a, progress):
     return 0
 
 
+def _add_engine_args(p):
+    p.add_argument("--engine", choices=["local", "ray"],
+                   help="where the model runs: this process, or a Ray cluster (default: the project's setting, local)")
+    p.add_argument("--address", help="ray: a running cluster (auto, or ray://HOST:10001); default: a local Ray started "
+                                     "for the run")
+    p.add_argument("--workers", type=int, help="ray: actors, each loading the model once (default: 1)")
+    p.add_argument("--gpus-per-worker", type=float, help="ray: GPUs per actor (default: 0; 1 = one model per GPU)")
+    p.add_argument("--cpus-per-worker", type=float, help="ray: CPUs per actor, its torch threads (default: 1)")
+    p.add_argument("--save-engine", action="store_true",
+                   help="keep these engine options as the project's (the app's Pipeline screen uses them too)")
+
+
+def _engine(a, project):
+    """The engine of this command: the options given over the project's setting; saved with --save-engine."""
+    from dataclasses import asdict
+
+    from . import api
+    from .engines import EngineConfig
+
+    base = asdict(api.engine_config(project))
+    given = {"kind": a.engine, "address": a.address, "workers": a.workers, "gpus_per_worker": a.gpus_per_worker,
+             "cpus_per_worker": a.cpus_per_worker}
+    engine = EngineConfig.from_dict({**base, **{k: v for k, v in given.items() if v is not None}})
+    if engine.kind == "local" and any(given[k] is not None for k in given if k != "kind"):
+        raise ConfigError("--address, --workers, --gpus-per-worker and --cpus-per-worker belong to --engine ray")
+    if a.save_engine:
+        api.set_pipeline_settings(project, engine=asdict(engine))
+    return engine
+
+
 def _generate_args(p):
     from .method.inpainting import InpaintConfig
 
@@ -507,6 +537,7 @@ def _generate_args(p):
                    "(default: %(default)s)")
     p.add_argument("--resolution", type=int, default=None,
                    help="longer side of an image at the model, a multiple of 8 (default: the model's own, 512 for SD2)")
+    _add_engine_args(p)
 
 
 @command("generate", "inpaint the selected images with the other class's token (resumable)", _generate_args)
@@ -528,8 +559,11 @@ def _generate(a, progress):
                             resolution=a.resolution)
     if a.masker or a.model:
         api.set_pipeline_settings(project, masker=a.masker, masker_options=_masker_options(a), inpaint_model=a.model)
+    engine = _engine(a, project)
+    if engine.kind != "local":
+        print(f"engine: {engine.describe()}")
     res = api.generate(project, pairs, GenerationConfig(seed=a.seed, use_tokens=not a.no_tokens), inpaint,
-                       on_progress=progress)
+                       on_progress=progress, engine=engine)
     progress.close()
     for d, c in res.items():
         print(f"{d}: {c['candidates']} candidates from {c['sources']} sources ({c['no_detection']} with no detection)")
@@ -543,6 +577,7 @@ def _score_args(p):
                    help="IG rows (images x steps) per pass; bounds memory (default: 64 at 64 px, 16 at 224 px)")
     p.add_argument("--rescore", action="store_true",
                    help="also recompute the scores computed by another ERM model than the active one (stale scores)")
+    _add_engine_args(p)
 
 
 @command("score", "compute psi and rho (integrated gradients in the mask) of every unscored candidate", _score_args)
@@ -550,7 +585,10 @@ def _score(a, progress):
     from . import api
 
     project = _open(a)
-    n = api.score(project, a.n_steps, a.internal_batch_size, rescore=a.rescore, on_progress=progress)
+    engine = _engine(a, project)
+    if engine.kind != "local":
+        print(f"engine: {engine.describe()}")
+    n = api.score(project, a.n_steps, a.internal_batch_size, rescore=a.rescore, on_progress=progress, engine=engine)
     progress.close()
     print(f"scored {n} candidates")
     stale = api.stale_scores(project)
@@ -763,6 +801,8 @@ def _retrain_args(p):
                    help="share of every batch that is generated samples; 0 = natural sampling (default: %(default)s)")
     p.add_argument("--init", choices=["erm", "scratch"], default=r.init,
                    help="start from the ERM model or from scratch (default: %(default)s)")
+    p.add_argument("--init-model", type=int, metavar="ID",
+                   help="with --init erm: the ERM model to start from (see `ddb status`; default: the active one)")
     p.add_argument("--reinit-head", action="store_true", help="re-initialise the last layer first")
     p.add_argument("--method", choices=["ddb", "scgs", "all"], default=r.method, help="whose candidates (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=list(r.seeds), help="one model per seed; mean ± std (default: 0)")
@@ -779,7 +819,8 @@ def _retrain(a, progress):
     gammas = None if a.gamma is None else tuple(a.gamma * n if len(a.gamma) == 1 else a.gamma)
     cfg = RetrainConfig(train=_train_config(a), gammas=gammas, gamma_grid=tuple(a.gamma_grid), per_class=a.per_class_gamma,
                         gen_ratio=a.gen_ratio,
-                        init=a.init, reinit_head=a.reinit_head, method=a.method, seeds=tuple(a.seeds))
+                        init=a.init, init_model_id=a.init_model, reinit_head=a.reinit_head, method=a.method,
+                        seeds=tuple(a.seeds))
     inputs = api.retraining_inputs(project, a.method)
     print("accepted samples per direction: " + (", ".join(f"{k}: {v}" for k, v in inputs.items()) or "none"))
     for w in api.retraining_warnings(project, a.method, cfg.train.batch_size):

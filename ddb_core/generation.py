@@ -28,13 +28,15 @@ import numpy as np
 from PIL import Image
 
 from .errors import ConfigError, ProjectError
-from .imaging import load_mask, load_rgb
+from .imaging import load_rgb
 from .method.inpainting import InpaintConfig, Inpainter, prompt_for
 from .method.inversion import InversionConfig, class_token, learn_token, save_embedding
 from .method.masking import Masker, MaskResult, params_hash
 from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 from .method.selection import selected
 from .store import Project, file_sha256, now
+from .engines import EngineConfig
+from .work import inpaint_batch, score_batch
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -181,12 +183,27 @@ def candidate_key(method: str, source_id: int, i: int, j: int, mask: str, varian
     return f"{method}:{source_id}:{i}->{j}:{mask}:{variant}"
 
 
-def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Optional[Sequence[tuple[int, int]]] = None,
-             cfg: GenerationConfig = GenerationConfig(), inpaint: InpaintConfig = InpaintConfig(),
-             on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> dict[str, dict[str, int]]:
-    """Generate the candidates of each direction; skips finished ones. Returns counts per direction."""
-    summary = {}
+def generate(project: Project, inpainter: Optional[Inpainter], masker: Masker,
+             pairs: Optional[Sequence[tuple[int, int]]] = None, cfg: GenerationConfig = GenerationConfig(),
+             inpaint: InpaintConfig = InpaintConfig(), on_progress: Optional[ProgressFn] = None,
+             cancel: Optional[CancelToken] = None, engine: Optional[EngineConfig] = None) -> dict[str, dict[str, int]]:
+    """Generate the candidates of each direction; skips finished ones. Returns counts per direction.
+
+    ``engine`` (default local) says where the inpainting runs; with the Ray engine ``inpainter`` may be
+    None (the workers load ``inpaint.model``). Either way this process writes every file and row."""
+    from .method.inpainting import model_hash, resolve_model_ref
+
+    engine = engine or EngineConfig()
+    if engine.kind == "local" and inpainter is None:
+        raise ConfigError("the local engine needs a loaded inpainter")
+    if inpainter is not None:
+        model_ref, model_sha = inpainter.model_ref, inpainter.model_sha
+    else:
+        model_ref = str(resolve_model_ref(str(inpaint.model)))
+        model_sha = model_hash(model_ref)
+    summary, plans = {}, []
     erm_id = project.active_erm_id
+    # 1. Per direction: masks, token, prompt and the pending work, cut into batches.
     for i, j in directions(project, pairs, same_class=cfg.method == "scgs"):
         sources = selected(project, cfg.purpose, i)
         if not sources:
@@ -199,7 +216,7 @@ def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Opti
         token = None
         if token_row:
             token = token_row["token"]
-            if token not in inpainter.tokens:
+            if inpainter is not None and token not in inpainter.tokens:
                 inpainter.load_token(project.project_path(token_row["path"]), token)
         prompt = prompt_for(inpaint.template, object_word(project, j), token)
         done_keys = {r["key"] for r in project.db.query(
@@ -208,41 +225,76 @@ def generate(project: Project, inpainter: Inpainter, masker: Masker, pairs: Opti
         todo = [(s, v) for s in sources for v in range(cfg.variants) if masks[s["id"]]["status"] == "ok"
                 and candidate_key(cfg.method, s["id"], i, j, mask_tag, v) not in done_keys]
         n_ok = sum(masks[s["id"]]["status"] == "ok" for s in sources) * cfg.variants
-        tracker = ProgressTracker(f"generate {i}->{j}", n_ok, on_progress, n_ok - len(todo))
-        for start in range(0, len(todo), inpaint.batch_size):
-            check_cancel(cancel, f"between generation batches of {i}->{j}")
-            batch = todo[start:start + inpaint.batch_size]
+        plan = {"i": i, "j": j, "masks": masks, "token": token, "token_row": token_row, "prompt": prompt,
+                "mask_tag": mask_tag, "n_sources": len(sources), "n_ok": n_ok,
+                "tracker": ProgressTracker(f"generate {i}->{j}", n_ok, on_progress, n_ok - len(todo))}
+        # The same batches on every engine: a batch's pixels do not depend on where it ran.
+        plan["batches"] = [[{"source": s, "variant": v, "key": candidate_key(cfg.method, s["id"], i, j, mask_tag, v),
+                             "source_path": str(project.dataset_path(s["path"]).resolve()),
+                             "mask_path": str(project.project_path(masks[s["id"]]["path"]).resolve()),
+                             "prompt": prompt, "seed": cfg.candidate_seed(s["id"], j, v)}
+                            for s, v in todo[k:k + inpaint.batch_size]]
+                           for k in range(0, len(todo), inpaint.batch_size)]
+        plans.append(plan)
+
+    def store(plan: dict, batch: list[dict], outs: list[np.ndarray], seconds: float) -> None:
+        i, j, masks, token_row = plan["i"], plan["j"], plan["masks"], plan["token_row"]
+        stored = {r["key"] for r in project.db.query(
+            f"select key from candidates where key in ({','.join('?' * len(batch))})", [it["key"] for it in batch])}
+        rows = []
+        for it, out in zip(batch, outs):
+            if it["key"] in stored:  # a retried batch already delivered
+                continue
+            s, key = it["source"], it["key"]
+            path = project.root / "candidates" / f"{i}-{j}" / f"{key.replace(':', '_').replace('->', '-')}.png"
+            _write_png(path, out)
+            m = masks[s["id"]]
+            rows.append({
+                "key": key, "method": cfg.method, "source_id": s["id"], "source_label": i, "target_label": j,
+                "mask_id": m["id"], "path": _rel(project, path), "seed": it["seed"], "prompt": plan["prompt"],
+                "created_at": now(),
+                "provenance": json.dumps({
+                    "method": cfg.method, "variant": it["variant"],
+                    "masker": m["backend"], "mask_params": json.loads(m["params"]), "mask_score": m["score"],
+                    "token": plan["token"], "token_sha256": token_row["sha256"] if token_row else None,
+                    "model": model_ref, "model_sha256": model_sha, "erm_model_id": erm_id,
+                    "inpaint": asdict(inpaint), "seconds": round(seconds, 3)}),
+            })
+        with project.write():
+            project.db["candidates"].insert_all(rows)
+        plan["tracker"].update(plan["tracker"].done + len(rows), f"{seconds:.2f}s per image")
+
+    # 2. Run every batch of every direction: here, or on one Ray actor pool for the whole job.
+    work = [(plan, batch) for plan in plans for batch in plan["batches"]]
+    if engine.kind == "local":
+        for plan, batch in work:
+            check_cancel(cancel, f"between generation batches of {plan['i']}->{plan['j']}")
             t0 = time.monotonic()
-            images = [load_rgb(project.dataset_path(s["path"])) for s, _v in batch]
-            mask_arrays = [load_mask(project.project_path(masks[s["id"]]["path"]), images[k].shape[:2])
-                           for k, (s, _v) in enumerate(batch)]
-            seeds = [cfg.candidate_seed(s["id"], j, v) for s, v in batch]
-            outs = inpainter.inpaint(images, mask_arrays, [prompt] * len(batch), seeds, inpaint)
-            seconds = (time.monotonic() - t0) / len(batch)
-            rows = []
-            for (s, v), out, seed in zip(batch, outs, seeds):
-                key = candidate_key(cfg.method, s["id"], i, j, mask_tag, v)
-                path = project.root / "candidates" / f"{i}-{j}" / f"{key.replace(':', '_').replace('->', '-')}.png"
-                _write_png(path, out)
-                m = masks[s["id"]]
-                rows.append({
-                    "key": key, "method": cfg.method, "source_id": s["id"], "source_label": i, "target_label": j,
-                    "mask_id": m["id"], "path": _rel(project, path), "seed": seed, "prompt": prompt, "created_at": now(),
-                    "provenance": json.dumps({
-                        "method": cfg.method, "variant": v,
-                        "masker": m["backend"], "mask_params": json.loads(m["params"]), "mask_score": m["score"],
-                        "token": token, "token_sha256": token_row["sha256"] if token_row else None,
-                        "model": inpainter.model_ref, "model_sha256": inpainter.model_sha, "erm_model_id": erm_id,
-                        "inpaint": asdict(inpaint), "seconds": round(seconds, 3)}),
-                })
-            with project.write():
-                project.db["candidates"].insert_all(rows)
-            tracker.update(tracker.done + len(batch), f"{seconds:.2f}s per image")
-        summary[f"{i}->{j}"] = {"sources": len(sources), "no_detection": len(sources) - n_ok,
+            outs = inpaint_batch(inpainter, batch, inpaint)
+            store(plan, batch, outs, (time.monotonic() - t0) / len(batch))
+    elif work:
+        from .engines import inpaint_on_ray
+
+        tokens = {p["token"]: project.project_path(p["token_row"]["path"]).resolve() for p in plans if p["token_row"]}
+        model = str(Path(model_ref).resolve()) if Path(model_ref).is_dir() else model_ref
+        for k, outs, seconds, worker_sha in inpaint_on_ray(engine, model, inpaint.device, inpaint.dtype, tokens,
+                                                           [[_plain(it) for it in b] for _p, b in work], inpaint, cancel):
+            if worker_sha != model_sha:
+                raise ProjectError(f"the Ray workers loaded another model ({worker_sha[:12]}…) than {model_ref} "
+                                   f"({model_sha[:12]}…): give every node the same model folder")
+            store(work[k][0], work[k][1], outs, seconds)
+    for plan in plans:
+        i, j = plan["i"], plan["j"]
+        summary[f"{i}->{j}"] = {"sources": plan["n_sources"], "no_detection": plan["n_sources"] - plan["n_ok"],
                                 "candidates": project.db.execute(
                                     "select count(*) from candidates where method = ? and source_label = ? and target_label = ? "
-                                    "and key like ?", [cfg.method, i, j, f"%:{mask_tag}:%"]).fetchone()[0]}
-    return summary
+                                    "and key like ?", [cfg.method, i, j, f"%:{plan['mask_tag']}:%"]).fetchone()[0]}
+    return {d: summary[d] for d in sorted(summary, key=lambda d: tuple(map(int, d.split("->"))))}
+
+
+def _plain(item: dict) -> dict:
+    """What a worker needs of a work item (paths, prompt, seed), without the database rows."""
+    return {k: item[k] for k in ("key", "source_path", "mask_path", "prompt", "seed")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,15 +308,16 @@ def stale_count(project: Project) -> int:
 
 
 def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[int] = None, batch_size: int = 8,
-          rescore: bool = False, on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> int:
+          rescore: bool = False, on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
+          engine: Optional[EngineConfig] = None) -> int:
     """Compute ψ, ρ and the IG map of every unscored candidate with the active ERM model; with
     ``rescore``, also of every candidate scored by another model (stale). Each score records the
-    model that computed it. ``internal_batch_size``: IG rows per pass (default: ``scoring.ig_rows``)."""
+    model that computed it. ``internal_batch_size``: IG rows per pass (default: ``scoring.ig_rows``).
+    ``engine`` (default local) says where the classifier runs; this process writes every file and row."""
     from .models import load_classifier
-    from .method.scoring import score_candidates
 
+    engine = engine or EngineConfig()
     erm = project.active_erm()
-    model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])
     stale = "or c.score_model_id is null or c.score_model_id != :erm" if rescore else ""
     todo = list(project.db.query(
         "select c.id, c.source_label, c.target_label, c.path, s.path as source_path, m.path as mask_path "
@@ -274,19 +327,13 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
     tracker = ProgressTracker("score", total, on_progress, total - len(todo))
     ig_dir = project.root / "ig"
     ig_dir.mkdir(exist_ok=True)
-    for start in range(0, len(todo), batch_size):
-        check_cancel(cancel, "between scoring batches")
-        batch = todo[start:start + batch_size]
-        src = [load_rgb(project.dataset_path(r["source_path"])) for r in batch]
-        gen = [load_rgb(project.project_path(r["path"])) for r in batch]
-        msk = [load_mask(project.project_path(r["mask_path"]), im.shape[:2]) for r, im in zip(batch, src)]
-        for r, s_im, g_im in zip(batch, src, gen):
-            if g_im.shape != s_im.shape:
-                raise ProjectError(f"candidate {r['id']} ({r['path']}) is {g_im.shape[1]}x{g_im.shape[0]} but its source "
-                                   f"{r['source_path']} is {s_im.shape[1]}x{s_im.shape[0]}; regenerate it (delete the file "
-                                   f"and its row) so that it has its source's size")
-        scores = score_candidates(model, src, gen, msk, [r["source_label"] for r in batch], [r["target_label"] for r in batch],
-                                  erm["image_size"], n_steps=n_steps, internal_batch_size=internal_batch_size)
+    batches = [[{"id": r["id"], "source_label": r["source_label"], "target_label": r["target_label"],
+                 "source_path": str(project.dataset_path(r["source_path"]).resolve()),
+                 "path": str(project.project_path(r["path"]).resolve()),
+                 "mask_path": str(project.project_path(r["mask_path"]).resolve())} for r in todo[k:k + batch_size]]
+               for k in range(0, len(todo), batch_size)]
+
+    def store(batch: list[dict], scores: list) -> None:
         updates = []
         for r, sc in zip(batch, scores):
             path = ig_dir / f"{r['id']}.npy"
@@ -300,6 +347,18 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
                 "update candidates set psi = ?, rho = ?, ig_delta = ?, ig_path = ?, probs_source = ?, "
                 "probs_generated = ?, scored_at = ?, score_model_id = ? where id = ?", updates)
         tracker.update(tracker.done + len(batch))
+
+    if engine.kind == "local":
+        model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])
+        for batch in batches:
+            check_cancel(cancel, "between scoring batches")
+            store(batch, score_batch(model, batch, erm["image_size"], n_steps, internal_batch_size))
+    else:
+        from .engines import score_on_ray
+
+        for k, scores in score_on_ray(engine, project.project_path(erm["path"]), erm["arch"], erm["num_classes"],
+                                      batches, erm["image_size"], n_steps, internal_batch_size, cancel):
+            store(batches[k], scores)
     return len(todo)
 
 

@@ -11,7 +11,8 @@ from typing import Optional
 
 from .store import Project
 
-PIPELINE_DEFAULTS = {"inpaint_model": "stabilityai/stable-diffusion-2-inpainting", "masker": None, "masker_options": {}}
+PIPELINE_DEFAULTS = {"inpaint_model": "stabilityai/stable-diffusion-2-inpainting", "masker": None, "masker_options": {},
+                     "engine": {"kind": "local"}}
 
 
 def pipeline_settings(project: Project) -> dict:
@@ -24,12 +25,24 @@ def pipeline_settings(project: Project) -> dict:
 
 
 def set_pipeline_settings(project: Project, **changes) -> dict:
-    """Change the given settings (``inpaint_model``, ``masker``, ``masker_options``); the others are kept,
+    """Change the given settings (``inpaint_model``, ``masker``, ``masker_options``, ``engine``: the fields of an
+    ``engines.EngineConfig``, validated); the others are kept,
     even when another process saved them a moment ago (read and written in one transaction)."""
+    if changes.get("engine") is not None:
+        from .engines import EngineConfig
+
+        changes["engine"] = {k: v for k, v in EngineConfig.from_dict(changes["engine"]).__dict__.items()}
     with project.write():
         s = {**(project.get_meta("pipeline") or {}), **{k: v for k, v in changes.items() if v is not None}}
         project.set_meta("pipeline", s)
     return pipeline_settings(project)
+
+
+def engine_config(project: Project):
+    """Where the project's generation and scoring run (``engines.EngineConfig``; local unless set)."""
+    from .engines import EngineConfig
+
+    return EngineConfig.from_dict(pipeline_settings(project)["engine"])
 
 
 def load_inpainter(project: Project, model: Optional[str] = None, device: str = "auto", dtype: str = "auto"):

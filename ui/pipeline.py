@@ -73,7 +73,8 @@ def stages_markdown(state: AppState) -> str:
             ("masks", f"{q('select count(*) from masks')} ({no_detection} no detection)"),
             ("generation", f"{q('select count(*) from candidates')} candidates"),
             ("scoring", f"{scored} scored by the active ERM model"
-                        + (f", **{stale} stale** (scored by another model: rescore them)" if stale else ""))]
+                        + (f", **{stale} stale** (scored by another model: rescore them)" if stale else "")),
+            ("engine (generation, scoring)", api.engine_config(p).describe())]
     lines = ["| stage | status |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
     runs = p.runs()[-5:]
     if runs:
