@@ -1084,6 +1084,26 @@ def _bench_inpainter(a, progress):
     return 0
 
 
+def _ray_bench_args(p):
+    p.add_argument("--repeats", type=int, default=3, help="runs per engine; medians are reported (default: %(default)s)")
+    p.add_argument("--n", type=int, default=24, help="source images per class (default: %(default)s)")
+    p.add_argument("--workdir", default="projects/bench", help="where the bench project goes (default: %(default)s)")
+    _no_docs(p)
+
+
+@command("bench ray", "candidates per second generated and scored by the local engine and by Ray with 1 and 2 workers",
+         _ray_bench_args)
+def _bench_ray(a, progress):
+    from .bench.docs import DOC
+    from .bench.ray_engine import bench_ray, ray_markdown
+
+    res = bench_ray(a.workdir, n=a.n, repeats=a.repeats, doc=None if a.no_docs else DOC,
+                    json_path=None if a.no_docs else Path("docs/bench/ray.json"), on_progress=progress)
+    progress.close()
+    print(ray_markdown(res))
+    return 0
+
+
 def _demo_bench_args(p):
     p.add_argument("--quick", action="store_true", help="the smoke preset: one seed, few candidates, short training")
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from ddb_core.training import TrainConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = InpaintConfig(steps=3, guidance=2.0, batch_size=2)
-SLOW = InpaintConfig(steps=30, guidance=2.0, batch_size=1)  # long enough batches to kill something mid-run
+SLOW = InpaintConfig(steps=16, guidance=2.0, batch_size=1)  # batches long enough to kill something mid-run
 RAY = EngineConfig(kind="ray", workers=2)
 
 
@@ -58,8 +59,13 @@ def template(tmp_path_factory, tiny_pipe_factory):
     api.train_erm(project, TrainConfig(image_size=48, epochs=1, batch_size=16, seed=0))
     select(project, SelectionConfig(k=4, ti_size=3))
     invert_classes(project, Inpainter.load(str(model)), [0, 1], InversionConfig(steps=2, batch_size=2))
-    ProvidedMasker(project.dataset_path)  # masks are computed by the first generation
     project.close()
+    # What the local engine makes with the slow settings: the reference of the fault tests.
+    shutil.copytree(base / "proj", base / "reference")
+    reference = Project.open(base / "reference")
+    generate(reference, Inpainter.load(str(model)), ProvidedMasker(reference.dataset_path),
+             inpaint=replace(SLOW, model=str(model)))
+    reference.close()
     return base / "proj", model
 
 
@@ -114,10 +120,9 @@ def _actor_pids() -> set[int]:
 
 
 def test_a_worker_killed_mid_run_leaves_no_duplicate_and_no_gap(template, tmp_path, ray_local):
-    reference, project = _copy(template, tmp_path, "ref"), _copy(template, tmp_path, "killed")
-    model = str(template[1])
-    cfg = InpaintConfig(model=model, steps=SLOW.steps, guidance=SLOW.guidance, batch_size=1)
-    generate(reference, Inpainter.load(model), ProvidedMasker(reference.dataset_path), inpaint=cfg)
+    project = _copy(template, tmp_path, "killed")
+    reference = Project.open(template[0].parent / "reference")
+    cfg = replace(SLOW, model=str(template[1]))
     errors = []
 
     def run():
@@ -163,10 +168,7 @@ def test_a_killed_driver_resumes_with_the_same_command(template, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     keys = [r[0] for r in project.db.execute("select key from candidates")]
     assert len(keys) == len(set(keys)) and len(keys) > partial >= 2
-    reference = _copy(template, tmp_path, "ref2")
-    generate(reference, Inpainter.load(model), ProvidedMasker(reference.dataset_path),
-             inpaint=InpaintConfig(model=model, steps=SLOW.steps, guidance=2.0, batch_size=1))
-    _same_candidates(reference, project)
+    _same_candidates(Project.open(template[0].parent / "reference"), project)
     # The engine can be the project's setting (what the app's Pipeline screen uses).
     api.set_pipeline_settings(project, engine={"kind": "ray", "workers": 2})
     assert api.engine_config(project) == RAY
