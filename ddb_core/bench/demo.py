@@ -48,6 +48,7 @@ from ..errors import ProjectError
 from ..method.inpainting import MICRO_MODEL, model_fingerprint
 from ..progress import ProgressFn
 from ..store import Project
+from .words import TI_WORDS, _gamma_lines, _gamma_words, _model_note  # noqa: F401 (average and scgs import them from here too)
 
 DEFAULT_MODEL = MICRO_MODEL
 
@@ -271,7 +272,9 @@ def bench_one(cfg: DemoBenchConfig, workdir: str = "projects/bench", on_progress
 
     t_start = time.monotonic()
     times: dict[str, float] = {}
+    fresh = not Project.exists(Path(workdir) / project_name(cfg.data_seed))
     project = _timed_stage(times, "data", lambda: _project(Path(workdir), cfg, on_progress))
+    before = _counts(project)
     prepare(project, cfg, times, on_progress, cancel)
     erm_ids = _erm_models(project, cfg, times, on_progress, cancel)
     seeds = list(cfg.seeds)
@@ -319,7 +322,8 @@ def bench_one(cfg: DemoBenchConfig, workdir: str = "projects/bench", on_progress
               "thresholds": thresholds_json(th), "tuning": tuning, "erm_ids": {str(k): v for k, v in erm_ids.items()},
               "stage_seconds": times, "seconds": round(time.monotonic() - t_start, 1), "project": str(project.root),
               "model_sha256": model_fingerprint(cfg.model)}
-    result["throughput"] = throughput(project, times)
+    result["throughput"] = throughput(project, times, before)
+    result["resumed"] = not fresh  # stage times then count only the work done in this invocation
     from ..reporting import build_report, save_report
 
     rep = save_report(project, build_report(project, ddb_ids, erm_ids[cfg.seeds[0]], title="DDB on the demo (bench)"),
@@ -361,27 +365,37 @@ def section_name(cfg: DemoBenchConfig, data_seeds: Sequence[int]) -> str:
     return "demo" if len(data_seeds) == 1 else "demo-seeds"
 
 
-def throughput(project: Project, times: dict) -> dict:
+def _counts(project: Project) -> dict:
+    """What the project holds before a run: its last DDB candidate id and how many are scored."""
+    q = project.db.execute("select coalesce(max(id), 0), count(psi) from candidates where method = 'ddb'").fetchone()
+    return {"max_id": q[0], "scored": q[1]}
+
+
+def throughput(project: Project, times: dict, before: Optional[dict] = None) -> dict:
     """Per-stage candidates/s on this machine and the overhead ratio (masking + scoring + storage) / diffusion.
 
     Diffusion time is the sum of the per-candidate inpainting times recorded in the provenance;
-    storage is the rest of the generation stage (image files, rows, loading the sources).
-    Only stages that ran in this invocation are counted (a resumed run reports what it did).
+    storage is the rest of the generation stage (image files, rows, loading the sources). Only the
+    candidates made and scored in this invocation count (``before``: ``_counts`` at its start), so a
+    resumed run reports the rate of what it did, and nothing when it did nothing.
     """
-    rows = list(project.db.query("select provenance from candidates where method = 'ddb'"))
+    before = before or {"max_id": 0, "scored": 0}
+    rows = list(project.db.query("select provenance from candidates where method = 'ddb' and id > ?", [before["max_id"]]))
     diffusion = sum(json.loads(r["provenance"]).get("seconds", 0.0) for r in rows)
-    n = len(rows)
+    made = len(rows)
+    scored = _counts(project)["scored"] - before["scored"]
     n_masks = project.db.execute("select count(*) from masks where backend = 'provided'").fetchone()[0]
     gen_t, mask_t, score_t = times.get("generation"), times.get("masks"), times.get("scoring")
-    out = {"candidates": n, "diffusion_seconds": round(diffusion, 1)}
-    if gen_t:
-        out["generation_per_s"] = round(n / gen_t, 2)
+    out = {"candidates": made, "scored": scored, "diffusion_seconds": round(diffusion, 1)}
+    if gen_t and made:
+        out["generation_per_s"] = round(made / gen_t, 2)
         out["storage_seconds"] = round(max(0.0, gen_t - diffusion), 1)
-    if mask_t is not None:
+    if mask_t is not None and made:
         out["masking_per_s"] = round(n_masks / max(mask_t, 0.05), 1)
-    if score_t:
-        out["scoring_per_s"] = round(n / score_t, 2)
-    if gen_t and mask_t is not None and score_t and diffusion > 0:
+    if score_t and scored:
+        out["scoring_per_s"] = round(scored / score_t, 2)
+    if "generation_per_s" in out and "masking_per_s" in out and "scoring_per_s" in out and made == scored \
+            and diffusion > 0:
         out["overhead_ratio"] = round((mask_t + score_t + out["storage_seconds"]) / diffusion, 3)
     return out
 
@@ -404,34 +418,6 @@ def _methods_table(rows: list[dict]) -> list[str]:
 def _stage_times(res: dict) -> str:
     return ("- stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["stage_seconds"].items())
             + f"; total {res['seconds'] / 60:.1f} min" + _model_note(res))
-
-
-def _model_note(res: dict) -> str:
-    sha = res.get("model_sha256")
-    return f"; inpainting model `{res['config']['model']}`" + (f" (weights sha256 {sha}…)" if sha else "")
-
-
-def _gamma_words(c: dict) -> str:
-    if c.get("gamma_grid"):
-        grid = ", ".join(f"{g:g}" for g in c["gamma_grid"])
-        if c.get("per_class_gamma"):
-            return f"γ per class chosen by val WGA among every combination of {grid} with seed {c['seeds'][0]}, as the paper tunes it"
-        return f"γ (the same for every class) chosen by val WGA among {grid} with seed {c['seeds'][0]}, as the paper tunes it"
-    return f"γ = {c['gammas'] or 'one per class, 1.0'}"
-
-
-def _gamma_lines(rows: list[dict]) -> list[str]:
-    from ..method.retraining import gamma_label
-    from ..reporting import _pct
-
-    out = []
-    for r in rows:
-        table = r.get("gamma_search")
-        if table:
-            out.append(f"- γ search for {r['method']} (seed of the search; val WGA % / val accuracy %): " + ", ".join(
-                f"{gamma_label(t)}: {_pct(t['val_wga'])} / {_pct(t['val_acc'])}{' (chosen)' if t['chosen'] else ''}"
-                for t in table))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -584,7 +570,7 @@ def bench_ti(cfg: DemoBenchConfig = DemoBenchConfig(), sizes: Sequence[int] = (0
     return _finish(cfg, "ti", rows, times, t0, doc, json_path, "ablation-ti", ti_markdown, k=k)
 
 
-TI_WORDS = {"high_loss": "highest-loss train", "random": "random train", "val_minority": "val minority-group"}
+
 
 
 def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench",

@@ -65,11 +65,18 @@ def summarise(per_data: list[dict]) -> dict:
 
 
 def _iv(d: Optional[dict]) -> str:
+    """An accuracy's mean and 95% interval in %, the interval clipped to [0, 100] (a t-interval is not)."""
     if not d:
         return "—"
     if d["lo"] is None:
         return f"{100 * d['mean']:.1f}"
-    return f"{100 * d['mean']:.1f} [{100 * d['lo']:.1f}, {100 * d['hi']:.1f}]"
+    return f"{100 * d['mean']:.1f} [{100 * max(0.0, d['lo']):.1f}, {100 * min(1.0, d['hi']):.1f}]"
+
+
+def resumed(pd: dict) -> bool:
+    """Whether a data seed's run resumed a project made before (its stage times then count only the work
+    done in that run). Results written before the flag existed: the data stage took no time."""
+    return pd["resumed"] if "resumed" in pd else pd["stage_seconds"].get("data", 0.0) < 1.0
 
 
 def _as_interval(d: dict) -> Interval:
@@ -88,7 +95,7 @@ def _scope_words(res: dict) -> str:
 
 
 def demo_markdown(res: dict) -> str:
-    from .demo import TI_WORDS, _gamma_lines, _gamma_words, _model_note
+    from .words import TI_WORDS, _gamma_lines, _gamma_words, _model_note
 
     c = res["config"]
     multi = len(res["data_seeds"]) > 1
@@ -162,8 +169,17 @@ def demo_markdown(res: dict) -> str:
                  + ", ".join(f"{k} {v}" for k, v in pd0["stage_seconds"].items())
                  + f"; data seed {pd0['data_seed']} alone {pd0['seconds'] / 60:.1f} min; in all {res['seconds'] / 60:.1f} min"
                  + _model_note(res))
+    if any(resumed(pd) for pd in res["per_data_seed"]):
+        lines.append("- resumed: data seed" + ("s " if sum(map(resumed, res["per_data_seed"])) > 1 else " ")
+                     + ", ".join(str(pd["data_seed"]) for pd in res["per_data_seed"] if resumed(pd))
+                     + " continued a run made before, so the wall times above count only the work done in this run, "
+                       "not a run from scratch")
+    fresh = [pd for pd in res["per_data_seed"] if not resumed(pd)]
+    if fresh:
+        lines.append("- wall time of one data seed from scratch: " + ", ".join(
+            f"data seed {pd['data_seed']} {pd['seconds'] / 60:.1f} min" for pd in fresh))
     t = pd0.get("throughput") or {}
-    if "overhead_ratio" in t:
+    if "overhead_ratio" in t and not resumed(pd0):
         lines.append(f"- throughput on this CPU: generation {t['generation_per_s']} candidates/s, scoring "
                      f"{t['scoring_per_s']} candidates/s (IG with {c['ig_steps']} steps); overhead ratio (masking + "
                      f"scoring + storage) / diffusion = **{t['overhead_ratio']}**")
