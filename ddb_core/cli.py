@@ -83,7 +83,7 @@ def _add_train_args(p: argparse.ArgumentParser, d=None) -> None:
     from .training import TrainConfig
 
     d = d or TrainConfig()
-    p.add_argument("--arch", default=d.arch, help="resnet18 | resnet34 | resnet50 (default: %(default)s)")
+    p.add_argument("--arch", default=d.arch, help="resnet18 | resnet34 | resnet50 | resnet18_w32 (half width, no ImageNet weights) (default: %(default)s)")
     p.add_argument("--pretrained", action="store_true", help="start from ImageNet weights (must be on disk offline)")
     p.add_argument("--pretrained-weights", default=None, help="path of the ImageNet weights file for --pretrained")
     p.add_argument("--image-size", type=int, default=d.image_size, help="input side in pixels (default: %(default)s)")
@@ -348,7 +348,7 @@ def _erm_train(a, progress):
 def _erm_load_args(p):
     _add_project(p)
     p.add_argument("--checkpoint", required=True, help="state_dict file (loaded with weights_only=True)")
-    p.add_argument("--arch", help="architecture of a bare state_dict (resnet18 | resnet34 | resnet50)")
+    p.add_argument("--arch", help="architecture of a bare state_dict (resnet18 | resnet34 | resnet50 | resnet18_w32)")
     p.add_argument("--image-size", type=int, default=64, help="input side the model expects (default: %(default)s)")
 
 
