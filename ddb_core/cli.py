@@ -1216,7 +1216,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from .device import flush_denormals
+
     args = build_parser().parse_args(argv)
+    flush_denormals()  # before torch starts its compute threads, so that they inherit it
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = TqdmProgress()
     try:

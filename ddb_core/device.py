@@ -10,6 +10,19 @@ from .errors import ConfigError
 DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16", "bfloat16": "bfloat16"}
 
 
+def flush_denormals() -> None:
+    """Treat denormal floats as zero on the CPU, in this thread and in the threads it starts later.
+
+    Fine-tuning drives some gradients and optimiser states into the denormal range, where CPU kernels
+    run many times slower; they carry no signal. The flag is per thread and a new thread inherits its
+    creator's, so a process calls this first, before torch starts its pool of compute threads (a call
+    made later leaves the pool's threads slow, and the main thread waits for them at every step).
+    """
+    import torch
+
+    torch.set_flush_denormal(True)
+
+
 def resolve_device(name: str = "auto"):
     """``auto`` → CUDA when available, else CPU. An explicit ``cuda`` without a GPU is an error."""
     import torch

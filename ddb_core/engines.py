@@ -125,6 +125,9 @@ def run_on_ray(engine: EngineConfig, actor_cls: type, ctor_kwargs: dict, payload
 def _threads(cpus: float) -> None:
     import torch
 
+    from .device import flush_denormals
+
+    flush_denormals()  # first, so that the compute threads started below inherit it
     torch.set_num_threads(max(1, int(cpus)))
 
 

@@ -30,7 +30,7 @@ from ..progress import ProgressFn
 from .demo import (DemoBenchConfig, _erm_models, _finish, _gamma_table, _model_note, _project, _retrain_cached, prepare)
 from .seeds import GOAL_AVG_DROP, GOAL_WGA_GAIN
 
-GAMMAS = (1.0, 3.0, 10.0)
+GAMMAS = (0.1, 0.3, 1.0, 3.0, 10.0)  # below 1: the generated samples weigh less than a real batch
 GEN_RATIOS = (0.1, 0.25)
 FRACTIONS = (0.25, 0.5)
 
