@@ -9,6 +9,9 @@ import pytest
 
 from ddb_core.api import create_project
 from ddb_core.demo.data import DemoDataConfig, generate_demo_dataset
+from ddb_core.device import flush_denormals
+
+flush_denormals()  # as the command line and the app do, before torch starts its compute threads
 
 TINY = DemoDataConfig(seed=3, image_size=32, n_train=48, n_val=16, n_test=16, workers=1)
 
