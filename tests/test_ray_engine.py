@@ -175,3 +175,12 @@ def test_a_killed_driver_resumes_with_the_same_command(template, tmp_path):
     with pytest.raises(ConfigError, match="workers"):
         api.set_pipeline_settings(project, engine={"kind": "ray", "workers": 0})
     assert api.engine_config(project) == RAY
+
+
+def test_the_steady_rate_counts_from_the_first_result_to_the_last():
+    from ddb_core.bench.ray_engine import _steady
+
+    events = [(0.0, "generate 0->1", 0), (10.0, "generate 0->1", 2), (12.0, "generate 1->0", 0),
+              (14.0, "generate 1->0", 2), (20.0, "generate 0->1", 4)]
+    assert _steady(events, "generate") == pytest.approx((6 - 2) / (20 - 10))  # results over both directions
+    assert _steady(events[:2], "generate") is None and _steady(events, "score") is None
