@@ -29,9 +29,11 @@ def set_pipeline_settings(project: Project, **changes) -> dict:
     ``engines.EngineConfig``, validated); the others are kept,
     even when another process saved them a moment ago (read and written in one transaction)."""
     if changes.get("engine") is not None:
+        from dataclasses import asdict
+
         from .engines import EngineConfig
 
-        changes["engine"] = {k: v for k, v in EngineConfig.from_dict(changes["engine"]).__dict__.items()}
+        changes["engine"] = asdict(EngineConfig.from_dict(changes["engine"]))  # validated, every field
     with project.write():
         s = {**(project.get_meta("pipeline") or {}), **{k: v for k, v in changes.items() if v is not None}}
         project.set_meta("pipeline", s)

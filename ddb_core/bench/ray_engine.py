@@ -11,7 +11,6 @@ threads); the local engine uses torch's default threads.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -115,13 +114,9 @@ def bench_ray(workdir: str = "projects/bench", n: int = 24, repeats: int = 3, st
     res = {"rows": rows, "ratio_2_over_1": ratio, "repeats": repeats, "inpaint": asdict(inpaint), "ig_steps": ig_steps,
            "n_per_class": n, "cpu_count": os.cpu_count(), "seconds": round(time.monotonic() - t_start, 1),
            "command": f"python -m ddb_core bench ray --repeats {repeats}"}
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(res, indent=2))
-    if doc:
-        from .docs import write_section
+    from .demo import _write
 
-        write_section(doc, SECTION, ray_markdown(res))
+    _write(res, doc, json_path, SECTION, ray_markdown(res))
     return res
 
 
