@@ -10,7 +10,6 @@ to open the then-existing project on a second launch. Writes docs/benchmarks.md 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sqlite3
 import subprocess
@@ -97,11 +96,9 @@ def main() -> None:
     print(md)
     if not a.no_docs:
         sys.path.insert(0, str(ROOT))
-        from ddb_core.bench.docs import write_section
+        from ddb_core.bench.docs import write_result
 
-        write_section(ROOT / "docs" / "benchmarks.md", "launch", md)
-        (ROOT / "docs" / "bench").mkdir(parents=True, exist_ok=True)
-        (ROOT / "docs" / "bench" / "launch.json").write_text(json.dumps(res, indent=2))
+        write_result(res, ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "bench" / "launch.json", "launch", md)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ docs/bench/scale.json.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -140,13 +139,9 @@ def run(n: int = 120_000, repeats: int = 50, workdir: str = "projects/bench/scal
                        "selection_p95_le_300ms": _stats(selection)["p95_ms"] <= 300,
                        "open_le_limit": _stats(opens)["max_ms"] <= open_limit_ms, "open_limit_ms": open_limit_ms},
            "command": f"python -m ddb_core.bench.app_scale --n {n} --repeats {repeats}"}
-    if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(res, indent=2))
-    if doc:
-        from ddb_core.bench.docs import write_section
+    from ddb_core.bench.docs import write_result
 
-        write_section(Path(doc), "scale" if n == 120_000 else f"scale-{n}", scale_markdown(res))
+    write_result(res, doc, json_path, "scale" if n == 120_000 else f"scale-{n}", scale_markdown(res))
     return res
 
 

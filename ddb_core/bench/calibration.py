@@ -17,7 +17,6 @@ The figures go to ``docs/bench/calibration.json`` and a section of ``docs/benchm
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
@@ -31,7 +30,7 @@ from ..errors import ConfigError
 from ..progress import ProgressFn
 from ..store import Project
 from ..training import TrainConfig, stored_model, train_classifier
-from .docs import DOC, write_section
+from .docs import DOC, write_result
 
 # architecture:epochs, cheapest first; the last is the recipe the demo used before this calibration
 RECIPES = ("resnet18_w32:4", "resnet18_w32:6", "resnet18_w32:8", "resnet18:6")
@@ -121,11 +120,7 @@ def calibrate_demo(seeds: Sequence[int] = (0, 1, 2), workdir: str = "projects/be
                          + ("" if tuple(recipes) == RECIPES else f" --recipes {' '.join(recipes)}")
                          + (" --first-qualifying" if first_qualifying else ""),
               "demo_config": asdict(demo or DemoDataConfig())}
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2))
-    if doc:
-        write_section(doc, "calibration", calibration_markdown(result))
+    write_result(result, doc, json_path, "calibration", calibration_markdown(result))
     return result
 
 

@@ -48,6 +48,7 @@ from ..errors import ProjectError
 from ..method.inpainting import MICRO_MODEL, model_fingerprint
 from ..progress import ProgressFn
 from ..store import Project
+from .docs import write_result
 from .words import TI_WORDS, _gamma_lines, _gamma_words, _model_note  # noqa: F401 (average and scgs import them from here too)
 
 DEFAULT_MODEL = MICRO_MODEL
@@ -349,13 +350,7 @@ def bench_demo(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
                   command=command or ("python -m ddb_core bench demo" + (" --quick" if cfg == DemoBenchConfig.quick() else "")
                                       + (f" --data-seeds {' '.join(map(str, data_seeds))}" if list(data_seeds) != [0] else "")
                                       + (" --ablations" if cfg.ablations and cfg != DemoBenchConfig.quick() else "")))
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2))
-    if doc:
-        from .docs import write_section
-
-        write_section(doc, section_name(cfg, data_seeds), demo_markdown(result))
+    write_result(result, doc, json_path, section_name(cfg, data_seeds), demo_markdown(result))
     return result
 
 
@@ -695,18 +690,8 @@ def _finish(cfg: DemoBenchConfig, command: str, rows: list[dict], times: dict, t
     res = {"config": _jsonable(asdict(cfg)), "rows": rows, "stage_seconds": times, **extra,
            "seconds": round(time.monotonic() - t0, 1), "command": f"python -m ddb_core bench {command}",
            "model_sha256": model_fingerprint(cfg.model)}
-    _write(res, doc, json_path, section, markdown(res))
+    write_result(res, doc, json_path, section, markdown(res))
     return res
-
-
-def _write(res: dict, doc: Optional[Path], json_path: Optional[Path], section: str, md: str) -> None:
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(res, indent=2))
-    if doc:
-        from .docs import write_section
-
-        write_section(doc, section, md)
 
 
 RECIPES = ((1, 1e-4), (1, 2e-4), (1, 5e-4), (2, 2e-4))  # (epochs, lr) of the DDB retraining

@@ -3,7 +3,9 @@ that each benchmark rewrites its own section and leaves the others as they are."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Optional
 
 DOC = Path("docs/benchmarks.md")
 
@@ -21,3 +23,12 @@ def write_section(doc: Path, name: str, body: str) -> None:
         text = text.rstrip() + "\n\n" + block + "\n"
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(text)
+
+
+def write_result(res: dict, doc: Optional[Path], json_path: Optional[Path], section: str, md: str) -> None:
+    """A benchmark's result: its JSON (when ``json_path``) and its section of ``doc`` (when ``doc``)."""
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(res, indent=2))
+    if doc:
+        write_section(Path(doc), section, md)

@@ -165,13 +165,9 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     if grid_path:
         _grid(grid_rows, grid_path)
         result["grid"] = str(grid_path)
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2))
-    if doc:
-        from .docs import write_section
+    from .docs import write_result
 
-        write_section(doc, "inpainter", inpainter_markdown(result))
+    write_result(result, doc, json_path, "inpainter", inpainter_markdown(result))
     return result
 
 

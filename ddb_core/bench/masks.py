@@ -3,7 +3,6 @@ demo's object masks, and images per second (``ddb bench masks``)."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Optional, Sequence
 from ..errors import ConfigError
 from ..store import Project
 from .calibration import _machine
-from .docs import DOC, write_section
+from .docs import DOC, write_result
 
 
 def mask_iou(pred: Optional["np.ndarray"], gt: "np.ndarray") -> float:
@@ -62,20 +61,21 @@ def bench_masks(project_dir: str = "projects/demo", n: int = 200, seeds: Sequenc
               "command": f"python -m ddb_core bench masks -p {project_dir} --n {n} --seeds {' '.join(map(str, seeds))}",
               "backends": {name: {"mean_iou_per_seed": per[name], "median_mean_iou": statistics.median(per[name]),
                                   "images_per_s_median": statistics.median(speed[name])} for name in backends}}
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(result, indent=2))
-    if doc:
-        lines = ["## Mask quality of the offline backends", "",
-                 f"Command: `{result['command']}`. Mean IoU against the demo's ground-truth object masks on {n} train "
-                 f"images per seed (a miss counts as IoU 0); median over seeds {', '.join(map(str, seeds))}. "
-                 "`langsam` needs GroundingDINO and SAM weights, which cannot be downloaded here, so it is not measured; "
-                 "`provided` reads the ground truth itself (IoU 1 by construction).", "",
-                 "| backend | mean IoU (median of seeds) | per seed | images/s (this CPU) |", "| --- | ---: | --- | ---: |"]
-        for name, r in result["backends"].items():
-            lines.append(f"| {name} | {r['median_mean_iou']:.3f} | {', '.join(f'{x:.3f}' for x in r['mean_iou_per_seed'])} | "
-                         f"{r['images_per_s_median']:.1f} |")
-        write_section(doc, "masks", "\n".join(lines) + "\n")
+    write_result(result, doc, json_path, "masks", masks_markdown(result))
     return result
+
+
+def masks_markdown(result: dict) -> str:
+    n, seeds = result["n"], result["seeds"]
+    lines = ["## Mask quality of the offline backends", "",
+             f"Command: `{result['command']}`. Mean IoU against the demo's ground-truth object masks on {n} train "
+             f"images per seed (a miss counts as IoU 0); median over seeds {', '.join(map(str, seeds))}. "
+             "`langsam` needs GroundingDINO and SAM weights, which cannot be downloaded here, so it is not measured; "
+             "`provided` reads the ground truth itself (IoU 1 by construction).", "",
+             "| backend | mean IoU (median of seeds) | per seed | images/s (this CPU) |", "| --- | ---: | --- | ---: |"]
+    for name, r in result["backends"].items():
+        lines.append(f"| {name} | {r['median_mean_iou']:.3f} | {', '.join(f'{x:.3f}' for x in r['mean_iou_per_seed'])} | "
+                     f"{r['images_per_s_median']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 

@@ -3,14 +3,13 @@ loss is finite, the dtype of the trained row and of the optimiser's state, and s
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .docs import DOC, write_section
+from .docs import DOC, write_result
 
 
 def bench_precision(model: str = "data/models/micro-sd-inpainting", device: str = "auto", dtypes: Sequence[str] = ("auto",),
@@ -44,11 +43,7 @@ def bench_precision(model: str = "data/models/micro-sd-inpainting", device: str 
                      "all_finite": all(x["finite"] for x in runs), "train_dtype": runs[0]["train_dtype"]})
     res = {"device": str(dev), "device_name": _device_name(dev), "model": model, "steps": steps, "repeats": repeats,
            "rows": rows, "command": f"python -m ddb_core bench precision --device {device} --dtypes {' '.join(dtypes)}"}
-    if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(res, indent=2))
-    if doc is not None:
-        write_section(doc, "precision", precision_markdown(res))
+    write_result(res, doc, json_path, "precision", precision_markdown(res))
     return res
 
 

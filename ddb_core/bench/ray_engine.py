@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..progress import ProgressFn
+from .docs import write_result
 
 SECTION = "ray"
 
@@ -114,9 +115,7 @@ def bench_ray(workdir: str = "projects/bench", n: int = 24, repeats: int = 3, st
     res = {"rows": rows, "ratio_2_over_1": ratio, "repeats": repeats, "inpaint": asdict(inpaint), "ig_steps": ig_steps,
            "n_per_class": n, "cpu_count": os.cpu_count(), "seconds": round(time.monotonic() - t_start, 1),
            "command": f"python -m ddb_core bench ray --repeats {repeats}"}
-    from .demo import _write
-
-    _write(res, doc, json_path, SECTION, ray_markdown(res))
+    write_result(res, doc, json_path, SECTION, ray_markdown(res))
     return res
 
 

@@ -25,8 +25,9 @@ from typing import Optional, Sequence
 
 from ..progress import ProgressFn
 from ..store import Project
+from .docs import write_result
 from .demo import (LABELS, DemoBenchConfig, _erm_models, _jsonable, _jtt_cached, _methods_table, _model_note, _project,
-                   _row_from_models, _save_state, _state_of, _timed_stage, _write, prepare)
+                   _row_from_models, _save_state, _state_of, _timed_stage, prepare)
 
 SHARES = (0.1, 0.2, 0.4)
 
@@ -150,7 +151,7 @@ def bench_scgs(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
            "max_variants": max_variants, "jtt": {"T": jtt["T"], "lambda_up": jtt["lambda_up"]},
            "seconds": round(time.monotonic() - t0, 1), "command": "python -m ddb_core bench scgs",
            "model_sha256": model_fingerprint(cfg.model)}
-    _write(res, doc, json_path, "scgs", scgs_markdown(res))
+    write_result(res, doc, json_path, "scgs", scgs_markdown(res))
     return res
 
 
