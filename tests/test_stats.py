@@ -58,3 +58,50 @@ def test_paired_differences_are_taken_within_each_data_seed_and_training_seed():
     assert paired({0: {0: 0.5, 1: 0.6}}, {0: {1: 0.4}}).n_values == 1
     with pytest.raises(ValueError):
         paired({0: {0: 0.5}}, {1: {0: 0.5}})
+
+
+def _row(method, wga, acc):
+    import statistics
+
+    return {"method": method, "seeds": [0, 1, 2], "gamma_search": [],
+            **{k: {"mean": statistics.mean(v), "std": statistics.stdev(v), "values": v}
+               for k, v in (("wga", wga), ("mean_acc", acc))}}
+
+
+def test_the_pruning_ablation_states_its_difference_only_where_the_interval_excludes_zero():
+    from ddb_core.bench.demo import pruning_markdown
+    from ddb_core.bench.stats import paired
+
+    def res(a, b):
+        rows = [_row("DDB with pruning", a, [0.9] * 3), _row("DDB without pruning", b, [0.9] * 3)]
+        diff = {k: paired({0: dict(enumerate(rows[0][k]["values"]))}, {0: dict(enumerate(rows[1][k]["values"]))}).to_dict()
+                for k in ("wga", "mean_acc")}
+        return {"command": "python -m ddb_core bench pruning", "per_direction": {}, "rows": rows, "difference": diff,
+                "seconds": 60.0, "config": {"model": "data/models/micro-sd-inpainting"}}
+
+    noisy = pruning_markdown(res([0.7, 0.5, 0.9], [0.6, 0.7, 0.6]))
+    assert "WGA +6.7 points [" in noisy and "no difference shown" in noisy and "**higher**" not in noisy
+    clear = pruning_markdown(res([0.80, 0.82, 0.81], [0.60, 0.61, 0.62]))
+    assert "WGA +20.0 points [" in clear and "**higher**" in clear
+    assert "met" not in clear  # no verdict from the means alone
+
+
+def test_the_average_study_reads_its_goal_on_the_whole_interval_of_the_picked_variant():
+    from ddb_core.bench.average import _figures, _pick_intervals
+
+    class Stub:  # the stored metrics of three ERM and three DDB models
+        metrics = {1: (0.0, 0.98), 2: (0.1, 0.98), 3: (0.0, 0.99), 4: (0.55, 0.96), 5: (0.50, 0.95), 6: (0.60, 0.96)}
+
+        def model(self, i):
+            w, a = self.metrics[i]
+            m = {"worst_group_acc": w, "train_weighted_acc": a}
+            return {"metrics": {"val": m, "test": m}}
+
+    test = _figures(Stub(), [4, 5, 6], [1, 2, 3])["test"]
+    assert math.isclose(test["wga_gain"], (0.55 + 0.40 + 0.60) / 3)
+    assert test["wga_gain_interval"]["n_values"] == 3 and test["wga_gain_interval"]["lo"] < test["wga_gain"]
+    line = _pick_intervals(test)[0]
+    assert "WGA gain +51.7 [" in line and "average change -2.7 [" in line
+    # the gain's interval reaches below +25 only if its spread says so; the average's whole interval is above -5
+    assert ("+25: yes" in line) == (test["wga_gain_interval"]["lo"] >= 0.25)
+    assert "above -5: yes" in line

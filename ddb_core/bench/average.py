@@ -51,12 +51,21 @@ def _figures(project, ids: list[int], erm: list[int]) -> dict:
         avg = [x.get("train_weighted_acc") for x in m]
         avg_e = [x.get("train_weighted_acc") for x in e]
         wga_e = [x["worst_group_acc"] for x in e]
+        has_avg = None not in avg and None not in avg_e
         out[split] = {"wga": float(np.mean(wga)), "avg": float(np.mean(avg)) if None not in avg else None,
                       "wga_gain": float(np.mean([a - b for a, b in zip(wga, wga_e)])),
-                      "avg_change": (float(np.mean([a - b for a, b in zip(avg, avg_e)]))
-                                     if None not in avg and None not in avg_e else None),
-                      "wga_values": [float(v) for v in wga]}
+                      "avg_change": float(np.mean([a - b for a, b in zip(avg, avg_e)])) if has_avg else None,
+                      "wga_values": [float(v) for v in wga],
+                      # paired with ERM of the same training seed (one data seed: the interval is over training seeds)
+                      "wga_gain_interval": _paired(wga, wga_e),
+                      "avg_change_interval": _paired(avg, avg_e) if has_avg else None}
     return out
+
+
+def _paired(a: list[float], b: list[float]) -> dict:
+    from .stats import paired
+
+    return paired({0: dict(enumerate(a))}, {0: dict(enumerate(b))}).to_dict()
 
 
 def bench_average(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench",
@@ -127,8 +136,24 @@ def average_markdown(res: dict) -> str:
     met = [r["variant"] for r in res["rows"] if r["meets_goal"]]
     lines += ["", ("- picked on val: **" + pick["variant"] + f"** (test: WGA gain {_pt(pick['test']['wga_gain'], True)}, "
                    f"average change {_pt(pick['test']['avg_change'], True)} points; goal "
-                   f"{'met' if pick['meets_goal'] else 'not met'})") if pick else
+                   f"{'met' if pick['meets_goal'] else 'not met'} on the means)") if pick else
               "- no variant keeps the val average within 5 points of ERM's",
+              *(_pick_intervals(pick["test"]) if pick else []),
               "- variants meeting the goal on test: " + (", ".join(met) if met else "none"),
               f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res)]
     return "\n".join(lines) + "\n"
+
+
+def _pick_intervals(test: dict) -> list[str]:
+    """The picked variant's changes with their 95% intervals, and whether the whole interval meets each goal."""
+    g, a = test.get("wga_gain_interval"), test.get("avg_change_interval")
+    if not g or g.get("lo") is None or not a or a.get("lo") is None:
+        return []
+
+    def iv(d):
+        return f"{100 * d['mean']:+.1f} [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
+
+    return [f"- its paired changes against ERM with 95% intervals over the {g['n_values']} training seeds of this one "
+            f"data seed: WGA gain {iv(g)} points (the whole interval at or above +25: "
+            f"{'yes' if g['lo'] >= GOAL_WGA_GAIN else 'no'}), average change {iv(a)} points (the whole interval at or "
+            f"above -5: {'yes' if a['lo'] >= -GOAL_AVG_DROP else 'no'})"]
