@@ -1108,8 +1108,8 @@ def _demo_bench_args(p):
     p.add_argument("--quick", action="store_true", help="the smoke preset: one seed, few candidates, short training")
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
     p.add_argument("--data-seeds", type=int, nargs="+", default=[0], metavar="D",
-                   help="demo data seeds, each its own project (bench demo: intervals over data seeds × training seeds "
-                        "when several; the other benchmarks use the first; default: 0)")
+                   help="demo data seeds, each its own project (bench demo and bench average: intervals over data seeds × "
+                        "training seeds when several; the other benchmarks use the first; default: 0)")
     p.add_argument("--ablations", action="store_true",
                    help="bench demo: also DDB without pruning and with the plain prompt, as paired differences")
     p.add_argument("--oracle", action="store_true",
@@ -1148,6 +1148,8 @@ def _demo_bench(kind: str, fn_name: str, markdown_name: str):
         if kind == "demo":
             extra["data_seeds"] = tuple(a.data_seeds)
             json_name = B.section_name(cfg, a.data_seeds)
+        elif kind == "average":
+            extra["data_seeds"] = tuple(a.data_seeds)
         if kind == "scgs":
             from .bench import scgs as S
 

@@ -86,22 +86,26 @@ def test_the_pruning_ablation_states_its_difference_only_where_the_interval_excl
     assert "met" not in clear  # no verdict from the means alone
 
 
-def test_the_average_study_reads_its_goal_on_the_whole_interval_of_the_picked_variant():
+def test_the_average_study_pairs_each_run_with_its_erm_and_reads_its_goal_on_the_whole_interval():
     from ddb_core.bench.average import _figures, _pick_intervals
 
-    class Stub:  # the stored metrics of three ERM and three DDB models
-        metrics = {1: (0.0, 0.98), 2: (0.1, 0.98), 3: (0.0, 0.99), 4: (0.55, 0.96), 5: (0.50, 0.95), 6: (0.60, 0.96)}
+    def values(wga, avg):  # {split: {field: {training seed: value}}}, the same on val and test
+        m = {"worst_group_acc": dict(enumerate(wga)), "train_weighted_acc": dict(enumerate(avg))}
+        return {"val": m, "test": m}
 
-        def model(self, i):
-            w, a = self.metrics[i]
-            m = {"worst_group_acc": w, "train_weighted_acc": a}
-            return {"metrics": {"val": m, "test": m}}
-
-    test = _figures(Stub(), [4, 5, 6], [1, 2, 3])["test"]
-    assert math.isclose(test["wga_gain"], (0.55 + 0.40 + 0.60) / 3)
-    assert test["wga_gain_interval"]["n_values"] == 3 and test["wga_gain_interval"]["lo"] < test["wga_gain"]
-    line = _pick_intervals(test)[0]
+    erm = values([0.0, 0.1, 0.0], [0.98, 0.98, 0.99])
+    one = _figures([(0, values([0.55, 0.50, 0.60], [0.96, 0.95, 0.96]), erm)])["test"]
+    assert math.isclose(one["wga_gain"], (0.55 + 0.40 + 0.60) / 3)
+    assert one["wga_gain_interval"]["scope"] == "training seeds" and one["wga_gain_interval"]["lo"] < one["wga_gain"]
+    line = _pick_intervals(one)[0]
+    assert "3 training seeds of this one data seed" in line
     assert "WGA gain +51.7 [" in line and "average change -2.7 [" in line
-    # the gain's interval reaches below +25 only if its spread says so; the average's whole interval is above -5
-    assert ("+25: yes" in line) == (test["wga_gain_interval"]["lo"] >= 0.25)
+    assert ("+25: yes" in line) == (one["wga_gain_interval"]["lo"] >= 0.25)
     assert "above -5: yes" in line
+    # a second data seed where the gain is small: the interval is then over the two data seeds' means
+    two = _figures([(0, values([0.55, 0.50, 0.60], [0.96, 0.95, 0.96]), erm),
+                    (1, values([0.10, 0.15, 0.05], [0.97, 0.97, 0.97]), erm)])["test"]
+    iv = two["wga_gain_interval"]
+    assert iv["scope"] == "data seeds" and iv["n_data"] == 2 and iv["n_values"] == 6
+    assert math.isclose(two["wga_gain"], (0.55 + 0.40 + 0.60 + 0.10 + 0.05 + 0.05) / 6)
+    assert iv["lo"] < 0.25 and "+25: no" in _pick_intervals(two)[0]
