@@ -99,7 +99,8 @@ def demo_markdown(res: dict) -> str:
 
     c = res["config"]
     multi = len(res["data_seeds"]) > 1
-    title = "End-to-end demo benchmark" + (f" over {len(res['data_seeds'])} data seeds" if multi else "")
+    title = ("End-to-end demo benchmark" + (f" over {len(res['data_seeds'])} data seeds" if multi else "")
+             + (" (the quick smoke preset)" if "--quick" in res["command"] else ""))
     erm = c["erm"]
     lines = [f"## {title}", "",
              f"Command: `{res['command']}`. Data seed{'s' if multi else ''} {', '.join(map(str, res['data_seeds']))}; "
