@@ -109,3 +109,12 @@ def test_the_average_study_pairs_each_run_with_its_erm_and_reads_its_goal_on_the
     assert iv["scope"] == "data seeds" and iv["n_data"] == 2 and iv["n_values"] == 6
     assert math.isclose(two["wga_gain"], (0.55 + 0.40 + 0.60 + 0.10 + 0.05 + 0.05) / 6)
     assert iv["lo"] < 0.25 and "+25: no" in _pick_intervals(two)[0]
+
+
+def test_a_data_seeds_wall_time_without_the_ablations_leaves_out_only_their_stages():
+    from ddb_core.bench.seeds import ablation_seconds
+
+    pd = {"stage_seconds": {"data": 10.0, "jtt": 500.0, "retrain ddb": 200.0, "retrain ddb-no-pruning": 230.0,
+                            "plain prompt: generation": 260.0, "plain prompt: retrain ddb": 190.0}, "resumed": False}
+    assert ablation_seconds(pd) == 680.0
+    assert ablation_seconds({"stage_seconds": {"data": 10.0, "retrain ddb": 200.0}}) == 0.0

@@ -79,6 +79,12 @@ def resumed(pd: dict) -> bool:
     return pd["resumed"] if "resumed" in pd else pd["stage_seconds"].get("data", 0.0) < 1.0
 
 
+def ablation_seconds(pd: dict) -> float:
+    """The stage time of a data seed's ablations (DDB without pruning, with the plain prompt) and oracle rows."""
+    return sum(v for k, v in pd["stage_seconds"].items()
+               if k.startswith("plain prompt") or "no-pruning" in k or "oracle" in k)
+
+
 def _as_interval(d: dict) -> Interval:
     return Interval(d["mean"], d["lo"], d["hi"], d["n_data"], d["n_values"], d["scope"])
 
@@ -178,7 +184,10 @@ def demo_markdown(res: dict) -> str:
     fresh = [pd for pd in res["per_data_seed"] if not resumed(pd)]
     if fresh:
         lines.append("- wall time of one data seed from scratch: " + ", ".join(
-            f"data seed {pd['data_seed']} {pd['seconds'] / 60:.1f} min" for pd in fresh))
+            f"data seed {pd['data_seed']} {pd['seconds'] / 60:.1f} min"
+            + (f" ({(pd['seconds'] - ablation_seconds(pd)) / 60:.1f} without the ablations)" if ablation_seconds(pd) else "")
+            for pd in fresh) + ("; `bench demo` without `--ablations` runs none of the ablations' stages"
+                                if any(ablation_seconds(pd) for pd in fresh) else ""))
     t = pd0.get("throughput") or {}
     if "overhead_ratio" in t and not resumed(pd0):
         lines.append(f"- throughput on this CPU: generation {t['generation_per_s']} candidates/s, scoring "
