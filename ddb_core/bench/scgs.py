@@ -3,7 +3,8 @@
 - **SCGS**: the first seed's ERM model's misclassified training images → k-means → Gaussian-density
   sampling → Grad-CAM++ masks (the high-contribution region kept) → inpainting with the image's own
   class (``method.scgs``). Per class, ``share`` × the other classes' training images are generated
-  (the paper: 40% on Waterbirds), at most ``max_variants`` per sampled image. The images join the
+  (the paper: 40% on Waterbirds), as many seeded variants of each sampled image as that takes (the paper
+  sets no cap; ``max_variants`` sets one). The images join the
   training split **as ordinary samples** (one mean loss over the batch, no γ) and a model trains from
   scratch with the ERM recipe — SCGS applied to ERM, as the paper applies it.
 - The share is chosen on **val** among ``shares`` with the first seed; the other seeds train with the
@@ -30,6 +31,7 @@ from .demo import (LABELS, DemoBenchConfig, _erm_models, _jsonable, _jtt_cached,
                    _row_from_models, _save_state, _state_of, _timed_stage, prepare)
 
 SHARES = (0.1, 0.2, 0.4)
+NO_CAP = 1_000_000  # variants per sampled image: as many as the share needs, as the paper
 
 
 def _subset(project: Project, scfg, share: float) -> list[dict]:
@@ -62,8 +64,8 @@ def _share_search(project: Project, key: str, cfg: DemoBenchConfig, scfg, shares
     runs = st.get("search", {})
     table = []
     for share in shares:
-        k = f"{share:g}"
         cands = _subset(project, scfg, share)
+        k = f"{share:g}:{len(cands)}"  # a share's images change with the cap on variants
         if k not in runs:
             runs[k] = _timed_stage(times, key, lambda: train_one(cfg.seeds[0], cands))
             _save_state(project, key, {**st, "search": runs})
@@ -81,19 +83,19 @@ def _share_search(project: Project, key: str, cfg: DemoBenchConfig, scfg, shares
 def _seeds_cached(project: Project, key: str, cfg: DemoBenchConfig, first_id: int, cands: list[dict], times: dict,
                   train_one) -> list[int]:
     st = _state_of(project).get(key, {})
-    ids = st.get("ids", {})
+    ids = st.get("ids", {}) if st.get("ids_images") == len(cands) else {}
     ids.setdefault(str(cfg.seeds[0]), first_id)
     for seed in cfg.seeds:
         if str(seed) not in ids:
             ids[str(seed)] = _timed_stage(times, key, lambda: train_one(seed, cands))
-            _save_state(project, key, {**_state_of(project).get(key, {}), "ids": ids})
-    _save_state(project, key, {**_state_of(project).get(key, {}), "ids": ids})
+            _save_state(project, key, {**_state_of(project).get(key, {}), "ids": ids, "ids_images": len(cands)})
+    _save_state(project, key, {**_state_of(project).get(key, {}), "ids": ids, "ids_images": len(cands)})
     return [ids[str(s)] for s in cfg.seeds]
 
 
 def bench_scgs(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", doc: Optional[Path] = None,
                json_path: Optional[Path] = None, on_progress: Optional[ProgressFn] = None, cancel=None,
-               shares: Sequence[float] = SHARES, max_variants: int = 20) -> dict:
+               shares: Sequence[float] = SHARES, max_variants: Optional[int] = None) -> dict:
     from .. import api
     from ..generation import score
     from ..method.baselines import JTTConfig, run_jtt
@@ -110,7 +112,7 @@ def bench_scgs(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
     jtt_ids, jtt = _jtt_cached(project, cfg, times, on_progress, cancel)
     rows.append(_row_from_models(project, "JTT", jtt_ids, LABELS["jtt"], seeds=cfg.seeds))
 
-    scfg = SCGSConfig(seed=cfg.seeds[0], max_variants=max_variants, generate_fraction=max(shares))
+    scfg = SCGSConfig(seed=cfg.seeds[0], max_variants=max_variants or NO_CAP, generate_fraction=max(shares))
     st = _state_of(project)
     if st.get("scgs_selection") != asdict(scfg):
         _timed_stage(times, "scgs selection", lambda: select_scgs(project, scfg))
@@ -161,7 +163,7 @@ def scgs_markdown(res: dict) -> str:
              f"Command: `{res['command']}` (on the project of `bench demo`, data seed {c['data_seed']}, whose ERM and JTT "
              f"models it reuses). Seeds {', '.join(map(str, c['seeds']))} (mean ± std over seeds, test split). SCGS as its "
              f"paper: misclassified train images, k-means + Gaussian-density sampling, Grad-CAM++ masks (high region "
-             f"kept), at most {res['max_variants']} variants per sampled image, no pruning; the images join the training "
+             f"kept), {_cap_words(res)}, no pruning; the images join the training "
              f"set as ordinary samples and a model trains from scratch with the ERM recipe. The share of generated "
              f"images (per class, of the other classes' training images) is chosen by val WGA among "
              f"{', '.join(f'{s:g}' for s in res['shares'])} with seed {c['seeds'][0]}. JTT+SCGS: JTT (T = "
@@ -173,6 +175,34 @@ def scgs_markdown(res: dict) -> str:
             lines.append(f"- share search for {r['method']} (images, val WGA % / val accuracy %): " + ", ".join(
                 f"{t['share']:g}: {t['images']}, {100 * (t['val_wga'] or 0):.1f} / {100 * (t['val_acc'] or 0):.1f}"
                 f"{' (chosen)' if t['chosen'] else ''}" for t in r["share_search"]))
+    searched = [r for r in res["rows"] if r.get("share_search")]
+    if searched and res.get("max_variants") and len({t["images"] for r in searched for t in r["share_search"]}) == 1:
+        lines.append(f"- every share gives the same {searched[0]['share_search'][0]['images']} images: the first seed's ERM "
+                     f"misclassifies few training images and each gets at most {res['max_variants']} variants, so that cap "
+                     "binds before any share does, and the share search trains on one set")
+    lines += _differences(res)
     lines.append("- stage wall times (s): " + ", ".join(f"{k} {v}" for k, v in res["stage_seconds"].items())
                  + f"; total {res['seconds'] / 60:.1f} min" + _model_note(res))
     return "\n".join(lines) + "\n"
+
+
+def _differences(res: dict) -> list[str]:
+    """SCGS − ERM and JTT+SCGS − JTT, paired within each training seed, stated only where the interval excludes 0."""
+    from .stats import paired, verdict
+
+    by = {r["method"]: r for r in res["rows"]}
+    d = res["config"]["data_seed"]
+    out = []
+    for a, b in (("SCGS", "ERM"), ("JTT+SCGS", "JTT")):
+        if a in by and b in by:
+            va, vb = ({d: dict(zip(by[m].get("seeds") or range(len(by[m]["wga"]["values"])), by[m]["wga"]["values"]))}
+                      for m in (a, b))
+            out.append(f"- {a} − {b}, WGA, paired within each training seed (95% interval over the training seeds of one "
+                       f"data seed): {verdict(paired(va, vb))}")
+    return out
+
+
+def _cap_words(res: dict) -> str:
+    cap = res.get("max_variants")
+    return (f"at most {cap} variants per sampled image" if cap else
+            "as many seeded variants of each sampled image as the share needs (the paper sets no cap)")
