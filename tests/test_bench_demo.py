@@ -145,7 +145,7 @@ def test_bench_demo_one_data_seed_and_its_ablations(tiny_model_dir, tmp_path):
 
 
 def test_bench_scgs_follows_its_paper_and_reuses_the_main_tables_erm_and_jtt(tiny_model_dir, tmp_path):
-    cfg = tiny_cfg(tiny_model_dir, per_class_gamma=False)
+    cfg = replace(tiny_cfg(tiny_model_dir, per_class_gamma=False), seeds=(0,))  # one training seed keeps it short
     main = bench_demo(cfg, str(tmp_path / "work"))["per_data_seed"][0]
     project = Project.open(tmp_path / "work" / "demo-d0")
     n_models = len(project.models())
@@ -154,8 +154,8 @@ def test_bench_scgs_follows_its_paper_and_reuses_the_main_tables_erm_and_jtt(tin
     assert [r["method"] for r in res["rows"]] == ["ERM", "JTT", "SCGS", "JTT+SCGS"]
     assert res["rows"][0]["model_ids"] == main["rows"][0]["model_ids"]
     assert res["rows"][1]["model_ids"] == main["rows"][1]["model_ids"]
-    # Each: one run per share (seed 0), the best by val chosen, then seed 1 with the chosen share.
-    assert len(project.models()) == n_models + 6
+    # Each: one run per share (seed 0), the best by val chosen (further seeds would train with the chosen share).
+    assert len(project.models()) == n_models + 4
     for r in res["rows"][2:]:
         assert [t["share"] for t in r["share_search"]] == [0.2, 0.4] and sum(t["chosen"] for t in r["share_search"]) == 1
         small, large = r["share_search"]
@@ -173,9 +173,9 @@ def test_bench_scgs_follows_its_paper_and_reuses_the_main_tables_erm_and_jtt(tin
     n_models = len(project.models())
     rec = bench_recipe(cfg, str(tmp_path / "work"), recipes=((1, 1e-4), (2, 5e-4)), doc=doc)
     assert [(r["epochs"], r["lr"]) for r in rec["rows"]] == [(1, 1e-4), (2, 5e-4)]
-    assert len(project.models()) == n_models + 4
+    assert len(project.models()) == n_models + 2
     for r in rec["rows"]:
-        assert len(r["val_wga"]) == 2 and r["val_wga_mean"] == pytest.approx(sum(r["val_wga"]) / 2)
+        assert len(r["val_wga"]) == 1 and r["val_wga_mean"] == pytest.approx(r["val_wga"][0])
     assert sum(r["chosen"] for r in rec["rows"]) == 1
     assert max(rec["rows"], key=lambda r: r["val_wga_mean"])["chosen"]
     md = recipe_markdown(rec)
