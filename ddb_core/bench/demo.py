@@ -537,9 +537,10 @@ def pruning_markdown(res: dict) -> str:
     lines.append("")
     lines += _gamma_lines(res["rows"])
     if res.get("difference"):
-        from .stats import Interval, verdict
+        from .seeds import _as_interval
+        from .stats import verdict
 
-        iv = {k: Interval(**{f: v for f, v in d.items() if f != "shown"}) for k, d in res["difference"].items()}
+        iv = {k: _as_interval(d) for k, d in res["difference"].items()}
         lines.append(f"- pruning − no pruning, paired within each training seed (95% interval over the training seeds of "
                      f"one data seed): WGA {verdict(iv['wga'])}; mean accuracy (plain) {verdict(iv['mean_acc'])}")
     lines.append(f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res))
