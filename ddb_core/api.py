@@ -113,8 +113,8 @@ def train_erm(project: Project, cfg: TrainConfig = TrainConfig(), *, oracle: boo
 
 
 def load_erm(project: Project, checkpoint: str, arch: Optional[str] = None, image_size: int = 64,
-             on_progress: Optional[ProgressFn] = None) -> int:
-    return load_erm_checkpoint(project, checkpoint, arch, image_size, on_progress=on_progress)
+             on_progress: Optional[ProgressFn] = None, device: Optional[str] = None) -> int:
+    return load_erm_checkpoint(project, checkpoint, arch, image_size, on_progress=on_progress, device=device)
 
 
 def evaluate(project: Project, model_id: Optional[int] = None, recompute: bool = False) -> dict[str, GroupReport]:
@@ -172,10 +172,12 @@ def invert(project: Project, labels=None, cfg=None, *, inpainter=None, on_progre
                           on_progress=on_progress, cancel=cancel)
 
 
-def compute_masks(project: Project, *, masker=None, labels=None, on_progress=None, cancel=None) -> dict[str, int]:
+def compute_masks(project: Project, *, masker=None, labels=None, on_progress=None, cancel=None,
+                  device: Optional[str] = None) -> dict[str, int]:
     from .generation import compute_selected_masks
 
-    return compute_selected_masks(project, masker or load_masker(project), labels, on_progress=on_progress, cancel=cancel)
+    return compute_selected_masks(project, masker or load_masker(project, device=device), labels, on_progress=on_progress,
+                                  cancel=cancel)
 
 
 def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=None, masker=None,
@@ -189,18 +191,20 @@ def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=
     inpaint = inpaint or InpaintConfig(model=pipeline_settings(project)["inpaint_model"])
     if engine.kind == "local":
         inpainter = inpainter or load_inpainter(project, inpaint.model, inpaint.device, inpaint.dtype)
-    return _generate(project, inpainter, masker or load_masker(project), pairs, cfg or GenerationConfig(), inpaint,
+    return _generate(project, inpainter, masker or load_masker(project, device=inpaint.device), pairs,
+                     cfg or GenerationConfig(), inpaint,
                      on_progress=on_progress, cancel=cancel, engine=engine)
 
 
 def score(project: Project, n_steps: int = 50, internal_batch_size: Optional[int] = None, rescore: bool = False,
-          on_progress=None, cancel=None, engine=None) -> int:
+          on_progress=None, cancel=None, engine=None, device: Optional[str] = None, dtype: Optional[str] = None) -> int:
     """ψ and ρ of every unscored candidate (with ``rescore``, also of those scored by another model);
-    ``engine`` defaults to the project's setting."""
+    ``engine``, ``device`` and ``dtype`` default to the project's settings."""
     from .generation import score as _score
 
     return _score(project, n_steps=n_steps, internal_batch_size=internal_batch_size, rescore=rescore,
-                  on_progress=on_progress, cancel=cancel, engine=engine or engine_config(project))
+                  on_progress=on_progress, cancel=cancel, engine=engine or engine_config(project), device=device,
+                  dtype=dtype)
 
 
 def stale_scores(project: Project) -> int:
@@ -424,11 +428,12 @@ def prepare_demo_candidates(project: Project, *, quick: bool = True, on_progress
     return times
 
 
-def compute_map(project: Project, method: str = "pca", on_progress=None, cancel=None) -> dict:
+def compute_map(project: Project, method: str = "pca", on_progress=None, cancel=None,
+                device: Optional[str] = None) -> dict:
     """The map of the candidates: the active ERM model's features of every candidate and source in 2-D."""
     from .candidate_map import MapConfig, compute_map as _compute
 
-    return _compute(project, MapConfig(method=method), on_progress=on_progress, cancel=cancel)
+    return _compute(project, MapConfig(method=method), on_progress=on_progress, cancel=cancel, device=device)
 
 
 def load_map(project: Project, method: Optional[str] = None):
@@ -439,10 +444,10 @@ def load_map(project: Project, method: Optional[str] = None):
 
 # -- SCGS (the second method, on the same core) ---------------------------------------------------
 
-def scgs_select(project: Project, cfg=None) -> dict:
+def scgs_select(project: Project, cfg=None, device: Optional[str] = None) -> dict:
     from .method.scgs import SCGSConfig, select_scgs
 
-    return select_scgs(project, cfg or SCGSConfig())
+    return select_scgs(project, cfg or SCGSConfig(), device=device)
 
 
 def scgs_generate(project: Project, cfg=None, inpaint=None, *, inpainter=None, on_progress=None, cancel=None) -> dict:

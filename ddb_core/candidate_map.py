@@ -56,8 +56,10 @@ def _items(project: Project) -> list[tuple[str, int, object]]:
 
 
 def compute_map(project: Project, cfg: MapConfig = MapConfig(), on_progress: Optional[ProgressFn] = None,
-                cancel: Optional[CancelToken] = None) -> dict:
-    """Project every candidate and source of the active ERM model's features to 2-D; skips what is done."""
+                cancel: Optional[CancelToken] = None, device: Optional[str] = None) -> dict:
+    """Project every candidate and source of the active ERM model's features to 2-D; skips what is done.
+    ``device``: where the ERM model runs (default: the project's device setting)."""
+    from .settings import compute_device
     from .imaging import ClassifierDataset, ImageSet
     from .models import features, load_classifier
 
@@ -77,7 +79,8 @@ def compute_map(project: Project, cfg: MapConfig = MapConfig(), on_progress: Opt
     tracker = ProgressTracker(f"map ({cfg.method})", len(items), on_progress, len(items) - len(todo))
     if not todo:
         return {"points": len(items), "computed": 0}
-    model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])
+    model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"],
+                                  device=compute_device(project, device), what="candidate map")
 
     def feats(batch):
         ds = ClassifierDataset(ImageSet([p for _k, _i, p in batch], erm["image_size"], preload=False), [0] * len(batch))

@@ -99,7 +99,33 @@ def _add_train_args(p: argparse.ArgumentParser, d=None) -> None:
                    help="val checks (model-selection points) per epoch, evenly spaced (default: %(default)s)")
     p.add_argument("--no-augment", action="store_true", help="train without random crops and flips")
     p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
-    p.add_argument("--device", default=d.device, help="auto | cpu | cuda[:N] (default: %(default)s)")
+    p.add_argument("--device", default=d.device,
+                   help="auto | cpu | cuda[:N] (default: auto = the project's setting, itself auto = CUDA when present)")
+
+
+def _add_device_args(p: argparse.ArgumentParser, dtype: bool = False) -> None:
+    p.add_argument("--device", default=None,
+                   help="auto | cpu | cuda[:N]: where this command's models run (default: the project's setting, "
+                        "itself auto = CUDA when present)")
+    if dtype:
+        p.add_argument("--dtype", default=None,
+                       help="auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16 (default: the "
+                            "project's setting, auto)")
+    p.add_argument("--save-device", action="store_true",
+                   help="keep --device (and --dtype) as the project's setting: every later command and the app use it")
+
+
+def _device(a, project) -> Optional[str]:
+    """This command's device (None: the project's setting); saved as the project's with --save-device."""
+    from . import api
+
+    if a.device is not None:
+        from .device import check_device_name
+
+        check_device_name(a.device)
+    if getattr(a, "save_device", False):
+        api.set_pipeline_settings(project, device=a.device, dtype=getattr(a, "dtype", None))
+    return a.device
 
 
 def _add_masker_args(p: argparse.ArgumentParser) -> None:
@@ -350,6 +376,7 @@ def _erm_load_args(p):
     p.add_argument("--checkpoint", required=True, help="state_dict file (loaded with weights_only=True)")
     p.add_argument("--arch", help="architecture of a bare state_dict (resnet18 | resnet34 | resnet50 | resnet18_w32)")
     p.add_argument("--image-size", type=int, default=64, help="input side the model expects (default: %(default)s)")
+    _add_device_args(p)
 
 
 @command("erm load", "use a checkpoint you trained elsewhere as the ERM model", _erm_load_args)
@@ -358,7 +385,7 @@ def _erm_load(a, progress):
     from .evaluation import report_markdown
 
     project = _open(a)
-    mid = api.load_erm(project, a.checkpoint, a.arch, a.image_size, on_progress=progress)
+    mid = api.load_erm(project, a.checkpoint, a.arch, a.image_size, on_progress=progress, device=_device(a, project))
     progress.close()
     print(f"model {mid} is the project's ERM model")
     for split, rep in api.evaluate(project, mid).items():
@@ -447,9 +474,7 @@ def _invert_args(p):
     p.add_argument("--lr", type=float, default=ic.lr, help="default: %(default)s")
     p.add_argument("--batch-size", type=int, default=ic.batch_size, help="default: %(default)s")
     p.add_argument("--seed", type=int, default=ic.seed, help="default: %(default)s")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
-    p.add_argument("--dtype", default="auto", help="auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16 "
-                   "(the learned row is float32 in every case; default: %(default)s)")
+    _add_device_args(p, dtype=True)  # the learned row is float32 in every case
 
 
 @command("invert", "textual inversion: learn one token per class on the inpainting model", _invert_args)
@@ -459,7 +484,7 @@ def _invert(a, progress):
 
     project = _open(a)
     cfg = InversionConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed)
-    ids = api.invert(project, a.classes, cfg, inpainter=api.load_inpainter(project, a.model, a.device, a.dtype),
+    ids = api.invert(project, a.classes, cfg, inpainter=api.load_inpainter(project, a.model, _device(a, project), a.dtype),
                      on_progress=progress)
     progress.close()
     for label, tid in ids.items():
@@ -471,6 +496,7 @@ def _invert(a, progress):
 def _mask_args(p):
     _add_project(p)
     _add_masker_args(p)
+    _add_device_args(p)
 
 
 @command("mask", "compute the masks of the selected images with a masking backend", _mask_args)
@@ -480,7 +506,7 @@ def _mask(a, progress):
     project = _open(a)
     if a.masker:
         api.set_pipeline_settings(project, masker=a.masker, masker_options=_masker_options(a))
-    counts = api.compute_masks(project, on_progress=progress)
+    counts = api.compute_masks(project, on_progress=progress, device=_device(a, project))
     progress.close()
     print(f"masks: {counts.get('ok', 0)} found, {counts.get('no_detection', 0)} with no detection")
     return 0
@@ -532,9 +558,7 @@ def _generate_args(p):
     p.add_argument("--no-paste-back", action="store_true", help="keep the model's pixels outside the mask too")
     p.add_argument("--no-tokens", action="store_true", help="use the plain prompt even when tokens were learned")
     p.add_argument("--seed", type=int, default=0, help="base seed; each candidate records its own (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
-    p.add_argument("--dtype", default="auto", help="auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16 "
-                   "(default: %(default)s)")
+    _add_device_args(p, dtype=True)
     p.add_argument("--resolution", type=int, default=None,
                    help="longer side of an image at the model, a multiple of 8 (default: the model's own, 512 for SD2)")
     _add_engine_args(p)
@@ -555,7 +579,8 @@ def _generate(a, progress):
             raise ConfigError(f"--pairs expects i:j items, got {' '.join(a.pairs)}") from None
     model = a.model or api.pipeline_settings(project)["inpaint_model"]
     inpaint = InpaintConfig(model=model, template=a.template, steps=a.steps, guidance=a.guidance, strength=a.strength,
-                            batch_size=a.batch_size, paste_back=not a.no_paste_back, device=a.device, dtype=a.dtype,
+                            batch_size=a.batch_size, paste_back=not a.no_paste_back,
+                            device=_device(a, project) or "auto", dtype=a.dtype or "auto",
                             resolution=a.resolution)
     if a.masker or a.model:
         api.set_pipeline_settings(project, masker=a.masker, masker_options=_masker_options(a), inpaint_model=a.model)
@@ -577,6 +602,7 @@ def _score_args(p):
                    help="IG rows (images x steps) per pass; bounds memory (default: 64 at 64 px, 16 at 224 px)")
     p.add_argument("--rescore", action="store_true",
                    help="also recompute the scores computed by another ERM model than the active one (stale scores)")
+    _add_device_args(p, dtype=True)
     _add_engine_args(p)
 
 
@@ -588,7 +614,8 @@ def _score(a, progress):
     engine = _engine(a, project)
     if engine.kind != "local":
         print(f"engine: {engine.describe()}")
-    n = api.score(project, a.n_steps, a.internal_batch_size, rescore=a.rescore, on_progress=progress, engine=engine)
+    n = api.score(project, a.n_steps, a.internal_batch_size, rescore=a.rescore, on_progress=progress, engine=engine,
+                  device=_device(a, project), dtype=a.dtype)
     progress.close()
     print(f"scored {n} candidates")
     stale = api.stale_scores(project)
@@ -723,6 +750,7 @@ def _scgs_select_args(p):
     p.add_argument("--sample-fraction", type=float, default=sc.sample_fraction,
                    help="of the misclassified images (default: %(default)s)")
     p.add_argument("--seed", type=int, default=sc.seed, help="default: %(default)s")
+    _add_device_args(p)
 
 
 @command("scgs select", "misclassified train images per class → k-means → Gaussian sampling", _scgs_select_args)
@@ -731,7 +759,8 @@ def _scgs_select(a, progress):
     from .method.scgs import SCGSConfig
 
     project = _open(a)
-    rep = api.scgs_select(project, SCGSConfig(clusters=a.clusters, sample_fraction=a.sample_fraction, seed=a.seed))
+    rep = api.scgs_select(project, SCGSConfig(clusters=a.clusters, sample_fraction=a.sample_fraction, seed=a.seed),
+                          device=_device(a, project))
     for label, r in rep.items():
         name = project.class_names[label]
         if r.get("note"):
@@ -756,6 +785,7 @@ def _scgs_generate_args(p):
     p.add_argument("--guidance", type=float, default=7.5, help="default: %(default)s")
     p.add_argument("--seed", type=int, default=sc.seed, help="default: %(default)s")
     p.add_argument("--prune", action="store_true", help="also prune SCGS candidates by ψ/ρ (SCGS itself does not prune)")
+    _add_device_args(p, dtype=True)
 
 
 @command("scgs generate", "Grad-CAM++ masks (high region kept) and inpainting with the true class", _scgs_generate_args)
@@ -769,7 +799,9 @@ def _scgs_generate(a, progress):
     cfg = SCGSConfig(cam_threshold=a.cam_threshold, generate_fraction=a.generate_fraction, max_variants=a.max_variants,
                      seed=a.seed)
     model = a.model or api.pipeline_settings(project)["inpaint_model"]
-    out = api.scgs_generate(project, cfg, InpaintConfig(model=model, steps=a.steps, guidance=a.guidance), on_progress=progress)
+    out = api.scgs_generate(project, cfg, InpaintConfig(model=model, steps=a.steps, guidance=a.guidance,
+                                                        device=_device(a, project) or "auto", dtype=a.dtype or "auto"),
+                            on_progress=progress)
     set_method_pruning(project, "scgs", a.prune)
     progress.close()
     for d, v in out.items():

@@ -23,16 +23,30 @@ def flush_denormals() -> None:
     torch.set_flush_denormal(True)
 
 
+def check_device_name(name) -> str:
+    """``name`` if it is a device setting (auto, cpu, cuda, cuda:N), else a ConfigError naming it."""
+    import re
+
+    if not isinstance(name, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
+    return name
+
+
+def check_dtype_name(name) -> str:
+    if name != "auto" and name not in DTYPES:
+        raise ConfigError(f"dtype must be one of auto, {', '.join(sorted(DTYPES))}; got {name!r}")
+    return name
+
+
 def resolve_device(name: str = "auto"):
     """``auto`` → CUDA when available, else CPU. An explicit ``cuda`` without a GPU is an error."""
     import torch
 
+    check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} was asked for, but no CUDA device is available here")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {name!r}")
     return torch.device(name)
 
 
@@ -49,3 +63,45 @@ def resolve_dtype(name: str, device) -> "torch.dtype":
         raise ConfigError("dtype float16 needs a CUDA device; use float32 on the CPU")
     return dtype
 
+
+
+# ---------------------------------------------------------------------------------------------
+# Where every model is moved: one function, so that a test can see every placement.
+
+_watchers: list[list] = []
+
+
+def place(module, device="auto", dtype=None, *, what: str):
+    """Move ``module`` to ``device`` (a name, ``auto``, or a ``torch.device``) and, when given, ``dtype``.
+
+    Every stage that runs a model moves it here, naming itself in ``what`` ("erm training",
+    "scoring", "langsam detector", …); ``watch_placements`` lists the placements, which is how a test
+    on a CPU-only machine proves that the device the user chose reaches every model."""
+    import torch
+
+    dev = device if isinstance(device, torch.device) else resolve_device(str(device or "auto"))
+    for seen in _watchers:
+        seen.append((what, str(dev)))
+    return module.to(dev) if dtype is None else module.to(dev, dtype)
+
+
+class watch_placements:
+    """``with watch_placements() as seen:`` — ``seen`` lists (what, device) for every ``place`` call inside."""
+
+    def __enter__(self) -> list:
+        self.seen: list = []
+        _watchers.append(self.seen)
+        return self.seen
+
+    def __exit__(self, *exc) -> None:
+        _watchers.remove(self.seen)
+
+
+def module_device(module):
+    """The device a model's parameters are on (CPU for a model without parameters or a plain callable)."""
+    import torch
+
+    try:
+        return next(module.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")

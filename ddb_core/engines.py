@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
-from .errors import ConfigError, ProjectError
+from .errors import ConfigError, DDBError, ProjectError
 from .progress import CancelToken, check_cancel
 
 ENGINES = ("local", "ray")
@@ -115,11 +115,19 @@ def run_on_ray(engine: EngineConfig, actor_cls: type, ctor_kwargs: dict, payload
             check_cancel(cancel, f"between {what} results")
             result = pickle.loads(row["result"])
             if isinstance(result, dict) and "error" in result:
-                raise ProjectError(f"a Ray worker failed on {what} batch {int(row['i'])}: {result['error']}")
+                raise _plain_error(result["error"], what, int(row["i"]))
             yield int(row["i"]), result
     finally:
         if started:
             ray.shutdown()
+
+
+def worker_device(engine: EngineConfig, device: str) -> str:
+    """The device of a Ray worker: ``auto`` is the GPU it reserved (``gpus_per_worker`` > 0) or the CPU
+    when it reserved none (a worker never takes a GPU that Ray did not give it); any other name as given."""
+    if device != "auto":
+        return device
+    return "cuda" if engine.gpus_per_worker > 0 else "cpu"
 
 
 def _threads(cpus: float) -> None:
@@ -132,7 +140,9 @@ def _threads(cpus: float) -> None:
 
 
 def _errors_as_results(fn: Callable[[dict], object]) -> Callable[[dict], dict]:
-    """A batch whose inputs are bad (not a worker fault) comes back as an error, not as endless retries."""
+    """A batch whose inputs are bad (not a worker fault) comes back as its error, not as endless retries:
+    a ``DDBError`` (an unreadable image, a bad mask, …) as the error itself, so that the driver raises
+    exactly what the local engine raises for the same input."""
     import numpy as np
 
     def call(batch: dict) -> dict:
@@ -140,10 +150,20 @@ def _errors_as_results(fn: Callable[[dict], object]) -> Callable[[dict], dict]:
         for payload in batch["payload"]:
             try:
                 out.append(pickle.dumps(fn(pickle.loads(payload))))
-            except (ProjectError, ConfigError, OSError, ValueError) as e:
+            except DDBError as e:
+                out.append(pickle.dumps({"error": e}))
+            except (OSError, ValueError) as e:
                 out.append(pickle.dumps({"error": f"{type(e).__name__}: {e}"}))
         return {"i": batch["i"], "result": np.array(out, dtype=object)}
     return call
+
+
+def _plain_error(error, what: str, index: int) -> Exception:
+    """The driver's error for a worker's: a ``DDBError`` as the worker raised it (the local engine's
+    message), anything else named with its batch."""
+    if isinstance(error, DDBError):
+        return error
+    return ProjectError(f"a Ray worker failed on {what} batch {index}: {error}")
 
 
 class InpaintActor:
@@ -177,20 +197,27 @@ class InpaintActor:
 class ScoreActor:
     """One ERM classifier per actor (sent as its checkpoint bytes, loaded with weights_only)."""
 
-    def __init__(self, checkpoint: bytes, arch: str, num_classes: int, cpus: float = 1.0):
+    def __init__(self, checkpoint: bytes, arch: str, num_classes: int, cpus: float = 1.0, device: str = "cpu",
+                 dtype: str = "auto"):
+        import torch
+
+        from .device import resolve_device, resolve_dtype
         from .models import load_classifier
 
         _threads(cpus)
+        dev = resolve_device(device)
+        self.half = resolve_dtype(dtype, dev) == torch.float16
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "erm.pt"
             path.write_bytes(checkpoint)
-            self.model, _a, _n = load_classifier(path, arch, num_classes)
+            self.model, _a, _n = load_classifier(path, arch, num_classes, device=dev, what="scoring (ray worker)")
         self._call = _errors_as_results(self._score)
 
     def _score(self, job: dict) -> list:
         from .work import score_batch
 
-        return score_batch(self.model, job["items"], job["image_size"], job["n_steps"], job["internal_batch_size"])
+        return score_batch(self.model, job["items"], job["image_size"], job["n_steps"], job["internal_batch_size"],
+                           self.half)
 
     def __call__(self, batch: dict) -> dict:
         return self._call(batch)
@@ -200,7 +227,7 @@ def inpaint_on_ray(engine: EngineConfig, model: str, device: str, dtype: str, to
                    batches: list[list[dict]], cfg, cancel: Optional[CancelToken] = None
                    ) -> Iterable[tuple[int, list, float, str]]:
     """(batch index, images, seconds per image, the workers' model sha) per batch, as they finish."""
-    kw = {"model": model, "device": device, "dtype": dtype,
+    kw = {"model": model, "device": worker_device(engine, device), "dtype": dtype,
           "tokens": {t: Path(p).read_bytes() for t, p in tokens.items()}, "cpus": engine.cpus_per_worker}
     payloads = [pickle.dumps({"items": b, "cfg": cfg}) for b in batches]
     for i, res in run_on_ray(engine, InpaintActor, kw, payloads, cancel, "generation"):
@@ -209,9 +236,10 @@ def inpaint_on_ray(engine: EngineConfig, model: str, device: str, dtype: str, to
 
 def score_on_ray(engine: EngineConfig, checkpoint: Path, arch: str, num_classes: int, batches: list[list[dict]],
                  image_size: int, n_steps: int, internal_batch_size: Optional[int],
-                 cancel: Optional[CancelToken] = None) -> Iterable[tuple[int, list]]:
+                 cancel: Optional[CancelToken] = None, device: str = "auto",
+                 dtype: str = "auto") -> Iterable[tuple[int, list]]:
     kw = {"checkpoint": Path(checkpoint).read_bytes(), "arch": arch, "num_classes": num_classes,
-          "cpus": engine.cpus_per_worker}
+          "cpus": engine.cpus_per_worker, "device": worker_device(engine, device), "dtype": dtype}
     payloads = [pickle.dumps({"items": b, "image_size": image_size, "n_steps": n_steps,
                               "internal_batch_size": internal_batch_size}) for b in batches]
     yield from run_on_ray(engine, ScoreActor, kw, payloads, cancel, "scoring")

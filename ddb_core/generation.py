@@ -6,7 +6,7 @@ rows of ``masks``, ``tokens`` and ``candidates`` and their files under the proje
     masks/<backend>-<params hash>/<sample id>.png       255 = repaint
     tokens/<token>.safetensors                         diffusers textual-inversion format
     candidates/<i>-<j>/<candidate key>.png             the generated image x'
-    ig/<candidate id>.npy                              the IG map (channels summed)
+    ig/<candidate id>.npz                              the IG map (channels summed), compact (``igmaps``)
 
 Every unit is written atomically: files first (temporary name, then rename), then its DB rows in
 one transaction, so a killed job leaves no half-written row and at most the batch in flight is
@@ -277,7 +277,10 @@ def generate(project: Project, inpainter: Optional[Inpainter], masker: Masker,
 
         tokens = {p["token"]: project.project_path(p["token_row"]["path"]).resolve() for p in plans if p["token_row"]}
         model = str(Path(model_ref).resolve()) if Path(model_ref).is_dir() else model_ref
-        for k, outs, seconds, worker_sha in inpaint_on_ray(engine, model, inpaint.device, inpaint.dtype, tokens,
+        from .settings import compute_device, compute_dtype
+
+        for k, outs, seconds, worker_sha in inpaint_on_ray(engine, model, compute_device(project, inpaint.device),
+                                                           compute_dtype(project, inpaint.dtype), tokens,
                                                            [[_plain(it) for it in b] for _p, b in work], inpaint, cancel):
             if worker_sha != model_sha:
                 raise ProjectError(f"the Ray workers loaded another model ({worker_sha[:12]}…) than {model_ref} "
@@ -309,12 +312,17 @@ def stale_count(project: Project) -> int:
 
 def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[int] = None, batch_size: int = 8,
           rescore: bool = False, on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
-          engine: Optional[EngineConfig] = None) -> int:
+          engine: Optional[EngineConfig] = None, device: Optional[str] = None, dtype: Optional[str] = None) -> int:
     """Compute ψ, ρ and the IG map of every unscored candidate with the active ERM model; with
     ``rescore``, also of every candidate scored by another model (stale). Each score records the
     model that computed it. ``internal_batch_size``: IG rows per pass (default: ``scoring.ig_rows``).
-    ``engine`` (default local) says where the classifier runs; this process writes every file and row."""
+    ``engine`` (default local) says where the classifier runs; this process writes every file and row.
+    ``device``/``dtype`` (default: the project's settings): where the classifier runs, and whether its
+    forward uses float16 autocast (CUDA only; ``scoring`` says what stays float32)."""
+    from .device import resolve_device, resolve_dtype
+    from .igmaps import save_ig
     from .models import load_classifier
+    from .settings import compute_device, compute_dtype
 
     engine = engine or EngineConfig()
     erm = project.active_erm()
@@ -333,13 +341,13 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
                  "mask_path": str(project.project_path(r["mask_path"]).resolve())} for r in todo[k:k + batch_size]]
                for k in range(0, len(todo), batch_size)]
 
+    device = compute_device(project, device)
+    dtype = compute_dtype(project, dtype)
+
     def store(batch: list[dict], scores: list) -> None:
         updates = []
         for r, sc in zip(batch, scores):
-            path = ig_dir / f"{r['id']}.npy"
-            tmp = ig_dir / f"{r['id']}.tmp.npy"
-            np.save(tmp, sc.ig_map)
-            os.replace(tmp, path)
+            path = save_ig(ig_dir / f"{r['id']}.npz", sc.ig_map, erm["image_size"])
             updates.append((sc.psi, sc.rho, sc.ig_delta, _rel(project, path), json.dumps(sc.probs_source),
                             json.dumps(sc.probs_generated), now(), erm["id"], r["id"]))
         with project.write():
@@ -348,16 +356,22 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
                 "probs_generated = ?, scored_at = ?, score_model_id = ? where id = ?", updates)
         tracker.update(tracker.done + len(batch))
 
-    if engine.kind == "local":
-        model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])
+    if engine.kind == "local" and batches:
+        import torch
+
+        dev = resolve_device(device)
+        half = resolve_dtype(dtype, dev) == torch.float16
+        model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"],
+                                      device=dev, what="scoring")
         for batch in batches:
             check_cancel(cancel, "between scoring batches")
-            store(batch, score_batch(model, batch, erm["image_size"], n_steps, internal_batch_size))
-    else:
+            store(batch, score_batch(model, batch, erm["image_size"], n_steps, internal_batch_size, half))
+    elif batches:
         from .engines import score_on_ray
 
         for k, scores in score_on_ray(engine, project.project_path(erm["path"]), erm["arch"], erm["num_classes"],
-                                      batches, erm["image_size"], n_steps, internal_batch_size, cancel):
+                                      batches, erm["image_size"], n_steps, internal_batch_size, cancel,
+                                      device=device, dtype=dtype):
             store(batches[k], scores)
     return len(todo)
 

@@ -127,10 +127,13 @@ def save_checkpoint(model, path: Path, *, arch: str, num_classes: int, image_siz
     os.replace(tmp, path)
 
 
-def load_classifier(path: str | os.PathLike, arch: Optional[str] = None, num_classes: Optional[int] = None):
+def load_classifier(path: str | os.PathLike, arch: Optional[str] = None, num_classes: Optional[int] = None,
+                    device=None, what: str = "classifier"):
     """Load a checkpoint into a fresh model. Returns (model in eval mode, arch, num_classes).
 
     ``arch``/``num_classes`` are required for bare state_dicts and checked against project checkpoints.
+    ``device`` (a name, ``auto``, or a ``torch.device``): where the model goes (``device.place``, named
+    ``what``); None leaves it on the CPU, for callers that only read its weights.
     """
     import torch
 
@@ -175,6 +178,10 @@ def load_classifier(path: str | os.PathLike, arch: Optional[str] = None, num_cla
         raise ModelError(f"checkpoint {path} does not match architecture {arch}: {detail}")
     model.load_state_dict(state)
     model.eval()
+    if device is not None:
+        from .device import place
+
+        model = place(model, device, what=what)
     return model, arch, ckpt_classes
 
 
@@ -200,13 +207,16 @@ def features(model, dataset, batch_size: int = 256) -> "np.ndarray":
     """Penultimate-layer features (the input of ``model.fc``)."""
     import torch
 
+    from .device import module_device
+
+    dev = module_device(model)
     feats = []
-    hook = model.fc.register_forward_hook(lambda m, inp, out: feats.append(inp[0].detach().cpu()))
+    hook = model.fc.register_forward_hook(lambda m, inp, out: feats.append(inp[0].detach().float().cpu()))
     try:
         with torch.no_grad():
             for start in range(0, len(dataset), batch_size):
                 xs = torch.stack([dataset[k][0] for k in range(start, min(len(dataset), start + batch_size))])
-                model(xs)
+                model(xs.to(dev))
     finally:
         hook.remove()
     return torch.cat(feats).numpy()

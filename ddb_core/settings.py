@@ -1,5 +1,5 @@
 """The project's pipeline settings: which inpainting model and which masker (with its options) the
-generation stages use, and the loaders that build them.
+generation stages use, the device and dtype every model runs on, and the loaders that build them.
 
 Settings live in the project meta ``pipeline``; a change is read and written in one transaction,
 so a setting saved meanwhile by another process is kept.
@@ -12,7 +12,9 @@ from typing import Optional
 from .store import Project
 
 PIPELINE_DEFAULTS = {"inpaint_model": "stabilityai/stable-diffusion-2-inpainting", "masker": None, "masker_options": {},
-                     "engine": {"kind": "local"}}
+                     "engine": {"kind": "local"},
+                     "device": "auto",  # auto (CUDA when present) | cpu | cuda[:N]: every stage that runs a model
+                     "dtype": "auto"}  # auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16
 
 
 def pipeline_settings(project: Project) -> dict:
@@ -28,6 +30,14 @@ def set_pipeline_settings(project: Project, **changes) -> dict:
     """Change the given settings (``inpaint_model``, ``masker``, ``masker_options``, ``engine``: the fields of an
     ``engines.EngineConfig``, validated); the others are kept,
     even when another process saved them a moment ago (read and written in one transaction)."""
+    if changes.get("device") is not None:
+        from .device import check_device_name
+
+        check_device_name(changes["device"])
+    if changes.get("dtype") is not None:
+        from .device import check_dtype_name
+
+        check_dtype_name(changes["dtype"])
     if changes.get("engine") is not None:
         from dataclasses import asdict
 
@@ -47,16 +57,30 @@ def engine_config(project: Project):
     return EngineConfig.from_dict(pipeline_settings(project)["engine"])
 
 
-def load_inpainter(project: Project, model: Optional[str] = None, device: str = "auto", dtype: str = "auto"):
+def compute_device(project: Project, device: Optional[str] = None) -> str:
+    """The device a stage runs its models on: ``device`` when given (not ``auto``), else the project's
+    setting, whose default ``auto`` is CUDA when present. So ``auto`` anywhere defers to the project."""
+    return device if device not in (None, "auto") else pipeline_settings(project)["device"]
+
+
+def compute_dtype(project: Project, dtype: Optional[str] = None) -> str:
+    """The inpainting dtype: ``dtype`` when given, else the project's setting (auto)."""
+    return dtype or pipeline_settings(project)["dtype"]
+
+
+def load_inpainter(project: Project, model: Optional[str] = None, device: Optional[str] = None,
+                   dtype: Optional[str] = None):
     from .method.inpainting import Inpainter
 
-    return Inpainter.load(model or pipeline_settings(project)["inpaint_model"], device=device, dtype=dtype)
+    return Inpainter.load(model or pipeline_settings(project)["inpaint_model"], device=compute_device(project, device),
+                          dtype=compute_dtype(project, dtype))
 
 
-def load_masker(project: Project, name: Optional[str] = None, options: Optional[dict] = None):
+def load_masker(project: Project, name: Optional[str] = None, options: Optional[dict] = None,
+                device: Optional[str] = None):
     from .method.masking import build_masker
 
     s = pipeline_settings(project)
     name = name or s["masker"]
     opts = options if options is not None else (s["masker_options"] if name == s["masker"] else {})
-    return build_masker(name, project=project, **opts)
+    return build_masker(name, project=project, device=compute_device(project, device), **opts)

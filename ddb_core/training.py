@@ -57,7 +57,7 @@ class TrainConfig:
     evals_per_epoch: int = 1
     augment: bool = True  # random resized crop + horizontal flip on train images
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda[:N]
+    device: str = "auto"  # auto (the project's device setting; its default auto = CUDA when present) | cpu | cuda[:N]
 
     def __post_init__(self) -> None:
         from .models import ARCHITECTURES
@@ -266,7 +266,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
 
     plan = plan or TrainPlan()
 
-    from .device import resolve_device
+    from .device import place, resolve_device
     from .models import build_classifier, save_checkpoint
 
     # 1. Check inputs.
@@ -281,7 +281,9 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
     select_by = cfg.select_by if cfg.select_by != "auto" else ("val_wga" if val_has_groups else "val_acc")
     if select_by in ("val_wga", "val_acc") and project.sample_count("val") == 0:
         select_by = "last"
-    device = resolve_device(cfg.device)
+    from .settings import compute_device
+
+    device = resolve_device(compute_device(project, cfg.device))  # auto: the project's device setting
     torch.set_flush_denormal(True)  # denormal floats can make CPU kernels many times slower; they carry no signal here
     config = {**asdict(cfg), "role": role}
     if plan.extra_paths or plan.sample_weights is not None or plan.init_state is not None:
@@ -316,7 +318,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             model.load_state_dict(plan.init_state)
         if plan.reinit_head:
             model.fc.reset_parameters()
-        model = model.to(device)
+        model = place(model, device, what=f"training ({role})")
         if cfg.optimizer == "adam":  # the fused kernel (CPU and CUDA): one pass over all parameters per step
             fused = device.type in ("cpu", "cuda") and all(p.dtype == torch.float32 for p in model.parameters())
             opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
@@ -448,12 +450,17 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
 
 
 def load_erm_checkpoint(project: Project, path: str, arch: Optional[str] = None, image_size: int = 64,
-                        name: Optional[str] = None, on_progress: Optional[ProgressFn] = None) -> int:
-    """Register a user checkpoint as the project's ERM model: copy, evaluate, score samples."""
+                        name: Optional[str] = None, on_progress: Optional[ProgressFn] = None,
+                        device: Optional[str] = None) -> int:
+    """Register a user checkpoint as the project's ERM model: copy, evaluate, score samples (on ``device``,
+    default the project's setting)."""
 
     from .models import load_classifier, save_checkpoint
 
-    model, arch, n = load_classifier(path, arch, len(project.class_names))
+    from .settings import compute_device
+
+    model, arch, n = load_classifier(path, arch, len(project.class_names), device=compute_device(project, device),
+                                     what="erm load")
     if image_size < 1:
         raise ConfigError(f"image_size must be >= 1, got {image_size}")
     run_id = project.start_run("load-erm", {"path": str(path), "arch": arch, "image_size": image_size})
@@ -479,7 +486,10 @@ def model_reports(project: Project, model_id: Optional[int] = None, recompute: b
     m = project.model(model_id) if model_id is not None else project.active_erm()
     if not recompute and all(s in m["metrics"] for s in ("val", "test")):
         return {s: GroupReport.from_dict(m["metrics"][s]) for s in ("val", "test")}
-    model, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
+    from .settings import compute_device
+
+    model, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"],
+                                       device=compute_device(project), what="evaluation")
     reports = evaluate_model(project, model, m["image_size"])
     project.update_model_metrics(m["id"], {**m["metrics"], **{s: r.to_dict() for s, r in reports.items()}})
     return reports

@@ -23,7 +23,7 @@ def inpaint_batch(inpainter, items: Sequence[dict], cfg) -> list[np.ndarray]:
 
 
 def score_batch(model, items: Sequence[dict], image_size: int, n_steps: int,
-                internal_batch_size: Optional[int] = None) -> list:
+                internal_batch_size: Optional[int] = None, half: bool = False) -> list:
     """ψ, ρ and the IG map of each item (``id``, ``source_path``, ``path`` of the candidate, ``mask_path``,
     ``source_label``, ``target_label``)."""
     from .method.scoring import score_candidates
@@ -38,4 +38,4 @@ def score_batch(model, items: Sequence[dict], image_size: int, n_steps: int,
                                f"and its row) so that it has its source's size")
     return score_candidates(model, src, gen, msk, [it["source_label"] for it in items],
                             [it["target_label"] for it in items], image_size, n_steps=n_steps,
-                            internal_batch_size=internal_batch_size)
+                            internal_batch_size=internal_batch_size, half=half)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ddb_core.igmaps import load_ig
 from ddb_core.errors import ConfigError, ModelError, WeightsUnavailableError
 from ddb_core.generation import compute_masks, generate, invert_classes, score
 from ddb_core.method.inpainting import InpaintConfig, Inpainter
@@ -307,7 +308,7 @@ def test_generation_job_end_to_end_and_resume_after_cancel(scored_project, tiny_
     assert score(scored_project, n_steps=8) == 8
     assert score(scored_project, n_steps=8) == 0  # finished candidates are skipped
     cands = list(scored_project.db.query("select * from candidates"))
-    assert all(c["psi"] is not None and np.load(scored_project.project_path(c["ig_path"])).shape == (32, 32) for c in cands)
+    assert all(c["psi"] is not None and load_ig(scored_project.project_path(c["ig_path"])).shape == (32, 32) for c in cands)
     th = thresholds(scored_project)
     assert set(th["Psi"]) == {0, 1} and set(th["P"]) == {0, 1}
     loose = set_thresholds(scored_project, Psi={0: 1.1, 1: 1.1}, P={0: -1e9, 1: -1e9})

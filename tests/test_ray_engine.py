@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import realshaped  # noqa: E402
 from ddb_core import api  # noqa: E402
+from ddb_core.igmaps import load_ig  # noqa: E402
 from ddb_core.engines import EngineConfig  # noqa: E402
 from ddb_core.errors import ConfigError  # noqa: E402
 from ddb_core.generation import generate, invert_classes, score  # noqa: E402
@@ -105,8 +106,8 @@ def test_ray_makes_the_same_pixels_and_scores_as_the_local_engine(template, tmp_
     for key, x in cl.items():
         y = cr[key]
         assert np.allclose([x["psi"], x["rho"]], [y["psi"], y["rho"]], atol=1e-5), key
-        assert np.allclose(np.load(local.project_path(x["ig_path"])), np.load(remote.project_path(y["ig_path"])),
-                           atol=1e-5)
+        a, b = load_ig(local.project_path(x["ig_path"])), load_ig(remote.project_path(y["ig_path"]))
+        assert a.shape == b.shape and np.allclose(a, b, atol=1e-5 + 0.02 * np.abs(a).max())  # one 8-bit level
         assert y["score_model_id"] == remote.active_erm_id
     # Run again: nothing left to do on either engine.
     generate(remote, None, ProvidedMasker(remote.dataset_path), inpaint=InpaintConfig(model=model, batch_size=2),

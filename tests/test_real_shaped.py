@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import realshaped  # noqa: E402
 from ddb_core import api  # noqa: E402
+from ddb_core.igmaps import load_ig, stored_shape  # noqa: E402
 from ddb_core.generation import generate, invert_classes, score  # noqa: E402
 from ddb_core.imaging import load_mask, load_rgb  # noqa: E402
 from ddb_core.method.inpainting import InpaintConfig, Inpainter  # noqa: E402
@@ -84,8 +85,10 @@ def test_whole_pipeline_keeps_every_image_at_its_own_size(fmt, tmp_path, tiny_pi
         src = load_rgb(project.dataset_path(c["source_path"]))
         gen = load_rgb(project.project_path(c["path"]))
         mask = load_mask(project.project_path(c["mask_path"]))  # stored at its image's own size
-        ig = np.load(project.project_path(c["ig_path"]))
-        assert gen.shape == src.shape and mask.shape == src.shape[:2] and ig.shape == src.shape[:2], c["key"]
+        ig = load_ig(project.project_path(c["ig_path"]))
+        assert gen.shape == src.shape and mask.shape == src.shape[:2], c["key"]
+        assert ig.shape == stored_shape(src.shape[:2], project.active_erm()["image_size"]), c["key"]
+        assert abs(ig.shape[0] / ig.shape[1] - src.shape[0] / src.shape[1]) < 0.02, c["key"]  # aspect ratio kept
         assert np.array_equal(gen[mask == 0], src[mask == 0]), f"paste-back at the source's size: {c['key']}"
         assert np.isfinite(ig).all() and np.isfinite([c["psi"], c["rho"], c["ig_delta"]]).all()
         assert c["score_model_id"] == project.active_erm_id

@@ -13,10 +13,12 @@ from types import SimpleNamespace
 import gradio as gr
 
 from ddb_core import api
+from ddb_core.errors import DDBError
 
 from . import plots
 from .state import AppState, safe, started
 
+DEVICES = ["auto", "cpu", "cuda"] + [f"cuda:{k}" for k in range(8)]
 STAGES = ("select", "invert", "masks", "generate", "score", "rescore", "all")
 USES_MODEL = ("invert", "generate", "all")
 
@@ -24,6 +26,11 @@ USES_MODEL = ("invert", "generate", "all")
 def build(state: AppState) -> SimpleNamespace:
     v = SimpleNamespace()
     v.stages = gr.Markdown(elem_id="stages")
+    with gr.Row():
+        v.device = gr.Dropdown(DEVICES, value="auto", label="device of every model (pipeline and retraining)",
+                               info="auto = CUDA when present; saved with the project", elem_id="device")
+        v.dtype = gr.Dropdown(["auto", "float32", "float16", "bfloat16"], value="auto",
+                              label="inpainting and scoring precision", info="auto = float16 on CUDA, float32 on CPU")
     with gr.Row():
         v.k = gr.Number(40, label="K: images per class (count, or fraction < 1)")
         v.ti_size = gr.Number(20, label="textual-inversion images per class", precision=0)
@@ -48,14 +55,26 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     for stage, btn in v.buttons.items():
         btn.click(safe(partial(run_stage, state, stage)), inputs, [shared.job_md, shared.timer], api_name=f"run_{stage}")
     v.preview_btn.click(safe(partial(preview, state)), [v.gen_steps], [v.preview, v.msg], api_name="preview")
+    for control in (v.device, v.dtype):
+        control.input(safe(partial(save_device, state)), [v.device, v.dtype], [v.stages, v.msg])
+
+
+def save_device(state: AppState, device: str, dtype: str):
+    """Store the device setting with the project; every later stage and retraining uses it."""
+    p = state.project()
+    s = api.set_pipeline_settings(p, device=device, dtype=dtype)
+    return stages_markdown(state), f"Device saved: {s['device']} ({s['dtype']}); the next stage runs there."
 
 
 def refresh_outputs(v: SimpleNamespace) -> list:
-    return [v.stages]
+    return [v.stages, v.device, v.dtype]
 
 
 def refresh(state: AppState, v: SimpleNamespace) -> list:
-    return [stages_markdown(state)]
+    if not state.exists() or not state.project().get_meta("class_names"):
+        return [stages_markdown(state), gr.update(), gr.update()]
+    s = api.pipeline_settings(state.project())
+    return [stages_markdown(state), s["device"], s["dtype"]]
 
 
 def stages_markdown(state: AppState) -> str:
@@ -74,13 +93,25 @@ def stages_markdown(state: AppState) -> str:
             ("generation", f"{q('select count(*) from candidates')} candidates"),
             ("scoring", f"{scored} scored by the active ERM model"
                         + (f", **{stale} stale** (scored by another model: rescore them)" if stale else "")),
-            ("engine (generation, scoring)", api.engine_config(p).describe())]
+            ("engine (generation, scoring)", api.engine_config(p).describe()),
+            ("device (every model)", device_line(p))]
     lines = ["| stage | status |", "| --- | --- |"] + [f"| {a} | {b} |" for a, b in rows]
     runs = p.runs()[-5:]
     if runs:
         lines += ["", "Recent runs: " + "; ".join(f"{r['stage']} {r['status']}" + (f" ({r['error']})" if r["error"] else "")
                                                   for r in runs)]
     return "\n".join(lines)
+
+
+def device_line(p) -> str:
+    from ddb_core.device import resolve_device
+
+    s = api.pipeline_settings(p)
+    try:
+        where = str(resolve_device(s["device"]))
+    except DDBError as e:
+        where = f"unavailable here ({e})"
+    return f"{s['device']} → {where}, precision {s['dtype']}"
 
 
 def _configs(state: AppState, k, ti_size, ti_steps, gen_steps, guidance, ig_steps) -> dict:

@@ -20,6 +20,7 @@ import numpy as np
 
 from ddb_core import api
 from ddb_core.errors import DDBError
+from ddb_core.igmaps import load_ig
 
 from . import plots
 from .review_view import BIG, refilter, scatter_frame, status_codes, thresholds_from
@@ -221,5 +222,5 @@ def large_view(state: AppState, nav: dict, mode: str) -> Optional[np.ndarray]:
         return plots.enlarge(plots.overlay_mask(src, mask), 2 * BIG)
     res = load_image(d["result_path"])
     if mode == "ig" and d["ig_path"]:
-        return plots.heatmap_overlay(res, np.load(d["ig_path"]), mask, 2 * BIG)
+        return plots.heatmap_overlay(res, load_ig(d["ig_path"]), mask, 2 * BIG)
     return plots.enlarge(res, 2 * BIG)

@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 
 from ddb_core.errors import DDBError
+from ddb_core.igmaps import load_ig
 
 from . import plots
 from .state import load_image
@@ -157,7 +158,7 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
     else:
         p4 = None
     if d["ig_path"]:
-        ig = np.load(d["ig_path"])
+        ig = load_ig(d["ig_path"])
         p5 = plots.heatmap_overlay(res, ig, mask, BIG)
     else:
         p5 = None

@@ -124,10 +124,12 @@ class AppState:
 
     def inpainter(self):
         """The project's inpainting model, loaded once (tokens are loaded into it as needed)."""
-        model = api.pipeline_settings(self.project())["inpaint_model"]
-        if self._inpainter is None or self._inpainter_ref != model:
-            self._inpainter = api.load_inpainter(self.project(), model)
-            self._inpainter_ref = model
+        s = api.pipeline_settings(self.project())
+        ref = (s["inpaint_model"], s["device"], s["dtype"])  # another model or device: load it again
+        if self._inpainter is None or self._inpainter_ref != ref:
+            self._inpainter = None  # the old one's memory first
+            self._inpainter = api.load_inpainter(self.project(), s["inpaint_model"])
+            self._inpainter_ref = ref
         return self._inpainter
 
     def path(self, value: str, what: str) -> str:

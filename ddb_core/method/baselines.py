@@ -52,6 +52,7 @@ def jtt_error_set(project: Project, cfg: JTTConfig, on_progress=None, cancel=Non
     """(indices into the train split of the error set, id of the identification model); the
     identification model is trained with ``cfg.train``'s seed (each JTT seed finds its own errors)."""
     from ..models import load_classifier, predict
+    from ..settings import compute_device
     from ..training import split_dataset, stored_model
 
     ident_cfg = replace(cfg.train, epochs=cfg.jtt_epochs, select_by="last", seed=cfg.train.seed)
@@ -60,7 +61,8 @@ def jtt_error_set(project: Project, cfg: JTTConfig, on_progress=None, cancel=Non
         res = train_classifier(project, ident_cfg, role="jtt-id", name=f"JTT identification ({cfg.jtt_epochs} epochs)",
                                make_active=False, on_progress=on_progress, cancel=cancel)
         m = project.model(res.model_id)
-    model, _a, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
+    model, _a, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"],
+                                    device=compute_device(project, cfg.train.device), what="jtt identification")
     ds, rows = split_dataset(project, "train", m["image_size"])
     preds = predict(model, ds).argmax(1).numpy()
     errors = [k for k, r in enumerate(rows) if preds[k] != r["label"]]
@@ -188,7 +190,8 @@ DFR_CS = (1.0, 0.7, 0.3, 0.1, 0.07, 0.03, 0.01)  # the DFR paper's grid of inver
 
 
 def run_dfr(project: Project, seeds: Sequence[int] = (0,), Cs: Sequence[float] = DFR_CS, n_fits: int = 20,
-            erm_ids: Optional[Mapping[int, int]] = None, on_progress=None, cancel=None) -> MultiSeedResult:
+            erm_ids: Optional[Mapping[int, int]] = None, on_progress=None, cancel=None,
+            device: Optional[str] = None) -> MultiSeedResult:
     """DFR^Tr_Val, as its paper does it, on the ERM model of each seed (``erm_ids``: seed → model id;
     default the active ERM model for every seed).
 
@@ -199,8 +202,12 @@ def run_dfr(project: Project, seeds: Sequence[int] = (0,), Cs: Sequence[float] =
     """
     import torch
 
+    from ..device import place
     from ..models import build_classifier, save_checkpoint
+    from ..settings import compute_device
     from ..training import evaluate_model, split_dataset
+
+    device = compute_device(project, device)
 
     if not Cs or n_fits < 1:
         raise ConfigError("DFR needs at least one C and n_fits >= 1")
@@ -211,7 +218,7 @@ def run_dfr(project: Project, seeds: Sequence[int] = (0,), Cs: Sequence[float] =
         state, erm = _erm_state(project, (erm_ids or {}).get(seed))
         model = build_classifier(erm["arch"], erm["num_classes"])
         model.load_state_dict(state)
-        model.eval()
+        model = place(model, device, what="dfr features").eval()
         ds, rows = split_dataset(project, "val", erm["image_size"])
         if not rows or any(r["attr"] is None for r in rows):
             raise ProjectError("DFR needs val samples with group labels (the spurious attribute); this project has none")
@@ -251,7 +258,7 @@ def run_dfr(project: Project, seeds: Sequence[int] = (0,), Cs: Sequence[float] =
         run_id = project.start_run("train-dfr", config)
         ckpt = project.root / "models" / f"dfr-{len(project.models()) + 1:03d}-run{run_id}.pt"
         save_checkpoint(head, ckpt, arch=erm["arch"], num_classes=erm["num_classes"], image_size=erm["image_size"])
-        reports = evaluate_model(project, head, erm["image_size"])
+        reports = evaluate_model(project, place(head, device, what="dfr evaluation").eval(), erm["image_size"])
         metrics = {s: r.to_dict() for s, r in reports.items()}
         metrics.update(C=best["C"], half_val_wga=best["half_val_wga"], tuning=tuning, uses_val_group_labels=True,
                        note="val is DFR's training data: report its test figures")

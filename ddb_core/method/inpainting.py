@@ -187,7 +187,9 @@ class Inpainter:
                 f"path with --model, or use the demo's micro model (data/models/micro-sd-inpainting)") from e
         except Exception as e:  # corrupt weight files surface as safetensors/json errors
             raise ModelError(f"cannot load the inpainting model {model!r}: {type(e).__name__}: {e}") from e
-        pipe = pipe.to(dev)
+        from ..device import place
+
+        pipe = place(pipe, dev, what="inpainting")
         return cls(pipe, str(model), model_hash(str(model)))
 
     # -- tokens ----------------------------------------------------------------------------

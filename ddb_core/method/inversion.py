@@ -162,7 +162,7 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
             x = pixels[idx].to(device, dtype)
             m = torch.from_numpy(_random_masks(rng, cfg.batch_size, res, cfg.full_mask_share)).to(device, dtype)
             with torch.no_grad():
-                latents = vae.encode(x).latent_dist.sample(generator=None) * scale
+                latents = vae.encode(x).latent_dist.sample(generator=gen) * scale  # seeded: a rerun learns the same token
                 masked = vae.encode(x * (1 - m)).latent_dist.mode() * scale
             lat_mask = F.interpolate(m, size=latents.shape[-2:], mode="nearest")
             noise = torch.randn(latents.shape, generator=gen).to(device, dtype)

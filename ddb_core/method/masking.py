@@ -222,9 +222,10 @@ class GradCamMasker:
         from pytorch_grad_cam import GradCAMPlusPlus
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+        from ..device import module_device
         from ..imaging import classifier_batch
 
-        x = classifier_batch(images, self.image_size)  # N x 3 x S x S
+        x = classifier_batch(images, self.image_size).to(module_device(self.model))  # N x 3 x S x S
         layer = self.model.layer4[-1]
         with GradCAMPlusPlus(model=self.model, target_layers=[layer]) as cam:
             maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(t)) for t in targets])  # N x S x S
@@ -240,13 +241,15 @@ class GradCamMasker:
     def mask(self, images, prompt, samples=None):
         import torch
 
+        from ..device import module_device
         from ..imaging import classifier_batch
 
         for img in images:
             _check_image(img)
         if self.target == "pred":
             with torch.no_grad():
-                targets = self.model.eval()(classifier_batch(images, self.image_size)).argmax(1).tolist()
+                x = classifier_batch(images, self.image_size).to(module_device(self.model))
+                targets = self.model.eval()(x).argmax(1).tolist()
         elif self.target == "label":
             if samples is None:
                 raise ConfigError("gradcam target 'label' needs the samples of the images")
@@ -308,7 +311,7 @@ class LangSAMMasker:
 
         Offline, missing weights raise ``WeightsUnavailableError`` naming each file and where to put it.
         """
-        from ..device import resolve_device
+        from ..device import place, resolve_device
 
         dev = resolve_device(device)
         problems = []
@@ -316,13 +319,17 @@ class LangSAMMasker:
             from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
             processor = AutoProcessor.from_pretrained(dino)
-            detector = AutoModelForZeroShotObjectDetection.from_pretrained(dino).to(dev).eval()
+            detector = place(AutoModelForZeroShotObjectDetection.from_pretrained(dino), dev, what="langsam detector").eval()
         except (OSError, ValueError) as e:
             problems.append(f"GroundingDINO {dino!r}: {type(e).__name__}: {str(e).splitlines()[0]}. Provide it as a local "
                             f"folder (config.json, model.safetensors, preprocessor_config.json, tokenizer files) and pass "
                             f"its path, or place it in the Hugging Face cache (HF_HOME) while online")
         try:
-            predictor = sam if hasattr(sam, "set_image") else sam_predictor(sam, dev)
+            if hasattr(sam, "set_image"):  # an already-built predictor goes to the same device
+                place(sam.model, dev, what="langsam sam")
+                predictor = sam
+            else:
+                predictor = sam_predictor(sam, dev)
         except WeightsUnavailableError as e:
             problems.append(str(e))
         if problems:
@@ -389,9 +396,11 @@ def sam_predictor(sam: str, device):
         raise WeightsUnavailableError(
             f"SAM checkpoint {fname} not found at {path}. Download {SAM_URL}{fname} on a machine with internet and "
             f"copy it there (DDB_SAM_DIR moves the folder), or pass its path")
+    from ..device import place
+
     model = sam_model_registry[kind]()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    return SamPredictor(model.to(device).eval())
+    return SamPredictor(place(model, device, what="langsam sam").eval())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,16 +409,17 @@ def sam_predictor(sam: str, device):
 MASKERS = ("langsam", "gradcam", "grabcut", "provided")
 
 
-def build_masker(name: str, *, project=None, **options) -> Masker:
+def build_masker(name: str, *, project=None, device: Optional[str] = None, **options) -> Masker:
     """Build a masker by name. ``project`` supplies the ERM model (gradcam) and mask paths (provided).
-    An option the backend does not take is a ``ConfigError`` naming it and the ones it does take."""
+    An option the backend does not take is a ``ConfigError`` naming it and the ones it does take.
+    ``device``: where the backend's models run (gradcam, langsam; a langsam ``device`` option wins)."""
     if name in _BACKEND_OPTIONS:
         accepted = _BACKEND_OPTIONS[name]()
         unknown = sorted(set(options) - accepted)
         if unknown:
             raise ConfigError(f"{name} masker: unknown option(s) {', '.join(unknown)}; it takes "
                               f"{', '.join(sorted(accepted))}")
-    return _build(name, project, options)
+    return _build(name, project, options, device or "auto")
 
 
 def _params(fn, skip=("self",)) -> set[str]:
@@ -428,7 +438,7 @@ _BACKEND_OPTIONS = {
 }
 
 
-def _build(name: str, project, options: dict) -> Masker:
+def _build(name: str, project, options: dict, device: str = "auto") -> Masker:
     if name == "grabcut":
         return GrabCutMasker(**options)
     if name == "provided":
@@ -441,8 +451,9 @@ def _build(name: str, project, options: dict) -> Masker:
         from ..models import load_classifier
 
         erm = project.active_erm()
-        model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])
+        model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"],
+                                      device=device, what="gradcam masker")
         return GradCamMasker(model, erm["image_size"], **options)
     if name == "langsam":
-        return LangSAMMasker.load(**options)
+        return LangSAMMasker.load(**{"device": device, **options})
     raise ConfigError(f"unknown masker {name!r}; choose one of {', '.join(MASKERS)}")

@@ -100,8 +100,10 @@ def _quotas(sizes: dict[int, int], n_total: int) -> dict[int, int]:
     return q
 
 
-def select_scgs(project: Project, cfg: SCGSConfig = SCGSConfig()) -> dict:
-    """Misclassified → k-means → Gaussian sampling, per class; replaces earlier SCGS selections."""
+def select_scgs(project: Project, cfg: SCGSConfig = SCGSConfig(), device: Optional[str] = None) -> dict:
+    """Misclassified → k-means → Gaussian sampling, per class; replaces earlier SCGS selections.
+    ``device``: where the ERM model computes the features (default: the project's device setting)."""
+    from ..settings import compute_device
     from sklearn.cluster import KMeans
 
     from ..models import load_classifier
@@ -109,7 +111,8 @@ def select_scgs(project: Project, cfg: SCGSConfig = SCGSConfig()) -> dict:
     from ..training import split_dataset
 
     erm = project.active_erm()
-    model, _a, _n = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"])
+    model, _a, _n = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"],
+                                    device=compute_device(project, device), what="scgs features")
     rows = project.samples("train", "id, label, erm_pred, erm_loss, erm_model_id")
     if any(r["erm_model_id"] != erm["id"] for r in rows):
         raise ProjectError("the training samples are not scored by the active ERM model: re-run `ddb erm train` or `ddb erm load`")
@@ -155,11 +158,13 @@ class _Subset:
         return self.ds[self.idx[k]]
 
 
-def scgs_masker(project: Project, cfg: SCGSConfig = SCGSConfig()):
+def scgs_masker(project: Project, cfg: SCGSConfig = SCGSConfig(), device: Optional[str] = None):
     """Grad-CAM++ of the ERM model for its prediction; the high region kept (SCGS convention)."""
+    from ..settings import compute_device
     from .masking import build_masker
 
-    return build_masker("gradcam", project=project, threshold=cfg.cam_threshold, target="pred", keep_high=True)
+    return build_masker("gradcam", project=project, device=compute_device(project, device), threshold=cfg.cam_threshold,
+                        target="pred", keep_high=True)
 
 
 def variants_per_class(project: Project, cfg: SCGSConfig) -> dict[int, int]:
@@ -181,7 +186,7 @@ def generate_scgs(project: Project, inpainter, cfg: SCGSConfig = SCGSConfig(), i
     from ..generation import GenerationConfig, generate
     from .inpainting import InpaintConfig
 
-    masker = scgs_masker(project, cfg)
+    masker = scgs_masker(project, cfg, device=(inpaint or InpaintConfig()).device)
     summary = {}
     for label, v in variants_per_class(project, cfg).items():
         if v == 0:

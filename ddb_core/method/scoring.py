@@ -20,6 +20,13 @@ kept) for display next to the source.
 Memory is bounded: integrated gradients runs ``internal_batch_size`` rows (images × path steps)
 per forward and backward pass, by default as many as ``ig_rows`` allows at the classifier's input
 size (64 rows at 64 px, 16 at 224 px).
+
+Device and precision: the images go to the classifier's device. On CUDA with ``half`` (the default
+there), the classifier's forward runs under ``torch.autocast(float16)``: convolutions and matrix
+products in float16, while batch norm, softmax and reductions stay float32 (autocast's own policy).
+Everything integrated gradients adds up stays float32: the baseline, the input and every point of
+the path are float32 leaves, so their gradients, the Riemann sum over the 50 steps, ρ and ψ are all
+float32. On the CPU everything is float32.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from ..device import module_device
 from ..errors import ConfigError
 from ..imaging import classifier_view, normalize
 
@@ -76,9 +84,11 @@ def _to_source_size(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def score_candidates(model: Callable, sources: Sequence[np.ndarray], generated: Sequence[np.ndarray],
                      masks: Sequence[np.ndarray], source_labels: list[int], target_labels: list[int], image_size: int,
-                     n_steps: int = 50, internal_batch_size: Optional[int] = None) -> list[CandidateScore]:
+                     n_steps: int = 50, internal_batch_size: Optional[int] = None,
+                     half: bool = False) -> list[CandidateScore]:
     """ψ, ρ and the IG map of each candidate. ``model`` is any callable returning logits; images are
-    HWC uint8 of any sizes (each candidate the size of its source), masks HW uint8 (255 = repainted)."""
+    HWC uint8 of any sizes (each candidate the size of its source), masks HW uint8 (255 = repainted).
+    ``half``: the classifier's forward under float16 autocast, on CUDA only (see the module's note)."""
     import torch
     from captum.attr import IntegratedGradients
 
@@ -91,16 +101,24 @@ def score_candidates(model: Callable, sources: Sequence[np.ndarray], generated: 
     rows = internal_batch_size or ig_rows(image_size)
     if rows < 1:
         raise ConfigError(f"internal_batch_size must be >= 1, got {internal_batch_size}")
+    dev = module_device(model)
     x, m = views(sources, image_size, masks)  # N x 3 x S x S (baseline), N x 1 x S x S
     xp = views(generated, image_size)  # N x 3 x S x S (input)
+    x, m, xp = x.to(dev), m.to(dev), xp.to(dev)
+    forward = model
+    if half and dev.type == "cuda":
+        def forward(inputs):  # float16 inside the model only; logits back as float32
+            with torch.autocast("cuda", dtype=torch.float16):
+                return model(inputs).float()
     with torch.no_grad():
-        p_src = model(x).float().softmax(1)
-        p_gen = model(xp).float().softmax(1)
-    ig = IntegratedGradients(model)
-    attributions, delta = ig.attribute(xp, baselines=x, target=torch.tensor(target_labels), n_steps=n_steps,
+        p_src = forward(x).float().softmax(1).cpu()
+        p_gen = forward(xp).float().softmax(1).cpu()
+    ig = IntegratedGradients(forward)
+    attributions, delta = ig.attribute(xp, baselines=x, target=torch.tensor(target_labels, device=dev), n_steps=n_steps,
                                        internal_batch_size=rows, return_convergence_delta=True)
     per_pixel = attributions.detach().float().sum(1)  # N x S x S, channels summed
-    rho = (per_pixel * m[:, 0]).sum((1, 2))  # Eq. 5: sum over pixels inside the mask
+    rho = (per_pixel * m[:, 0]).sum((1, 2)).cpu()  # Eq. 5: sum over pixels inside the mask
+    per_pixel, delta = per_pixel.cpu(), delta.float().cpu()
     return [CandidateScore(psi=float(p_gen[k, source_labels[k]]), rho=float(rho[k]), ig_delta=float(delta[k]),
                            probs_source=p_src[k].tolist(), probs_generated=p_gen[k].tolist(),
                            ig_map=_to_source_size(per_pixel[k].numpy(), sources[k].shape[:2]))

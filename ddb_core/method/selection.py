@@ -124,10 +124,23 @@ def select(project: Project, cfg: SelectionConfig = SelectionConfig()) -> Select
 
 
 def selected(project: Project, purpose: str, label: int) -> list[dict]:
-    """Selected samples of one class (with path and label), in rank order."""
-    return list(project.db.query(
-        "select s.*, sel.rank, sel.loss as selection_loss from selections sel join samples s on s.id = sel.sample_id "
+    """Selected samples of one class (with path and label), in rank order.
+
+    A selection belongs to the ERM model that made it (D_i is its lowest-loss images, SCGS's its
+    misclassified ones): after the active ERM model changed, using it would generate from another
+    model's choice while the provenance names the new one, so that is an error naming the command."""
+    rows = list(project.db.query(
+        "select s.*, sel.rank, sel.loss as selection_loss, sel.erm_model_id as selection_model_id "
+        "from selections sel join samples s on s.id = sel.sample_id "
         "where sel.purpose = ? and sel.label = ? order by sel.rank", [purpose, label]))
+    active = project.active_erm_id
+    stale = {r["selection_model_id"] for r in rows} - {active}
+    if stale:
+        again = "ddb scgs select" if purpose == "scgs" else "ddb select"
+        raise ProjectError(f"the {purpose} selection of class {label} was made by ERM model "
+                           f"{', '.join(map(str, sorted(stale, key=str)))}, but the active ERM model is {active}: "
+                           f"run `{again}` again so that it is this model's choice")
+    return rows
 
 
 def class_softmax_means(project: Project, required: bool = True) -> dict[int, float]:
