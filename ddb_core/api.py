@@ -16,7 +16,7 @@ from .demo.data import DemoDataConfig, generate_demo_dataset
 from .errors import ProjectError
 from .evaluation import GroupReport
 from .progress import CancelToken, ProgressFn
-from .settings import (PIPELINE_DEFAULTS, engine_config, load_inpainter, load_masker, pipeline_settings,  # noqa: F401 (the facade's names)
+from .settings import (PIPELINE_DEFAULTS, compute_device, engine_config, load_inpainter, load_masker, pipeline_settings,  # noqa: F401 (the facade's names)
                        set_pipeline_settings)
 from .store import Project
 from .training import TrainConfig, TrainResult, load_erm_checkpoint, model_reports, train_classifier

@@ -38,14 +38,21 @@ def check_dtype_name(name) -> str:
     return name
 
 
+def cuda_available() -> bool:
+    """Whether ``auto`` means CUDA (one function, so that a test can make it answer True on a CPU)."""
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def resolve_device(name: str = "auto"):
     """``auto`` → CUDA when available, else CPU. An explicit ``cuda`` without a GPU is an error."""
     import torch
 
     check_device_name(name)
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        return torch.device("cuda" if cuda_available() else "cpu")
+    if name.startswith("cuda") and not cuda_available():
         raise ConfigError(f"device {name!r} was asked for, but no CUDA device is available here")
     return torch.device(name)
 

@@ -355,8 +355,11 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
                 real = torch.multinomial(weights, n_train, replacement=True, generator=gen)
                 order = torch.cat([real, torch.arange(n_train, n_train + n_gen)])
                 order = order[torch.randperm(len(order), generator=gen)].tolist()
-                return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=order, num_workers=0)
-            return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=RandomSampler(train_ds, generator=gen), num_workers=0)
+                return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=order, num_workers=0,
+                                  drop_last=len(order) % cfg.batch_size == 1)
+            # A last batch of one sample cannot train batch norm (it raises): drop only that one.
+            return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=RandomSampler(train_ds, generator=gen),
+                              num_workers=0, drop_last=len(train_ds) % cfg.batch_size == 1)
 
         # 5. Epochs, with ``evals_per_epoch`` val checks each (the last at the epoch's end).
         steps_per_epoch = len(make_loader(torch.Generator().manual_seed(0)))
