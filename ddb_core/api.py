@@ -129,7 +129,8 @@ def status(project: Project) -> dict:
     out = {"project": str(project.root), "name": meta.get("name"), "dataset_format": meta.get("dataset_format"),
            "dataset_root": meta.get("dataset_root"), "class_names": meta.get("class_names"),
            "attr_names": meta.get("attr_names"), "samples": {}, "groups": {}, "active_erm_model": meta.get("active_erm_model"),
-           "models": [], "runs": []}
+           "models": [], "runs": [],
+           "device": {k: pipeline_settings(project)[k] for k in ("device", "dtype")} if meta.get("class_names") else None}
     if meta.get("class_names"):
         from .datasets import group_name
 

@@ -212,6 +212,15 @@ def _print_status(st: dict) -> None:
         groups = ", ".join(f"{g}={c}" for g, c in st["groups"][split].items())
         print(f"  {split}: {n} samples" + (f" ({groups})" if groups else ""))
     print(f"  active ERM model: {st['active_erm_model'] if st['active_erm_model'] is not None else 'none'}")
+    if st.get("device"):
+        from .device import resolve_device
+        from .errors import ConfigError
+
+        try:
+            where = str(resolve_device(st["device"]["device"]))
+        except ConfigError as e:
+            where = f"unavailable here: {e}"
+        print(f"  device of every model: {st['device']['device']} ({where}), precision {st['device']['dtype']}")
     c = st.get("candidates")
     if c and c["total"]:
         print(f"  candidates: {c['total']}, {c['scored']} scored by the active ERM model")
@@ -1133,6 +1142,25 @@ def _bench_ray(a, progress):
                     json_path=None if a.no_docs else Path("docs/bench/ray.json"), on_progress=progress)
     progress.close()
     print(ray_markdown(res))
+    return 0
+
+
+def _fullscale_args(p):
+    p.add_argument("--workdir", default="projects/bench/fullscale",
+                   help="where the models (built once, about 9 GB) and the project go (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="keep the stages a killed run finished and run the rest")
+    p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/ and README.md")
+
+
+@command("bench fullscale", "the full-size path end to end (SD2-inpainting at 512, ResNet-50 at 224, GroundingDINO base + "
+         "SAM ViT-H, random weights of the real sizes): seconds, memory and bytes per candidate", _fullscale_args)
+def _bench_fullscale(a, progress):
+    from .bench.docs import DOC
+    from .bench.fullscale import bench_fullscale, fullscale_markdown
+
+    res = bench_fullscale(a.workdir, doc=None if a.no_docs else DOC,
+                          json_path=None if a.no_docs else Path("docs/bench/fullscale.json"), resume=a.resume)
+    print(fullscale_markdown(res))
     return 0
 
 

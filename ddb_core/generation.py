@@ -6,6 +6,7 @@ rows of ``masks``, ``tokens`` and ``candidates`` and their files under the proje
     masks/<backend>-<params hash>/<sample id>.png       255 = repaint
     tokens/<token>.safetensors                         diffusers textual-inversion format
     candidates/<i>-<j>/<candidate key>.png             the generated image x'
+    thumbs/candidates/<i>-<j>/<candidate key>.jpg      its gallery thumbnail (``thumbnails``)
     ig/<candidate id>.npz                              the IG map (channels summed), compact (``igmaps``)
 
 Every unit is written atomically: files first (temporary name, then rename), then its DB rows in
@@ -35,6 +36,7 @@ from .method.masking import Masker, MaskResult, params_hash
 from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 from .method.selection import selected
 from .store import Project, file_sha256, now
+from .thumbnails import write_thumbnail
 from .engines import EngineConfig
 from .work import inpaint_batch, score_batch
 
@@ -248,6 +250,7 @@ def generate(project: Project, inpainter: Optional[Inpainter], masker: Masker,
             s, key = it["source"], it["key"]
             path = project.root / "candidates" / f"{i}-{j}" / f"{key.replace(':', '_').replace('->', '-')}.png"
             _write_png(path, out)
+            write_thumbnail(project, _rel(project, path), out)
             m = masks[s["id"]]
             rows.append({
                 "key": key, "method": cfg.method, "source_id": s["id"], "source_label": i, "target_label": j,
@@ -421,6 +424,7 @@ def regenerate_with_mask(project: Project, candidate_id: int, mask: np.ndarray, 
     key = candidate_key(c["method"], c["source_id"], c["source_label"], c["target_label"], f"manual-{ph}")
     out_path = project.root / "candidates" / f"{c['source_label']}-{c['target_label']}" / f"{key.replace(':', '_').replace('->', '-')}.png"
     _write_png(out_path, out)
+    write_thumbnail(project, _rel(project, out_path), out)
     with project.write():
         project.db.execute("delete from candidates where key = ?", [key])
         new_id = project.db["candidates"].insert({

@@ -115,6 +115,25 @@ def test_ray_makes_the_same_pixels_and_scores_as_the_local_engine(template, tmp_
     assert len(_candidates(remote)) == len(cl)
 
 
+def test_an_unreadable_input_is_the_same_plain_error_on_ray(template, tmp_path, ray_local):
+    """A mask file gone missing: the local engine's DatasetError, not a RayTaskError, on Ray too."""
+    from ddb_core.errors import DatasetError
+    from ddb_core.generation import compute_selected_masks
+
+    model = str(template[1])
+    errors = {}
+    for name, engine, inp in (("local", None, Inpainter.load(model)), ("ray", RAY, None)):
+        p = _copy(template, tmp_path, name)
+        masker = ProvidedMasker(p.dataset_path)
+        compute_selected_masks(p, masker)
+        first = p.db.execute("select path from masks where status = 'ok' order by sample_id limit 1").fetchone()[0]
+        p.project_path(first).unlink()
+        with pytest.raises(DatasetError) as e:
+            generate(p, inp, masker, inpaint=InpaintConfig(model=model, steps=2, guidance=2.0, batch_size=2), engine=engine)
+        errors[name] = (type(e.value), str(e.value).replace(str(p.root.resolve()), "PROJECT"))
+    assert errors["local"] == errors["ray"] and "cannot read mask" in errors["ray"][1]
+
+
 def _actor_pids() -> set[int]:
     out = subprocess.run(["pgrep", "-f", "InpaintActor"], capture_output=True, text=True).stdout.split()
     return {int(p) for p in out} - {os.getpid()}

@@ -12,6 +12,7 @@ import numpy as np
 
 from ddb_core.errors import DDBError
 from ddb_core.igmaps import load_ig
+from ddb_core.thumbnails import SIDE as THUMB_SIDE, thumbnail
 
 from . import plots
 from .state import load_image
@@ -138,7 +139,7 @@ def gallery_items(index, ids, page: int):
             mark = "✔ accepted" if manual == 1 else "✘ rejected"
         else:
             mark = "kept" if index.kept_one(k) else "pruned"
-        items.append((plots.enlarge(load_image(str(index.project.project_path(paths[cid]))), 96), f"#{cid} {mark}"))
+        items.append((plots.enlarge(thumbnail(index.project, paths[cid]), THUMB_SIDE), f"#{cid} {mark}"))
     return items, f"page {page + 1} of {pages} — {len(ids)} candidates"
 
 
