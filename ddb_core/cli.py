@@ -247,7 +247,12 @@ def _print_pruning(project, th: dict, counts: dict) -> None:
     fmt = lambda v: "not set (no scored candidate)" if v is None else f"{v:.4f}"
     for i, name in enumerate(names):
         default = (th.get("P_default") or {}).get("ddb", {}).get(i)
-        how = f" (default: {default['quantile']:.0%} quantile of the rho of {default['n']} DDB candidates)" if default else ""
+        how = ""
+        if default and default.get("provisional"):
+            how = (f" (default from {default['n']} of {default['of']} scored DDB candidates: it follows the scores "
+                   f"until every one is scored)")
+        elif default:
+            how = f" (default: {default['quantile']:.0%} quantile of the rho of {default['n']} DDB candidates)"
         print(f"Psi[{name}] = {fmt(th['Psi'].get(i))}   P[{name}] = {fmt(th['P'].get(i))}{how}")
     stale = stale_scores(project)
     if stale:

@@ -115,12 +115,18 @@ def thresholds(project: Project) -> dict:
                            f"`ddb select` (the app: Pipeline → 1. Select), which computes it from the model's softmax")
     methods = sorted({r[0] for r in project.db.execute("select distinct method from candidates")} | {"ddb"})
     todo = [(m, c) for m in methods for c in range(n) if str(c) not in (entry["P"].get(m) or {})]
-    new = {}
+    new, provisional = {}, {}
     for m, c in todo:
         rhos = [r[0] for r in project.db.execute(
             f"select c.rho from candidates c where c.method = ? and c.target_label = ? and {FRESH}", [m, c, mid])]
-        if rhos:
+        if not rhos:
+            continue
+        total = project.db.execute("select count(*) from candidates where method = ? and target_label = ?",
+                                   [m, c]).fetchone()[0]
+        if len(rhos) >= total:  # every candidate of the class scored: the default is fixed from now on
             new[(m, c)] = (suggest_P(rhos), len(rhos))
+        else:  # scoring under way: the default follows the scores as they come, and is not stored yet
+            provisional[(m, c)] = (suggest_P(rhos), len(rhos), total)
     if new:  # computed once, from the candidates scored now, and stored (unless another writer got there first)
         with project.write():
             raw = _all_stored(project)
@@ -132,6 +138,9 @@ def thresholds(project: Project) -> dict:
             project.set_meta("thresholds", raw)
     P_method = {m: {int(k): float(v) for k, v in (entry["P"].get(m) or {}).items()} for m in methods}
     defaults = {m: {int(c): d for c, d in v.items()} for m, v in entry["P_default"].items()}
+    for (m, c), (value, count, total) in provisional.items():
+        P_method.setdefault(m, {})[c] = value
+        defaults.setdefault(m, {})[c] = {"n": count, "of": total, "quantile": DEFAULT_P_QUANTILE, "provisional": True}
     return {"Psi": Psi, "P": P_method.get("ddb", {}), "P_method": P_method, "P_default": defaults, "erm_model_id": mid}
 
 
@@ -245,10 +254,12 @@ def decisions(project: Project, where: str = "1=1", args: Optional[list] = None,
     P = np.array([(P_of.get(r["method"]) or {}).get(r["target_label"], np.nan) for r in rows])
     keep = auto_keep(psi, rho, Psi, P)
     prune_on = pruned_methods(project)
-    keep = np.array([k if prune_on.get(r["method"], True) else True for k, r in zip(keep, rows)], dtype=bool)
     out = []
     for r, k, scored in zip(rows, keep, fresh):
-        auto = bool(k) if scored else None
+        if not prune_on.get(r["method"], True):  # a method that does not prune (SCGS) keeps its candidates,
+            auto = True  # scored or not (unscored, or stale after an ERM change)
+        else:
+            auto = bool(k) if scored else None
         manual = r["decision"]
         out.append(Decision(r["id"], auto, manual, manual == "accept" if manual else bool(auto)))
     return out

@@ -41,6 +41,9 @@ from .engines import EngineConfig
 from .work import inpaint_batch, score_batch
 
 
+MAX_BOXES_KEPT = 10  # detection boxes stored with a mask (best first)
+
+
 def _write_png(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -106,7 +109,10 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
                 path = folder / f"{s['id']}.png"
                 _write_png(path, res.mask)
             rows.append({"sample_id": s["id"], "backend": masker.name, "params_hash": ph,
-                         "params": json.dumps({**params, "boxes": res.boxes, "detail": res.detail}),
+                         # the best boxes (a detector with a low threshold returns hundreds; each candidate's
+                         # provenance copies these), and how many there were
+                         "params": json.dumps({**params, "boxes": res.boxes[:MAX_BOXES_KEPT], "n_boxes": len(res.boxes),
+                                               "detail": res.detail}),
                          "status": res.status, "score": res.score, "area": res.area,
                          "path": _rel(project, path) if path else None, "created_at": now()})
         with project.write():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import itertools
 import json
+import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -25,6 +26,7 @@ from .store import Project
 STATUSES = ("all", "auto-kept", "auto-pruned", "accepted", "rejected", "unscored", "stale")
 SORTS = ("id", "rho", "-rho", "psi", "-psi", "detection", "-detection")
 MANUAL_CODE = {None: 0, "accept": 1, "reject": 2}
+HIST_BINS = 40  # bars of the ψ and ρ histograms
 
 
 @dataclass
@@ -89,30 +91,20 @@ class ReviewIndex:
         self.reload()
 
     def reload(self) -> None:
-        """Read every candidate into arrays: one pass over ``candidates`` in id order (no join: the
-        masks' detection scores and the manual decisions are small tables looked up by position), so
-        that a million candidates open in seconds."""
+        """Read every candidate into arrays, in one snapshot of the database: the four numbers per row that
+        the screen needs from the arrays kept on disk when no candidate changed since they were written
+        (``candidate_version``, which every change advances), else one pass over ``candidates`` in id
+        order (no join: the masks' detection scores and the manual decisions are small tables looked up
+        by position), then kept for the next opening. A million candidates open in about a second."""
+        with self.project.read():  # the arrays, the other methods, the stale scores and the decisions: one snapshot
+            self._read_candidates()
+        self._derive()
+
+    def _read_candidates(self) -> None:
         db = self.project.db
         mid = self.project.active_erm_id
         methods = sorted({r[0] for r in db.execute("select distinct method from candidates")} | {"ddb"})
-        # one pass, five numbers a row (the cost of reading a million rows grows with their columns): id, source
-        # and target packed into one integer, ψ, ρ and the mask id; the rare rows of another method than DDB's
-        # and the scores of another model than the active one (stale) come from two small queries after it
-        cursor = db.execute("select id, source_label + (target_label << 16), coalesce(psi, ?), coalesce(rho, ?) "
-                            "from candidates order by id", [_NULL, _NULL])
-        chunks = []
-        gc_was_on = gc.isenabled()
-        gc.disable()  # a million row tuples would trigger many needless collections
-        try:
-            while True:
-                rows = cursor.fetchmany(100_000)
-                if not rows:
-                    break
-                chunks.append(np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=4 * len(rows)))
-        finally:
-            if gc_was_on:
-                gc.enable()
-        a = np.concatenate(chunks).reshape(-1, 4) if chunks else np.zeros((0, 4))
+        a = self._read_arrays(db)
         n = len(a)
         self.ids = a[:, 0].astype(np.int64)
         self.pos = Positions(self.ids)
@@ -144,6 +136,9 @@ class ReviewIndex:
             codes = np.array([MANUAL_CODE[r[1]] for r in manual], np.int8)
             at, found = self.pos.lookup(ids)
             self.manual[at[found]] = codes[found]
+
+    def _derive(self) -> None:
+        n, methods = len(self.ids), self.method_names
         self.n_classes = len(self.project.class_names)
         pairs = np.unique(self.src * 1_000_003 + self.tgt) if n else np.zeros(0, np.int64)
         self.directions = [(int(v // 1_000_003), int(v % 1_000_003)) for v in pairs]
@@ -162,8 +157,48 @@ class ReviewIndex:
         self.Psi = {int(k): float(v) for k, v in th["Psi"].items()}
         self.P = {int(k): float(v) for k, v in th["P"].items()}  # DDB's, the sliders'
         self.P_method = {m: {int(k): float(v) for k, v in d.items()} for m, d in (th.get("P_method") or {}).items()}
+        self.P_default = th.get("P_default") or {}
         for i, j in self.directions:  # the plots' first draw of each direction is as quick as the next ones
             self.view(f"{i}->{j}")
+
+    def _read_arrays(self, db) -> np.ndarray:
+        """N x 4: id, source + (target << 16), ψ, ρ (``_NULL`` for SQL NULL), in id order."""
+        version = db.execute("select v from candidate_version").fetchone()[0]
+        n, top = db.execute("select count(*), coalesce(max(id), 0) from candidates").fetchone()
+        stamp = np.array([version, n, top], np.int64)
+        cache = self.project.root / "cache" / "review-arrays.npz"
+        try:
+            with np.load(cache) as z:
+                if np.array_equal(z["stamp"], stamp):
+                    return z["a"]
+        except (OSError, KeyError, ValueError):
+            pass  # missing, unreadable or of another shape: read the database
+        # one pass, four numbers a row (the cost of reading a million rows grows with their columns): id, source
+        # and target packed into one integer, ψ and ρ; the rare rows of another method than DDB's and the scores
+        # of another model than the active one (stale) come from two small queries after it
+        cursor = db.execute("select id, source_label + (target_label << 16), coalesce(psi, ?), coalesce(rho, ?) "
+                            "from candidates order by id", [_NULL, _NULL])
+        chunks = []
+        gc_was_on = gc.isenabled()
+        gc.disable()  # a million row tuples would trigger many needless collections
+        try:
+            while True:
+                rows = cursor.fetchmany(100_000)
+                if not rows:
+                    break
+                chunks.append(np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=4 * len(rows)))
+        finally:
+            if gc_was_on:
+                gc.enable()
+        a = np.concatenate(chunks).reshape(-1, 4) if chunks else np.zeros((0, 4))
+        try:  # kept for the next opening (a failure to write it only costs that opening the read)
+            cache.parent.mkdir(exist_ok=True)
+            tmp = cache.with_name(f"review-arrays.{os.getpid()}.tmp.npz")
+            np.savez(tmp, a=a, stamp=stamp)
+            os.replace(tmp, cache)
+        except OSError:
+            pass
+        return a
 
     @property
     def det(self) -> np.ndarray:
@@ -199,8 +234,12 @@ class ReviewIndex:
             rr = tuple(float(v) for v in np.percentile(rho[ok], [0.5, 99.5])) if ok.any() else (0.0, 1.0)
             if rr[1] <= rr[0]:
                 rr = (rr[0], rr[0] + 1.0)
+            # the histograms' bars do not move with the thresholds either (only their lines do)
+            psi_hist = np.histogram(psi[np.isfinite(psi)], bins=HIST_BINS, range=(0.0, 1.0))
+            rho_hist = np.histogram(rho[np.isfinite(rho)], bins=HIST_BINS, range=rr)
             self._view_cache[direction] = {"pos": pos, "psi": psi, "lpsi": lpsi, "rho": rho, "lpsi_range": lr,
-                                           "rho_range": rr}
+                                           "rho_range": rr, "psi_hist": psi_hist, "rho_hist": rho_hist,
+                                           "pixels": {}}
         return self._view_cache[direction]
 
     def _p_table(self, P: dict) -> np.ndarray:
@@ -230,7 +269,7 @@ class ReviewIndex:
             return self._auto_memo[1]
         psi_t = np.array([Psi.get(c, np.nan) for c in range(self.n_classes)])[self.src]
         p_t = self._p_table(P)[self.method, self.tgt]
-        keep = auto_keep(self.psi, self.rho, psi_t, p_t) | (self.unpruned & self.scored)
+        keep = auto_keep(self.psi, self.rho, psi_t, p_t) | self.unpruned  # a method that does not prune keeps all
         keep.setflags(write=False)
         self._auto_memo = (key, keep)
         return keep
@@ -242,10 +281,10 @@ class ReviewIndex:
 
     def _auto_one(self, k: int) -> Optional[bool]:
         """Automatic decision at position ``k`` at the current thresholds (None: not scored)."""
+        if self.unpruned[k]:  # its method does not prune: kept, scored or not
+            return True
         if not self.scored[k]:
             return None
-        if self.unpruned[k]:
-            return True
         p = self._p_table(self.P)[self.method[k], self.tgt[k]]
         return bool(self.psi[k] < self.Psi.get(int(self.src[k]), np.nan) and self.rho[k] > p)
 
@@ -297,6 +336,7 @@ class ReviewIndex:
         self.Psi = {int(k): float(v) for k, v in th["Psi"].items()}
         self.P = {int(k): float(v) for k, v in th["P"].items()}
         self.P_method = {m: {int(k): float(v) for k, v in d.items()} for m, d in (th.get("P_method") or {}).items()}
+        self.P_default = th.get("P_default") or {}
         self.problem = None
 
     # -- gallery ---------------------------------------------------------------------------

@@ -260,6 +260,17 @@ def m007_map(db: sqlite_utils.Database) -> None:
     db["candidates"].create_index(["method", "source_label", "target_label"], if_not_exists=True)
 
 
+@migrations()
+def m008_candidate_version(db: sqlite_utils.Database) -> None:
+    # Version 8: a counter that every change to ``candidates`` advances (triggers, whoever writes), so
+    # that the review model can keep its arrays on disk and know exactly when they are out of date.
+    db.execute("create table if not exists candidate_version (v integer not null)")
+    db.execute("insert into candidate_version (v) select 0 where not exists (select 1 from candidate_version)")
+    for op in ("insert", "update", "delete"):
+        db.execute(f"create trigger if not exists candidates_{op}_version after {op} on candidates "
+                   f"begin update candidate_version set v = v + 1; end")
+
+
 _HOST = socket.gethostname()
 
 
@@ -367,6 +378,21 @@ class Project:
             raise
         else:
             db.conn.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def read(self):
+        """A read transaction: every query inside sees one snapshot of the database (WAL), whatever
+        other connections commit meanwhile. Inside a transaction already, it is that one."""
+        db = self.db
+        if db.conn.in_transaction:
+            yield db
+            return
+        db.conn.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            if db.conn.in_transaction:
+                db.conn.execute("COMMIT")
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)

@@ -138,3 +138,29 @@ def test_the_fullscale_report_states_every_figure():
     for text in ("866M", "0.04", "76.00", "3.00 GiB", "40.0 KB", "500x375", "5.00 s per step"):
         assert text in md, text
     json.dumps(res)
+
+
+def test_the_review_model_keeps_its_arrays_and_never_shows_stale_ones(candidates_project):
+    """The arrays are kept on disk for the next opening, and any change to a candidate (by any
+    connection: the triggers count it) makes the next opening read the database again."""
+    from ddb_core.review import ReviewIndex
+    from ddb_core.store import Project
+
+    p = candidates_project
+    first = ReviewIndex(p)
+    cache = p.root / "cache" / "review-arrays.npz"
+    assert cache.is_file()
+    mtime = cache.stat().st_mtime_ns
+    again = ReviewIndex(Project.open(p.root))
+    assert cache.stat().st_mtime_ns == mtime and np.array_equal(again.psi, first.psi, equal_nan=True)
+    other = Project.open(p.root)  # another connection changes one score
+    cid = int(first.ids[0])
+    other.db.execute("update candidates set psi = 0.123 where id = ?", [cid])
+    other.db.conn.commit()
+    changed = ReviewIndex(p)
+    assert changed.psi[changed.pos[cid]] == pytest.approx(0.123)
+    assert cache.stat().st_mtime_ns != mtime  # read again and kept again
+    other.db.execute("delete from candidates where id = ?", [cid])
+    other.db.conn.commit()
+    assert cid not in ReviewIndex(p).pos
+

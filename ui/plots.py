@@ -207,17 +207,28 @@ def psi_rho_frame(psi: np.ndarray, rho: np.ndarray, psi_line: Optional[float], r
                      float(rho_range[1]), w, h)
 
 
-def coded_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: Sequence, frame: PlotFrame,
-                 order: Optional[Sequence[int]] = None) -> Image.Image:
-    """Like ``raster`` for points that carry a code (0..len(colours)-1) each: one counting pass for
-    every code at once, the codes drawn in ``order``."""
-    ok = np.isfinite(x) & np.isfinite(y) & (codes >= 0)
+def point_pixels(x: np.ndarray, y: np.ndarray, frame: PlotFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(which points are drawn, the flat pixel index of each drawn one) in ``frame``: what ``coded_raster``
+    needs of the points' positions, which a caller may keep while only the codes change."""
+    ok = np.isfinite(x) & np.isfinite(y)
     cx, cy = frame.pixels(x[ok], y[ok])
+    return ok, (cy * frame.width + cx).astype(np.int64)
+
+
+def coded_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: Sequence, frame: PlotFrame,
+                 order: Optional[Sequence[int]] = None,
+                 pixels: Optional[tuple[np.ndarray, np.ndarray]] = None) -> Image.Image:
+    """Like ``raster`` for points that carry a code (0..len(colours)-1) each: one counting pass for
+    every code at once, the codes drawn in ``order``. ``pixels``: ``point_pixels`` of x, y, when kept."""
+    ok, flat = pixels if pixels is not None else point_pixels(x, y, frame)
+    c = np.asarray(codes)[ok].astype(np.int64)
+    good = c >= 0
     k = len(colours)
     size = frame.width * frame.height
-    cnt = np.bincount(codes[ok].astype(np.int64) * size + cy * frame.width + cx, minlength=k * size)
+    cnt = np.bincount(c[good] * size + flat[good], minlength=k * size)
     cnt = cnt.reshape(k, frame.height, frame.width)
-    r = 2 if ok.sum() < 5_000 else 1 if ok.sum() < 50_000 else 0
+    n_drawn = int(good.sum())
+    r = 2 if n_drawn < 5_000 else 1 if n_drawn < 50_000 else 0
     im = np.full((frame.image_h, frame.image_w, 3), BG, np.float32)
     region = im[frame.top:frame.top + frame.height, frame.left:frame.left + frame.width]
     for code in (order if order is not None else range(k)):
@@ -235,15 +246,27 @@ def coded_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: Seque
 def psi_rho_scatter(psi: np.ndarray, rho: np.ndarray, status: np.ndarray, psi_line: Optional[float],
                     rho_line: Optional[float], rho_range: tuple[float, float], title: str = "",
                     w: int = 640, h: int = 380, lpsi: Optional[np.ndarray] = None,
-                    lpsi_range: Optional[tuple[float, float]] = None) -> tuple[np.ndarray, PlotFrame]:
+                    lpsi_range: Optional[tuple[float, float]] = None,
+                    pixel_cache: Optional[dict] = None) -> tuple[np.ndarray, PlotFrame]:
     """ψ (x, on a logit scale, so that values near 1 spread out) against ρ (y) as a density raster
     coloured by decision, with the Ψ and P lines; returns the image and its ``PlotFrame``. ``lpsi`` and
     ``lpsi_range`` (logit ψ and its percentile range) may be passed when already known.
 
-    ``status``: 0 auto-pruned, 1 auto-kept, 2 manually accepted, 3 manually rejected."""
+    ``status``: 0 auto-pruned, 1 auto-kept, 2 manually accepted, 3 manually rejected. ``pixel_cache``: a
+    dict kept with the points, where their pixels in each frame are remembered (a threshold move changes
+    the colours, rarely the frame)."""
     lx = logit(psi) if lpsi is None else lpsi
     frame = psi_rho_frame(psi, rho, psi_line, rho_range, w, h, lpsi_range)
-    out = coded_raster(lx, rho, np.asarray(status), (PRUNED, KEPT, ACCEPTED, REJECTED), frame, order=(0, 1, 3, 2))
+    pix = None
+    if pixel_cache is not None:
+        key = (frame.x0, frame.x1, frame.y0, frame.y1, frame.width, frame.height)
+        if key not in pixel_cache:
+            if len(pixel_cache) >= 4:
+                pixel_cache.clear()
+            pixel_cache[key] = point_pixels(lx, rho, frame)
+        pix = pixel_cache[key]
+    out = coded_raster(lx, rho, np.asarray(status), (PRUNED, KEPT, ACCEPTED, REJECTED), frame, order=(0, 1, 3, 2),
+                       pixels=pix)
     d = ImageDraw.Draw(out)
     if psi_line is not None:
         x = frame.left + frame.pixels(np.array([float(logit(psi_line))]), np.zeros(1))[0][0]
@@ -294,34 +317,19 @@ def nearest(frame: PlotFrame, x: np.ndarray, y: np.ndarray, point: tuple[float, 
     return int(ok[k]) if d2[k] <= radius ** 2 else None
 
 
-def scatter(psi: np.ndarray, rho: np.ndarray, status: np.ndarray, psi_line: Optional[float], rho_line: Optional[float],
-            w: int = 360, h: int = 260, ranges: Optional[tuple] = None, title: str = "") -> np.ndarray:
-    """ψ–ρ scatter on the logit-ψ scale (``psi_rho_scatter``), the image only."""
-    ok = np.isfinite(psi) & np.isfinite(rho)
-    if ranges is not None:
-        rho_range = ranges[1]
-    else:
-        rho_range = tuple(np.percentile(rho[ok], [0.5, 99.5])) if ok.any() else (0.0, 1.0)
-        if rho_range[1] <= rho_range[0]:
-            rho_range = (rho_range[0], rho_range[0] + 1.0)
-    return psi_rho_scatter(psi, rho, status, psi_line, rho_line, rho_range, title, w, h)[0]
-
-
-def histogram(values: np.ndarray, line: Optional[float], label: str, w: int = 300, h: int = 120, bins: int = 40,
-              rng: Optional[tuple[float, float]] = None) -> np.ndarray:
-    v = values[np.isfinite(values)]
+def histogram(counts: tuple[np.ndarray, np.ndarray], line: Optional[float], label: str, w: int = 300,
+              h: int = 120) -> np.ndarray:
+    """Bars of ``counts`` (``np.histogram``'s counts and edges) with the threshold ``line``."""
     im = Image.new("RGB", (w, h), BG)
     d = ImageDraw.Draw(im)
     ml, mt, mb = 8, 22, 16
     pw, ph = w - 2 * ml, h - mt - mb
     _title(d, label, w, 4)
-    if v.size == 0:
+    if not counts[0].sum():
         d.text((ml, h // 2), "no scored candidates", fill=AXIS)
         return np.asarray(im)
-    lo, hi = rng if rng else (float(v.min()), float(v.max()))
-    if hi <= lo:
-        hi = lo + 1.0
-    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    counts, edges = counts
+    bins, lo, hi = len(counts), float(edges[0]), float(edges[-1])
     top = counts.max() or 1
     bw = pw / bins
     for k, c in enumerate(counts):

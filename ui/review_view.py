@@ -70,6 +70,10 @@ def counts_markdown(index, Psi: dict, P: dict, names: list[str]) -> str:
     if n_stale:
         notes.append(f"**{n_stale} candidates were scored by another ERM model** and count as not scored: "
                      f"Pipeline → “Rescore stale candidates” (or `ddb score --rescore`).")
+    for c, d in sorted((getattr(index, "P_default", {}) or {}).get("ddb", {}).items()):
+        if d.get("provisional"):
+            notes.append(f"P of {html.escape(names[int(c)])}: default from {d['n']} of {d['of']} scored candidates "
+                         f"(it follows the scores until all are scored, then stays)")
     counts = index.counts(Psi, P)
     lines = ["| direction | candidates | kept | pruned | manual accept / reject |", "| --- | ---: | ---: | ---: | ---: |"]
     total_kept = 0
@@ -116,9 +120,9 @@ def threshold_plots(index, Psi: dict, P: dict, direction: Optional[str]):
     sc, _frame = plots.psi_rho_scatter(psi, rho, codes, psi_line, rho_line, view["rho_range"],
                                        title=f"{len(view['pos'])} candidates: green kept, red pruned, blue/purple manual; "
                                              f"drag to select, click to open", lpsi=view["lpsi"],
-                                       lpsi_range=view["lpsi_range"])
-    hp = plots.histogram(psi, psi_line, "ψ = P(source class | result); kept left of the line", rng=(0.0, 1.0))
-    hr = plots.histogram(rho, rho_line, "ρ = Σ mask · IG; kept right of the line", rng=view["rho_range"])
+                                       lpsi_range=view["lpsi_range"], pixel_cache=view.get("pixels"))
+    hp = plots.histogram(view["psi_hist"], psi_line, "ψ = P(source class | result); kept left of the line")
+    hr = plots.histogram(view["rho_hist"], rho_line, "ρ = Σ mask · IG; kept right of the line")
     return sc, hp, hr
 
 

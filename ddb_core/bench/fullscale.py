@@ -441,7 +441,7 @@ def plan_markdown(res: dict) -> str:
     fs = p["flops_by_stage"]
     on_gpu = res["stages"]["generate"]["cuda_peak_bytes"] is not None
     return "\n".join([
-        f"Written by `{res['command']}` ({res['device']}); see docs/benchmarks.md, section \"The full-size path\".",
+        f"Written by `{res['command']}` on {res['device']}; see docs/benchmarks.md, section \"The full-size path\".",
         "",
         f"| {p['candidates']:,} CelebA candidates, 50 denoising steps at 512 px, LangSAM, 50 IG steps | time | ",
         "| --- | ---: |",
@@ -449,7 +449,7 @@ def plan_markdown(res: dict) -> str:
         f"| 4 × {p['gpu']} (Ray, one model per GPU) | {h['4']:.1f} h |",
         f"| 16 × {p['gpu']} (Ray cluster) | {h['16']:.1f} h |",
         f"| the paper's figure (Table 9, one A100, {PAPER_CELEBA['candidates']:,} candidates) | {p['paper_hours']:.0f} h |",
-        f"| this machine's CPU ({res['device']}), measured | {p['cpu_days']:,.0f} days |",
+        f"| the CPU it ran on, measured | {p['cpu_days']:,.0f} days |",
         "",
         f"The GPU rows are **extrapolations, not measurements**: each candidate needs "
         f"{p['flops_per_candidate'] / 1e12:.1f} TFLOP (generation {fs['generation'] / 1e12:.1f}, masking "
