@@ -295,6 +295,10 @@ def generate(project: Project, inpainter: Optional[Inpainter], masker: Masker,
                 raise ProjectError(f"the Ray workers loaded another model ({worker_sha[:12]}…) than {model_ref} "
                                    f"({model_sha[:12]}…): give every node the same model folder")
             store(work[k][0], work[k][1], outs, seconds)
+    if work:
+        from .review import keep_arrays
+
+        keep_arrays(project)  # the review screen's next opening finds the candidates' arrays ready
     for plan in plans:
         i, j = plan["i"], plan["j"]
         summary[f"{i}->{j}"] = {"sources": plan["n_sources"], "no_detection": plan["n_sources"] - plan["n_ok"],
@@ -382,6 +386,10 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
                                       batches, erm["image_size"], n_steps, internal_batch_size, cancel,
                                       device=device, dtype=dtype):
             store(batches[k], scores)
+    if batches:
+        from .review import keep_arrays
+
+        keep_arrays(project)  # the review screen's next opening finds the new scores ready
     return len(todo)
 
 

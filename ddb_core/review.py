@@ -83,6 +83,78 @@ class Positions:
         return len(self.ids)
 
 
+SCORE_SORTS = ("psi", "-psi", "rho", "-rho")  # the gallery's sorts whose orders are kept with the arrays
+
+
+def _score_order(vals: np.ndarray, sort: str) -> np.ndarray:
+    """Positions in ``sort`` order of ``vals`` (NaN: unscored, last; ties by position, i.e. by id)."""
+    vals = -vals if sort.startswith("-") else vals
+    return np.argsort(np.where(np.isnan(vals), np.inf, vals), kind="stable")
+
+
+def candidate_arrays(project: Project, orders: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(N x 4: id, source + (target << 16), ψ, ρ (``_NULL`` for SQL NULL), in id order; the positions in each
+    ``SCORE_SORTS`` order when kept), read in the caller's transaction: from the copy kept in
+    ``cache/review-arrays.npz`` when its stamp (the ``candidate_version`` that every change to a candidate
+    advances, the count, the largest id) is the database's, else from the database, and then kept.
+    ``orders``: compute and keep the sort orders too. Jobs that change candidates call this when they
+    finish (``keep_arrays``), so that the review screen's next opening finds everything ready."""
+    db = project.db
+    version = db.execute("select v from candidate_version").fetchone()[0]
+    n, top = db.execute("select count(*), coalesce(max(id), 0) from candidates").fetchone()
+    stamp = np.array([version, n, top], np.int64)
+    cache = project.root / "cache" / "review-arrays.npz"
+    a = None
+    try:
+        with np.load(cache) as z:
+            if np.array_equal(z["stamp"], stamp):
+                a = z["a"]
+                kept = {s: z[f"order{s}"] for s in SCORE_SORTS if f"order{s}" in z}
+                if len(kept) == len(SCORE_SORTS) or not orders:
+                    return a, kept
+    except (OSError, KeyError, ValueError):
+        pass  # missing, unreadable or of another shape: read the database
+    if a is None:
+        a = _read_candidate_rows(db)
+    kept = {s: _score_order(np.where(a[:, 2 if "psi" in s else 3] == _NULL, np.nan, a[:, 2 if "psi" in s else 3]),
+                            s).astype(np.int32) for s in SCORE_SORTS} if orders else {}
+    try:  # kept for the next opening (a failure to write it only costs that opening the read)
+        cache.parent.mkdir(exist_ok=True)
+        tmp = cache.with_name(f"review-arrays.{os.getpid()}.tmp.npz")
+        np.savez(tmp, a=a, stamp=stamp, **{f"order{s}": o for s, o in kept.items()})
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    return a, kept
+
+
+def _read_candidate_rows(db) -> np.ndarray:
+    # one pass, four numbers a row (the cost of reading a million rows grows with their columns): id, source
+    # and target packed into one integer, ψ and ρ; the rare rows of another method than DDB's and the scores
+    # of another model than the active one (stale) come from two small queries after it
+    cursor = db.execute("select id, source_label + (target_label << 16), coalesce(psi, ?), coalesce(rho, ?) "
+                        "from candidates order by id", [_NULL, _NULL])
+    chunks = []
+    gc_was_on = gc.isenabled()
+    gc.disable()  # a million row tuples would trigger many needless collections
+    try:
+        while True:
+            rows = cursor.fetchmany(100_000)
+            if not rows:
+                break
+            chunks.append(np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=4 * len(rows)))
+    finally:
+        if gc_was_on:
+            gc.enable()
+    return np.concatenate(chunks).reshape(-1, 4) if chunks else np.zeros((0, 4))
+
+
+def keep_arrays(project: Project) -> None:
+    """Bring the kept arrays and sort orders up to date (a job that changed candidates calls this as it ends)."""
+    with project.read():
+        candidate_arrays(project, orders=True)
+
+
 class ReviewIndex:
     """All candidates of a project as arrays (ids, labels, ψ, ρ, detection score, manual decision)."""
 
@@ -104,7 +176,7 @@ class ReviewIndex:
         db = self.project.db
         mid = self.project.active_erm_id
         methods = sorted({r[0] for r in db.execute("select distinct method from candidates")} | {"ddb"})
-        a = self._read_arrays(db)
+        a, orders = candidate_arrays(self.project)
         n = len(a)
         self.ids = a[:, 0].astype(np.int64)
         self.pos = Positions(self.ids)
@@ -114,6 +186,7 @@ class ReviewIndex:
         self.rho = np.where(a[:, 3] == _NULL, np.nan, a[:, 3])
         del a
         self._det = None  # detection scores: read when first sorted or coloured by
+        self._kept_orders = orders
         self.method_names = methods
         self.method = np.full(n, methods.index("ddb"), np.int8)
         other = db.execute("select id, method from candidates where method != 'ddb'").fetchall()
@@ -129,6 +202,7 @@ class ReviewIndex:
             self.stale[at[found]] = True
             self.psi[self.stale] = np.nan
             self.rho[self.stale] = np.nan
+            self._kept_orders = {}  # kept orders place stale scores by their values: sorted again when asked
         self.manual = np.zeros(n, np.int8)
         manual = db.execute("select candidate_id, decision from decisions").fetchall()
         if manual:
@@ -144,6 +218,7 @@ class ReviewIndex:
         self.directions = [(int(v // 1_000_003), int(v % 1_000_003)) for v in pairs]
         self.scored = ~(np.isnan(self.psi) | np.isnan(self.rho))
         self._view_cache: dict = {}  # per direction: what the plots need that thresholds do not change
+        self._orders: dict = dict(self._kept_orders)  # per sort key: every candidate's position in that order
         self._auto_memo = None
         from .decisions import pruned_methods
 
@@ -160,45 +235,6 @@ class ReviewIndex:
         self.P_default = th.get("P_default") or {}
         for i, j in self.directions:  # the plots' first draw of each direction is as quick as the next ones
             self.view(f"{i}->{j}")
-
-    def _read_arrays(self, db) -> np.ndarray:
-        """N x 4: id, source + (target << 16), ψ, ρ (``_NULL`` for SQL NULL), in id order."""
-        version = db.execute("select v from candidate_version").fetchone()[0]
-        n, top = db.execute("select count(*), coalesce(max(id), 0) from candidates").fetchone()
-        stamp = np.array([version, n, top], np.int64)
-        cache = self.project.root / "cache" / "review-arrays.npz"
-        try:
-            with np.load(cache) as z:
-                if np.array_equal(z["stamp"], stamp):
-                    return z["a"]
-        except (OSError, KeyError, ValueError):
-            pass  # missing, unreadable or of another shape: read the database
-        # one pass, four numbers a row (the cost of reading a million rows grows with their columns): id, source
-        # and target packed into one integer, ψ and ρ; the rare rows of another method than DDB's and the scores
-        # of another model than the active one (stale) come from two small queries after it
-        cursor = db.execute("select id, source_label + (target_label << 16), coalesce(psi, ?), coalesce(rho, ?) "
-                            "from candidates order by id", [_NULL, _NULL])
-        chunks = []
-        gc_was_on = gc.isenabled()
-        gc.disable()  # a million row tuples would trigger many needless collections
-        try:
-            while True:
-                rows = cursor.fetchmany(100_000)
-                if not rows:
-                    break
-                chunks.append(np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=4 * len(rows)))
-        finally:
-            if gc_was_on:
-                gc.enable()
-        a = np.concatenate(chunks).reshape(-1, 4) if chunks else np.zeros((0, 4))
-        try:  # kept for the next opening (a failure to write it only costs that opening the read)
-            cache.parent.mkdir(exist_ok=True)
-            tmp = cache.with_name(f"review-arrays.{os.getpid()}.tmp.npz")
-            np.savez(tmp, a=a, stamp=stamp)
-            os.replace(tmp, cache)
-        except OSError:
-            pass
-        return a
 
     @property
     def det(self) -> np.ndarray:
@@ -365,13 +401,19 @@ class ReviewIndex:
             if lo > -np.inf or hi < np.inf:  # a bounded range also drops unscored candidates
                 with np.errstate(invalid="ignore"):
                     sel &= (vals >= lo) & (vals <= hi)
-        idx = np.nonzero(sel)[0]
-        key = f.sort.lstrip("-")
-        if key != "id":
-            vals = (self.det if key == "detection" else self.psi if key == "psi" else self.rho)[idx]
-            vals = -vals if f.sort.startswith("-") else vals
-            idx = idx[np.argsort(np.where(np.isnan(vals), np.inf, vals), kind="stable")]  # unscored last
-        return self.ids[idx]
+        if f.sort == "id":
+            return self.ids[np.nonzero(sel)[0]]
+        order = self._order(f.sort)
+        return self.ids[order[sel[order]]]
+
+    def _order(self, sort: str) -> np.ndarray:
+        """Every candidate's position in ``sort`` order (unscored last, ties by id), computed once per load:
+        a filtered gallery then takes its members in that order in one pass instead of sorting them."""
+        if sort not in self._orders:
+            key = sort.lstrip("-")
+            self._orders[sort] = _score_order(self.det if key == "detection" else self.psi if key == "psi" else self.rho,
+                                              sort)
+        return self._orders[sort]
 
     def mask_of(self, ids) -> np.ndarray:
         """A boolean array over the candidates: True at the given ids (ids not in the index are ignored)."""

@@ -164,3 +164,25 @@ def test_the_review_model_keeps_its_arrays_and_never_shows_stale_ones(candidates
     other.db.conn.commit()
     assert cid not in ReviewIndex(p).pos
 
+
+
+@pytest.mark.parametrize("kept", [False, True])
+def test_gallery_sorts_from_kept_orders_equal_a_plain_sort(candidates_project, kept):
+    from ddb_core.review import Filter, ReviewIndex, keep_arrays
+
+    p = candidates_project
+    p.db.execute("update candidates set psi = null, rho = null where id = (select min(id) from candidates)")  # unscored
+    p.db.conn.commit()
+    if kept:
+        keep_arrays(p)
+    index = ReviewIndex(p)
+    assert bool(index._kept_orders) == kept
+    rows = list(p.db.query("select id, psi, rho from candidates"))
+    for sort in ("psi", "-psi", "rho", "-rho"):
+        key = sort.lstrip("-")
+        sign = -1 if sort.startswith("-") else 1
+        expected = [r["id"] for r in sorted(rows, key=lambda r: (r[key] is None, sign * (r[key] or 0), r["id"]))]
+        assert index.query(Filter(sort=sort)).tolist() == expected, sort
+        d = index.directions[0]
+        sub = index.query(Filter(sort=sort, direction=f"{d[0]}->{d[1]}")).tolist()
+        assert sub == [i for i in expected if i in set(index.query(Filter(direction=f"{d[0]}->{d[1]}")).tolist())]
