@@ -281,10 +281,17 @@ def retrain(project: Project, cfg=None, *, report: bool = True, on_progress=None
            "per_direction": res.details["per_direction"], "gammas": res.details["gammas"],
            "gamma_search": res.details.get("gamma_search"), "warnings": res.details.get("warnings", [])}
     if report:
-        out["report"] = make_report(project, res.model_ids, title=f"{cfg.method.upper()} retraining "
-                                    f"({res.details['n_generated']} generated samples)", kind="retrain",
-                                    extra={"gammas": out["gammas"], "gamma_search": out["gamma_search"],
-                                           "retrain_warnings": out["warnings"]})
+        t = cfg.train
+        gammas = "/".join(f"{g:g}" for g in out["gammas"]) if out["gammas"] else "—"
+        recipe = {"epochs": t.epochs, "lr": t.lr, "batch_size": t.batch_size, "evals_per_epoch": t.evals_per_epoch,
+                  "gammas": out["gammas"], "gen_ratio": cfg.gen_ratio, "init": cfg.init, "seeds": list(cfg.seeds),
+                  "kept_checks": [{"model_id": r.model_id, "epoch": r.best_epoch,
+                                   "checks": len(r.history)} for r in res.results]}
+        out["report"] = make_report(project, res.model_ids, title=(
+            f"{cfg.method.upper()} retraining: {res.details['n_generated']} generated, {t.epochs} epoch"
+            f"{'s' if t.epochs != 1 else ''} at lr {t.lr:g}, γ {gammas}, batch {t.batch_size}"), kind="retrain",
+            extra={"gammas": out["gammas"], "gamma_search": out["gamma_search"], "retrain_warnings": out["warnings"],
+                   "recipe": recipe})
     return out
 
 

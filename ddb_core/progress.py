@@ -36,20 +36,35 @@ ProgressFn = Callable[[Progress], None]
 
 
 class ProgressTracker:
-    """Computes rate and ETA for a stage and forwards reports to an optional callback."""
+    """Computes rate and ETA for a stage and forwards reports to an optional callback.
+
+    The stage shows its counter at once (``done`` of ``total``, before its first unit finishes). The
+    rate counts from the first finished unit, not from the stage's start, so that loading a model or
+    the data does not make the first estimates wrong; an ETA is given once ``MIN_UNITS`` units and
+    ``MIN_SECONDS`` seconds are behind it, and it is the whole-stage average since then (steady, not
+    the last unit's speed)."""
+
+    MIN_UNITS, MIN_SECONDS = 3, 2.0
 
     def __init__(self, stage: str, total: int, on_progress: Optional[ProgressFn], start_done: int = 0):
         self.stage, self.total, self.on_progress = stage, total, on_progress
-        self._t0, self._done0 = time.monotonic(), start_done
+        self._first: Optional[tuple[float, int]] = None  # (time, done) at the first unit finished
         self.done = start_done
+        if on_progress is not None:
+            on_progress(Progress(stage, start_done, total, "starting"))
 
     def update(self, done: int, message: str = "") -> None:
         self.done = done
         if self.on_progress is None:
             return
-        elapsed = time.monotonic() - self._t0
-        rate = (done - self._done0) / elapsed if elapsed > 0 and done > self._done0 else None
-        eta = (self.total - done) / rate if rate else None
+        now = time.monotonic()
+        if self._first is None:
+            self._first = (now, done)
+        t1, d1 = self._first
+        rate = eta = None
+        if done - d1 >= self.MIN_UNITS and now - t1 >= self.MIN_SECONDS:
+            rate = (done - d1) / (now - t1)
+            eta = (self.total - done) / rate
         self.on_progress(Progress(self.stage, done, self.total, message, rate, eta))
 
 

@@ -178,6 +178,13 @@ def report_markdown(report: dict) -> str:
              f"{report['split']} split, {report['n']} samples; {report['seeds']} seed(s) "
              f"(models {', '.join(str(m['id']) for m in report['models'])}); 95% bootstrap intervals from "
              f"{report['n_boot']} resamples of the {report['split']} samples.", ""]
+    recipe = report.get("recipe")
+    if recipe:
+        kept = "; ".join(f"model {k['model_id']}: the val check at epoch {k['epoch']:g} (of {k['checks']} checks)"
+                         for k in recipe["kept_checks"])
+        lines += [f"Recipe: {recipe['epochs']} epoch(s), lr {recipe['lr']:g}, batch {recipe['batch_size']}, "
+                  f"{recipe['evals_per_epoch']} val check(s) per epoch, share of generated samples per batch "
+                  f"{recipe['gen_ratio']:g}, from {recipe['init']}. Kept (the best val check): {kept}.", ""]
     if b:
         lines += ["| group | n | before % | after % | change |", "| --- | ---: | ---: | ---: | ---: |"]
         for ga, gb in zip(a["groups"], b["groups"]):
@@ -271,8 +278,12 @@ def plot_curves(report: dict, path: Path) -> Path:
     for mid, hist in report["history"].items():
         if not hist:
             continue
-        ep = [h["epoch"] for h in hist]
-        axes[0].plot(ep, [h["train_loss"] for h in hist], marker="o", label=f"model {mid}")
+        points = [p for h in hist for p in h.get("loss_points", [])]  # several per epoch (older runs: one)
+        if points:
+            axes[0].plot([p["epoch"] for p in points], [p["loss"] for p in points], marker="o", markersize=3,
+                         label=f"model {mid}")
+        else:
+            axes[0].plot([h["epoch"] for h in hist], [h["train_loss"] for h in hist], marker="o", label=f"model {mid}")
         checks = val_checks(hist)
         if checks:
             at = [c["epoch"] for c in checks]
@@ -280,7 +291,7 @@ def plot_curves(report: dict, path: Path) -> Path:
                                  label=f"model {mid} val WGA")
             axes[1].plot(at, [100 * (c.get("val_acc") or 0) for c in checks], linestyle="--", color=line.get_color(),
                          label=f"model {mid} val acc")
-    axes[0].set_title("training loss", fontsize=10)
+    axes[0].set_title("training loss (mean since the previous point)", fontsize=10)
     axes[1].set_title("validation accuracy %", fontsize=10)
     axes[0].set_xlabel("epoch")
     axes[1].set_xlabel("epoch (a point per val check)")

@@ -365,6 +365,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
         steps_per_epoch = len(make_loader(torch.Generator().manual_seed(0)))
         n_checks = min(cfg.evals_per_epoch, steps_per_epoch)
         check_at = {round(steps_per_epoch * (k + 1) / n_checks): k + 1 for k in range(n_checks)}  # step -> check no.
+        loss_every = max(1, steps_per_epoch // max(10, n_checks))  # the loss curve's points: 10 per epoch at least
 
         def val_check(at: float) -> dict:
             """Evaluate on val at epoch ``at`` and keep the model if it is the best so far."""
@@ -389,7 +390,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             loader = make_loader(gen)
             model.train()
             total_loss, total_correct, seen = 0.0, 0, 0
-            checks = []
+            checks, loss_points, window = [], [], [0.0, 0]
             for step, (x, y, _idx) in enumerate(loader):
                 check_cancel(cancel, f"during epoch {epoch + 1} of {role} training")
                 x, y = x.to(device), y.to(device)
@@ -399,6 +400,11 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
                 loss.backward()
                 opt.step()
                 total_loss += loss.item() * len(y)
+                window[0], window[1] = window[0] + loss.item() * len(y), window[1] + len(y)
+                if (step + 1) % loss_every == 0 or step + 1 == steps_per_epoch:  # the mean loss since the last point
+                    loss_points.append({"epoch": round(epoch + (step + 1) / steps_per_epoch, 4),
+                                        "loss": window[0] / window[1]})
+                    window = [0.0, 0]
                 total_correct += int((logits.argmax(1) == y).sum())
                 seen += len(y)
                 tracker.update(epoch * steps_per_epoch + step + 1, f"epoch {epoch + 1}/{cfg.epochs} loss {total_loss / seen:.3f}")
@@ -411,6 +417,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
                      **val_check(epoch + 1)}
             if checks:
                 entry["checks"] = checks
+            entry["loss_points"] = loss_points
             entry["seconds"] = round(time.monotonic() - te, 2)
             history.append(entry)
             log.info("epoch %s: %s", epoch + 1, entry)

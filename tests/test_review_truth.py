@@ -49,3 +49,23 @@ def test_candidates_of_a_method_that_does_not_prune_are_kept_scored_or_not(candi
     assert index.kept()[[index.pos[i] for i in ids]].all()
     set_method_pruning(p, "scgs", True)  # pruned like DDB's: unscored candidates are not kept
     assert accepted_candidates(p, "scgs") == []
+
+
+def test_progress_shows_its_counter_at_once_and_a_steady_eta(monkeypatch):
+    """A stage shows 0 of N before its first unit (textual inversion showed nothing for minutes), and
+    its time left is the average since the first unit, given once a few units are behind it (the
+    ERM estimate jumped 745 → 317 → 354 s when it counted the loading time and one step at a time)."""
+    import ddb_core.progress as progress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    seen = []
+    tracker = progress.ProgressTracker("invert <x>", 10, seen.append)
+    assert (seen[0].done, seen[0].total, seen[0].eta_s) == (0, 10, None)
+    clock[0] += 60  # loading the model: not counted in the rate
+    for k in range(1, 6):
+        clock[0] += 2
+        tracker.update(k)
+    etas = [p.eta_s for p in seen[1:]]
+    assert etas[:3] == [None, None, None]  # too early to say
+    assert etas[3] == pytest.approx(6 * 2.0) and etas[4] == pytest.approx(5 * 2.0)  # 2 s per unit, loading excluded

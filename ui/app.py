@@ -29,6 +29,15 @@ KEYS = {"a": "btn-accept", "r": "btn-reject", "u": "btn-undo", "ArrowLeft": "btn
 VIEW_KEYS = {"1": "source", "2": "mask", "3": "result", "4": "ig"}  # the large view
 KEYBOARD_JS = """
 <script>
+// A threshold slider moved with the keyboard is saved as a mouse release saves it: Gradio's slider
+// saves on pointerup, which keys do not send, so their keyup sends it (one save per key press).
+const SLIDER_KEYS = ['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown'];
+document.addEventListener('keyup', function (e) {
+  const t = e.target;
+  if (!t || t.type !== 'range' || !SLIDER_KEYS.includes(e.key)) return;
+  if (!t.closest('[id^="psi-"], [id^="p-"]')) return;
+  t.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+});
 document.addEventListener('keydown', function (e) {
   const t = e.target;
   if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
@@ -118,6 +127,8 @@ CSS = """
 #review-info { font-size: 0.92em; }
 .ddb-hidden { display: none !important; }
 .selectable-plot img { cursor: crosshair; user-select: none; -webkit-user-drag: none; }
+#counts table { font-size: 0.9em; }
+#counts th, #counts td { white-space: nowrap; word-break: keep-all; overflow-wrap: normal; padding: 2px 6px; }
 """
 
 
@@ -139,7 +150,8 @@ def build_app(project_dir: str, build_demo: bool = True, data_roots: Optional[li
                     "retrain on what you accepted.")
         shared = SimpleNamespace(job_md=gr.Markdown(state.job_markdown(), elem_id="job-status"))
         with gr.Row():
-            cancel = gr.Button("Cancel background work", size="sm", variant="stop", elem_id="btn-cancel-job")
+            cancel = gr.Button("Cancel the background work", size="sm", elem_id="btn-cancel-job",
+                               visible=state.job is not None and state.job.running)
             refresh = gr.Button("Refresh", size="sm")
         shared.timer = gr.Timer(1.0, active=state.job is not None)
         views = {}
@@ -159,18 +171,21 @@ def build_app(project_dir: str, build_demo: bool = True, data_roots: Optional[li
             running = state.job is not None and state.job.running
             if state.job is not None and not running and state.last_job != id(state.job):
                 state.last_job = id(state.job)
-                return state.job_markdown(), gr.Timer(active=False), *refresh_all()
-            return state.job_markdown(), gr.Timer(active=running), *[gr.skip() for _ in outputs]
+                return state.job_markdown(), gr.Timer(active=False), gr.Button(visible=False), *refresh_all()
+            return (state.job_markdown(), gr.Timer(active=running), gr.Button(visible=running),
+                    *[gr.skip() for _ in outputs])
 
         def cancel_job():
-            if state.job is not None:
-                state.job.cancel()
-            return state.job_markdown()
+            if state.job is None or not state.job.running:
+                return "Nothing is running: there is nothing to cancel.", gr.Button(visible=False)
+            state.job.cancel()
+            return state.job_markdown(), gr.Button(visible=True)
 
-        cancel.click(cancel_job, outputs=[shared.job_md])
+        cancel.click(cancel_job, outputs=[shared.job_md, cancel])
         refresh.click(safe(refresh_all), [], outputs, api_name="refresh")
         demo.load(safe(refresh_all), [], outputs, api_name="load")
-        shared.timer.tick(poll, outputs=[shared.job_md, shared.timer, *outputs], show_progress="hidden", api_name="poll")
+        shared.timer.tick(poll, outputs=[shared.job_md, shared.timer, cancel, *outputs], show_progress="hidden",
+                          api_name="poll")
     demo.state, demo.views = state, views  # for tests
     demo.n_sliders = views["review"].n_sliders
     return demo

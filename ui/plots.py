@@ -8,10 +8,11 @@ are enlarged with nearest-neighbour so 64-px pixels stay sharp.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 KEPT = np.array([46, 125, 50], np.float32)  # green
 PRUNED = np.array([198, 40, 40], np.float32)  # red
@@ -21,11 +22,20 @@ BG = (255, 255, 255)
 AXIS = (60, 60, 60)
 
 
-def _ascii(text: str) -> str:
-    """PIL's built-in font has no Greek letters: spell them."""
-    for a, b in (("ψ", "psi"), ("ρ", "rho"), ("Ψ", "Psi"), ("Σ", "sum"), ("·", "*"), ("→", "->"), ("–", "-")):
-        text = text.replace(a, b)
-    return text
+@lru_cache(maxsize=4)
+def _font(size: int = 12) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans, which matplotlib ships: proportional, with every glyph the page uses (ψ, ρ, Ψ, Σ, →)."""
+    import os
+
+    import matplotlib
+
+    return ImageFont.truetype(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf"), size)
+
+
+def _draw(im: Image.Image, size: int = 12) -> ImageDraw.ImageDraw:
+    d = ImageDraw.Draw(im)
+    d.font = _font(size)
+    return d
 
 
 def fit_size(hw: tuple[int, int], size: int) -> tuple[int, int]:
@@ -89,9 +99,9 @@ def softmax_bars(probs_src: Sequence[float], probs_gen: Sequence[float], names: 
     """Class probabilities of source (grey) vs result (blue) as bars, with the Ψ_i line on class i; the
     legend below the bars (the top-left corner is where the page puts the panel's label)."""
     im = Image.new("RGB", (w, h), BG)
-    d = ImageDraw.Draw(im)
+    d = _draw(im)
     n = len(names)
-    top, bottom, left = 34, h - 44, 12
+    top, bottom, left = 56, h - 44, 12  # the page's panel label covers the top-left 40 px
     plot_h = bottom - top
     slot = (w - 2 * left) / max(1, n)
     d.line([(left, bottom), (w - left, bottom)], fill=AXIS)
@@ -102,18 +112,18 @@ def softmax_bars(probs_src: Sequence[float], probs_gen: Sequence[float], names: 
             y = bottom - float(p) * plot_h
             d.rectangle([x0 + k * bw, y, x0 + (k + 1) * bw - 2, bottom], fill=col)
             d.text((x0 + k * bw, max(top - 12, y - 12)), f"{float(p):.2f}", fill=AXIS)
-        d.text((x0, bottom + 5), _ascii(names[c][:18]), fill=AXIS)
+        d.text((x0, bottom + 5), (names[c][:18]), fill=AXIS)
         if c == source and Psi is not None:
             y = bottom - float(Psi) * plot_h
             d.line([(x0 - 4, y), (x0 + 2 * bw + 2, y)], fill=(230, 81, 0), width=2)
-            d.text((x0 + 2 * bw + 4, y - 6), "Psi", fill=(230, 81, 0))
+            d.text((x0 + 2 * bw + 4, y - 7), "Ψ", fill=(230, 81, 0))
     d.text((left, h - 18), "P(class): grey = source, blue = result", fill=AXIS)
     return np.asarray(im)
 
 
 def _title(d: ImageDraw.ImageDraw, text: str, w: int, y: int = 4) -> None:
     """A plot's title, right-aligned (the page draws the panel's label over the top-left corner)."""
-    text = _ascii(text)
+    text = (text)
     d.text((max(4, w - d.textlength(text) - 8), y), text, fill=AXIS)
 
 
@@ -217,9 +227,10 @@ def point_pixels(x: np.ndarray, y: np.ndarray, frame: PlotFrame) -> tuple[np.nda
 
 def coded_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: Sequence, frame: PlotFrame,
                  order: Optional[Sequence[int]] = None,
-                 pixels: Optional[tuple[np.ndarray, np.ndarray]] = None) -> Image.Image:
+                 pixels: Optional[tuple[np.ndarray, np.ndarray]] = None, bigger: Sequence[int] = ()) -> Image.Image:
     """Like ``raster`` for points that carry a code (0..len(colours)-1) each: one counting pass for
-    every code at once, the codes drawn in ``order``. ``pixels``: ``point_pixels`` of x, y, when kept."""
+    every code at once, the codes drawn in ``order``. ``pixels``: ``point_pixels`` of x, y, when kept;
+    ``bigger``: codes drawn one pixel larger (so that a few stand out among many)."""
     ok, flat = pixels if pixels is not None else point_pixels(x, y, frame)
     c = np.asarray(codes)[ok].astype(np.int64)
     good = c >= 0
@@ -232,7 +243,7 @@ def coded_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: Seque
     im = np.full((frame.image_h, frame.image_w, 3), BG, np.float32)
     region = im[frame.top:frame.top + frame.height, frame.left:frame.left + frame.width]
     for code in (order if order is not None else range(k)):
-        c = _spread(cnt[code], r)
+        c = _spread(cnt[code], r + (1 if code in bigger else 0))
         if not c.any():
             continue
         a = np.clip(0.35 + np.log1p(c) / 4, 0, 0.95) * (c > 0)
@@ -266,27 +277,28 @@ def psi_rho_scatter(psi: np.ndarray, rho: np.ndarray, status: np.ndarray, psi_li
             pixel_cache[key] = point_pixels(lx, rho, frame)
         pix = pixel_cache[key]
     out = coded_raster(lx, rho, np.asarray(status), (PRUNED, KEPT, ACCEPTED, REJECTED), frame, order=(0, 1, 3, 2),
-                       pixels=pix)
-    d = ImageDraw.Draw(out)
+                       pixels=pix, bigger=(2, 3))
+    d = _draw(out)
     if psi_line is not None:
         x = frame.left + frame.pixels(np.array([float(logit(psi_line))]), np.zeros(1))[0][0]
         d.line([(x, frame.top), (x, frame.top + frame.height)], fill=(230, 81, 0), width=2)
-        d.text((x + 3, frame.top + 2), _ascii(f"Ψ {psi_line:.3g}"), fill=(230, 81, 0))
+        d.text((x + 3, frame.top + 2), (f"Ψ {psi_line:.3g}"), fill=(230, 81, 0))
     if rho_line is not None and frame.y0 <= rho_line <= frame.y1:
         y = frame.top + frame.pixels(np.zeros(1), np.array([rho_line]))[1][0]
         d.line([(frame.left, y), (frame.left + frame.width, y)], fill=(230, 81, 0), width=2)
-        d.text((frame.left + 3, y - 12), _ascii(f"P {rho_line:.3g}"), fill=(230, 81, 0))
+        d.text((frame.left + 3, y - 12), (f"P {rho_line:.3g}"), fill=(230, 81, 0))
     for t in PSI_TICKS:  # ψ ticks, at their logit
         lt = float(logit(t))
         if frame.x0 <= lt <= frame.x1:
             x = frame.left + frame.pixels(np.array([lt]), np.zeros(1))[0][0]
             d.line([(x, frame.top + frame.height), (x, frame.top + frame.height + 4)], fill=AXIS)
             d.text((x - 10, frame.top + frame.height + 6), f"{t:g}", fill=AXIS)
-    d.text((frame.left, h - 14), _ascii("psi = P(source class | result), logit scale"), fill=AXIS)
+    d.text((frame.left, h - 16), "ψ = P(source class | result), logit scale", fill=AXIS)
+    d.text((4, frame.top - 16), "ρ = Σ mask · IG", fill=AXIS)
     for v in np.linspace(frame.y0, frame.y1, 5):
         y = frame.top + frame.pixels(np.zeros(1), np.array([v]))[1][0]
         d.text((2, y - 5), f"{v:.3g}", fill=AXIS)
-    _title(d, title or "psi (x) vs rho (y)", w, 12)
+    _title(d, title or "ψ (x) against ρ (y)", w, 2)
     return np.asarray(out), frame
 
 
@@ -321,7 +333,7 @@ def histogram(counts: tuple[np.ndarray, np.ndarray], line: Optional[float], labe
               h: int = 120) -> np.ndarray:
     """Bars of ``counts`` (``np.histogram``'s counts and edges) with the threshold ``line``."""
     im = Image.new("RGB", (w, h), BG)
-    d = ImageDraw.Draw(im)
+    d = _draw(im)
     ml, mt, mb = 8, 22, 16
     pw, ph = w - 2 * ml, h - mt - mb
     _title(d, label, w, 4)

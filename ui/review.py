@@ -15,7 +15,7 @@ import numpy as np
 from . import review_actions as actions
 from . import review_plots
 from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
-                          direction_choices, gallery_items, refilter, threshold_plots, thresholds_from)
+                          direction_choices, gallery_items, plot_state, refilter, threshold_plots, thresholds_from)
 from .state import AppState, safe, user_of
 
 
@@ -42,12 +42,13 @@ def build(state: AppState) -> SimpleNamespace:
             with gr.Row():
                 v.plot_dir = gr.Dropdown(label="plots for direction", choices=[], value=None)
                 v.select_mode = gr.Radio([("lasso", "lasso"), ("box", "box")], value="lasso", label="dragging draws a",
-                                         elem_id="select-mode")
+                                         elem_id="select-mode", interactive=True)  # read by the page's script
             v.scatter = gr.Image(label="ψ–ρ plot (ψ on a logit scale)", type="numpy", interactive=False, elem_id="scatter",
                                  elem_classes=["selectable-plot"], show_label=False, buttons=[])
             with gr.Row():  # the plots carry their titles: no label or buttons over them
                 v.hist_psi = gr.Image(label="ψ", type="numpy", interactive=False, height=130, show_label=False, buttons=[])
                 v.hist_rho = gr.Image(label="ρ", type="numpy", interactive=False, height=130, show_label=False, buttons=[])
+            v.plot_state = gr.Textbox(elem_id="plot-state", elem_classes=["ddb-hidden"], label="plot state")
             review_plots.build(state, v)  # the selection, the map
     gr.Markdown("### Candidate")
     with gr.Row():
@@ -106,14 +107,17 @@ def build(state: AppState) -> SimpleNamespace:
 
 
 def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
-    plots_out = [v.counts, v.scatter, v.hist_psi, v.hist_rho]
+    plots_out = [v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state]
+    # after every action that changes what the project holds (a decision, a batch, an undo, a saved threshold,
+    # a reset, an undo of a threshold change, a regeneration): the plots and the map drawn from the database
+    v.after = (safe(partial(redraw, state)), [v.plot_dir, v.colour_by], [v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.map])
     for s in v.sliders:  # .input (a user's move), not .change: a programmatic update must not redraw stale values
         s.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden",
                 trigger_mode="always_last", api_name=f"threshold_{s.elem_id.replace('-', '_')}")
     v.plot_dir.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden")
     for slot, s in enumerate(v.sliders):
         s.release(safe(partial(save_threshold, state, v, slot)), [*v.sliders, *v.filters], v.refiltered,
-                  show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}")
+                  show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}").then(*v.after)
     refilter_fn = safe(partial(refilter, state))
     for comp in (v.f_dir, v.f_status, v.f_sort, v.f_method):
         comp.change(refilter_fn, v.filters, v.refiltered, show_progress="hidden")
@@ -123,13 +127,13 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     for btn, fn, name in ((v.reset_confirm, reset_thresholds, "reset_thresholds"),
                           (v.undo_th, undo_thresholds, "undo_thresholds")):
         btn.click(safe(partial(fn, state, v)), [], [*v.sliders, v.th_msg, v.reset_confirm], api_name=name).then(
-            safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered)
+            safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered).then(*v.after)
     actions.wire(state, v)
     review_plots.wire(state, v, shared)
 
 
 def refresh_outputs(v: SimpleNamespace) -> list:
-    return [*v.sliders, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_dir, v.f_dir, v.gallery, v.page_info, v.nav,
+    return [*v.sliders, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.plot_dir, v.f_dir, v.gallery, v.page_info, v.nav,
             *v.detail, v.map, v.selection, v.selection_md]
 
 
@@ -139,7 +143,7 @@ def refresh(state: AppState, v: SimpleNamespace) -> list:
     names = state.class_names()
     no_selection = [None, "No selection: drag on a plot to select."]
     if index is None or len(index) == 0:
-        return [*slider_updates(v, index), counts_markdown(index, {}, {}, names), *threshold_plots(None, {}, {}, None),
+        return [*slider_updates(v, index), counts_markdown(index, {}, {}, names), *plots_at(None, {}, {}, None),
                 gr.Dropdown(choices=[]), gr.Dropdown(choices=[("all", "")], value=""), [], "", dict(EMPTY_NAV),
                 None, None, None, None, None, "No candidates yet.", None, *no_selection]
     dirs = direction_choices(index, names)
@@ -147,7 +151,7 @@ def refresh(state: AppState, v: SimpleNamespace) -> list:
     gallery, page_info = gallery_items(index, ids, 0)
     nav = {"ids": [int(i) for i in ids], "pos": 0, "page": 0}
     return [*slider_updates(v, index), counts_markdown(index, index.Psi, index.P, names),
-            *threshold_plots(index, index.Psi, index.P, dirs[0][1] if dirs else None),
+            *plots_at(index, index.Psi, index.P, dirs[0][1] if dirs else None),
             gr.Dropdown(choices=dirs, value=dirs[0][1] if dirs else None),
             gr.Dropdown(choices=[("all", "")] + dirs, value=""), gallery, page_info, nav,
             *detail_panels(index, int(ids[0]) if len(ids) else None, names),
@@ -161,6 +165,8 @@ def slider_updates(v: SimpleNamespace, index) -> list:
     which keeps and prunes exactly the same candidates."""
     if index is None or len(index) == 0:
         return [gr.Slider() for _ in v.sliders]
+    names = index.project.class_names  # the page may have been built before the project had its classes
+    name = lambda c: names[c] if c < len(names) else f"class {c}"
     rho = index.rho[np.isfinite(index.rho)]
     lo, hi = (float(rho.min()), float(rho.max())) if rho.size else (-1.0, 1.0)
     margin = max(hi - lo, 1e-6) * 0.05
@@ -169,8 +175,8 @@ def slider_updates(v: SimpleNamespace, index) -> list:
     lo, hi = round(lo, decimals), round(hi, decimals)
     n = index.n_classes
     ups = [gr.Slider(minimum=0.0, maximum=1.001, step=0.0001, value=round(min(max(index.Psi.get(c, 0.5), 0.0), 1.001), 4),
-                     visible=c < n) for c in range(v.n_sliders)]
-    return ups + [gr.Slider(minimum=lo, maximum=hi, step=step, visible=c < n,
+                     visible=c < n, label=f"Ψ {name(c)} (source)") for c in range(v.n_sliders)]
+    return ups + [gr.Slider(minimum=lo, maximum=hi, step=step, visible=c < n, label=f"P {name(c)} (target)",
                             value=round(min(max(index.P.get(c, 0.0), lo), hi), decimals)) for c in range(v.n_sliders)]
 
 
@@ -181,6 +187,20 @@ def nice_step(span: float, divisions: int = 500) -> tuple[float, int]:
     return float(10.0 ** exponent), max(0, -exponent)
 
 
+def plots_at(index, Psi: dict, P: dict, direction):
+    """The ψ–ρ plot, both histograms, and what the plot was drawn from (``plot_state``)."""
+    return (*threshold_plots(index, Psi, P, direction), plot_state(index, Psi, P, direction))
+
+
+def redraw(state: AppState, direction, colour_by):
+    """The ψ–ρ plot, both histograms and the map at the thresholds and decisions the project holds."""
+    index = state.index()
+    if index is None or len(index) == 0:
+        return (*plots_at(None, {}, {}, None), gr.skip())
+    return (*plots_at(index, index.Psi, index.P, direction),
+            review_plots.render_map(state, index.Psi, index.P, colour_by or "decision"))
+
+
 # -- thresholds ----------------------------------------------------------------------------------
 
 def on_threshold(state: AppState, v: SimpleNamespace, *values):
@@ -188,11 +208,11 @@ def on_threshold(state: AppState, v: SimpleNamespace, *values):
     index = state.index()
     names = state.class_names()
     if index is None or len(index) == 0:
-        return counts_markdown(index, {}, {}, names), *threshold_plots(None, {}, {}, None)
+        return counts_markdown(index, {}, {}, names), *plots_at(None, {}, {}, None)
     *th, direction = values
     n = index.n_classes
     Psi, P = thresholds_from(index, list(th[:n]) + list(th[v.n_sliders:v.n_sliders + n]))
-    return counts_markdown(index, Psi, P, names), *threshold_plots(index, Psi, P, direction)
+    return counts_markdown(index, Psi, P, names), *plots_at(index, Psi, P, direction)
 
 
 def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):

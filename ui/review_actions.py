@@ -35,19 +35,20 @@ def wire(state: AppState, v: SimpleNamespace) -> None:
     v.next.click(partial(move, state, +1), [v.nav], nav_detail, show_progress="hidden", api_name="next")
     for btn, decision in ((v.accept, "accept"), (v.reject, "reject"), (v.auto, None)):
         btn.click(safe(partial(decide, state, decision)), [v.nav], [*nav_detail, v.counts], show_progress="hidden",
-                  api_name=f"decide_{decision or 'auto'}")
-    v.undo.click(safe(partial(undo, state)), [v.nav], [*nav_detail, v.counts], show_progress="hidden", api_name="undo")
+                  api_name=f"decide_{decision or 'auto'}").then(*v.after)
+    v.undo.click(safe(partial(undo, state)), [v.nav], [*nav_detail, v.counts], show_progress="hidden",
+                 api_name="undo").then(*v.after)
     v.edit_btn.click(safe(partial(load_editor, state)), [v.nav], [v.editor])
     v.regen_btn.click(safe(partial(regenerate, state)), [v.nav, v.editor], [*nav_detail, v.counts, v.regen_msg],
-                      api_name="regenerate")
+                      api_name="regenerate").then(*v.after)
     batch_out = [v.batch_msg, v.batch_confirm, v.pending_batch]
-    v.batch_btn.click(batch_ask, [v.batch_action, v.nav, v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method,
+    v.batch_btn.click(partial(batch_ask, state), [v.batch_action, v.nav, v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method,
                                   v.selection], batch_out, api_name="batch_ask")
     for comp in (v.batch_action, v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method):
         comp.change(batch_cancel, [v.pending_batch], batch_out, show_progress="hidden")
     v.batch_confirm.click(safe(partial(batch_confirm, state)), [v.pending_batch], [*batch_out[:2], v.counts, v.pending_batch],
                           api_name="batch_confirm").then(safe(partial(refilter, state, keep_current=True)), v.filters,
-                                                         v.refiltered)
+                                                         v.refiltered).then(*v.after)
 
 
 def _counts(state: AppState, index) -> str:
@@ -95,8 +96,12 @@ def undo(state: AppState, nav: dict):
     """Revert the latest decision action — one candidate, or a whole batch — and show its first candidate."""
     index = state.index()
     restored = index.undo(who=user_of()) if index is not None else None
-    if not restored:
-        return nav, *detail_panels(index, None, state.class_names()), counts_markdown(index, {}, {}, state.class_names())
+    if not restored:  # the shown candidate stays, and the text says why nothing changed
+        ids = nav.get("ids", [])
+        shown = ids[nav.get("pos", 0)] if ids and nav.get("pos", 0) < len(ids) else None
+        *panels, info = detail_panels(index, shown, state.class_names())
+        note = "<span id='undo-msg'>**Nothing to undo**: no decision action is left to revert.</span>\n\n"
+        return nav, *panels, note + (info or ""), _counts(state, index) if index is not None else ""
     cid = restored[0]
     ids = nav.get("ids", [])
     if cid in ids:
@@ -104,13 +109,17 @@ def undo(state: AppState, nav: dict):
     return nav, *detail_panels(index, cid, state.class_names()), _counts(state, index)
 
 
-def batch_ask(action, nav, d, st, sort, fpsi, frho, method, selection=None):
+def batch_ask(state: AppState, action, nav, d, st, sort, fpsi, frho, method, selection=None):
     """Count the filter's candidates and bind the batch to exactly them and this action: Confirm applies it
     to these ids, whatever the filter or the action shows by then."""
     ids = [int(i) for i in nav.get("ids", [])]
     word = {"accept": "accept", "reject": "reject", "auto": "set back to automatic"}[action]
     if not ids:
         return "No candidate in the current filter.", gr.Button(visible=False), None
+    names = state.class_names()
+    if d and "->" in d:
+        i, j = (int(x) for x in d.split("->"))
+        d = f"{names[i]} → {names[j]}" if max(i, j) < len(names) else d
     described = {"direction": d or "all", "decision": st or "all", "method": method or "all", "psi": fpsi or "",
                  "rho": frho or "", "selection": f"{len(selection)} drawn on a plot" if selection is not None else ""}
     pending = {"ids": ids, "action": action, "filter": described}

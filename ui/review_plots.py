@@ -140,9 +140,8 @@ def render_map(state: AppState, Psi: dict, P: dict, colour_by: str = "decision")
         layers += [(x[ok & (bins == b)], y[ok & (bins == b)], RAMP[b]) for b in range(len(RAMP))]
         legend = f"{colour_by} low (blue) → high (red), by sixths"
     img = plots.raster(layers, frame)
-    from PIL import ImageDraw
 
-    plots._title(ImageDraw.Draw(img), f"{data['method'].upper()} map of {len(x)} candidates: {legend}; drag to select",
+    plots._title(plots._draw(img), f"{data['method'].upper()} map of {len(x)} candidates: {legend}; drag to select",
                  frame.image_w, 12)
     return np.asarray(img)
 

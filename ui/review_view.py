@@ -121,9 +121,24 @@ def threshold_plots(index, Psi: dict, P: dict, direction: Optional[str]):
                                        title=f"{len(view['pos'])} candidates: green kept, red pruned, blue/purple manual; "
                                              f"drag to select, click to open", lpsi=view["lpsi"],
                                        lpsi_range=view["lpsi_range"], pixel_cache=view.get("pixels"))
-    hp = plots.histogram(view["psi_hist"], psi_line, "ψ = P(source class | result); kept left of the line")
-    hr = plots.histogram(view["rho_hist"], rho_line, "ρ = Σ mask · IG; kept right of the line")
+    hp = plots.histogram(view["psi_hist"], psi_line, "ψ: kept left of the line")
+    hr = plots.histogram(view["rho_hist"], rho_line, "ρ = Σ mask · IG: kept right of the line")
     return sc, hp, hr
+
+
+def plot_state(index, Psi: dict, P: dict, direction: Optional[str]) -> str:
+    """What the ψ–ρ plot was drawn from, as JSON (a hidden element of the page, read by the browser tests and
+    by anyone who wants the numbers behind the picture): the direction, the Ψ and P lines, and how many dots
+    of each colour it has."""
+    import json
+
+    if index is None or len(index) == 0:
+        return json.dumps({"direction": None, "Psi_line": None, "P_line": None, "dots": {}})
+    view, psi_line, rho_line = plotted(index, Psi, P, direction)
+    drawn = np.isfinite(view["psi"]) & np.isfinite(view["rho"])
+    codes = status_codes(index, Psi, P)[view["pos"]][drawn]
+    dots = {name: int((codes == c).sum()) for c, name in enumerate(("pruned", "kept", "accepted", "rejected"))}
+    return json.dumps({"direction": direction, "Psi_line": psi_line, "P_line": rho_line, "dots": dots})
 
 
 def gallery_items(index, ids, page: int):
