@@ -103,3 +103,11 @@ def test_app_is_wired_in_a_short_build_app_and_small_screens():
     for screen in ("project", "pipeline", "review", "retrain", "export"):
         module = __import__(f"ui.{screen}", fromlist=["build"])
         assert all(hasattr(module, f) for f in ("build", "wire", "refresh", "refresh_outputs")), screen
+
+
+def test_the_benchmarks_find_the_repository_they_run_from():
+    """The first-launch benchmark runs `app.py` from its ROOT: that must be the repository (it once pointed
+    at ddb_core/ after the benchmarks moved, and waited 120 s for an app that never started)."""
+    from ddb_core.bench import app_launch
+
+    assert (app_launch.ROOT / "app.py").is_file() and (app_launch.ROOT / "ddb_core").is_dir()

@@ -19,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository: ddb_core/bench/app_launch.py → ../../
 
 
 def _wait_http(url: str, timeout: float) -> float:

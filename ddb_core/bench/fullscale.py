@@ -457,7 +457,8 @@ def plan_markdown(res: dict) -> str:
         f"FLOP counter), at an assumed {p['gpu_utilisation_assumed']:.0%} of the {p['gpu']}'s "
         f"{p['gpu_peak_tflops']:.0f} TFLOPS float16 peak, with no loss between GPUs (each Ray worker holds its own "
         f"models; only the driver writes). "
-        + ("The CPU row is measured (one run)." if not on_gpu else "")
+        + ("The CPU row is this run's measured cost per candidate (its 50 denoising steps extrapolated from the 2 "
+           "measured, as in the table there)." if not on_gpu else "")
         + f" The paper's 5 h for {PAPER_CELEBA['candidates']:,} candidates on one A100 would need "
         f"{p['paper_implied_tflops']:.0f} TFLOPS sustained at these settings, "
         + ("more than the A100's peak: that run must have used fewer denoising steps, a lower resolution or more than "
