@@ -92,10 +92,11 @@ def test_every_action_leaves_the_plot_as_the_database_holds_it(candidates_projec
             # 3. three `r` presses: three rejections in the database, three purple dots on the plot
             page.locator("body").click(position={"x": 5, "y": 5})
             for k in range(3):
-                page.keyboard.press("r")
-                t0 = time.time()
-                while p.db.execute("select count(*) from decisions").fetchone()[0] < k + 1 and time.time() - t0 < 30:
-                    page.wait_for_timeout(100)
+                shown = re.search(r"Candidate (\d+)", page.locator("#review-info").inner_text()).group(1)
+                page.keyboard.press("r")  # a decision advances to the next candidate: wait for it, as a person would
+                page.wait_for_function(
+                    f"!/Candidate {shown}\\b/.test(document.querySelector('#review-info').innerText)", timeout=30_000)
+                _agrees(page, p)
             assert p.db.execute("select count(*) from decisions where decision = 'reject'").fetchone()[0] == 3
             _agrees(page, p)
 
@@ -125,6 +126,7 @@ def test_every_action_leaves_the_plot_as_the_database_holds_it(candidates_projec
             box = page.locator("#select-mode input[value=box]")
             assert box.is_enabled()
             box.check()
+            assert page.evaluate("document.querySelector('#select-mode input:checked').value") == "box"
             r = page.locator("#scatter img").first.bounding_box()
             page.mouse.move(r["x"] + r["width"] * 0.02, r["y"] + r["height"] * 0.02)
             page.mouse.down()

@@ -45,7 +45,7 @@ def test_the_map_resumes_after_a_cancel_and_a_lasso_rejects_a_cluster_of_failed_
     # A cancel after the first batch keeps that batch; the resumed job computes only the rest.
     token = CancelToken()
     with pytest.raises(Cancelled):
-        compute_map(p, MapConfig(batch_size=5), on_progress=lambda _pr: token.cancel(), cancel=token)
+        compute_map(p, MapConfig(batch_size=5), on_progress=lambda pr: pr.done and token.cancel(), cancel=token)
     kept = p.db.execute("select count(*) from map_points").fetchone()[0]
     assert kept == 5
     out = compute_map(p, MapConfig(batch_size=5))

@@ -31,12 +31,14 @@ KEYBOARD_JS = """
 <script>
 // A threshold slider moved with the keyboard is saved as a mouse release saves it: Gradio's slider
 // saves on pointerup, which keys do not send, so their keyup sends it (one save per key press).
-const SLIDER_KEYS = ['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown'];
+const SLIDER_NAV = ['ArrowLeft', 'ArrowRight', 'ArrowUp', 'ArrowDown', 'Home', 'End', 'PageUp', 'PageDown'];
 document.addEventListener('keyup', function (e) {
   const t = e.target;
-  if (!t || t.type !== 'range' || !SLIDER_KEYS.includes(e.key)) return;
+  if (!t || t.type !== 'range' || !SLIDER_NAV.includes(e.key)) return;
   if (!t.closest('[id^="psi-"], [id^="p-"]')) return;
-  t.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));
+  // after the slider has taken the key's value (its own input handler runs first)
+  setTimeout(() => t.dispatchEvent(new PointerEvent('pointerup', {bubbles: true, composed: true, pointerId: 1,
+                                                                   isPrimary: true})), 150);
 });
 document.addEventListener('keydown', function (e) {
   const t = e.target;

@@ -312,9 +312,8 @@ def selected_in(frame: PlotFrame, x: np.ndarray, y: np.ndarray, polygon: list[tu
     grid = np.asarray(mask, bool)
     ok = np.isfinite(x) & np.isfinite(y)
     out = np.zeros(len(x), bool)
-    cx, cy = frame.pixels(x[ok], y[ok])
-    inside = (x[ok] >= frame.x0) & (x[ok] <= frame.x1) & (y[ok] >= frame.y0) & (y[ok] <= frame.y1)
-    out[np.nonzero(ok)[0]] = grid[cy, cx] & inside
+    cx, cy = frame.pixels(x[ok], y[ok])  # a point outside the frame's range is drawn on its edge, and selected there
+    out[np.nonzero(ok)[0]] = grid[cy, cx]
     return out
 
 
