@@ -102,8 +102,11 @@ def test_every_action_leaves_the_plot_as_the_database_holds_it(candidates_projec
 
             # 4. a batch reject of one direction, then one undo
             _choose(page, "direction", "landbird → waterbird")
+            n_dir = p.db.execute("select count(*) from candidates where source_label = 0").fetchone()[0]
+            _wait_text(page, "#page-info", rf"{n_dir} candidates")  # the filter has taken effect
+            page.wait_for_timeout(500)
             page.get_by_role("button", name="Apply to the filter…").click()
-            msg = _wait_text(page, "#batch-msg", r"reject \d+ candidates")
+            msg = _wait_text(page, "#batch-msg", rf"reject {n_dir} candidates")
             assert "landbird → waterbird" in msg and "0->1" not in msg  # the names, not the ids
             page.locator("#btn-batch-confirm").click()
             _wait_text(page, "#batch-msg", r"decisions changed")

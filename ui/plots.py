@@ -25,16 +25,13 @@ AXIS = (60, 60, 60)
 @lru_cache(maxsize=4)
 def _font(size: int = 12) -> ImageFont.FreeTypeFont:
     """DejaVu Sans, which matplotlib ships: proportional, with every glyph the page uses (ψ, ρ, Ψ, Σ, →)."""
-    import os
-
     import matplotlib
 
-    return ImageFont.truetype(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", "DejaVuSans.ttf"), size)
+    return ImageFont.truetype(f"{matplotlib.get_data_path()}/fonts/ttf/DejaVuSans.ttf", size)
 
 
 def _draw(im: Image.Image, size: int = 12) -> ImageDraw.ImageDraw:
-    d = ImageDraw.Draw(im)
-    d.font = _font(size)
+    (d := ImageDraw.Draw(im)).font = _font(size)
     return d
 
 
@@ -96,8 +93,7 @@ def heatmap_overlay(img: np.ndarray, ig: np.ndarray, mask: Optional[np.ndarray],
 
 def softmax_bars(probs_src: Sequence[float], probs_gen: Sequence[float], names: Sequence[str], source: int,
                  Psi: Optional[float], w: int = 320, h: int = 256) -> np.ndarray:
-    """Class probabilities of source (grey) vs result (blue) as bars, with the Ψ_i line on class i; the
-    legend below the bars (the top-left corner is where the page puts the panel's label)."""
+    """Class probabilities of source (grey) vs result (blue) as bars, with the Ψ_i line on class i."""
     im = Image.new("RGB", (w, h), BG)
     d = _draw(im)
     n = len(names)
@@ -268,14 +264,12 @@ def psi_rho_scatter(psi: np.ndarray, rho: np.ndarray, status: np.ndarray, psi_li
     the colours, rarely the frame)."""
     lx = logit(psi) if lpsi is None else lpsi
     frame = psi_rho_frame(psi, rho, psi_line, rho_range, w, h, lpsi_range)
-    pix = None
-    if pixel_cache is not None:
-        key = (frame.x0, frame.x1, frame.y0, frame.y1, frame.width, frame.height)
-        if key not in pixel_cache:
-            if len(pixel_cache) >= 4:
-                pixel_cache.clear()
-            pixel_cache[key] = point_pixels(lx, rho, frame)
-        pix = pixel_cache[key]
+    key = (frame.x0, frame.x1, frame.y0, frame.y1, frame.width, frame.height)
+    if pixel_cache is not None and key not in pixel_cache:  # kept for a few frames (the Ψ line can widen one)
+        if len(pixel_cache) >= 4:
+            pixel_cache.clear()
+        pixel_cache[key] = point_pixels(lx, rho, frame)
+    pix = pixel_cache.get(key) if pixel_cache is not None else None
     out = coded_raster(lx, rho, np.asarray(status), (PRUNED, KEPT, ACCEPTED, REJECTED), frame, order=(0, 1, 3, 2),
                        pixels=pix, bigger=(2, 3))
     d = _draw(out)

@@ -101,7 +101,8 @@ def run(n: int = 120_000, repeats: int = 50, workdir: str = "projects/bench/scal
     from ddb_core.store import Project
 
     from ui import plots
-    from ui.app import counts_markdown, gallery_items, threshold_plots
+    from ui.app import counts_markdown, gallery_items
+    from ui.review import plots_at  # what a slider move draws: the plots and the state they were drawn from
     from ui.review_view import scatter_frame
 
     t0 = time.monotonic()
@@ -131,7 +132,7 @@ def run(n: int = 120_000, repeats: int = 50, workdir: str = "projects/bench/scal
         P = {0: float(rng.normal(0.2, 0.1)), 1: float(rng.normal(0.2, 0.1))}
         t = time.perf_counter()
         counts_markdown(index, Psi, P, names)
-        threshold_plots(index, Psi, P, "0->1" if r % 2 else "1->0")
+        plots_at(index, Psi, P, "0->1" if r % 2 else "1->0")
         slider.append(time.perf_counter() - t)
         f = Filter(direction=["0->1", "1->0", None][r % 3], status=["all", "auto-kept", "auto-pruned"][r % 3],
                    sort=sorts[r % len(sorts)])
