@@ -24,10 +24,10 @@ AXIS = (60, 60, 60)
 
 @lru_cache(maxsize=4)
 def _font(size: int = 12) -> ImageFont.FreeTypeFont:
-    """DejaVu Sans, which matplotlib ships: proportional, with every glyph the page uses (ψ, ρ, Ψ, Σ, →)."""
-    import matplotlib
+    """DejaVu Sans, which matplotlib ships (found without importing it): every glyph the page uses (ψ, ρ, Σ, →)."""
+    from importlib.util import find_spec
 
-    return ImageFont.truetype(f"{matplotlib.get_data_path()}/fonts/ttf/DejaVuSans.ttf", size)
+    return ImageFont.truetype(f"{find_spec('matplotlib').submodule_search_locations[0]}/mpl-data/fonts/ttf/DejaVuSans.ttf", size)
 
 
 def _draw(im: Image.Image, size: int = 12) -> ImageDraw.ImageDraw:
