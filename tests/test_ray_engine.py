@@ -109,6 +109,12 @@ def test_ray_makes_the_same_pixels_and_scores_as_the_local_engine(template, tmp_
         a, b = load_ig(local.project_path(x["ig_path"])), load_ig(remote.project_path(y["ig_path"]))
         assert a.shape == b.shape and np.allclose(a, b, atol=1e-5 + 0.02 * np.abs(a).max())  # one 8-bit level
         assert y["score_model_id"] == remote.active_erm_id
+    # and no decision differs: each project at its own default thresholds keeps the same candidates
+    from ddb_core.decisions import decisions
+
+    key_of = lambda c: {x["id"]: key for key, x in c.items()}
+    kept = lambda proj, c: {key_of(c)[d.candidate_id]: d.kept for d in decisions(proj)}
+    assert kept(local, cl) == kept(remote, cr)
     # Run again: nothing left to do on either engine.
     generate(remote, None, ProvidedMasker(remote.dataset_path), inpaint=InpaintConfig(model=model, batch_size=2),
              engine=RAY)

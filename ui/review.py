@@ -110,7 +110,8 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     plots_out = [v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state]
     # after every action that changes what the project holds (a decision, a batch, an undo, a saved threshold,
     # a reset, an undo of a threshold change, a regeneration): the plots and the map drawn from the database
-    v.after = (safe(partial(redraw, state)), [v.plot_dir, v.colour_by], [v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.map])
+    v.after = (safe(partial(redraw, state)), [v.plot_dir, v.colour_by, v.nav],
+               [v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.map, v.gallery, v.page_info])
     for s in v.sliders:  # .input (a user's move), not .change: a programmatic update must not redraw stale values
         s.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden",
                 trigger_mode="always_last", api_name=f"threshold_{s.elem_id.replace('-', '_')}")
@@ -192,13 +193,15 @@ def plots_at(index, Psi: dict, P: dict, direction):
     return (*threshold_plots(index, Psi, P, direction), plot_state(index, Psi, P, direction))
 
 
-def redraw(state: AppState, direction, colour_by):
-    """The ψ–ρ plot, both histograms and the map at the thresholds and decisions the project holds."""
+def redraw(state: AppState, direction, colour_by, nav):
+    """The ψ–ρ plot, both histograms, the map and the gallery's page (its badges) at the thresholds and
+    decisions the project holds."""
     index = state.index()
     if index is None or len(index) == 0:
-        return (*plots_at(None, {}, {}, None), gr.skip())
+        return (*plots_at(None, {}, {}, None), gr.skip(), gr.skip(), gr.skip())
+    gallery, page_info = gallery_items(index, np.array(nav.get("ids", []), np.int64), nav.get("page", 0))
     return (*plots_at(index, index.Psi, index.P, direction),
-            review_plots.render_map(state, index.Psi, index.P, colour_by or "decision"))
+            review_plots.render_map(state, index.Psi, index.P, colour_by or "decision"), gallery, page_info)
 
 
 # -- thresholds ----------------------------------------------------------------------------------
