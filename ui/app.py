@@ -129,7 +129,8 @@ CSS = """
 #review-info { font-size: 0.92em; }
 .ddb-hidden { display: none !important; }
 .selectable-plot img { cursor: crosshair; user-select: none; -webkit-user-drag: none; }
-#counts table { font-size: 0.9em; }
+#counts { overflow-x: auto; }
+#counts table { font-size: 0.88em; }
 #counts th, #counts td { white-space: nowrap; word-break: keep-all; overflow-wrap: normal; padding: 2px 6px; }
 """
 

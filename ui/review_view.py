@@ -75,7 +75,7 @@ def counts_markdown(index, Psi: dict, P: dict, names: list[str]) -> str:
             notes.append(f"P of {html.escape(names[int(c)])}: default from {d['n']} of {d['of']} scored candidates "
                          f"(it follows the scores until all are scored, then stays)")
     counts = index.counts(Psi, P)
-    lines = ["| direction | candidates | kept | pruned | manual accept / reject |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines = ["| direction | all | kept | pruned | manual ✓/✗ |", "| --- | ---: | ---: | ---: | ---: |"]
     total_kept = 0
     for d, v in counts.items():
         i, j = (int(x) for x in d.split("->"))
