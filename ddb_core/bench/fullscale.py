@@ -37,10 +37,8 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Optional
