@@ -216,14 +216,14 @@ def stale_scores(project: Project) -> int:
 
 
 def prune(project: Project, Psi: Optional[dict] = None, P: Optional[dict] = None,
-          reset: bool = False, source: str = "api") -> tuple[dict, dict]:
+          reset: bool = False, source: str = "api", who: str = "user") -> tuple[dict, dict]:
     """Save any given thresholds (after ``reset``: back to the computed defaults first); return
-    (thresholds, per-direction counts). Every change is an undoable action of the audit log."""
+    (thresholds, per-direction counts). Every change is an undoable action of the audit log, by ``who``."""
     from .decisions import reset_thresholds, set_thresholds, summary, thresholds
 
     if reset:
-        reset_thresholds(project, source=source)
-    th = set_thresholds(project, Psi, P, source=source) if (Psi or P) else thresholds(project)
+        reset_thresholds(project, source=source, who=who)
+    th = set_thresholds(project, Psi, P, source=source, who=who) if (Psi or P) else thresholds(project)
     return th, summary(project, th)
 
 

@@ -640,7 +640,7 @@ def _score(a, progress):
 
 
 def _prune_args(p):
-    _add_project(p)
+    _who(p)
     p.add_argument("--Psi", nargs="+", metavar="CLASS=VALUE", help="Psi_i per source class (default: the computed mean, Eq. 3)")
     p.add_argument("--P", nargs="+", metavar="CLASS=VALUE", help="P_i' per target class (default: a quantile of its rho)")
     p.add_argument("--undo", action="store_true",
@@ -657,9 +657,9 @@ def _prune(a, progress):
 
     project = _open(a)
     Psi, P = _class_values(a.Psi, "--Psi"), _class_values(a.P, "--P")
-    if a.undo and undo_thresholds(project, who=os.environ.get("USER", "cli"), source="cli") is None:
+    if a.undo and undo_thresholds(project, who=a.who, source="cli") is None:
         print("no threshold change of the active ERM model to undo")
-    th, counts = api.prune(project, Psi, P, reset=a.defaults, source="cli")
+    th, counts = api.prune(project, Psi, P, reset=a.defaults, source="cli", who=a.who)
     _print_pruning(project, th, counts)
     return 0
 

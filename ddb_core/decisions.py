@@ -55,6 +55,7 @@ def set_method_pruning(project: Project, method: str, enabled: bool) -> dict[str
     return current
 
 
+PSI_RANGE = (0.0, 1.001)  # the values Ψ may take: keep iff ψ < Ψ, so 1.001 keeps even ψ = 1 (the app's slider too)
 FRESH = "c.psi is not null and c.rho is not null and c.score_model_id = ?"  # scored by the given model
 
 
@@ -169,6 +170,9 @@ def set_thresholds(project: Project, Psi: Optional[dict[int, float]] = None, P: 
                 raise ConfigError(f"{key} threshold for class {k}: the project has classes 0..{n - 1}")
             if v is None or not np.isfinite(v):
                 raise ConfigError(f"{key} threshold for class {k} must be a finite number, got {v}")
+            if key == "Psi" and not PSI_RANGE[0] <= v <= PSI_RANGE[1]:  # ψ is a probability
+                raise ConfigError(f"Psi threshold for class {k} must be in [0, {PSI_RANGE[1]:g}] (ψ is a probability; "
+                                  f"{PSI_RANGE[1]:g} keeps even ψ = 1), got {v}")
     with project.write():
         raw = _all_stored(project)
         entry = _model_entry(raw, mid)

@@ -199,6 +199,8 @@ def cli_cases():
     return [
         ("cli: prune --P not a number", run("prune", "--P", "0=abc"), r"--P"),
         ("cli: prune --Psi unknown class", run("prune", "--Psi", "5=0.5"), r"Psi threshold for class 5: the project has classes 0..1"),
+        ("cli: prune --Psi above 1", run("prune", "--Psi", "0=5"), r"Psi threshold for class 0 must be in \[0, 1\.001\]"),
+        ("cli: prune --Psi negative", run("prune", "--Psi", "0=-0.5"), r"Psi threshold for class 0 must be in \[0, 1\.001\]"),
         ("cli: generate --pairs", run("generate", "--pairs", "0-1"), r"--pairs expects i:j items, got 0-1"),
         ("cli: generate --resolution", run("generate", "--resolution", "100"), r"resolution must be a multiple of 8"),
         ("cli: select --k", run("select", "--k", "2.5"), r"k >= 1 is a count and must be a whole number, got 2.5"),

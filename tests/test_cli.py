@@ -69,7 +69,8 @@ def test_errors_are_one_message_and_exit_code_2(tmp_path, capsys):
     assert "metadata.csv not found" in capsys.readouterr().err
 
 
-def test_generation_commands_through_a_saved_model_folder(scored_project, tiny_pipe_factory, tmp_path, capsys):
+def test_generation_commands_through_a_saved_model_folder(scored_project, tiny_pipe_factory, tmp_path, capsys,
+                                                          monkeypatch):
     import json
 
     model_dir = tmp_path / "tiny-inpainting"
@@ -83,11 +84,18 @@ def test_generation_commands_through_a_saved_model_folder(scored_project, tiny_p
     assert "0->1: 2 candidates from 2 sources" in capsys.readouterr().out
     assert main(["score", *p, "--n-steps", "4"]) == 0
     assert "scored 4 candidates" in capsys.readouterr().out
-    assert main(["prune", *p, "--Psi", "0=2", "1=2", "--P", "0=-1e9", "1=-1e9"]) == 0
+    assert main(["prune", *p, "--Psi", "0=1.001", "1=1.001", "--P", "0=-1e9", "1=-1e9"]) == 0
     out = capsys.readouterr().out
     assert "landbird -> waterbird: 2 candidates, 2 scored, 2 kept by the thresholds" in out
     assert main(["prune", *p, "--P", "0=oops"]) == 2
     assert "expects CLASS=VALUE" in capsys.readouterr().err
+    # the audit log names who changed the thresholds: --who, else $USER (it once said "user")
+    monkeypatch.setenv("USER", "carol")
+    assert main(["prune", *p, "--Psi", "0=0.5"]) == 0
+    assert main(["prune", *p, "--P", "1=0.1", "--who", "dave"]) == 0
+    who = [r[0] for r in scored_project.db.execute("select who from actions where kind = 'thresholds' order by id")]
+    assert who[-2:] == ["carol", "dave"]
+    capsys.readouterr()
 
     config = tmp_path / "run.json"
     config.write_text(json.dumps({"selection": {"k": 3, "ti_size": 2}, "inversion": {"steps": 1, "batch_size": 1},

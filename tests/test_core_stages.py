@@ -311,9 +311,9 @@ def test_generation_job_end_to_end_and_resume_after_cancel(scored_project, tiny_
     assert all(c["psi"] is not None and load_ig(scored_project.project_path(c["ig_path"])).shape == (32, 32) for c in cands)
     th = thresholds(scored_project)
     assert set(th["Psi"]) == {0, 1} and set(th["P"]) == {0, 1}
-    loose = set_thresholds(scored_project, Psi={0: 1.1, 1: 1.1}, P={0: -1e9, 1: -1e9})
+    loose = set_thresholds(scored_project, Psi={0: 1.001, 1: 1.001}, P={0: -1e9, 1: -1e9})
     assert all(v["kept"] == v["candidates"] for v in summary(scored_project, loose).values())
-    strict = set_thresholds(scored_project, Psi={0: -1, 1: -1})
+    strict = set_thresholds(scored_project, Psi={0: 0.0, 1: 0.0})
     assert all(v["kept"] == 0 for v in summary(scored_project, strict).values())
     # Manual overrides win over the automatic decision, are audited, and undo walks them back.
     cid = cands[0]["id"]

@@ -10,7 +10,7 @@ from ddb_core.decisions import set_decision, set_thresholds
 
 def test_export_dataset_and_bundle(candidates_project):
     p = candidates_project
-    set_thresholds(p, Psi={0: -1.0, 1: -1.0})  # nothing kept automatically
+    set_thresholds(p, Psi={0: 0.0, 1: 0.0})  # nothing kept automatically
     ids = [r[0] for r in p.db.execute("select id from candidates order by id")]
     set_decision(p, ids[:2], "accept")
     out = api.export_dataset(p)
@@ -28,6 +28,6 @@ def test_export_dataset_and_bundle(candidates_project):
     b = api.reproducibility_bundle(p)
     with zipfile.ZipFile(b["path"]) as z:
         bundle = json.loads(z.read("bundle.json"))
-        assert bundle["thresholds"]["Psi"]["0"] == -1.0 and bundle["models"][0]["sha256"]
+        assert bundle["thresholds"]["Psi"]["0"] == 0.0 and bundle["models"][0]["sha256"]
         assert len(z.read("candidates-provenance.jsonl").splitlines()) == 8
     assert str(root) in b["path"]

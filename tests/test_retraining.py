@@ -55,7 +55,7 @@ def test_mixed_batches_hold_the_generated_share():
 
 def test_manual_overrides_change_the_training_set(candidates_project):
     p = candidates_project
-    set_thresholds(p, Psi={0: -1.0, 1: -1.0})  # nothing passes ψ < Ψ
+    set_thresholds(p, Psi={0: 0.0, 1: 0.0})  # nothing passes ψ < Ψ
     assert accepted_candidates(p) == []
     cid = p.db.execute("select id from candidates where target_label = 1 order by id limit 1").fetchone()[0]
     set_decision(p, [cid], "accept")
@@ -64,7 +64,7 @@ def test_manual_overrides_change_the_training_set(candidates_project):
     plan = generated_plan(p, RetrainConfig(train=TINY_TRAIN, gammas=(1.0, 2.5)))
     assert plan.extra_labels == [1] and plan.extra_terms == [1] and plan.gammas == [1.0, 2.5]
     assert plan.init_state is not None and plan.describe["per_direction"] == {"0->1": 1}
-    set_thresholds(p, Psi={0: 2.0, 1: 2.0}, P={0: -1e9, 1: -1e9})  # everything passes
+    set_thresholds(p, Psi={0: 1.001, 1: 1.001}, P={0: -1e9, 1: -1e9})  # everything passes
     set_decision(p, [cid], "reject")
     assert cid not in {c["id"] for c in accepted_candidates(p)} and len(accepted_candidates(p)) == 7
     with pytest.raises(ConfigError, match="one per class"):
@@ -73,7 +73,7 @@ def test_manual_overrides_change_the_training_set(candidates_project):
 
 def test_retraining_run_stores_models_and_a_report_that_matches_an_independent_computation(candidates_project):
     p = candidates_project
-    set_thresholds(p, Psi={0: 2.0, 1: 2.0}, P={0: -1e9, 1: -1e9})
+    set_thresholds(p, Psi={0: 1.001, 1: 1.001}, P={0: -1e9, 1: -1e9})
     out = api.retrain(p, RetrainConfig(train=TINY_TRAIN, seeds=(0, 1), gen_ratio=0.25))
     assert len(out["model_ids"]) == 2 and out["n_generated"] == 8 and out["per_direction"] == {"0->1": 4, "1->0": 4}
     rep = out["report"]
@@ -114,7 +114,7 @@ def test_retraining_run_stores_models_and_a_report_that_matches_an_independent_c
 
 def test_few_accepted_samples_of_a_class_are_flagged(candidates_project):
     p = candidates_project
-    set_thresholds(p, Psi={0: 2.0, 1: 2.0}, P={0: -1e9, 1: -1e9})  # all 8 kept: 4 per target class
+    set_thresholds(p, Psi={0: 1.001, 1: 1.001}, P={0: -1e9, 1: -1e9})  # all 8 kept: 4 per target class
     cands = accepted_candidates(p)
     n_total = p.sample_count("train") + len(cands)
     names = p.class_names
@@ -134,7 +134,7 @@ def test_few_accepted_samples_of_a_class_are_flagged(candidates_project):
 
 def test_gamma_search_chooses_by_val_wga_and_the_other_seeds_train_with_the_choice(candidates_project):
     p = candidates_project
-    set_thresholds(p, Psi={0: 2.0, 1: 2.0}, P={0: -1e9, 1: -1e9})
+    set_thresholds(p, Psi={0: 1.001, 1: 1.001}, P={0: -1e9, 1: -1e9})
     n_before = len(p.models())
     out = api.retrain(p, RetrainConfig(train=TINY_TRAIN, seeds=(0, 1), gamma_grid=(1.0, 5.0)), report=False)
     table = out["gamma_search"]
@@ -205,7 +205,7 @@ def test_a_per_class_gamma_grid_tries_every_combination_and_retraining_starts_fr
     from ddb_core.training import train_classifier
 
     p = candidates_project
-    set_thresholds(p, Psi={0: 2.0, 1: 2.0}, P={0: -1e9, 1: -1e9})
+    set_thresholds(p, Psi={0: 1.001, 1: 1.001}, P={0: -1e9, 1: -1e9})
     cfg = RetrainConfig(train=TINY_TRAIN, gamma_grid=(1.0, 4.0), per_class=True)
     assert cfg.grid(2) == [(1.0, 1.0), (1.0, 4.0), (4.0, 1.0), (4.0, 4.0)]
     assert RetrainConfig(gamma_grid=(1.0, 4.0)).grid(2) == [(1.0, 1.0), (4.0, 4.0)]

@@ -81,7 +81,7 @@ def test_scgs_run_on_a_tiny_project(scored_project, tiny_pipe_factory):
     mask_params = json.loads(p.db.execute("select params from masks limit 1").fetchone()[0])
     assert mask_params["method"] == "gradcam++" and mask_params["keep_high"] is True
     score(p, n_steps=4)
-    set_thresholds(p, Psi={0: -1.0, 1: -1.0})  # the ψ/ρ rule would prune everything...
+    set_thresholds(p, Psi={0: 0.0, 1: 0.0})  # the ψ/ρ rule would prune everything...
     assert len(accepted_candidates(p, "scgs")) == len(rows)  # ...but SCGS does not prune by default
     set_method_pruning(p, "scgs", True)
     assert accepted_candidates(p, "scgs") == []
