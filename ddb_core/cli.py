@@ -1152,7 +1152,7 @@ def _bench_ray(a, progress):
 
 def _fullscale_args(p):
     p.add_argument("--workdir", default="projects/bench/fullscale",
-                   help="where the models (built once, about 9 GB) and the project go (default: %(default)s)")
+                   help="where the models (built once, about 5 GB) and the project go (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="keep the stages a killed run finished and run the rest")
     p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/ and README.md")
 

@@ -131,6 +131,7 @@ def build_models(folder: Path, on_progress=None) -> dict[str, object]:
     grounding_dino_base(paths["dino"])
     from transformers import GroundingDinoForObjectDetection
 
+    # parameter counts only (CPU, no stage runs them here): the stages load these models on the chosen device
     counts["grounding_dino"] = sum(p.numel() for p in GroundingDinoForObjectDetection.from_pretrained(paths["dino"]).parameters())
     torch.manual_seed(0)
     sam = sam_model_registry["vit_h"]()
@@ -186,7 +187,7 @@ def model_flops(dino_folder: Path, image_hw: tuple[int, int] = (375, 500)) -> di
     h, w = image_hw
     f = 800 / min(h, w)
     ph, pw = round(h * f), min(1333, round(w * f))
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # FLOPs are device-independent: counted on the CPU, the model is not used for a stage
     dino = GroundingDinoForObjectDetection(GroundingDinoConfig.from_pretrained(dino_folder)).eval()
     with torch.no_grad():
         out["grounding_dino"] = _count(lambda: dino(pixel_values=torch.randn(1, 3, ph, pw),
