@@ -8,6 +8,7 @@ progress itself.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
@@ -169,16 +170,18 @@ def invert(project: Project, labels=None, cfg=None, *, inpainter=None, on_progre
     from .method.inversion import InversionConfig
 
     labels = list(range(len(project.class_names))) if labels is None else list(labels)
-    return invert_classes(project, inpainter or load_inpainter(project), labels, cfg or InversionConfig(),
-                          on_progress=on_progress, cancel=cancel)
+    inpainter, cfg = inpainter or load_inpainter(project), cfg or InversionConfig()
+    with project.recorded_run("invert", {"labels": labels, "inversion": asdict(cfg), "model": inpainter.model_ref}):
+        return invert_classes(project, inpainter, labels, cfg, on_progress=on_progress, cancel=cancel)
 
 
 def compute_masks(project: Project, *, masker=None, labels=None, on_progress=None, cancel=None,
                   device: Optional[str] = None) -> dict[str, int]:
     from .generation import compute_selected_masks
 
-    return compute_selected_masks(project, masker or load_masker(project, device=device), labels, on_progress=on_progress,
-                                  cancel=cancel)
+    masker = masker or load_masker(project, device=device)
+    with project.recorded_run("mask", {"masker": masker.name, "params": masker.params(), "labels": labels}):
+        return compute_selected_masks(project, masker, labels, on_progress=on_progress, cancel=cancel)
 
 
 def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=None, masker=None,
@@ -192,9 +195,12 @@ def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=
     inpaint = inpaint or InpaintConfig(model=pipeline_settings(project)["inpaint_model"])
     if engine.kind == "local":
         inpainter = inpainter or load_inpainter(project, inpaint.model, inpaint.device, inpaint.dtype)
-    return _generate(project, inpainter, masker or load_masker(project, device=inpaint.device), pairs,
-                     cfg or GenerationConfig(), inpaint,
-                     on_progress=on_progress, cancel=cancel, engine=engine)
+    masker = masker or load_masker(project, device=inpaint.device)
+    cfg = cfg or GenerationConfig()
+    with project.recorded_run("generate", {"pairs": pairs, "generation": asdict(cfg), "inpaint": asdict(inpaint),
+                                           "masker": masker.name, "engine": engine.kind}):
+        return _generate(project, inpainter, masker, pairs, cfg, inpaint, on_progress=on_progress, cancel=cancel,
+                         engine=engine)
 
 
 def score(project: Project, n_steps: int = 50, internal_batch_size: Optional[int] = None, rescore: bool = False,
@@ -203,9 +209,11 @@ def score(project: Project, n_steps: int = 50, internal_batch_size: Optional[int
     ``engine``, ``device`` and ``dtype`` default to the project's settings."""
     from .generation import score as _score
 
-    return _score(project, n_steps=n_steps, internal_batch_size=internal_batch_size, rescore=rescore,
-                  on_progress=on_progress, cancel=cancel, engine=engine or engine_config(project), device=device,
-                  dtype=dtype)
+    engine = engine or engine_config(project)
+    with project.recorded_run("score", {"n_steps": n_steps, "rescore": rescore, "engine": engine.kind,
+                                        "device": device, "dtype": dtype}):
+        return _score(project, n_steps=n_steps, internal_batch_size=internal_batch_size, rescore=rescore,
+                      on_progress=on_progress, cancel=cancel, engine=engine, device=device, dtype=dtype)
 
 
 def stale_scores(project: Project) -> int:
@@ -230,6 +238,32 @@ def prune(project: Project, Psi: Optional[dict] = None, P: Optional[dict] = None
 RUN_SECTIONS = ("selection", "inversion", "masker", "generation", "inpaint", "scoring", "prune")
 
 
+def _check_types(cls, values: dict, where: str) -> None:
+    """Each value of ``values`` of the type of ``cls``'s field default (a number for a number, finite; text for
+    text; true/false for a flag); a field whose default is None takes a number, text or null."""
+    import math
+    from dataclasses import MISSING, fields
+
+    from .errors import ConfigError
+
+    for f in fields(cls):
+        if f.name not in values:
+            continue
+        v, d = values[f.name], (f.default if f.default is not MISSING else None)
+        if isinstance(d, bool):
+            ok, want = isinstance(v, bool), "true or false"
+        elif isinstance(d, (int, float)):
+            ok, want = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a finite number"
+        elif isinstance(d, str):
+            ok, want = isinstance(v, str), "text"
+        else:
+            ok = v is None or (isinstance(v, (int, str)) and not isinstance(v, bool)) or \
+                (isinstance(v, float) and math.isfinite(v))
+            want = "a number, text or null"
+        if not ok:
+            raise ConfigError(f"{where}: {f.name} must be {want}, got {v!r}")
+
+
 def run_pipeline(project: Project, config: dict, *, on_progress=None, cancel=None) -> dict:
     """select → invert → mask → generate → score → prune, from one config dict (see README).
 
@@ -241,13 +275,22 @@ def run_pipeline(project: Project, config: dict, *, on_progress=None, cancel=Non
     from .method.inversion import InversionConfig
     from .method.selection import SelectionConfig
 
+    if not isinstance(config, dict):
+        raise ConfigError(f"the run config must be a JSON object with sections {', '.join(RUN_SECTIONS)}, "
+                          f"got a JSON {type(config).__name__}")
     unknown = set(config) - set(RUN_SECTIONS)
     if unknown:
         raise ConfigError(f"unknown section(s) {', '.join(sorted(unknown))} in the run config; known: {', '.join(RUN_SECTIONS)}")
+    for section in ("selection", "inversion", "generation", "inpaint", "masker", "scoring", "prune"):
+        if config.get(section) is not None and not isinstance(config[section], dict):
+            raise ConfigError(f"run config section {section!r} must be an object of name: value, "
+                              f"got {type(config[section]).__name__} {config[section]!r}")
 
     def build(cls, section):
+        values = config.get(section) or {}
+        _check_types(cls, values, f"run config section {section!r}")
         try:
-            return cls(**config.get(section, {}))
+            return cls(**values)
         except TypeError as e:
             raise ConfigError(f"run config section {section!r}: {e}") from e
 

@@ -1298,6 +1298,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 130
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path the system refuses (too long, a folder for a file, no permission …)
+        progress.close()
+        name = str(e.filename) if e.filename is not None else ""
+        shown = f"{name[:120]}… ({len(name)} characters)" if len(name) > 120 else name
+        print(f"error: {e.strerror or e}{': ' + shown if shown else ''}", file=sys.stderr)
+        return 2
     finally:
         progress.close()
 

@@ -95,11 +95,18 @@ def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
         raise DatasetError(f"{path} is empty: expected a header line") from None
     except csv.Error as e:
         raise DatasetError(f"{path}: not a CSV file ({e})") from None
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise DatasetError(f"{path}: the header names column(s) {', '.join(map(repr, twice))} more than once; "
+                           f"which one holds the values is ambiguous — keep one")
     rows = []
     try:
         for values in reader:
             if not any(v.strip() for v in values):
                 continue
+            if len(values) != len(header):
+                raise DatasetError(f"{path}, line {reader.line_num}: {len(values)} fields, but the header has "
+                                   f"{len(header)} ({', '.join(header)})")
             rows.append((reader.line_num, dict(zip(header, values))))
     except csv.Error as e:
         raise DatasetError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
@@ -155,6 +162,10 @@ def read_waterbirds(root: Path, class_names: Optional[list[str]] = None, attr_na
     if missing:
         raise DatasetError(f"{meta}: missing column(s) {', '.join(missing)}; found {', '.join(map(repr, cols)) or 'none'}")
     has_mask = "mask_filename" in cols
+    ignored = [c for c in cols if c not in ("img_filename", "y", "place", "split", "mask_filename")]
+    if ignored:
+        ds.warnings.append(f"{meta.name}: column(s) {', '.join(ignored)} are not used (the import reads img_filename, "
+                           f"y, place, split and mask_filename)")
     for i, r in rows:
         y, place, split = (r.get("y") or "").strip(), (r.get("place") or "").strip(), (r.get("split") or "").strip()
         bad = []
@@ -454,6 +465,12 @@ def _rename(ds: ParsedDataset, class_names, attr_names, object_prompt) -> None:
             raise DatasetError(f"{len(names)} {what} names given ({', '.join(names)}), but the {ds.format} dataset at "
                                f"{ds.root} has {len(current)}: {', '.join(current) or 'none'}")
         current[:] = [str(n).strip() for n in names]
+    if object_prompt is not None:
+        words = object_prompt if isinstance(object_prompt, dict) else {"every class": object_prompt}
+        empty = [str(k) for k, w in words.items() if not isinstance(w, str) or not w.strip()]
+        if empty:
+            raise DatasetError(f"the object word for {', '.join(empty)} is empty; give a word the prompts can use "
+                               f"(e.g. {ds.class_names[0]}=bird)")
     if isinstance(object_prompt, dict):
         unknown = sorted(set(object_prompt) - set(ds.class_names))
         if unknown:

@@ -84,13 +84,27 @@ def object_word(project: Project, label: int) -> str:
 
 def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, batch_size: int = 16,
                   on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> dict[int, dict]:
-    """Mask rows (sample id -> row) for ``sample_rows``, computing and storing the missing ones."""
+    """Mask rows (sample id -> row) for ``sample_rows``, computing and storing the missing ones.
+
+    The database changes only when every mask is computed, in one transaction: until then each finished
+    batch is kept beside its mask files (``staged.jsonl``), so a cancelled, failed or killed run changes
+    nothing in the database and the same command resumes from the staged batches."""
     params = masker.params()
     ph = params_hash(params)
     folder = project.root / "masks" / f"{masker.name}-{ph}"
+    staged_file = folder / "staged.jsonl"
     have = {r["sample_id"]: r for r in project.db.query(
         "select * from masks where backend = ? and params_hash = ?", [masker.name, ph])}
-    todo = [s for s in sample_rows if s["id"] not in have]
+    staged: dict[int, dict] = {}
+    if staged_file.is_file():
+        for line in staged_file.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue  # the last line of a killed run may be cut short: its batch is computed again
+            if r["sample_id"] not in have and (r["path"] is None or (project.root / r["path"]).is_file()):
+                staged[r["sample_id"]] = r
+    todo = [s for s in sample_rows if s["id"] not in have and s["id"] not in staged]
     tracker = ProgressTracker(f"mask ({masker.name})", len(sample_rows), on_progress, len(sample_rows) - len(todo))
     for start in range(0, len(todo), batch_size):
         check_cancel(cancel, "between mask batches")
@@ -115,12 +129,17 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
                                                "detail": res.detail}),
                          "status": res.status, "score": res.score, "area": res.area,
                          "path": _rel(project, path) if path else None, "created_at": now()})
-        with project.write():
-            project.db["masks"].insert_all(rows)
-        for r in project.db.query(f"select * from masks where backend = ? and params_hash = ? and sample_id in "
-                                  f"({','.join('?' * len(batch))})", [masker.name, ph, *[s['id'] for s in batch]]):
-            have[r["sample_id"]] = r
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(staged_file, "a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+        staged.update((r["sample_id"], r) for r in rows)
         tracker.update(tracker.done + len(batch), f"{sum(r['status'] == 'ok' for r in rows)}/{len(rows)} found")
+    if staged:
+        with project.write():  # every staged mask at once
+            project.db["masks"].insert_all(list(staged.values()))
+        staged_file.unlink(missing_ok=True)
+        have = {r["sample_id"]: r for r in project.db.query(
+            "select * from masks where backend = ? and params_hash = ?", [masker.name, ph])}
     return {s["id"]: have[s["id"]] for s in sample_rows}
 
 

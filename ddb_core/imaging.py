@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .errors import ConfigError, DatasetError
 
@@ -72,7 +72,8 @@ def load_rgb(path: str | os.PathLike) -> np.ndarray:
     """The image at ``path`` as HWC uint8 RGB, values in [0, 255], at its own size."""
     try:
         with Image.open(path) as im:
-            return to_rgb_array(im)
+            # a camera's EXIF orientation (phone photos are stored sideways with a tag saying so), as viewers show it
+            return to_rgb_array(ImageOps.exif_transpose(im))
     except (OSError, ValueError, SyntaxError) as e:
         raise DatasetError(f"cannot read image {path}: {e}") from e
 
@@ -83,8 +84,12 @@ def load_mask(path: str | os.PathLike, shape: Optional[tuple[int, int]] = None) 
     resolution than its image)."""
     try:
         with Image.open(path) as im:
-            im = im.convert("L")
+            im = ImageOps.exif_transpose(im).convert("L")
             if shape is not None and im.size != (shape[1], shape[0]):
+                (w, h), (iw, ih) = im.size, (shape[1], shape[0])
+                if abs(w * ih - h * iw) > 0.02 * iw * h:  # another aspect ratio: not a mask of this image
+                    raise DatasetError(f"mask {path} is {w}×{h} px but its image is {iw}×{ih} px: another aspect ratio "
+                                       f"(stretching it would misplace the region); draw the mask on the image itself")
                 im = im.resize((shape[1], shape[0]), Image.NEAREST)
             return np.where(np.asarray(im) >= 128, 255, 0).astype(np.uint8)
     except (OSError, ValueError, SyntaxError) as e:

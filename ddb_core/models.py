@@ -138,6 +138,8 @@ def load_classifier(path: str | os.PathLike, arch: Optional[str] = None, num_cla
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"checkpoint {path} is a folder; give the checkpoint file in it (a .pt or .pth file)")
     if not path.is_file():
         raise ModelError(f"checkpoint {path} does not exist")
     try:
@@ -157,6 +159,10 @@ def load_classifier(path: str | os.PathLike, arch: Optional[str] = None, num_cla
         if isinstance(obj.get(key), dict):
             state = obj[key]
             break
+    odd = [k for k in state if not isinstance(k, str)]
+    if odd:
+        raise ModelError(f"checkpoint {path} has keys that are not parameter names (e.g. {odd[0]!r} of type "
+                         f"{type(odd[0]).__name__}); it is not a state_dict")
     state = {k.removeprefix("module."): v for k, v in state.items() if hasattr(v, "shape")}
     if "fc.weight" not in state:
         raise ModelError(f"checkpoint {path} does not look like a {arch}: it has no fc.weight "
@@ -176,6 +182,10 @@ def load_classifier(path: str | os.PathLike, arch: Optional[str] = None, num_cla
             for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
             if items)
         raise ModelError(f"checkpoint {path} does not match architecture {arch}: {detail}")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelError(f"checkpoint {path} holds NaN or infinite values in {len(bad)} tensor(s): "
+                         f"{', '.join(bad[:5])}{' …' if len(bad) > 5 else ''}; it cannot be used")
     model.load_state_dict(state)
     model.eval()
     if device is not None:

@@ -38,6 +38,11 @@ def set_pipeline_settings(project: Project, **changes) -> dict:
         from .device import check_dtype_name
 
         check_dtype_name(changes["dtype"])
+    if changes.get("masker") is not None or changes.get("masker_options") is not None:
+        from .method.masking import check_masker_options
+
+        name = changes.get("masker") or pipeline_settings(project)["masker"]
+        check_masker_options(name, changes.get("masker_options") or {})
     if changes.get("engine") is not None:
         from dataclasses import asdict
 

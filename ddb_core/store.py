@@ -294,7 +294,7 @@ def now() -> str:
 
 
 def config_hash(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -340,8 +340,17 @@ class Project:
         root = Path(root)
         if not (root / DB_NAME).exists():
             raise ProjectError(f"no project at {root}: {root / DB_NAME} does not exist (create one with `ddb init`)")
+        db_file = root / DB_NAME
+        if db_file.is_dir() or db_file.stat().st_size == 0:
+            raise ProjectError(f"{db_file} is {'a folder' if db_file.is_dir() else 'empty (0 bytes)'}, not a project "
+                               f"database; restore it from a backup (nothing was written to it)")
         project = cls(root)
         try:
+            tables = {r[0] for r in project.db.execute("select name from sqlite_master where type = 'table'")}
+            if tables and "meta" not in tables:
+                project.close()
+                raise ProjectError(f"{db_file} is an SQLite database of another program (tables "
+                                   f"{', '.join(sorted(tables)[:5])}), not a project database; its tables were left as they are")
             migrations.apply(project.db)
         except sqlite3.DatabaseError as e:
             raise ProjectError(f"{root / DB_NAME} is not a readable project database: {e}") from e
@@ -504,9 +513,28 @@ class Project:
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, stage: str, config: dict) -> int:
         return self.db["runs"].insert({
-            "stage": stage, "config": json.dumps(config, sort_keys=True), "config_hash": config_hash(config),
+            "stage": stage, "config": json.dumps(config, sort_keys=True, default=str), "config_hash": config_hash(config),
             "status": "running", "started_at": now(), "pid": os.getpid(), "host": _HOST,
         }).last_pk
+
+    @contextlib.contextmanager
+    def recorded_run(self, stage: str, config: dict):
+        """A run row for the work inside the block: "running" with this process's id while it works (so a
+        killed process shows as "interrupted"), then "done", "cancelled" or "failed" with the reason."""
+        import time
+
+        from .errors import Cancelled
+
+        run_id, t0 = self.start_run(stage, config), time.monotonic()
+        try:
+            yield run_id
+        except (Cancelled, KeyboardInterrupt) as e:
+            self.finish_run(run_id, "cancelled", seconds=time.monotonic() - t0, error=str(e) or "interrupted")
+            raise
+        except BaseException as e:
+            self.finish_run(run_id, "failed", seconds=time.monotonic() - t0, error=f"{type(e).__name__}: {e}")
+            raise
+        self.finish_run(run_id, "done", seconds=time.monotonic() - t0)
 
     def claim_run(self, run_id: int) -> None:
         """This process takes over a run it resumes (its status back to running)."""

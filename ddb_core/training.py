@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import Cancelled, ConfigError, ProjectError
+from .errors import Cancelled, ConfigError, ModelError, ProjectError
 from .evaluation import GroupReport, group_report
 from .method.objective import balanced_loss
 from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
@@ -198,10 +198,11 @@ def evaluate_model(project: Project, model, image_size: int, splits=("val", "tes
     return reports
 
 
-def score_samples(project: Project, model, model_id: int, image_size: int, device=None,
-                  on_progress: Optional[ProgressFn] = None) -> None:
-    """Per-sample cross-entropy, softmax and prediction of every sample (the classifier view of
-    ``imaging.classifier_view``), and Ψ_i of the model (Eq. 3)."""
+def sample_scores(project: Project, model, image_size: int, device=None,
+                  on_progress: Optional[ProgressFn] = None) -> list[tuple[int, float, list[float], int]]:
+    """(sample id, cross-entropy, softmax, prediction) of every sample under ``model`` (the classifier view
+    of ``imaging.classifier_view``); nothing is stored. Outputs that are not finite (NaN or infinite
+    weights, or an overflow) are a ``ModelError`` naming how many samples and the first one."""
     import torch
     import torch.nn.functional as F
 
@@ -215,11 +216,27 @@ def score_samples(project: Project, model, model_id: int, image_size: int, devic
     labels = torch.tensor([r["label"] for r in rows])
     losses = F.cross_entropy(logits, labels, reduction="none")  # per sample, not the batch mean
     probs = logits.softmax(1)
-    project.store_sample_scores(model_id, ((r["id"], losses[i].item(), probs[i].tolist(), int(probs[i].argmax()))
-                                           for i, r in enumerate(rows)))
+    bad = (~torch.isfinite(losses) | ~torch.isfinite(probs).all(1)).nonzero().flatten().tolist()
+    if bad:
+        raise ModelError(f"the model's outputs are not finite (NaN or infinity) for {len(bad)} of {len(rows)} samples, "
+                         f"e.g. {rows[bad[0]]['path']}: its weights hold NaN or infinity, or overflow; nothing was stored")
+    return [(r["id"], losses[i].item(), probs[i].tolist(), int(probs[i].argmax())) for i, r in enumerate(rows)]
+
+
+def store_scores(project: Project, model_id: int, rows) -> None:
+    """Store the rows of ``sample_scores`` and Ψ_i of the model (Eq. 3), in the caller's transaction."""
     from .method.selection import store_class_stats
 
+    project.store_sample_scores(model_id, rows)
     store_class_stats(project, model_id)  # Ψ_i (Eq. 3) of this model, from the softmax just stored
+
+
+def score_samples(project: Project, model, model_id: int, image_size: int, device=None,
+                  on_progress: Optional[ProgressFn] = None) -> None:
+    """Compute and store every sample's loss, softmax and prediction under ``model``, and its Ψ_i."""
+    rows = sample_scores(project, model, image_size, device=device, on_progress=on_progress)
+    with project.write():
+        store_scores(project, model_id, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,12 +445,11 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             tmp.replace(state_path)
             project.set_run_progress(run_id, epoch + 1, cfg.epochs)
 
-        # 6. The selected epoch, stored with its reports.
+        # 6. The selected epoch, evaluated; then everything stored in one transaction, the active model last.
         model.load_state_dict(best["state"])
         model.eval()
         model_no = len(project.models()) + 1
         ckpt = project.root / "models" / f"{role}-{model_no:03d}-run{run_id}.pt"
-        save_checkpoint(model, ckpt, arch=cfg.arch, num_classes=len(class_names), image_size=cfg.image_size)
         reports = evaluate_model(project, model, cfg.image_size, device=device)
         metrics = {split: r.to_dict() for split, r in reports.items()}
         metrics.update(best_epoch=best["epoch"], select_by=select_by, history=history,
@@ -441,14 +457,21 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
         for r in reports.values():
             for w in r.warnings:
                 log.warning("%s model: %s", role, w)
-        model_id = project.add_model(name=name or f"{role} {cfg.arch} seed {cfg.seed}", role=role, path=ckpt,
-                                     arch=cfg.arch, num_classes=len(class_names), image_size=cfg.image_size,
-                                     metrics=metrics, config=config, run_id=run_id)
-        if make_active:
-            project.set_meta("active_erm_model", model_id)
-            score_samples(project, model, model_id, cfg.image_size, device=device, on_progress=on_progress)
+        scores = sample_scores(project, model, cfg.image_size, device=device, on_progress=on_progress) if make_active else None
+        save_checkpoint(model, ckpt, arch=cfg.arch, num_classes=len(class_names), image_size=cfg.image_size)
         seconds = time.monotonic() - t0
-        project.finish_run(run_id, "done", seconds=seconds, result={"model_id": model_id, "best_epoch": best["epoch"]})
+        try:
+            with project.write():
+                model_id = project.add_model(name=name or f"{role} {cfg.arch} seed {cfg.seed}", role=role, path=ckpt,
+                                             arch=cfg.arch, num_classes=len(class_names), image_size=cfg.image_size,
+                                             metrics=metrics, config=config, run_id=run_id)
+                if make_active:
+                    store_scores(project, model_id, scores)
+                    project.set_meta("active_erm_model", model_id)
+                project.finish_run(run_id, "done", seconds=seconds, result={"model_id": model_id, "best_epoch": best["epoch"]})
+        except BaseException:
+            ckpt.unlink(missing_ok=True)
+            raise
         state_path.unlink(missing_ok=True)
         return TrainResult(model_id, run_id, reports, history, best["epoch"], seconds, resumed_from)
     except (Cancelled, KeyboardInterrupt) as e:
@@ -476,16 +499,25 @@ def load_erm_checkpoint(project: Project, path: str, arch: Optional[str] = None,
     run_id = project.start_run("load-erm", {"path": str(path), "arch": arch, "image_size": image_size})
     t0 = time.monotonic()
     dest = project.root / "models" / f"erm-loaded-run{run_id}.pt"
-    save_checkpoint(model, dest, arch=arch, num_classes=n, image_size=image_size)
-    reports = evaluate_model(project, model, image_size)
-    metrics = {split: r.to_dict() for split, r in reports.items()}
-    metrics["source"] = str(path)
-    model_id = project.add_model(name=name or f"erm loaded from {Path(path).name}", role="erm", path=dest, arch=arch,
-                                 num_classes=n, image_size=image_size, metrics=metrics,
-                                 config={"loaded_from": str(path), "image_size": image_size}, run_id=run_id)
-    project.set_meta("active_erm_model", model_id)
-    score_samples(project, model, model_id, image_size, on_progress=on_progress)
-    project.finish_run(run_id, "done", seconds=time.monotonic() - t0, result={"model_id": model_id})
+    try:
+        # everything computed first; then stored in one transaction, the active model switched last
+        reports = evaluate_model(project, model, image_size)
+        metrics = {split: r.to_dict() for split, r in reports.items()}
+        metrics["source"] = str(path)
+        scores = sample_scores(project, model, image_size, on_progress=on_progress)
+        save_checkpoint(model, dest, arch=arch, num_classes=n, image_size=image_size)
+        with project.write():
+            model_id = project.add_model(name=name or f"erm loaded from {Path(path).name}", role="erm", path=dest,
+                                         arch=arch, num_classes=n, image_size=image_size, metrics=metrics,
+                                         config={"loaded_from": str(path), "image_size": image_size}, run_id=run_id)
+            store_scores(project, model_id, scores)
+            project.set_meta("active_erm_model", model_id)
+            project.finish_run(run_id, "done", seconds=time.monotonic() - t0, result={"model_id": model_id})
+    except BaseException as e:
+        dest.unlink(missing_ok=True)
+        status = "cancelled" if isinstance(e, (Cancelled, KeyboardInterrupt)) else "failed"
+        project.finish_run(run_id, status, seconds=time.monotonic() - t0, error=f"{type(e).__name__}: {e}")
+        raise
     return model_id
 
 

@@ -154,7 +154,13 @@ def run_stage(state: AppState, stage: str, *values):
             jobs[name](on_progress=on_progress, cancel=cancel)
 
     jobs["all"] = run_all
-    return started(state, stage, jobs[stage], uses_model=stage in USES_MODEL)
+    state.check_settings()
+    job = jobs[stage]
+
+    def checked(on_progress, cancel):
+        state.check_settings()  # again when the job starts: the paths it will load
+        return job(on_progress=on_progress, cancel=cancel)
+    return started(state, stage, checked, uses_model=stage in USES_MODEL)
 
 
 def preview(state: AppState, gen_steps):

@@ -150,7 +150,8 @@ def create(state: AppState, fmt, source, class_names, attr_names, object_prompt)
 
 def _run_create(state: AppState, args: dict, replace: bool) -> str:
     def run(on_progress, cancel):
-        return api.create_project(state.project_dir, args["fmt"], args["source"], replace=replace, delete_derived=replace,
+        source = state.path(args["source"], "dataset folder") if args["source"] else None  # again, as it is used
+        return api.create_project(state.project_dir, args["fmt"], source, replace=replace, delete_derived=replace,
                                   class_names=args["class_names"], attr_names=args["attr_names"],
                                   object_prompt=args["object_prompt"], on_progress=on_progress)
     return state.start(f"create project ({args['fmt']})", run)
@@ -196,7 +197,7 @@ def load_checkpoint(state: AppState, path, arch, size):
 
 def _run_load(state: AppState, args: dict) -> str:
     return state.start("load ERM checkpoint", lambda on_progress, cancel: api.load_erm(
-        state.project(), args["path"], args["arch"], args["size"], on_progress=on_progress))
+        state.project(), state.path(args["path"], "checkpoint"), args["arch"], args["size"], on_progress=on_progress))
 
 
 def confirm(state: AppState, pending):
@@ -215,7 +216,7 @@ def save_models(state: AppState, model, masker, opts):
     if not isinstance(options, dict):
         raise DDBError(f"masker options must be a JSON object, got {opts!r}")
     for key in ("dino", "sam"):
-        if isinstance(options.get(key), str):
+        if key in options:
             options[key] = state.path(options[key], f"masker option {key}")
     api.set_pipeline_settings(state.project(), inpaint_model=state.path(model, "inpainting model") or None,
                               masker=masker or None, masker_options=options)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Callable, Optional
@@ -43,19 +44,40 @@ def user_of(request=None) -> str:
     return str(name) if name else "user"
 
 
-def check_path(value: str, roots: list[Path], what: str) -> str:
-    """A path typed into the browser, if it lies in one of ``roots`` (the folders the person who started
-    the server allows); a hub id (``org/name`` that is not a local folder) passes as it is."""
-    text = (value or "").strip()
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+
+
+def check_path(value, roots: list[Path], what: str) -> str:
+    """A path typed into the browser, resolved (``..`` and symbolic links followed), if it lies in one of
+    ``roots`` (the folders the person who started the server allows); else a ``DDBError``.
+
+    Anything that looks like a path is one: a separator other than a hub id's single ``/``, a leading
+    ``.`` or ``~``, a name that exists here. A hub id is ``org/name`` in the hub's characters (no ``..``)
+    and is passed on only if no local file or folder of that name exists outside the allowed folders
+    (loaders look for a local folder first). Returns the resolved path, or the hub id. Handlers check
+    again when the work starts (``AppState.path``), so a folder made in between cannot walk round it."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DDBError(f"{what} must be a path or a hub id (text), got {type(value).__name__} {value!r}")
+    text = value.strip()
     if not text:
         return text
+    if any(ord(c) < 32 for c in text):
+        raise DDBError(f"{what} {text[:80]!r} contains a control character (a NUL byte or a line break)")
+    if len(text) > 1024 or any(len(part) > 255 for part in text.split("/")):
+        raise DDBError(f"{what} {text[:80]!r}… is too long for a path (at most 1024 characters, 255 per name)")
+    is_hub = HUB_ID.fullmatch(text) is not None and ".." not in text.split("/")
     p = Path(text).expanduser()
-    looks_local = p.is_absolute() or text.startswith((".", "~")) or p.exists()
-    if not looks_local:
+    try:
+        exists = os.path.lexists(p)
+    except (OSError, ValueError) as e:
+        raise DDBError(f"{what} {text[:80]!r} cannot be used as a path ({e})") from None
+    if is_hub and not exists:
         return text  # a model id on the hub
     real = Path(os.path.realpath(p))
     if any(real == r or real.is_relative_to(r) for r in roots):
-        return str(p)
+        return str(real)
     raise DDBError(f"{what} {text!r} is outside the folders this server may read ({', '.join(map(str, roots))}); "
                    f"start the app with --data-root FOLDER to allow another")
 
@@ -124,7 +146,7 @@ class AppState:
 
     def inpainter(self):
         """The project's inpainting model, loaded once (tokens are loaded into it as needed)."""
-        s = api.pipeline_settings(self.project())
+        s = self.check_settings()
         ref = (s["inpaint_model"], s["device"], s["dtype"])  # another model or device: load it again
         if self._inpainter is None or self._inpainter_ref != ref:
             self._inpainter = None  # the old one's memory first
@@ -134,6 +156,18 @@ class AppState:
 
     def path(self, value: str, what: str) -> str:
         return check_path(value, self.data_roots, what)
+
+    def check_settings(self) -> dict:
+        """The project's pipeline settings, their model paths checked against the allowed folders now, as
+        they are about to be used (a setting saved by the command line, or a folder made since, is caught)."""
+        s = api.pipeline_settings(self.project())
+        from ddb_core.method.inpainting import resolve_model_ref
+
+        self.path(resolve_model_ref(s["inpaint_model"]), "inpainting model")
+        for key in ("dino", "sam"):
+            if key in (s["masker_options"] or {}):
+                self.path(s["masker_options"][key], f"masker option {key}")
+        return s
 
     # -- jobs ----------------------------------------------------------------------------------
     def start(self, name: str, fn: Callable, uses_model: bool = False) -> str:

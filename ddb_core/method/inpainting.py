@@ -22,6 +22,7 @@ process-wide autocast.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,17 @@ from ..errors import ConfigError, ModelError, WeightsUnavailableError
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-inpainting"
 DEFAULT_TEMPLATE = "a photo of a {token} {name}"
 MICRO_MODEL = "data/models/micro-sd-inpainting"  # the demo's model, shipped in the repository
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # ddb_core/method/inpainting.py → the repository
+
+
+REQUIRED_COMPONENTS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")
+# Per component: groups of files, one of each group needed (the tokenizer: tokenizer.json, or vocab.json with
+# merges.txt — without them transformers builds a 2-entry tokenizer that maps every prompt to the same tokens).
+REQUIRED_FILES = {
+    "tokenizer": [("tokenizer.json", "vocab.json"), ("tokenizer.json", "merges.txt")],
+    "text_encoder": [("config.json",)], "unet": [("config.json",)], "vae": [("config.json",)],  # weights: below
+    "scheduler": [("scheduler_config.json",)],
+}
 
 
 def resolve_model_ref(ref: str) -> str:
@@ -74,6 +85,18 @@ def check_model_folder(folder: Path) -> None:
         components = json.loads(index.read_text())
     except (OSError, ValueError) as e:
         raise ModelError(f"{index} is not valid JSON ({e}); the model folder is corrupt") from e
+    if not isinstance(components, dict):
+        raise ModelError(f"{index} must hold an object of components, got {type(components).__name__}")
+    listed = {k for k, v in components.items() if not k.startswith("_") and isinstance(v, list) and v and v[0] is not None}
+    absent = [c for c in REQUIRED_COMPONENTS if c not in listed]
+    if absent:
+        raise ModelError(f"{index} does not list the component(s) {', '.join(absent)}; an inpainting model needs "
+                         f"{', '.join(REQUIRED_COMPONENTS)}")
+    for name, files in REQUIRED_FILES.items():  # every file each needs, named with where it goes
+        for options in files:
+            if not any((folder / name / f).is_file() for f in options):
+                raise ModelError(f"{folder / name / options[0]} is missing (the {name} needs "
+                                 f"{' or '.join(options)} in {folder / name})")
     for name, spec in components.items():
         if name.startswith("_") or not isinstance(spec, list) or spec[0] is None:
             continue
@@ -125,8 +148,8 @@ class InpaintConfig:
             raise ConfigError(f"steps must be >= 1, got {self.steps}")
         if not 0.0 < self.strength <= 1.0:
             raise ConfigError(f"strength must be in (0, 1], got {self.strength}")
-        if self.guidance < 0:
-            raise ConfigError(f"guidance must be >= 0, got {self.guidance}")
+        if not (math.isfinite(self.guidance) and self.guidance >= 0):
+            raise ConfigError(f"guidance must be a finite number >= 0, got {self.guidance}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if "{name}" not in self.template:

@@ -409,16 +409,33 @@ def sam_predictor(sam: str, device):
 MASKERS = ("langsam", "gradcam", "grabcut", "provided")
 
 
+def check_masker_options(name: str, options) -> dict:
+    """``options`` if ``name`` is a masker and they are options it takes, each a number, text, true/false
+    or null (model paths — ``dino``, ``sam`` — text); else a ``ConfigError`` naming the one at fault."""
+    if name not in MASKERS:
+        raise ConfigError(f"unknown masker {name!r}; choose one of {', '.join(MASKERS)}")
+    if not isinstance(options, dict):
+        raise ConfigError(f"{name} masker options must be an object of name: value, got {type(options).__name__}")
+    accepted = _BACKEND_OPTIONS[name]()
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ConfigError(f"{name} masker: unknown option(s) {', '.join(map(str, unknown))}; it takes "
+                          f"{', '.join(sorted(accepted))}")
+    for key, value in options.items():
+        if key in ("dino", "sam") and not isinstance(value, str):
+            raise ConfigError(f"{name} masker option {key} must be a path or a hub id (text), got "
+                              f"{type(value).__name__} {value!r}")
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise ConfigError(f"{name} masker option {key} must be a number, text or true/false, got "
+                              f"{type(value).__name__} {value!r}")
+    return options
+
+
 def build_masker(name: str, *, project=None, device: Optional[str] = None, **options) -> Masker:
     """Build a masker by name. ``project`` supplies the ERM model (gradcam) and mask paths (provided).
     An option the backend does not take is a ``ConfigError`` naming it and the ones it does take.
     ``device``: where the backend's models run (gradcam, langsam; a langsam ``device`` option wins)."""
-    if name in _BACKEND_OPTIONS:
-        accepted = _BACKEND_OPTIONS[name]()
-        unknown = sorted(set(options) - accepted)
-        if unknown:
-            raise ConfigError(f"{name} masker: unknown option(s) {', '.join(unknown)}; it takes "
-                              f"{', '.join(sorted(accepted))}")
+    check_masker_options(name, options)
     return _build(name, project, options, device or "auto")
 
 
