@@ -208,7 +208,7 @@ def test_paths_from_the_browser_stay_in_the_allowed_folders(tmp_path):
     (tmp_path / "secret").mkdir()
     roots = [allowed.resolve()]
     assert check_path(str(allowed / "ds"), roots, "dataset folder") == str(allowed / "ds")
-    assert check_path("stabilityai/stable-diffusion-2-inpainting", roots, "model") == "stabilityai/stable-diffusion-2-inpainting"
+    assert check_path("stabilityai/stable-diffusion-2-inpainting", roots, "model", hub=True) == "stabilityai/stable-diffusion-2-inpainting"
     for bad in (str(tmp_path / "secret"), str(allowed / ".." / "secret"), "/etc/passwd", "~/.ssh"):
         with pytest.raises(DDBError, match="outside the folders this server may read.*--data-root"):
             check_path(bad, roots, "dataset folder")

@@ -136,12 +136,18 @@ CSS = """
 
 
 def launch_kwargs(project_dir: str) -> dict:
-    """What ``launch()`` needs besides host, port and auth: the keyboard script, CSS, and the files served:
+    """What ``launch()`` needs besides host, port and auth: the keyboard script, CSS, the guard, and the files served:
     the report images and the exports of the open project (and the images the pages render, from Gradio's
     own cache) — never the database, checkpoints, tokens or datasets."""
+    from starlette.middleware import Middleware
+
+    from .guard import Guard
+
     root = Path(project_dir).resolve()
     return {"head": KEYBOARD_JS + SELECT_JS, "css": CSS, "allowed_paths": [str(root / d) for d in SERVED],
-            "blocked_paths": [str(root / d) for d in NEVER_SERVED]}
+            "blocked_paths": [str(root / d) for d in NEVER_SERVED],
+            # sign-in throttling, no API description before sign-in, files that download (ui/guard.py)
+            "app_kwargs": {"middleware": [Middleware(Guard, project_dir=str(root))]}}
 
 
 def build_app(project_dir: str, build_demo: bool = True, data_roots: Optional[list] = None) -> gr.Blocks:

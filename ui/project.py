@@ -217,15 +217,15 @@ def save_models(state: AppState, model, masker, opts):
         raise DDBError(f"masker options must be a JSON object, got {opts!r}")
     for key in ("dino", "sam"):
         if key in options:
-            options[key] = state.path(options[key], f"masker option {key}")
-    api.set_pipeline_settings(state.project(), inpaint_model=state.path(model, "inpainting model") or None,
+            options[key] = state.path(options[key], f"masker option {key}", hub=True)
+    api.set_pipeline_settings(state.project(), inpaint_model=state.path(model, "inpainting model", hub=True) or None,
                               masker=masker or None, masker_options=options)
     return "Saved."
 
 
 def check_model(state: AppState, model):
     try:
-        inp = api.load_inpainter(state.project(), state.path(model, "inpainting model") or None)
+        inp = api.load_inpainter(state.project(), state.path(model, "inpainting model", hub=True) or None)
     except DDBError as e:
         return f"**Not available**: {e}"
     return f"Loaded `{inp.model_ref}` (resolution {inp.resolution} px)."

@@ -44,17 +44,16 @@ def user_of(request=None) -> str:
     return str(name) if name else "user"
 
 
-HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+HUB_ID = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")  # org/name, or a name (sam_vit_b)
 
 
-def check_path(value, roots: list[Path], what: str) -> str:
+def check_path(value, roots: list[Path], what: str, hub: bool = False) -> str:
     """A path typed into the browser, resolved (``..`` and symbolic links followed), if it lies in one of
     ``roots`` (the folders the person who started the server allows); else a ``DDBError``.
 
-    Anything that looks like a path is one: a separator other than a hub id's single ``/``, a leading
-    ``.`` or ``~``, a name that exists here. A hub id is ``org/name`` in the hub's characters (no ``..``)
-    and is passed on only if no local file or folder of that name exists outside the allowed folders
-    (loaders look for a local folder first). Returns the resolved path, or the hub id. Handlers check
+    With ``hub`` (model fields), a hub id — ``org/name`` or a bare name in the hub's characters — that names no
+    local file or folder passes as it is (loaders look for a local folder first, so one that exists is a
+    path). Anything else is a path: a separator, a leading ``.`` or ``~``, a name that exists here. Returns the resolved path, or the hub id. Handlers check
     again when the work starts (``AppState.path``), so a folder made in between cannot walk round it."""
     if value is None:
         return ""
@@ -67,7 +66,7 @@ def check_path(value, roots: list[Path], what: str) -> str:
         raise DDBError(f"{what} {text[:80]!r} contains a control character (a NUL byte or a line break)")
     if len(text) > 1024 or any(len(part) > 255 for part in text.split("/")):
         raise DDBError(f"{what} {text[:80]!r}… is too long for a path (at most 1024 characters, 255 per name)")
-    is_hub = HUB_ID.fullmatch(text) is not None and ".." not in text.split("/")
+    is_hub = hub and HUB_ID.fullmatch(text) is not None and ".." not in text.split("/")
     p = Path(text).expanduser()
     try:
         exists = os.path.lexists(p)
@@ -154,8 +153,8 @@ class AppState:
             self._inpainter_ref = ref
         return self._inpainter
 
-    def path(self, value: str, what: str) -> str:
-        return check_path(value, self.data_roots, what)
+    def path(self, value: str, what: str, hub: bool = False) -> str:
+        return check_path(value, self.data_roots, what, hub=hub)
 
     def check_settings(self) -> dict:
         """The project's pipeline settings, their model paths checked against the allowed folders now, as
@@ -163,10 +162,10 @@ class AppState:
         s = api.pipeline_settings(self.project())
         from ddb_core.method.inpainting import resolve_model_ref
 
-        self.path(resolve_model_ref(s["inpaint_model"]), "inpainting model")
+        self.path(resolve_model_ref(s["inpaint_model"]), "inpainting model", hub=True)
         for key in ("dino", "sam"):
             if key in (s["masker_options"] or {}):
-                self.path(s["masker_options"][key], f"masker option {key}")
+                self.path(s["masker_options"][key], f"masker option {key}", hub=True)
         return s
 
     # -- jobs ----------------------------------------------------------------------------------
