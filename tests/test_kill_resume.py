@@ -61,3 +61,17 @@ def test_sigkill_mid_generation_then_resume(scored_project_template, tmp_path):
     assert _rows(killed / "project.db") == expected
     for key, *_rest, path in expected:
         assert np.array_equal(np.asarray(Image.open(killed / path)), np.asarray(Image.open(straight / path)))
+    # `ddb score` killed while it works: its run is on record, and `ddb status` shows it as interrupted.
+    p = _ddb("score", "-p", str(killed), "--n-steps", "400")
+    t0 = time.time()
+    while time.time() - t0 < 120:
+        with sqlite3.connect(killed / "project.db") as c:
+            if c.execute("select count(*) from runs where stage = 'score' and status = 'running'").fetchone()[0]:
+                break
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait(30)
+    out = subprocess.run([sys.executable, "-m", "ddb_core", "status", "-p", str(killed)], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert any("score" in line and "interrupted" in line for line in out.stdout.splitlines()), out.stdout
