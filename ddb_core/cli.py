@@ -123,6 +123,10 @@ def _device(a, project) -> Optional[str]:
         from .device import check_device_name
 
         check_device_name(a.device)
+    if getattr(a, "dtype", None) is not None:
+        from .device import check_dtype_name
+
+        check_dtype_name(a.dtype)
     if getattr(a, "save_device", False):
         api.set_pipeline_settings(project, device=a.device, dtype=getattr(a, "dtype", None))
     return a.device

@@ -436,7 +436,8 @@ def read_dataset(fmt: str, root: str | os.PathLike, *, label_attr: str = "Blond_
     for every class or a {class name: word} dict."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"dataset folder {root} does not exist")
+        raise DatasetError(f"dataset folder {root} is a file, not a folder" if root.is_file() else
+                           f"dataset folder {root} does not exist")
     for what, names in (("class_names", class_names), ("attr_names", attr_names)):
         if names is not None:
             clean = [str(n).strip() for n in names]

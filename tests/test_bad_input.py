@@ -306,7 +306,267 @@ def masker_cases():
     ]
 
 
-CASES = imports() + cli_cases() + app_cases() + model_cases() + masker_cases()
+# -- the second round: what a hostile or careless user tried (issue "nothing wrong gets in") --------------
+
+def _cli(*args, project=True):
+    def case(ctx):
+        err = io.StringIO()
+        argv = [*args, *(["-p", str(ctx["root"])] if project else [])]
+        argv = [a(ctx) if callable(a) else a for a in argv]
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(argv)
+        assert code == 2, f"exit code {code}: {err.getvalue()}"
+        assert "Traceback" not in err.getvalue()
+        raise DDBError(err.getvalue())
+    return case
+
+
+def _file(name: str, write):
+    """A callable that writes a file under the battery's folder and returns its path (for _cli)."""
+    def make(ctx):
+        path = ctx["base"] / name
+        write(path)
+        return str(path)
+    return make
+
+
+def _ckpt(edit):
+    def write(path):
+        from ddb_core.models import build_classifier
+
+        state = build_classifier("resnet18", 2).state_dict()
+        torch.save(edit(state), path)
+    return write
+
+
+def _nan(state):
+    state["layer2.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    return state
+
+
+def _inf(state):
+    state["fc.bias"][1] = float("inf")
+    return state
+
+
+LONG = "/tmp/" + "x" * 300 + "/y" * 2100  # over the name (255) and path (4096) limits
+
+
+def second_round_imports():
+    def dup_header(ctx):
+        ds = _fresh_dataset(ctx, "duphead")
+        lines = (ds / "metadata.csv").read_text().splitlines()
+        flipped = [lines[0] + ",y"] + [ln + "," + str(1 - int(ln.split(",")[lines[0].split(",").index("y")]))
+                                       for ln in lines[1:]]
+        (ds / "metadata.csv").write_text("\n".join(flipped) + "\n")
+        _import(ctx, ds)
+
+    def extra_field(ctx):
+        ds = _fresh_dataset(ctx, "extrafield")
+        lines = (ds / "metadata.csv").read_text().splitlines()
+        lines[3] += ",surplus"
+        (ds / "metadata.csv").write_text("\n".join(lines) + "\n")
+        _import(ctx, ds)
+
+    def header_only(ctx):
+        ds = _fresh_dataset(ctx, "headeronly")
+        (ds / "metadata.csv").write_text((ds / "metadata.csv").read_text().splitlines()[0] + "\n")
+        _import(ctx, ds)
+
+    def y_fraction(ctx):
+        ds = _fresh_dataset(ctx, "yfrac")
+        _edit_metadata(ds, lambda rows: rows[1].update(y="1.5"))
+        _import(ctx, ds)
+
+    def split_unknown(ctx):
+        ds = _fresh_dataset(ctx, "split3")
+        _edit_metadata(ds, lambda rows: rows[0].update(split="3"))
+        _import(ctx, ds)
+
+    def image_missing(ctx):
+        ds = _fresh_dataset(ctx, "missingimg")
+        _edit_metadata(ds, lambda rows: rows[4].update(img_filename="images/train/not_here.png"))
+        _import(ctx, ds)
+
+    def symlink_out(ctx):
+        ds = _fresh_dataset(ctx, "linkout")
+        outside = ctx["base"] / "outside.png"
+        Image.new("RGB", (30, 20)).save(outside)
+        (ds / "images" / "train" / "link.png").symlink_to(outside)
+        _edit_metadata(ds, lambda rows: rows[0].update(img_filename="images/train/link.png"))
+        _import(ctx, ds)
+
+    def empty_word(ctx):
+        _import(ctx, ctx["dataset"], object_prompt={"landbird": "", "waterbird": "bird"})
+
+    def blank_word(ctx):
+        _import(ctx, ctx["dataset"], object_prompt="   ")
+
+    def source_is_file(ctx):
+        _import(ctx, ctx["dataset"] / "metadata.csv")
+
+    def groups_dup_header(ctx):
+        ds = ctx["base"] / "datasets" / "folder2"
+        for c in ("cat", "dog"):
+            (ds / "train" / c).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (22, 14), (90, 40, 200)).save(ds / "train" / c / "0.png")
+        (ds / "groups.csv").write_text("path,attr,attr\ntrain/cat/0.png,indoor,outdoor\ntrain/dog/0.png,a,b\n")
+        _import(ctx, ds, "imagefolder", groups_csv=str(ds / "groups.csv"))
+
+    return [
+        ("import: a header column twice", dup_header, r"names column\(s\) 'y' more than once"),
+        ("import: a row with an extra field", extra_field, r"line 4: 6 fields, but the header has 5"),
+        ("import: a header and no rows", header_only, r"no images|no rows|empty"),
+        ("import: y not a whole number", y_fraction, r"line 3: y='1.5'"),
+        ("import: unknown split", split_unknown, r"line 2: split='3'"),
+        ("import: image file missing", image_missing, r"not_here.png"),
+        ("import: symbolic link out of the dataset", symlink_out, r"escape the dataset root.*link.png"),
+        ("import: empty object word for a class", empty_word, r"object word for landbird is empty"),
+        ("import: blank object word", blank_word, r"object word for every class is empty"),
+        ("import: source is a file", source_is_file, r"dataset folder .*metadata.csv is a file, not a folder"),
+        ("import: groups CSV header twice", groups_dup_header, r"groups.csv: the header names column\(s\) 'attr' more than once"),
+    ]
+
+
+def second_round_cli():
+    def fresh(name):
+        return lambda ctx: str(ctx["base"] / name)
+
+    def zero_db(path):
+        path.mkdir(exist_ok=True)
+        (path / "project.db").write_bytes(b"")
+
+    def foreign_db(path):
+        import sqlite3
+
+        path.mkdir(exist_ok=True)
+        with sqlite3.connect(path / "project.db") as c:
+            c.execute("create table if not exists orders (id integer)")
+
+    cfg = lambda text: _file("run-config.json", lambda p: p.write_text(text))
+    return [
+        ("cli: init --source too long", _cli("init", "--format", "waterbirds", "--source", LONG, "-p", lambda ctx: str(ctx["base"] / "p-long"), project=False),
+         r"File name too long"),
+        ("cli: erm load path too long", _cli("erm", "load", "--checkpoint", LONG, "--arch", "resnet18"), r"File name too long"),
+        ("cli: invert --model too long", _cli("invert", "--model", LONG), r"File name too long"),
+        ("cli: erm load a folder", _cli("erm", "load", "--checkpoint", lambda ctx: str(ctx["base"]), "--arch", "resnet18"), r"is a folder"),
+        ("cli: erm load integer keys", _cli("erm", "load", "--checkpoint", _file("intkeys.pt", _ckpt(lambda s: {0: s["fc.weight"]})),
+                                            "--arch", "resnet18"), r"keys that are not parameter names \(e.g. 0 of type int\)"),
+        ("cli: erm load NaN weights", _cli("erm", "load", "--checkpoint", _file("nan.pt", _ckpt(_nan)), "--arch", "resnet18", "--image-size", "32"),
+         r"NaN or infinite values in 1 tensor\(s\): layer2.0.conv1.weight"),
+        ("cli: erm load infinite weights", _cli("erm", "load", "--checkpoint", _file("inf.pt", _ckpt(_inf)), "--arch", "resnet18"),
+         r"NaN or infinite values in 1 tensor\(s\): fc.bias"),
+        ("cli: erm load empty file", _cli("erm", "load", "--checkpoint", _file("empty.pt", lambda p: p.write_bytes(b"")), "--arch", "resnet18"),
+         r"empty.pt cannot be read"),
+        ("cli: run --config a JSON array", _cli("run", "--config", cfg("[1, 2]")), r"must be a JSON object .* got a JSON list"),
+        ("cli: run --config k as text", _cli("run", "--config", cfg('{"selection": {"k": "abc"}}')),
+         r"section 'selection': k must be a finite number, got 'abc'"),
+        ("cli: run --config section not an object", _cli("run", "--config", cfg('{"inpaint": 3}')),
+         r"section 'inpaint' must be an object"),
+        ("cli: run --config NaN", _cli("run", "--config", cfg('{"inpaint": {"guidance": NaN}}')),
+         r"guidance must be a finite number, got nan"),
+        ("cli: run --config flag as text", _cli("run", "--config", cfg('{"inpaint": {"paste_back": "no"}}')),
+         r"paste_back must be true or false, got 'no'"),
+        ("cli: generate --guidance nan", _cli("generate", "--guidance", "nan"), r"guidance must be a finite number >= 0, got nan"),
+        ("cli: generate --guidance -1", _cli("generate", "--guidance", "-1"), r"guidance must be a finite number >= 0"),
+        ("cli: generate --strength 1.5", _cli("generate", "--strength", "1.5"), r"strength must be in \(0, 1\]"),
+        ("cli: generate --steps 0", _cli("generate", "--steps", "0"), r"steps must be >= 1"),
+        ("cli: init empty object word", _cli("init", "--format", "waterbirds", "--source", lambda ctx: str(ctx["dataset"]),
+                                             "--object-prompt", "landbird=", "-p", fresh("p-word"), project=False),
+         r"object word for landbird is empty"),
+        ("cli: prune --P nan", _cli("prune", "--P", "0=nan"), r"P.*0.*(finite|nan)"),
+        ("cli: score --device tpu", _cli("score", "--device", "tpu"), r"tpu"),
+        ("cli: score --dtype float8", _cli("score", "--dtype", "float8"), r"float8"),
+        ("cli: select --k 0", _cli("select", "--k", "0"), r"k must be a positive count or fraction, got 0"),
+        ("cli: select --k -3", _cli("select", "--k", "-3"), r"k must be a positive count or fraction, got -3"),
+        ("cli: a 0-byte project.db", _cli("status", "-p", _file("zero", zero_db) , project=False),
+         r"project.db is empty \(0 bytes\), not a project database"),
+        ("cli: another program's database", _cli("status", "-p", _file("foreign", foreign_db), project=False),
+         r"an SQLite database of another program \(tables orders\)"),
+    ]
+
+
+def second_round_app():
+    def call(api_name, *args):
+        def case(ctx):
+            from gradio_client.exceptions import AppError
+
+            values = [a(ctx) if callable(a) else a for a in args]
+            try:
+                ctx["client"].predict(*values, api_name=api_name)
+            except AppError as e:
+                raise DDBError(str(e)) from None
+        return case
+
+    walk = lambda ctx: str(ctx["allowed"] / "p" / "exports" / "dataset-1" / ".." / ".." / ".." / ".." / "outside_ds")
+    return [
+        ("app: masker option sam a list", call("/save_models", "", "langsam", '{"sam": ["a", "b"]}'),
+         r"masker option sam must be a path or a hub id \(text\), got list"),
+        ("app: masker option dino a number", call("/save_models", "", "langsam", '{"dino": 7}'),
+         r"masker option dino must be a path or a hub id \(text\), got int"),
+        ("app: masker option sam an object", call("/save_models", "", "langsam", '{"sam": {"path": "/x"}}'),
+         r"masker option sam must be a path or a hub id \(text\), got dict"),
+        ("app: grabcut option a list", call("/save_models", "", "grabcut", '{"iterations": [1, 2]}'),
+         r"option iterations must be a number, text or true/false, got list"),
+        ("app: unknown option saved", call("/save_models", "", "grabcut", '{"radius": 3}'),
+         r"grabcut masker: unknown option\(s\) radius"),
+        ("app: NUL byte in a path", call("/load_checkpoint", "/tmp/a\x00b.pt", "resnet18", 32), r"control character"),
+        ("app: a path that is too long", call("/load_checkpoint", "x" * 5000, "resnet18", 32), r"too long for a path"),
+        ("app: a relative path walking out of an export", call("/create_project", "waterbirds", walk, "", "", ""),
+         r"dataset folder .* is outside the folders"),
+        ("app: a relative dataset path is not a hub id", call("/create_project", "waterbirds", "org/name", "", "", ""),
+         r"dataset folder 'org/name' is outside"),
+    ]
+
+
+def second_round_models():
+    def micro(ctx, name, edit):
+        from ddb_core.demo.micro_sd import MicroSDConfig, build_pipeline
+
+        folder = ctx["base"] / name
+        if folder.exists():
+            shutil.rmtree(folder)
+        build_pipeline(MicroSDConfig()).save_pretrained(folder)
+        edit(folder)
+        api.load_inpainter(Project.open(ctx["root"]), str(folder))
+
+    def no_tokenizer(ctx):
+        micro(ctx, "m-notok", lambda f: [x.unlink() for x in (f / "tokenizer").iterdir()
+                                         if x.name in ("tokenizer.json", "vocab.json", "merges.txt")])
+
+    def no_scheduler(ctx):
+        micro(ctx, "m-nosched", lambda f: (f / "scheduler" / "scheduler_config.json").unlink())
+
+    def unlisted(ctx):
+        def edit(f):
+            import json
+
+            index = json.loads((f / "model_index.json").read_text())
+            del index["text_encoder"]
+            (f / "model_index.json").write_text(json.dumps(index))
+        micro(ctx, "m-unlisted", edit)
+
+    def no_unet_config(ctx):
+        micro(ctx, "m-nounetcfg", lambda f: (f / "unet" / "config.json").unlink())
+
+    def index_array(ctx):
+        micro(ctx, "m-array", lambda f: (f / "model_index.json").write_text("[1, 2]"))
+
+    def no_vae_weights(ctx):
+        micro(ctx, "m-novae", lambda f: [x.unlink() for x in (f / "vae").glob("*.safetensors")])
+
+    return [
+        ("model: no tokenizer files", no_tokenizer, r"tokenizer/tokenizer.json is missing \(the tokenizer needs tokenizer.json or vocab.json"),
+        ("model: no scheduler config", no_scheduler, r"scheduler/scheduler_config.json is missing"),
+        ("model: a component not listed", unlisted, r"does not list the component\(s\) text_encoder"),
+        ("model: no unet config", no_unet_config, r"unet/config.json is missing"),
+        ("model: model_index.json an array", index_array, r"must hold an object of components, got list"),
+        ("model: no vae weights", no_vae_weights, r"vae has no weights file"),
+    ]
+
+
+CASES = (imports() + cli_cases() + app_cases() + model_cases() + masker_cases() + second_round_imports()
+         + second_round_cli() + second_round_app() + second_round_models())
 
 
 @pytest.mark.parametrize("name,case,message", CASES, ids=[c[0] for c in CASES])
@@ -317,4 +577,4 @@ def test_bad_input_names_the_problem_and_changes_nothing(ctx, name, case, messag
         case(ctx)
     assert __import__("re").search(message, str(err.value), flags=__import__("re").S), str(err.value)
     assert db_dump(Project.open(ctx["root"])) == before
-    assert len(CASES) >= 30
+    assert len(CASES) >= 90
