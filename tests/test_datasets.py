@@ -220,3 +220,47 @@ def test_a_file_name_that_is_not_utf8_is_refused_and_leaves_no_folder(tmp_path):
     assert "file names that are not valid UTF-8 (rename them) (1 row):\n  - b'train/cat/caf\\xe9.png'" in str(err.value)
     str(err.value).encode("utf-8")  # printable
     assert not (tmp_path / "new").exists()
+
+
+def test_exif_orientation_is_applied_as_a_viewer_would(tmp_path):
+    """A phone photo stored sideways with EXIF orientation 6 (rotate 90° clockwise) loads upright, and its mask
+    is read in the same orientation."""
+    from ddb_core.imaging import load_mask
+
+    raw = np.zeros((30, 50, 3), dtype=np.uint8)  # stored 50 wide, 30 high
+    raw[:, :10] = 255  # a white band on the stored left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(raw).save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    img = load_rgb(tmp_path / "phone.jpg")
+    assert img.shape == (50, 30, 3)  # shown upright: 30 wide, 50 high
+    assert img[:10].mean() > 200 and img[-10:].mean() < 50  # the band is now on top
+    m = Image.fromarray(np.where(raw[..., 0] > 0, 255, 0).astype(np.uint8))
+    m.save(tmp_path / "mask.png", exif=exif.tobytes())
+    assert load_mask(tmp_path / "mask.png", img.shape[:2])[:10].mean() == 255
+
+
+def test_a_mask_of_another_aspect_ratio_is_refused_one_of_another_size_resized(tmp_path):
+    from ddb_core.imaging import load_mask
+
+    Image.fromarray(np.full((40, 60), 255, np.uint8)).save(tmp_path / "half.png")  # 60×40: 3:2
+    assert load_mask(tmp_path / "half.png", (80, 120)).shape == (80, 120)  # same ratio, twice the size
+    with pytest.raises(DatasetError, match=r"half.png is 60×40 px but its image is 40×60 px: another aspect ratio"):
+        load_mask(tmp_path / "half.png", (60, 40))
+
+
+def test_unused_metadata_columns_are_named(dataset_copy, tmp_path):
+    rows = list(csv.DictReader(open(dataset_copy / "metadata.csv")))
+    with open(dataset_copy / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=[*rows[0], "img_id", "place_filename"])
+        w.writeheader()
+        w.writerows({**r, "img_id": k, "place_filename": "x.jpg"} for k, r in enumerate(rows))
+    _, report = create_project(tmp_path / "p", "waterbirds", dataset_copy)
+    assert any("img_id, place_filename are not used" in w for w in report.warnings), report.warnings
+
+
+def test_the_shipped_model_is_found_from_any_working_folder(tmp_path, monkeypatch):
+    from ddb_core.method.inpainting import MICRO_MODEL, resolve_model_ref
+
+    monkeypatch.chdir(tmp_path)
+    assert Path(resolve_model_ref(MICRO_MODEL), "model_index.json").is_file()
