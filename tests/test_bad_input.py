@@ -578,3 +578,10 @@ def test_bad_input_names_the_problem_and_changes_nothing(ctx, name, case, messag
     assert __import__("re").search(message, str(err.value), flags=__import__("re").S), str(err.value)
     assert db_dump(Project.open(ctx["root"])) == before
     assert len(CASES) >= 90
+
+
+def test_the_documented_count_is_the_battery():
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
+    assert re.search(rf"## Bad input: {len(CASES)} cases", text) and f"`{len(CASES) + 1} tests collected`" in text
