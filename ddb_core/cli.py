@@ -730,6 +730,95 @@ def _audit(a, progress):
     return 0
 
 
+def _queue_args(p):
+    _add_project(p)
+    p.add_argument("-n", "--limit", type=int, default=30, help="candidates to list, 0 for all (default: %(default)s)")
+    p.add_argument("--direction", help="only this direction, e.g. 0->1")
+    p.add_argument("--all", action="store_true", help="also the decided candidates (at the back of the queue)")
+    p.add_argument("--csv", metavar="FILE", help="write the queue as CSV (id, direction, priority, every signal, "
+                                                 "decision, result path), '-' for standard output")
+
+
+@command("queue", "the review queue: the candidates worth a look first, with the signals that put them there", _queue_args)
+def _queue(a, progress):
+    import csv
+
+    from .errors import ConfigError
+    from .queue import SIGNALS
+    from .review import Filter, ReviewIndex
+
+    if a.limit < 0:
+        raise ConfigError(f"--limit must be >= 0, got {a.limit}")
+    project = _open(a)
+    index = ReviewIndex(project)
+    if a.direction and a.direction not in {f"{i}->{j}" for i, j in index.directions}:
+        raise ConfigError(f"--direction {a.direction}: the project's directions are "
+                          f"{', '.join(f'{i}->{j}' for i, j in index.directions) or 'none (no candidates yet)'}")
+    ids = index.query(Filter(direction=a.direction, sort="queue"))
+    at = index.pos.lookup(ids)[0]
+    if not a.all:
+        ids, at = ids[index.manual[at] == 0], at[index.manual[at] == 0]
+    if a.limit:
+        ids, at = ids[:a.limit], at[:a.limit]
+    q = index.queue
+    sig = q.signals(index.Psi, index.P, at)
+    kept = index.kept()[at]
+    decision = [("accepted" if m == 1 else "rejected" if m == 2 else "kept" if k else "pruned") + ("" if m else " (auto)")
+                for m, k in zip(index.manual[at], kept)]
+    names = project.class_names
+    if a.csv:
+        rows = project.db.execute(f"select id, path from candidates where id in ({','.join('?' * len(ids))})",
+                                  [int(i) for i in ids]).fetchall() if len(ids) else []
+        paths = dict(rows)
+        out = sys.stdout if a.csv == "-" else open(a.csv, "w", newline="")
+        try:
+            w = csv.writer(out)
+            w.writerow(["rank", "id", "direction", "priority", *SIGNALS, "psi", "rho", "decision", "path"])
+            for r, (cid, k) in enumerate(zip(ids, at)):
+                w.writerow([r + 1, int(cid), f"{names[index.src[k]]}->{names[index.tgt[k]]}",
+                            round(float(sum(v[r] for v in sig.values())), 4), *(round(float(sig[s][r]), 4) for s in SIGNALS),
+                            index.psi[k], index.rho[k], decision[r], paths.get(int(cid))])
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        if a.csv != "-":
+            print(f"wrote {len(ids)} candidates in queue order to {a.csv}")
+        return 0
+    if not len(ids):
+        print("the queue is empty: every candidate has a decision" if len(index) else "no candidates yet")
+        return 0
+    print(f"{'rank':>5} {'id':>8}  {'direction':<24} {'priority':>8}  reasons")
+    for r, (cid, k) in enumerate(zip(ids, at)):
+        why = ", ".join(f"{s} {sig[s][r]:.2f}" for s in sorted(SIGNALS, key=lambda s: -sig[s][r]) if sig[s][r] >= 0.2)
+        print(f"{r + 1:>5} {int(cid):>8}  {names[index.src[k]] + '->' + names[index.tgt[k]]:<24} "
+              f"{sum(float(v[r]) for v in sig.values()):>8.2f}  {why or '-'}  [{decision[r]}]")
+    return 0
+
+
+def _export_args(p):
+    _add_project(p)
+    p.add_argument("what", choices=["dataset", "bundle"],
+                   help="dataset: the train split and every accepted candidate, one folder per class, with "
+                        "manifest.csv; bundle: a zip of configs, seeds, thresholds, hashes, runs and reports")
+    p.add_argument("--out", help="where to write it (default: the project's exports/ folder, named by the time)")
+    p.add_argument("--method", default="all", help="dataset: candidates of this method only (ddb, scgs; default all)")
+
+
+@command("export", "write the curated dataset, or the reproducibility bundle, as the app's Export screen does", _export_args)
+def _export(a, progress):
+    from . import api
+
+    project = _open(a)
+    if a.what == "bundle":
+        r = api.reproducibility_bundle(project, a.out)
+        print(f"bundle with {r['models']} models, {r['tokens']} tokens, {r['runs']} runs: {r['path']}")
+        return 0
+    r = api.export_dataset(project, a.out, method=a.method, on_progress=progress)
+    progress.close()
+    print(f"exported {r['real_images']} train images and {r['generated_images']} accepted samples to {r['path']}")
+    return 0
+
+
 def _run_args(p):
     from .api import RUN_SECTIONS
 

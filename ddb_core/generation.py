@@ -381,11 +381,11 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
         for r, sc in zip(batch, scores):
             path = save_ig(ig_dir / f"{r['id']}.npz", sc.ig_map, erm["image_size"])
             updates.append((sc.psi, sc.rho, sc.ig_delta, _rel(project, path), json.dumps(sc.probs_source),
-                            json.dumps(sc.probs_generated), now(), erm["id"], r["id"]))
+                            json.dumps(sc.probs_generated), now(), erm["id"], getattr(sc, "change", None), r["id"]))
         with project.write():
             project.db.conn.executemany(
                 "update candidates set psi = ?, rho = ?, ig_delta = ?, ig_path = ?, probs_source = ?, "
-                "probs_generated = ?, scored_at = ?, score_model_id = ? where id = ?", updates)
+                "probs_generated = ?, scored_at = ?, score_model_id = ?, mask_change = ? where id = ?", updates)
         tracker.update(tracker.done + len(batch))
 
     if engine.kind == "local" and batches:

@@ -24,7 +24,7 @@ from .decisions import reset_thresholds, set_decision, set_thresholds, threshold
 from .store import Project
 
 STATUSES = ("all", "auto-kept", "auto-pruned", "accepted", "rejected", "unscored", "stale")
-SORTS = ("id", "rho", "-rho", "psi", "-psi", "detection", "-detection")
+SORTS = ("id", "queue", "rho", "-rho", "psi", "-psi", "detection", "-detection")  # queue: review first (ddb_core.queue)
 MANUAL_CODE = {None: 0, "accept": 1, "reject": 2}
 HIST_BINS = 40  # bars of the ψ and ρ histograms
 
@@ -83,6 +83,7 @@ class Positions:
         return len(self.ids)
 
 
+COLUMNS = 5  # of the kept arrays: id, source + (target << 16), ψ, ρ, change inside the mask
 SCORE_SORTS = ("psi", "-psi", "rho", "-rho")  # the gallery's sorts whose orders are kept with the arrays
 
 
@@ -93,7 +94,7 @@ def _score_order(vals: np.ndarray, sort: str) -> np.ndarray:
 
 
 def candidate_arrays(project: Project, orders: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(N x 4: id, source + (target << 16), ψ, ρ (``_NULL`` for SQL NULL), in id order; the positions in each
+    """(N x 5: id, source + (target << 16), ψ, ρ, the change inside the mask (``_NULL`` for SQL NULL), in id order; the positions in each
     ``SCORE_SORTS`` order when kept), read in the caller's transaction: from the copy kept in
     ``cache/review-arrays.npz`` when its stamp (the ``candidate_version`` that every change to a candidate
     advances, the count, the largest id) is the database's, else from the database, and then kept.
@@ -107,7 +108,7 @@ def candidate_arrays(project: Project, orders: bool = False) -> tuple[np.ndarray
     a = None
     try:
         with np.load(cache) as z:
-            if np.array_equal(z["stamp"], stamp):
+            if np.array_equal(z["stamp"], stamp) and z["a"].shape[1:] == (COLUMNS,):
                 a = z["a"]
                 kept = {s: z[f"order{s}"] for s in SCORE_SORTS if f"order{s}" in z}
                 if len(kept) == len(SCORE_SORTS) or not orders:
@@ -129,11 +130,11 @@ def candidate_arrays(project: Project, orders: bool = False) -> tuple[np.ndarray
 
 
 def _read_candidate_rows(db) -> np.ndarray:
-    # one pass, four numbers a row (the cost of reading a million rows grows with their columns): id, source
-    # and target packed into one integer, ψ and ρ; the rare rows of another method than DDB's and the scores
+    # one pass, five numbers a row (the cost of reading a million rows grows with their columns): id, source
+    # and target packed into one integer, ψ, ρ and the change inside the mask; the rare rows of another method than DDB's and the scores
     # of another model than the active one (stale) come from two small queries after it
-    cursor = db.execute("select id, source_label + (target_label << 16), coalesce(psi, ?), coalesce(rho, ?) "
-                        "from candidates order by id", [_NULL, _NULL])
+    cursor = db.execute("select id, source_label + (target_label << 16), coalesce(psi, ?), coalesce(rho, ?), "
+                        "coalesce(mask_change, ?) from candidates order by id", [_NULL, _NULL, _NULL])
     chunks = []
     gc_was_on = gc.isenabled()
     gc.disable()  # a million row tuples would trigger many needless collections
@@ -142,11 +143,11 @@ def _read_candidate_rows(db) -> np.ndarray:
             rows = cursor.fetchmany(100_000)
             if not rows:
                 break
-            chunks.append(np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=4 * len(rows)))
+            chunks.append(np.fromiter(itertools.chain.from_iterable(rows), np.float64, count=COLUMNS * len(rows)))
     finally:
         if gc_was_on:
             gc.enable()
-    return np.concatenate(chunks).reshape(-1, 4) if chunks else np.zeros((0, 4))
+    return np.concatenate(chunks).reshape(-1, COLUMNS) if chunks else np.zeros((0, COLUMNS))
 
 
 def keep_arrays(project: Project) -> None:
@@ -184,6 +185,7 @@ class ReviewIndex:
         self.src, self.tgt = pair & 0xFFFF, pair >> 16
         self.psi = np.where(a[:, 2] == _NULL, np.nan, a[:, 2])
         self.rho = np.where(a[:, 3] == _NULL, np.nan, a[:, 3])
+        self.change = np.where(a[:, 4] == _NULL, np.nan, a[:, 4]).astype(np.float32)
         del a
         self._det = None  # detection scores: read when first sorted or coloured by
         self._kept_orders = orders
@@ -220,6 +222,7 @@ class ReviewIndex:
         self._view_cache: dict = {}  # per direction: what the plots need that thresholds do not change
         self._orders: dict = dict(self._kept_orders)  # per sort key: every candidate's position in that order
         self._auto_memo = None
+        self._queue = None
         from .decisions import pruned_methods
 
         on = pruned_methods(self.project)
@@ -403,8 +406,18 @@ class ReviewIndex:
                     sel &= (vals >= lo) & (vals <= hi)
         if f.sort == "id":
             return self.ids[np.nonzero(sel)[0]]
-        order = self._order(f.sort)
+        order = self.queue.order({**self.Psi, **(Psi or {})}, {**self.P, **(P or {})}) if f.sort == "queue" \
+            else self._order(f.sort)
         return self.ids[order[sel[order]]]
+
+    @property
+    def queue(self):
+        """The review queue of these candidates (``ddb_core.queue``), built on first use after each load."""
+        if self._queue is None:
+            from .queue import Queue
+
+            self._queue = Queue(self)
+        return self._queue
 
     def _order(self, sort: str) -> np.ndarray:
         """Every candidate's position in ``sort`` order (unscored last, ties by id), computed once per load:
@@ -450,6 +463,7 @@ class ReviewIndex:
             "auto": auto, "manual": r["manual"], "kept": self.kept_one(k),
             "seed": r["seed"], "prompt": r["prompt"], "mask_backend": r["mask_backend"],
             "detection_score": r["detection_score"], "provenance": json.loads(r["provenance"]) if r["provenance"] else {},
+            "mask_change": r["mask_change"], "queue": self.queue.why(k, self.Psi, self.P),
         }
 
     # -- decisions -------------------------------------------------------------------------

@@ -271,6 +271,14 @@ def m008_candidate_version(db: sqlite_utils.Database) -> None:
                    f"begin update candidate_version set v = v + 1; end")
 
 
+@migrations()
+def m009_mask_change(db: sqlite_utils.Database) -> None:
+    # Version 9: how much each candidate changed inside its mask (mean |x' - x| / 255), computed with its
+    # scores; the review queue looks first at generations that repainted (almost) nothing.
+    if "mask_change" not in db["candidates"].columns_dict:
+        db["candidates"].add_column("mask_change", float)
+
+
 _HOST = socket.gethostname()
 
 

@@ -25,7 +25,8 @@ SCREENS = (("Project", "project", project), ("Pipeline", "pipeline", pipeline), 
 SERVED = ("reports", "exports")  # the project folders whose files the pages link to
 NEVER_SERVED = ("project.db", "project.db-wal", "project.db-shm", "models", "tokens", "runs", "masks", "candidates", "ig",
                 "dataset")
-KEYS = {"a": "btn-accept", "r": "btn-reject", "u": "btn-undo", "ArrowLeft": "btn-prev", "ArrowRight": "btn-next"}
+KEYS = {"a": "btn-accept", "r": "btn-reject", "u": "btn-undo", "n": "btn-queue-next", "ArrowLeft": "btn-prev",
+        "ArrowRight": "btn-next"}
 VIEW_KEYS = {"1": "source", "2": "mask", "3": "result", "4": "ig"}  # the large view
 KEYBOARD_JS = """
 <script>

@@ -66,6 +66,7 @@ def build(state: AppState) -> SimpleNamespace:
         v.auto = gr.Button("back to automatic", elem_id="btn-auto")
         v.undo = gr.Button("undo (u)", elem_id="btn-undo")
         v.next = gr.Button("next →", elem_id="btn-next")
+        v.queue_next = gr.Button("next in queue (n)", elem_id="btn-queue-next")
     review_plots.build_large(state, v)
     with gr.Accordion("Edit the mask and regenerate this candidate", open=False):
         gr.Markdown("Paint the region to repaint (red) on the source, then regenerate: the new candidate keeps the "

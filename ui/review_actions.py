@@ -33,6 +33,8 @@ def wire(state: AppState, v: SimpleNamespace) -> None:
     v.gallery.select(on_pick, [v.nav], nav_detail, show_progress="hidden")
     v.prev.click(partial(move, state, -1), [v.nav], nav_detail, show_progress="hidden", api_name="previous")
     v.next.click(partial(move, state, +1), [v.nav], nav_detail, show_progress="hidden", api_name="next")
+    v.queue_next.click(safe(partial(next_in_queue, state)), v.filters, [v.f_sort, *v.refiltered], show_progress="hidden",
+                       api_name="next_in_queue").then(*v.after)
     for btn, decision in ((v.accept, "accept"), (v.reject, "reject"), (v.auto, None)):
         btn.click(safe(partial(decide, state, decision)), [v.nav], [*nav_detail, v.counts], show_progress="hidden",
                   api_name=f"decide_{decision or 'auto'}").then(*v.after)
@@ -77,6 +79,32 @@ def move(state: AppState, delta: int, nav: dict):
         return nav, *detail_panels(state.index(), None, state.class_names())
     pos = min(max(0, nav.get("pos", 0) + delta), len(ids) - 1)
     return {**nav, "pos": pos}, *detail_panels(state.index(), ids[pos], state.class_names())
+
+
+def next_in_queue(state: AppState, d, st, sort, fpsi, frho, method, selection, nav):
+    """The gallery in queue order (the current filter kept) and, shown, the first candidate in it that no one
+    has decided, other than the one shown now."""
+    from .review_view import current_filter
+
+    index = state.index()
+    names = state.class_names()
+    shown = nav["ids"][nav["pos"]] if nav.get("ids") and nav.get("pos", 0) < len(nav["ids"]) else None
+    found = index.query(current_filter(d, st, "queue", fpsi, frho, method, selection))
+    at, ok = index.pos.lookup(found)
+    open_ = ok & (index.manual[at] == 0) & (found != (shown if shown is not None else -1))
+    ids = [int(i) for i in found]
+    if not open_.any():
+        *panels, info = detail_panels(index, shown, names)
+        note = ("<span id='queue-msg'>**The queue is done**: every candidate of this filter has a decision"
+                + (" (or is the one shown)" if shown is not None else "") + ".</span>\n\n")
+        pos = ids.index(shown) if shown in ids else 0
+        gallery, page_info = gallery_items(index, found, pos // PAGE)
+        return ("queue", counts_markdown(index, index.Psi, index.P, names), gallery, page_info,
+                {"ids": ids, "pos": pos, "page": pos // PAGE}, *panels, note + (info or ""))
+    pos = int(np.argmax(open_))
+    gallery, page_info = gallery_items(index, found, pos // PAGE)
+    return ("queue", counts_markdown(index, index.Psi, index.P, names), gallery, page_info,
+            {"ids": ids, "pos": pos, "page": pos // PAGE}, *detail_panels(index, ids[pos], names))
 
 
 # -- decisions -------------------------------------------------------------------------------------

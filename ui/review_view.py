@@ -22,7 +22,7 @@ BIG = 256  # longer side of an enlarged panel, px
 STATUS_CHOICES = [("all", "all"), ("automatically kept", "auto-kept"), ("automatically pruned", "auto-pruned"),
                   ("manually accepted", "accepted"), ("manually rejected", "rejected"), ("not scored", "unscored"),
                   ("stale scores (another ERM model)", "stale")]
-SORT_CHOICES = [("id", "id"), ("ρ high → low", "-rho"), ("ρ low → high", "rho"), ("ψ low → high", "psi"),
+SORT_CHOICES = [("id", "id"), ("review first (queue)", "queue"), ("ρ high → low", "-rho"), ("ρ low → high", "rho"), ("ψ low → high", "psi"),
                 ("ψ high → low", "-psi"), ("detection score high → low", "-detection")]
 EMPTY_NAV = {"ids": [], "pos": 0, "page": 0}
 
@@ -201,10 +201,18 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
         f"model {str(prov.get('model_ref', prov.get('model', '—')))}",
         f"- source {src.shape[1]}×{src.shape[0]} px; scores by ERM model {d.get('score_model_id') or '—'}"
         + (" (**stale**: not the active model)" if d.get("stale") else ""),
+        queue_line(d["queue"], len(index)),
     ] + ([f"- SCGS candidate: the mask is Grad-CAM++ of the ERM model with the **high** (spurious) region kept and the "
           f"rest repainted with the true class; SCGS does not prune, so it is kept unless pruning is turned on for SCGS"]
          if d["method"] == "scgs" else []))
     return p1, p2, p3, p4, p5, info
+
+
+def queue_line(q: dict, n: int) -> str:
+    """Where the candidate stands in the review queue, and why (ddb_core.queue)."""
+    why = "; ".join(html.escape(r) for r in q["reasons"]) or "no signal above 0.2"
+    state = "decided, so at the back" if q["decided"] else f"#{q['rank']} of {n}"
+    return f"- <span id='queue-why'>review queue: {state}, priority {q['priority']:.2f} of 6 — {why}</span>"
 
 
 def refilter(state, d, st, sort, fpsi, frho, method, selection, nav, keep_current=False, page=0):

@@ -57,6 +57,7 @@ class CandidateScore:
     probs_source: list[float]  # softmax(f(x))
     probs_generated: list[float]  # softmax(f(x'))
     ig_map: np.ndarray  # H x W float32 at the source's size, channels summed
+    change: Optional[float] = None  # mean |x' - x| / 255 inside the mask: how much was repainted (0: nothing)
 
 
 def views(images: Sequence[np.ndarray], size: int, masks: Optional[Sequence[np.ndarray]] = None):
@@ -121,5 +122,16 @@ def score_candidates(model: Callable, sources: Sequence[np.ndarray], generated: 
     per_pixel, delta = per_pixel.cpu(), delta.float().cpu()
     return [CandidateScore(psi=float(p_gen[k, source_labels[k]]), rho=float(rho[k]), ig_delta=float(delta[k]),
                            probs_source=p_src[k].tolist(), probs_generated=p_gen[k].tolist(),
-                           ig_map=_to_source_size(per_pixel[k].numpy(), sources[k].shape[:2]))
+                           ig_map=_to_source_size(per_pixel[k].numpy(), sources[k].shape[:2]),
+                           change=mask_change(sources[k], generated[k], masks[k]))
             for k in range(len(source_labels))]
+
+
+def mask_change(source: np.ndarray, generated: np.ndarray, mask: np.ndarray) -> Optional[float]:
+    """Mean absolute pixel change inside the mask, in [0, 1] (None for an empty mask): a generation that
+    repainted nothing, or almost nothing, shows as a value near 0."""
+    inside = mask > 0
+    if not inside.any():
+        return None
+    diff = np.abs(generated.astype(np.int16) - source.astype(np.int16)).mean(axis=2)
+    return round(float(diff[inside].mean()) / 255.0, 5)
