@@ -1,0 +1,149 @@
+"""The review queue (ddb_core/queue.py): each signal measures what it says, the order puts the undecided
+first by priority, the command line lists the same order, `ddb export` writes what the Export screen
+writes, and in a real browser "n" shows the first undecided candidate of the queue."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import re
+
+import numpy as np
+import pytest
+
+from ddb_core import api
+from ddb_core.cli import main
+from ddb_core.decisions import set_decision, set_thresholds
+
+
+def _ddb(*args) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(list(args)) == 0
+    return out.getvalue()
+
+
+def test_each_signal_measures_what_it_says(candidates_project):
+    from ddb_core.queue import SIGNALS
+
+    p = candidates_project
+    rows = p.db.execute("select id, source_label, target_label, psi, rho from candidates where target_label = 1 "
+                        "order by id").fetchall()
+    a, b, c = rows[0], rows[1], rows[2]
+    set_thresholds(p, Psi={0: a[3]}, P={1: 1e9})  # a sits on Ψ; no ρ clears P, so every ψ-kept one splits the rules
+    p.db.execute("update candidates set mask_change = 0.2 where mask_change is null or 1")
+    p.db.execute("update candidates set mask_change = 0.0 where id = ?", [b[0]])  # repainted nothing
+    p.db.execute("update masks set score = 0.1 where id = (select mask_id from candidates where id = ?)", [c[0]])
+    p.db.conn.commit()
+    index = api.review_index(p)
+    q = index.queue
+    at = index.pos.lookup(np.array([a[0], b[0], c[0]]))[0]
+    sig = q.signals(index.Psi, index.P, at)
+    assert set(sig) == set(SIGNALS)
+    assert sig["near Ψ"][0] == pytest.approx(1.0)  # on the threshold
+    assert sig["unchanged"][1] == pytest.approx(1.0) and sig["unchanged"][0] == pytest.approx(0.0)
+    assert sig["weak box"][2] == pytest.approx(0.9, abs=1e-6)
+    split = (index.psi[at] < a[3]) != (index.rho[at] > 1e9)
+    assert np.array_equal(sig["rules split"] == 1, split)
+    why = index.detail(int(b[0]))["queue"]
+    assert why["signals"]["unchanged"] == pytest.approx(1.0)
+    assert any(r.startswith("unchanged 1.00 (change inside the mask 0.000)") for r in why["reasons"])
+    assert why["priority"] == pytest.approx(sum(why["signals"].values()), abs=1e-2)
+
+
+def test_the_map_signal_is_high_near_the_source_class(candidates_project):
+    p = candidates_project
+    index = api.review_index(p)
+    mid = p.active_erm_id
+    sources = p.db.execute("select id, label from samples where split = 'train'").fetchall()
+    pts = [{"kind": "source", "item_id": sid, "erm_model_id": mid, "method": "pca", "x": 10.0 * lab, "y": 0.0}
+           for sid, lab in sources]
+    cands = p.db.execute("select id, source_label, target_label from candidates order by id").fetchall()
+    # the first candidate sits on its source class's centre, the second on its target's
+    pts += [{"kind": "candidate", "item_id": cid, "erm_model_id": mid, "method": "pca",
+             "x": 10.0 * (s if k == 0 else t), "y": 0.0} for k, (cid, s, t) in enumerate(cands[:2])]
+    p.db["map_points"].insert_all(pts, replace=True)
+    p.db.conn.commit()
+    index = api.review_index(p)
+    at = index.pos.lookup(np.array([cands[0][0], cands[1][0], cands[2][0]]))[0]
+    like = index.queue.signals(index.Psi, index.P, at)["like source"]
+    assert like[0] == pytest.approx(1.0) and like[1] == pytest.approx(0.0) and like[2] == 0.0  # no point: 0
+
+
+def test_the_queue_puts_the_undecided_first_by_priority(candidates_project):
+    p = candidates_project
+    index = api.review_index(p)
+    order = index.query(__import__("ddb_core.review", fromlist=["Filter"]).Filter(sort="queue"))
+    pr = index.queue.priority(index.Psi, index.P)
+    at = index.pos.lookup(order)[0]
+    assert np.all(np.diff(pr[at]) <= 1e-4)  # highest first (16-bit keys: ties within 1e-4)
+    top = int(order[0])
+    assert index.queue.next_undecided(index.Psi, index.P) == top
+    set_decision(p, [top], "accept")
+    index = api.review_index(p)
+    order2 = index.query(__import__("ddb_core.review", fromlist=["Filter"]).Filter(sort="queue"))
+    assert int(order2[-1]) == top  # decided: at the back
+    assert index.queue.next_undecided(index.Psi, index.P) == int(order[1])
+
+
+def test_ddb_queue_lists_the_same_order_and_says_why(candidates_project, tmp_path):
+    p = candidates_project
+    index = api.review_index(p)
+    from ddb_core.review import Filter
+
+    want = [int(i) for i in index.query(Filter(sort="queue"))]
+    text = _ddb("queue", "-p", str(p.root), "-n", "0")
+    listed = [int(m.group(1)) for m in re.finditer(r"^\s+\d+\s+(\d+)\s", text, flags=re.M)]
+    assert listed == want
+    _ddb("queue", "-p", str(p.root), "--csv", str(tmp_path / "q.csv"), "-n", "3")
+    rows = list(csv.DictReader(open(tmp_path / "q.csv")))
+    assert [int(r["id"]) for r in rows] == want[:3]
+    assert float(rows[0]["priority"]) >= float(rows[2]["priority"]) and rows[0]["path"].startswith("candidates/")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["queue", "-p", str(p.root), "--direction", "7->1"]) == 2
+    assert "the project's directions are 0->1, 1->0" in err.getvalue()
+
+
+def test_ddb_export_writes_the_dataset_and_the_bundle(candidates_project, tmp_path):
+    import zipfile
+
+    p = candidates_project
+    chosen = p.db.execute("select min(id) from candidates").fetchone()[0]
+    set_decision(p, [chosen], "accept")
+    text = _ddb("export", "dataset", "-p", str(p.root), "--out", str(tmp_path / "ds"))
+    n_gen = int(re.search(r"and (\d+) accepted samples", text).group(1))
+    manifest = list(csv.DictReader(open(tmp_path / "ds" / "manifest.csv")))
+    written = [r for r in manifest if r["file"]]  # the manifest lists every candidate; the kept ones have a file
+    assert n_gen == len(written) == int(api.review_index(p).kept().sum())
+    assert chosen in {int(r["candidate_id"]) for r in written}
+    assert all((tmp_path / "ds" / r["file"]).is_file() for r in written)
+    text = _ddb("export", "bundle", "-p", str(p.root), "--out", str(tmp_path / "b.zip"))
+    assert "bundle with" in text and zipfile.is_zipfile(tmp_path / "b.zip")
+
+
+def test_next_in_queue_in_a_real_browser(candidates_project):
+    from test_browser_truth import CHROMIUM, _review, _wait_text
+
+    if not CHROMIUM.exists():
+        pytest.skip("Chromium is installed by `make test`")
+    p = candidates_project
+    with _review(p) as page:
+        page.locator("body").click(position={"x": 5, "y": 5})
+        index = api.review_index(p)
+        first = index.queue.next_undecided(index.Psi, index.P)
+        page.keyboard.press("n")
+        _wait_text(page, "#review-info", rf"Candidate {first}\b")
+        _wait_text(page, "#queue-why", r"review queue: #1 of \d+, priority")
+        page.keyboard.press("a")  # accepted: saved, and the queue moves on
+        page.wait_for_timeout(500)
+        for _ in range(60):
+            if p.db.execute("select decision from decisions where candidate_id = ?", [first]).fetchone():
+                break
+            page.wait_for_timeout(250)
+        index = api.review_index(p)
+        second = index.queue.next_undecided(index.Psi, index.P)
+        assert second != first
+        page.keyboard.press("n")
+        _wait_text(page, "#review-info", rf"Candidate {second}\b")
