@@ -733,7 +733,7 @@ def _audit(a, progress):
 def _queue_args(p):
     _add_project(p)
     p.add_argument("-n", "--limit", type=int, default=30, help="candidates to list, 0 for all (default: %(default)s)")
-    p.add_argument("--direction", help="only this direction, e.g. 0->1")
+    p.add_argument("--direction", help="only this direction, e.g. '0->1' (quoted: > is the shell's)")
     p.add_argument("--all", action="store_true", help="also the decided candidates (at the back of the queue)")
     p.add_argument("--csv", metavar="FILE", help="write the queue as CSV (id, direction, priority, every signal, "
                                                  "decision, result path), '-' for standard output")

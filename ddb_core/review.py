@@ -83,7 +83,7 @@ class Positions:
         return len(self.ids)
 
 
-COLUMNS = 5  # of the kept arrays: id, source + (target << 16), ψ, ρ, change inside the mask
+COLUMNS = 6  # of the kept arrays: id, source + (target << 16), ψ, ρ, change inside the mask, mask id
 SCORE_SORTS = ("psi", "-psi", "rho", "-rho")  # the gallery's sorts whose orders are kept with the arrays
 
 
@@ -94,7 +94,8 @@ def _score_order(vals: np.ndarray, sort: str) -> np.ndarray:
 
 
 def candidate_arrays(project: Project, orders: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(N x 5: id, source + (target << 16), ψ, ρ, the change inside the mask (``_NULL`` for SQL NULL), in id order; the positions in each
+    """(N x 6: id, source + (target << 16), ψ, ρ, the change inside the mask (``_NULL`` for SQL NULL), the mask's
+    id (-1 for none), in id order; the positions in each
     ``SCORE_SORTS`` order when kept), read in the caller's transaction: from the copy kept in
     ``cache/review-arrays.npz`` when its stamp (the ``candidate_version`` that every change to a candidate
     advances, the count, the largest id) is the database's, else from the database, and then kept.
@@ -130,11 +131,11 @@ def candidate_arrays(project: Project, orders: bool = False) -> tuple[np.ndarray
 
 
 def _read_candidate_rows(db) -> np.ndarray:
-    # one pass, five numbers a row (the cost of reading a million rows grows with their columns): id, source
-    # and target packed into one integer, ψ, ρ and the change inside the mask; the rare rows of another method than DDB's and the scores
+    # one pass, six numbers a row (the cost of reading a million rows grows with their columns): id, source
+    # and target packed into one integer, ψ, ρ, the change inside the mask and the mask's id; the rare rows of another method than DDB's and the scores
     # of another model than the active one (stale) come from two small queries after it
     cursor = db.execute("select id, source_label + (target_label << 16), coalesce(psi, ?), coalesce(rho, ?), "
-                        "coalesce(mask_change, ?) from candidates order by id", [_NULL, _NULL, _NULL])
+                        "coalesce(mask_change, ?), coalesce(mask_id, -1) from candidates order by id", [_NULL, _NULL, _NULL])
     chunks = []
     gc_was_on = gc.isenabled()
     gc.disable()  # a million row tuples would trigger many needless collections
@@ -186,6 +187,7 @@ class ReviewIndex:
         self.psi = np.where(a[:, 2] == _NULL, np.nan, a[:, 2])
         self.rho = np.where(a[:, 3] == _NULL, np.nan, a[:, 3])
         self.change = np.where(a[:, 4] == _NULL, np.nan, a[:, 4]).astype(np.float32)
+        self._mask_ids = a[:, 5].astype(np.int64)
         del a
         self._det = None  # detection scores: read when first sorted or coloured by
         self._kept_orders = orders
@@ -242,11 +244,9 @@ class ReviewIndex:
     @property
     def det(self) -> np.ndarray:
         """The detection score of each candidate's mask (langsam's box score; 1.0 for most other maskers),
-        read on first use: opening the review model does not need it."""
+        looked up in the (small) masks table on first use: opening the review model does not need it."""
         if self._det is None:
-            db, n = self.project.db, len(self)
-            mask_ids = np.fromiter((r[0] for r in db.execute("select coalesce(mask_id, -1) from candidates order by id")),
-                                   np.int64, count=n)
+            db, n, mask_ids = self.project.db, len(self), self._mask_ids
             masks = np.array(db.execute("select id, coalesce(score, ?) from masks order by id", [_NULL]).fetchall(),
                              np.float64).reshape(-1, 2)
             det = np.full(n, np.nan)
