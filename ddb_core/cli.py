@@ -1265,9 +1265,10 @@ def _bench_fullscale(a, progress):
 def _demo_bench_args(p):
     p.add_argument("--quick", action="store_true", help="the smoke preset: one seed, few candidates, short training")
     p.add_argument("--seeds", type=int, nargs="+", help="training seeds (default: 0 1 2; --quick: 0)")
-    p.add_argument("--data-seeds", type=int, nargs="+", default=[0], metavar="D",
-                   help="demo data seeds, each its own project (bench demo and bench average: intervals over data seeds × "
-                        "training seeds when several; the other benchmarks use the first; default: 0)")
+    p.add_argument("--data-seeds", type=int, nargs="+", default=None, metavar="D",
+                   help="demo data seeds, each its own project (bench demo, average and review: intervals over data seeds "
+                        "× training seeds when several; the other benchmarks use the first; default: 0, for bench review "
+                        "0 1 2)")
     p.add_argument("--ablations", action="store_true",
                    help="bench demo: also DDB without pruning and with the plain prompt, as paired differences")
     p.add_argument("--oracle", action="store_true",
@@ -1294,6 +1295,7 @@ def _demo_bench(kind: str, fn_name: str, markdown_name: str):
             cfg = replace(cfg, model=a.model)
         if a.gamma_grid is not None:
             cfg = replace(cfg, gamma_grid=tuple(a.gamma_grid))
+        a.data_seeds = a.data_seeds or ([0, 1, 2] if kind == "review" else [0])
         cfg = replace(cfg, data_seed=a.data_seeds[0])
         if a.ablations or a.oracle:
             if kind != "demo":
@@ -1306,9 +1308,13 @@ def _demo_bench(kind: str, fn_name: str, markdown_name: str):
         if kind == "demo":
             extra["data_seeds"] = tuple(a.data_seeds)
             json_name = B.section_name(cfg, a.data_seeds)
-        elif kind == "average":
+        elif kind in ("average", "review"):
             extra["data_seeds"] = tuple(a.data_seeds)
-        if kind == "scgs":
+        if kind == "review":
+            from .bench import review as R
+
+            fn = R.bench_review
+        elif kind == "scgs":
             from .bench import scgs as S
 
             fn = S.bench_scgs
@@ -1327,6 +1333,8 @@ def _demo_bench(kind: str, fn_name: str, markdown_name: str):
             from .bench.scgs import scgs_markdown as md_fn
         elif kind == "average":
             from .bench.average import average_markdown as md_fn
+        elif kind == "review":
+            from .bench.review import review_markdown as md_fn
         else:
             md_fn = getattr(B, markdown_name)
         md = md_fn(res)
@@ -1347,6 +1355,9 @@ for _kind, _help in (("demo", "end to end on the demo: ERM, JTT, DFR and DDB (ea
                                 "seed; the best mean val WGA is marked (after `bench demo`)"),
                      ("average", "what brings DDB's average accuracy back: γ, the generated share per batch and the "
                                  "number of accepted samples, one at a time, every seed (after `bench demo`)"),
+                     ("review", "what a human look is worth: a simulated reviewer (an oracle, train group labels) "
+                                "reviews 0/1/5/10/25% of the candidates in queue, random and lowest-ρ order, judged by "
+                                "another oracle seed; DDB retrained on the 10% queue review vs automatic pruning"),
                      ("scgs", "SCGS and JTT+SCGS as the SCGS paper does them (share of generated images chosen on val, "
                               "ordinary training on the union), beside the ERM and JTT of `bench demo`")):
     _stem = _kind.replace("-", "_")
