@@ -147,3 +147,29 @@ def test_next_in_queue_in_a_real_browser(candidates_project):
         assert second != first
         page.keyboard.press("n")
         _wait_text(page, "#review-info", rf"Candidate {second}\b")
+
+
+def test_review_outcomes_count_what_the_reviewer_changes():
+    from ddb_core.bench.review import review_outcomes
+
+    auto = np.array([True, True, True, False, False, True])
+    reviewer = np.array([False, True, True, True, False, False])  # what the reviewer would accept
+    judge = np.array([False, True, False, True, False, False])  # what the judge sees as the target class
+    order = np.array([0, 3, 2, 1, 4, 5])
+    none, final0 = review_outcomes(auto, reviewer, judge, order, 0.0)
+    assert none == {"reviewed": 0, "failures_left": 3, "failures_found": 0, "good_pruned": 1, "accepted": 4}
+    assert np.array_equal(final0, auto)
+    half, final = review_outcomes(auto, reviewer, judge, order, 0.5)  # sees 0, 3, 2
+    assert half["reviewed"] == 3 and np.array_equal(final, [False, True, True, True, False, True])
+    assert half["failures_left"] == 2 and half["failures_found"] == 1 and half["good_pruned"] == 0
+
+
+def test_bench_review_needs_two_training_seeds(tmp_path):
+    from dataclasses import replace
+
+    from ddb_core.bench.demo import DemoBenchConfig
+    from ddb_core.bench.review import bench_review
+    from ddb_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="two training seeds"):
+        bench_review(replace(DemoBenchConfig(), seeds=(0,)), workdir=str(tmp_path), doc=None)
