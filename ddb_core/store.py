@@ -531,18 +531,22 @@ class Project:
         killed process shows as "interrupted"), then "done", "cancelled" or "failed" with the reason."""
         import time
 
-        from .errors import Cancelled
-
         run_id, t0 = self.start_run(stage, config), time.monotonic()
         try:
             yield run_id
-        except (Cancelled, KeyboardInterrupt) as e:
-            self.finish_run(run_id, "cancelled", seconds=time.monotonic() - t0, error=str(e) or "interrupted")
-            raise
         except BaseException as e:
-            self.finish_run(run_id, "failed", seconds=time.monotonic() - t0, error=f"{type(e).__name__}: {e}")
+            self.end_run_with(run_id, e, time.monotonic() - t0)
             raise
         self.finish_run(run_id, "done", seconds=time.monotonic() - t0)
+
+    def end_run_with(self, run_id: int, e: BaseException, seconds: float) -> None:
+        """Mark a run ended by ``e``: "cancelled" (a cancel or Ctrl-C) or "failed", with the reason."""
+        from .errors import Cancelled
+
+        if isinstance(e, (Cancelled, KeyboardInterrupt)):
+            self.finish_run(run_id, "cancelled", seconds=seconds, error=str(e) or "interrupted")
+        else:
+            self.finish_run(run_id, "failed", seconds=seconds, error=f"{type(e).__name__}: {e}")
 
     def claim_run(self, run_id: int) -> None:
         """This process takes over a run it resumes (its status back to running)."""

@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import Cancelled, ConfigError, ModelError, ProjectError
+from .errors import ConfigError, ModelError, ProjectError
 from .evaluation import GroupReport, group_report
 from .method.objective import balanced_loss
 from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
@@ -474,11 +474,8 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             raise
         state_path.unlink(missing_ok=True)
         return TrainResult(model_id, run_id, reports, history, best["epoch"], seconds, resumed_from)
-    except (Cancelled, KeyboardInterrupt) as e:
-        project.finish_run(run_id, "cancelled", seconds=time.monotonic() - t0, error=str(e) or "interrupted")
-        raise
     except BaseException as e:
-        project.finish_run(run_id, "failed", seconds=time.monotonic() - t0, error=f"{type(e).__name__}: {e}")
+        project.end_run_with(run_id, e, time.monotonic() - t0)
         raise
 
 
@@ -515,8 +512,7 @@ def load_erm_checkpoint(project: Project, path: str, arch: Optional[str] = None,
             project.finish_run(run_id, "done", seconds=time.monotonic() - t0, result={"model_id": model_id})
     except BaseException as e:
         dest.unlink(missing_ok=True)
-        status = "cancelled" if isinstance(e, (Cancelled, KeyboardInterrupt)) else "failed"
-        project.finish_run(run_id, status, seconds=time.monotonic() - t0, error=f"{type(e).__name__}: {e}")
+        project.end_run_with(run_id, e, time.monotonic() - t0)
         raise
     return model_id
 
