@@ -409,9 +409,10 @@ def sam_predictor(sam: str, device):
 MASKERS = ("langsam", "gradcam", "grabcut", "provided")
 
 
-def check_masker_options(name: str, options) -> dict:
-    """``options`` if ``name`` is a masker and they are options it takes, each a number, text, true/false
-    or null (model paths — ``dino``, ``sam`` — text); else a ``ConfigError`` naming the one at fault."""
+def check_masker_options(name: str, options, stored: bool = True) -> dict:
+    """``options`` if ``name`` is a masker and they are options it takes; else a ``ConfigError`` naming the one
+    at fault. ``stored`` (options kept in the project, as JSON): each is a number, text, true/false or null,
+    and the model paths (``dino``, ``sam``) are text — from Python, a loaded model may be passed instead."""
     if name not in MASKERS:
         raise ConfigError(f"unknown masker {name!r}; choose one of {', '.join(MASKERS)}")
     if not isinstance(options, dict):
@@ -421,7 +422,7 @@ def check_masker_options(name: str, options) -> dict:
     if unknown:
         raise ConfigError(f"{name} masker: unknown option(s) {', '.join(map(str, unknown))}; it takes "
                           f"{', '.join(sorted(accepted))}")
-    for key, value in options.items():
+    for key, value in options.items() if stored else ():
         if key in ("dino", "sam") and not isinstance(value, str):
             raise ConfigError(f"{name} masker option {key} must be a path or a hub id (text), got "
                               f"{type(value).__name__} {value!r}")
@@ -435,7 +436,7 @@ def build_masker(name: str, *, project=None, device: Optional[str] = None, **opt
     """Build a masker by name. ``project`` supplies the ERM model (gradcam) and mask paths (provided).
     An option the backend does not take is a ``ConfigError`` naming it and the ones it does take.
     ``device``: where the backend's models run (gradcam, langsam; a langsam ``device`` option wins)."""
-    check_masker_options(name, options)
+    check_masker_options(name, options, stored=False)
     return _build(name, project, options, device or "auto")
 
 
