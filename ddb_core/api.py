@@ -162,7 +162,9 @@ def status(project: Project) -> dict:
 def select(project: Project, cfg=None):
     from .method.selection import SelectionConfig, select as _select
 
-    return _select(project, cfg or SelectionConfig())
+    cfg = cfg or SelectionConfig()
+    with project.recorded_run("select", asdict(cfg)):
+        return _select(project, cfg)
 
 
 def invert(project: Project, labels=None, cfg=None, *, inpainter=None, on_progress=None, cancel=None) -> dict[int, int]:
