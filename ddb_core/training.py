@@ -58,9 +58,15 @@ class TrainConfig:
     augment: bool = True  # random resized crop + horizontal flip on train images
     seed: int = 0
     device: str = "auto"  # auto (the project's device setting; its default auto = CUDA when present) | cpu | cuda[:N]
+    # the cosine schedule's length in epochs (None: ``epochs``); longer than ``epochs`` stops a run part-way
+    # through its schedule, as JTT's identification model is the ERM model stopped at epoch T
+    schedule_epochs: Optional[int] = None
 
     def __post_init__(self) -> None:
         from .models import ARCHITECTURES
+
+        if self.schedule_epochs is not None and self.schedule_epochs < self.epochs:
+            raise ConfigError(f"schedule_epochs must be >= epochs ({self.epochs}), got {self.schedule_epochs}")
 
         if self.arch not in ARCHITECTURES:
             raise ConfigError(f"arch must be one of {', '.join(ARCHITECTURES)}, got {self.arch!r}")
@@ -104,11 +110,18 @@ class TrainPlan:
     gammas: list[float] = field(default_factory=list)
     gen_ratio: float = 0.0
     sample_weights: Optional[list[float]] = None
+    # with ``sample_weights`` of whole numbers: an epoch holds each train sample that many times, shuffled
+    # (JTT's upsampling: n + (λ_up − 1)·|E| samples an epoch) instead of n weighted draws
+    upsample: bool = False
     init_state: Optional[dict] = None
     reinit_head: bool = False
     describe: dict = field(default_factory=dict)  # stored in the run config (what was added, hashes)
 
     def __post_init__(self) -> None:
+        if self.upsample and (self.sample_weights is None or any(w != int(w) or w < 1 for w in self.sample_weights)):
+            raise ConfigError("upsample needs sample_weights of whole numbers >= 1 (how many times each sample appears)")
+        if self.upsample and self.gen_ratio > 0:
+            raise ConfigError("upsample and a generated share per batch (gen_ratio) cannot be combined")
         n = len(self.extra_paths)
         if not (len(self.extra_labels) == len(self.extra_terms) == n) or (self.extra_attrs and len(self.extra_attrs) != n):
             raise ConfigError("extra_paths, extra_labels, extra_terms (and extra_attrs) must have the same length")
@@ -305,7 +318,8 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
     config = {**asdict(cfg), "role": role}
     if plan.extra_paths or plan.sample_weights is not None or plan.init_state is not None:
         config["plan"] = {"n_generated": len(plan.extra_paths), "gammas": plan.gammas, "gen_ratio": plan.gen_ratio,
-                          "reinit_head": plan.reinit_head, "weighted": plan.sample_weights is not None, **plan.describe}
+                          "reinit_head": plan.reinit_head, "weighted": plan.sample_weights is not None,
+                          **({"upsampled": True} if plan.upsample else {}), **plan.describe}
     make_active = (role == "erm") if make_active is None else make_active
 
     # 2. Resume an unfinished run with the same config, or start one.
@@ -341,7 +355,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
         else:
             opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.schedule_epochs or cfg.epochs)
         start_epoch, history, best = 0, [], {"score": (-math.inf, -math.inf), "epoch": -1, "state": None}
         if state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -368,6 +382,12 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
             if mixed:
                 bs = MixedBatchSampler(n_train, n_gen, cfg.batch_size, plan.gen_ratio, gen, weights)
                 return DataLoader(train_ds, batch_sampler=bs, num_workers=0)
+            if plan.upsample:  # each real sample its weight's number of times, plus every generated sample once
+                real = torch.repeat_interleave(torch.arange(n_train), torch.tensor(plan.sample_weights).long())
+                order = torch.cat([real, torch.arange(n_train, n_train + n_gen)])
+                order = order[torch.randperm(len(order), generator=gen)].tolist()
+                return DataLoader(train_ds, batch_size=cfg.batch_size, sampler=order, num_workers=0,
+                                  drop_last=len(order) % cfg.batch_size == 1)
             if weights is not None:  # weighted draws of real samples, plus every generated sample once
                 real = torch.multinomial(weights, n_train, replacement=True, generator=gen)
                 order = torch.cat([real, torch.arange(n_train, n_train + n_gen)])

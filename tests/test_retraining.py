@@ -1,6 +1,8 @@
 """Retraining (Eq. 6–8), the baselines and the evaluation report."""
 
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -288,3 +290,41 @@ def test_dfr_follows_its_paper_on_each_seeds_erm(scored_project):
         assert [t["C"] for t in m["metrics"]["tuning"]] == list(DFR_CS)
         best = max(m["metrics"]["tuning"], key=lambda t: t["half_val_wga"])
         assert m["config"]["C"] == best["C"] and m["metrics"]["test"]["worst_group_acc"] is not None
+
+
+def test_jtt_upsamples_its_error_set_and_identifies_with_erm_stopped_at_t(scored_project, monkeypatch):
+    """JTT as its paper does it: an epoch holds n + (λ_up − 1)·|E| samples (each error-set sample λ_up times),
+    and the identification model is ERM's recipe stopped at epoch T (its learning rate not yet annealed)."""
+    import ddb_core.method.baselines as R
+
+    p = scored_project
+    n = p.sample_count("train")
+    errors = [0, 3, 5]
+    seen = {}
+    import torch.utils.data as tud
+
+    real_loader = tud.DataLoader
+
+    def counting_loader(ds, *a, **k):
+        loader = real_loader(ds, *a, **k)
+        if isinstance(k.get("sampler"), list):
+            seen.setdefault("orders", []).append(list(k["sampler"]))
+        return loader
+
+    monkeypatch.setattr(R, "jtt_error_set", lambda *a, **k: (errors, 0))
+    monkeypatch.setattr(tud, "DataLoader", counting_loader)
+    res = api.baseline(p, "jtt", jtt=JTTConfig(train=replace(TINY_TRAIN, epochs=1), lambda_up=4), report=False)
+    order = seen["orders"][-1]
+    assert len(order) == n + (4 - 1) * len(errors)
+    assert [order.count(k) for k in errors] == [4, 4, 4] and order.count(1) == 1
+    assert p.model(res["model_ids"][0])["config"]["plan"]["upsampled"] is True
+    with pytest.raises(ConfigError, match="whole number"):
+        JTTConfig(lambda_up=2.5)
+    monkeypatch.undo()
+    # the identification model: ERM's schedule (epochs) stopped after T epochs
+    from ddb_core.method.baselines import jtt_error_set
+
+    cfg = JTTConfig(train=replace(TINY_TRAIN, epochs=3), jtt_epochs=1)
+    _errors, ident = jtt_error_set(p, cfg)
+    conf = p.model(ident)["config"]
+    assert conf["epochs"] == 1 and conf["schedule_epochs"] == 3

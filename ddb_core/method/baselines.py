@@ -44,8 +44,9 @@ class JTTConfig:
     def __post_init__(self) -> None:
         if self.jtt_epochs < 1:
             raise ConfigError(f"jtt_epochs must be >= 1, got {self.jtt_epochs}")
-        if not (self.lambda_up >= 1 and math.isfinite(self.lambda_up)):
-            raise ConfigError(f"lambda_up must be >= 1, got {self.lambda_up}")
+        if not (self.lambda_up >= 1 and math.isfinite(self.lambda_up) and self.lambda_up == int(self.lambda_up)):
+            raise ConfigError(f"lambda_up must be a whole number >= 1 (each error-set sample appears that many times "
+                              f"an epoch), got {self.lambda_up}")
 
 
 def jtt_error_set(project: Project, cfg: JTTConfig, on_progress=None, cancel=None) -> tuple[list[int], int]:
@@ -55,7 +56,9 @@ def jtt_error_set(project: Project, cfg: JTTConfig, on_progress=None, cancel=Non
     from ..settings import compute_device
     from ..training import split_dataset, stored_model
 
-    ident_cfg = replace(cfg.train, epochs=cfg.jtt_epochs, select_by="last", seed=cfg.train.seed)
+    # ERM's recipe stopped at epoch T: its learning-rate schedule is ERM's whole one, not one annealed over T epochs
+    ident_cfg = replace(cfg.train, epochs=cfg.jtt_epochs, schedule_epochs=max(cfg.train.epochs, cfg.jtt_epochs),
+                        select_by="last", seed=cfg.train.seed)
     m = stored_model(project, "jtt-id", ident_cfg)  # seeded: the same recipe gives the same model, so reuse it
     if m is None:
         res = train_classifier(project, ident_cfg, role="jtt-id", name=f"JTT identification ({cfg.jtt_epochs} epochs)",
@@ -91,11 +94,12 @@ def run_jtt(project: Project, cfg: JTTConfig = JTTConfig(), on_progress=None, ca
             details["note"] = ("the error set is empty: the identification model classifies every training image "
                                "correctly, so JTT reduces to ERM")
             log.warning("JTT: %s", details["note"])
-        weights = [1.0] * n_train
+        # the JTT paper's upsampling: each error-set sample λ_up times an epoch (n + (λ_up − 1)·|E| samples)
+        weights = [1] * n_train
         for k in errors:
-            weights[k] = cfg.lambda_up
+            weights[k] = int(cfg.lambda_up)
         base = extra or TrainPlan()
-        plan = replace(base, sample_weights=weights, describe={**base.describe, "jtt": details})
+        plan = replace(base, sample_weights=weights, upsample=True, describe={**base.describe, "jtt": details})
         results.append(train_classifier(project, scfg.train, role=role,
                                         name=f"{role.upper()} λ={cfg.lambda_up:g} T={cfg.jtt_epochs}"
                                              f"{f' +{len(base.extra_paths)} generated' if base.extra_paths else ''} seed {seed}",
@@ -116,6 +120,7 @@ def _stored_jtt(project: Project, role: str, cfg: JTTConfig) -> Optional[dict]:
         plan = conf.get("plan") or {}
         jtt = plan.get("jtt") or {}
         if (jtt.get("jtt_epochs") == cfg.jtt_epochs and jtt.get("lambda_up") == cfg.lambda_up
+                and plan.get("upsampled")  # a model of the earlier weighted draws is not this JTT
                 and not plan.get("n_generated") and "test" in m["metrics"]
                 and all(conf.get(k) == v for k, v in wanted.items() if k in conf)):
             return m
