@@ -82,6 +82,10 @@ def test_the_page_before_sign_in_holds_no_api_description(served):
     assert '"auth_required":true' in before
     for secret in ("load_checkpoint", "save_models", "filter_psi", *p.class_names):
         assert secret not in before, secret
+    for path in ("openapi.json", "docs", "redoc", "config", "gradio_api/info"):  # no description of the routes either
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url + path, timeout=30)
+        assert err.value.code in (401, 404), path
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     assert _post(opener, url, "ann", "s3cret") == 200
     after = opener.open(url, timeout=30).read().decode()

@@ -148,7 +148,9 @@ def launch_kwargs(project_dir: str) -> dict:
     return {"head": KEYBOARD_JS + SELECT_JS, "css": CSS, "allowed_paths": [str(root / d) for d in SERVED],
             "blocked_paths": [str(root / d) for d in NEVER_SERVED],
             # sign-in throttling, no API description before sign-in, files that download (ui/guard.py)
-            "app_kwargs": {"middleware": [Middleware(Guard, project_dir=str(root))]}}
+            "app_kwargs": {"middleware": [Middleware(Guard, project_dir=str(root))],
+                           # FastAPI's own route description is not served (before sign-in it would be public)
+                           "openapi_url": None, "docs_url": None, "redoc_url": None}}
 
 
 def build_app(project_dir: str, build_demo: bool = True, data_roots: Optional[list] = None) -> gr.Blocks:
