@@ -173,3 +173,22 @@ def test_bench_review_needs_two_training_seeds(tmp_path):
 
     with pytest.raises(ConfigError, match="two training seeds"):
         bench_review(replace(DemoBenchConfig(), seeds=(0,)), workdir=str(tmp_path), doc=None)
+
+
+def test_the_review_section_states_a_difference_only_where_its_interval_excludes_zero():
+    from ddb_core.bench.review import BUDGETS, ORDERS, review_markdown
+
+    fig = {"reviewed": 1, "failures_left": 2, "failures_found": 3, "good_pruned": 0, "accepted": 5}
+    res = {"data_seeds": [0, 1], "command": "python -m ddb_core bench review --data-seeds 0 1", "seconds": 60,
+           "per_data_seed": {d: {"candidates": 10, "reviewer_agrees_with_judge": 0.9,
+                                 "figures": {o: {f"{b:g}": fig for b in BUDGETS} for o in ORDERS}} for d in (0, 1)},
+           "found_at_10": {"queue": 6, "random": 2, "rho": 3}, "target_met": True,
+           "difference": {"wga": {"mean": 0.02, "lo": -0.01, "hi": 0.05, "n_data": 2, "n_values": 6,
+                                  "scope": "data seeds", "shown": False},
+                          "mean_acc": {"mean": -0.03, "lo": -0.05, "hi": -0.01, "n_data": 2, "n_values": 6,
+                                       "scope": "data seeds", "shown": True}}}
+    md = review_markdown(res)
+    assert "| queue | 10% | 2 | 4 | 6 | 0 |" in md and "(20 candidates)" in md
+    assert "queue found 6 failures, random order 2 (3.0×)" in md and "is met" in md
+    assert "worst-group accuracy: +2.0 points [-1.0, +5.0]: no difference shown" in md
+    assert "average accuracy: -3.0 points [-5.0, -1.0]: **lower**" in md
