@@ -157,11 +157,16 @@ def test_review_outcomes_count_what_the_reviewer_changes():
     judge = np.array([False, True, False, True, False, False])  # what the judge sees as the target class
     order = np.array([0, 3, 2, 1, 4, 5])
     none, final0 = review_outcomes(auto, reviewer, judge, order, 0.0)
-    assert none == {"reviewed": 0, "failures_left": 3, "failures_found": 0, "good_pruned": 1, "accepted": 4}
+    assert none == {"reviewed": 0, "failures_left": 3, "good_pruned": 1, "accepted": 4, "failures_found": 0,
+                    "failures_let_in": 0, "good_recovered": 0, "good_lost": 0}
     assert np.array_equal(final0, auto)
-    half, final = review_outcomes(auto, reviewer, judge, order, 0.5)  # sees 0, 3, 2
+    half, final = review_outcomes(auto, reviewer, judge, order, 0.5)  # sees 0 (a failure, rejected), 3, 2
     assert half["reviewed"] == 3 and np.array_equal(final, [False, True, True, True, False, True])
     assert half["failures_left"] == 2 and half["failures_found"] == 1 and half["good_pruned"] == 0
+    assert half["good_recovered"] == 1 and half["failures_let_in"] == 0 and half["good_lost"] == 0
+    # a reviewer that accepts a pruned failure lets it in
+    let_in, _ = review_outcomes(auto, np.ones(6, bool), judge, np.array([4, 0, 1, 2, 3, 5]), 1 / 6)
+    assert let_in["failures_let_in"] == 1 and let_in["failures_left"] == 4
 
 
 def test_bench_review_needs_two_training_seeds(tmp_path):
@@ -178,17 +183,20 @@ def test_bench_review_needs_two_training_seeds(tmp_path):
 def test_the_review_section_states_a_difference_only_where_its_interval_excludes_zero():
     from ddb_core.bench.review import BUDGETS, ORDERS, review_markdown
 
-    fig = {"reviewed": 1, "failures_left": 2, "failures_found": 3, "good_pruned": 0, "accepted": 5}
+    fig = {"reviewed": 1, "failures_left": 2, "failures_found": 3, "good_pruned": 0, "accepted": 5,
+           "failures_let_in": 1, "good_recovered": 4, "good_lost": 0}
     res = {"data_seeds": [0, 1], "command": "python -m ddb_core bench review --data-seeds 0 1", "seconds": 60,
            "per_data_seed": {d: {"candidates": 10, "reviewer_agrees_with_judge": 0.9,
                                  "figures": {o: {f"{b:g}": fig for b in BUDGETS} for o in ORDERS}} for d in (0, 1)},
-           "found_at_10": {"queue": 6, "random": 2, "rho": 3}, "target_met": True,
+           "found_at_10": {"queue": 6, "random": 2, "rho": 3}, "recovered_at_10": {"queue": 8, "random": 0, "rho": 1},
+           "target_met": True,
            "difference": {"wga": {"mean": 0.02, "lo": -0.01, "hi": 0.05, "n_data": 2, "n_values": 6,
                                   "scope": "data seeds", "shown": False},
                           "mean_acc": {"mean": -0.03, "lo": -0.05, "hi": -0.01, "n_data": 2, "n_values": 6,
                                        "scope": "data seeds", "shown": True}}}
     md = review_markdown(res)
-    assert "| queue | 10% | 2 | 4 | 6 | 0 |" in md and "(20 candidates)" in md
+    assert "| queue | 10% | 2 | 4 | 0 | 6 | 2 | 8 | 0 |" in md and "(20 candidates)" in md
+    assert "recovered 8 good candidates that automatic pruning had dropped, random order 0 (— (random order: none))" in md
     assert "queue found 6 failures, random order 2 (3.0×)" in md and "is met" in md
     assert "worst-group accuracy: +2.0 points [-1.0, +5.0]: no difference shown" in md
     assert "average accuracy: -3.0 points [-5.0, -1.0]: **lower**" in md

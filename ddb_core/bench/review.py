@@ -49,14 +49,22 @@ def _says_target(project: Project, model_id: int, rows: list[dict]) -> np.ndarra
 
 def review_outcomes(auto: np.ndarray, reviewer: np.ndarray, judge: np.ndarray, order: np.ndarray,
                     budget: float) -> tuple[dict, np.ndarray]:
-    """(figures, final keep) after the reviewer decides the first ``budget`` share of ``order`` (positions)."""
+    """(figures, final keep) after the reviewer decides the first ``budget`` share of ``order`` (positions).
+
+    As the judge sees them: failures left in the accepted set and good ones pruned, after the review;
+    among the reviewed, failures found (kept automatically, rejected by the reviewer), failures let in
+    (pruned automatically, accepted by the reviewer), good ones recovered (pruned automatically, accepted)
+    and good ones lost (kept automatically, rejected)."""
     n = len(auto)
-    seen = order[:math.ceil(budget * n)]
-    final = auto.copy()
-    final[seen] = reviewer[seen]
-    left = int((final & ~judge).sum())
-    return {"reviewed": len(seen), "failures_left": left, "failures_found": int((auto & ~judge).sum()) - left,
-            "good_pruned": int((~final & judge).sum()), "accepted": int(final.sum())}, final
+    seen = np.zeros(n, bool)
+    seen[order[:math.ceil(budget * n)]] = True
+    final = np.where(seen, reviewer, auto)
+    return {"reviewed": int(seen.sum()), "failures_left": int((final & ~judge).sum()),
+            "good_pruned": int((~final & judge).sum()), "accepted": int(final.sum()),
+            "failures_found": int((seen & auto & ~judge & ~reviewer).sum()),
+            "failures_let_in": int((seen & ~auto & ~judge & reviewer).sum()),
+            "good_recovered": int((seen & ~auto & judge & reviewer).sum()),
+            "good_lost": int((seen & auto & judge & ~reviewer).sum())}, final
 
 
 def bench_review(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", doc: Optional[Path] = None,
@@ -110,8 +118,9 @@ def bench_review(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proje
         b = {d: dict(zip(cfg.seeds, auto_rows[d][key]["values"])) for d in data_seeds}
         diff[key] = paired(a, b).to_dict()
     found = {o: sum(per_seed[d]["figures"][o]["0.1"]["failures_found"] for d in data_seeds) for o in ORDERS}
+    recovered = {o: sum(per_seed[d]["figures"][o]["0.1"]["good_recovered"] for d in data_seeds) for o in ORDERS}
     res = {"config": _jsonable(asdict(cfg)), "data_seeds": list(data_seeds), "per_data_seed": per_seed,
-           "found_at_10": found, "target_met": found["queue"] >= 2 * found["random"] and found["queue"] > 0,
+           "found_at_10": found, "recovered_at_10": recovered, "target_met": found["queue"] >= 2 * found["random"] and found["queue"] > 0,
            "rows": {"automatic": {d: auto_rows[d] for d in data_seeds}, "review": {d: review_rows[d] for d in data_seeds}},
            "difference": diff, "stage_seconds": times, "seconds": round(time.monotonic() - t0, 1),
            "command": f"python -m ddb_core bench review --data-seeds {' '.join(map(str, data_seeds))}"}
@@ -132,17 +141,25 @@ def review_markdown(res: dict) -> str:
         "candidates in an order and accepts the ones it classifies as the target class, rejects the others. The "
         "figures are measured by another model, the oracle of training seed 1. Budget 0 is automatic pruning at the "
         "default thresholds. Summed over data seeds " + ", ".join(map(str, seeds)) + f" ({n} candidates).", "",
-        "| order | budget | reviewed | failures left in the accepted set | failures found | good ones pruned |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |"]
+        "Among the reviewed candidates: *failures found* were kept automatically and rejected by the reviewer, "
+        "*let in* were pruned automatically and accepted although the judge does not see the target class, "
+        "*recovered* were pruned automatically, accepted, and the judge sees the target class, *lost* the reverse.", "",
+        "| order | budget | reviewed | failures left in the accepted set | good ones pruned | failures found | "
+        "failures let in | good ones recovered | good ones lost |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for o in ORDERS:
         for b in res["per_data_seed"][seeds[0]]["figures"][o]:  # budgets as written: "0", "0.01", …
             lines.append(f"| {o} | {float(b) * 100:g}% | {sums(o, b, 'reviewed')} | {sums(o, b, 'failures_left')} | "
-                         f"{sums(o, b, 'failures_found')} | {sums(o, b, 'good_pruned')} |")
-    f10 = res["found_at_10"]
-    ratio = f"{f10['queue'] / f10['random']:.1f}×" if f10["random"] else "— (random order found none)"
+                         f"{sums(o, b, 'good_pruned')} | {sums(o, b, 'failures_found')} | "
+                         f"{sums(o, b, 'failures_let_in')} | {sums(o, b, 'good_recovered')} | {sums(o, b, 'good_lost')} |")
+    f10, r10 = res["found_at_10"], res.get("recovered_at_10", {})
+    times = lambda a, b: f"{a / b:.1f}×" if b else "— (random order: none)"
     lines += ["", f"At the 10% budget the queue found {f10['queue']} failures, random order {f10['random']} "
-                  f"({ratio}), lowest ρ first {f10['rho']}; the target (at least twice random order's) is "
-                  f"{'met' if res['target_met'] else '**not met**'}. The reviewer agrees with the judge on "
+                  f"({times(f10['queue'], f10['random'])}), lowest ρ first {f10['rho']}; the target (at least twice "
+                  f"random order's) is {'met' if res['target_met'] else '**not met**'}."
+                  + (f" It recovered {r10['queue']} good candidates that automatic pruning had dropped, random order "
+                     f"{r10['random']} ({times(r10['queue'], r10['random'])}), lowest ρ first {r10['rho']}." if r10 else "")
+                  + " The reviewer agrees with the judge on "
                   + ", ".join(f"{res['per_data_seed'][d]['reviewer_agrees_with_judge'] * 100:.0f}%" for d in seeds)
                   + " of the candidates (data seeds in order).", "",
               "Retrained on the 10% review in queue order against automatic pruning (γ chosen on val for automatic "
