@@ -167,5 +167,6 @@ def review_markdown(res: dict) -> str:
     for key, label in (("wga", "worst-group accuracy"), ("mean_acc", "average accuracy")):
         iv = Interval(**{k: v for k, v in res["difference"][key].items() if k != "shown"})
         lines.append(f"- {label}: {verdict(iv)}")
-    lines += ["", f"- wall time {res['seconds'] / 60:.1f} min"]
-    return "\n".join(lines)
+    lines += ["", f"- wall time of this run {res['seconds'] / 60:.1f} min (models and candidates that an earlier run "
+                  "finished are reused, not timed again)"]
+    return "\n".join(lines) + "\n"
