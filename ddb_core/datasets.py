@@ -161,6 +161,8 @@ def read_waterbirds(root: Path, class_names: Optional[list[str]] = None, attr_na
     missing = [c for c in ("img_filename", "y", "place", "split") if c not in cols]
     if missing:
         raise DatasetError(f"{meta}: missing column(s) {', '.join(missing)}; found {', '.join(map(repr, cols)) or 'none'}")
+    if not rows:
+        raise DatasetError(f"{meta} has a header and no rows: there is no image to import")
     has_mask = "mask_filename" in cols
     ignored = [c for c in cols if c not in ("img_filename", "y", "place", "split", "mask_filename")]
     if ignored:

@@ -68,6 +68,15 @@ def _import(ctx, ds: Path, fmt: str = "waterbirds", **kw):
     api.create_project(ctx["root"], fmt, ds, replace=True, delete_derived=True, **kw)
 
 
+def _row_edit(name: str, row: int, **values):
+    """A case: a copy of the dataset whose metadata row ``row`` takes ``values``, imported."""
+    def case(ctx):
+        ds = _fresh_dataset(ctx, name)
+        _edit_metadata(ds, lambda rows: rows[row].update(**values))
+        _import(ctx, ds)
+    return case
+
+
 # Each case: (id, function of ctx that must fail, regex the message must match).
 
 def imports():
@@ -119,15 +128,9 @@ def imports():
         _edit_metadata(ds, lambda rows: rows[0].update(img_filename="images/train/page.html"))
         _import(ctx, ds)
 
-    def unknown_place(ctx):
-        ds = _fresh_dataset(ctx, "place")
-        _edit_metadata(ds, lambda rows: rows[2].update(place="5"))
-        _import(ctx, ds)
+    unknown_place = _row_edit("place", 2, place="5")
 
-    def path_escapes_root(ctx):
-        ds = _fresh_dataset(ctx, "escape")
-        _edit_metadata(ds, lambda rows: rows[2].update(img_filename="/etc/hostname.png"))
-        _import(ctx, ds)
+    path_escapes_root = _row_edit("escape", 2, img_filename="/etc/hostname.png")
 
     def partial_groups_csv(ctx):
         ds = ctx["base"] / "datasets" / "folder"
@@ -373,20 +376,11 @@ def second_round_imports():
         (ds / "metadata.csv").write_text((ds / "metadata.csv").read_text().splitlines()[0] + "\n")
         _import(ctx, ds)
 
-    def y_fraction(ctx):
-        ds = _fresh_dataset(ctx, "yfrac")
-        _edit_metadata(ds, lambda rows: rows[1].update(y="1.5"))
-        _import(ctx, ds)
+    y_fraction = _row_edit("yfrac", 1, y="1.5")
 
-    def split_unknown(ctx):
-        ds = _fresh_dataset(ctx, "split3")
-        _edit_metadata(ds, lambda rows: rows[0].update(split="3"))
-        _import(ctx, ds)
+    split_unknown = _row_edit("split3", 0, split="3")
 
-    def image_missing(ctx):
-        ds = _fresh_dataset(ctx, "missingimg")
-        _edit_metadata(ds, lambda rows: rows[4].update(img_filename="images/train/not_here.png"))
-        _import(ctx, ds)
+    image_missing = _row_edit("missingimg", 4, img_filename="images/train/not_here.png")
 
     def symlink_out(ctx):
         ds = _fresh_dataset(ctx, "linkout")
@@ -416,7 +410,7 @@ def second_round_imports():
     return [
         ("import: a header column twice", dup_header, r"names column\(s\) 'y' more than once"),
         ("import: a row with an extra field", extra_field, r"line 4: 6 fields, but the header has 5"),
-        ("import: a header and no rows", header_only, r"no images|no rows|empty"),
+        ("import: a header and no rows", header_only, r"metadata.csv has a header and no rows"),
         ("import: y not a whole number", y_fraction, r"line 3: y='1.5'"),
         ("import: unknown split", split_unknown, r"line 2: split='3'"),
         ("import: image file missing", image_missing, r"not_here.png"),
