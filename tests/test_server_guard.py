@@ -103,11 +103,12 @@ def test_exports_and_page_like_files_download_instead_of_rendering(served):
     (exports / "bundle.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)
     for name, ctype in (("page.html", "application/octet-stream"), ("logo.svg", "application/octet-stream"),
                         ("bundle.zip", "application/zip")):
-        r = opener.open(url + f"gradio_api/file={exports / name}", timeout=30)
-        assert r.status == 200
-        assert r.headers["Content-Disposition"].startswith("attachment"), name
-        assert r.headers["Content-Type"].split(";")[0] == ctype, (name, r.headers["Content-Type"])
-        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        for route in ("gradio_api/file=", "gradio_api/file/"):  # the file route and its older spelling
+            r = opener.open(url + f"{route}{exports / name}", timeout=30)
+            assert r.status == 200
+            assert r.headers["Content-Disposition"].startswith("attachment"), (route, name)
+            assert r.headers["Content-Type"].split(";")[0] == ctype, (route, name, r.headers["Content-Type"])
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
     (p.root / "reports" / "3").mkdir(parents=True)
     png = p.root / "reports" / "3" / "groups.png"
     from PIL import Image

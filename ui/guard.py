@@ -31,6 +31,7 @@ ADDRESS_FAILURES = 5  # failed sign-ins per address …
 USER_FAILURES = 10  # … and per user name …
 WINDOW_S = 600.0  # … within this many seconds
 INLINE_TYPES = (b"image/png", b"image/jpeg", b"image/webp", b"image/gif")  # what a file route may render
+_FILE_ROUTE = re.compile(r"^(?:/gradio_api)?/file[=/](.*)$", re.S)
 _API_INFO = re.compile(rb"window\.gradio_api_info = .*?;</script>", re.S)
 
 
@@ -82,8 +83,9 @@ class Guard:
         path = scope.get("path", "")
         if scope["method"] == "POST" and path.rstrip("/") == "/login":
             return await self._login(scope, receive, send)
-        if "/file=" in path:
-            return await self._file(scope, receive, send, unquote(path.split("/file=", 1)[1]))
+        served = _FILE_ROUTE.match(path)  # Gradio's file route, and its older spelling /file/<path>
+        if served:
+            return await self._file(scope, receive, send, unquote(served.group(1)))
         if scope["method"] in ("GET", "HEAD") and not path.startswith("/gradio_api/") and "." not in path.rsplit("/", 1)[-1]:
             return await self._page(scope, receive, send)
         return await self.app(scope, receive, send)
