@@ -92,6 +92,11 @@ def test_whole_pipeline_keeps_every_image_at_its_own_size(fmt, tmp_path, tiny_pi
         assert np.array_equal(gen[mask == 0], src[mask == 0]), f"paste-back at the source's size: {c['key']}"
         assert np.isfinite(ig).all() and np.isfinite([c["psi"], c["rho"], c["ig_delta"]]).all()
         assert c["score_model_id"] == project.active_erm_id
+        # the change inside the mask (the review queue's "unchanged"), measured at the source's own size
+        inside = mask > 0
+        want = np.abs(gen.astype(int) - src.astype(int)).mean(axis=2)[inside].mean() / 255 if inside.any() else None
+        stored = project.db.execute("select mask_change from candidates where id = ?", [c["id"]]).fetchone()[0]
+        assert (stored is None) if want is None else stored == pytest.approx(want, abs=1e-4), c["key"]
 
     # prune, retrain, report
     th, counts = api.prune(project)
