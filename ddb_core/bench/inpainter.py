@@ -269,7 +269,7 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
            f"cosine schedule is stretched to the new end at that point, so one run straight to {cfg['unet_steps']} "
            f"steps gives a slightly different model)" if info.get("extended_from_unet_steps") else
            f"--vae-steps {cfg['vae_steps']} --unet-steps {cfg['unet_steps']} --seed {cfg['seed']}`"),
-        f"- data: demo benchmark seed {data_cfg.get('seed', '?')}, train split ({info['train_images']} images at "
+        f"- data: demo benchmark seed {data_cfg.get('seed', 0)}, train split ({info['train_images']} images at "
         f"{m['sample_size']} px) with their ground-truth object masks",
         "- captions are class-agnostic (\"a photo of a bird on water\", \"a picture of a bird on the left on land\"): the "
         "class can only come from textual inversion",
@@ -287,7 +287,7 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         f"- final losses: {', '.join(str(e['loss']) for e in info['final_losses'])}", "",
     ]
     if gates:
-        lines += ["## Quality", "", f"Measured with `{gates['command']}` (medians over seeds {', '.join(map(str, gates['seeds']))}; "
+        lines += ["## Quality", "", f"Measured with `{gates['command']}` (**val** images; medians over seeds {', '.join(map(str, gates['seeds']))}; "
                   "details in docs/benchmarks.md):", ""]
         for d, v in gates["median"].items():
             for kind in ("object", "box"):
