@@ -95,8 +95,8 @@ SELECT_JS = """
     if (!img || e.button !== 0) return;
     e.preventDefault();
     const mode = document.querySelector('#select-mode input:checked');
-    drag = {img: img, canvas: canvasOver(img), pts: [at(e, img)], box: !!mode && mode.value === 'box',
-            plot: img.closest('#map-plot') ? 'map' : 'scatter'};
+    drag = {img: img, host: img.closest('.selectable-plot'), canvas: canvasOver(img), pts: [at(e, img)],
+            box: !!mode && mode.value === 'box', plot: img.closest('#map-plot') ? 'map' : 'scatter'};
   });
   document.addEventListener('mousemove', function (e) {
     if (!drag) return;
@@ -107,8 +107,11 @@ SELECT_JS = """
     if (!drag) return;
     const d = drag; drag = null;
     d.canvas.getContext('2d').clearRect(0, 0, d.canvas.width, d.canvas.height);
-    const r = d.img.getBoundingClientRect();
-    const sx = d.img.naturalWidth / r.width, sy = d.img.naturalHeight / r.height;
+    // the plot may have been drawn again during the drag (a redraw replaces its image): measure the one shown now
+    const img = d.img.isConnected ? d.img : ((d.host && d.host.querySelector('img')) || d.img);
+    const r = img.getBoundingClientRect();
+    if (!r.width || !r.height || !img.naturalWidth) return;
+    const sx = img.naturalWidth / r.width, sy = img.naturalHeight / r.height;
     const first = d.pts[0];
     const moved = Math.max.apply(null, d.pts.map(q => Math.hypot(q[0] - first[0], q[1] - first[1])));
     const pts = (d.box ? corners(d.pts) : d.pts).map(q => [q[0] * sx, q[1] * sy]);
