@@ -483,14 +483,29 @@ def bench_pruning(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proj
                    per_direction=counts, judged=judged, judge_model=oracle_ids[0], difference=diff)
 
 
+def says_target(project: Project, model_id: int, rows: list[dict]) -> np.ndarray:
+    """Whether model ``model_id`` (a judge: the group-balanced oracle) classifies each candidate of ``rows``
+    (``path``, ``target_label``) as its target class; on the project's device."""
+    from ..device import resolve_device
+    from ..imaging import ClassifierDataset, ImageSet
+    from ..models import load_classifier, predict
+    from ..settings import compute_device
+
+    m = project.model(model_id)
+    device = resolve_device(compute_device(project))
+    model, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"], device=device,
+                                       what="benchmark judge")
+    data = ClassifierDataset(ImageSet([project.project_path(r["path"]) for r in rows], m["image_size"]),
+                             [r["target_label"] for r in rows])
+    return predict(model, data, device=device).argmax(1).numpy() == np.array([r["target_label"] for r in rows])
+
+
 def judged_swaps(project: Project, judge_id: int, method: str = "ddb") -> dict[str, dict[str, dict[str, int]]]:
     """Per direction "i->i'", for the kept and the pruned candidates: how many, and how many ``judge_id`` labels i'.
 
     A check of the pruning rule against a classifier that does not share the ERM model's shortcut (the demo's
     group-balanced oracle): a useful rule keeps a larger share of real class swaps than it prunes.
     """
-    from ..imaging import ClassifierDataset, ImageSet
-    from ..models import load_classifier, predict
     from ..decisions import decisions
 
     kept = {d.candidate_id: d.kept for d in decisions(project, "c.method = ?", [method])}
@@ -499,17 +514,12 @@ def judged_swaps(project: Project, judge_id: int, method: str = "ddb") -> dict[s
     out: dict[str, dict[str, dict[str, int]]] = {}
     if not rows:
         return out
-    m = project.model(judge_id)
-    model, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
-    data = ClassifierDataset(ImageSet([project.project_path(r["path"]) for r in rows], m["image_size"]),
-                             [r["target_label"] for r in rows])
-    preds = predict(model, data).argmax(1).numpy()
-    for r, pred in zip(rows, preds):
+    for r, hit in zip(rows, says_target(project, judge_id, rows)):
         d = out.setdefault(f"{r['source_label']}->{r['target_label']}",
                            {"kept": {"n": 0, "judged_target": 0}, "pruned": {"n": 0, "judged_target": 0}})
         part = d["kept" if kept[r["id"]] else "pruned"]
         part["n"] += 1
-        part["judged_target"] += int(pred == r["target_label"])
+        part["judged_target"] += int(hit)
     return dict(sorted(out.items()))
 
 

@@ -29,22 +29,11 @@ import numpy as np
 
 from ..store import Project
 from .demo import (DemoBenchConfig, _baseline_cached, _erm_models, _gamma_table, _jsonable, _project, _retrain_cached,
-                   _row_from_models, prepare)
+                   _row_from_models, prepare, says_target)
 from .docs import write_result
 
 BUDGETS = (0.0, 0.01, 0.05, 0.10, 0.25)
 ORDERS = ("queue", "random", "rho")  # rho: lowest ρ first (the least evidence of the target class in the mask)
-
-
-def _says_target(project: Project, model_id: int, rows: list[dict]) -> np.ndarray:
-    from ..imaging import ClassifierDataset, ImageSet
-    from ..models import load_classifier, predict
-
-    m = project.model(model_id)
-    model, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
-    data = ClassifierDataset(ImageSet([project.project_path(r["path"]) for r in rows], m["image_size"]),
-                             [r["target_label"] for r in rows])
-    return predict(model, data).argmax(1).numpy() == np.array([r["target_label"] for r in rows])
 
 
 def review_outcomes(auto: np.ndarray, reviewer: np.ndarray, judge: np.ndarray, order: np.ndarray,
@@ -92,7 +81,7 @@ def bench_review(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proje
         rows = [r for r in project.db.query("select id, source_id, source_label, target_label, path, rho from candidates "
                                             "where method = 'ddb' and psi is not null order by id")]
         auto = np.array([bool(kept[r["id"]].kept) for r in rows])
-        reviewer, judge = _says_target(project, oracle_ids[0], rows), _says_target(project, oracle_ids[1], rows)
+        reviewer, judge = says_target(project, oracle_ids[0], rows), says_target(project, oracle_ids[1], rows)
         index = ReviewIndex(project)
         pos = {cid: k for k, cid in enumerate(r["id"] for r in rows)}
         orders = {"queue": np.array([pos[int(i)] for i in index.query(Filter(method="ddb", sort="queue")) if int(i) in pos]),
