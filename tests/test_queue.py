@@ -136,8 +136,7 @@ def test_next_in_queue_in_a_real_browser(candidates_project):
         page.keyboard.press("n")
         _wait_text(page, "#review-info", rf"Candidate {first}\b")
         _wait_text(page, "#queue-why", r"review queue: #1 of \d+, priority")
-        page.keyboard.press("a")  # accepted: saved, and the queue moves on
-        page.wait_for_timeout(500)
+        page.keyboard.press("a")  # accepted: saved, and the gallery (in queue order) moves on to the next one
         for _ in range(60):
             if p.db.execute("select decision from decisions where candidate_id = ?", [first]).fetchone():
                 break
@@ -145,8 +144,12 @@ def test_next_in_queue_in_a_real_browser(candidates_project):
         index = api.review_index(p)
         second = index.queue.next_undecided(index.Psi, index.P)
         assert second != first
-        page.keyboard.press("n")
-        _wait_text(page, "#review-info", rf"Candidate {second}\b")
+        _wait_text(page, "#review-info", rf"Candidate {second}\b", 90)  # shown by the auto-advance
+        _wait_text(page, "#queue-why", r"review queue: #1 of \d+")  # now first among the undecided
+        third = index.queue.next_undecided(index.Psi, index.P, after=second)
+        page.keyboard.press("n")  # "next": the first undecided one other than the one shown
+        _wait_text(page, "#review-info", rf"Candidate {third}\b")
+        _wait_text(page, "#queue-why", r"review queue: #2 of \d+")
 
 
 def test_review_outcomes_count_what_the_reviewer_changes():

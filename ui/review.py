@@ -121,8 +121,10 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
         s.release(safe(partial(save_threshold, state, v, slot)), [*v.sliders, *v.filters], v.refiltered,
                   show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}").then(*v.after)
     refilter_fn = safe(partial(refilter, state))
+    # .input (a user's choice), not .change: "next in queue" and a refresh set these themselves, with the gallery
+    # that goes with them; a .change would filter again behind them and could answer after a later decision
     for comp in (v.f_dir, v.f_status, v.f_sort, v.f_method):
-        comp.change(refilter_fn, v.filters, v.refiltered, show_progress="hidden")
+        comp.input(refilter_fn, v.filters, v.refiltered, show_progress="hidden")
     for comp, name in ((v.f_psi, "filter_psi"), (v.f_rho, "filter_rho")):
         comp.submit(refilter_fn, v.filters, v.refiltered, show_progress="hidden", api_name=name)
     v.reset.click(ask_reset, [], [v.th_msg, v.reset_confirm])
@@ -135,8 +137,8 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
 
 
 def refresh_outputs(v: SimpleNamespace) -> list:
-    return [*v.sliders, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.plot_dir, v.f_dir, v.gallery, v.page_info, v.nav,
-            *v.detail, v.map, v.selection, v.selection_md]
+    return [*v.sliders, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.plot_dir, v.f_dir, v.f_method, v.f_status,
+            v.f_sort, v.f_psi, v.f_rho, v.gallery, v.page_info, v.nav, *v.detail, v.map, v.selection, v.selection_md]
 
 
 def refresh(state: AppState, v: SimpleNamespace) -> list:
@@ -146,7 +148,7 @@ def refresh(state: AppState, v: SimpleNamespace) -> list:
     no_selection = [None, "No selection: drag on a plot to select."]
     if index is None or len(index) == 0:
         return [*slider_updates(v, index), counts_markdown(index, {}, {}, names), *plots_at(None, {}, {}, None),
-                gr.Dropdown(choices=[]), gr.Dropdown(choices=[("all", "")], value=""), [], "", dict(EMPTY_NAV),
+                gr.Dropdown(choices=[]), gr.Dropdown(choices=[("all", "")], value=""), *FILTER_DEFAULTS, [], "", dict(EMPTY_NAV),
                 None, None, None, None, None, "No candidates yet.", None, *no_selection]
     dirs = direction_choices(index, names)
     ids = index.query(current_filter("", "all", "id", "", ""))
@@ -155,9 +157,13 @@ def refresh(state: AppState, v: SimpleNamespace) -> list:
     return [*slider_updates(v, index), counts_markdown(index, index.Psi, index.P, names),
             *plots_at(index, index.Psi, index.P, dirs[0][1] if dirs else None),
             gr.Dropdown(choices=dirs, value=dirs[0][1] if dirs else None),
-            gr.Dropdown(choices=[("all", "")] + dirs, value=""), gallery, page_info, nav,
+            gr.Dropdown(choices=[("all", "")] + dirs, value=""), *FILTER_DEFAULTS, gallery, page_info, nav,
             *detail_panels(index, int(ids[0]) if len(ids) else None, names),
             review_plots.render_map(state, index.Psi, index.P), *no_selection]
+
+
+# method, decision, sort, ψ range, ρ range: a refresh shows the whole gallery by id, and the filters say so
+FILTER_DEFAULTS = ("", "all", "id", "", "")
 
 
 def slider_updates(v: SimpleNamespace, index) -> list:
