@@ -203,3 +203,24 @@ def test_the_review_section_states_a_difference_only_where_its_interval_excludes
     assert "queue found 6 failures, random order 2 (3.0×)" in md and "is met" in md
     assert "worst-group accuracy: +2.0 points [-1.0, +5.0]: no difference shown" in md
     assert "average accuracy: -3.0 points [-5.0, -1.0]: **lower**" in md
+
+
+def test_a_refresh_shows_the_whole_gallery_by_id_and_the_filters_say_so(candidates_project):
+    """After "next in queue" the sort reads "queue"; a refresh (page load, a finished job) shows the gallery by id,
+    so every filter it leaves on screen must be reset with it, value by value in the order of its outputs."""
+    import gradio as gr
+
+    from ddb_core.review import Filter
+    from ui import review
+    from ui.state import AppState
+
+    state = AppState(str(candidates_project.root), build_demo=False)
+    with gr.Blocks():
+        v = review.build(state)
+    outputs, values = review.refresh_outputs(v), review.refresh(state, v)
+    assert len(outputs) == len(values)
+    shown = dict(zip([id(o) for o in outputs], values))
+    value = lambda comp: getattr(shown[id(comp)], "value", shown[id(comp)])
+    assert [value(c) for c in (v.f_method, v.f_status, v.f_sort, v.f_psi, v.f_rho)] == ["", "all", "id", "", ""]
+    index = api.review_index(candidates_project)
+    assert shown[id(v.nav)]["ids"] == [int(i) for i in index.query(Filter(sort="id"))]
