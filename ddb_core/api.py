@@ -173,8 +173,10 @@ def invert(project: Project, labels=None, cfg=None, *, inpainter=None, on_progre
 
     labels = list(range(len(project.class_names))) if labels is None else list(labels)
     inpainter, cfg = inpainter or load_inpainter(project), cfg or InversionConfig()
-    with project.recorded_run("invert", {"labels": labels, "inversion": asdict(cfg), "model": inpainter.model_ref}):
-        return invert_classes(project, inpainter, labels, cfg, on_progress=on_progress, cancel=cancel)
+    masker = load_masker(project) if cfg.region == "mask" else None  # the inversion images' object masks
+    with project.recorded_run("invert", {"labels": labels, "inversion": asdict(cfg), "model": inpainter.model_ref,
+                                         "masker": masker.name if masker else None}):
+        return invert_classes(project, inpainter, labels, cfg, on_progress=on_progress, cancel=cancel, masker=masker)
 
 
 def compute_masks(project: Project, *, masker=None, labels=None, on_progress=None, cancel=None,

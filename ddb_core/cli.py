@@ -492,6 +492,9 @@ def _invert_args(p):
     p.add_argument("--lr", type=float, default=ic.lr, help="default: %(default)s")
     p.add_argument("--batch-size", type=int, default=ic.batch_size, help="default: %(default)s")
     p.add_argument("--seed", type=int, default=ic.seed, help="default: %(default)s")
+    p.add_argument("--region", choices=("mask", "image"), default=ic.region,
+                   help="where the loss is counted: inside each image's object mask from the project's masker "
+                        "(the token learns the object, not its background) or the whole image (default: %(default)s)")
     _add_device_args(p, dtype=True)  # the learned row is float32 in every case
 
 
@@ -501,7 +504,7 @@ def _invert(a, progress):
     from .method.inversion import InversionConfig
 
     project = _open(a)
-    cfg = InversionConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed)
+    cfg = InversionConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed, region=a.region)
     ids = api.invert(project, a.classes, cfg, inpainter=api.load_inpainter(project, a.model, _device(a, project), a.dtype),
                      on_progress=progress)
     progress.close()
@@ -1096,7 +1099,9 @@ def _micro_args(p):
     from .demo.micro_train import MicroTrainConfig
 
     m = MicroTrainConfig()
-    p.add_argument("--data", required=True, help="demo benchmark folder (from `ddb demo-data`); only its train split is used")
+    p.add_argument("--data", help="train on this demo benchmark folder's train split (from `ddb demo-data`) instead of "
+                                  "the rendered corpus (both kinds of bird on both places, seeds no benchmark uses)")
+    p.add_argument("--corpus", type=int, default=m.corpus, help="corpus images to render (default: %(default)s)")
     p.add_argument("--out", required=True, help="output folder (diffusers format); checkpoints go to OUT/checkpoints and resume")
     p.add_argument("--vae-steps", type=int, default=m.vae_steps, help="default: %(default)s")
     p.add_argument("--unet-steps", type=int, default=m.unet_steps, help="default: %(default)s")
@@ -1110,15 +1115,15 @@ def _micro_args(p):
     p.add_argument("--smoke", action="store_true", help="a few steps at tiny sizes (for tests; the result is noise)")
 
 
-@command("train-micro-inpainter", "train the demo's micro Stable Diffusion inpainting model (diffusers folder) on a demo "
-         "benchmark's train split", _micro_args)
+@command("train-micro-inpainter", "train the demo's micro Stable Diffusion inpainting model (diffusers folder) on its "
+         "rendered corpus", _micro_args)
 def _train_micro(a, progress):
     from .demo.micro_train import MicroTrainConfig, train_micro_inpainter
 
     base = MicroTrainConfig.smoke() if a.smoke else MicroTrainConfig()
     over = {"seed": a.seed, "device": a.device}
     if not a.smoke:
-        over.update(vae_steps=a.vae_steps, unet_steps=a.unet_steps, batch_size=a.batch_size,
+        over.update(corpus=a.corpus, vae_steps=a.vae_steps, unet_steps=a.unet_steps, batch_size=a.batch_size,
                     checkpoint_every=a.checkpoint_every, unet_restart_steps=a.unet_restart_steps)
     out = train_micro_inpainter(a.data, a.out, replace(base, **over), on_progress=progress)
     progress.close()
@@ -1193,33 +1198,72 @@ def _bench_precision(a, progress):
 def _inpainter_args(p):
     p.add_argument("--model", default="data/models/micro-sd-inpainting", help="diffusers folder or hub id (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
-    p.add_argument("--n", type=int, default=48, help="test images per direction (default: %(default)s)")
+    p.add_argument("--n", type=int, default=48, help="val images per direction, the first in id order (default: %(default)s)")
+    p.add_argument("--ti-size", type=int, default=30, help="textual-inversion images per class (default: %(default)s)")
     p.add_argument("--ti-steps", type=int, default=400, help="textual-inversion steps per class (default: %(default)s)")
+    p.add_argument("--ti-source", choices=("high_loss", "random"), default="high_loss",
+                   help="which train images the tokens learn from (default: %(default)s)")
+    p.add_argument("--ti-region", choices=("mask", "image"), default="mask",
+                   help="textual inversion's loss inside each image's mask or over the whole image (default: %(default)s)")
+    p.add_argument("--ti-shape", default="object+8px", help="the mask textual inversion counts its loss in (default: %(default)s)")
+    p.add_argument("--shapes", nargs="+", default=["object+8px", "box"], metavar="SHAPE",
+                   help="repaint masks to measure: object, object+Npx, box (default: %(default)s)")
+    p.add_argument("--grid-shape", help="the mask shape of the grid (default: the demo's)")
     p.add_argument("--steps", type=int, default=25, help="denoising steps (default: %(default)s)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (default: %(default)s)")
+    p.add_argument("--oracle", action="store_true",
+                   help="also the class swap read by a whole-image group-balanced classifier (the earlier judge)")
+    p.add_argument("--section", default="inpainter",
+                   help="docs/benchmarks.md section and the name of its JSON and grid (default: %(default)s)")
     p.add_argument("--workdir", default="projects/bench", help="where the judge's project goes (default: %(default)s)")
-    p.add_argument("--dilations", type=int, nargs="*", default=[], metavar="PX",
-                   help="also the object masks grown by each radius in pixels (the maskers' dilate option)")
     _no_docs(p)
 
 
-@command("bench inpainter", "quality gates of the micro inpainting model: background error, class swap with/without token",
+@command("bench inpainter", "quality gates of the micro inpainting model: target birds seen by the judges, background error",
          _inpainter_args)
 def _bench_inpainter(a, progress):
     from .bench.docs import DOC
     from .bench.inpainter import bench_inpainter, inpainter_markdown, write_model_card
     from .method.inpainting import resolve_model_ref
 
-    res = bench_inpainter(a.model, a.seeds, n=a.n, ti_steps=a.ti_steps, steps=a.steps, guidance=a.guidance,
-                          workdir=a.workdir, doc=None if a.no_docs else DOC,
-                          json_path=None if a.no_docs else Path("docs/bench/inpainter.json"),
-                          grid_path=None if a.no_docs else Path("docs/images/micro-inpainter-grid.png"), on_progress=progress,
-                          dilations=tuple(a.dilations))
+    suffix = "" if a.section == "inpainter" else "-" + a.section.removeprefix("inpainter-")
+    res = bench_inpainter(a.model, a.seeds, n=a.n, ti_size=a.ti_size, ti_steps=a.ti_steps, steps=a.steps,
+                          guidance=a.guidance, workdir=a.workdir, doc=None if a.no_docs else DOC,
+                          json_path=None if a.no_docs else Path(f"docs/bench/{a.section}.json"),
+                          grid_path=None if a.no_docs else Path(f"docs/images/micro-inpainter-grid{suffix}.png"),
+                          on_progress=progress, shapes=tuple(a.shapes), ti_source=a.ti_source, ti_region=a.ti_region,
+                          ti_shape=a.ti_shape, grid_shape=a.grid_shape, oracle=a.oracle, section=a.section)
     progress.close()
     print(inpainter_markdown(res))
     folder = Path(resolve_model_ref(a.model))
-    if not a.no_docs and (folder / "training.json").is_file():
+    if not a.no_docs and a.section == "inpainter" and (folder / "training.json").is_file():
         print(f"model card: {write_model_card(folder, res)}")
+    return 0
+
+
+def _judges_args(p):
+    from .bench.judges import JudgeTrainConfig
+
+    c = JudgeTrainConfig()
+    p.add_argument("--out", default="data/judges", help="where the judges go (default: %(default)s)")
+    p.add_argument("--n", type=int, default=c.n_train, help="training renders (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=c.epochs, help="default: %(default)s")
+    p.add_argument("--check-on", default=None, metavar="DATASET",
+                   help="also check the judges on this demo benchmark's val renders (from `ddb demo-data`)")
+
+
+@command("bench judges", "train the judges that look at the repainted region (bird present, which bird) on their own renders",
+         _judges_args)
+def _bench_judges(a, progress):
+    import json
+
+    from .bench.judges import JudgeTrainConfig, check_on_real_renders, load_judges, train_judges
+
+    rec = train_judges(JudgeTrainConfig(n_train=a.n, epochs=a.epochs), a.out, on_progress=progress)
+    progress.close()
+    print(json.dumps(rec["check"], indent=2))
+    if a.check_on:
+        print(json.dumps(check_on_real_renders(load_judges(a.out), a.check_on), indent=2))
     return 0
 
 

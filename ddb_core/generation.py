@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ConfigError, ProjectError
-from .imaging import load_rgb
+from .imaging import load_mask, load_rgb
 from .method.inpainting import InpaintConfig, Inpainter, prompt_for
 from .method.inversion import InversionConfig, class_token, learn_token, save_embedding
 from .method.masking import Masker, MaskResult, params_hash
@@ -160,17 +160,33 @@ def compute_selected_masks(project: Project, masker: Masker, labels: Optional[Se
 
 
 def invert_classes(project: Project, inpainter: Inpainter, labels: Sequence[int], cfg: InversionConfig = InversionConfig(),
-                   on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> dict[int, int]:
-    """Learn and store one token per class in ``labels``; returns class -> tokens row id."""
+                   on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
+                   masker: Optional[Masker] = None) -> dict[int, int]:
+    """Learn and store one token per class in ``labels``; returns class -> tokens row id.
+
+    With ``cfg.region`` "mask" (the default) the inversion images are masked first by ``masker`` (the project's
+    masker, as for the source images; stored like every mask) and the loss is counted inside each object's mask;
+    images where the masker finds nothing are left out, and the count is recorded with the token."""
+    if cfg.region == "mask" and masker is None:
+        raise ProjectError("textual inversion inside the object's mask needs the project's masker (or region 'image')")
     out = {}
     for label in labels:
         rows = selected(project, "inversion", label)
         if not rows:
             raise ProjectError(f"class {label} has no inversion images selected (ti_size 0?); generation will use the plain prompt")
+        masks = None
+        if cfg.region == "mask":
+            found = compute_masks(project, masker, rows, on_progress=on_progress, cancel=cancel)
+            rows = [r for r in rows if found[r["id"]]["status"] == "ok"]
+            if not rows:
+                raise ProjectError(f"class {label}: the masker ({masker.name}) found no object in any of its inversion "
+                                   "images; choose another masker or region 'image'")
+            masks = [load_mask(project.project_path(found[r["id"]]["path"])) for r in rows]
         images = [load_rgb(project.dataset_path(r["path"])) for r in rows]
         token = class_token(project.class_names[label])
         res = learn_token(inpainter.pipe, images, token, object_word(project, label),
-                          init_word=object_word(project, label), cfg=cfg, on_progress=on_progress, cancel=cancel)
+                          init_word=object_word(project, label), cfg=cfg, on_progress=on_progress, cancel=cancel,
+                          masks=masks)
         path = save_embedding(project.root / "tokens" / f"{token.strip('<>')}-{int(time.time())}.safetensors", token, res.embedding)
         inpainter.tokens[token] = res.embedding
         out[label] = project.db["tokens"].insert({

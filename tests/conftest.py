@@ -88,7 +88,7 @@ def candidates_project_template(scored_project_template, tiny_pipe_factory, tmp_
     shutil.copytree(scored_project_template, root)
     project = Project.open(root)
     inp = Inpainter(tiny_pipe_factory())
-    invert_classes(project, inp, [0, 1], InversionConfig(steps=2, batch_size=2))
+    invert_classes(project, inp, [0, 1], InversionConfig(steps=2, batch_size=2), masker=ProvidedMasker(project.dataset_path))
     generate(project, inp, ProvidedMasker(project.dataset_path), inpaint=InpaintConfig(steps=2, guidance=2.0, batch_size=4))
     score(project, n_steps=8)
     project.close()

@@ -84,7 +84,7 @@ def test_textual_inversion_learns_saves_and_reloads(tiny_pipe_factory, tmp_path)
     pipe = tiny_pipe_factory()
     emb_before = pipe.text_encoder.get_input_embeddings().weight.detach().clone()
     imgs = [np.random.default_rng(i).integers(0, 255, (32, 32, 3), dtype=np.uint8) for i in range(3)]
-    res = learn_token(pipe, imgs, "<waterbird>", "bird", cfg=InversionConfig(steps=3, batch_size=2, lr=0.05))
+    res = learn_token(pipe, imgs, "<waterbird>", "bird", cfg=InversionConfig(steps=3, batch_size=2, lr=0.05, region="image"))
     tid = pipe.tokenizer.convert_tokens_to_ids("<waterbird>")
     emb_after = pipe.text_encoder.get_input_embeddings().weight.detach()
     init = emb_before[pipe.tokenizer("bird", add_special_tokens=False).input_ids].mean(0)
@@ -271,7 +271,7 @@ def test_generation_job_end_to_end_and_resume_after_cancel(scored_project, tiny_
     twin = Project.open(twin_root)
     masker = ProvidedMasker(scored_project.dataset_path)
     inp = Inpainter(tiny_pipe_factory())
-    invert_classes(scored_project, inp, [0, 1], InversionConfig(steps=2, batch_size=2))
+    invert_classes(scored_project, inp, [0, 1], InversionConfig(steps=2, batch_size=2), masker=masker)
     tokens = list(scored_project.db.query("select * from tokens"))
     assert [t["token"] for t in tokens] == ["<landbird>", "<waterbird>"] and json.loads(tokens[0]["loss_curve"])
 

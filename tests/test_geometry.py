@@ -134,7 +134,7 @@ def test_textual_inversion_in_bfloat16_trains_a_float32_row(tiny_pipe_factory):
     pipe = tiny_pipe_factory().to(torch.bfloat16)
     before = pipe.text_encoder.get_input_embeddings().weight.detach().float().clone()
     imgs = [np.random.default_rng(i).integers(0, 255, (40 + 8 * i, 56, 3), dtype=np.uint8) for i in range(3)]
-    res = learn_token(pipe, imgs, "<eight>", "digit", cfg=InversionConfig(steps=4, batch_size=2, lr=0.05))
+    res = learn_token(pipe, imgs, "<eight>", "digit", cfg=InversionConfig(steps=4, batch_size=2, lr=0.05, region="image"))
     assert res.model_dtype == "bfloat16" and res.train_dtype == "float32"
     assert all(np.isfinite(res.loss_curve)) and len(res.loss_curve) == 4
     assert res.embedding.dtype == torch.float32
@@ -157,7 +157,7 @@ def test_a_non_finite_loss_stops_inversion_with_a_clear_error(tiny_pipe_factory)
         pipe.unet.conv_out.bias.fill_(float("nan"))
     imgs = [np.zeros((32, 48, 3), np.uint8)]
     with pytest.raises(ModelError, match=r"stopped at step 1 of 3: the loss is nan"):
-        learn_token(pipe, imgs, "<three>", "digit", cfg=InversionConfig(steps=3, batch_size=1))
+        learn_token(pipe, imgs, "<three>", "digit", cfg=InversionConfig(steps=3, batch_size=1, region="image"))
     assert pipe.text_encoder.dtype == torch.float32
     with pytest.raises(ConfigError, match="finite"):
         InversionConfig(lr=float("inf"))

@@ -59,7 +59,8 @@ def template(tmp_path_factory, tiny_pipe_factory):
     project, _ = api.create_project(base / "proj", "waterbirds", src)
     api.train_erm(project, TrainConfig(image_size=48, epochs=1, batch_size=16, seed=0))
     select(project, SelectionConfig(k=4, ti_size=3))
-    invert_classes(project, Inpainter.load(str(model)), [0, 1], InversionConfig(steps=2, batch_size=2))
+    invert_classes(project, Inpainter.load(str(model)), [0, 1], InversionConfig(steps=2, batch_size=2),
+                   masker=ProvidedMasker(project.dataset_path))
     project.close()
     # What the local engine makes with the slow settings: the reference of the fault tests.
     shutil.copytree(base / "proj", base / "reference")

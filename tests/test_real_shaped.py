@@ -67,7 +67,7 @@ def test_whole_pipeline_keeps_every_image_at_its_own_size(fmt, tmp_path, tiny_pi
     api.train_erm(project, ERM)
     select(project, SelectionConfig(k=2, ti_size=3))
     inp = Inpainter(tiny_pipe_factory())  # 64 px model
-    invert_classes(project, inp, [0, 1], InversionConfig(steps=2, batch_size=2))
+    invert_classes(project, inp, [0, 1], InversionConfig(steps=2, batch_size=2, region="image"))  # CelebA has no masks
 
     maskers = [GrabCutMasker(), build_masker("gradcam", project=project),
                LangSAMMasker.load(dino=str(tiny_dino), sam=build_tiny_sam_predictor(), device="cpu",

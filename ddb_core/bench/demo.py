@@ -643,7 +643,7 @@ def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "pr
                 ims = [load_rgb(project.dataset_path(paths[r["id"]])) for r in ti]
                 tok = f"<{names[c]}-{source}>"
                 res = learn_token(inp.pipe, ims, tok, object_word(project, c), init_word=object_word(project, c),
-                                  cfg=InversionConfig(steps=cfg.ti_steps, seed=cfg.seeds[0]), on_progress=on_progress,
+                                  cfg=InversionConfig(steps=cfg.ti_steps, seed=cfg.seeds[0], region="image"), on_progress=on_progress,
                                   cancel=cancel)
                 inp.tokens[tok] = res.embedding
                 tokens[c] = tok

@@ -34,7 +34,7 @@ def bench_precision(model: str = "data/models/micro-sd-inpainting", device: str 
         for r in range(repeats):
             inp = Inpainter.load(model, device=str(dev), dtype=str(dt).removeprefix("torch."))
             t0 = time.monotonic()
-            res = learn_token(inp.pipe, images, f"<probe{r}>", "bird", cfg=InversionConfig(steps=steps, batch_size=2, seed=r))
+            res = learn_token(inp.pipe, images, f"<probe{r}>", "bird", cfg=InversionConfig(steps=steps, batch_size=2, seed=r, region="image"))
             runs.append({"seconds_per_step": (time.monotonic() - t0) / steps, "finite": bool(np.isfinite(res.loss_curve).all()),
                          "final_loss": float(np.mean(res.loss_curve[-10:])), "train_dtype": res.train_dtype,
                          "model_dtype": res.model_dtype})

@@ -42,6 +42,9 @@ PLACE_NAMES = ("land", "water")
 GENERATOR_VERSION = 2
 SPLITS = ("train", "val", "test")
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}  # WILDS convention
+# Data seeds from here up are never a benchmark's: they render the judges' training images (``bench.judges``) and
+# the micro model's corpus (``demo.corpus``), so that neither has seen a benchmark image.
+RESERVED_SEEDS_FROM = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class DemoDataConfig:
     workers: int = 2  # processes used for rendering
 
     def __post_init__(self) -> None:
+        check_seed(self.seed)
         if not 16 <= self.image_size <= 1024:
             raise ConfigError(f"image_size must be in [16, 1024], got {self.image_size}")
         for name in ("n_train", "n_val", "n_test"):
@@ -260,18 +264,48 @@ def _bird(cls: int, rng: np.random.Generator, R: int) -> tuple[Image.Image, Imag
     return layer, mask
 
 
-def render_sample(seed: int, split: str, index: int, y: int, place: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """One demo image and its object mask: (HxWx3 uint8 RGB, HxW uint8 with 255 = object)."""
-    rng = np.random.default_rng([seed, SPLIT_CODES[split], index, GENERATOR_VERSION])
+@dataclass
+class Scene:
+    """One rendered scene in layers, each ``size`` square: the image, the object mask (255 = bird), the same
+    background without the bird, and the bird's own layer (its colours everywhere; valid where ``mask``)."""
+
+    image: np.ndarray  # HxWx3 uint8
+    mask: np.ndarray  # HxW uint8, 255 = bird
+    background: np.ndarray  # HxWx3 uint8, the scene without the bird
+    bird: np.ndarray  # HxWx3 uint8
+
+
+def render_scene(rng: np.random.Generator, y: int, place: int, size: int) -> Scene:
+    """A bird of class ``y`` on a background of ``place``, drawn from ``rng`` (background first, then the bird)."""
     R = size * 2
     bg = _background(rng, place, R)
     layer, mask = _bird(y, rng, R)
+    background = np.asarray(bg.resize((size, size), Image.BOX))
     soft = mask.filter(ImageFilter.GaussianBlur(0.6))
     bg.paste(layer, (0, 0), soft)
     img = bg.resize((size, size), Image.BOX)
     m = mask.resize((size, size), Image.BOX)
     m_arr = np.where(np.asarray(m) >= 128, 255, 0).astype(np.uint8)
-    return np.asarray(img), m_arr
+    return Scene(np.asarray(img), m_arr, background, np.asarray(layer.resize((size, size), Image.BOX)))
+
+
+def render_background(rng: np.random.Generator, place: int, size: int) -> np.ndarray:
+    """A scene of ``place`` with no bird, HxWx3 uint8."""
+    return np.asarray(_background(rng, place, size * 2).resize((size, size), Image.BOX))
+
+
+def check_seed(seed: int) -> None:
+    """The benchmark's data seeds stay below ``RESERVED_SEEDS_FROM``: the seeds from there up render the images the
+    judges and the micro model are trained on, which must never be the benchmark's."""
+    if not 0 <= seed < RESERVED_SEEDS_FROM:
+        raise ConfigError(f"seed must be in [0, {RESERVED_SEEDS_FROM}), got {seed}: seeds from {RESERVED_SEEDS_FROM} "
+                          "up are reserved for the renders the judges and the micro model are trained on")
+
+
+def render_sample(seed: int, split: str, index: int, y: int, place: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """One demo image and its object mask: (HxWx3 uint8 RGB, HxW uint8 with 255 = object)."""
+    scene = render_scene(np.random.default_rng([seed, SPLIT_CODES[split], index, GENERATOR_VERSION]), y, place, size)
+    return scene.image, scene.mask
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Training the demo's micro Stable Diffusion inpainting model.
 
-Consumes the demo benchmark's **train split** (images and ground-truth object masks) and a
-``MicroTrainConfig``; produces a diffusers folder (``model_index.json``, ``vae/``, ``unet/``,
+Consumes the pretraining corpus that the renderer makes for it (``demo.corpus``: both kinds of bird on
+both places in equal numbers, seeds no benchmark uses, captions that describe the bird's shape in half
+of them) — or, with ``--data``, a demo benchmark's **train split** (images and ground-truth object
+masks, class-agnostic captions; the model of the first releases) — and a ``MicroTrainConfig``; produces a diffusers folder (``model_index.json``, ``vae/``, ``unet/``,
 ``text_encoder/``, ``tokenizer/``, ``scheduler/``) that ``StableDiffusionInpaintPipeline.from_pretrained``
 loads exactly as it loads SD2-inpainting.
 
@@ -11,10 +13,11 @@ Two phases, both seeded and resumable from ``<out>/checkpoints/``:
 2. the UNet (9 input channels: noisy latents, mask, masked-image latents) and the CLIP text
    encoder together, with the VAE frozen, on the inpainting objective, with a cosine learning
    rate. Captions never name the class: they say "bird", the background word, and the side of
-   the image the bird is on (read from its mask), e.g. "a picture of a bird on the left on water",
-   so the class identity can only come from textual inversion. (The bird's colour was tried as a
-   caption attribute and rejected: on the demo it predicts the class — orange and white birds are
-   all landbirds, blue ones nearly all waterbirds.) Masks: the object mask (30%), its bounding box with a margin
+   the image the bird is on (read from its mask), e.g. "a picture of a bird on the left on water";
+   on the corpus half of them also describe the bird's shape ("a long necked bird"), as captions of
+   real photographs do. (The bird's colour was tried as a caption attribute and rejected: on the
+   demo it predicts the class — orange and white birds are all landbirds, blue ones nearly all
+   waterbirds.) Masks: the object mask grown by 0-8 px (30%), its bounding box with a margin
    (25%), a random box (20%) or the whole image (25%, plain text-to-image), as SD inpainting was
    trained with a mix of object, random and full masks.
 """
@@ -32,18 +35,21 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
-from .micro_sd import MicroSDConfig, build_components
+from .corpus import CORPUS_WORDS, caption, render_corpus
+from .micro_sd import BASE_WORDS, MicroSDConfig, build_components
 from ..progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 
-CAPTIONS = ("a photo of a bird on {place}", "a picture of a bird on the {side} on {place}", "a bird on {place}",
-            "a photo of a bird on the {side}", "an image of a bird on the {side} in the {place}", "a photo of a bird")
 
 
 @dataclass(frozen=True)
 class MicroTrainConfig:
+    # latents at half the image side (32 px for the demo's 64): a bird is about 8 latent pixels long, enough for a
+    # head, a neck and a bill (at a quarter, 16 px, it was 3 to 4 and came out as a blob)
     model: MicroSDConfig = field(default_factory=lambda: MicroSDConfig(
-        vae_channels=(16, 32, 64), unet_channels=(64, 128, 128), unet_layers_per_block=1, attention_head_dim=8,
-        text_hidden=64, text_layers=2, text_heads=4))
+        vae_channels=(32, 64), unet_channels=(64, 128, 128), unet_layers_per_block=1, attention_head_dim=8,
+        text_hidden=64, text_layers=2, text_heads=4, words=BASE_WORDS + CORPUS_WORDS))
+    corpus: int = 12000  # corpus images rendered for training (``demo.corpus``); ignored with a dataset folder
+    corpus_seed: int = 0
     vae_steps: int = 1500
     unet_steps: int = 6500  # the shipped model (see its model card)
     vae_batch_size: int = 16
@@ -70,8 +76,8 @@ class MicroTrainConfig:
     @staticmethod
     def smoke() -> "MicroTrainConfig":
         """A few steps at tiny sizes: for tests (well under a minute on a CPU)."""
-        return MicroTrainConfig(model=MicroSDConfig(sample_size=32), vae_steps=3, unet_steps=3, vae_batch_size=4,
-                                batch_size=4, checkpoint_every=2)
+        return MicroTrainConfig(model=MicroSDConfig(sample_size=32, words=BASE_WORDS + CORPUS_WORDS), corpus=48,
+                                vae_steps=3, unet_steps=3, vae_batch_size=4, batch_size=4, checkpoint_every=2)
 
 
 def colour_word(pixels: np.ndarray) -> str:
@@ -129,8 +135,11 @@ def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndar
 
 
 def _training_masks(rng: np.random.Generator, object_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(N x 1 x H x W float {0, 1} masks, N kinds): the object mask (kind 0, 30%), its box with a margin
-    (kind 1, 25%), a random box (kind 2, 20%), the whole image (kind 3, 25%)."""
+    """(N x 1 x H x W float {0, 1} masks, N kinds): the object mask (kind 0) or the object mask grown by 1-8 px
+    (kind 1) together 30%, its box with a margin (kind 1, 25%), a random box (kind 2, 20%), the whole image
+    (kind 3, 25%)."""
+    from ..method.masking import dilate
+
     n, h, w = object_masks.shape
     out = np.zeros((n, 1, h, w), np.float32)
     kinds = np.zeros(n, np.int64)
@@ -138,7 +147,9 @@ def _training_masks(rng: np.random.Generator, object_masks: np.ndarray) -> tuple
         u = rng.uniform()
         fg = object_masks[k] >= 128
         if u < 0.3:
-            out[k, 0] = fg
+            r = int(rng.integers(0, 9))
+            out[k, 0] = dilate(object_masks[k], r) >= 128 if r else fg
+            kinds[k] = 0 if r == 0 else 1  # a grown silhouette needs its own masked latent, as a box does
         elif u < 0.55 and fg.any():
             kinds[k] = 1
             ys, xs = np.nonzero(fg)
@@ -204,10 +215,11 @@ def _frozen_vae_latents(vae, pixels, obj_masks: np.ndarray, device, batch: int =
     return torch.cat(means), torch.cat(stds), torch.cat(blanked), full
 
 
-def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.PathLike,
+def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str | os.PathLike,
                           cfg: MicroTrainConfig = MicroTrainConfig(), on_progress: Optional[ProgressFn] = None,
                           cancel: Optional[CancelToken] = None) -> Path:
-    """Train (or resume) the micro model and save it as a diffusers folder in ``out_dir``."""
+    """Train (or resume) the micro model and save it as a diffusers folder in ``out_dir``: on the rendered corpus
+    (``cfg.corpus`` images) when ``dataset_dir`` is None, else on that demo benchmark's train split."""
     import torch
     import torch.nn.functional as F
     from diffusers import StableDiffusionInpaintPipeline
@@ -221,7 +233,10 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
     parts = build_components(cfg.model)
     vae, unet, enc, tok, sched = (parts[k] for k in ("vae", "unet", "text_encoder", "tokenizer", "scheduler"))
     size = cfg.model.sample_size
-    images, obj_masks, attrs = _load_train_split(Path(dataset_dir), size)
+    if dataset_dir is None:
+        images, obj_masks, attrs = render_corpus(cfg.corpus, cfg.corpus_seed, size)
+    else:
+        images, obj_masks, attrs = _load_train_split(Path(dataset_dir), size)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     vae.to(device), unet.to(device), enc.to(device)
     state_file = ckdir / "state.pt"
@@ -315,7 +330,7 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
         t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=g).to(device)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
-        captions = [CAPTIONS[int(rng.integers(len(CAPTIONS)))].format(**attrs[k]) for k in idx.tolist()]
+        captions = [caption(rng, attrs[k]) for k in idx.tolist()]
         drop = rng.uniform(size=cfg.batch_size) < 0.1  # 10% empty captions: classifier-free guidance works
         captions = ["" if d else c for c, d in zip(captions, drop)]
         ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
@@ -338,7 +353,10 @@ def train_micro_inpainter(dataset_dir: str | os.PathLike, out_dir: str | os.Path
     pipe.save_pretrained(out)
     halve_weights(out)
     (out / "training.json").write_text(json.dumps({
-        "config": asdict(cfg), "dataset": str(dataset_dir), "train_images": int(len(pixels)), "steps": step,
+        "config": asdict(cfg), "dataset": str(dataset_dir) if dataset_dir is not None else None,
+        "corpus": None if dataset_dir is not None else {"images": cfg.corpus, "seed": cfg.corpus_seed,
+                                                        "module": "ddb_core.demo.corpus"},
+        "device": str(device), "train_images": int(len(pixels)), "steps": step,
         "seconds_this_session": round(time.monotonic() - t0, 1),
         "seconds_total": round(seconds_before + time.monotonic() - t0, 1), "final_losses": log[-5:],
         "extended_from_unet_steps": extended_from}, indent=2, default=str))

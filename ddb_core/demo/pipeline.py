@@ -35,10 +35,23 @@ class DemoPipelineConfig:
     ti_source: str = "random"
     ti_steps: int = 400
     masker_shape: str = "box"  # provided masks: the object's box ("box") or silhouette ("mask")
+    masker_dilate: int = 0  # provided masks grown by this many pixels (the masker's dilate option)
+    ti_region: str = "mask"  # textual inversion's loss inside each image's mask ("mask") or over the image ("image")
     inpaint_steps: int = 20
     guidance: float = 7.5
     ig_steps: int = 20
     model: str = MICRO_MODEL
+
+    @property
+    def mask_shape_name(self) -> str:
+        """The repaint mask as ``bench inpainter`` names it: "box", "object" or "object+Npx"."""
+        if self.masker_shape == "box":
+            return "box" + (f"+{self.masker_dilate}px" if self.masker_dilate else "")
+        return "object" + (f"+{self.masker_dilate}px" if self.masker_dilate else "")
+
+    def masker_options(self) -> dict:
+        opts = {"shape": self.masker_shape} if self.masker_shape != "mask" else {}
+        return {**opts, "dilate_radius": self.masker_dilate} if self.masker_dilate else opts
 
     @staticmethod
     def app() -> "DemoPipelineConfig":
@@ -77,15 +90,16 @@ def prepare(project: Project, cfg: DemoPipelineConfig, times: dict, on_progress=
         timed(times, "selection", lambda: select(project, sel))
         save_state(project, "selection", asdict(sel))
     set_pipeline_settings(project, inpaint_model=cfg.model, masker="provided",
-                          masker_options={"shape": cfg.masker_shape} if cfg.masker_shape != "mask" else {})
+                          masker_options=cfg.masker_options())
     inp_cfg = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=32)
     inpainter = None
     labels = range(len(project.class_names))
+    masker = load_masker(project)
     if cfg.ti_size > 0 and project.db.execute("select count(distinct label) from tokens").fetchone()[0] < len(labels):
         inpainter = load_inpainter(project, cfg.model)
-        timed(times, "textual inversion", lambda: invert_classes(project, inpainter, labels, InversionConfig(steps=cfg.ti_steps),
-                                                                 on_progress=on_progress, cancel=cancel))
-    masker = load_masker(project)
+        inv = InversionConfig(steps=cfg.ti_steps, region=cfg.ti_region)
+        timed(times, "textual inversion", lambda: invert_classes(project, inpainter, labels, inv, on_progress=on_progress,
+                                                                 cancel=cancel, masker=masker))
     timed(times, "masks", lambda: compute_selected_masks(project, masker, on_progress=on_progress, cancel=cancel))
     timed(times, "generation", lambda: generate(project, inpainter or load_inpainter(project, cfg.model), masker,
                                                 cfg=GenerationConfig(use_tokens=cfg.ti_size > 0), inpaint=inp_cfg,

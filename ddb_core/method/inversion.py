@@ -5,8 +5,17 @@ inversion images (RGB uint8 HWC, from ``selection``); produces ``learned_embeds.
 diffusers format (``{token: embedding}``, loadable with ``pipe.load_textual_inversion``) and the
 loss curve. Only the new token's embedding row is trained; the UNet, the VAE and the rest of the
 text encoder stay frozen. The objective is the inpainting denoising loss: the UNet sees the noisy
-latents, the mask and the masked-image latents (its 9 input channels), with masks that are the
-whole image half of the time and a random box otherwise, and prompts from a few templates.
+latents, the mask and the masked-image latents (its 9 input channels), and prompts from a few
+templates. Where the loss is counted (``InversionConfig.region``):
+
+- ``"mask"`` (the default): each image's object mask (from the project's masker, as the generation
+  will use it) is the inpainting mask, and the loss is counted inside it only
+  (``masked_denoising_loss``). The background is given to the UNet as the masked image, so the token
+  has nothing to gain from encoding it: it learns the object, not the place the object was seen in.
+  (The paper's supplement, §8.2, warns that whatever the token sees besides the object, the
+  inpainting paints.)
+- ``"image"``: masks that are the whole image half of the time and a random box otherwise, the loss
+  over the whole latent (textual inversion as it is usually run; the token also learns the scene).
 
 Images of any size are scaled so that the shorter side is the model's resolution and centre-cropped
 to a square (Stable Diffusion's own training geometry; masks here are random, not the object's).
@@ -31,6 +40,7 @@ import numpy as np
 from ..errors import ConfigError, ModelError
 from ..progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 
+REGIONS = ("mask", "image")
 TEMPLATES = ("a photo of a {token} {name}", "a picture of a {token} {name}", "an image of the {token} {name}",
              "a photo of the {token} {name}")
 
@@ -42,7 +52,10 @@ class InversionConfig:
     batch_size: int = 4
     seed: int = 0
     templates: tuple[str, ...] = TEMPLATES
-    full_mask_share: float = 0.5  # share of steps whose mask is the whole image (else a random box)
+    full_mask_share: float = 0.5  # region "image": share of steps whose mask is the whole image (else a random box)
+    # where the loss is counted: "mask" (inside each image's object mask, which is also the inpainting mask) or
+    # "image" (the whole latent, with whole-image and random-box masks)
+    region: str = "mask"
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -53,6 +66,8 @@ class InversionConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0 <= self.full_mask_share <= 1:
             raise ConfigError(f"full_mask_share must be in [0, 1], got {self.full_mask_share}")
+        if self.region not in REGIONS:
+            raise ConfigError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
         for t in self.templates:
             if "{token}" not in t or "{name}" not in t:
                 raise ConfigError(f"every template needs {{token}} and {{name}}, got {t!r}")
@@ -109,6 +124,40 @@ def add_token(pipe, token: str, init_word: str) -> int:
     return token_id
 
 
+def square_masks(masks: Sequence[np.ndarray], res: int):
+    """Masks (HxW uint8, 255 = object) in the geometry of ``square_pixels``: N x 1 x res x res float {0, 1}."""
+    import torch
+    from PIL import Image
+
+    out = []
+    for m in masks:
+        h, w = m.shape[:2]
+        scale = res / min(h, w)
+        nh, nw = max(res, round(h * scale)), max(res, round(w * scale))
+        pil = Image.fromarray(np.ascontiguousarray(m))
+        if (nh, nw) != (h, w):
+            pil = pil.resize((nw, nh), Image.NEAREST)
+        top, left = (nh - res) // 2, (nw - res) // 2
+        out.append(np.asarray(pil)[top:top + res, left:left + res] >= 128)
+    return torch.from_numpy(np.stack(out)).unsqueeze(1).float()
+
+
+def latent_mask(masks, size):
+    """Pixel masks (N x 1 x H x W, {0, 1}) at the latent ``size``: a latent cell counts when any of its pixels does
+    (a thin object still has cells)."""
+    import torch.nn.functional as F
+
+    return F.adaptive_max_pool2d(masks, size)
+
+
+def masked_denoising_loss(pred, target, weight):
+    """Eq. 1 counted inside the mask: the mean squared error over the latent cells where ``weight`` (N x 1 x h x w,
+    {0, 1}) is 1, every channel. Pixels outside the mask do not enter it. Images whose mask is empty add nothing."""
+    err = (pred.float() - target.float()) ** 2 * weight.float()
+    cells = weight.float().sum() * pred.shape[1]
+    return err.sum() / cells.clamp_min(1.0)
+
+
 def _random_masks(rng: np.random.Generator, n: int, size: int, full_share: float) -> np.ndarray:
     masks = np.zeros((n, 1, size, size), np.float32)
     for i in range(n):
@@ -123,13 +172,25 @@ def _random_masks(rng: np.random.Generator, n: int, size: int, full_share: float
 
 def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_word: Optional[str] = None,
                 cfg: InversionConfig = InversionConfig(), on_progress: Optional[ProgressFn] = None,
-                cancel: Optional[CancelToken] = None) -> InversionResult:
-    """Learn the embedding of ``token`` from ``images`` (adds the token to ``pipe``)."""
+                cancel: Optional[CancelToken] = None, masks: Optional[Sequence[np.ndarray]] = None) -> InversionResult:
+    """Learn the embedding of ``token`` from ``images`` (adds the token to ``pipe``). ``masks``: one per image
+    (HxW uint8 at the image's size, 255 = the object), needed when ``cfg.region`` is "mask"."""
     import torch
     import torch.nn.functional as F
 
     if len(images) == 0:
         raise ConfigError(f"textual inversion of {token} needs at least one image")
+    if cfg.region == "mask":
+        if masks is None:
+            raise ConfigError(f"textual inversion of {token} with region 'mask' needs one object mask per image "
+                              "(or region 'image')")
+        if len(masks) != len(images):
+            raise ConfigError(f"textual inversion of {token}: {len(masks)} masks for {len(images)} images")
+        for k, (im, m) in enumerate(zip(images, masks)):
+            if m.shape[:2] != im.shape[:2]:
+                raise ConfigError(f"textual inversion of {token}: mask {k} is {m.shape[:2]}, its image {im.shape[:2]}")
+            if not (m >= 128).any():
+                raise ConfigError(f"textual inversion of {token}: mask {k} is empty (leave that image out)")
     t0 = time.monotonic()
     vae, unet, enc, tok, sched = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler
     device = unet.device
@@ -147,6 +208,7 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         res = int(unet.config.sample_size * pipe.vae_scale_factor)
         pixels = square_pixels(images, res)  # N x 3 x res x res in [-1, 1]
+        object_masks = square_masks(masks, res) if cfg.region == "mask" else None  # N x 1 x res x res
         rng = np.random.default_rng(cfg.seed)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         n_train_steps = sched.config.num_train_timesteps
@@ -160,11 +222,14 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
             check_cancel(cancel, f"at step {step} of textual inversion for {token}")
             idx = rng.integers(0, len(pixels), cfg.batch_size)
             x = pixels[idx].to(device, dtype)
-            m = torch.from_numpy(_random_masks(rng, cfg.batch_size, res, cfg.full_mask_share)).to(device, dtype)
+            if object_masks is not None:
+                m = object_masks[idx].to(device, dtype)
+            else:
+                m = torch.from_numpy(_random_masks(rng, cfg.batch_size, res, cfg.full_mask_share)).to(device, dtype)
             with torch.no_grad():
                 latents = vae.encode(x).latent_dist.sample(generator=gen) * scale  # seeded: a rerun learns the same token
                 masked = vae.encode(x * (1 - m)).latent_dist.mode() * scale
-            lat_mask = F.interpolate(m, size=latents.shape[-2:], mode="nearest")
+            lat_mask = F.interpolate(m, size=latents.shape[-2:], mode="nearest")  # as the pipeline resizes it
             noise = torch.randn(latents.shape, generator=gen).to(device, dtype)
             t = torch.randint(0, n_train_steps, (cfg.batch_size,), generator=gen).to(device)
             a = alphas[t].view(-1, 1, 1, 1).to(dtype)
@@ -174,7 +239,10 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
             cond = enc(ids.to(device))[0].to(dtype)
             pred = unet(torch.cat([noisy, lat_mask, masked], 1), t, encoder_hidden_states=cond).sample
             target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * latents
-            loss = F.mse_loss(pred.float(), target.float())  # Eq. 1
+            if object_masks is not None:  # Eq. 1, inside the object's mask
+                loss = masked_denoising_loss(pred, target, latent_mask(m.float(), latents.shape[-2:]))
+            else:
+                loss = F.mse_loss(pred.float(), target.float())  # Eq. 1
             if not torch.isfinite(loss):
                 raise ModelError(f"textual inversion of {token} stopped at step {step + 1} of {cfg.steps}: the loss is "
                                  f"{float(loss)} (the model ran in {str(dtype).removeprefix('torch.')}). Nothing was "

@@ -1,0 +1,357 @@
+"""Judges that look where the bird was repainted, as a person does (``ddb bench judges``).
+
+A judge that reads the whole image is fooled by colour and texture: it calls a pasted square of waves
+"waterbird". These two judges read only a crop around the repaint mask (its bounding box with a margin,
+made square, ``CROP`` px):
+
+- *bird present*: bird / no bird. "No bird" holds what a person calls no bird and a texture-reading
+  classifier may call one: the background alone, the mask's region filled with the other place's
+  background (a pasted square of waves or of grass), the region blurred until the shape is gone, the
+  bird's own pixels scattered in random order over the region (its colours, no shape), the region's
+  pixels in random order (a mottled blob of the bird's and the background's colours), and a smooth blob
+  of the bird's colour where the bird was (no head, bill or tail);
+- *which bird*: landbird / waterbird, trained on birds over every background in equal numbers, so that
+  the background cannot decide.
+
+A result is a **target bird** when the first says "bird" and the second names the target class.
+
+Both are trained only on scenes rendered for them, with data seeds from ``JUDGE_SEEDS_FROM`` up, which no
+benchmark uses (``demo.data.check_seed`` refuses them for a benchmark); ``ddb bench judges`` trains them,
+checks them on held-out judge renders and on the benchmark's real val renders (a target-bird rate of at
+least 97% on real birds), and writes them to ``data/judges/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..demo.data import GENERATOR_VERSION, RESERVED_SEEDS_FROM, render_background, render_scene
+from ..errors import ConfigError, ModelError
+from ..progress import ProgressFn, ProgressTracker
+
+CROP = 32  # side of the judges' input, pixels
+JUDGE_SEEDS_FROM = RESERVED_SEEDS_FROM + 500_000  # the judges' renders; the micro model's corpus is below this
+JUDGES_DIR = Path("data/judges")
+NEGATIVE_KINDS = ("background", "other_place", "blurred", "bird_shuffled", "region_shuffled", "colour_blob")
+REAL_RENDER_GATE = 0.97
+
+
+def judge_seed(seed: int) -> int:
+    """The data seed of the judges' renders number ``seed``: never a benchmark's."""
+    return JUDGE_SEEDS_FROM + seed
+
+
+def crop_box(mask: np.ndarray, margin: float = 0.2, min_margin: int = 2) -> tuple[int, int, int, int]:
+    """(top, left, side, side) of the square crop around a mask: its bounding box grown by ``margin`` of its
+    longer side on every side, centred on the box, moved inside the image (the whole image's shorter side at
+    most). An empty mask gives the centre square."""
+    h, w = mask.shape[:2]
+    ys, xs = np.nonzero(mask >= 128)
+    if len(ys) == 0:
+        side = min(h, w)
+        return (h - side) // 2, (w - side) // 2, side, side
+    bh, bw = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    side = int(min(min(h, w), max(bh, bw) + 2 * max(min_margin, round(margin * max(bh, bw)))))
+    cy, cx = (ys.min() + ys.max() + 1) / 2, (xs.min() + xs.max() + 1) / 2
+    top = int(min(max(0, round(cy - side / 2)), h - side))
+    left = int(min(max(0, round(cx - side / 2)), w - side))
+    return top, left, side, side
+
+
+def mask_of(shape: str, obj: np.ndarray) -> np.ndarray:
+    """The repaint mask of ``shape`` ("object", "object+Npx", "box") around an object mask."""
+    from ..method.masking import box_of, dilate
+
+    if shape == "box":
+        return box_of(obj)
+    if shape == "object":
+        return obj
+    if shape.startswith("object+") and shape.endswith("px") and shape[7:-2].isdigit():
+        return dilate(obj, int(shape[7:-2]))
+    raise ConfigError(f"mask shape must be object, object+Npx or box, got {shape!r}")
+
+
+def judge_crop(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The judges' view of ``image`` (HxWx3 uint8, any size) around ``mask`` (HxW uint8, 255 = repainted):
+    CROP x CROP x 3 uint8."""
+    from PIL import Image
+
+    top, left, sh, sw = crop_box(mask)
+    patch = Image.fromarray(np.ascontiguousarray(image[top:top + sh, left:left + sw]))
+    return np.asarray(patch.resize((CROP, CROP), Image.BILINEAR))
+
+
+# ---------------------------------------------------------------------------------------------
+# The judges' training renders.
+
+
+def _repaint_region(rng: np.random.Generator, obj: np.ndarray) -> np.ndarray:
+    """A repaint mask like the pipeline's around an object mask: the box with a margin, or the silhouette
+    grown by 4-8 px (a silhouette grown less keeps its shape when filled with texture)."""
+    from ..method.masking import box_of, dilate
+
+    if rng.uniform() < 0.5:
+        return box_of(obj, margin=float(rng.uniform(0.04, 0.14)))
+    return dilate(obj, int(rng.integers(4, 9)))
+
+
+def _soften(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """A little blur and noise, as a decoder leaves them (the shape stays)."""
+    from PIL import Image, ImageFilter
+
+    r = float(rng.uniform(0, 0.8))
+    out = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(r)), np.float32) if r > 0.05 else image.astype(np.float32)
+    out = out + rng.normal(0, rng.uniform(0, 5), out.shape)
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def negative(rng: np.random.Generator, kind: str, scene, region: np.ndarray, place: int) -> np.ndarray:
+    """A scene with no bird in ``region`` (255 = the repainted region), of one of ``NEGATIVE_KINDS``."""
+    from PIL import Image, ImageFilter
+
+    inside = (region >= 128)[..., None]
+    image = scene.image
+    if kind == "background":
+        return scene.background.copy()
+    if kind == "other_place":
+        other = render_background(rng, 1 - place, image.shape[0])
+        return np.where(inside, other, image)
+    if kind == "blurred":
+        blurred = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(float(rng.uniform(3, 6)))))
+        return np.where(inside, blurred, image)
+    if kind == "bird_shuffled":  # the bird's own pixels scattered over its region: its colours, no shape
+        out = np.where(inside, scene.background, image)
+        pix = image[scene.mask >= 128]
+        spots = np.flatnonzero((region >= 128).ravel())
+        at = rng.choice(spots, size=min(len(pix), len(spots)), replace=False)
+        out.reshape(-1, 3)[at] = pix[:len(at)]
+        return out
+    if kind == "region_shuffled":  # every pixel of the region in random order: a mottled blob
+        out = image.copy()
+        where = region >= 128
+        pix = out[where]
+        out[where] = pix[rng.permutation(len(pix))]
+        return out
+    if kind == "colour_blob":  # a smooth blob of the bird's colours where the bird was, no head, bill or tail
+        from PIL import ImageDraw
+
+        ys, xs = np.nonzero(scene.mask >= 128)
+        pix = image[scene.mask >= 128]
+        layer = Image.new("L", image.shape[1::-1], 0)
+        cy, cx, ry, rx = ys.mean(), xs.mean(), (np.ptp(ys) + 1) * rng.uniform(0.3, 0.6), (np.ptp(xs) + 1) * rng.uniform(0.3, 0.6)
+        ImageDraw.Draw(layer).ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=255)
+        alpha = np.asarray(layer.filter(ImageFilter.GaussianBlur(1.5)), np.float32)[..., None] / 255
+        colour = np.median(pix, axis=0) + rng.normal(0, 25, image.shape)
+        out = np.where(inside, scene.background, image).astype(np.float32)
+        return np.clip(out * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
+    raise ValueError(f"unknown negative kind {kind!r}")
+
+
+def render_judge_set(seed: int, n: int, size: int = 64) -> dict[str, np.ndarray]:
+    """``n`` judge examples from the judges' data seed ``seed``: crops (n x CROP x CROP x 3), ``present``
+    (1 = bird), ``which`` (the bird's class; -1 without one), ``place``. Half are birds, balanced over class
+    and place; half are negatives, balanced over kind, place and the class of the bird they replace."""
+    crops, present, which, place_of = [], [], [], []
+    for index in range(n):
+        rng = np.random.default_rng([judge_seed(seed), index, GENERATOR_VERSION])
+        y, place, is_bird = index % 2, (index // 2) % 2, (index // 4) % 2 == 0
+        scene = render_scene(rng, y, place, size)
+        region = _repaint_region(rng, scene.mask)
+        if is_bird:
+            image = scene.image
+        else:
+            image = negative(rng, NEGATIVE_KINDS[(index // 8) % len(NEGATIVE_KINDS)], scene, region, place)
+        crops.append(judge_crop(_soften(rng, image), region))
+        present.append(int(is_bird)), which.append(y if is_bird else -1), place_of.append(place)
+    return {"crops": np.stack(crops), "present": np.array(present), "which": np.array(which), "place": np.array(place_of)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The judges.
+
+
+def _net():
+    import torch.nn as nn
+
+    def block(i, o):
+        return [nn.Conv2d(i, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(inplace=True),
+                nn.Conv2d(o, o, 3, padding=1), nn.BatchNorm2d(o), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+
+    return nn.Sequential(*block(3, 32), *block(32, 64), *block(64, 96), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Dropout(0.2), nn.Linear(96, 2))
+
+
+def _tensor(crops: np.ndarray):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(crops)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+@dataclass(frozen=True)
+class JudgeTrainConfig:
+    n_train: int = 12000  # renders per training seed (half birds)
+    train_seeds: tuple[int, ...] = (0,)  # judge data seeds of the training renders
+    check_seed: int = 1  # judge data seed of the held-out check renders
+    n_check: int = 2000
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 2e-3
+    seed: int = 0
+
+
+@dataclass
+class Judges:
+    """The two judges, on the CPU, in eval mode."""
+
+    present: object  # crop -> logits (no bird, bird)
+    which: object  # crop -> logits (landbird, waterbird)
+
+    def probabilities(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P(bird), P(class) as N x 2) for CROP x CROP crops."""
+        import torch
+
+        if len(crops) == 0:
+            return np.zeros(0), np.zeros((0, 2))
+        with torch.no_grad():
+            x = _tensor(crops)
+            p = torch.cat([self.present(x[i:i + 256]).softmax(1)[:, 1] for i in range(0, len(x), 256)]).numpy()
+            w = torch.cat([self.which(x[i:i + 256]).softmax(1) for i in range(0, len(x), 256)]).numpy()
+        return p, w
+
+    def judge(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], targets: Sequence[int]) -> dict:
+        """Each result's verdict: ``bird`` (the present judge says bird), ``which`` (the class the second judge
+        names), ``target_bird`` (both: a bird, of its target class) and the two probabilities."""
+        crops = np.stack([judge_crop(im, m) for im, m in zip(images, masks)]) if len(images) else np.zeros((0, CROP, CROP, 3), np.uint8)
+        p, w = self.probabilities(crops)
+        bird = p >= 0.5
+        which = w.argmax(1) if len(w) else np.zeros(0, int)
+        return {"bird": bird, "which": which, "target_bird": bird & (which == np.asarray(targets, int)),
+                "p_bird": p, "p_which": w}
+
+    def count_target_birds(self, images, masks, targets) -> int:
+        return int(self.judge(images, masks, targets)["target_bird"].sum())
+
+
+def load_judges(folder: str | Path = JUDGES_DIR) -> Judges:
+    """The judges stored in ``folder`` (``present.pt``, ``which.pt``; state dicts, loaded with weights_only)."""
+    import torch
+
+    folder = Path(folder)
+    nets = {}
+    for name in ("present", "which"):
+        path = folder / f"{name}.pt"
+        if not path.is_file():
+            raise ModelError(f"{path} not found: train the judges with `python -m ddb_core bench judges`")
+        net = _net()
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        nets[name] = net.eval()
+    return Judges(**nets)
+
+
+def _fit(net, x, y, cfg: JudgeTrainConfig, tracker, done: int, total: int):
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    steps = cfg.epochs * ((len(x) + cfg.batch_size - 1) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps)
+    net.train()
+    for _epoch in range(cfg.epochs):
+        order = torch.randperm(len(x), generator=g)
+        for b in range(0, len(x), cfg.batch_size):
+            idx = order[b:b + cfg.batch_size]
+            xb = x[idx]
+            flip = torch.rand(len(idx), generator=g) < 0.5  # a bird faces either way
+            xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
+            loss = F.cross_entropy(net(xb), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        done += 1
+        tracker.update(done, f"loss {loss.item():.3f}")
+    return net.eval()
+
+
+def train_judges(cfg: JudgeTrainConfig = JudgeTrainConfig(), out: str | Path = JUDGES_DIR,
+                 on_progress: Optional[ProgressFn] = None) -> dict:
+    """Render the judges' training set, train both judges, check them on held-out judge renders, write them to
+    ``out``; returns the training record (also ``out/judges.json``)."""
+    import torch
+
+    t0 = time.monotonic()
+    torch.manual_seed(cfg.seed)
+    sets = [render_judge_set(s, cfg.n_train) for s in cfg.train_seeds]
+    data = {k: np.concatenate([s[k] for s in sets]) for k in sets[0]}
+    x = _tensor(data["crops"])
+    tracker = ProgressTracker("train judges", 2 * cfg.epochs, on_progress)
+    present = _fit(_net(), x, torch.from_numpy(data["present"]), cfg, tracker, 0, 2 * cfg.epochs)
+    birds = data["present"] == 1
+    which = _fit(_net(), x[torch.from_numpy(birds)], torch.from_numpy(data["which"][birds]), cfg, tracker, cfg.epochs,
+                 2 * cfg.epochs)
+    judges = Judges(present, which)
+    check = render_judge_set(cfg.check_seed, cfg.n_check)
+    p, w = judges.probabilities(check["crops"])
+    is_bird = check["present"] == 1
+    n_kinds = len(NEGATIVE_KINDS)
+    kind_of = np.array([NEGATIVE_KINDS[(i // 8) % n_kinds] for i in range(cfg.n_check)])
+    record = {
+        "config": asdict(cfg), "judge_seeds": {"train": [judge_seed(s) for s in cfg.train_seeds],
+                                               "check": judge_seed(cfg.check_seed)},
+        "crop": CROP, "seconds": round(time.monotonic() - t0, 1),
+        "check": {
+            "bird_called_bird": float((p[is_bird] >= 0.5).mean()),
+            "which_correct_on_birds": float((w[is_bird].argmax(1) == check["which"][is_bird]).mean()),
+            "no_bird_called_bird": {k: float((p[~is_bird & (kind_of == k)] >= 0.5).mean()) for k in NEGATIVE_KINDS},
+            "n": cfg.n_check},
+        "command": "python -m ddb_core bench judges",
+    }
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, net in (("present", present), ("which", which)):
+        tmp = out / f"{name}.pt.tmp"
+        torch.save(net.state_dict(), tmp)
+        tmp.replace(out / f"{name}.pt")
+    (out / "judges.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def check_on_real_renders(judges: Judges, dataset_dir: str | Path, split: str = "val", shapes=("box", "object+8px")) -> dict:
+    """The judges on a benchmark's own renders: the target-bird rate of its real birds (target = their own
+    class), cropped around each repaint mask shape, per class; and the bird rate of the same scenes with the
+    bird replaced by its background (which must be near 0). The gate: every real-bird rate ≥ 97%."""
+    import csv
+
+    from ..demo.data import SPLIT_CODES
+    from ..imaging import load_mask, load_rgb
+
+    root = Path(dataset_dir)
+    info = json.loads((root / "dataset.json").read_text())
+    rows = [r for r in csv.DictReader(open(root / "metadata.csv")) if r["split"] == str(SPLIT_CODES[split])]
+    images = [load_rgb(root / r["img_filename"]) for r in rows]
+    objs = [load_mask(root / r["mask_filename"]) for r in rows]
+    labels = np.array([int(r["y"]) for r in rows])
+    out: dict = {"split": split, "data_seed": info["config"]["seed"], "n": len(rows), "shapes": {}}
+    for shape in shapes:
+        masks = [mask_of(shape, m) for m in objs]
+        v = judges.judge(images, masks, labels)
+        bg = []
+        for r, im in zip(rows, images):
+            # the same scene without its bird: the background the renderer drew before the bird
+            idx = int(Path(r["img_filename"]).stem.split("_")[-1])
+            rng = np.random.default_rng([info["config"]["seed"], SPLIT_CODES[split], idx, GENERATOR_VERSION])
+            bg.append(render_scene(rng, int(r["y"]), int(r["place"]), im.shape[0]).background)
+        vb = judges.judge(bg, masks, labels)
+        out["shapes"][shape] = {
+            "target_bird": {str(c): float(v["target_bird"][labels == c].mean()) for c in sorted(set(labels.tolist()))},
+            "background_called_bird": float(vb["bird"].mean())}
+    rates = [x for s in out["shapes"].values() for x in s["target_bird"].values()]
+    out["gate_met"] = bool(min(rates) >= REAL_RENDER_GATE)
+    return out
