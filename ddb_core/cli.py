@@ -1099,17 +1099,20 @@ def _micro_args(p):
     from .demo.micro_train import MicroTrainConfig
 
     m = MicroTrainConfig()
+    p.add_argument("--preset", choices=("corpus", "v1"), default="corpus",
+                   help="corpus: the rendered corpus at 32-px latents (default); v1: the first micro model's recipe "
+                        "(16-px latents, a benchmark's train split via --data, 6500 UNet steps)")
     p.add_argument("--data", help="train on this demo benchmark folder's train split (from `ddb demo-data`) instead of "
                                   "the rendered corpus (both kinds of bird on both places, seeds no benchmark uses)")
-    p.add_argument("--corpus", type=int, default=m.corpus, help="corpus images to render (default: %(default)s)")
+    p.add_argument("--corpus", type=int, help=f"corpus images to render (default: {m.corpus})")
     p.add_argument("--out", required=True, help="output folder (diffusers format); checkpoints go to OUT/checkpoints and resume")
-    p.add_argument("--vae-steps", type=int, default=m.vae_steps, help="default: %(default)s")
-    p.add_argument("--unet-steps", type=int, default=m.unet_steps, help="default: %(default)s")
-    p.add_argument("--unet-restart-steps", type=int, default=m.unet_restart_steps,
-                   help="UNet step where the cosine learning rate restarts (the shipped model's schedule; "
-                        "ignored unless below --unet-steps; default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=m.batch_size, help="UNet phase batch size (default: %(default)s)")
-    p.add_argument("--checkpoint-every", type=int, default=m.checkpoint_every, help="steps (default: %(default)s)")
+    p.add_argument("--vae-steps", type=int, help=f"default: {m.vae_steps}")
+    p.add_argument("--unet-steps", type=int, help=f"default: {m.unet_steps} ({MicroTrainConfig.v1().unet_steps} with v1)")
+    p.add_argument("--unet-restart-steps", type=int,
+                   help="UNet step where the cosine learning rate restarts (ignored unless below --unet-steps; "
+                        f"default: {m.unet_restart_steps})")
+    p.add_argument("--batch-size", type=int, help=f"UNet phase batch size (default: {m.batch_size})")
+    p.add_argument("--checkpoint-every", type=int, help=f"steps (default: {m.checkpoint_every})")
     p.add_argument("--seed", type=int, default=m.seed, help="default: %(default)s")
     p.add_argument("--device", default=m.device, help="auto | cpu | cuda[:N] (default: %(default)s)")
     p.add_argument("--smoke", action="store_true", help="a few steps at tiny sizes (for tests; the result is noise)")
@@ -1120,11 +1123,14 @@ def _micro_args(p):
 def _train_micro(a, progress):
     from .demo.micro_train import MicroTrainConfig, train_micro_inpainter
 
-    base = MicroTrainConfig.smoke() if a.smoke else MicroTrainConfig()
+    if a.preset == "v1" and not a.data:
+        raise ConfigError("--preset v1 trains on a demo benchmark's train split: give --data")
+    base = MicroTrainConfig.smoke() if a.smoke else MicroTrainConfig.v1() if a.preset == "v1" else MicroTrainConfig()
     over = {"seed": a.seed, "device": a.device}
     if not a.smoke:
-        over.update(corpus=a.corpus, vae_steps=a.vae_steps, unet_steps=a.unet_steps, batch_size=a.batch_size,
-                    checkpoint_every=a.checkpoint_every, unet_restart_steps=a.unet_restart_steps)
+        given = {k: getattr(a, k) for k in ("corpus", "vae_steps", "unet_steps", "batch_size", "checkpoint_every",
+                                            "unet_restart_steps") if getattr(a, k) is not None}
+        over.update(given)
     out = train_micro_inpainter(a.data, a.out, replace(base, **over), on_progress=progress)
     progress.close()
     print(f"wrote {out} (use it with `ddb invert --model {out}` or `ddb generate --model {out}`)")
@@ -1264,6 +1270,51 @@ def _bench_judges(a, progress):
     print(json.dumps(rec["check"], indent=2))
     if a.check_on:
         print(json.dumps(check_on_real_renders(load_judges(a.out), a.check_on), indent=2))
+    return 0
+
+
+def _target_birds_args(p):
+    _add_project(p)
+    p.add_argument("--method", default="ddb", help="ddb | scgs (default: %(default)s)")
+    p.add_argument("--section", default="target-birds", help="docs/benchmarks.md section (default: %(default)s)")
+    _no_docs(p)
+
+
+@command("bench target-birds", "what a person sees in a project's candidates: kept and pruned, target birds or not "
+         "(the judges of `bench judges`), at the project's current thresholds and decisions", _target_birds_args)
+def _bench_target_birds(a, progress):
+    import json
+
+    from .bench.demo import judged_target_birds, target_bird_lines
+    from .bench.docs import DOC, write_result
+    from .decisions import thresholds, thresholds_json
+    from .method.inpainting import model_fingerprint
+    from .settings import pipeline_settings
+
+    project = _open(a)
+    judged = judged_target_birds(project, a.method)
+    s = pipeline_settings(project)
+    cmd = f"python -m ddb_core bench target-birds -p {a.project}" + (f" --method {a.method}" if a.method != "ddb" else "")
+    tokens = [dict(t, config=json.loads(t["config"])) for t in project.db.query(
+        "select label, token, config from tokens where id in (select max(id) from tokens group by label)")]
+    res = {"project": str(project.root), "method": a.method, "target_birds": judged, "command": cmd,
+           "thresholds": thresholds_json(thresholds(project)), "inpaint_model": s["inpaint_model"],
+           "model_sha256": model_fingerprint(s["inpaint_model"]), "masker": s["masker"],
+           "masker_options": s["masker_options"],
+           "tokens": [{"label": t["label"], "region": t["config"].get("region", "image"),
+                       "n_images": t["config"].get("n_images")} for t in tokens],
+           "selection": (project.get_meta("bench_demo") or {}).get("selection")}
+    md = "\n".join([f"## What a person sees in `{project.root.name}`'s candidates", "",
+                     f"Command: `{cmd}` (inpainting model `{s['inpaint_model']}`, weights sha256 "
+                     f"{(res['model_sha256'] or '—')[:12]}…; masker {s['masker']} {json.dumps(s['masker_options'])}; tokens "
+                     + ", ".join(f"class {t['label']} learned on {t['n_images']} images, loss over the "
+                                 + ("object's mask" if t["region"] == "mask" else "whole image") for t in res["tokens"])
+                     + "). A target bird: the judges of `ddb bench judges` see a bird of the target class in the "
+                       "repainted region. Kept = accepted at the project's current thresholds (Ψ, P) and decisions.", ""]
+                    + target_bird_lines(judged)) + "\n"
+    if not a.no_docs:
+        write_result(res, DOC, Path(f"docs/bench/{a.section}.json"), a.section, md)
+    print(md)
     return 0
 
 

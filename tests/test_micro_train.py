@@ -52,14 +52,75 @@ def test_training_needs_the_demo_layout(tmp_path):
 
 
 def test_captions_never_name_the_class(tmp_path):
-    from ddb_core.demo.micro_train import CAPTIONS, caption_attributes
+    from ddb_core.demo.corpus import CAPTIONS, SHAPE_WORDS, caption
+    from ddb_core.demo.micro_train import caption_attributes
 
     words = {w for c in CAPTIONS for w in c.replace("{", " ").replace("}", " ").split()}
+    words |= {w for ws in SHAPE_WORDS.values() for phrase in ws for w in phrase.split()}
     assert not words & {"landbird", "waterbird", "colour"}
+    rng = np.random.default_rng(0)
+    said = [caption(rng, {"kind": 1, "place": "land", "side": "left"}) for _ in range(200)]
+    with_shape = [c for c in said if any(p in c for p in SHAPE_WORDS[1])]
+    assert 60 < len(with_shape) < 140 and not any(p in c for c in said for p in SHAPE_WORDS[0] if p != "small round")
+    # a benchmark's train split has no kind: its captions never describe the bird's shape
+    assert not any(p in caption(rng, {"place": "water", "side": "right"}) for _ in range(50) for ws in SHAPE_WORDS.values() for p in ws)
     img = np.zeros((8, 8, 3), np.uint8)
     m = np.zeros((8, 8), np.uint8)
     m[2:4, 0:3] = 255
     assert caption_attributes(img, m)["side"] == "left"
+
+
+def test_every_caption_word_is_one_token():
+    from ddb_core.demo.corpus import CORPUS_WORDS
+    from ddb_core.demo.micro_sd import BASE_WORDS, build_clip_tokenizer
+
+    tok = build_clip_tokenizer(BASE_WORDS + CORPUS_WORDS)
+    assert all(len(tok.tokenize(w)) == 1 for w in BASE_WORDS + CORPUS_WORDS), \
+        [w for w in BASE_WORDS + CORPUS_WORDS if len(tok.tokenize(w)) > 1]
+    assert tok.tokenize("zebra")  # any other word still tokenises
+
+
+def test_the_corpus_is_balanced_and_never_a_benchmark(tmp_path):
+    from ddb_core.demo.corpus import CORPUS_SEEDS_FROM, corpus_seed, render_corpus
+    from ddb_core.demo.data import RESERVED_SEEDS_FROM, render_sample
+    from ddb_core.bench.judges import JUDGE_SEEDS_FROM
+
+    assert RESERVED_SEEDS_FROM <= corpus_seed(0) and corpus_seed(10_000) < JUDGE_SEEDS_FROM == CORPUS_SEEDS_FROM + 500_000
+    images, masks, attrs = render_corpus(16, size=40, workers=1)
+    assert images.shape == (16, 40, 40, 3) and masks.shape == (16, 40, 40)
+    pairs = [(a["kind"], a["place"]) for a in attrs]
+    assert len(set(pairs)) == 4 and all(pairs.count(p) == 4 for p in set(pairs))
+    benchmark = render_sample(0, "train", 0, attrs[0]["kind"], 0, 40)[0]
+    assert not np.array_equal(images[0], benchmark)
+
+
+def test_smoke_training_on_the_corpus(tmp_path):
+    out = train_micro_inpainter(None, tmp_path / "model", MicroTrainConfig.smoke())
+    info = json.loads((out / "training.json").read_text())
+    assert info["dataset"] is None and info["corpus"]["images"] == MicroTrainConfig.smoke().corpus
+    assert info["train_images"] == MicroTrainConfig.smoke().corpus
+
+
+def test_the_denoising_loss_weights():
+    import torch
+
+    from ddb_core.demo.micro_train import denoising_loss
+
+    g = torch.Generator().manual_seed(0)
+    pred, noise = torch.randn(3, 4, 8, 8, generator=g), torch.randn(3, 4, 8, 8, generator=g)
+    mask = torch.zeros(3, 1, 8, 8)
+    mask[:, :, 2:6, 2:6] = 1
+    a = torch.tensor([0.9, 0.5, 0.01])
+    assert torch.allclose(denoising_loss(pred, noise, mask, a), torch.nn.functional.mse_loss(pred, noise))
+    outside_only = pred.clone()
+    outside_only[:, :, 0] += 5  # row 0 lies outside the mask
+    assert torch.allclose(denoising_loss(outside_only, noise, mask, a, outside_weight=0.0),
+                          denoising_loss(pred, noise, mask, a, outside_weight=0.0))
+    # min-SNR: a timestep with SNR above γ weighs γ / SNR, one below weighs 1
+    per = ((pred - noise) ** 2).mean((1, 2, 3))
+    snr = a / (1 - a)
+    expect = (per * snr.clamp(max=5.0) / snr).mean()
+    assert torch.allclose(denoising_loss(pred, noise, mask, a, snr_gamma=5.0), expect)
 
 
 @pytest.fixture
@@ -129,26 +190,25 @@ def test_one_run_with_a_restart_has_the_schedule_of_a_run_continued_with_more_st
     assert [unet_lr_at(MicroTrainConfig(unet_steps=3000), k) for k in range(3000)] == expected[:3000]
 
 
-def test_inpainter_gate_report_gives_the_swap_per_source_background():
+def test_inpainter_gate_report_gives_the_target_bird_rate_per_source_background():
     from ddb_core.bench.inpainter import inpainter_markdown
 
-    def cell(swap, land, water):
-        return {"swap": swap, "background_mae": 0.03, "by_background": {"land": land, "water": water}}
+    def cell(rate, land, water):
+        return {"target_bird": rate, "bird": 1.0, "background_mae": 0.03, "mask_area": 0.2,
+                "by_background": {"land": land, "water": water}}
 
-    dirs = {"0->1": {f"{k}/{p}": cell(0.5, 0.9, 0.1) for k in ("object", "box") for p in ("token", "plain")},
-            "1->0": {f"{k}/{p}": cell(0.7, 0.95, 0.45) for k in ("object", "box") for p in ("token", "plain")}}
+    dirs = {"0->1": {f"{k}/{p}": cell(0.5, 0.9, 0.1) for k in ("object+8px", "box") for p in ("token", "plain")},
+            "1->0": {f"{k}/{p}": cell(0.7, 0.95, 0.45) for k in ("object+8px", "box") for p in ("token", "plain")}}
+    check = {"shapes": {"box": {"target_bird": {"0": 0.99, "1": 1.0}, "background_called_bird": 0.0}}, "gate_met": True}
     res = {"command": "python -m ddb_core bench inpainter --seeds 0", "model": "m", "model_sha256": "abc",
-           "n_per_direction": 8, "ti_size": 3, "ti_steps": 2, "inpaint": {"steps": 2, "guidance": 7.5}, "seeds": [0],
-           "oracle_model": {"path": "o.pt", "test_wga": 0.8}, "median": dirs, "per_seed": [{"seed": 0, "directions": dirs}],
-           "gates": {"object": {"swap_ge_60": False, "gain_ge_20_points": False},
-                     "box": {"swap_ge_60": False, "gain_ge_20_points": False}}, "seconds": 60}
+           "n_per_direction": 8, "ti_size": 3, "ti_steps": 2, "ti_source": "high_loss", "ti_region": "mask",
+           "ti_shape": "object+8px", "shapes": ["object+8px", "box"], "inpaint": {"steps": 2, "guidance": 7.5},
+           "seeds": [0], "judge_check": check, "median": dirs, "per_seed": [{"seed": 0, "directions": dirs}],
+           "gates": {k: {"target_bird_ge_80": False, "gain_ge_20_points": False, "background_mae_le_004": True}
+                     for k in ("object+8px", "box")}, "seconds": 60}
     text = inpainter_markdown(res)
     line = next(x for x in text.splitlines() if "by the source image's background" in x)
-    assert "0->1 box: land 90.0, water 10.0" in line and "1->0 object: land 95.0, water 45.0" in line
-    # Dilated object masks (``--dilations``) get their own rows, between the object mask and the box.
-    for d in dirs.values():
-        for p in ("token", "plain"):
-            d[f"object+4px/{p}"] = {**cell(0.6, 0.7, 0.5), "mask_area": 0.25}
-    order = [ln.split(" | ")[1] for ln in inpainter_markdown(res).splitlines() if ln.startswith("| 1->0 |")]
-    assert order == ["object", "box", "object+4px"]
-    assert "| 1->0 | object+4px | 25.0 | 60.0 | 60.0 | +0.0 |" in inpainter_markdown(res)
+    assert "0->1 box: land 90.0, water 10.0" in line and "1->0 object+8px: land 95.0, water 45.0" in line
+    assert "real birds are target birds of their own class 99.0%, 100.0%" in text and "**met**" in text
+    assert "| 1->0 | box | 20.0 | 70.0 | 70.0 | +0.0 | 100.0 | 0.0300 |" in text
+    assert "target bird ≥ 80% in both directions: **not met**" in text

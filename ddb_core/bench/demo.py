@@ -320,6 +320,7 @@ def bench_one(cfg: DemoBenchConfig, workdir: str = "projects/bench", on_progress
                                             "gamma_search": _gamma_table(plain, "ddb"), "project": str(plain.root)}))
         times.update({f"plain prompt: {k}": v for k, v in pt.items()})
     result = {"config": _jsonable(asdict(cfg)), "data_seed": cfg.data_seed, "rows": rows, "pruning": counts,
+              "target_birds": judged_target_birds(project),
               "thresholds": thresholds_json(th), "tuning": tuning, "erm_ids": {str(k): v for k, v in erm_ids.items()},
               "stage_seconds": times, "seconds": round(time.monotonic() - t_start, 1), "project": str(project.root),
               "model_sha256": model_fingerprint(cfg.model)}
@@ -469,6 +470,7 @@ def bench_pruning(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proj
     oracle_ids, _ = _baseline_cached(project, "oracle", replace(cfg, seeds=cfg.seeds[:1]), times, None, on_progress,
                                      cancel)
     judged = judged_swaps(project, oracle_ids[0])
+    birds = judged_target_birds(project)
     rows = [_row_from_models(project, "DDB with pruning", pruned_ids, LABELS["ddb"],
                              {"gamma_search": _gamma_table(project, "ddb")}),
             _row_from_models(project, "DDB without pruning", all_ids, LABELS["ddb"],
@@ -480,7 +482,7 @@ def bench_pruning(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proj
                         {cfg.data_seed: dict(zip(cfg.seeds, rows[1][key]["values"]))}).to_dict()
             for key in ("wga", "mean_acc")}
     return _finish(cfg, "pruning", rows, times, t0, doc, json_path, "ablation-pruning", pruning_markdown,
-                   per_direction=counts, judged=judged, judge_model=oracle_ids[0], difference=diff)
+                   per_direction=counts, judged=judged, judge_model=oracle_ids[0], difference=diff, target_birds=birds)
 
 
 def says_target(project: Project, model_id: int, rows: list[dict]) -> np.ndarray:
@@ -523,6 +525,50 @@ def judged_swaps(project: Project, judge_id: int, method: str = "ddb") -> dict[s
     return dict(sorted(out.items()))
 
 
+def judged_target_birds(project: Project, method: str = "ddb", judges=None) -> dict[str, dict[str, dict[str, int]]]:
+    """Per direction "i->i'", for the kept and the pruned candidates at the project's current decisions: how many,
+    and how many the judges of ``bench.judges`` call a target bird (a bird of class i' in the repainted region).
+
+    What a person sees, not what a classifier of the whole image reads: a square of the target's background pasted
+    where the bird was is not a target bird here."""
+    from ..decisions import decisions
+    from ..imaging import load_mask, load_rgb
+    from .judges import load_judges
+
+    judges = judges or load_judges()
+    kept = {d.candidate_id: d.kept for d in decisions(project, "c.method = ?", [method])}
+    rows = [r for r in project.db.query("select c.id, c.source_label, c.target_label, c.path, m.path as mask_path "
+                                        "from candidates c join masks m on m.id = c.mask_id where c.method = ? "
+                                        "order by c.id", [method]) if r["id"] in kept]
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for b in range(0, len(rows), 256):
+        batch = rows[b:b + 256]
+        verdict = judges.judge([load_rgb(project.project_path(r["path"])) for r in batch],
+                               [load_mask(project.project_path(r["mask_path"])) for r in batch],
+                               [r["target_label"] for r in batch])["target_bird"]
+        for r, hit in zip(batch, verdict):
+            d = out.setdefault(f"{r['source_label']}->{r['target_label']}",
+                               {"kept": {"n": 0, "target_bird": 0}, "pruned": {"n": 0, "target_bird": 0}})
+            part = d["kept" if kept[r["id"]] else "pruned"]
+            part["n"] += 1
+            part["target_bird"] += int(hit)
+    return dict(sorted(out.items()))
+
+
+def target_bird_lines(judged: dict) -> list[str]:
+    """The table of ``judged_target_birds``, with the two shares a user needs: of the kept candidates, how many are
+    target birds; of the target birds, how many are kept."""
+    lines = ["| direction | kept | kept: target birds | pruned | pruned: target birds | kept that are target birds | "
+             "target birds that are kept |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for d, v in judged.items():
+        k, p = v["kept"], v["pruned"]
+        birds = k["target_bird"] + p["target_bird"]
+        lines.append(f"| {d} | {k['n']} | {k['target_bird']} | {p['n']} | {p['target_bird']} | "
+                     + (f"{100 * k['target_bird'] / k['n']:.0f}%" if k["n"] else "—") + " | "
+                     + (f"{100 * k['target_bird'] / birds:.0f}%" if birds else "— (none)") + " |")
+    return lines
+
+
 def _share(part: dict) -> str:
     return f"{part['judged_target']}/{part['n']}" + (f" ({100 * part['judged_target'] / part['n']:.0f}%)" if part["n"] else "")
 
@@ -541,6 +587,10 @@ def pruning_markdown(res: dict) -> str:
                   "| direction | kept: judged target | pruned: judged target |", "| --- | ---: | ---: |"]
         for d, v in res["judged"].items():
             lines.append(f"| {d} | {_share(v['kept'])} | {_share(v['pruned'])} |")
+    if res.get("target_birds"):
+        lines += ["", "What a person sees: kept and pruned candidates that the judges of `ddb bench judges` call a target "
+                      "bird (a bird of the target class in the repainted region; they read a crop around the mask, not "
+                      "the whole image).", ""] + target_bird_lines(res["target_birds"])
     lines += ["", "| retraining set | WGA % | mean acc % (plain) |", "| --- | ---: | ---: |"]
     for r in res["rows"]:
         lines.append(f"| {r['method']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")

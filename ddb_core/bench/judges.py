@@ -8,8 +8,10 @@ made square, ``CROP`` px):
   classifier may call one: the background alone, the mask's region filled with the other place's
   background (a pasted square of waves or of grass), the region blurred until the shape is gone, the
   bird's own pixels scattered in random order over the region (its colours, no shape), the region's
-  pixels in random order (a mottled blob of the bird's and the background's colours), and a smooth blob
-  of the bird's colour where the bird was (no head, bill or tail);
+  pixels in random order (a mottled blob of the bird's and the background's colours), a smooth blob of
+  the bird's colour where the bird was (no head, bill or tail), an irregular polygon of the bird's size
+  filled with its colours in random order, two to four overlapping ellipses in its colours (a lumpy blob
+  with no head, bill, neck or tail), and the bird as a faint ghost (10-35% of its opacity, softened);
 - *which bird*: landbird / waterbird, trained on birds over every background in equal numbers, so that
   the background cannot decide.
 
@@ -38,7 +40,8 @@ from ..progress import ProgressFn, ProgressTracker
 CROP = 32  # side of the judges' input, pixels
 JUDGE_SEEDS_FROM = RESERVED_SEEDS_FROM + 500_000  # the judges' renders; the micro model's corpus is below this
 JUDGES_DIR = Path("data/judges")
-NEGATIVE_KINDS = ("background", "other_place", "blurred", "bird_shuffled", "region_shuffled", "colour_blob")
+NEGATIVE_KINDS = ("background", "other_place", "blurred", "bird_shuffled", "region_shuffled", "colour_blob",
+                  "mottled_blob", "lumpy_blob", "faint")
 REAL_RENDER_GATE = 0.97
 
 
@@ -150,6 +153,47 @@ def negative(rng: np.random.Generator, kind: str, scene, region: np.ndarray, pla
         colour = np.median(pix, axis=0) + rng.normal(0, 25, image.shape)
         out = np.where(inside, scene.background, image).astype(np.float32)
         return np.clip(out * (1 - alpha) + colour * alpha, 0, 255).astype(np.uint8)
+    if kind == "mottled_blob":  # an irregular polygon of the bird's size filled with its colours in random order
+        from PIL import ImageDraw
+
+        ys, xs = np.nonzero(scene.mask >= 128)
+        cy, cx = ys.mean(), xs.mean()
+        radius = max(np.ptp(ys), np.ptp(xs)) * rng.uniform(0.3, 0.55) + 1
+        k = int(rng.integers(3, 8))
+        angles = np.sort(rng.uniform(0, 2 * np.pi, k))
+        pts = [(cx + radius * rng.uniform(0.5, 1.0) * np.cos(t), cy + radius * rng.uniform(0.5, 1.0) * np.sin(t)) for t in angles]
+        layer = Image.new("L", image.shape[1::-1], 0)
+        ImageDraw.Draw(layer).polygon(pts, fill=255)
+        alpha = np.asarray(layer.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2)))), np.float32)[..., None] / 255
+        pix = image[scene.mask >= 128].astype(np.float32)
+        fill = pix[rng.integers(0, len(pix), image.shape[:2])]  # the bird's colours, scattered
+        out = np.where(inside, scene.background, image).astype(np.float32)
+        return np.clip(out * (1 - alpha) + fill * alpha, 0, 255).astype(np.uint8)
+    if kind == "lumpy_blob":  # two to four overlapping ellipses of the bird's extent in its colours: a shape with
+        # lumps (a heart, a bean) but no head, bill, neck, tail or legs
+        from PIL import ImageDraw
+
+        ys, xs = np.nonzero(scene.mask >= 128)
+        cy, cx = ys.mean(), xs.mean()
+        ext = max(np.ptp(ys), np.ptp(xs)) + 1
+        layer = Image.new("L", image.shape[1::-1], 0)
+        d = ImageDraw.Draw(layer)
+        for _ in range(int(rng.integers(2, 5))):
+            oy, ox = rng.normal(0, ext * 0.15, 2)
+            ry, rx = ext * rng.uniform(0.15, 0.35), ext * rng.uniform(0.15, 0.4)
+            d.ellipse([cx + ox - rx, cy + oy - ry, cx + ox + rx, cy + oy + ry], fill=255)
+        alpha = np.asarray(layer.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.0)))), np.float32)[..., None] / 255
+        pix = image[scene.mask >= 128].astype(np.float32)
+        fill = pix[rng.integers(0, len(pix), image.shape[:2])]
+        fill = np.asarray(Image.fromarray(fill.astype(np.uint8)).filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.0)))),
+                          np.float32)
+        out = np.where(inside, scene.background, image).astype(np.float32)
+        return np.clip(out * (1 - alpha) + fill * alpha, 0, 255).astype(np.uint8)
+    if kind == "faint":  # the bird as a ghost: a fraction of its opacity, softened
+        ghost = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(float(rng.uniform(0.8, 2.0)))), np.float32)
+        a = float(rng.uniform(0.1, 0.35))
+        bg = np.where(inside, scene.background, image).astype(np.float32)
+        return np.clip(np.where(inside, bg * (1 - a) + ghost * a, bg), 0, 255).astype(np.uint8)
     raise ValueError(f"unknown negative kind {kind!r}")
 
 

@@ -172,6 +172,15 @@ def demo_markdown(res: dict) -> str:
     lines += ["", "Candidates per direction at the default thresholds: " + "; ".join(
         f"data seed {pd['data_seed']}: " + ", ".join(f"{d} {v['kept']}/{v['candidates']} kept" for d, v in pd["pruning"].items())
         for pd in res["per_data_seed"])]
+    if any(pd.get("target_birds") for pd in res["per_data_seed"]):
+        from .demo import target_bird_lines
+
+        for pd in res["per_data_seed"]:
+            if pd.get("target_birds"):
+                lines += ["", f"What a person sees, data seed {pd['data_seed']}: kept and pruned candidates that the judges "
+                              "of `ddb bench judges` call a target bird (a bird of the target class in the repainted "
+                              "region).", ""] + target_bird_lines(pd["target_birds"])
+        lines.append("")
     lines.append("- stage wall times, data seed " + f"{pd0['data_seed']} (s): "
                  + ", ".join(f"{k} {v}" for k, v in pd0["stage_seconds"].items())
                  + f"; data seed {pd0['data_seed']} alone {pd0['seconds'] / 60:.1f} min; in all {res['seconds'] / 60:.1f} min"

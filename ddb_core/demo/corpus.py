@@ -69,10 +69,11 @@ def render_corpus(n: int, seed: int = 0, size: int = 64, workers: Optional[int] 
     return images, masks, attrs
 
 
-def caption(rng: np.random.Generator, attrs: dict) -> str:
-    """One caption of a corpus image: a template, with the bird's shape in words in ``SHAPE_SHARE`` of them."""
+def caption(rng: np.random.Generator, attrs: dict, shape_share: float = SHAPE_SHARE) -> str:
+    """One caption of a corpus image: a template, with the bird's shape in words in ``shape_share`` of them (none
+    when ``attrs`` has no ``kind``: a benchmark's train split is captioned without it)."""
     shape = ""
-    if attrs.get("kind") is not None and rng.uniform() < SHAPE_SHARE:
+    if attrs.get("kind") is not None and rng.uniform() < shape_share:
         words = SHAPE_WORDS[attrs["kind"]]
         shape = words[int(rng.integers(len(words)))] + " "
     template = CAPTIONS[int(rng.integers(len(CAPTIONS)))]

@@ -65,9 +65,22 @@ def build_clip_tokenizer(words=BASE_WORDS):
                 merges.append((cur, nxt))
             vocab.setdefault(merged, len(vocab))
             cur = merged
-    for special in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[special] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=merges)
+    # BPE applies merges by rank: a merge of one word ("o r" of "orange") can cut another's chain ("short" then
+    # ends as "sh", "or", "t"). Append, at the lowest rank, the merge of the first two pieces of every word that
+    # is not yet one token, until each is: a word already whole has no pair left to merge, so no appended merge
+    # can split it.
+    specials = ("<|startoftext|>", "<|endoftext|>")
+    for _round in range(64):
+        tok = CLIPTokenizer(vocab={**vocab, **{sp: len(vocab) + k for k, sp in enumerate(specials)}}, merges=merges)
+        broken = [w for w in sorted(set(words)) if len(tok.tokenize(w)) > 1]
+        if not broken:
+            return tok
+        for w in broken:
+            a, b = tok.tokenize(w)[:2]
+            if (a, b) not in merges:
+                merges.append((a, b))
+                vocab.setdefault(a + b, len(vocab))
+    raise ValueError(f"could not make every word one token: {broken}")
 
 
 def build_components(cfg: MicroSDConfig = MicroSDConfig()) -> dict:

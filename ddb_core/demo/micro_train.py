@@ -50,8 +50,16 @@ class MicroTrainConfig:
         text_hidden=64, text_layers=2, text_heads=4, words=BASE_WORDS + CORPUS_WORDS))
     corpus: int = 12000  # corpus images rendered for training (``demo.corpus``); ignored with a dataset folder
     corpus_seed: int = 0
+    shape_captions: float = 0.5  # share of corpus captions that describe the bird's shape ("a long necked bird")
+    # training masks: shares of the object mask (grown by 0-8 px), its box, a random box; the rest is the whole image
+    mask_shares: tuple[float, float, float] = (0.3, 0.25, 0.2)
+    # loss weight of the latent cells outside the repaint mask (1 = the plain SD loss); what lies there is pasted
+    # back after generation, so a lower weight spends the model's capacity where it draws
+    outside_weight: float = 1.0
+    # Min-SNR-γ loss weighting (Hang et al., 2023): each timestep's loss weighted by min(SNR, γ) / SNR; None = plain
+    snr_gamma: Optional[float] = None
     vae_steps: int = 1500
-    unet_steps: int = 6500  # the shipped model (see its model card)
+    unet_steps: int = 3000  # about 140 min on 2 CPU cores at these sizes (see docs/benchmarks.md)
     vae_batch_size: int = 16
     batch_size: int = 32  # UNet phase
     vae_lr: float = 1e-3
@@ -67,11 +75,31 @@ class MicroTrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        if len(self.mask_shares) != 3 or min(self.mask_shares) < 0 or sum(self.mask_shares) > 1:
+            raise ConfigError(f"mask_shares must be three shares >= 0 that sum to at most 1, got {self.mask_shares}")
+        if not 0 <= self.outside_weight <= 1:
+            raise ConfigError(f"outside_weight must be in [0, 1], got {self.outside_weight}")
+        if self.snr_gamma is not None and not self.snr_gamma > 0:
+            raise ConfigError(f"snr_gamma must be > 0 (or None), got {self.snr_gamma}")
+        if not 0 <= self.shape_captions <= 1:
+            raise ConfigError(f"shape_captions must be in [0, 1], got {self.shape_captions}")
+        if self.corpus < 8:
+            raise ConfigError(f"corpus must be at least 8 images, got {self.corpus}")
         for name in ("vae_steps", "unet_steps", "vae_batch_size", "batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.unet_restart_steps is not None and self.unet_restart_steps < 1:
             raise ConfigError(f"unet_restart_steps must be >= 1 (or None), got {self.unet_restart_steps}")
+
+    @staticmethod
+    def v1() -> "MicroTrainConfig":
+        """The first micro model's recipe (the one shipped in data/models until the corpus): 16-px latents, trained
+        on a demo benchmark's train split (``--data``) with class-agnostic captions, 6500 UNet steps with a warm
+        restart at 3000."""
+        return MicroTrainConfig(model=MicroSDConfig(vae_channels=(16, 32, 64), unet_channels=(64, 128, 128),
+                                                    unet_layers_per_block=1, attention_head_dim=8, text_hidden=64,
+                                                    text_layers=2, text_heads=4),
+                                unet_steps=6500, unet_restart_steps=3000)
 
     @staticmethod
     def smoke() -> "MicroTrainConfig":
@@ -134,10 +162,12 @@ def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndar
     return images, masks, attrs
 
 
-def _training_masks(rng: np.random.Generator, object_masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _training_masks(rng: np.random.Generator, object_masks: np.ndarray,
+                    shares: tuple[float, float, float] = (0.3, 0.25, 0.2)) -> tuple[np.ndarray, np.ndarray]:
     """(N x 1 x H x W float {0, 1} masks, N kinds): the object mask (kind 0) or the object mask grown by 1-8 px
-    (kind 1) together 30%, its box with a margin (kind 1, 25%), a random box (kind 2, 20%), the whole image
-    (kind 3, 25%)."""
+    (kind 1) together ``shares[0]`` (30%), its box with a margin (kind 1, ``shares[1]``, 25%), a random box
+    (kind 2, ``shares[2]``, 20%), the whole image (kind 3, the rest)."""
+    c1, c2, c3 = np.cumsum(shares)
     from ..method.masking import dilate
 
     n, h, w = object_masks.shape
@@ -146,16 +176,16 @@ def _training_masks(rng: np.random.Generator, object_masks: np.ndarray) -> tuple
     for k in range(n):
         u = rng.uniform()
         fg = object_masks[k] >= 128
-        if u < 0.3:
+        if u < c1:
             r = int(rng.integers(0, 9))
             out[k, 0] = dilate(object_masks[k], r) >= 128 if r else fg
             kinds[k] = 0 if r == 0 else 1  # a grown silhouette needs its own masked latent, as a box does
-        elif u < 0.55 and fg.any():
+        elif u < c2 and fg.any():
             kinds[k] = 1
             ys, xs = np.nonzero(fg)
             mh, mw = int(rng.integers(1, max(2, h // 8))), int(rng.integers(1, max(2, w // 8)))
             out[k, 0, max(0, ys.min() - mh):ys.max() + mh + 1, max(0, xs.min() - mw):xs.max() + mw + 1] = 1
-        elif u < 0.75:
+        elif u < c3:
             kinds[k] = 2
             bh, bw = (rng.uniform(0.2, 0.7, 2) * (h, w)).astype(int)
             y, x = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
@@ -196,6 +226,18 @@ def unet_lr_at(cfg: MicroTrainConfig, k: int) -> float:
     end = restart if restart is not None and k < restart else cfg.unet_steps
     frac = (k - 100) / max(1, end - 100)
     return cfg.unet_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+def denoising_loss(pred, noise, lat_mask, alpha_bar, outside_weight: float = 1.0, snr_gamma: Optional[float] = None):
+    """The UNet's loss: squared error of the predicted noise, latent cells outside the repaint mask weighted by
+    ``outside_weight``, each image's mean weighted by min(SNR, γ) / SNR when ``snr_gamma`` is set (SNR = ᾱ / (1 − ᾱ)
+    of its timestep); the plain mean squared error with the defaults."""
+    w = lat_mask + outside_weight * (1 - lat_mask)  # N x 1 x h x w
+    per_image = ((pred.float() - noise.float()) ** 2 * w).sum((1, 2, 3)) / (w.sum((1, 2, 3)) * pred.shape[1])
+    if snr_gamma is not None:
+        snr = alpha_bar / (1 - alpha_bar)
+        per_image = per_image * snr.clamp(max=snr_gamma) / snr
+    return per_image.mean()
 
 
 def _frozen_vae_latents(vae, pixels, obj_masks: np.ndarray, device, batch: int = 64):
@@ -314,7 +356,7 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         rng = np.random.default_rng([cfg.seed, step])
         idx = torch.randint(0, len(pixels), (cfg.batch_size,), generator=g)
         x = pixels[idx].to(device)
-        masks_np, kinds = _training_masks(rng, obj_masks[idx.numpy()])
+        masks_np, kinds = _training_masks(rng, obj_masks[idx.numpy()], tuple(cfg.mask_shares))
         m = torch.from_numpy(masks_np).to(device)
         # The VAE is frozen: the posterior of every image, the latent of every image with its object masked
         # and the latent of a fully masked image are computed once (below); only box masks need the encoder.
@@ -330,13 +372,13 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         t = torch.randint(0, sched.config.num_train_timesteps, (cfg.batch_size,), generator=g).to(device)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * latents + (1 - a).sqrt() * noise
-        captions = [caption(rng, attrs[k]) for k in idx.tolist()]
+        captions = [caption(rng, attrs[k], cfg.shape_captions) for k in idx.tolist()]
         drop = rng.uniform(size=cfg.batch_size) < 0.1  # 10% empty captions: classifier-free guidance works
         captions = ["" if d else c for c, d in zip(captions, drop)]
         ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
         cond = enc(ids.to(device))[0]
         pred = unet(torch.cat([noisy, lat_mask, masked], 1), t, encoder_hidden_states=cond).sample
-        loss = F.mse_loss(pred, noise)
+        loss = denoising_loss(pred, noise, lat_mask, a.view(-1), cfg.outside_weight, cfg.snr_gamma)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

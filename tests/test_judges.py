@@ -1,0 +1,106 @@
+"""The judges that look at the repainted region, and textual inversion inside the object's mask."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ddb_core.bench.judges import (CROP, JUDGE_SEEDS_FROM, JUDGES_DIR, JudgeTrainConfig, crop_box, judge_crop,
+                                   judge_seed, load_judges, render_judge_set)
+from ddb_core.demo.data import RESERVED_SEEDS_FROM, DemoDataConfig, render_scene
+from ddb_core.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_judges_never_see_a_benchmark_seed():
+    cfg = JudgeTrainConfig()
+    used = [judge_seed(s) for s in (*cfg.train_seeds, cfg.check_seed)]
+    assert all(s >= JUDGE_SEEDS_FROM > RESERVED_SEEDS_FROM for s in used)
+    # the shipped judges were trained on those seeds, and a benchmark cannot use them
+    record = json.loads((REPO / JUDGES_DIR / "judges.json").read_text())
+    assert all(s >= RESERVED_SEEDS_FROM for s in record["judge_seeds"]["train"] + [record["judge_seeds"]["check"]])
+    for s in used + [RESERVED_SEEDS_FROM]:
+        with pytest.raises(ConfigError, match="reserved"):
+            DemoDataConfig(seed=s)
+    DemoDataConfig(seed=RESERVED_SEEDS_FROM - 1)  # the last benchmark seed
+    # and a judge render is not the benchmark render of the same index
+    a = render_judge_set(0, 4)["crops"]
+    b = render_judge_set(1, 4)["crops"]
+    assert a.shape == (4, CROP, CROP, 3) and not np.array_equal(a, b)
+
+
+def _pad(image: np.ndarray, mask: np.ndarray, top: int, left: int, bottom: int, right: int):
+    """The scene on a non-square canvas (the border repeated), and its mask moved with it."""
+    img = np.pad(image, ((top, bottom), (left, right), (0, 0)), mode="edge")
+    m = np.pad(mask, ((top, bottom), (left, right)))
+    return img, m
+
+
+@pytest.mark.parametrize("pad", [(0, 0, 0, 20), (12, 0, 6, 0), (3, 9, 0, 0)])
+def test_a_rendered_bird_counts_once_and_its_background_not_at_all(pad):
+    from ddb_core.method.masking import box_of, dilate
+
+    judges = load_judges(REPO / JUDGES_DIR)
+    images, backgrounds, masks, targets = [], [], [], []
+    for k in range(8):  # every class on every place, in benchmark-like renders (a seed no judge saw)
+        y, place = k % 2, (k // 2) % 2
+        scene = render_scene(np.random.default_rng([7, k]), y, place, 64 + 8 * (k % 3))
+        repaint = box_of(scene.mask) if k % 2 else dilate(scene.mask, 8)
+        img, m = _pad(scene.image, repaint, *pad)
+        bg, _ = _pad(scene.background, repaint, *pad)
+        assert img.shape[0] != img.shape[1]
+        images.append(img), backgrounds.append(bg), masks.append(m), targets.append(y)
+    for img, bg, m, y in zip(images, backgrounds, masks, targets):
+        assert judges.count_target_birds([img], [m], [y]) == 1
+        assert judges.count_target_birds([bg], [m], [y]) == 0
+        assert judges.count_target_birds([img], [m], [1 - y]) == 0  # the other class is not a target bird
+
+
+def test_the_crop_is_square_inside_any_image():
+    mask = np.zeros((50, 90), np.uint8)
+    mask[40:50, 80:90] = 255  # at a corner
+    top, left, h, w = crop_box(mask)
+    assert h == w and 0 <= top and top + h <= 50 and 0 <= left and left + w <= 90
+    assert judge_crop(np.zeros((50, 90, 3), np.uint8), mask).shape == (CROP, CROP, 3)
+    assert crop_box(np.zeros((30, 70), np.uint8)) == (0, 20, 30, 30)  # no mask: the centre square
+
+
+def test_masked_inversion_loss_ignores_everything_outside_the_mask():
+    import torch
+
+    from ddb_core.method.inversion import latent_mask, masked_denoising_loss
+
+    g = torch.Generator().manual_seed(0)
+    pred, target = torch.randn(2, 4, 10, 14, generator=g), torch.randn(2, 4, 10, 14, generator=g)
+    pixels = torch.zeros(2, 1, 40, 56)
+    pixels[0, :, 8:20, 12:30] = 1
+    pixels[1, :, 30:33, 50:52] = 1  # a thin object still has latent cells
+    w = latent_mask(pixels, (10, 14))
+    assert w[1].sum() > 0 and set(w.unique().tolist()) <= {0.0, 1.0}
+    base = masked_denoising_loss(pred, target, w)
+    changed = pred.clone()
+    changed[w.expand_as(pred) == 0] += torch.randn(int((w.expand_as(pred) == 0).sum()), generator=g) * 10
+    assert torch.allclose(masked_denoising_loss(changed, target, w), base)  # outside: unchanged
+    changed[w.expand_as(pred) == 1] += 1.0
+    assert not torch.allclose(masked_denoising_loss(changed, target, w), base)  # inside: it counts
+    assert masked_denoising_loss(pred, target, torch.zeros_like(w)) == 0  # an empty mask adds nothing
+
+
+def test_inversion_inside_the_mask_needs_masks_and_learns_on_any_size(tiny_pipe_factory):
+    from ddb_core.method.inversion import InversionConfig, learn_token
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 255, (48, 80, 3), dtype=np.uint8), rng.integers(0, 255, (70, 52, 3), dtype=np.uint8)]
+    masks = [np.zeros(im.shape[:2], np.uint8) for im in imgs]
+    masks[0][10:30, 20:50] = 255
+    masks[1][30:60, 5:40] = 255
+    cfg = InversionConfig(steps=2, batch_size=2)
+    assert cfg.region == "mask"
+    with pytest.raises(ConfigError, match="needs one object mask per image"):
+        learn_token(tiny_pipe_factory(), imgs, "<w>", "bird", cfg=cfg)
+    with pytest.raises(ConfigError, match="mask 1 is empty"):
+        learn_token(tiny_pipe_factory(), imgs, "<w>", "bird", cfg=cfg, masks=[masks[0], np.zeros((70, 52), np.uint8)])
+    res = learn_token(tiny_pipe_factory(), imgs, "<w>", "bird", cfg=cfg, masks=masks)
+    assert len(res.loss_curve) == 2 and all(np.isfinite(res.loss_curve))
