@@ -1221,6 +1221,7 @@ def _inpainter_args(p):
                    help="also the class swap read by a whole-image group-balanced classifier (the earlier judge)")
     p.add_argument("--section", default="inpainter",
                    help="docs/benchmarks.md section and the name of its JSON and grid (default: %(default)s)")
+    p.add_argument("--label", help="the section's title (default: the model)")
     p.add_argument("--workdir", default="projects/bench", help="where the judge's project goes (default: %(default)s)")
     _no_docs(p)
 
@@ -1238,7 +1239,8 @@ def _bench_inpainter(a, progress):
                           json_path=None if a.no_docs else Path(f"docs/bench/{a.section}.json"),
                           grid_path=None if a.no_docs else Path(f"docs/images/micro-inpainter-grid{suffix}.png"),
                           on_progress=progress, shapes=tuple(a.shapes), ti_source=a.ti_source, ti_region=a.ti_region,
-                          ti_shape=a.ti_shape, grid_shape=a.grid_shape, oracle=a.oracle, section=a.section)
+                          ti_shape=a.ti_shape, grid_shape=a.grid_shape, oracle=a.oracle, section=a.section,
+                          label=a.label)
     progress.close()
     print(inpainter_markdown(res))
     folder = Path(resolve_model_ref(a.model))
@@ -1256,6 +1258,9 @@ def _judges_args(p):
     p.add_argument("--epochs", type=int, default=c.epochs, help="default: %(default)s")
     p.add_argument("--check-on", default=None, metavar="DATASET",
                    help="also check the judges on this demo benchmark's val renders (from `ddb demo-data`)")
+    p.add_argument("--docs-only", action="store_true",
+                   help="write the docs section from the stored judges (OUT/judges.json) without training again")
+    _no_docs(p)
 
 
 @command("bench judges", "train the judges that look at the repainted region (bird present, which bird) on their own renders",
@@ -1265,11 +1270,41 @@ def _bench_judges(a, progress):
 
     from .bench.judges import JudgeTrainConfig, check_on_real_renders, load_judges, train_judges
 
-    rec = train_judges(JudgeTrainConfig(n_train=a.n, epochs=a.epochs), a.out, on_progress=progress)
+    if a.docs_only:
+        rec = json.loads((Path(a.out) / "judges.json").read_text())
+    else:
+        rec = train_judges(JudgeTrainConfig(n_train=a.n, epochs=a.epochs), a.out, on_progress=progress)
     progress.close()
+    real = check_on_real_renders(load_judges(a.out), a.check_on) if a.check_on else None
+    if not a.no_docs:
+        from .bench.docs import DOC, write_section
+        from .bench.judges import judges_markdown
+
+        write_section(DOC, "judges", judges_markdown(rec, real))
     print(json.dumps(rec["check"], indent=2))
-    if a.check_on:
-        print(json.dumps(check_on_real_renders(load_judges(a.out), a.check_on), indent=2))
+    if real:
+        print(json.dumps(real, indent=2))
+    return 0
+
+
+def _micro_cost_args(p):
+    p.add_argument("--preset", choices=("corpus", "v1"), default="corpus", help="default: %(default)s")
+    p.add_argument("--steps", type=int, default=5, help="timed steps per phase (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="default: %(default)s")
+    _no_docs(p)
+
+
+@command("bench micro-cost", "what train-micro-inpainter costs on this machine: seconds per step of each phase, and the "
+         "projected wall time", _micro_cost_args)
+def _bench_micro_cost(a, progress):
+    from .bench.docs import DOC, write_result
+    from .bench.micro_cost import micro_cost, micro_cost_markdown
+
+    res = micro_cost(a.preset, a.steps, a.device)
+    md = micro_cost_markdown(res)
+    if not a.no_docs:
+        write_result(res, DOC, Path(f"docs/bench/micro-cost-{a.preset}.json"), f"micro-cost-{a.preset}", md)
+    print(md)
     return 0
 
 

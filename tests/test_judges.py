@@ -104,3 +104,19 @@ def test_inversion_inside_the_mask_needs_masks_and_learns_on_any_size(tiny_pipe_
         learn_token(tiny_pipe_factory(), imgs, "<w>", "bird", cfg=cfg, masks=[masks[0], np.zeros((70, 52), np.uint8)])
     res = learn_token(tiny_pipe_factory(), imgs, "<w>", "bird", cfg=cfg, masks=masks)
     assert len(res.loss_curve) == 2 and all(np.isfinite(res.loss_curve))
+
+
+def test_target_birds_of_a_project_split_kept_and_pruned(candidates_project, capsys):
+    from ddb_core.bench.demo import judged_target_birds
+    from ddb_core.cli import main
+    from ddb_core.decisions import summary, thresholds
+
+    judged = judged_target_birds(candidates_project)
+    counts = summary(candidates_project, thresholds(candidates_project), method="ddb")
+    assert set(judged) == set(counts)
+    for d, v in judged.items():
+        assert v["kept"]["n"] == counts[d]["kept"] and v["kept"]["n"] + v["pruned"]["n"] == counts[d]["candidates"]
+        assert 0 <= v["kept"]["target_bird"] <= v["kept"]["n"] and 0 <= v["pruned"]["target_bird"] <= v["pruned"]["n"]
+    assert main(["bench", "target-birds", "-p", str(candidates_project.root), "--no-docs"]) == 0
+    out = capsys.readouterr().out
+    assert "| direction | kept | kept: target birds |" in out and "0->1" in out

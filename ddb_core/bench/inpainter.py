@@ -104,7 +104,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                     grid_path: Optional[Path] = GRID, on_progress: Optional[ProgressFn] = None,
                     shapes: Sequence[str] = DEFAULT_SHAPES, ti_source: str = "high_loss", ti_region: str = "mask",
                     ti_shape: str = "object+8px", grid_shape: Optional[str] = None, oracle: bool = False,
-                    judges_dir: Optional[str] = None, section: str = "inpainter") -> dict:
+                    judges_dir: Optional[str] = None, section: str = "inpainter", label: Optional[str] = None) -> dict:
     """``shapes``: the repaint masks measured; ``ti_shape``: the mask textual inversion counts its loss in (region
     "mask"); ``grid_shape``: the mask of the grid (default: the demo's)."""
     from ..demo.pipeline import DemoPipelineConfig
@@ -215,7 +215,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
               "oracle_model": ({"path": oracle_row["path"], "test_wga": oracle_row["metrics"]["test"]["worst_group_acc"]}
                                if oracle_row else None),
               "per_seed": per_seed, "median": median, "gates": gates, "seconds": round(time.monotonic() - t_start, 1),
-              "command": cmd, "model_sha256": model_fingerprint(model)}
+              "command": cmd, "model_sha256": model_fingerprint(model), "section": section, "label": label}
     if grid_path and grid_rows:
         _grid(grid_rows, grid_path)
         result["grid"] = str(grid_path)
@@ -225,21 +225,27 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     return result
 
 
-def _grid(rows, path: Path, scale: int = 2) -> None:
-    """source / mask / result rows for each direction, every image at its size × ``scale``; a green bar under a
-    result the judges call a target bird, a red one under the others."""
+def _grid(rows, path: Path, scale: int = 2, per_line: int = 12) -> None:
+    """source / mask / result rows for each direction, ``per_line`` candidates a line, every image at its size ×
+    ``scale``; a green bar under a result the judges call a target bird, a red one under the others."""
     from PIL import Image, ImageDraw
 
     cell, gap, title_h, bar = 64 * scale, 4, 22, 5
-    n = max(len(r[1]) for r in rows)
+    blocks = []  # (title or None, srcs, masks, outs, verdict) of at most per_line candidates
+    for title, srcs, masks, outs, verdict in rows:
+        for b in range(0, len(srcs), per_line):
+            blocks.append((title if b == 0 else None, srcs[b:b + per_line], masks[b:b + per_line],
+                           outs[b:b + per_line], verdict[b:b + per_line]))
     block_h = title_h + 3 * (cell + gap) + bar + gap
-    sheet = Image.new("RGB", (n * (cell + gap) + gap, len(rows) * block_h + 24), "white")
+    width = min(per_line, max(len(b[1]) for b in blocks)) * (cell + gap) + gap
+    sheet = Image.new("RGB", (width, len(blocks) * block_h + 24), "white")
     draw = ImageDraw.Draw(sheet)
     draw.text((gap, 4), "source / mask / result with the learned token; bar: green = the judges see a target bird, "
                         "red = not", fill="black")
-    for r, (title, srcs, masks, outs, verdict) in enumerate(rows):
+    for r, (title, srcs, masks, outs, verdict) in enumerate(blocks):
         top = 24 + r * block_h
-        draw.text((gap, top + 4), title, fill="black")
+        if title:
+            draw.text((gap, top + 4), title.replace("→", "->"), fill="black")
         for k in range(len(srcs)):
             x = gap + k * (cell + gap)
             for q, img in enumerate((srcs[k], np.repeat(masks[k][..., None], 3, 2), outs[k])):
@@ -262,7 +268,7 @@ def _p(x: float) -> str:
 
 def inpainter_markdown(res: dict) -> str:
     jc = res["judge_check"]
-    lines = ["## Micro inpainting model: quality gates", "",
+    lines = [f"## Inpainting quality gates: {res.get('label') or res['model']}", "",
              f"Command: `{res['command']}` (weights sha256 {res.get('model_sha256') or '—'}…; the first "
              f"{res['n_per_direction']} **val** images of each direction in id order; textual inversion on "
              f"{res['ti_size']} {res['ti_source'].replace('_', '-')} train images per class, {res['ti_steps']} steps, "
@@ -324,7 +330,7 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         "pipe = StableDiffusionInpaintPipeline.from_pretrained(\"data/models/micro-sd-inpainting\")", "```", "",
         "## Training", "",
         f"- command: `python -m ddb_core demo-data --out projects/micro/dataset --seed {data_cfg.get('seed', 0)}` then "
-        "`python -m ddb_core train-micro-inpainter --data projects/micro/dataset --out projects/micro/model "
+        "`python -m ddb_core train-micro-inpainter --preset v1 --data projects/micro/dataset --out projects/micro/model "
         + (f"--vae-steps {cfg['vae_steps']} --unet-steps {info['extended_from_unet_steps']} --seed {cfg['seed']}`, "
            f"then the same command with `--unet-steps {cfg['unet_steps']}` (it continues from the checkpoint; the "
            f"cosine schedule is stretched to the new end at that point, so one run straight to {cfg['unet_steps']} "
@@ -334,6 +340,8 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         f"{m['sample_size']} px) with their ground-truth object masks",
         "- captions are class-agnostic (\"a photo of a bird on water\", \"a picture of a bird on the left on land\"): the "
         "class can only come from textual inversion",
+        "- retrained today, the tokenizer differs in one respect: every listed word is now one token (\"land\" was "
+        "split into \"l\" + \"and\" by the merge order of the tokenizer this model ships with)",
         f"- steps: VAE {cfg['vae_steps']} (batch {cfg['vae_batch_size']}, lr {cfg['vae_lr']}), UNet + text encoder "
         f"{cfg['unet_steps']} (batch {cfg['batch_size']}, peak lr {cfg['unet_lr']}, cosine"
         + (f", restarted at UNet step {cfg['unet_restart_steps']}" if cfg.get("unet_restart_steps") else "")
@@ -361,12 +369,14 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
                   "≤ 0.04): " + "; ".join(f"{k} masks {'met' if g['met'] else 'not met'}" for k, g in gates["gates"].items())
                   + "."]
     lines += ["", "## Limits", "",
-              "Trained on one synthetic benchmark at 64 px: it draws that benchmark's birds and backgrounds and nothing "
-              "else. For real data use SD2-inpainting or another diffusers inpainting model by name.", "",
-              "A class swap is what the judge (a classifier) reads, not a well-drawn bird: with 16-px latents a bird is "
-              "a few latent pixels, and a repainted region often carries the target class's colour and texture "
-              "(stripes, orange spots, water) more than its shape. With the tight object silhouette the source's shape "
-              "stays and decides the class. Look at the grid (`docs/images/micro-inpainter-grid.png`)."]
+              "Trained on one synthetic benchmark at 64 px, for the offline demo only. For real data use SD2-inpainting "
+              "or another diffusers inpainting model by name.", "",
+              "**It does not draw the bird.** In most candidates the repainted region holds the target's background "
+              "(a square of waves on land) or a mottled blob, and the judges, which read the repainted region as a person "
+              "does, find a bird of the target class in a few of them (the figures above). A classifier of the whole "
+              "image calls many of these class swaps: it reads the texture. With 16-px latents a bird is three or four "
+              "latent pixels. Look at the grid (`docs/images/micro-inpainter-grid-baseline.png`) before trusting any "
+              "figure built on these candidates."]
     path = model_dir / "README.md"
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -399,3 +399,32 @@ def check_on_real_renders(judges: Judges, dataset_dir: str | Path, split: str = 
     rates = [x for s in out["shapes"].values() for x in s["target_bird"].values()]
     out["gate_met"] = bool(min(rates) >= REAL_RENDER_GATE)
     return out
+
+
+def judges_markdown(record: dict, real: Optional[dict] = None) -> str:
+    """The docs section of the judges: how they were trained and how they do on held-out renders and real ones."""
+    c = record["check"]
+    lines = ["## The judges: what a person sees in a repainted region", "",
+             f"Command: `{record['command']}`. Two small CNNs read a square crop around the repaint mask ({record['crop']} "
+             "px), never the whole image: *bird present* (bird / no bird) and *which bird* (landbird / waterbird, trained "
+             "on birds over every background in equal numbers). A candidate is a **target bird** when the first says bird "
+             "and the second names its target class. Trained on "
+             f"{record['config']['n_train']} scenes rendered for them with data seed(s) "
+             f"{', '.join(map(str, record['judge_seeds']['train']))} (no benchmark may use a seed from "
+             f"{RESERVED_SEEDS_FROM:,} up), half birds, half \"no bird\" of these kinds: " + ", ".join(NEGATIVE_KINDS)
+             + f"; {record['seconds'] / 60:.1f} min on this machine's CPU.", "",
+             f"On {c['n']} held-out judge renders (data seed {record['judge_seeds']['check']}): birds called birds "
+             f"{100 * c['bird_called_bird']:.1f}%, the right class named for {100 * c['which_correct_on_birds']:.1f}% of "
+             "them; \"no bird\" called a bird: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in c["no_bird_called_bird"].items())
+             + "."]
+    if real:
+        lines += ["", f"On the benchmark's own {real['split']} renders (data seed {real['data_seed']}, {real['n']} images): "
+                  + "; ".join(f"{shape} crops: real birds are target birds of their own class "
+                              + ", ".join(f"{100 * v:.1f}% (class {k})" for k, v in sh["target_bird"].items())
+                              + f", the same scenes without their bird are called a bird {100 * sh['background_called_bird']:.1f}%"
+                              for shape, sh in real["shapes"].items())
+                  + f" (gate ≥ 97%: **{'met' if real['gate_met'] else 'not met'}**)."]
+    lines += ["", "Where they and a person part: on the orange lumpy blobs of a half-trained corpus model (docs below, "
+              "\"generators tried\"), the judges still call some of them birds where a person sees blobs. Their figures "
+              "are an upper bound of what a person would call a target bird; look at the grids."]
+    return "\n".join(lines) + "\n"

@@ -36,7 +36,10 @@ class DemoPipelineConfig:
     ti_steps: int = 400
     masker_shape: str = "box"  # provided masks: the object's box ("box") or silhouette ("mask")
     masker_dilate: int = 0  # provided masks grown by this many pixels (the masker's dilate option)
-    ti_region: str = "mask"  # textual inversion's loss inside each image's mask ("mask") or over the image ("image")
+    # textual inversion's loss inside each image's mask ("mask", the product's default) or over the whole image
+    # ("image"); the demo keeps the whole image until a val measurement with the judges says otherwise
+    # (`bench inpainter --section inpainter-recipe`, docs/benchmarks.md)
+    ti_region: str = "image"
     inpaint_steps: int = 20
     guidance: float = 7.5
     ig_steps: int = 20
