@@ -83,8 +83,8 @@ def _inversion_rows(project, source: str, size: int, seed: int, on_progress) -> 
         if source == "high_loss":
             from ..method.selection import class_rows_by_loss
 
-            cls = [dict(r, mask_path=project.db["samples"].get(r["id"])["mask_path"]) for r in class_rows_by_loss(project, c)]
-        out[c] = inversion_rows(project, c, cls, cfg)
+            cls = class_rows_by_loss(project, c)
+        out[c] = [project.db["samples"].get(r["id"]) for r in inversion_rows(project, c, cls, cfg)]
     return out
 
 
