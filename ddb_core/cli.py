@@ -1320,7 +1320,7 @@ def _target_birds_args(p):
 def _bench_target_birds(a, progress):
     import json
 
-    from .bench.demo import judged_target_birds, target_bird_lines
+    from .bench.judges import judged_target_birds, target_bird_lines
     from .bench.docs import DOC, write_result
     from .decisions import thresholds, thresholds_json
     from .method.inpainting import model_fingerprint

@@ -107,7 +107,7 @@ def test_inversion_inside_the_mask_needs_masks_and_learns_on_any_size(tiny_pipe_
 
 
 def test_target_birds_of_a_project_split_kept_and_pruned(candidates_project, capsys):
-    from ddb_core.bench.demo import judged_target_birds
+    from ddb_core.bench.judges import judged_target_birds
     from ddb_core.cli import main
     from ddb_core.decisions import summary, thresholds
 

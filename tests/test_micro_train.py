@@ -212,3 +212,15 @@ def test_inpainter_gate_report_gives_the_target_bird_rate_per_source_background(
     assert "real birds are target birds of their own class 99.0%, 100.0%" in text and "**met**" in text
     assert "| 1->0 | box | 20.0 | 70.0 | 70.0 | +0.0 | 100.0 | 0.0300 |" in text
     assert "target bird ≥ 80% in both directions: **not met**" in text
+
+
+def test_micro_cost_projects_the_command_from_its_timed_steps():
+    from ddb_core.bench.micro_cost import micro_cost, micro_cost_markdown
+
+    res = micro_cost("v1", steps=1)
+    c = res["config"]
+    expect = (c["corpus"] * res["seconds_per_corpus_image"] + c["vae_steps"] * res["seconds_per_vae_step"]
+              + c["unet_steps"] * res["seconds_per_unet_step"]) / 60
+    assert res["seconds_per_unet_step"] > 0 and abs(res["projected_minutes"] - expect) < 0.2
+    assert res["fits"] == (res["projected_minutes"] <= 150) and c["unet_steps"] == 6500
+    assert "projected: **" in micro_cost_markdown(res)

@@ -49,6 +49,7 @@ from ..method.inpainting import MICRO_MODEL, model_fingerprint
 from ..progress import ProgressFn
 from ..store import Project
 from .docs import write_result
+from .judges import judged_target_birds, tally, target_bird_lines
 from .words import TI_WORDS, _gamma_lines, _gamma_words, _model_note  # noqa: F401 (average and scgs import them from here too)
 
 DEFAULT_MODEL = MICRO_MODEL
@@ -516,57 +517,8 @@ def judged_swaps(project: Project, judge_id: int, method: str = "ddb") -> dict[s
     out: dict[str, dict[str, dict[str, int]]] = {}
     if not rows:
         return out
-    for r, hit in zip(rows, says_target(project, judge_id, rows)):
-        d = out.setdefault(f"{r['source_label']}->{r['target_label']}",
-                           {"kept": {"n": 0, "judged_target": 0}, "pruned": {"n": 0, "judged_target": 0}})
-        part = d["kept" if kept[r["id"]] else "pruned"]
-        part["n"] += 1
-        part["judged_target"] += int(hit)
+    tally(out, rows, says_target(project, judge_id, rows), kept, "judged_target")
     return dict(sorted(out.items()))
-
-
-def judged_target_birds(project: Project, method: str = "ddb", judges=None) -> dict[str, dict[str, dict[str, int]]]:
-    """Per direction "i->i'", for the kept and the pruned candidates at the project's current decisions: how many,
-    and how many the judges of ``bench.judges`` call a target bird (a bird of class i' in the repainted region).
-
-    What a person sees, not what a classifier of the whole image reads: a square of the target's background pasted
-    where the bird was is not a target bird here."""
-    from ..decisions import decisions
-    from ..imaging import load_mask, load_rgb
-    from .judges import load_judges
-
-    judges = judges or load_judges()
-    kept = {d.candidate_id: d.kept for d in decisions(project, "c.method = ?", [method])}
-    rows = [r for r in project.db.query("select c.id, c.source_label, c.target_label, c.path, m.path as mask_path "
-                                        "from candidates c join masks m on m.id = c.mask_id where c.method = ? "
-                                        "order by c.id", [method]) if r["id"] in kept]
-    out: dict[str, dict[str, dict[str, int]]] = {}
-    for b in range(0, len(rows), 256):
-        batch = rows[b:b + 256]
-        verdict = judges.judge([load_rgb(project.project_path(r["path"])) for r in batch],
-                               [load_mask(project.project_path(r["mask_path"])) for r in batch],
-                               [r["target_label"] for r in batch])["target_bird"]
-        for r, hit in zip(batch, verdict):
-            d = out.setdefault(f"{r['source_label']}->{r['target_label']}",
-                               {"kept": {"n": 0, "target_bird": 0}, "pruned": {"n": 0, "target_bird": 0}})
-            part = d["kept" if kept[r["id"]] else "pruned"]
-            part["n"] += 1
-            part["target_bird"] += int(hit)
-    return dict(sorted(out.items()))
-
-
-def target_bird_lines(judged: dict) -> list[str]:
-    """The table of ``judged_target_birds``, with the two shares a user needs: of the kept candidates, how many are
-    target birds; of the target birds, how many are kept."""
-    lines = ["| direction | kept | kept: target birds | pruned | pruned: target birds | kept that are target birds | "
-             "target birds that are kept |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for d, v in judged.items():
-        k, p = v["kept"], v["pruned"]
-        birds = k["target_bird"] + p["target_bird"]
-        lines.append(f"| {d} | {k['n']} | {k['target_bird']} | {p['n']} | {p['target_bird']} | "
-                     + (f"{100 * k['target_bird'] / k['n']:.0f}%" if k["n"] else "—") + " | "
-                     + (f"{100 * k['target_bird'] / birds:.0f}%" if birds else "— (none)") + " |")
-    return lines
 
 
 def _share(part: dict) -> str:

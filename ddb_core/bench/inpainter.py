@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, ProjectError
+from ..errors import ProjectError
 from ..progress import ProgressFn
 from .judges import mask_of
 

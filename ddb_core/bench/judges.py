@@ -428,3 +428,55 @@ def judges_markdown(record: dict, real: Optional[dict] = None) -> str:
               "\"generators tried\"), the judges still call some of them birds where a person sees blobs. Their figures "
               "are an upper bound of what a person would call a target bird; look at the grids."]
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# A project's candidates, judged.
+
+
+def tally(out: dict, rows: list[dict], hits, kept: dict[int, bool], key: str) -> None:
+    """Count each row in ``out[direction][kept|pruned]``: ``n``, and ``key`` where its hit is true."""
+    for r, hit in zip(rows, hits):
+        d = out.setdefault(f"{r['source_label']}->{r['target_label']}",
+                           {"kept": {"n": 0, key: 0}, "pruned": {"n": 0, key: 0}})
+        part = d["kept" if kept[r["id"]] else "pruned"]
+        part["n"] += 1
+        part[key] += int(hit)
+
+
+def judged_target_birds(project, method: str = "ddb", judges=None) -> dict[str, dict[str, dict[str, int]]]:
+    """Per direction "i->i'", for the kept and the pruned candidates at the project's current decisions: how many,
+    and how many the judges of ``bench.judges`` call a target bird (a bird of class i' in the repainted region).
+
+    What a person sees, not what a classifier of the whole image reads: a square of the target's background pasted
+    where the bird was is not a target bird here."""
+    from ..decisions import decisions
+    from ..imaging import load_mask, load_rgb
+
+    judges = judges or load_judges()
+    kept = {d.candidate_id: d.kept for d in decisions(project, "c.method = ?", [method])}
+    rows = [r for r in project.db.query("select c.id, c.source_label, c.target_label, c.path, m.path as mask_path "
+                                        "from candidates c join masks m on m.id = c.mask_id where c.method = ? "
+                                        "order by c.id", [method]) if r["id"] in kept]
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for b in range(0, len(rows), 256):
+        batch = rows[b:b + 256]
+        verdict = judges.judge([load_rgb(project.project_path(r["path"])) for r in batch],
+                               [load_mask(project.project_path(r["mask_path"])) for r in batch],
+                               [r["target_label"] for r in batch])["target_bird"]
+        tally(out, batch, verdict, kept, "target_bird")
+    return dict(sorted(out.items()))
+
+
+def target_bird_lines(judged: dict) -> list[str]:
+    """The table of ``judged_target_birds``, with the two shares a user needs: of the kept candidates, how many are
+    target birds; of the target birds, how many are kept."""
+    lines = ["| direction | kept | kept: target birds | pruned | pruned: target birds | kept that are target birds | "
+             "target birds that are kept |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for d, v in judged.items():
+        k, p = v["kept"], v["pruned"]
+        birds = k["target_bird"] + p["target_bird"]
+        lines.append(f"| {d} | {k['n']} | {k['target_bird']} | {p['n']} | {p['target_bird']} | "
+                     + (f"{100 * k['target_bird'] / k['n']:.0f}%" if k["n"] else "—") + " | "
+                     + (f"{100 * k['target_bird'] / birds:.0f}%" if birds else "— (none)") + " |")
+    return lines

@@ -11,8 +11,6 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict
-from pathlib import Path
-from typing import Optional
 
 LIMIT_MIN = 150.0
 

@@ -173,7 +173,7 @@ def demo_markdown(res: dict) -> str:
         f"data seed {pd['data_seed']}: " + ", ".join(f"{d} {v['kept']}/{v['candidates']} kept" for d, v in pd["pruning"].items())
         for pd in res["per_data_seed"])]
     if any(pd.get("target_birds") for pd in res["per_data_seed"]):
-        from .demo import target_bird_lines
+        from .judges import target_bird_lines
 
         for pd in res["per_data_seed"]:
             if pd.get("target_birds"):
