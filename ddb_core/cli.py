@@ -1211,7 +1211,7 @@ def _inpainter_args(p):
                    help="which train images the tokens learn from (default: %(default)s)")
     p.add_argument("--ti-region", choices=("mask", "image"), default="mask",
                    help="textual inversion's loss inside each image's mask or over the whole image (default: %(default)s)")
-    p.add_argument("--ti-shape", default="object+8px", help="the mask textual inversion counts its loss in (default: %(default)s)")
+    p.add_argument("--ti-shape", default="object", help="the mask textual inversion counts its loss in (default: %(default)s, the object itself, as `ddb invert` does)")
     p.add_argument("--shapes", nargs="+", default=["object+8px", "box"], metavar="SHAPE",
                    help="repaint masks to measure: object, object+Npx, box (default: %(default)s)")
     p.add_argument("--grid-shape", help="the mask shape of the grid (default: the demo's)")

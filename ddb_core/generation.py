@@ -159,13 +159,32 @@ def compute_selected_masks(project: Project, masker: Masker, labels: Optional[Se
 # textual inversion
 
 
+def inversion_masker(masker: Masker) -> Masker:
+    """The masker whose masks textual inversion counts its loss in: the object itself, not the region to repaint.
+    A provided masker that repaints the object's box, or its silhouette grown, gives the silhouette here: in a box
+    most of the loss would fall on the background around the object, and the token would learn that background
+    (measured on the demo: `bench inpainter --ti-shape`, docs/benchmarks.md)."""
+    import copy
+
+    from .method.masking import ProvidedMasker
+
+    if isinstance(masker, ProvidedMasker) and (masker.shape != "mask" or masker.dilate_radius):
+        return ProvidedMasker(masker.resolve)
+    if getattr(masker, "dilate_radius", 0):  # langsam, grabcut, gradcam grown by the user: the object as found
+        tight = copy.copy(masker)
+        tight.dilate_radius = 0
+        return tight
+    return masker
+
+
 def invert_classes(project: Project, inpainter: Inpainter, labels: Sequence[int], cfg: InversionConfig = InversionConfig(),
                    on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
                    masker: Optional[Masker] = None) -> dict[int, int]:
     """Learn and store one token per class in ``labels``; returns class -> tokens row id.
 
     With ``cfg.region`` "mask" (the default) the inversion images are masked first by ``masker`` (the project's
-    masker, as for the source images; stored like every mask) and the loss is counted inside each object's mask;
+    masker, as for the source images, but the object's own silhouette: ``inversion_masker``; stored like every
+    mask) and the loss is counted inside each object's mask;
     images where the masker finds nothing are left out, and the count is recorded with the token."""
     if cfg.region == "mask" and masker is None:
         raise ProjectError("textual inversion inside the object's mask needs the project's masker (or region 'image')")
@@ -176,7 +195,7 @@ def invert_classes(project: Project, inpainter: Inpainter, labels: Sequence[int]
             raise ProjectError(f"class {label} has no inversion images selected (ti_size 0?); generation will use the plain prompt")
         masks = None
         if cfg.region == "mask":
-            found = compute_masks(project, masker, rows, on_progress=on_progress, cancel=cancel)
+            found = compute_masks(project, inversion_masker(masker), rows, on_progress=on_progress, cancel=cancel)
             rows = [r for r in rows if found[r["id"]]["status"] == "ok"]
             if not rows:
                 raise ProjectError(f"class {label}: the masker ({masker.name}) found no object in any of its inversion "

@@ -120,3 +120,17 @@ def test_target_birds_of_a_project_split_kept_and_pruned(candidates_project, cap
     assert main(["bench", "target-birds", "-p", str(candidates_project.root), "--no-docs"]) == 0
     out = capsys.readouterr().out
     assert "| direction | kept | kept: target birds |" in out and "0->1" in out
+
+
+def test_inversion_counts_its_loss_in_the_object_not_the_repaint_region(tmp_path):
+    from ddb_core.generation import inversion_masker
+    from ddb_core.method.masking import GrabCutMasker, ProvidedMasker
+
+    box = ProvidedMasker(lambda p: tmp_path / p, shape="box", dilate_radius=4)
+    tight = inversion_masker(box)
+    assert isinstance(tight, ProvidedMasker) and tight.shape == "mask" and tight.dilate_radius == 0
+    assert tight.resolve("a.png") == tmp_path / "a.png"
+    grown = GrabCutMasker(dilate_radius=3)
+    assert inversion_masker(grown).dilate_radius == 0 and grown.dilate_radius == 3  # the project's masker is untouched
+    plain = ProvidedMasker(lambda p: tmp_path / p)
+    assert inversion_masker(plain) is plain

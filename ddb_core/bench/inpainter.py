@@ -103,7 +103,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                     data_seed: int = 0, doc: Optional[Path] = None, json_path: Optional[Path] = None,
                     grid_path: Optional[Path] = GRID, on_progress: Optional[ProgressFn] = None,
                     shapes: Sequence[str] = DEFAULT_SHAPES, ti_source: str = "high_loss", ti_region: str = "mask",
-                    ti_shape: str = "object+8px", grid_shape: Optional[str] = None, oracle: bool = False,
+                    ti_shape: str = "object", grid_shape: Optional[str] = None, oracle: bool = False,
                     judges_dir: Optional[str] = None, section: str = "inpainter", label: Optional[str] = None) -> dict:
     """``shapes``: the repaint masks measured; ``ti_shape``: the mask textual inversion counts its loss in (region
     "mask"); ``grid_shape``: the mask of the grid (default: the demo's)."""
@@ -208,7 +208,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
             gates[kind]["background_mae_le_004"]
     cmd = (f"python -m ddb_core bench inpainter --model {model} --seeds {' '.join(map(str, seeds))} --shapes {' '.join(shapes)}"
            f" --ti-source {ti_source} --ti-region {ti_region}" + (f" --ti-shape {ti_shape}" if ti_region == "mask" else "")
-           + (" --oracle" if oracle else ""))
+           + (" --oracle" if oracle else "") + (f" --section {section}" if section != "inpainter" else ""))
     result = {"model": model, "seeds": list(seeds), "n_per_direction": n, "ti_size": ti_size, "ti_steps": ti_steps,
               "ti_source": ti_source, "ti_region": ti_region, "ti_shape": ti_shape, "shapes": list(shapes),
               "grid_shape": grid_shape, "inpaint": asdict(cfg), "judge_check": judge_check, "gate_values": GATES,

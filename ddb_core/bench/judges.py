@@ -424,9 +424,12 @@ def judges_markdown(record: dict, real: Optional[dict] = None) -> str:
                               + f", the same scenes without their bird are called a bird {100 * sh['background_called_bird']:.1f}%"
                               for shape, sh in real["shapes"].items())
                   + f" (gate ≥ 97%: **{'met' if real['gate_met'] else 'not met'}**)."]
-    lines += ["", "Where they and a person part: on the orange lumpy blobs of a half-trained corpus model (docs below, "
-              "\"generators tried\"), the judges still call some of them birds where a person sees blobs. Their figures "
-              "are an upper bound of what a person would call a target bird; look at the grids."]
+    lines += ["", "**Where they and a person part.** On the corpus model's boxes filled with an orange, mottled texture "
+              "(the section with tokens learned inside the tight object mask, below), the judges call about half of "
+              "them landbirds; a person sees blobs, not birds (look at its grid). The same held for the orange lumpy "
+              "blobs of a half-trained corpus model. The judges do not yet tell a box-sized blob in a bird's colours "
+              "from a bird: their figures are an upper bound of what a person would call a target bird, and every "
+              "figure here comes with its grid."]
     return "\n".join(lines) + "\n"
 
 
