@@ -8,12 +8,14 @@ text encoder stay frozen. The objective is the inpainting denoising loss: the UN
 latents, the mask and the masked-image latents (its 9 input channels), and prompts from a few
 templates. Where the loss is counted (``InversionConfig.region``):
 
-- ``"mask"`` (the default): each image's object mask (from the project's masker, as the generation
-  will use it) is the inpainting mask, and the loss is counted inside it only
+- ``"mask"`` (the default): each image's object mask (the object's own silhouette from the
+  project's masker, ``generation.inversion_masker``, not the box or grown region that generation
+  repaints) is the inpainting mask, and the loss is counted inside it only
   (``masked_denoising_loss``). The background is given to the UNet as the masked image, so the token
   has nothing to gain from encoding it: it learns the object, not the place the object was seen in.
   (The paper's supplement, §8.2, warns that whatever the token sees besides the object, the
-  inpainting paints.)
+  inpainting paints. Counted in a region grown around the object, most of the loss fell on the
+  background there, and on the demo's corpus model the token learned to paint background.)
 - ``"image"``: masks that are the whole image half of the time and a random box otherwise, the loss
   over the whole latent (textual inversion as it is usually run; the token also learns the scene).
 
