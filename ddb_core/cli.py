@@ -1253,7 +1253,7 @@ def _judges_args(p):
     from .bench.judges import JudgeTrainConfig
 
     c = JudgeTrainConfig()
-    p.add_argument("--out", default="data/judges", help="where the judges go (default: %(default)s)")
+    p.add_argument("--out", default="data/judges", help="where the judges go (default: %(default)s, the repository's)")
     p.add_argument("--n", type=int, default=c.n_train, help="training renders (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=c.epochs, help="default: %(default)s")
     p.add_argument("--check-on", default=None, metavar="DATASET",

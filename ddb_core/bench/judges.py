@@ -39,7 +39,7 @@ from ..progress import ProgressFn, ProgressTracker
 
 CROP = 32  # side of the judges' input, pixels
 JUDGE_SEEDS_FROM = RESERVED_SEEDS_FROM + 500_000  # the judges' renders; the micro model's corpus is below this
-JUDGES_DIR = Path("data/judges")
+JUDGES_DIR = Path(__file__).resolve().parents[2] / "data" / "judges"  # shipped in the repository
 NEGATIVE_KINDS = ("background", "other_place", "blurred", "bird_shuffled", "region_shuffled", "colour_blob",
                   "mottled_blob", "lumpy_blob", "faint")
 REAL_RENDER_GATE = 0.97
