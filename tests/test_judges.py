@@ -134,3 +134,31 @@ def test_inversion_counts_its_loss_in_the_object_not_the_repaint_region(tmp_path
     assert inversion_masker(grown).dilate_radius == 0 and grown.dilate_radius == 3  # the project's masker is untouched
     plain = ProvidedMasker(lambda p: tmp_path / p)
     assert inversion_masker(plain) is plain
+
+
+def test_repaint_masks_and_judge_crops_on_images_of_any_size():
+    from ddb_core.bench.judges import mask_of
+    from ddb_core.method.inversion import square_masks, square_pixels
+
+    for h, w in ((48, 80), (90, 36)):
+        obj = np.zeros((h, w), np.uint8)
+        obj[h // 3:h // 3 + 8, w // 4:w // 4 + 12] = 255
+        box, grown = mask_of("box", obj), mask_of("object+8px", obj)
+        assert box.shape == grown.shape == (h, w) and (obj <= box).all() and (obj <= grown).all()
+        assert (box >= 128).sum() > (obj >= 128).sum() and (grown >= 128).sum() > (obj >= 128).sum()
+        assert mask_of("object", obj) is obj
+        assert judge_crop(np.zeros((h, w, 3), np.uint8), box).shape == (CROP, CROP, 3)
+        # the inversion's masks are cut exactly as its images are
+        img = np.zeros((h, w, 3), np.uint8)
+        img[obj >= 128] = 255
+        px, m = square_pixels([img], 32), square_masks([obj], 32)
+        assert px.shape == (1, 3, 32, 32) and m.shape == (1, 1, 32, 32)
+        assert torch_equal((px[0, 0] > 0).float(), m[0, 0])
+    with pytest.raises(ConfigError, match="mask shape"):
+        mask_of("circle", np.zeros((4, 6), np.uint8))
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))

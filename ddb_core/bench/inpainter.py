@@ -373,7 +373,8 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
               "or another diffusers inpainting model by name.", "",
               "**It does not draw the bird.** In most candidates the repainted region holds the target's background "
               "(a square of waves on land) or a mottled blob, and the judges, which read the repainted region as a person "
-              "does, find a bird of the target class in a few of them (the figures above). A classifier of the whole "
+              "does, find a bird of the target class in a few of them (the figures above), and by eye none of the first 24 "
+              "of either direction in the grid is one: the judges overrate blobs. A classifier of the whole "
               "image calls many of these class swaps: it reads the texture. With 16-px latents a bird is three or four "
               "latent pixels. Look at the grid (`docs/images/micro-inpainter-grid-baseline.png`) before trusting any "
               "figure built on these candidates."]

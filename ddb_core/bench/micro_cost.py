@@ -26,7 +26,6 @@ def _median_step(fn, steps: int) -> float:
 
 
 def micro_cost(preset: str = "corpus", steps: int = 5, device: str = "cpu") -> dict:
-    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -86,7 +85,7 @@ def micro_cost(preset: str = "corpus", steps: int = 5, device: str = "cpu") -> d
             "seconds_per_vae_step": round(vae_s, 3), "seconds_per_unet_step": round(unet_s, 3),
             "seconds_per_corpus_image": round(render_s + encode_s, 5),
             "projected_minutes": round(projected, 1), "limit_minutes": LIMIT_MIN, "fits": projected <= LIMIT_MIN,
-            "torch_threads": torch.get_num_threads(), "np": np.__version__,
+            "torch_threads": torch.get_num_threads(),
             "command": f"python -m ddb_core bench micro-cost --preset {preset}"}
 
 

@@ -85,23 +85,30 @@ class InversionResult:
     model_dtype: str = "float32"  # dtype the UNet and the VAE ran in
 
 
+def _square(arrays: Sequence[np.ndarray], res: int, resample) -> np.ndarray:
+    """Arrays of any sizes → N x res x res (x C): shorter side scaled to ``res`` with ``resample``, centre crop."""
+    from PIL import Image
+
+    out = []
+    for a in arrays:
+        h, w = a.shape[:2]
+        scale = res / min(h, w)
+        nh, nw = max(res, round(h * scale)), max(res, round(w * scale))
+        pil = Image.fromarray(np.ascontiguousarray(a))
+        if (nh, nw) != (h, w):
+            pil = pil.resize((nw, nh), resample)
+        top, left = (nh - res) // 2, (nw - res) // 2
+        out.append(np.asarray(pil)[top:top + res, left:left + res])
+    return np.stack(out)
+
+
 def square_pixels(images: Sequence[np.ndarray], res: int):
     """Images of any sizes → N x 3 x res x res float in [-1, 1]: shorter side scaled to ``res``,
     centre crop."""
     import torch
     from PIL import Image
 
-    out = []
-    for im in images:
-        h, w = im.shape[:2]
-        scale = res / min(h, w)
-        nh, nw = max(res, round(h * scale)), max(res, round(w * scale))
-        pil = Image.fromarray(im)
-        if (nh, nw) != (h, w):
-            pil = pil.resize((nw, nh), Image.BICUBIC)
-        top, left = (nh - res) // 2, (nw - res) // 2
-        out.append(np.asarray(pil)[top:top + res, left:left + res])
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return torch.from_numpy(_square(images, res, Image.BICUBIC)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 def add_token(pipe, token: str, init_word: str) -> int:
@@ -131,17 +138,7 @@ def square_masks(masks: Sequence[np.ndarray], res: int):
     import torch
     from PIL import Image
 
-    out = []
-    for m in masks:
-        h, w = m.shape[:2]
-        scale = res / min(h, w)
-        nh, nw = max(res, round(h * scale)), max(res, round(w * scale))
-        pil = Image.fromarray(np.ascontiguousarray(m))
-        if (nh, nw) != (h, w):
-            pil = pil.resize((nw, nh), Image.NEAREST)
-        top, left = (nh - res) // 2, (nw - res) // 2
-        out.append(np.asarray(pil)[top:top + res, left:left + res] >= 128)
-    return torch.from_numpy(np.stack(out)).unsqueeze(1).float()
+    return torch.from_numpy(_square(masks, res, Image.NEAREST) >= 128).unsqueeze(1).float()
 
 
 def latent_mask(masks, size):
