@@ -173,7 +173,8 @@ def invert(project: Project, labels=None, cfg=None, *, inpainter=None, on_progre
 
     labels = list(range(len(project.class_names))) if labels is None else list(labels)
     inpainter, cfg = inpainter or load_inpainter(project), cfg or InversionConfig()
-    masker = load_masker(project) if cfg.region == "mask" else None  # the inversion images' object masks
+    # the inversion images' object masks: the loss is counted inside them, or the model repaints windows around them
+    masker = load_masker(project) if cfg.region == "mask" or inpainter.crop_scale else None
     with project.recorded_run("invert", {"labels": labels, "inversion": asdict(cfg), "model": inpainter.model_ref,
                                          "masker": masker.name if masker else None}):
         return invert_classes(project, inpainter, labels, cfg, on_progress=on_progress, cancel=cancel, masker=masker)

@@ -1099,8 +1099,9 @@ def _micro_args(p):
     from .demo.micro_train import MicroTrainConfig
 
     m = MicroTrainConfig()
-    p.add_argument("--preset", choices=("corpus", "v1"), default="corpus",
-                   help="corpus: the rendered corpus at 32-px latents (default); v1: the first micro model's recipe "
+    p.add_argument("--preset", choices=("corpus", "crop", "v1"), default="corpus",
+                   help="corpus: the rendered corpus at 32-px latents (default); crop: windows of twice the mask's box "
+                        "cut from the corpus, 16-px latents; v1: the first micro model's recipe "
                         "(16-px latents, a benchmark's train split via --data, 6500 UNet steps)")
     p.add_argument("--data", help="train on this demo benchmark folder's train split (from `ddb demo-data`) instead of "
                                   "the rendered corpus (both kinds of bird on both places, seeds no benchmark uses)")
@@ -1125,7 +1126,8 @@ def _train_micro(a, progress):
 
     if a.preset == "v1" and not a.data:
         raise ConfigError("--preset v1 trains on a demo benchmark's train split: give --data")
-    base = MicroTrainConfig.smoke() if a.smoke else MicroTrainConfig.v1() if a.preset == "v1" else MicroTrainConfig()
+    base = (MicroTrainConfig.smoke() if a.smoke else MicroTrainConfig.v1() if a.preset == "v1"
+            else MicroTrainConfig.crop() if a.preset == "crop" else MicroTrainConfig())
     over = {"seed": a.seed, "device": a.device}
     if not a.smoke:
         given = {k: getattr(a, k) for k in ("corpus", "vae_steps", "unet_steps", "batch_size", "checkpoint_every",

@@ -194,7 +194,10 @@ def invert_classes(project: Project, inpainter: Inpainter, labels: Sequence[int]
         if not rows:
             raise ProjectError(f"class {label} has no inversion images selected (ti_size 0?); generation will use the plain prompt")
         masks = None
-        if cfg.region == "mask":
+        if cfg.region == "mask" or inpainter.crop_scale:
+            if masker is None:
+                raise ProjectError(f"{inpainter.model_ref} repaints a window around the mask: its tokens are learned in "
+                                   "the windows around each inversion image's object, which needs the project's masker")
             found = compute_masks(project, inversion_masker(masker), rows, on_progress=on_progress, cancel=cancel)
             rows = [r for r in rows if found[r["id"]]["status"] == "ok"]
             if not rows:
@@ -205,7 +208,7 @@ def invert_classes(project: Project, inpainter: Inpainter, labels: Sequence[int]
         token = class_token(project.class_names[label])
         res = learn_token(inpainter.pipe, images, token, object_word(project, label),
                           init_word=object_word(project, label), cfg=cfg, on_progress=on_progress, cancel=cancel,
-                          masks=masks)
+                          masks=masks, crop_scale=inpainter.crop_scale)
         path = save_embedding(project.root / "tokens" / f"{token.strip('<>')}-{int(time.time())}.safetensors", token, res.embedding)
         inpainter.tokens[token] = res.embedding
         out[label] = project.db["tokens"].insert({

@@ -256,3 +256,83 @@ def test_init_names_classes_attributes_and_the_object_word(tiny_dataset, tmp_pat
     assert api.open_project(tmp_path / "per").get_meta("object_prompt") == {"landbird": "songbird", "waterbird": "duck"}
     with pytest.raises(DatasetError, match="unknown class"):
         api.create_project(tmp_path / "x", "waterbirds", tiny_dataset, object_prompt={"cat": "cat"})
+
+
+# -- repainting a window around the mask ---------------------------------------------------------
+
+@pytest.mark.parametrize("hw,box", [((64, 64), (20, 30, 10, 24)), ((48, 90), (0, 10, 80, 90)), ((90, 40), (30, 80, 5, 35)),
+                                    ((37, 53), (0, 37, 0, 53))])
+def test_the_crop_window_holds_the_mask_and_lies_in_the_image(hw, box):
+    from ddb_core.method.inpainting import crop_window
+
+    m = np.zeros(hw, np.uint8)
+    y0, y1, x0, x1 = box
+    m[y0:y1, x0:x1] = 255
+    for scale in (1.0, 1.5, 2.0, 3.5):
+        for shift in ((0.0, 0.0), (0.1, -0.1), (-0.3, 0.3)):
+            t, l, h, w = crop_window(m, scale, shift)
+            assert 0 <= t and 0 <= l and t + h <= hw[0] and l + w <= hw[1]
+            assert t <= y0 and y1 <= t + h and l <= x0 and x1 <= l + w  # the whole mask is inside
+            side = max(y1 - y0, x1 - x0) * scale
+            assert h == min(hw[0], max(y1 - y0, int(np.ceil(side)))) and w == min(hw[1], max(x1 - x0, int(np.ceil(side))))
+    assert crop_window(np.zeros(hw, np.uint8), 2.0) == (0, 0, *hw)  # nothing to repaint: the whole image
+    with pytest.raises(ConfigError, match="crop scale must be >= 1"):
+        crop_window(m, 0.5)
+
+
+def test_a_window_model_repaints_only_its_window_of_images_of_any_size(tiny_pipe_factory, tmp_path):
+    from ddb_core.method.inpainting import INPAINT_FILE, crop_window, model_crop_scale
+
+    inp = Inpainter(tiny_pipe_factory())
+    inp.crop_scale = 2.0
+    rng = np.random.default_rng(1)
+    shapes = [(70, 110), (120, 64), (64, 64)]
+    imgs = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+    masks = []
+    for h, w in shapes:
+        m = np.zeros((h, w), np.uint8)
+        m[h // 3:h // 3 + 12, w // 2:w // 2 + 9] = 255
+        masks.append(m)
+    raw = inp.inpaint(imgs, masks, ["a photo of a bird"] * 3, [5, 6, 7], replace(FAST, paste_back=False))
+    for src, m, o in zip(imgs, masks, raw):
+        t, l, h, w = crop_window(m, 2.0)
+        assert o.shape == src.shape
+        outside = np.ones(m.shape, bool)
+        outside[t:t + h, l:l + w] = False
+        assert np.array_equal(o[outside], src[outside])  # beyond the window nothing changes, even without paste-back
+        assert (o[m == 255] != src[m == 255]).mean() > 0.5
+    whole = inp.inpaint(imgs[:1], masks[:1], ["a photo of a bird"], [5], replace(FAST, paste_back=False, crop_scale=0))[0]
+    assert (whole[:5, :5] != imgs[0][:5, :5]).any()  # crop_scale 0: the whole image is the model's again
+    # the model folder says how it repaints
+    (tmp_path / INPAINT_FILE).write_text(json.dumps({"crop_scale": 1.75}))
+    assert model_crop_scale(tmp_path) == 1.75
+    (tmp_path / INPAINT_FILE).write_text(json.dumps({"crop_scale": 0.5}))
+    with pytest.raises(ModelError, match="inpaint.json: crop_scale must be a number >= 1"):
+        model_crop_scale(tmp_path)
+    with pytest.raises(ConfigError, match="crop_scale must be 0"):
+        InpaintConfig(crop_scale=0.5)
+
+
+def test_a_window_models_token_is_learned_in_the_windows(tiny_pipe_factory):
+    """The inversion cuts each image to the window around its object: what lies outside the windows cannot change
+    the learned token."""
+    imgs, masks = [], []
+    for k, (h, w) in enumerate([(60, 90), (80, 50)]):
+        rng = np.random.default_rng(k)
+        imgs.append(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        m = np.zeros((h, w), np.uint8)
+        m[20:32, 20:30] = 255
+        masks.append(m)
+    cfg = InversionConfig(steps=2, batch_size=2, region="mask")
+    a = learn_token(tiny_pipe_factory(), imgs, "<b>", "bird", cfg=cfg, masks=masks, crop_scale=2.0)
+    changed = [im.copy() for im in imgs]
+    for im in changed:
+        im[40:50, 40:48] = 0  # outside each window (rows and columns 14-37), inside the whole image's square
+    b = learn_token(tiny_pipe_factory(), changed, "<b>", "bird", cfg=cfg, masks=masks, crop_scale=2.0)
+    assert torch.equal(a.embedding, b.embedding)
+    whole = replace(cfg, region="image")  # on whole images the same change counts
+    c1 = learn_token(tiny_pipe_factory(), imgs, "<b>", "bird", cfg=whole)
+    c2 = learn_token(tiny_pipe_factory(), changed, "<b>", "bird", cfg=whole)
+    assert not torch.equal(c1.embedding, c2.embedding)
+    with pytest.raises(ConfigError, match="give the object masks"):
+        learn_token(tiny_pipe_factory(), imgs, "<b>", "bird", cfg=replace(cfg, region="image"), crop_scale=2.0)

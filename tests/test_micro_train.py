@@ -224,3 +224,40 @@ def test_micro_cost_projects_the_command_from_its_timed_steps():
     assert res["seconds_per_unet_step"] > 0 and abs(res["projected_minutes"] - expect) < 0.2
     assert res["fits"] == (res["projected_minutes"] <= 150) and c["unet_steps"] == 6500
     assert "projected: **" in micro_cost_markdown(res)
+
+
+def test_a_window_model_trains_on_crops_around_the_bird_and_says_so(tmp_path):
+    from dataclasses import replace
+
+    import torch
+
+    from ddb_core.demo.corpus import render_corpus
+    from ddb_core.demo.micro_train import crop_corpus, export_checkpoint
+    from ddb_core.errors import ConfigError
+    from ddb_core.method.inpainting import crop_window
+
+    images, masks, _ = render_corpus(6, 0, 64, workers=1)
+    ci, cm = crop_corpus(images, masks, 32, 2.0, np.random.default_rng(0))
+    assert ci.shape == (6, 32, 32, 3) and cm.shape == (6, 32, 32)
+    for m, c in zip(masks, cm):
+        t, l, h, w = crop_window(m, 2.0)
+        share = (m >= 128).sum() / (h * w)  # the bird's share of a window without jitter
+        assert 0.5 * share < (c >= 128).mean() < 2.0 * share  # the crop keeps the bird, at about that share
+    cfg = replace(MicroTrainConfig.smoke(), crop_scale=2.0, render_size=48, corpus=12)
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        export_checkpoint(tmp_path / "model", tmp_path / "early")
+    out = train_micro_inpainter(None, tmp_path / "model", cfg)
+    assert json.loads((out / "inpaint.json").read_text()) == {"crop_scale": 2.0}
+    inp = Inpainter.load(str(out), device="cpu")
+    assert inp.crop_scale == 2.0
+    early, steps = export_checkpoint(tmp_path / "model", tmp_path / "early")
+    assert steps == cfg.unet_steps and Inpainter.load(str(early), device="cpu").crop_scale == 2.0
+    a = inp.pipe.unet.state_dict()
+    b = Inpainter.load(str(early), device="cpu").pipe.unet.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the last checkpoint is the saved model
+    img = np.random.default_rng(2).integers(0, 255, (48, 72, 3), dtype=np.uint8)
+    mask = np.zeros((48, 72), np.uint8)
+    mask[20:30, 40:52] = 255
+    res = inp.inpaint([img], [mask], ["a photo of a bird"], [0], InpaintConfig(steps=2, paste_back=False))[0]
+    t, l, h, w = crop_window(mask, 2.0)
+    assert res.shape == img.shape and np.array_equal(res[:t], img[:t]) and not np.array_equal(res[mask == 255], img[mask == 255])

@@ -35,6 +35,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ConfigError, DatasetError
+from ..method.inpainting import INPAINT_FILE, crop_window
 from .corpus import CORPUS_WORDS, caption, render_corpus
 from .micro_sd import BASE_WORDS, MicroSDConfig, build_components
 from ..progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
@@ -50,6 +51,13 @@ class MicroTrainConfig:
         text_hidden=64, text_layers=2, text_heads=4, words=BASE_WORDS + CORPUS_WORDS))
     corpus: int = 12000  # corpus images rendered for training (``demo.corpus``); ignored with a dataset folder
     corpus_seed: int = 0
+    # The model repaints a window around the mask (``method.inpainting.crop_window``) rather than the whole image:
+    # None = whole images; a number = the window's side over the longer side of the mask's box. The corpus is then
+    # rendered at ``render_size`` (the demo's image size) and cut into windows around each bird (scale and centre
+    # jittered), resized to the model's side; the model folder records the scale (``inpaint.json``) so that
+    # generation and textual inversion work in the same windows.
+    crop_scale: Optional[float] = None
+    render_size: int = 64
     shape_captions: float = 0.5  # share of corpus captions that describe the bird's shape ("a long necked bird")
     # training masks: shares of the object mask (grown by 0-8 px), its box, a random box; the rest is the whole image
     mask_shares: tuple[float, float, float] = (0.3, 0.25, 0.2)
@@ -83,6 +91,8 @@ class MicroTrainConfig:
             raise ConfigError(f"snr_gamma must be > 0 (or None), got {self.snr_gamma}")
         if not 0 <= self.shape_captions <= 1:
             raise ConfigError(f"shape_captions must be in [0, 1], got {self.shape_captions}")
+        if self.crop_scale is not None and self.crop_scale < 1:
+            raise ConfigError(f"crop_scale must be >= 1 (or None), got {self.crop_scale}")
         if self.corpus < 8:
             raise ConfigError(f"corpus must be at least 8 images, got {self.corpus}")
         for name in ("vae_steps", "unet_steps", "vae_batch_size", "batch_size", "checkpoint_every"):
@@ -100,6 +110,17 @@ class MicroTrainConfig:
                                                     unet_layers_per_block=1, attention_head_dim=8, text_hidden=64,
                                                     text_layers=2, text_heads=4),
                                 unet_steps=6500, unet_restart_steps=3000)
+
+    @staticmethod
+    def crop() -> "MicroTrainConfig":
+        """The model that repaints a window around the mask: 32-px windows of twice the mask's box (a bird fills about
+        half of it, ten latent pixels long), 16-px latents, so a UNet step costs a quarter of the corpus preset's and
+        the same time buys four times the steps; min-SNR-γ 5 weighting; box masks with a margin per side."""
+        return MicroTrainConfig(model=MicroSDConfig(
+            sample_size=32, vae_channels=(32, 64), unet_channels=(64, 128, 128), unet_layers_per_block=1,
+            attention_head_dim=8, text_hidden=64, text_layers=2, text_heads=4, words=BASE_WORDS + CORPUS_WORDS),
+            crop_scale=2.0, corpus=16000, mask_shares=(0.25, 0.45, 0.1), snr_gamma=5.0, vae_steps=1500,
+            unet_steps=9000, unet_restart_steps=None, checkpoint_every=250)
 
     @staticmethod
     def smoke() -> "MicroTrainConfig":
@@ -163,9 +184,11 @@ def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndar
 
 
 def _training_masks(rng: np.random.Generator, object_masks: np.ndarray,
-                    shares: tuple[float, float, float] = (0.3, 0.25, 0.2)) -> tuple[np.ndarray, np.ndarray]:
+                    shares: tuple[float, float, float] = (0.3, 0.25, 0.2),
+                    side_margins: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(N x 1 x H x W float {0, 1} masks, N kinds): the object mask (kind 0) or the object mask grown by 1-8 px
-    (kind 1) together ``shares[0]`` (30%), its box with a margin (kind 1, ``shares[1]``, 25%), a random box
+    (kind 1) together ``shares[0]`` (30%), its box with a margin (kind 1, ``shares[1]``, 25%; the same margin on
+    both sides of an axis, or with ``side_margins`` one per side, up to a fifth of the side), a random box
     (kind 2, ``shares[2]``, 20%), the whole image (kind 3, the rest)."""
     c1, c2, c3 = np.cumsum(shares)
     from ..method.masking import dilate
@@ -183,8 +206,12 @@ def _training_masks(rng: np.random.Generator, object_masks: np.ndarray,
         elif u < c2 and fg.any():
             kinds[k] = 1
             ys, xs = np.nonzero(fg)
-            mh, mw = int(rng.integers(1, max(2, h // 8))), int(rng.integers(1, max(2, w // 8)))
-            out[k, 0, max(0, ys.min() - mh):ys.max() + mh + 1, max(0, xs.min() - mw):xs.max() + mw + 1] = 1
+            if side_margins:  # each side its own margin: the box's shape does not tell the bird's
+                t, b, l, r = (int(v) for v in rng.integers(0, max(2, h // 5), 4))
+                out[k, 0, max(0, ys.min() - t):ys.max() + b + 1, max(0, xs.min() - l):xs.max() + r + 1] = 1
+            else:
+                mh, mw = int(rng.integers(1, max(2, h // 8))), int(rng.integers(1, max(2, w // 8)))
+                out[k, 0, max(0, ys.min() - mh):ys.max() + mh + 1, max(0, xs.min() - mw):xs.max() + mw + 1] = 1
         elif u < c3:
             kinds[k] = 2
             bh, bw = (rng.uniform(0.2, 0.7, 2) * (h, w)).astype(int)
@@ -194,6 +221,24 @@ def _training_masks(rng: np.random.Generator, object_masks: np.ndarray,
             kinds[k] = 3
             out[k, 0] = 1
     return out, kinds
+
+
+def crop_corpus(images: np.ndarray, masks: np.ndarray, size: int, scale: float,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each image and its object mask cut to a window around the object (``crop_window``: ``scale`` times the
+    box's longer side, jittered by ±15%, its centre moved by up to a tenth of the side) and resized to ``size``
+    (images Lanczos, masks nearest), as generation cuts and resizes them."""
+    from PIL import Image
+
+    out_i = np.empty((len(images), size, size, 3), np.uint8)
+    out_m = np.empty((len(images), size, size), np.uint8)
+    for k, (im, m) in enumerate(zip(images, masks)):
+        s = scale * rng.uniform(0.85, 1.15)
+        top, left, wh, ww = crop_window(m, max(1.0, s), tuple(rng.uniform(-0.1, 0.1, 2)))
+        out_i[k] = np.asarray(Image.fromarray(im[top:top + wh, left:left + ww]).resize((size, size), Image.LANCZOS))
+        cm = np.asarray(Image.fromarray(m[top:top + wh, left:left + ww]).resize((size, size), Image.NEAREST))
+        out_m[k] = np.where(cm >= 128, 255, 0)
+    return out_i, out_m
 
 
 def halve_weights(folder: str | os.PathLike) -> int:
@@ -257,6 +302,46 @@ def _frozen_vae_latents(vae, pixels, obj_masks: np.ndarray, device, batch: int =
     return torch.cat(means), torch.cat(stds), torch.cat(blanked), full
 
 
+def save_folder(out: Path, cfg: MicroTrainConfig, parts: dict) -> None:
+    """The components as a diffusers inpainting folder (float16 weights), with the model's window (``inpaint.json``)."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    pipe = StableDiffusionInpaintPipeline(vae=parts["vae"].cpu().eval(), unet=parts["unet"].cpu().eval(),
+                                          text_encoder=parts["text_encoder"].cpu().eval(), tokenizer=parts["tokenizer"],
+                                          scheduler=parts["scheduler"], safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.save_pretrained(out)
+    halve_weights(out)
+    if cfg.crop_scale:
+        (Path(out) / INPAINT_FILE).write_text(json.dumps({"crop_scale": cfg.crop_scale}, indent=2))
+
+
+def export_checkpoint(run_dir: str | os.PathLike, dest: str | os.PathLike) -> tuple[Path, int]:
+    """The last checkpoint of a training run (``run_dir/checkpoints/state.pt``) as a diffusers folder in ``dest``, to
+    measure a run before it ends; returns (folder, UNet steps done)."""
+    import torch
+
+    from ..method.inpainting import check_model_folder
+
+    state_file = Path(run_dir) / "checkpoints" / "state.pt"
+    if not state_file.is_file():
+        raise ConfigError(f"{state_file} not found: no checkpoint of a training run in {run_dir}")
+    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    raw = json.loads(state["config"])
+    model = MicroSDConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.pop("model").items()})
+    raw["mask_shares"] = tuple(raw["mask_shares"])
+    known = set(MicroTrainConfig.__dataclass_fields__)
+    cfg = MicroTrainConfig(model=model, **{k: v for k, v in raw.items() if k in known})
+    if int(state["step"]) <= cfg.vae_steps:
+        raise ConfigError(f"{state_file} is at step {int(state['step'])}, still in the VAE phase: no UNet to export yet")
+    parts = build_components(cfg.model)
+    parts["vae"].load_state_dict(state["vae"]), parts["unet"].load_state_dict(state["unet"])
+    parts["text_encoder"].load_state_dict(state["text_encoder"])
+    save_folder(Path(dest), cfg, parts)
+    check_model_folder(Path(dest))
+    return Path(dest), int(state["step"]) - cfg.vae_steps
+
+
 def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str | os.PathLike,
                           cfg: MicroTrainConfig = MicroTrainConfig(), on_progress: Optional[ProgressFn] = None,
                           cancel: Optional[CancelToken] = None) -> Path:
@@ -264,7 +349,6 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     (``cfg.corpus`` images) when ``dataset_dir`` is None, else on that demo benchmark's train split."""
     import torch
     import torch.nn.functional as F
-    from diffusers import StableDiffusionInpaintPipeline
 
     from ..device import resolve_device
 
@@ -276,9 +360,11 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     vae, unet, enc, tok, sched = (parts[k] for k in ("vae", "unet", "text_encoder", "tokenizer", "scheduler"))
     size = cfg.model.sample_size
     if dataset_dir is None:
-        images, obj_masks, attrs = render_corpus(cfg.corpus, cfg.corpus_seed, size)
+        images, obj_masks, attrs = render_corpus(cfg.corpus, cfg.corpus_seed, cfg.render_size if cfg.crop_scale else size)
     else:
-        images, obj_masks, attrs = _load_train_split(Path(dataset_dir), size)
+        images, obj_masks, attrs = _load_train_split(Path(dataset_dir), cfg.render_size if cfg.crop_scale else size)
+    if cfg.crop_scale:
+        images, obj_masks = crop_corpus(images, obj_masks, size, cfg.crop_scale, np.random.default_rng([cfg.corpus_seed, 17]))
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     vae.to(device), unet.to(device), enc.to(device)
     state_file = ckdir / "state.pt"
@@ -356,7 +442,8 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         rng = np.random.default_rng([cfg.seed, step])
         idx = torch.randint(0, len(pixels), (cfg.batch_size,), generator=g)
         x = pixels[idx].to(device)
-        masks_np, kinds = _training_masks(rng, obj_masks[idx.numpy()], tuple(cfg.mask_shares))
+        masks_np, kinds = _training_masks(rng, obj_masks[idx.numpy()], tuple(cfg.mask_shares),
+                                          side_margins=cfg.crop_scale is not None)
         m = torch.from_numpy(masks_np).to(device)
         # The VAE is frozen: the posterior of every image, the latent of every image with its object masked
         # and the latent of a fully masked image are computed once (below); only box masks need the encoder.
@@ -389,11 +476,7 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         if step % cfg.checkpoint_every == 0 or step == total:
             save_state(opt)
     # 3. Save as a diffusers folder.
-    pipe = StableDiffusionInpaintPipeline(vae=vae.cpu().eval(), unet=unet.cpu().eval(), text_encoder=enc.cpu().eval(),
-                                          tokenizer=tok, scheduler=sched, safety_checker=None, feature_extractor=None,
-                                          requires_safety_checker=False)
-    pipe.save_pretrained(out)
-    halve_weights(out)
+    save_folder(out, cfg, {"vae": vae, "unet": unet, "text_encoder": enc, "tokenizer": tok, "scheduler": sched})
     (out / "training.json").write_text(json.dumps({
         "config": asdict(cfg), "dataset": str(dataset_dir) if dataset_dir is not None else None,
         "corpus": None if dataset_dir is not None else {"images": cfg.corpus, "seed": cfg.corpus_seed,

@@ -22,6 +22,7 @@ process-wide autocast.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ from ..errors import ConfigError, ModelError, WeightsUnavailableError
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-inpainting"
 DEFAULT_TEMPLATE = "a photo of a {token} {name}"
 MICRO_MODEL = "data/models/micro-sd-inpainting"  # the demo's model, shipped in the repository
+# A model folder's own inpainting geometry (written by the demo's micro-model training): {"crop_scale": s} — the
+# model repaints a window of s times the mask's box (``crop_window``), not the whole image
+INPAINT_FILE = "inpaint.json"
 REPO_ROOT = Path(__file__).resolve().parents[2]  # ddb_core/method/inpainting.py → the repository
 
 
@@ -72,6 +76,20 @@ def model_fingerprint(ref: str) -> Optional[str]:
         h.update(str(f.relative_to(folder)).encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
+
+
+def model_crop_scale(folder: Path) -> Optional[float]:
+    """The window scale a model folder asks for (its ``inpaint.json``), or None (the whole image)."""
+    f = Path(folder) / INPAINT_FILE
+    if not f.is_file():
+        return None
+    try:
+        value = json.loads(f.read_text()).get("crop_scale")
+    except (ValueError, AttributeError) as e:
+        raise ModelError(f"{f} is not a JSON object with crop_scale: {e}") from e
+    if value is not None and not (isinstance(value, (int, float)) and value >= 1):
+        raise ModelError(f"{f}: crop_scale must be a number >= 1, got {value!r}")
+    return None if value is None else float(value)
 
 
 def check_model_folder(folder: Path) -> None:
@@ -140,6 +158,10 @@ class InpaintConfig:
     device: str = "auto"
     dtype: str = "auto"  # auto = float16 on CUDA, float32 on CPU
     resolution: Optional[int] = None  # longer side at the model; None = the model's own (512 for SD2)
+    # repaint a window around each mask (``crop_window``: this many times the mask box's longer side) instead of the
+    # whole image; None = the model's own choice (its folder's inpaint.json; the whole image when it has none),
+    # 0 = the whole image
+    crop_scale: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.resolution is not None and (self.resolution < 8 or self.resolution % 8):
@@ -152,6 +174,8 @@ class InpaintConfig:
             raise ConfigError(f"guidance must be a finite number >= 0, got {self.guidance}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.crop_scale is not None and not (self.crop_scale == 0 or self.crop_scale >= 1):
+            raise ConfigError(f"crop_scale must be 0 (the whole image) or >= 1, got {self.crop_scale}")
         if "{name}" not in self.template:
             raise ConfigError(f"template must contain {{name}}, got {self.template!r}")
 
@@ -182,6 +206,7 @@ class Inpainter:
         self.pipe, self.model_ref = pipe, model_ref
         self.model_sha = model_sha or f"mem:{id(pipe)}"
         self.tokens: dict[str, object] = {}  # token -> learned embedding (CPU tensor)
+        self.crop_scale: Optional[float] = None  # the model's own window around the mask (inpaint.json), if any
         pipe.set_progress_bar_config(disable=True)
 
     @classmethod
@@ -213,7 +238,9 @@ class Inpainter:
         from ..device import place
 
         pipe = place(pipe, dev, what="inpainting")
-        return cls(pipe, str(model), model_hash(str(model)))
+        out = cls(pipe, str(model), model_hash(str(model)))
+        out.crop_scale = model_crop_scale(local) if local.is_dir() else None
+        return out
 
     # -- tokens ----------------------------------------------------------------------------
     def load_token(self, path: str | os.PathLike, token: str) -> None:
@@ -271,13 +298,20 @@ class Inpainter:
         for t in self.tokens:
             if any(t in p for p in prompts):
                 self.verify_token(t)
-        # 2. Each image on its canvas at the model's resolution; group by canvas size.
+        # 2. The window each image is repainted in: the whole image, or a square around its mask.
+        scale = self.crop_scale if cfg.crop_scale is None else (cfg.crop_scale or None)
+        sources, windows = images, [None] * len(images)
+        if scale:
+            windows = [crop_window(m, scale) for m in masks]
+            images = [im[t:t + h, l:l + w] for im, (t, l, h, w) in zip(images, windows)]
+            masks = [m[t:t + h, l:l + w] for m, (t, l, h, w) in zip(masks, windows)]
+        # 3. Each image on its canvas at the model's resolution; group by canvas size.
         res = cfg.resolution or self.resolution
         canvases = [ModelCanvas.fit(im.shape[:2], res) for im in images]
         groups: dict[tuple[int, int], list[int]] = {}
         for k, c in enumerate(canvases):
             groups.setdefault(c.canvas_hw, []).append(k)
-        # 3. One pipeline call per canvas size.
+        # 4. One pipeline call per canvas size.
         raw: list[Optional[np.ndarray]] = [None] * len(images)
         for (ch, cw), idx in groups.items():
             gens = [torch.Generator(device="cpu").manual_seed(int(seeds[k])) for k in idx]
@@ -288,14 +322,42 @@ class Inpainter:
                             generator=gens, height=ch, width=cw, output_type="np").images  # n x ch x cw x 3 in [0, 1]
             for k, gen in zip(idx, out):
                 raw[k] = (np.clip(np.nan_to_num(gen.astype(np.float32)), 0, 1) * 255).round().astype(np.uint8)
-        # 4. Back to each source's size; the original pixels outside the mask pasted back.
+        # 5. Back to each source's (or window's) size; the original pixels outside the mask pasted back; a window
+        #    put back in its image.
         results = []
-        for src, m, c, g in zip(images, masks, canvases, raw):
+        for src, m, c, g, full, win in zip(images, masks, canvases, raw, sources, windows):
             g = c.from_canvas(g)
             if cfg.paste_back:
                 g = np.where((m == 255)[..., None], g, src)
+            if win is not None:
+                t, l, h, w = win
+                whole = full.copy()
+                whole[t:t + h, l:l + w] = g
+                g = whole
             results.append(np.ascontiguousarray(g, dtype=np.uint8))
         return results
+
+
+def crop_window(mask: np.ndarray, scale: float, centre_shift: tuple[float, float] = (0.0, 0.0)) -> tuple[int, int, int, int]:
+    """The window (top, left, height, width) that the model repaints in when it works around the mask: a square of
+    ``scale`` times the longer side of the mask's bounding box (``scale`` >= 1, so it holds the whole box), centred on
+    the box (moved by ``centre_shift`` times the side, for training crops), moved to lie inside the image and cut to
+    it where the image is smaller. An empty mask gives the whole image."""
+    h, w = mask.shape[:2]
+    ys, xs = np.nonzero(mask >= 128)
+    if len(ys) == 0:
+        return 0, 0, h, w
+    if scale < 1:
+        raise ConfigError(f"a crop scale must be >= 1 (the window holds the whole mask), got {scale}")
+    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    side = max(y1 - y0, x1 - x0) * scale
+    wh, ww = min(h, max(y1 - y0, math.ceil(side))), min(w, max(x1 - x0, math.ceil(side)))
+    cy, cx = (y0 + y1) / 2 + centre_shift[0] * side, (x0 + x1) / 2 + centre_shift[1] * side
+    top = int(round(min(max(cy - wh / 2, 0), h - wh)))
+    left = int(round(min(max(cx - ww / 2, 0), w - ww)))
+    # a shifted window still holds the whole box
+    top, left = min(max(top, y1 - wh), y0), min(max(left, x1 - ww), x0)
+    return top, left, wh, ww
 
 
 @dataclass(frozen=True)

@@ -171,15 +171,21 @@ def _random_masks(rng: np.random.Generator, n: int, size: int, full_share: float
 
 def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_word: Optional[str] = None,
                 cfg: InversionConfig = InversionConfig(), on_progress: Optional[ProgressFn] = None,
-                cancel: Optional[CancelToken] = None, masks: Optional[Sequence[np.ndarray]] = None) -> InversionResult:
+                cancel: Optional[CancelToken] = None, masks: Optional[Sequence[np.ndarray]] = None,
+                crop_scale: Optional[float] = None) -> InversionResult:
     """Learn the embedding of ``token`` from ``images`` (adds the token to ``pipe``). ``masks``: one per image
-    (HxW uint8 at the image's size, 255 = the object), needed when ``cfg.region`` is "mask"."""
+    (HxW uint8 at the image's size, 255 = the object), needed when ``cfg.region`` is "mask" or with ``crop_scale``:
+    a model that repaints a window around the mask (``inpainting.crop_window``) learns its token in the same
+    windows, each image cut to the window around its object."""
     import torch
     import torch.nn.functional as F
 
     if len(images) == 0:
         raise ConfigError(f"textual inversion of {token} needs at least one image")
-    if cfg.region == "mask":
+    if crop_scale and masks is None:
+        raise ConfigError(f"textual inversion of {token}: this model repaints a window around the mask, so its token is "
+                          "learned in the windows around each image's object: give the object masks")
+    if cfg.region == "mask" or crop_scale:
         if masks is None:
             raise ConfigError(f"textual inversion of {token} with region 'mask' needs one object mask per image "
                               "(or region 'image')")
@@ -190,6 +196,12 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
                 raise ConfigError(f"textual inversion of {token}: mask {k} is {m.shape[:2]}, its image {im.shape[:2]}")
             if not (m >= 128).any():
                 raise ConfigError(f"textual inversion of {token}: mask {k} is empty (leave that image out)")
+    if crop_scale:
+        from .inpainting import crop_window
+
+        windows = [crop_window(m, crop_scale) for m in masks]
+        images = [im[t:t + h, l:l + w] for im, (t, l, h, w) in zip(images, windows)]
+        masks = [m[t:t + h, l:l + w] for m, (t, l, h, w) in zip(masks, windows)]
     t0 = time.monotonic()
     vae, unet, enc, tok, sched = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler
     device = unet.device
