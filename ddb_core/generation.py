@@ -213,14 +213,18 @@ def invert_classes(project: Project, inpainter: Inpainter, labels: Sequence[int]
         inpainter.tokens[token] = res.embedding
         out[label] = project.db["tokens"].insert({
             "label": label, "token": token, "path": _rel(project, path), "sha256": file_sha256(path),
-            "model_ref": inpainter.model_ref, "config": json.dumps({**asdict(cfg), "n_images": len(images)}),
+            "model_ref": inpainter.model_ref,
+            "config": json.dumps({**asdict(cfg), "n_images": len(images), "model_sha256": inpainter.model_sha}),
             "loss_curve": json.dumps([round(x, 5) for x in res.loss_curve]), "created_at": now()}).last_pk
     return out
 
 
-def latest_token(project: Project, label: int) -> Optional[dict]:
-    rows = list(project.db.query("select * from tokens where label = ? order by id desc limit 1", [label]))
-    return rows[0] if rows else None
+def latest_token(project: Project, label: int, model_sha: Optional[str] = None) -> Optional[dict]:
+    """The latest token of class ``label`` (learned on the model of ``model_sha`` when given)."""
+    for row in project.db.query("select * from tokens where label = ? order by id desc", [label]):
+        if model_sha is None or json.loads(row["config"] or "{}").get("model_sha256") == model_sha:
+            return row
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,6 +285,12 @@ def generate(project: Project, inpainter: Optional[Inpainter], masker: Masker,
         token = None
         if token_row:
             token = token_row["token"]
+            learned_on = json.loads(token_row["config"] or "{}").get("model_sha256")
+            # (a pipeline built in memory has no identity to compare: its sha is "mem:…")
+            if learned_on and learned_on != model_sha and not (learned_on + model_sha).count("mem:"):
+                raise ProjectError(f"the token {token} (tokens row {token_row['id']}) was learned on another inpainting "
+                                   f"model than {model_ref}: a token means nothing to another model. Learn it again "
+                                   f"with this one (ddb invert), or generate without tokens")
             if inpainter is not None and token not in inpainter.tokens:
                 inpainter.load_token(project.project_path(token_row["path"]), token)
         prompt = prompt_for(inpaint.template, object_word(project, j), token)

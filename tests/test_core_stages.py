@@ -10,7 +10,7 @@ import torch
 
 from ddb_core.igmaps import load_ig
 from ddb_core.errors import ConfigError, ModelError, WeightsUnavailableError
-from ddb_core.generation import compute_masks, generate, invert_classes, score
+from ddb_core.generation import GenerationConfig, compute_masks, generate, invert_classes, score
 from ddb_core.method.inpainting import InpaintConfig, Inpainter
 from ddb_core.method.inversion import InversionConfig, learn_token, save_embedding
 from ddb_core.method.masking import GrabCutMasker, LangSAMMasker, ProvidedMasker, build_masker
@@ -385,3 +385,24 @@ def test_regenerate_one_candidate_with_a_drawn_mask(candidates_project, tiny_pip
     assert p.db.execute("select count(*) from candidates").fetchone()[0] == 9  # the old one is kept
     with pytest.raises(ConfigError, match="empty"):
         api.regenerate_candidate(p, old[0], np.zeros((size, size), np.uint8), inpainter=inp)
+
+
+def test_a_token_learned_on_another_model_is_refused(scored_project, tmp_path):
+    """A token is a row of one model's text encoder: generating with another model must not use it silently."""
+    from ddb_core.demo.micro_sd import MicroSDConfig, build_pipeline
+    from ddb_core.generation import latest_token
+    from ddb_core.errors import ProjectError
+
+    folders = []
+    for seed in (0, 1):
+        build_pipeline(MicroSDConfig(seed=seed)).save_pretrained(tmp_path / f"model{seed}")
+        folders.append(str(tmp_path / f"model{seed}"))
+    masker = ProvidedMasker(scored_project.dataset_path)
+    a, b = Inpainter.load(folders[0], device="cpu"), Inpainter.load(folders[1], device="cpu")
+    invert_classes(scored_project, a, [0, 1], InversionConfig(steps=2, batch_size=2), masker=masker)
+    assert latest_token(scored_project, 1, a.model_sha) and latest_token(scored_project, 1, b.model_sha) is None
+    with pytest.raises(ProjectError, match="learned on another inpainting model"):
+        generate(scored_project, b, masker, inpaint=replace(FAST, batch_size=2))
+    assert scored_project.db.execute("select count(*) from candidates").fetchone()[0] == 0
+    counts = generate(scored_project, b, masker, cfg=GenerationConfig(use_tokens=False), inpaint=replace(FAST, batch_size=2))
+    assert counts["0->1"]["candidates"] == 4

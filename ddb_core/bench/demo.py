@@ -5,8 +5,9 @@ One demo project per data seed d (``<workdir>/demo-d<d>``). In it, every trainin
 ERM model, and every method's seed s starts from that seed: DDB retrains from ERM_s, DFR refits
 ERM_s's last layer, JTT trains its identification model and its final model with seed s, the oracle
 trains with seed s. The pipeline that makes DDB's candidates (selection, Ψ_i, tokens, generation,
-scoring, the default thresholds) runs once per data seed, with the first seed's ERM model: the
-candidates belong to the data seed's draw, and vary with it.
+scoring, the default thresholds) runs once per data seed, with the first seed's ERM model and with
+the data seed as the seed of the textual inversion and of the generation noise: the candidates
+belong to the data seed's draw — data, tokens and noise — and vary with it.
 
 Every method is tuned on **val** only, each search on the first training seed (the other seeds train
 with the choice), each grid stored in the result and printed in the docs:
@@ -104,8 +105,9 @@ def _project(workdir: Path, cfg: DemoBenchConfig, on_progress, name: Optional[st
 
 
 def prepare(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None) -> None:
-    """The demo pipeline up to scored candidates, with the first seed's ERM model (``demo.pipeline``)."""
-    _prepare(project, cfg, times, on_progress, cancel, erm_seed=cfg.seeds[0])
+    """The demo pipeline up to scored candidates, with the first seed's ERM model (``demo.pipeline``); the tokens and
+    the generation noise are drawn with the data seed, so that each data seed's candidates are a new draw of both."""
+    _prepare(project, cfg, times, on_progress, cancel, erm_seed=cfg.seeds[0], draw_seed=cfg.data_seed)
 
 
 def _retrain_cfg(cfg: DemoBenchConfig):

@@ -81,9 +81,10 @@ def timed(times: dict, name: str, fn):
 
 
 def prepare(project: Project, cfg: DemoPipelineConfig, times: dict, on_progress=None, cancel=None,
-            erm_seed: int = 0) -> None:
+            erm_seed: int = 0, draw_seed: int = 0) -> None:
     """ERM (``erm_seed``, active) → selection → tokens → masks → candidates → scores (each skipped when
-    done); ``times`` collects each stage's seconds."""
+    done); ``times`` collects each stage's seconds. ``draw_seed`` seeds the textual inversion and the generation
+    noise (``bench demo`` gives each data seed its own, so that its intervals include the token's draw)."""
     if project.active_erm_id is None:
         timed(times, f"erm (seed {erm_seed})" if erm_seed else "erm (seed 0)",
               lambda: train_classifier(project, replace(cfg.erm, seed=erm_seed), role="erm",
@@ -98,14 +99,19 @@ def prepare(project: Project, cfg: DemoPipelineConfig, times: dict, on_progress=
     inpainter = None
     labels = range(len(project.class_names))
     masker = load_masker(project)
-    if cfg.ti_size > 0 and project.db.execute("select count(distinct label) from tokens").fetchone()[0] < len(labels):
+    from ..generation import latest_token
+    from ..method.inpainting import model_hash, resolve_model_ref
+
+    sha = model_hash(str(resolve_model_ref(cfg.model)))
+    if cfg.ti_size > 0 and any(latest_token(project, c, sha) is None for c in labels):  # none learned on this model
         inpainter = load_inpainter(project, cfg.model)
-        inv = InversionConfig(steps=cfg.ti_steps, region=cfg.ti_region)
+        inv = InversionConfig(steps=cfg.ti_steps, region=cfg.ti_region, seed=draw_seed)
         timed(times, "textual inversion", lambda: invert_classes(project, inpainter, labels, inv, on_progress=on_progress,
                                                                  cancel=cancel, masker=masker))
     timed(times, "masks", lambda: compute_selected_masks(project, masker, on_progress=on_progress, cancel=cancel))
     timed(times, "generation", lambda: generate(project, inpainter or load_inpainter(project, cfg.model), masker,
-                                                cfg=GenerationConfig(use_tokens=cfg.ti_size > 0), inpaint=inp_cfg,
+                                                cfg=GenerationConfig(seed=draw_seed, use_tokens=cfg.ti_size > 0),
+                                                inpaint=inp_cfg,
                                                 on_progress=on_progress, cancel=cancel))
     # 64 rows per IG pass: about 15% faster than 16 on CPU at the demo's 64 px (the library default suits 224 px)
     timed(times, "scoring", lambda: score(project, n_steps=cfg.ig_steps, internal_batch_size=64,

@@ -15,6 +15,12 @@ then restored exactly, so the spurious part is preserved at the source's own res
 may mix sizes: images are grouped by canvas size, one pipeline call per group. Each image has its
 own seed (a CPU ``torch.Generator``), so grouping does not change which noise an image gets.
 
+A model may instead repaint a **window around the mask** (``InpaintConfig.crop_scale``, or the model folder's
+``inpaint.json``): a square of ``crop_scale`` times the longer side of the mask's bounding box, centred on it
+(``crop_window``), is cut out, put on the canvas as above, repainted and put back; the rest of the image is never
+touched. This is how a small object gets the model's whole resolution (diffusers' ``padding_mask_crop`` does
+the same); the demo's micro model is trained on such windows and says so in its folder.
+
 Precision is decided once: float16 on CUDA, float32 on CPU, set on the pipeline — never a
 process-wide autocast.
 """
