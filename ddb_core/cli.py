@@ -1216,6 +1216,8 @@ def _inpainter_args(p):
     p.add_argument("--ti-shape", default="object", help="the mask textual inversion counts its loss in (default: %(default)s, the object itself, as `ddb invert` does)")
     p.add_argument("--shapes", nargs="+", default=["object+8px", "box"], metavar="SHAPE",
                    help="repaint masks to measure: object, object+Npx, box (default: %(default)s)")
+    p.add_argument("--ti-repaint", help="the mask the UNet is given during textual inversion (default: the --ti-shape "
+                                        "mask itself; `ddb invert` gives it the project's repaint mask, e.g. box)")
     p.add_argument("--grid-shape", help="the mask shape of the grid (default: the demo's)")
     p.add_argument("--steps", type=int, default=25, help="denoising steps (default: %(default)s)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (default: %(default)s)")
@@ -1242,7 +1244,7 @@ def _bench_inpainter(a, progress):
                           grid_path=None if a.no_docs else Path(f"docs/images/micro-inpainter-grid{suffix}.png"),
                           on_progress=progress, shapes=tuple(a.shapes), ti_source=a.ti_source, ti_region=a.ti_region,
                           ti_shape=a.ti_shape, grid_shape=a.grid_shape, oracle=a.oracle, section=a.section,
-                          label=a.label)
+                          label=a.label, ti_repaint=a.ti_repaint)
     progress.close()
     print(inpainter_markdown(res))
     folder = Path(resolve_model_ref(a.model))

@@ -193,22 +193,28 @@ def invert_classes(project: Project, inpainter: Inpainter, labels: Sequence[int]
         rows = selected(project, "inversion", label)
         if not rows:
             raise ProjectError(f"class {label} has no inversion images selected (ti_size 0?); generation will use the plain prompt")
-        masks = None
+        masks = repaint_masks = None
         if cfg.region == "mask" or inpainter.crop_scale:
             if masker is None:
                 raise ProjectError(f"{inpainter.model_ref} repaints a window around the mask: its tokens are learned in "
                                    "the windows around each inversion image's object, which needs the project's masker")
-            found = compute_masks(project, inversion_masker(masker), rows, on_progress=on_progress, cancel=cancel)
-            rows = [r for r in rows if found[r["id"]]["status"] == "ok"]
+            tight = inversion_masker(masker)
+            found = compute_masks(project, tight, rows, on_progress=on_progress, cancel=cancel)
+            # what generation repaints (the box, a grown silhouette): the UNet is given it during the inversion
+            repaint = found if tight is masker else compute_masks(project, masker, rows, on_progress=on_progress,
+                                                                  cancel=cancel)
+            rows = [r for r in rows if found[r["id"]]["status"] == "ok" and repaint[r["id"]]["status"] == "ok"]
             if not rows:
                 raise ProjectError(f"class {label}: the masker ({masker.name}) found no object in any of its inversion "
                                    "images; choose another masker or region 'image'")
             masks = [load_mask(project.project_path(found[r["id"]]["path"])) for r in rows]
+            repaint_masks = [load_mask(project.project_path(repaint[r["id"]]["path"])) for r in rows]
         images = [load_rgb(project.dataset_path(r["path"])) for r in rows]
         token = class_token(project.class_names[label])
         res = learn_token(inpainter.pipe, images, token, object_word(project, label),
                           init_word=object_word(project, label), cfg=cfg, on_progress=on_progress, cancel=cancel,
-                          masks=masks, crop_scale=inpainter.crop_scale)
+                          masks=masks, crop_scale=inpainter.crop_scale,
+                          repaint_masks=repaint_masks if cfg.region == "mask" else None)
         path = save_embedding(project.root / "tokens" / f"{token.strip('<>')}-{int(time.time())}.safetensors", token, res.embedding)
         inpainter.tokens[token] = res.embedding
         out[label] = project.db["tokens"].insert({

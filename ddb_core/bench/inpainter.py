@@ -104,16 +104,18 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                     grid_path: Optional[Path] = GRID, on_progress: Optional[ProgressFn] = None,
                     shapes: Sequence[str] = DEFAULT_SHAPES, ti_source: str = "high_loss", ti_region: str = "mask",
                     ti_shape: str = "object", grid_shape: Optional[str] = None, oracle: bool = False,
-                    judges_dir: Optional[str] = None, section: str = "inpainter", label: Optional[str] = None) -> dict:
+                    judges_dir: Optional[str] = None, section: str = "inpainter", label: Optional[str] = None,
+                    ti_repaint: Optional[str] = None) -> dict:
     """``shapes``: the repaint masks measured; ``ti_shape``: the mask textual inversion counts its loss in (region
-    "mask"); ``grid_shape``: the mask of the grid (default: the demo's)."""
+    "mask"); ``ti_repaint``: the mask the UNet is given during the inversion (None: ``ti_shape`` itself; the demo
+    gives it its repaint mask, as ``ddb invert`` does); ``grid_shape``: the mask of the grid (default: the demo's)."""
     from ..demo.pipeline import DemoPipelineConfig
     from ..imaging import load_mask, load_rgb
     from ..method.inpainting import InpaintConfig, Inpainter, crop_window, model_fingerprint
     from ..method.inversion import InversionConfig, class_token, learn_token
     from .judges import JUDGES_DIR, check_on_real_renders, load_judges
 
-    for sh in list(shapes) + [ti_shape]:
+    for sh in list(shapes) + [ti_shape] + ([ti_repaint] if ti_repaint else []):
         mask_of(sh, np.zeros((4, 4), np.uint8))  # a bad shape fails before any work
     grid_shape = grid_shape or DemoPipelineConfig().mask_shape_name
     t_start = time.monotonic()
@@ -137,9 +139,11 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
             ims = [load_rgb(project.dataset_path(r["path"])) for r in ti_rows[c]]
             masks = [mask_of(ti_shape, load_mask(project.dataset_path(r["mask_path"]))) for r in ti_rows[c]] \
                 if ti_region == "mask" or inp.crop_scale else None
+            repaint = [mask_of(ti_repaint, load_mask(project.dataset_path(r["mask_path"]))) for r in ti_rows[c]] \
+                if ti_region == "mask" and ti_repaint else None
             res = learn_token(inp.pipe, ims, class_token(names[c]), "bird", init_word="bird",
                               cfg=InversionConfig(steps=ti_steps, seed=seed, region=ti_region), on_progress=on_progress,
-                              masks=masks, crop_scale=inp.crop_scale)
+                              masks=masks, crop_scale=inp.crop_scale, repaint_masks=repaint)
             inp.tokens[res.token] = res.embedding
             tokens[c] = res.token
         seed_out = {"seed": seed, "ti_seconds": round(time.monotonic() - t0, 1), "directions": {}}
@@ -218,9 +222,10 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
             gates[kind]["background_mae_le_004"]
     cmd = (f"python -m ddb_core bench inpainter --model {model} --seeds {' '.join(map(str, seeds))} --shapes {' '.join(shapes)}"
            f" --ti-source {ti_source} --ti-region {ti_region}" + (f" --ti-shape {ti_shape}" if ti_region == "mask" else "")
+           + (f" --ti-repaint {ti_repaint}" if ti_region == "mask" and ti_repaint else "")
            + (" --oracle" if oracle else "") + (f" --section {section}" if section != "inpainter" else ""))
     result = {"model": model, "seeds": list(seeds), "n_per_direction": n, "ti_size": ti_size, "ti_steps": ti_steps,
-              "ti_source": ti_source, "ti_region": ti_region, "ti_shape": ti_shape, "shapes": list(shapes),
+              "ti_source": ti_source, "ti_region": ti_region, "ti_shape": ti_shape, "ti_repaint": ti_repaint, "shapes": list(shapes),
               "grid_shape": grid_shape, "inpaint": asdict(cfg), "crop_scale": inp.crop_scale, "judge_check": judge_check, "gate_values": GATES,
               "oracle_model": ({"path": oracle_row["path"], "test_wga": oracle_row["metrics"]["test"]["worst_group_acc"]}
                                if oracle_row else None),
@@ -282,7 +287,9 @@ def inpainter_markdown(res: dict) -> str:
              f"Command: `{res['command']}` (weights sha256 {res.get('model_sha256') or '—'}…; the first "
              f"{res['n_per_direction']} **val** images of each direction in id order; textual inversion on "
              f"{res['ti_size']} {res['ti_source'].replace('_', '-')} train images per class, {res['ti_steps']} steps, "
-             + (f"loss inside the {res['ti_shape']} mask" if res["ti_region"] == "mask" else "loss over the whole image")
+             + (f"loss inside the {res['ti_shape']} mask" + (f", the UNet given the {res['ti_repaint']} mask"
+                                                               if res.get("ti_repaint") else "")
+                if res["ti_region"] == "mask" else "loss over the whole image")
              + f"; {res['inpaint']['steps']} DDIM steps, guidance {res['inpaint']['guidance']}). Medians over seeds "
              f"{', '.join(map(str, res['seeds']))}.", "",
              "**Target bird**: the judges of `ddb bench judges` (trained only on their own renders, data seeds no "

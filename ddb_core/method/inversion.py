@@ -172,11 +172,16 @@ def _random_masks(rng: np.random.Generator, n: int, size: int, full_share: float
 def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_word: Optional[str] = None,
                 cfg: InversionConfig = InversionConfig(), on_progress: Optional[ProgressFn] = None,
                 cancel: Optional[CancelToken] = None, masks: Optional[Sequence[np.ndarray]] = None,
-                crop_scale: Optional[float] = None) -> InversionResult:
+                crop_scale: Optional[float] = None,
+                repaint_masks: Optional[Sequence[np.ndarray]] = None) -> InversionResult:
     """Learn the embedding of ``token`` from ``images`` (adds the token to ``pipe``). ``masks``: one per image
     (HxW uint8 at the image's size, 255 = the object), needed when ``cfg.region`` is "mask" or with ``crop_scale``:
     a model that repaints a window around the mask (``inpainting.crop_window``) learns its token in the same
-    windows, each image cut to the window around its object."""
+    windows, each image cut to the window around its object. ``repaint_masks`` (region "mask"): the masks the UNet is
+    given as its inpainting mask, one per image, each holding its object — the region generation repaints (the
+    object's box, a grown silhouette); the loss still counts inside ``masks``. Without them the UNet is given the
+    object's own silhouette, whose shape alone can tell the model which object to draw, so the token has less to
+    learn."""
     import torch
     import torch.nn.functional as F
 
@@ -196,12 +201,22 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
                 raise ConfigError(f"textual inversion of {token}: mask {k} is {m.shape[:2]}, its image {im.shape[:2]}")
             if not (m >= 128).any():
                 raise ConfigError(f"textual inversion of {token}: mask {k} is empty (leave that image out)")
+    if repaint_masks is not None:
+        if masks is None or len(repaint_masks) != len(masks):
+            raise ConfigError(f"textual inversion of {token}: give one repaint mask per object mask")
+        for k, (r, m) in enumerate(zip(repaint_masks, masks)):
+            if r.shape != m.shape:
+                raise ConfigError(f"textual inversion of {token}: repaint mask {k} is {r.shape}, its object mask {m.shape}")
     if crop_scale:
         from .inpainting import crop_window
 
-        windows = [crop_window(m, crop_scale) for m in masks]
+        # the window around the region generation repaints (the same window generation cuts)
+        windows = [crop_window(r if repaint_masks is not None else m, crop_scale)
+                   for r, m in zip(repaint_masks if repaint_masks is not None else masks, masks)]
         images = [im[t:t + h, l:l + w] for im, (t, l, h, w) in zip(images, windows)]
         masks = [m[t:t + h, l:l + w] for m, (t, l, h, w) in zip(masks, windows)]
+        if repaint_masks is not None:
+            repaint_masks = [m[t:t + h, l:l + w] for m, (t, l, h, w) in zip(repaint_masks, windows)]
     t0 = time.monotonic()
     vae, unet, enc, tok, sched = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler
     device = unet.device
@@ -220,6 +235,8 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
         res = int(unet.config.sample_size * pipe.vae_scale_factor)
         pixels = square_pixels(images, res)  # N x 3 x res x res in [-1, 1]
         object_masks = square_masks(masks, res) if cfg.region == "mask" else None  # N x 1 x res x res
+        given_masks = square_masks(repaint_masks, res) if cfg.region == "mask" and repaint_masks is not None \
+            else object_masks  # what the UNet is told to repaint
         rng = np.random.default_rng(cfg.seed)
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         n_train_steps = sched.config.num_train_timesteps
@@ -234,7 +251,7 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
             idx = rng.integers(0, len(pixels), cfg.batch_size)
             x = pixels[idx].to(device, dtype)
             if object_masks is not None:
-                m = object_masks[idx].to(device, dtype)
+                m = given_masks[idx].to(device, dtype)
             else:
                 m = torch.from_numpy(_random_masks(rng, cfg.batch_size, res, cfg.full_mask_share)).to(device, dtype)
             with torch.no_grad():
@@ -251,7 +268,8 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
             pred = unet(torch.cat([noisy, lat_mask, masked], 1), t, encoder_hidden_states=cond).sample
             target = noise if prediction == "epsilon" else a.sqrt() * noise - (1 - a).sqrt() * latents
             if object_masks is not None:  # Eq. 1, inside the object's mask
-                loss = masked_denoising_loss(pred, target, latent_mask(m.float(), latents.shape[-2:]))
+                loss = masked_denoising_loss(pred, target, latent_mask(object_masks[idx].to(device).float(),
+                                                                        latents.shape[-2:]))
             else:
                 loss = F.mse_loss(pred.float(), target.float())  # Eq. 1
             if not torch.isfinite(loss):
