@@ -16,6 +16,10 @@ templates. Where the loss is counted (``InversionConfig.region``):
   (The paper's supplement, §8.2, warns that whatever the token sees besides the object, the
   inpainting paints. Counted in a region grown around the object, most of the loss fell on the
   background there, and on the demo's corpus model the token learned to paint background.)
+  With ``repaint_masks`` (what ``generation.invert_classes`` passes: the project's masker output,
+  e.g. the object's box) the UNet is given that mask instead, as generation will give it, and the
+  loss is still counted inside the silhouette: given the silhouette itself, its shape told the
+  demo's model which bird to draw, and the token learned too little to change the bird.
 - ``"image"``: masks that are the whole image half of the time and a random box otherwise, the loss
   over the whole latent (textual inversion as it is usually run; the token also learns the scene).
 
