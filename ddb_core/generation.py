@@ -293,7 +293,8 @@ def generate(project: Project, inpainter: Optional[Inpainter], masker: Masker,
             token = token_row["token"]
             learned_on = json.loads(token_row["config"] or "{}").get("model_sha256")
             # (a pipeline built in memory has no identity to compare: its sha is "mem:…")
-            if learned_on and learned_on != model_sha and not (learned_on + model_sha).count("mem:"):
+            in_memory = learned_on and (learned_on.startswith("mem:") or model_sha.startswith("mem:"))
+            if learned_on and learned_on != model_sha and not in_memory:
                 raise ProjectError(f"the token {token} (tokens row {token_row['id']}) was learned on another inpainting "
                                    f"model than {model_ref}: a token means nothing to another model. Learn it again "
                                    f"with this one (ddb invert), or generate without tokens")

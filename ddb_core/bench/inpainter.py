@@ -345,8 +345,11 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
              "A small Stable Diffusion inpainting model in the diffusers format, trained by this project on images its "
              "own renderer made. It is the default inpainting model of the demo project and loads exactly like "
              "`stabilityai/stable-diffusion-2-inpainting`:", "",
-             "```python", "from diffusers import StableDiffusionInpaintPipeline",
-             "pipe = StableDiffusionInpaintPipeline.from_pretrained(\"data/models/micro-sd-inpainting\")", "```", "",
+             "```python", "import torch", "from diffusers import StableDiffusionInpaintPipeline",
+             "pipe = StableDiffusionInpaintPipeline.from_pretrained(\"data/models/micro-sd-inpainting\")",
+             "pipe.to(\"cuda\" if torch.cuda.is_available() else \"cpu\")  # the project loads it on the device you choose",
+             "```", "", "Its `inpaint.json` asks for a window around the mask: the project's `Inpainter` cuts it (see "
+             "`ddb_core/method/inpainting.py`); a plain pipeline call repaints the whole image instead.", "",
              "## Training", ""]
     if on_corpus:
         preset = "crop" if cfg.get("crop_scale") else "corpus"

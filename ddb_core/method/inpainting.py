@@ -309,8 +309,7 @@ class Inpainter:
         sources, windows = images, [None] * len(images)
         if scale:
             windows = [crop_window(m, scale) for m in masks]
-            images = [im[t:t + h, l:l + w] for im, (t, l, h, w) in zip(images, windows)]
-            masks = [m[t:t + h, l:l + w] for m, (t, l, h, w) in zip(masks, windows)]
+            images, masks = cut(images, windows), cut(masks, windows)
         # 3. Each image on its canvas at the model's resolution; group by canvas size.
         res = cfg.resolution or self.resolution
         canvases = [ModelCanvas.fit(im.shape[:2], res) for im in images]
@@ -364,6 +363,11 @@ def crop_window(mask: np.ndarray, scale: float, centre_shift: tuple[float, float
     # a shifted window still holds the whole box
     top, left = min(max(top, y1 - wh), y0), min(max(left, x1 - ww), x0)
     return top, left, wh, ww
+
+
+def cut(arrays: Sequence[np.ndarray], windows: Sequence[tuple[int, int, int, int]]) -> list[np.ndarray]:
+    """Each array (HxW or HxWxC) cut to its window (top, left, height, width) from ``crop_window``."""
+    return [a[t:t + h, l:l + w] for a, (t, l, h, w) in zip(arrays, windows)]
 
 
 @dataclass(frozen=True)

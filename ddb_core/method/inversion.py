@@ -212,15 +212,13 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
             if r.shape != m.shape:
                 raise ConfigError(f"textual inversion of {token}: repaint mask {k} is {r.shape}, its object mask {m.shape}")
     if crop_scale:
-        from .inpainting import crop_window
+        from .inpainting import crop_window, cut
 
         # the window around the region generation repaints (the same window generation cuts)
-        windows = [crop_window(r if repaint_masks is not None else m, crop_scale)
-                   for r, m in zip(repaint_masks if repaint_masks is not None else masks, masks)]
-        images = [im[t:t + h, l:l + w] for im, (t, l, h, w) in zip(images, windows)]
-        masks = [m[t:t + h, l:l + w] for m, (t, l, h, w) in zip(masks, windows)]
+        windows = [crop_window(m, crop_scale) for m in (repaint_masks if repaint_masks is not None else masks)]
+        images, masks = cut(images, windows), cut(masks, windows)
         if repaint_masks is not None:
-            repaint_masks = [m[t:t + h, l:l + w] for m, (t, l, h, w) in zip(repaint_masks, windows)]
+            repaint_masks = cut(repaint_masks, windows)
     t0 = time.monotonic()
     vae, unet, enc, tok, sched = pipe.vae, pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler
     device = unet.device
