@@ -495,6 +495,9 @@ def _invert_args(p):
     p.add_argument("--region", choices=("mask", "image"), default=ic.region,
                    help="where the loss is counted: inside each image's object mask from the project's masker "
                         "(the token learns the object, not its background) or the whole image (default: %(default)s)")
+    p.add_argument("--object-share", type=float, default=ic.object_mask_share,
+                   help="region mask: the share of samples for which the UNet is given the object's own mask "
+                        "instead of the mask generation repaints (default: %(default)s)")
     _add_device_args(p, dtype=True)  # the learned row is float32 in every case
 
 
@@ -504,7 +507,8 @@ def _invert(a, progress):
     from .method.inversion import InversionConfig
 
     project = _open(a)
-    cfg = InversionConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed, region=a.region)
+    cfg = InversionConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed, region=a.region,
+                          object_mask_share=a.object_share)
     ids = api.invert(project, a.classes, cfg, inpainter=api.load_inpainter(project, a.model, _device(a, project), a.dtype),
                      on_progress=progress)
     progress.close()
@@ -1218,6 +1222,9 @@ def _inpainter_args(p):
                    help="repaint masks to measure: object, object+Npx, box (default: %(default)s)")
     p.add_argument("--ti-repaint", help="the mask the UNet is given during textual inversion (default: the --ti-shape "
                                         "mask itself; `ddb invert` gives it the project's repaint mask, e.g. box)")
+    p.add_argument("--ti-object-share", type=float, default=0.0,
+                   help="with --ti-repaint: the share of samples for which the UNet is given the --ti-shape mask "
+                        "instead (default: %(default)s)")
     p.add_argument("--grid-shape", help="the mask shape of the grid (default: the demo's)")
     p.add_argument("--steps", type=int, default=25, help="denoising steps (default: %(default)s)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (default: %(default)s)")
@@ -1244,7 +1251,7 @@ def _bench_inpainter(a, progress):
                           grid_path=None if a.no_docs else Path(f"docs/images/micro-inpainter-grid{suffix}.png"),
                           on_progress=progress, shapes=tuple(a.shapes), ti_source=a.ti_source, ti_region=a.ti_region,
                           ti_shape=a.ti_shape, grid_shape=a.grid_shape, oracle=a.oracle, section=a.section,
-                          label=a.label, ti_repaint=a.ti_repaint)
+                          label=a.label, ti_repaint=a.ti_repaint, ti_object_share=a.ti_object_share)
     progress.close()
     print(inpainter_markdown(res))
     folder = Path(resolve_model_ref(a.model))

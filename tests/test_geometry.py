@@ -352,7 +352,7 @@ def test_the_token_learns_the_object_inside_the_region_generation_repaints(tiny_
     changed = [im.copy() for im in imgs]
     for im in changed:
         im[20:34, 44:62] = 0  # inside the box, off the object and beyond the encoder's reach of it
-    cfg = InversionConfig(steps=2, batch_size=2, region="mask")
+    cfg = InversionConfig(steps=2, batch_size=2, region="mask", object_mask_share=0.0)
     a = learn_token(tiny_pipe_factory(), imgs, "<b>", "bird", cfg=cfg, masks=objs, repaint_masks=boxes)
     b = learn_token(tiny_pipe_factory(), changed, "<b>", "bird", cfg=cfg, masks=objs, repaint_masks=boxes)
     c = learn_token(tiny_pipe_factory(), imgs, "<b>", "bird", cfg=cfg, masks=objs)
@@ -361,3 +361,12 @@ def test_the_token_learns_the_object_inside_the_region_generation_repaints(tiny_
     assert (a.embedding - b.embedding).abs().max() < 0.1 * (c.embedding - d.embedding).abs().max()
     with pytest.raises(ConfigError, match="one repaint mask per object mask"):
         learn_token(tiny_pipe_factory(), imgs, "<b>", "bird", cfg=cfg, masks=objs, repaint_masks=boxes[:1])
+    # object_mask_share: the share of samples given the silhouette instead of the box (all: as with no box at all)
+    e = learn_token(tiny_pipe_factory(), imgs, "<b>", "bird", cfg=replace(cfg, object_mask_share=1.0), masks=objs,
+                    repaint_masks=boxes)
+    assert torch.equal(e.embedding, c.embedding)
+    runs = {share: learn_token(tiny_pipe_factory(), imgs, "<b>", "bird", masks=objs, repaint_masks=boxes,
+                               cfg=replace(cfg, steps=8, object_mask_share=share)).embedding for share in (0.0, 0.5, 1.0)}
+    assert not torch.equal(runs[0.5], runs[0.0]) and not torch.equal(runs[0.5], runs[1.0])  # some of each
+    with pytest.raises(ConfigError, match="object_mask_share must be in"):
+        InversionConfig(object_mask_share=1.5)

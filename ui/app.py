@@ -41,10 +41,16 @@ document.addEventListener('keyup', function (e) {
   setTimeout(() => t.dispatchEvent(new PointerEvent('pointerup', {bubbles: true, composed: true, pointerId: 1,
                                                                    isPrimary: true})), 150);
 });
+// The review keys act only while the Review screen is shown and no text field or control has the focus.
+function reviewShown() {
+  const b = document.getElementById('btn-accept');
+  return !!b && b.getClientRects().length > 0 && !b.closest('[hidden], .hidden');
+}
 document.addEventListener('keydown', function (e) {
   const t = e.target;
-  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT' || t.isContentEditable)) return;
   if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (!reviewShown()) return;
   const view = VIEW_KEYS[e.key];
   if (view) {
     const radio = document.querySelector('#large-mode input[value="' + view + '"]');

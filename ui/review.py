@@ -16,7 +16,7 @@ from . import review_actions as actions
 from . import review_plots
 from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
                           direction_choices, gallery_items, plot_state, refilter, threshold_plots, thresholds_from)
-from .state import AppState, safe, user_of
+from .state import ORDERED, REDRAW, AppState, safe, user_of
 
 
 def build(state: AppState) -> SimpleNamespace:
@@ -119,7 +119,7 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     v.plot_dir.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden")
     for slot, s in enumerate(v.sliders):
         s.release(safe(partial(save_threshold, state, v, slot)), [*v.sliders, *v.filters], v.refiltered,
-                  show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}").then(*v.after)
+                  show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}", **ORDERED).then(*v.after, **REDRAW)
     refilter_fn = safe(partial(refilter, state))
     # .input (a user's choice), not .change: "next in queue" and a refresh set these themselves, with the gallery
     # that goes with them; a .change would filter again behind them and could answer after a later decision
@@ -131,7 +131,7 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     for btn, fn, name in ((v.reset_confirm, reset_thresholds, "reset_thresholds"),
                           (v.undo_th, undo_thresholds, "undo_thresholds")):
         btn.click(safe(partial(fn, state, v)), [], [*v.sliders, v.th_msg, v.reset_confirm], api_name=name).then(
-            safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered).then(*v.after)
+            safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered).then(*v.after, **REDRAW)
     actions.wire(state, v)
     review_plots.wire(state, v, shared)
 

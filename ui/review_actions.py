@@ -19,30 +19,31 @@ from ddb_core.errors import DDBError
 
 from . import plots
 from .review_view import BIG, PAGE, counts_markdown, detail_panels, gallery_items, refilter
-from .state import AppState, load_image, safe, user_of
+from .state import ORDERED, REDRAW, AppState, load_image, safe, user_of
 
 
 def wire(state: AppState, v: SimpleNamespace) -> None:
     nav_detail = [v.nav, *v.detail]
-    v.page_prev.click(partial(change_page, state, -1), [v.nav], [v.gallery, v.page_info, v.nav], show_progress="hidden")
-    v.page_next.click(partial(change_page, state, +1), [v.nav], [v.gallery, v.page_info, v.nav], show_progress="hidden")
+    v.page_prev.click(partial(change_page, state, -1), [v.nav], [v.gallery, v.page_info, v.nav], show_progress="hidden", **ORDERED)
+    v.page_next.click(partial(change_page, state, +1), [v.nav], [v.gallery, v.page_info, v.nav], show_progress="hidden",
+                      **ORDERED)
 
     def on_pick(nav: dict, evt: gr.SelectData):  # Gradio passes the selection to a parameter annotated so
         return pick(state, nav, evt)
 
-    v.gallery.select(on_pick, [v.nav], nav_detail, show_progress="hidden")
-    v.prev.click(partial(move, state, -1), [v.nav], nav_detail, show_progress="hidden", api_name="previous")
-    v.next.click(partial(move, state, +1), [v.nav], nav_detail, show_progress="hidden", api_name="next")
+    v.gallery.select(on_pick, [v.nav], nav_detail, show_progress="hidden", **ORDERED)
+    v.prev.click(partial(move, state, -1), [v.nav], nav_detail, show_progress="hidden", api_name="previous", **ORDERED)
+    v.next.click(partial(move, state, +1), [v.nav], nav_detail, show_progress="hidden", api_name="next", **ORDERED)
     v.queue_next.click(safe(partial(next_in_queue, state)), v.filters, [v.f_sort, *v.refiltered], show_progress="hidden",
-                       api_name="next_in_queue").then(*v.after)
+                       api_name="next_in_queue", **ORDERED).then(*v.after, **REDRAW)
     for btn, decision in ((v.accept, "accept"), (v.reject, "reject"), (v.auto, None)):
         btn.click(safe(partial(decide, state, decision)), [v.nav], [*nav_detail, v.counts], show_progress="hidden",
-                  api_name=f"decide_{decision or 'auto'}").then(*v.after)
+                  api_name=f"decide_{decision or 'auto'}", **ORDERED).then(*v.after, **REDRAW)
     v.undo.click(safe(partial(undo, state)), [v.nav], [*nav_detail, v.counts], show_progress="hidden",
-                 api_name="undo").then(*v.after)
+                 api_name="undo", **ORDERED).then(*v.after, **REDRAW)
     v.edit_btn.click(safe(partial(load_editor, state)), [v.nav], [v.editor])
     v.regen_btn.click(safe(partial(regenerate, state)), [v.nav, v.editor], [*nav_detail, v.counts, v.regen_msg],
-                      api_name="regenerate").then(*v.after)
+                      api_name="regenerate").then(*v.after, **REDRAW)
     batch_out = [v.batch_msg, v.batch_confirm, v.pending_batch]
     v.batch_btn.click(partial(batch_ask, state), [v.batch_action, v.nav, v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method,
                                   v.selection], batch_out, api_name="batch_ask")
@@ -50,7 +51,7 @@ def wire(state: AppState, v: SimpleNamespace) -> None:
         comp.change(batch_cancel, [v.pending_batch], batch_out, show_progress="hidden")
     v.batch_confirm.click(safe(partial(batch_confirm, state)), [v.pending_batch], [*batch_out[:2], v.counts, v.pending_batch],
                           api_name="batch_confirm").then(safe(partial(refilter, state, keep_current=True)), v.filters,
-                                                         v.refiltered).then(*v.after)
+                                                         v.refiltered).then(*v.after, **REDRAW)
 
 
 def _counts(state: AppState, index) -> str:

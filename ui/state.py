@@ -21,6 +21,14 @@ from ddb_core.jobs import BackgroundJob
 from ddb_core.store import Project
 
 
+# Every key press and click of a review action (a decision, an undo, a move, a saved threshold) is processed, in the
+# order it was made: queued ("multiple"; Gradio's default "once" drops an event that arrives while one runs) and run
+# one at a time in one group (the handlers read the shown candidate from the session's state as the previous left it).
+ORDERED = {"trigger_mode": "multiple", "concurrency_id": "review-actions", "concurrency_limit": 1}
+# The redraw after an action (plots, map, badges): one at a time, after the action it follows.
+REDRAW = {"concurrency_id": "review-redraw", "concurrency_limit": 1}
+
+
 def safe(fn: Callable) -> Callable:
     """``fn`` with core errors (``DDBError``) shown as plain messages in the page; the signature is
     kept, so Gradio passes what ``fn`` asks for."""

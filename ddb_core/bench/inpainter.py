@@ -105,10 +105,11 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                     shapes: Sequence[str] = DEFAULT_SHAPES, ti_source: str = "high_loss", ti_region: str = "mask",
                     ti_shape: str = "object", grid_shape: Optional[str] = None, oracle: bool = False,
                     judges_dir: Optional[str] = None, section: str = "inpainter", label: Optional[str] = None,
-                    ti_repaint: Optional[str] = None) -> dict:
+                    ti_repaint: Optional[str] = None, ti_object_share: float = 0.0) -> dict:
     """``shapes``: the repaint masks measured; ``ti_shape``: the mask textual inversion counts its loss in (region
     "mask"); ``ti_repaint``: the mask the UNet is given during the inversion (None: ``ti_shape`` itself; the demo
-    gives it its repaint mask, as ``ddb invert`` does); ``grid_shape``: the mask of the grid (default: the demo's)."""
+    gives it its repaint mask, as ``ddb invert`` does); ``ti_object_share``: with ``ti_repaint``, the share of samples
+    for which the UNet is given the ``ti_shape`` mask instead; ``grid_shape``: the mask of the grid (default: the demo's)."""
     from ..demo.pipeline import DemoPipelineConfig
     from ..imaging import load_mask, load_rgb
     from ..method.inpainting import InpaintConfig, Inpainter, crop_window, model_fingerprint
@@ -142,7 +143,8 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
             repaint = [mask_of(ti_repaint, load_mask(project.dataset_path(r["mask_path"]))) for r in ti_rows[c]] \
                 if ti_region == "mask" and ti_repaint else None
             res = learn_token(inp.pipe, ims, class_token(names[c]), "bird", init_word="bird",
-                              cfg=InversionConfig(steps=ti_steps, seed=seed, region=ti_region), on_progress=on_progress,
+                              cfg=InversionConfig(steps=ti_steps, seed=seed, region=ti_region,
+                                                  object_mask_share=ti_object_share if repaint else 0.0), on_progress=on_progress,
                               masks=masks, crop_scale=inp.crop_scale, repaint_masks=repaint)
             inp.tokens[res.token] = res.embedding
             tokens[c] = res.token
@@ -223,9 +225,11 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     cmd = (f"python -m ddb_core bench inpainter --model {model} --seeds {' '.join(map(str, seeds))} --shapes {' '.join(shapes)}"
            f" --ti-source {ti_source} --ti-region {ti_region}" + (f" --ti-shape {ti_shape}" if ti_region == "mask" else "")
            + (f" --ti-repaint {ti_repaint}" if ti_region == "mask" and ti_repaint else "")
+           + (f" --ti-object-share {ti_object_share:g}" if ti_region == "mask" and ti_repaint and ti_object_share else "")
            + (" --oracle" if oracle else "") + (f" --section {section}" if section != "inpainter" else ""))
     result = {"model": model, "seeds": list(seeds), "n_per_direction": n, "ti_size": ti_size, "ti_steps": ti_steps,
-              "ti_source": ti_source, "ti_region": ti_region, "ti_shape": ti_shape, "ti_repaint": ti_repaint, "shapes": list(shapes),
+              "ti_source": ti_source, "ti_region": ti_region, "ti_shape": ti_shape, "ti_repaint": ti_repaint,
+              "ti_object_share": ti_object_share if ti_repaint else 0.0, "shapes": list(shapes),
               "grid_shape": grid_shape, "inpaint": asdict(cfg), "crop_scale": inp.crop_scale, "judge_check": judge_check, "gate_values": GATES,
               "oracle_model": ({"path": oracle_row["path"], "test_wga": oracle_row["metrics"]["test"]["worst_group_acc"]}
                                if oracle_row else None),
@@ -289,6 +293,8 @@ def inpainter_markdown(res: dict) -> str:
              f"{res['ti_size']} {res['ti_source'].replace('_', '-')} train images per class, {res['ti_steps']} steps, "
              + (f"loss inside the {res['ti_shape']} mask" + (f", the UNet given the {res['ti_repaint']} mask"
                                                                if res.get("ti_repaint") else "")
+                + (f" ({100 * res['ti_object_share']:.0f}% of samples: the {res['ti_shape']} mask)"
+                   if res.get("ti_object_share") else "")
                 if res["ti_region"] == "mask" else "loss over the whole image")
              + f"; {res['inpaint']['steps']} DDIM steps, guidance {res['inpaint']['guidance']}). Medians over seeds "
              f"{', '.join(map(str, res['seeds']))}.", "",

@@ -19,7 +19,10 @@ templates. Where the loss is counted (``InversionConfig.region``):
   With ``repaint_masks`` (what ``generation.invert_classes`` passes: the project's masker output,
   e.g. the object's box) the UNet is given that mask instead, as generation will give it, and the
   loss is still counted inside the silhouette: given the silhouette itself, its shape told the
-  demo's model which bird to draw, and the token learned too little to change the bird.
+  demo's model which bird to draw, and the token learned too little to change the bird. Given the box
+  alone, the demo's landbird token learned too little to draw a landbird over water; so for half of the
+  samples (``object_mask_share``) the UNet is given the silhouette, for the other half the repaint mask:
+  the token carries the bird either way.
 - ``"image"``: masks that are the whole image half of the time and a random box otherwise, the loss
   over the whole latent (textual inversion as it is usually run; the token also learns the scene).
 
@@ -62,6 +65,10 @@ class InversionConfig:
     # where the loss is counted: "mask" (inside each image's object mask, which is also the inpainting mask) or
     # "image" (the whole latent, with whole-image and random-box masks)
     region: str = "mask"
+    # with repaint masks: the share of samples for which the UNet is given the object's own mask instead, so that
+    # the token has to carry the object both when the mask's shape shows it and when it does not (chosen on val
+    # among 0, 0.5 and 0.75: docs/benchmarks.md, "does it draw the bird?")
+    object_mask_share: float = 0.5
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -72,6 +79,8 @@ class InversionConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 0 <= self.full_mask_share <= 1:
             raise ConfigError(f"full_mask_share must be in [0, 1], got {self.full_mask_share}")
+        if not 0 <= self.object_mask_share <= 1:
+            raise ConfigError(f"object_mask_share must be in [0, 1], got {self.object_mask_share}")
         if self.region not in REGIONS:
             raise ConfigError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
         for t in self.templates:
@@ -240,6 +249,7 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
         given_masks = square_masks(repaint_masks, res) if cfg.region == "mask" and repaint_masks is not None \
             else object_masks  # what the UNet is told to repaint
         rng = np.random.default_rng(cfg.seed)
+        mask_rng = np.random.default_rng([cfg.seed, 1])  # its own stream: the other draws do not depend on the share
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
         n_train_steps = sched.config.num_train_timesteps
         alphas = sched.alphas_cumprod.to(device)
@@ -253,7 +263,11 @@ def learn_token(pipe, images: Sequence[np.ndarray], token: str, name: str, init_
             idx = rng.integers(0, len(pixels), cfg.batch_size)
             x = pixels[idx].to(device, dtype)
             if object_masks is not None:
-                m = given_masks[idx].to(device, dtype)
+                m = given_masks[idx]
+                if cfg.object_mask_share > 0 and given_masks is not object_masks:
+                    own = torch.from_numpy(mask_rng.random(len(idx)) < cfg.object_mask_share).view(-1, 1, 1, 1)
+                    m = torch.where(own, object_masks[idx], m)
+                m = m.to(device, dtype)
             else:
                 m = torch.from_numpy(_random_masks(rng, cfg.batch_size, res, cfg.full_mask_share)).to(device, dtype)
             with torch.no_grad():
