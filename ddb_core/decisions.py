@@ -154,7 +154,7 @@ def thresholds_json(th: dict) -> dict:
 
 
 def set_thresholds(project: Project, Psi: Optional[dict[int, float]] = None, P: Optional[dict[int, float]] = None,
-                   method: str = "ddb", who: str = "user", source: str = "api") -> dict:
+                   method: str = "ddb", who: str = "user", source: str = "api", session: Optional[str] = None) -> dict:
     """Save thresholds of the active ERM model (only the given entries change; P for ``method``).
     Read and written in one transaction, so a concurrent save of another entry is never lost; the
     change is an undoable action in the audit log (``undo_thresholds``)."""
@@ -184,11 +184,12 @@ def set_thresholds(project: Project, Psi: Optional[dict[int, float]] = None, P: 
             (entry["P_default"].get(method) or {}).pop(str(int(k)), None)  # set by hand now
         if entry != before:
             project.set_meta("thresholds", raw)
-            _action(project, "thresholds", source, who, 0, {"model": mid, "what": "set", "before": before, "after": entry})
+            _action(project, "thresholds", source, who, 0, {"model": mid, "what": "set", "before": before, "after": entry},
+                    session=session)
     return thresholds(project)
 
 
-def reset_thresholds(project: Project, who: str = "user", source: str = "api") -> dict:
+def reset_thresholds(project: Project, who: str = "user", source: str = "api", session: Optional[str] = None) -> dict:
     """Forget the active model's saved thresholds: Ψ back to Eq. 3, P computed again from the
     candidates scored now. Undoable (``undo_thresholds``). Returns the new thresholds."""
     mid = project.active_erm_id
@@ -198,11 +199,13 @@ def reset_thresholds(project: Project, who: str = "user", source: str = "api") -
             before = raw["by_model"].pop(str(mid), None)
             project.set_meta("thresholds", raw)
             if before:
-                _action(project, "thresholds", source, who, 0, {"model": mid, "what": "reset", "before": before, "after": None})
+                _action(project, "thresholds", source, who, 0, {"model": mid, "what": "reset", "before": before, "after": None},
+                        session=session)
     return thresholds(project)
 
 
-def undo_thresholds(project: Project, who: str = "user", source: str = "api") -> Optional[dict]:
+def undo_thresholds(project: Project, who: str = "user", source: str = "api",
+                    session: Optional[str] = None) -> Optional[dict]:
     """Restore the active model's thresholds as they were before its latest threshold change (a
     save or a reset) that is not yet undone. Returns the restored thresholds, or None."""
     import json
@@ -227,7 +230,7 @@ def undo_thresholds(project: Project, who: str = "user", source: str = "api") ->
             raw["by_model"].pop(str(mid), None)
         project.set_meta("thresholds", raw)
         _action(project, "thresholds-undo", source, who, 0, {"model": mid, "before": current, "after": d.get("before")},
-                undoes=aid)
+                undoes=aid, session=session)
     return thresholds(project)
 
 
@@ -273,18 +276,21 @@ SOURCES = ("app", "cli", "api")
 
 
 def _action(project: Project, kind: str, source: str, who: str, n: int, detail: dict,
-            undoes: Optional[int] = None) -> int:
-    """Append one ``actions`` row (inside the caller's write transaction); returns its id."""
+            undoes: Optional[int] = None, session: Optional[str] = None) -> int:
+    """Append one ``actions`` row (inside the caller's write transaction); returns its id. ``session``: the
+    browser session that acted (the app without sign-in tells its reviewers apart by it), kept in the detail."""
     import json
 
     if source not in SOURCES:
         raise ConfigError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    if session:
+        detail = {**detail, "session": str(session)}
     return project.db["actions"].insert({"kind": kind, "source": source, "who": who, "at": now(), "n": n,
                                          "undoes": undoes, "detail": json.dumps(detail)}).last_pk
 
 
 def set_decision(project: Project, candidate_ids: Iterable[int], decision: Optional[str], who: str = "user",
-                 source: str = "api", detail: Optional[dict] = None) -> int:
+                 source: str = "api", detail: Optional[dict] = None, session: Optional[str] = None) -> int:
     """Set (accept / reject) or clear (None = back to automatic) the manual decision of every candidate
     in ``candidate_ids`` — one user action, applied whole or not at all, and audited: one ``actions``
     row (with ``detail``, e.g. the filter of a batch) and one ``audit`` row per candidate changed.
@@ -308,7 +314,7 @@ def set_decision(project: Project, candidate_ids: Iterable[int], decision: Optio
         if not changed:
             return 0
         action = _action(project, "decision", source, who, len(changed),
-                         {"decision": decision, **(detail or {}), "candidates": changed[:1000]})
+                         {"decision": decision, **(detail or {}), "candidates": changed[:1000]}, session=session)
         at = now()
         if decision is None:
             project.db.conn.executemany("delete from decisions where candidate_id = ?", [(i,) for i in changed])
@@ -328,22 +334,38 @@ class Undone:
     action_id: int  # the action that was reverted
     undo_action_id: int  # the action that reverted it
     candidate_ids: list[int]
+    decision: Optional[str] = None  # what the reverted action had set (None: back to automatic)
+    who: str = "user"  # who made it
 
 
 def _undone_ids(project: Project) -> set[int]:
     return {r[0] for r in project.db.execute("select undoes from actions where undoes is not null")}
 
 
-def undo(project: Project, who: str = "user", source: str = "api") -> Optional[Undone]:
+def undo(project: Project, who: str = "user", source: str = "api", session: Optional[str] = None,
+         mine: Optional[dict] = None) -> Optional[Undone]:
     """Revert the latest decision action not yet undone — one candidate or a whole batch — by
     appending an action that restores every candidate's previous decision. Nothing is deleted from
-    the log. Returns what was reverted, or None when there is nothing left to undo."""
+    the log. ``mine``: only an action of this reviewer, ``{"who": name}`` (a signed-in user) or
+    ``{"session": id}`` (one browser session of the app without sign-in); else the project's latest,
+    whoever made it. Returns what was reverted, or None when there is nothing left to undo."""
+    import json
+
+    def matches(row) -> bool:
+        if not mine:
+            return True
+        if "who" in mine:
+            return row[1] == mine["who"]
+        return json.loads(row[2] or "{}").get("session") == mine.get("session")
+
     with project.write():
         done = _undone_ids(project)
         last = next((r for r in project.db.execute(
-            "select id from actions where kind = 'decision' order by id desc").fetchall() if r[0] not in done), None)
+            "select id, who, detail from actions where kind = 'decision' order by id desc") if r[0] not in done
+            and matches(r)), None)
         if last is None:
             return None
+        last_detail = json.loads(last[2] or "{}")
         rows = project.db.execute("select candidate_id, old from audit where action_id = ? order by id desc",
                                   [last[0]]).fetchall()
         restore: dict[int, Optional[str]] = {}
@@ -352,7 +374,7 @@ def undo(project: Project, who: str = "user", source: str = "api") -> Optional[U
         current = {r[0]: r[1] for r in project.db.execute(
             f"select c.id, d.decision from candidates c left join decisions d on d.candidate_id = c.id "
             f"where c.id in ({','.join('?' * len(restore))})", list(restore))} if restore else {}
-        action = _action(project, "undo", source, who, len(restore), {"undoes": last[0]}, undoes=last[0])
+        action = _action(project, "undo", source, who, len(restore), {"undoes": last[0]}, undoes=last[0], session=session)
         at = now()
         for cid, old in restore.items():
             if cid not in current:
@@ -366,7 +388,7 @@ def undo(project: Project, who: str = "user", source: str = "api") -> Optional[U
             project.db.conn.execute(
                 "insert into audit (candidate_id, old, new, who, at, action_id, source) values (?, ?, ?, ?, ?, ?, ?)",
                 [cid, current[cid], old, who, at, action, source])
-    return Undone(last[0], action, list(restore))
+    return Undone(last[0], action, list(restore), last_detail.get("decision"), last[1])
 
 
 def audit_log(project: Project, limit: int = 50) -> list[dict]:

@@ -176,6 +176,7 @@ class ReviewIndex:
 
     def _read_candidates(self) -> None:
         db = self.project.db
+        self.synced_action = db.execute("select coalesce(max(id), 0) from actions").fetchone()[0]  # see catch_up
         mid = self.project.active_erm_id
         methods = sorted({r[0] for r in db.execute("select distinct method from candidates")} | {"ddb"})
         a, orders = candidate_arrays(self.project)
@@ -346,24 +347,44 @@ class ReviewIndex:
         return out
 
     def save_thresholds(self, Psi: Optional[dict] = None, P: Optional[dict] = None, source: str = "app",
-                        who: str = "user") -> dict:
+                        who: str = "user", session: Optional[str] = None) -> dict:
         """Save the given entries only (another process's saves of other entries are kept), then
         take every threshold as stored."""
-        th = set_thresholds(self.project, Psi, P, who=who, source=source)
+        th = set_thresholds(self.project, Psi, P, who=who, source=source, session=session)
         self._take(th)
         return th
 
-    def reset_thresholds(self, source: str = "app", who: str = "user") -> dict:
+    def reset_thresholds(self, source: str = "app", who: str = "user", session: Optional[str] = None) -> dict:
         """Back to the computed defaults (Ψ from Eq. 3, P from the candidates scored now); undoable."""
-        th = reset_thresholds(self.project, who=who, source=source)
+        th = reset_thresholds(self.project, who=who, source=source, session=session)
         self._take(th)
         return th
 
-    def undo_thresholds(self, source: str = "app", who: str = "user") -> Optional[dict]:
-        th = undo_thresholds(self.project, who=who, source=source)
+    def undo_thresholds(self, source: str = "app", who: str = "user", session: Optional[str] = None) -> Optional[dict]:
+        th = undo_thresholds(self.project, who=who, source=source, session=session)
         if th is not None:
             self._take(th)
         return th
+
+    def catch_up(self) -> bool:
+        """Take what was stored since this index last looked — decisions, undos and thresholds saved by another
+        tab, another user or the command line (every one is an ``actions`` row): the manual decisions of the
+        candidates they touched are read again, and the thresholds. One query when nothing changed. Returns
+        whether anything did."""
+        db = self.project.db
+        last = db.execute("select coalesce(max(id), 0) from actions").fetchone()[0]
+        if last == self.synced_action:
+            return False
+        with self.project.read():
+            touched = [r[0] for r in db.execute("select distinct candidate_id from audit where action_id > ?",
+                                                [self.synced_action])]
+            self.sync_decisions(touched)
+            try:
+                self.refresh_thresholds()
+            except DDBError as e:
+                self.problem = str(e)
+        self.synced_action = last
+        return True
 
     def refresh_thresholds(self) -> dict:
         """Re-read the stored thresholds (another process may have changed them)."""
@@ -468,21 +489,28 @@ class ReviewIndex:
 
     # -- decisions -------------------------------------------------------------------------
     def decide(self, ids: Sequence[int], decision: Optional[str], who: str = "user", source: str = "app",
-               detail: Optional[dict] = None) -> int:
+               detail: Optional[dict] = None, session: Optional[str] = None) -> int:
         """accept / reject / None (back to automatic) for every id, as one action: saved and audited at once."""
         ids = [int(i) for i in ids]
-        changed = set_decision(self.project, ids, decision, who=who, source=source, detail=detail)
+        changed = set_decision(self.project, ids, decision, who=who, source=source, detail=detail, session=session)
         at, found = self.pos.lookup(np.array(ids, np.int64))
         self.manual[at[found]] = MANUAL_CODE[decision]
         return changed
 
     def undo(self, who: str = "user", source: str = "app") -> Optional[list[int]]:
         """Revert the latest decision action (a whole batch at once); returns the candidates it restored."""
-        res = undo(self.project, who, source)
+        res = self.undo_action(who, source)
+        return None if res is None else res.candidate_ids
+
+    def undo_action(self, who: str = "user", source: str = "app", session: Optional[str] = None,
+                    mine: Optional[dict] = None):
+        """Revert the latest decision action (of this reviewer with ``mine``: see ``decisions.undo``); returns
+        what was undone (``decisions.Undone``) or None."""
+        res = undo(self.project, who, source, session=session, mine=mine)
         if res is None:
             return None
         self.sync_decisions(res.candidate_ids)
-        return res.candidate_ids
+        return res
 
     def sync_decisions(self, ids: Sequence[int]) -> None:
         """Re-read the manual decisions of ``ids`` from the database."""

@@ -41,6 +41,18 @@ document.addEventListener('keyup', function (e) {
   setTimeout(() => t.dispatchEvent(new PointerEvent('pointerup', {bubbles: true, composed: true, pointerId: 1,
                                                                    isPrimary: true})), 150);
 });
+// A number typed into a threshold's box is saved when it is committed: Enter leaves the box, and leaving it (Enter,
+// Tab, a click elsewhere) makes Gradio's slider send its release, which saves. A click into the box sends nothing:
+// its pointerup would save the value shown before typing.
+const THRESHOLD = '[id^="psi-"], [id^="p-"]';
+document.addEventListener('pointerup', function (e) {
+  const t = e.target;
+  if (t && t.type === 'number' && t.closest(THRESHOLD) && e.isTrusted) e.stopPropagation();
+}, true);
+document.addEventListener('keydown', function (e) {
+  const t = e.target;
+  if (t && t.type === 'number' && t.closest(THRESHOLD) && e.key === 'Enter') { e.preventDefault(); t.blur(); }
+}, true);
 // The review keys act only while the Review screen is shown and no text field or control has the focus.
 function reviewShown() {
   const b = document.getElementById('btn-accept');
@@ -183,16 +195,24 @@ def build_app(project_dir: str, build_demo: bool = True, data_roots: Optional[li
         for _title, tab_id, module in SCREENS:
             module.wire(state, views[tab_id], shared)
         outputs = [o for _t, tab_id, module in SCREENS for o in module.refresh_outputs(views[tab_id])]
+        # what a screen keeps over a refresh (the review screen: its filters, selection and shown candidate)
+        kept = [(tab_id, module, getattr(module, "refresh_inputs", lambda v: [])(views[tab_id]))
+                for _t, tab_id, module in SCREENS]
+        inputs = [c for _id, _m, comps in kept for c in comps]
 
-        def refresh_all():
-            return [value for _t, tab_id, module in SCREENS for value in module.refresh(state, views[tab_id])]
+        def refresh_all(*values):
+            out, at = [], 0
+            for tab_id, module, comps in kept:
+                out += module.refresh(state, views[tab_id], *values[at:at + len(comps)])
+                at += len(comps)
+            return out
 
-        def poll():
+        def poll(*values):
             """Progress while a job runs; when it has just finished, every screen is refreshed once."""
             running = state.job is not None and state.job.running
             if state.job is not None and not running and state.last_job != id(state.job):
                 state.last_job = id(state.job)
-                return state.job_markdown(), gr.Timer(active=False), gr.Button(visible=False), *refresh_all()
+                return state.job_markdown(), gr.Timer(active=False), gr.Button(visible=False), *refresh_all(*values)
             return (state.job_markdown(), gr.Timer(active=running), gr.Button(visible=running),
                     *[gr.skip() for _ in outputs])
 
@@ -203,9 +223,9 @@ def build_app(project_dir: str, build_demo: bool = True, data_roots: Optional[li
             return state.job_markdown(), gr.Button(visible=True)
 
         cancel.click(cancel_job, outputs=[shared.job_md, cancel])
-        refresh.click(safe(refresh_all), [], outputs, api_name="refresh")
-        demo.load(safe(refresh_all), [], outputs, api_name="load")
-        shared.timer.tick(poll, outputs=[shared.job_md, shared.timer, cancel, *outputs], show_progress="hidden",
+        refresh.click(safe(refresh_all), inputs, outputs, api_name="refresh")
+        demo.load(safe(refresh_all), [], outputs, api_name="load")  # a new page: the defaults
+        shared.timer.tick(poll, inputs, outputs=[shared.job_md, shared.timer, cancel, *outputs], show_progress="hidden",
                           api_name="poll")
     demo.state, demo.views = state, views  # for tests
     demo.n_sliders = views["review"].n_sliders

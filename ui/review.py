@@ -12,11 +12,16 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
+from ddb_core.errors import DDBError
+
 from . import review_actions as actions
 from . import review_plots
 from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
                           direction_choices, gallery_items, plot_state, refilter, threshold_plots, thresholds_from)
-from .state import ORDERED, REDRAW, AppState, safe, user_of
+from .state import ORDERED, REDRAW, AppState, reviewer, safe, session_of, user_of
+
+
+POLL_S = 3.0  # how often a shown review screen asks whether its project changed elsewhere
 
 
 def build(state: AppState) -> SimpleNamespace:
@@ -99,6 +104,7 @@ def build(state: AppState) -> SimpleNamespace:
     v.batch_msg = gr.Markdown(elem_id="batch-msg")
     v.pending_batch = gr.State(None)  # the ids and action counted, until confirmed or cancelled
     v.nav = gr.State(dict(EMPTY_NAV))
+    v.poll = gr.Timer(POLL_S)  # see poll()
     # groups of components the handlers read and write
     v.sliders = [*v.psi, *v.p]
     v.filters = [v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method, v.selection, v.nav]
@@ -118,7 +124,7 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
                 trigger_mode="always_last", api_name=f"threshold_{s.elem_id.replace('-', '_')}")
     v.plot_dir.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden")
     for slot, s in enumerate(v.sliders):
-        s.release(safe(partial(save_threshold, state, v, slot)), [*v.sliders, *v.filters], v.refiltered,
+        s.release(safe(partial(save_threshold, state, v, slot)), [*v.sliders, *v.filters], [*v.sliders, v.th_msg, *v.refiltered],
                   show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}", **ORDERED).then(*v.after, **REDRAW)
     refilter_fn = safe(partial(refilter, state))
     # .input (a user's choice), not .change: "next in queue" and a refresh set these themselves, with the gallery
@@ -132,8 +138,36 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
                           (v.undo_th, undo_thresholds, "undo_thresholds")):
         btn.click(safe(partial(fn, state, v)), [], [*v.sliders, v.th_msg, v.reset_confirm], api_name=name).then(
             safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered).then(*v.after, **REDRAW)
+    # a cheap look every few seconds: a screen whose project changed elsewhere (another tab, user, `ddb`) is drawn again
+    v.poll.tick(safe(partial(poll, state, v)), [*v.filters, v.plot_dir, v.colour_by], poll_outputs(v),
+                show_progress="hidden", **REDRAW)
     actions.wire(state, v)
     review_plots.wire(state, v, shared)
+
+
+def poll_outputs(v: SimpleNamespace) -> list:
+    return [*v.sliders, v.th_msg, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.gallery, v.page_info, v.nav,
+            *v.detail, v.map]
+
+
+def poll(state: AppState, v: SimpleNamespace, *values):
+    """Nothing when the project is as this screen was drawn from; else the whole screen again (the thresholds as
+    stored, the counts, plots, gallery, the shown candidate, the map), the filters and the shown candidate kept."""
+    version = state.version()
+    if not state.changed_elsewhere(version):
+        return [gr.skip() for _ in poll_outputs(v)]
+    *filters, direction, colour_by = values
+    index = state.index()
+    if index is None or len(index) == 0:
+        return [gr.skip() for _ in poll_outputs(v)]
+    d, st, sort, fpsi, frho, method, selection, nav = filters
+    counts, gallery, page_info, nav, *detail = refilter(state, d, st, sort, fpsi, frho, method, selection, nav,
+                                                        keep_current=True, page=nav.get("page", 0))
+    state.mark_shown(index, True, version)
+    return [*slider_updates(v, index), "<span id='elsewhere-msg'>The project changed elsewhere (another tab, another "
+            "user or the command line): the screen now shows what it holds.</span>", counts,
+            *plots_at(index, index.Psi, index.P, direction), gallery, page_info, nav, *detail,
+            review_plots.render_map(state, index.Psi, index.P, colour_by or "decision")]
 
 
 def refresh_outputs(v: SimpleNamespace) -> list:
@@ -141,25 +175,52 @@ def refresh_outputs(v: SimpleNamespace) -> list:
             v.f_sort, v.f_psi, v.f_rho, v.gallery, v.page_info, v.nav, *v.detail, v.map, v.selection, v.selection_md]
 
 
-def refresh(state: AppState, v: SimpleNamespace) -> list:
-    """Everything the screen shows, from the stored thresholds (on page load and after every job)."""
+def refresh_inputs(v: SimpleNamespace) -> list:
+    return [*v.filters, v.plot_dir]
+
+
+def refresh(state: AppState, v: SimpleNamespace, d="", st="all", sort="id", fpsi="", frho="", method="", selection=None,
+            nav=None, direction=None) -> list:
+    """Everything the screen shows, from the stored thresholds (on page load, Refresh and after every job). The
+    filters, the sort, the plot selection, the plots' direction and the shown candidate stay as they were where
+    they still exist."""
+    version = state.version()
     index = state.index(reload=True)
     names = state.class_names()
     no_selection = [None, "No selection: drag on a plot to select."]
+    state.mark_shown(index, True, version)
     if index is None or len(index) == 0:
         return [*slider_updates(v, index), counts_markdown(index, {}, {}, names), *plots_at(None, {}, {}, None),
                 gr.Dropdown(choices=[]), gr.Dropdown(choices=[("all", "")], value=""), *FILTER_DEFAULTS, [], "", dict(EMPTY_NAV),
                 None, None, None, None, None, "No candidates yet.", None, *no_selection]
     dirs = direction_choices(index, names)
-    ids = index.query(current_filter("", "all", "id", "", ""))
-    gallery, page_info = gallery_items(index, ids, 0)
-    nav = {"ids": [int(i) for i in ids], "pos": 0, "page": 0}
+    known = {value for _label, value in dirs}
+    d = d if d in known else ""
+    direction = direction if direction in known else (dirs[0][1] if dirs else None)
+    if selection is not None:  # the ids drawn on a plot: those that still exist
+        selection = [int(i) for i in np.asarray(selection, np.int64)[index.pos.lookup(np.asarray(selection, np.int64))[1]]] \
+            if len(selection) else selection
+    try:
+        f = current_filter(d, st, sort, fpsi, frho, method, selection)
+    except DDBError:  # a range typed that no longer parses: the whole gallery
+        d, st, sort, fpsi, frho, method, selection = "", *FILTER_DEFAULTS[1:], "", None
+        f = current_filter(d, st, sort, fpsi, frho, method, selection)
+    ids = index.query(f)
+    shown = (nav or {}).get("ids", [])[(nav or {}).get("pos", 0)] if (nav or {}).get("ids") and \
+        (nav or {}).get("pos", 0) < len(nav["ids"]) else None
+    id_list = [int(i) for i in ids]
+    pos = id_list.index(shown) if shown in id_list else 0
+    from .review_view import PAGE
+
+    gallery, page_info = gallery_items(index, ids, pos // PAGE)
+    nav = {"ids": id_list, "pos": pos, "page": pos // PAGE}
+    selection_out = no_selection if selection is None else [selection, gr.skip()]
     return [*slider_updates(v, index), counts_markdown(index, index.Psi, index.P, names),
-            *plots_at(index, index.Psi, index.P, dirs[0][1] if dirs else None),
-            gr.Dropdown(choices=dirs, value=dirs[0][1] if dirs else None),
-            gr.Dropdown(choices=[("all", "")] + dirs, value=""), *FILTER_DEFAULTS, gallery, page_info, nav,
-            *detail_panels(index, int(ids[0]) if len(ids) else None, names),
-            review_plots.render_map(state, index.Psi, index.P), *no_selection]
+            *plots_at(index, index.Psi, index.P, direction),
+            gr.Dropdown(choices=dirs, value=direction),
+            gr.Dropdown(choices=[("all", "")] + dirs, value=d), method, st, sort, fpsi, frho, gallery, page_info, nav,
+            *detail_panels(index, id_list[pos] if id_list else None, names),
+            review_plots.render_map(state, index.Psi, index.P), *selection_out]
 
 
 # method, decision, sort, ψ range, ρ range: a refresh shows the whole gallery by id, and the filters say so
@@ -182,10 +243,22 @@ def slider_updates(v: SimpleNamespace, index) -> list:
     lo, hi = float(np.floor((lo - margin) / step) * step), float(np.ceil((hi + margin) / step) * step)
     lo, hi = round(lo, decimals), round(hi, decimals)
     n = index.n_classes
-    ups = [gr.Slider(minimum=0.0, maximum=1.001, step=0.0001, value=round(min(max(index.Psi.get(c, 0.5), 0.0), 1.001), 4),
+    ups = [gr.Slider(minimum=0.0, maximum=1.001, step=PSI_STEP,
+                     value=round(min(max(index.Psi.get(c, 0.5), 0.0), 1.001), PSI_DECIMALS),
                      visible=c < n, label=f"Ψ {name(c)} (source)") for c in range(v.n_sliders)]
     return ups + [gr.Slider(minimum=lo, maximum=hi, step=step, visible=c < n, label=f"P {name(c)} (target)",
                             value=round(min(max(index.P.get(c, 0.0), lo), hi), decimals)) for c in range(v.n_sliders)]
+
+
+PSI_STEP, PSI_DECIMALS = 0.0001, 4  # the Ψ sliders' step (ψ is a probability)
+
+
+def p_step(index) -> tuple[float, int]:
+    """The P sliders' step and its decimals (from the spread of ρ, as ``slider_updates`` sets it)."""
+    rho = index.rho[np.isfinite(index.rho)]
+    lo, hi = (float(rho.min()), float(rho.max())) if rho.size else (-1.0, 1.0)
+    margin = max(hi - lo, 1e-6) * 0.05
+    return nice_step(hi - lo + 2 * margin)
 
 
 def nice_step(span: float, divisions: int = 500) -> tuple[float, int]:
@@ -203,9 +276,11 @@ def plots_at(index, Psi: dict, P: dict, direction):
 def redraw(state: AppState, direction, colour_by, nav):
     """The ψ–ρ plot, both histograms, the map and the gallery's page (its badges) at the thresholds and
     decisions the project holds."""
+    version = state.version()
     index = state.index()
     if index is None or len(index) == 0:
         return (*plots_at(None, {}, {}, None), gr.skip(), gr.skip(), gr.skip())
+    state.mark_shown(index, False, version)
     gallery, page_info = gallery_items(index, np.array(nav.get("ids", []), np.int64), nav.get("page", 0))
     return (*plots_at(index, index.Psi, index.P, direction),
             review_plots.render_map(state, index.Psi, index.P, colour_by or "decision"), gallery, page_info)
@@ -226,20 +301,39 @@ def on_threshold(state: AppState, v: SimpleNamespace, *values):
 
 
 def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):
-    """Slider ``slot`` released: its value alone is saved with the project (a value another process saved
-    for another class meanwhile is kept); the gallery and detail follow."""
+    """Slider ``slot`` released (a drag, a key press, Enter or leaving its number box): its value alone, rounded to
+    the slider's step, is saved with the project (a value another process saved for another class meanwhile is
+    kept); the gallery and detail follow. A screen whose sliders show other thresholds than the project holds
+    (changed in another tab, by another user or ``ddb``) saves nothing: it is shown the stored ones."""
+    version = state.version()
     index = state.index()
+    keep = [gr.skip() for _ in v.sliders]
     if index is None or len(index) == 0:
-        return gr.Markdown(), [], "", dict(EMPTY_NAV), None, None, None, None, None, ""
+        return *keep, "", gr.Markdown(), [], "", dict(EMPTY_NAV), None, None, None, None, None, ""
     *th, d, st, sort, fpsi, frho, method, selection, nav = values
     c = slot % v.n_sliders
-    if c < index.n_classes:
-        value = {c: float(th[slot])}
-        if slot < v.n_sliders:
-            index.save_thresholds(Psi=value, who=user_of())
-        else:
-            index.save_thresholds(P=value, who=user_of())
-    return refilter(state, d, st, sort, fpsi, frho, method, selection, nav, keep_current=True)
+    if state.stale_thresholds(index):
+        state.mark_shown(index, True, version)
+        return (*slider_updates(v, index), "<span id='threshold-stale'>**Changed elsewhere** (another tab, another user "
+                "or the command line) — now showing the stored thresholds; nothing was saved.</span>",
+                *refilter(state, d, st, sort, fpsi, frho, method, selection, nav, keep_current=True))
+    msg = ""
+    if c < index.n_classes and th[slot] is not None:
+        psi = slot < v.n_sliders
+        step, decimals = (PSI_STEP, PSI_DECIMALS) if psi else p_step(index)
+        typed = float(th[slot])
+        value = round(round(typed / step) * step, decimals)
+        before = (index.Psi if psi else index.P).get(c)
+        index.save_thresholds(**{"Psi" if psi else "P": {c: value}}, who=user_of(), session=session_of())
+        state.mark_shown(index, True, version)
+        names = state.class_names()
+        name = names[c] if c < len(names) else f"class {c}"
+        if before is None or before != value:
+            msg = (f"<span id='threshold-saved'>Saved: {'Ψ' if psi else 'P'} {name} = {value:.{decimals}f}"
+                   + (f" (from {before:.{decimals}f})" if before is not None else "") + ".</span>")
+        if value != typed:  # typed between two steps: the slider shows what was stored
+            keep[slot] = slider_updates(v, index)[slot]
+    return (*keep, msg, *refilter(state, d, st, sort, fpsi, frho, method, selection, nav, keep_current=True))
 
 
 def ask_reset():
@@ -252,13 +346,17 @@ def reset_thresholds(state: AppState, v: SimpleNamespace):
     index = state.index()
     if index is None:
         return [gr.Slider() for _ in v.sliders] + ["", gr.Button(visible=False)]
-    index.reset_thresholds(who=user_of())
+    version = state.version()
+    index.reset_thresholds(who=user_of(), session=session_of())
+    state.mark_shown(index, True, version)
     return slider_updates(v, index) + ["Thresholds reset to the computed defaults.", gr.Button(visible=False)]
 
 
 def undo_thresholds(state: AppState, v: SimpleNamespace):
+    version = state.version()
     index = state.index()
-    if index is None or index.undo_thresholds(who=user_of()) is None:
+    if index is None or index.undo_thresholds(who=user_of(), session=session_of()) is None:
         return [gr.skip() for _ in v.sliders] + ["No threshold change to undo.", gr.Button(visible=False)]
+    state.mark_shown(index, True, version)
     return slider_updates(v, index) + ["The thresholds are back as they were before the last change.",
                                        gr.Button(visible=False)]

@@ -19,7 +19,7 @@ from ddb_core.errors import DDBError
 
 from . import plots
 from .review_view import BIG, PAGE, counts_markdown, detail_panels, gallery_items, refilter
-from .state import ORDERED, REDRAW, AppState, load_image, safe, user_of
+from .state import ORDERED, REDRAW, AppState, load_image, reviewer, safe, session_of, user_of
 
 
 def wire(state: AppState, v: SimpleNamespace) -> None:
@@ -83,8 +83,8 @@ def move(state: AppState, delta: int, nav: dict):
 
 
 def next_in_queue(state: AppState, d, st, sort, fpsi, frho, method, selection, nav):
-    """The gallery in queue order (the current filter kept) and, shown, the first candidate in it that no one
-    has decided, other than the one shown now."""
+    """The gallery in queue order (the current filter kept) and, shown, the next candidate in it that no one has
+    decided: the first one on the first press, then the next after the one shown (each press moves forward)."""
     from .review_view import current_filter
 
     index = state.index()
@@ -102,7 +102,9 @@ def next_in_queue(state: AppState, d, st, sort, fpsi, frho, method, selection, n
         gallery, page_info = gallery_items(index, found, pos // PAGE)
         return ("queue", counts_markdown(index, index.Psi, index.P, names), gallery, page_info,
                 {"ids": ids, "pos": pos, "page": pos // PAGE}, *panels, note + (info or ""))
-    pos = int(np.argmax(open_))
+    start = ids.index(shown) + 1 if shown in ids and sort == "queue" else 0  # the first press: from the top
+    ahead = np.flatnonzero(open_[start:])
+    pos = start + int(ahead[0]) if ahead.size else int(np.argmax(open_))  # past the end: from the top again
     gallery, page_info = gallery_items(index, found, pos // PAGE)
     return ("queue", counts_markdown(index, index.Psi, index.P, names), gallery, page_info,
             {"ids": ids, "pos": pos, "page": pos // PAGE}, *detail_panels(index, ids[pos], names))
@@ -116,26 +118,34 @@ def decide(state: AppState, decision, nav: dict):
     ids = nav.get("ids", [])
     if not ids:
         return nav, *detail_panels(index, None, state.class_names()), counts_markdown(index, {}, {}, state.class_names())
-    index.decide([ids[nav.get("pos", 0)]], decision, who=user_of())
+    index.decide([ids[nav.get("pos", 0)]], decision, who=user_of(), session=session_of())
     pos = min(nav.get("pos", 0) + 1, len(ids) - 1)  # auto-advance
     return {**nav, "pos": pos}, *detail_panels(index, ids[pos], state.class_names()), _counts(state, index)
 
 
 def undo(state: AppState, nav: dict):
-    """Revert the latest decision action — one candidate, or a whole batch — and show its first candidate."""
+    """Revert this reviewer's latest decision action — one candidate, or a whole batch — and show its first
+    candidate, saying what was undone. This reviewer: the signed-in user, or without sign-in this browser session;
+    another reviewer's actions are never undone from here."""
     index = state.index()
-    restored = index.undo(who=user_of()) if index is not None else None
-    if not restored:  # the shown candidate stays, and the text says why nothing changed
+    res = index.undo_action(who=user_of(), session=session_of(), mine=reviewer()) if index is not None else None
+    if res is None or not res.candidate_ids:  # the shown candidate stays, and the text says why nothing changed
         ids = nav.get("ids", [])
         shown = ids[nav.get("pos", 0)] if ids and nav.get("pos", 0) < len(ids) else None
         *panels, info = detail_panels(index, shown, state.class_names())
-        note = "<span id='undo-msg'>**Nothing to undo**: no decision action is left to revert.</span>\n\n"
+        note = ("<span id='undo-msg'>**Nothing to undo**: none of your decisions is left to revert (another "
+                "reviewer's are theirs to undo).</span>\n\n")
         return nav, *panels, note + (info or ""), _counts(state, index) if index is not None else ""
-    cid = restored[0]
+    cid = res.candidate_ids[0]
     ids = nav.get("ids", [])
     if cid in ids:
         nav = {**nav, "pos": ids.index(cid)}
-    return nav, *detail_panels(index, cid, state.class_names()), _counts(state, index)
+    what = {"accept": "acceptance", "reject": "rejection", None: "return to automatic"}[res.decision]
+    n = len(res.candidate_ids)
+    said = (f"your {what} of candidate {cid}" if n == 1 else f"your batch {what} of {n} candidates (first: {cid})")
+    *panels, info = detail_panels(index, cid, state.class_names())
+    note = f"<span id='undo-msg'>**Undone**: {said}.</span>\n\n"
+    return nav, *panels, note + (info or ""), _counts(state, index)
 
 
 def batch_ask(state: AppState, action, nav, d, st, sort, fpsi, frho, method, selection=None):
@@ -168,7 +178,7 @@ def batch_confirm(state: AppState, pending):
         return "Nothing to confirm: press “Apply to the filter…” first.", gr.Button(visible=False), gr.skip(), None
     index = state.index()
     action = pending["action"]
-    changed = index.decide(pending["ids"], None if action == "auto" else action, who=user_of(),
+    changed = index.decide(pending["ids"], None if action == "auto" else action, who=user_of(), session=session_of(),
                            detail={"filter": pending["filter"], "batch": len(pending["ids"])})
     return (f"{changed} decisions changed ({len(pending['ids'])} candidates in the batch); undo (u) reverts the whole "
             f"batch.", gr.Button(visible=False), _counts(state, index), None)

@@ -23,8 +23,9 @@ from ddb_core.errors import DDBError
 from ddb_core.igmaps import load_ig
 
 from . import plots
-from .review_view import BIG, refilter, scatter_frame, status_codes, thresholds_from
-from .state import AppState, load_image, safe, started
+from .review_view import (BIG, PAGE, counts_markdown, current_filter, detail_panels, gallery_items, refilter, scatter_frame,
+                          status_codes, thresholds_from)
+from .state import ORDERED, AppState, load_image, safe, started
 
 COLOUR_BY = [("decision", "decision"), ("direction", "direction"), ("ψ", "psi"), ("ρ", "rho"),
              ("detection score", "detection")]
@@ -61,7 +62,7 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     batch_reset = [v.batch_msg, v.batch_confirm, v.pending_batch]
     inputs = [v.plot_payload, *v.sliders, v.plot_dir, v.colour_by, *v.filters]
     v.plot_select.click(safe(partial(select, state, v)), inputs, [v.selection, v.selection_md, *batch_reset, *v.refiltered],
-                        show_progress="hidden", api_name="plot_select")
+                        show_progress="hidden", api_name="plot_select", **ORDERED)
     v.clear_selection.click(safe(partial(clear, state)), v.filters, [v.selection, v.selection_md, *batch_reset,
                                                                        *v.refiltered], show_progress="hidden")
     v.colour_by.change(safe(partial(map_image, state)), [*v.sliders, v.colour_by], [v.map], show_progress="hidden")
@@ -187,12 +188,20 @@ def select(state: AppState, v: SimpleNamespace, payload, *values):
         k = plots.nearest(frame, x, y, points[0])
         if k is None:
             return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), *refilter(state, *filt, selection, nav))
-        cid = int(index.ids[pos[k]])
-        ids = list(nav.get("ids", []))
-        if cid not in ids:
+        cid = int(index.ids[pos[k]])  # that candidate is shown, in the filter or not
+        ids = [int(i) for i in index.query(current_filter(*filt, selection))]
+        outside = cid not in ids
+        if outside:
             ids.insert(0, cid)
-        out = refilter(state, *filt, selection, {**nav, "ids": ids, "pos": ids.index(cid)}, keep_current=True)
-        return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), *out)
+        at = ids.index(cid)
+        gallery, page_info = gallery_items(index, np.array(ids, np.int64), at // PAGE)
+        names = state.class_names()
+        *panels, info = detail_panels(index, cid, names)
+        if outside:
+            info = (f"<span id='outside-msg'>**Outside the current filter**: candidate {cid} is shown because it was "
+                    f"clicked on the plot; the gallery shows it first.</span>\n\n" + (info or ""))
+        return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), counts_markdown(index, index.Psi, index.P, names),
+                gallery, page_info, {"ids": ids, "pos": at, "page": at // PAGE}, *panels, info)
     chosen = [int(i) for i in index.ids[pos[plots.selected_in(frame, x, y, points)]]]
     return (chosen, _selection_text(chosen, where), "", gr.Button(visible=False), None,  # a pending batch is cancelled
             *refilter(state, *filt, chosen, nav))

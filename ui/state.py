@@ -52,6 +52,26 @@ def user_of(request=None) -> str:
     return str(name) if name else "user"
 
 
+def session_of(request=None) -> str:
+    """The browser session of the event being handled (one page load; each tab has its own)."""
+    if request is None:
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+    return str(getattr(request, "session_hash", None) or "")
+
+
+def reviewer(request=None) -> dict:
+    """Whose actions `u` undoes: the signed-in user's (``{"who": name}``), or without sign-in this browser
+    session's (``{"session": id}``) — never another reviewer's."""
+    if request is None:
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+    name = getattr(request, "username", None) if request is not None else None
+    return {"who": str(name)} if name else {"session": session_of(request)}
+
+
 HUB_ID = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")  # org/name, or a name (sam_vit_b)
 
 
@@ -112,6 +132,9 @@ class AppState:
         self.last_job: Optional[int] = None
         self._index = None
         self._index_candidates = ""
+        # per browser session: the project version its review screen was last drawn from whole, and the thresholds
+        # its sliders show (a threshold moved on a screen that shows others is refused: see ui/review.py)
+        self.shown: dict[str, dict] = {}
         self._inpainter = self._inpainter_ref = None
         if Project.exists(self.project_dir):
             self.project().mark_interrupted_runs()  # runs of a process that was killed
@@ -140,16 +163,59 @@ class AppState:
         return api.prepare_demo_candidates(project, quick=True, on_progress=on_progress, cancel=cancel)
 
     def index(self, reload: bool = False):
-        """The review model; rebuilt when the number of candidates or of scores changed."""
+        """The review model; rebuilt when the number of candidates or of scores changed, and brought up to date
+        with every decision and threshold stored since it last looked (another tab, user or ``ddb``)."""
         if not self.exists():
             return None
         p = self.project()
-        n = p.db.execute("select count(*) || ':' || count(psi) || ':' || coalesce(sum(score_model_id), 0) "
-                         "from candidates").fetchone()[0]
+        n = self._candidates_version(p)
         if reload or self._index is None or self._index_candidates != n:
             self._index = api.review_index(p)
             self._index_candidates = n
+        else:
+            self._index.catch_up()
         return self._index
+
+    @staticmethod
+    def _candidates_version(p) -> str:
+        return p.db.execute("select count(*) || ':' || count(psi) || ':' || coalesce(sum(score_model_id), 0) "
+                            "from candidates").fetchone()[0]
+
+    def version(self) -> tuple:
+        """What the project holds, as (its candidates and scores, its latest action — each decision, undo and
+        threshold change is one): every stored change alters it."""
+        if not self.exists():
+            return ("", 0)
+        p = self.project()
+        last = p.db.execute("select coalesce(max(id), 0) from actions").fetchone()[0]
+        return (self._candidates_version(p), last)
+
+    def changed_elsewhere(self, version: tuple) -> bool:
+        """Whether the project at ``version`` differs from what this session's screen was drawn from by anything
+        but this session's own actions (whose screen updates follow them)."""
+        shown = self.shown.get(session_of(), {}).get("version")
+        if shown is None or shown == version:
+            return shown is None
+        if shown[0] != version[0]:
+            return True
+        return self.project().db.execute(
+            "select count(*) from actions where id > ? and coalesce(json_extract(detail, '$.session'), '') != ?",
+            [shown[1], session_of()]).fetchone()[0] > 0
+
+    def mark_shown(self, index, sliders: bool, version: str) -> None:
+        """This session's screen now shows ``index`` as the project held it at ``version`` (read before the index,
+        so that a change made while drawing is drawn by the next poll); ``sliders``: its sliders too."""
+        entry = self.shown.setdefault(session_of(), {})
+        th = (dict(index.Psi), dict(index.P)) if index is not None else ({}, {})
+        if sliders:
+            entry["thresholds"] = th
+        if entry.get("thresholds") == th:
+            entry["version"] = version  # else the poll draws it whole, sliders included
+
+    def stale_thresholds(self, index) -> bool:
+        """Whether this session's sliders show other thresholds than the project holds."""
+        shown = self.shown.get(session_of(), {}).get("thresholds")
+        return shown is not None and index is not None and shown != (dict(index.Psi), dict(index.P))
 
     def inpainter(self):
         """The project's inpainting model, loaded once (tokens are loaded into it as needed)."""
