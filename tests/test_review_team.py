@@ -1,0 +1,213 @@
+"""The review screen at a practised reviewer's pace and with a team, in a real browser (Debian's Chromium with
+Playwright): every key press is one action, processed in order; the review keys act only on the Review screen; a
+typed threshold is saved once, rounded to the step; a change made by `ddb` or another page appears without a
+click; a stale slider cannot overwrite another's threshold; `u` undoes only this reviewer's own decisions; Refresh
+keeps the filters and the shown candidate. After each step the screen is compared with the database."""
+
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ddb_core.decisions import set_decision, thresholds
+from test_browser import CHROMIUM, _choose, _wait_text
+from test_browser_truth import _agrees, _review, _threshold_actions
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is installed by `make test` (apt-get install chromium)")
+
+
+def _decided(p) -> dict:
+    p.db.conn.commit()
+    return dict(p.db.execute("select candidate_id, decision from decisions").fetchall())
+
+
+def _shown_id(page) -> int:
+    return int(re.search(r"Candidate (\d+)", page.locator("#review-info").inner_text()).group(1))
+
+
+def _until(check, timeout_s: float = 30, what: str = "the condition"):
+    t0 = time.time()
+    while time.time() - t0 < timeout_s:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"{what} did not hold within {timeout_s}s")
+
+
+def _ids(p) -> list[int]:
+    return [r[0] for r in p.db.execute("select id from candidates order by id")]
+
+
+def test_quick_key_presses_each_count_once_in_order(candidates_project):
+    p = candidates_project
+    ids = _ids(p)
+    assert len(ids) >= 8
+    with _review(p) as page:
+        page.locator("body").click(position={"x": 5, "y": 5})
+        assert _shown_id(page) == ids[0]
+        # five → at 0.15 s: five candidates on, not two
+        for _ in range(5):
+            page.keyboard.press("ArrowRight")
+            page.wait_for_timeout(150)
+        _until(lambda: _shown_id(page) == ids[5], what=f"candidate {ids[5]} shown")
+        for _ in range(5):
+            page.keyboard.press("ArrowLeft")
+            page.wait_for_timeout(100)
+        _until(lambda: _shown_id(page) == ids[0], what=f"candidate {ids[0]} shown")
+        # seven `r` 0.1 s apart: seven rejections, each of the next candidate
+        for _ in range(7):
+            page.keyboard.press("r")
+            page.wait_for_timeout(100)
+        _until(lambda: len(_decided(p)) == 7, what="seven decisions stored")
+        assert _decided(p) == {i: "reject" for i in ids[:7]}
+        _until(lambda: _shown_id(page) == ids[7], what="the eighth candidate shown")
+        _agrees(page, p)
+        # three `u` 0.1 s apart: the three latest undone, newest first
+        for _ in range(3):
+            page.keyboard.press("u")
+            page.wait_for_timeout(100)
+        _until(lambda: len(_decided(p)) == 4, what="three decisions undone")
+        assert _decided(p) == {i: "reject" for i in ids[:4]}
+        _wait_text(page, "#review-info", rf"Undone\*?\*?: your rejection of candidate {ids[4]}\b")
+        _agrees(page, p)
+
+        # the review keys do nothing on another screen
+        page.get_by_role("tab", name="Retrain").click()
+        page.locator("body").click(position={"x": 5, "y": 5})
+        for key in ("r", "a", "u", "n", "ArrowRight"):
+            page.keyboard.press(key)
+        page.wait_for_timeout(1500)
+        assert _decided(p) == {i: "reject" for i in ids[:4]}
+        page.get_by_role("tab", name="Review").click()
+        page.locator("body").click(position={"x": 5, "y": 5})
+        page.keyboard.press("a")
+        _until(lambda: len(_decided(p)) == 5, what="the accept on the Review screen stored")
+        _agrees(page, p)
+
+
+def test_a_typed_threshold_is_saved_once_rounded_to_the_step(candidates_project):
+    p = candidates_project
+    with _review(p) as page:
+        _agrees(page, p)
+        rng = page.locator("#p-1 input[type=range]")
+        lo, hi, step = (float(rng.get_attribute(a)) for a in ("min", "max", "step"))
+        box = page.locator("#p-1 input[type=number]")
+        decimals = max(0, -int(round(__import__("math").log10(step))))
+
+        def typed(fraction: float) -> float:
+            return lo + (hi - lo) * fraction + step * 0.37  # between two steps
+
+        for fraction, commit in ((0.3, "Tab"), (0.6, "Enter")):
+            before = _threshold_actions(p)
+            value = typed(fraction)
+            box.click()
+            box.press("Control+a")
+            box.type(f"{value:.{decimals + 3}f}")
+            box.press(commit)
+            _until(lambda: _threshold_actions(p) == before + 1, what=f"the value typed and {commit} saved")
+            want = round(round(value / step) * step, decimals)
+            assert thresholds(p)["P"][1] == pytest.approx(want, abs=step / 100)
+            page.wait_for_timeout(1500)
+            assert _threshold_actions(p) == before + 1  # once
+            _until(lambda: abs(float(box.input_value()) - want) < step / 100, what="the box shows the stored value")
+            _wait_text(page, "#threshold-msg", r"Saved: P waterbird")
+            _agrees(page, p)
+        # a click into the box saves nothing
+        before = _threshold_actions(p)
+        box.click()
+        page.wait_for_timeout(1500)
+        page.locator("body").click(position={"x": 5, "y": 5})
+        page.wait_for_timeout(1500)
+        assert _threshold_actions(p) == before
+        # three arrow keys 0.3 s apart on the slider: three saves, and the last value stored and shown
+        start = thresholds(p)["P"][1]
+        rng.focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+            page.wait_for_timeout(300)
+        _until(lambda: _threshold_actions(p) == before + 3, what="three key presses saved")
+        assert thresholds(p)["P"][1] == pytest.approx(start + 3 * step, abs=step / 100)
+        _agrees(page, p)
+
+
+def test_changes_from_the_command_line_and_another_page_appear_and_are_not_overwritten(candidates_project):
+    from ui.screenshot import open_review
+
+    p = candidates_project
+    ids = _ids(p)
+    with _review(p) as page:
+        _agrees(page, p)
+        # `ddb decide` and `ddb prune` while the page is open: the page shows them without a click
+        cli = [sys.executable, "-m", "ddb_core"]
+        subprocess.run(cli + ["decide", "-p", str(p.root), "--reject", str(ids[5])], check=True, capture_output=True)
+        rng = page.locator("#p-1 input[type=range]")
+        lo, hi, step = (float(rng.get_attribute(a)) for a in ("min", "max", "step"))
+        other = round(lo + (hi - lo) * 0.8, 6)
+        subprocess.run(cli + ["prune", "-p", str(p.root), "--P", f"1={other}"], check=True, capture_output=True)
+        _until(lambda: abs(float(page.locator("#p-1 input[type=number]").input_value()) - other) < step,
+               what="the slider shows the P set by ddb")
+        _agrees(page, p)
+        _wait_text(page, "#threshold-msg", r"changed elsewhere")
+
+        # a second page (another reviewer without sign-in) sets P; the first page's next key press on that slider
+        # saves either nothing (its screen was stale) or one step from the second page's value — never from its own old one
+        page2 = page.context.browser.new_page(viewport={"width": 1600, "height": 1800})
+        open_review(page2, page.url)
+        box2 = page2.locator("#p-1 input[type=number]")
+        theirs = round(round((lo + (hi - lo) * 0.2) / step) * step, 6)
+        before = _threshold_actions(p)
+        box2.click()
+        box2.press("Control+a")
+        box2.type(f"{theirs}")
+        box2.press("Enter")
+        _until(lambda: _threshold_actions(p) == before + 1, what="the second page's P saved")
+        rng.focus()
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_timeout(2500)
+        stored = thresholds(p)["P"][1]
+        assert stored == pytest.approx(theirs, abs=step / 100) or stored == pytest.approx(theirs - step, abs=step / 100)
+        _until(lambda: abs(float(page.locator("#p-1 input[type=number]").input_value()) - stored) < step / 100,
+               what="the first page's slider shows the stored P")
+        _agrees(page, p)
+
+        # each page's `u` undoes its own decision only
+        page.locator("body").click(position={"x": 5, "y": 5})
+        first = _shown_id(page)
+        page.keyboard.press("r")
+        _until(lambda: _decided(p).get(first) == "reject", what="page 1's rejection stored")
+        page2.locator("body").click(position={"x": 5, "y": 5})
+        page2.keyboard.press("ArrowRight")
+        page2.keyboard.press("ArrowRight")
+        _until(lambda: _shown_id(page2) == ids[2], what="page 2 on the third candidate")
+        page2.keyboard.press("a")
+        _until(lambda: _decided(p).get(ids[2]) == "accept", what="page 2's acceptance stored")
+        page.keyboard.press("u")  # page 1: its own rejection goes, page 2's acceptance stays
+        _until(lambda: first not in _decided(p), what="page 1's rejection undone")
+        assert _decided(p).get(ids[2]) == "accept" and _decided(p).get(ids[5]) == "reject"
+        page.keyboard.press("u")  # nothing more of page 1's: the rejection by `ddb` and page 2's stay
+        _wait_text(page, "#review-info", r"Nothing to undo")
+        assert _decided(p) == {ids[2]: "accept", ids[5]: "reject"}
+        _agrees(page, p)
+        _agrees(page2, p)
+        page2.close()
+
+
+def test_refresh_keeps_the_filter_sort_and_shown_candidate(candidates_project):
+    p = candidates_project
+    ids = _ids(p)
+    set_decision(p, [ids[1], ids[3], ids[6]], "reject")
+    with _review(p) as page:
+        _choose(page, "decision", "manually rejected")
+        _wait_text(page, "#page-info", r"\b3 candidates")
+        page.locator("body").click(position={"x": 5, "y": 5})
+        page.keyboard.press("ArrowRight")
+        _until(lambda: _shown_id(page) == ids[3], what="the second rejected candidate shown")
+        page.get_by_role("button", name="Refresh", exact=True).click()
+        page.wait_for_timeout(2000)
+        _wait_text(page, "#page-info", r"\b3 candidates")
+        assert _shown_id(page) == ids[3]
+        assert page.get_by_label("decision", exact=True).input_value() == "manually rejected"
+        _agrees(page, p)
