@@ -12,6 +12,7 @@ import time
 import pytest
 
 from ddb_core.decisions import set_decision, thresholds
+from ddb_core.method.retraining import accepted_candidates
 from test_browser import CHROMIUM, _choose, _wait_text
 from test_browser_truth import _agrees, _review, _threshold_actions
 
@@ -74,17 +75,22 @@ def test_quick_key_presses_each_count_once_in_order(candidates_project):
         _wait_text(page, "#review-info", rf"Undone\*?\*?: your rejection of candidate {ids[4]}\b")
         _agrees(page, p)
 
-        # the review keys do nothing on another screen
+        # the review keys do nothing on another screen; the Retrain screen counts what goes in as stored now
+        set_decision(p, [ids[7]], "accept", source="cli")
         page.get_by_role("tab", name="Retrain").click()
+        text = _wait_text(page, "#retrain-count", r"accepted by hand")
+        counts = re.findall(r": (\d+) \((\d+) kept automatically, (\d+) accepted by hand\)", text)
+        assert sum(int(c[0]) for c in counts) == len(accepted_candidates(p))
+        assert sum(int(c[2]) for c in counts) == 1  # the one accepted by `ddb` a moment ago
         page.locator("body").click(position={"x": 5, "y": 5})
         for key in ("r", "a", "u", "n", "ArrowRight"):
             page.keyboard.press(key)
         page.wait_for_timeout(1500)
-        assert _decided(p) == {i: "reject" for i in ids[:4]}
+        assert _decided(p) == {**{i: "reject" for i in ids[:4]}, ids[7]: "accept"}
         page.get_by_role("tab", name="Review").click()
         page.locator("body").click(position={"x": 5, "y": 5})
         page.keyboard.press("a")
-        _until(lambda: len(_decided(p)) == 5, what="the accept on the Review screen stored")
+        _until(lambda: len(_decided(p)) == 6, what="the accept on the Review screen stored")
         _agrees(page, p)
 
 

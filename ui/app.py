@@ -187,13 +187,16 @@ def build_app(project_dir: str, build_demo: bool = True, data_roots: Optional[li
                                visible=state.job is not None and state.job.running)
             refresh = gr.Button("Refresh", size="sm")
         shared.timer = gr.Timer(1.0, active=state.job is not None)
-        views = {}
+        views, tabs = {}, {}
         with gr.Tabs():
             for title, tab_id, module in SCREENS:
-                with gr.Tab(title, id=tab_id):
+                with gr.Tab(title, id=tab_id) as tabs[tab_id]:
                     views[tab_id] = module.build(state)
         for _title, tab_id, module in SCREENS:
             module.wire(state, views[tab_id], shared)
+            if hasattr(module, "on_show"):  # what a screen reads again each time it is shown
+                fn, shown = module.on_show(state, views[tab_id])
+                tabs[tab_id].select(fn, [], shown, show_progress="hidden")
         outputs = [o for _t, tab_id, module in SCREENS for o in module.refresh_outputs(views[tab_id])]
         # what a screen keeps over a refresh (the review screen: its filters, selection and shown candidate)
         kept = [(tab_id, module, getattr(module, "refresh_inputs", lambda v: [])(views[tab_id]))

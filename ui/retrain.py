@@ -52,6 +52,11 @@ def build(state: AppState) -> SimpleNamespace:
     return v
 
 
+def on_show(state: AppState, v: SimpleNamespace):
+    """(handler, outputs) run each time the screen is shown: the samples that go in, as the project holds them now."""
+    return safe(partial(inputs_markdown, state)), [v.inputs_md]
+
+
 def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     v.pick.change(safe(partial(show_report, state)), [v.pick], [v.report, v.groups, v.curves], api_name="show_report")
     v.compare.change(safe(partial(show_report, state)), [v.compare], [v.report2, v.groups2, v.curves2],
@@ -72,13 +77,25 @@ def refresh(state: AppState, v: SimpleNamespace) -> list:
 
 
 def inputs_markdown(state: AppState) -> str:
+    """The generated samples a retraining would use now, per direction: kept automatically at the stored
+    thresholds, and accepted by hand (read from the project each time this screen is shown)."""
+    from ddb_core.method.retraining import accepted_candidates
+
     names = state.class_names()
     if not names:
         return "No project."
-    inputs = api.retraining_inputs(state.project())
-    parts = [f"{names[int(d.split('->')[0])]} → {names[int(d.split('->')[1])]}: **{n}**" for d, n in inputs.items()]
-    text = "Accepted samples that go in: " + (", ".join(parts) if parts else "**none** (accept some on the Review screen)")
-    return text + "".join(f"\n\n**Warning**: {w}" for w in api.retraining_warnings(state.project()))
+    p = state.project()
+    by_hand = {r[0] for r in p.db.execute("select candidate_id from decisions where decision = 'accept'")}
+    per: dict[str, list[int]] = {}
+    for c in accepted_candidates(p):
+        per.setdefault(f"{c['source_label']}->{c['target_label']}", [0, 0])[c["id"] in by_hand] += 1
+    name = lambda d: f"{names[int(d.split('->')[0])]} → {names[int(d.split('->')[1])]}"
+    parts = [f"{name(d)}: **{auto + hand}** ({auto} kept automatically, {hand} accepted by hand)"
+             for d, (auto, hand) in sorted(per.items())]
+    text = ("<span id='retrain-count'>Generated samples that go in (kept at the stored thresholds or accepted by hand; "
+            "rejected ones never): " + ("; ".join(parts) if parts else "**none** (accept some on the Review screen)")
+            + "</span>")
+    return text + "".join(f"\n\n**Warning**: {w}" for w in api.retraining_warnings(p))
 
 
 def reports_choices(state: AppState) -> list[tuple[str, int]]:
