@@ -58,7 +58,16 @@ def _items(project: Project) -> list[tuple[str, int, object]]:
 def compute_map(project: Project, cfg: MapConfig = MapConfig(), on_progress: Optional[ProgressFn] = None,
                 cancel: Optional[CancelToken] = None, device: Optional[str] = None) -> dict:
     """Project every candidate and source of the active ERM model's features to 2-D; skips what is done.
-    ``device``: where the ERM model runs (default: the project's device setting)."""
+    ``device``: where the ERM model runs (default: the project's device setting). A ``runs`` row ("map")
+    records it."""
+    from dataclasses import asdict
+
+    with project.recorded_run("map", {**asdict(cfg), "device": device}):
+        return _compute_map(project, cfg, on_progress, cancel, device)
+
+
+def _compute_map(project: Project, cfg: MapConfig, on_progress: Optional[ProgressFn], cancel: Optional[CancelToken],
+                 device: Optional[str]) -> dict:
     from .settings import compute_device
     from .imaging import ClassifierDataset, ImageSet
     from .models import features, load_classifier

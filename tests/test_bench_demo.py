@@ -96,6 +96,9 @@ def test_bench_demo_one_data_seed_and_its_ablations(tiny_model_dir, tmp_path):
     assert all(len(r["model_ids"]) == 2 and 0 <= r["wga"]["mean"] <= 1 for r in pd["rows"])
     assert pd["pruning"]["0->1"]["candidates"] == 4 and pd["pruning"]["1->0"]["candidates"] == 4
     assert {"erm (seed 0)", "generation", "scoring", "retrain ddb"} <= set(pd["stage_seconds"])
+    # every stage of the demo build is a run of the project, as the command line's stages are
+    runs = Project.open(tmp_path / "work" / "demo-d0").runs()
+    assert {"select", "invert", "mask", "generate", "score"} <= {r["stage"] for r in runs if r["status"] == "done"}
     text = doc.read_text()
     assert "End-to-end demo benchmark" in text and "| DDB |" in text and json.loads((tmp_path / "demo.json").read_text())
     # One γ for both classes, chosen by val WGA among the grid; the chosen run is seed 0's model.

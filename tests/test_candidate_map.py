@@ -51,6 +51,7 @@ def test_the_map_resumes_after_a_cancel_and_a_lasso_rejects_a_cluster_of_failed_
     out = compute_map(p, MapConfig(batch_size=5))
     assert out == {"points": n_cand + n_src, "computed": n_cand + n_src - 5}
     assert compute_map(p, MapConfig(batch_size=5))["computed"] == 0  # nothing left to do
+    assert [r["status"] for r in p.runs("map")] == ["cancelled", "done", "done"]  # each a run of the project
     data = load_map(p)
     assert data["method"] == "pca" and len(data["candidate_ids"]) == n_cand and len(data["sx"]) == n_src
     assert np.isfinite(data["cx"]).all() and np.isfinite(data["sy"]).all()

@@ -79,6 +79,13 @@ def timed(times: dict, name: str, fn):
     return out
 
 
+def _recorded(project: Project, stage: str, config: dict, fn):
+    """``fn()`` with a ``runs`` row for its stage, as the command line's stages have (the Pipeline screen and the
+    reproducibility bundle list them)."""
+    with project.recorded_run(stage, config):
+        return fn()
+
+
 def prepare(project: Project, cfg: DemoPipelineConfig, times: dict, on_progress=None, cancel=None,
             erm_seed: int = 0, draw_seed: int = 0) -> None:
     """ERM (``erm_seed``, active) → selection → tokens → masks → candidates → scores (each skipped when
@@ -90,7 +97,7 @@ def prepare(project: Project, cfg: DemoPipelineConfig, times: dict, on_progress=
                                        on_progress=on_progress, cancel=cancel))
     sel = SelectionConfig(k=cfg.k, ti_size=cfg.ti_size, ti_source=cfg.ti_source)
     if state(project).get("selection") != asdict(sel):
-        timed(times, "selection", lambda: select(project, sel))
+        timed(times, "selection", lambda: _recorded(project, "select", asdict(sel), lambda: select(project, sel)))
         save_state(project, "selection", asdict(sel))
     set_pipeline_settings(project, inpaint_model=cfg.model, masker="provided",
                           masker_options=cfg.masker_options())
@@ -105,13 +112,20 @@ def prepare(project: Project, cfg: DemoPipelineConfig, times: dict, on_progress=
     if cfg.ti_size > 0 and any(latest_token(project, c, sha) is None for c in labels):  # none learned on this model
         inpainter = load_inpainter(project, cfg.model)
         inv = InversionConfig(steps=cfg.ti_steps, region=cfg.ti_region, seed=draw_seed)
-        timed(times, "textual inversion", lambda: invert_classes(project, inpainter, labels, inv, on_progress=on_progress,
-                                                                 cancel=cancel, masker=masker))
-    timed(times, "masks", lambda: compute_selected_masks(project, masker, on_progress=on_progress, cancel=cancel))
-    timed(times, "generation", lambda: generate(project, inpainter or load_inpainter(project, cfg.model), masker,
-                                                cfg=GenerationConfig(seed=draw_seed, use_tokens=cfg.ti_size > 0),
-                                                inpaint=inp_cfg,
-                                                on_progress=on_progress, cancel=cancel))
+        timed(times, "textual inversion", lambda: _recorded(
+            project, "invert", {"labels": list(labels), "inversion": asdict(inv), "model": inpainter.model_ref,
+                                "masker": masker.name},
+            lambda: invert_classes(project, inpainter, labels, inv, on_progress=on_progress, cancel=cancel, masker=masker)))
+    timed(times, "masks", lambda: _recorded(
+        project, "mask", {"masker": masker.name, "params": masker.params(), "labels": None},
+        lambda: compute_selected_masks(project, masker, on_progress=on_progress, cancel=cancel)))
+    gen_cfg = GenerationConfig(seed=draw_seed, use_tokens=cfg.ti_size > 0)
+    timed(times, "generation", lambda: _recorded(
+        project, "generate", {"pairs": None, "generation": asdict(gen_cfg), "inpaint": asdict(inp_cfg),
+                              "masker": masker.name, "engine": "local"},
+        lambda: generate(project, inpainter or load_inpainter(project, cfg.model), masker, cfg=gen_cfg, inpaint=inp_cfg,
+                         on_progress=on_progress, cancel=cancel)))
     # 64 rows per IG pass: about 15% faster than 16 on CPU at the demo's 64 px (the library default suits 224 px)
-    timed(times, "scoring", lambda: score(project, n_steps=cfg.ig_steps, internal_batch_size=64,
-                                          on_progress=on_progress, cancel=cancel))
+    timed(times, "scoring", lambda: _recorded(
+        project, "score", {"n_steps": cfg.ig_steps, "rescore": False, "engine": "local", "device": None, "dtype": None},
+        lambda: score(project, n_steps=cfg.ig_steps, internal_batch_size=64, on_progress=on_progress, cancel=cancel)))
