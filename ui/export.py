@@ -40,6 +40,16 @@ def refresh(state: AppState, v: SimpleNamespace) -> list:
     return list(state.last_export) if state.last_export is not None else [gr.skip(), gr.skip()]
 
 
+def _in_project(state: AppState, path) -> str:
+    """A path as the page shows it: relative to the project folder (the server's own folders are not the page's)."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(state.project_dir.resolve()))
+    except ValueError:
+        return Path(path).name
+
+
 def export_dataset(state: AppState):
     def run(on_progress, cancel):
         import shutil
@@ -47,7 +57,8 @@ def export_dataset(state: AppState):
         r = api.export_dataset(state.project(), on_progress=on_progress, cancel=cancel)
         archive = shutil.make_archive(r["path"], "zip", r["path"])
         state.last_export = (f"Exported {r['real_images']} train images and {r['generated_images']} accepted samples "
-                             f"({r['candidates']} candidates in the manifest) to `{r['path']}`.", archive)
+                             f"({r['candidates']} candidates in the manifest) to `{_in_project(state, r['path'])}` in the "
+                             f"project folder; download it below.", archive)
         return r
     return started(state, "export the curated dataset", run)
 
@@ -55,7 +66,7 @@ def export_dataset(state: AppState):
 def bundle(state: AppState):
     def run(on_progress, cancel):
         r = api.reproducibility_bundle(state.project())
-        state.last_export = (f"Bundle with {r['models']} models, {r['tokens']} tokens, {r['runs']} runs: `{r['path']}`.",
-                             r["path"])
+        state.last_export = (f"Bundle with {r['models']} models, {r['tokens']} tokens, {r['runs']} runs: "
+                             f"`{_in_project(state, r['path'])}` in the project folder; download it below.", r["path"])
         return r
     return started(state, "reproducibility bundle", run)

@@ -25,9 +25,11 @@ def build(state: AppState) -> SimpleNamespace:
     v.inputs_md = gr.Markdown(elem_id="retrain-inputs")
     t = DEFAULTS.train
     with gr.Row():
-        v.gammas = gr.Textbox("1.0", label="γ per class (one value, or one per class, comma-separated)")
+        v.gammas = gr.Textbox("1.0", label="γ per class (one value, or one per class, comma-separated)",
+                              info="γ: the weight of a generated sample in the loss, relative to a real one (Eq. 6–8)")
         v.gamma_grid = gr.Textbox("", label="or choose γ by val WGA among (comma-separated, e.g. 1, 3, 10)",
-                                  elem_id="gamma-grid")
+                                  elem_id="gamma-grid", info="WGA: worst-group accuracy, the accuracy of the worst "
+                                                             "(class, background) group on val")
         v.per_class = gr.Checkbox(False, label="one γ per class from the grid (every combination a run)",
                                   elem_id="per-class-gamma")
         v.lr = gr.Number(t.lr, label="learning rate")

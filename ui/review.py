@@ -23,25 +23,54 @@ from .state import ORDERED, REDRAW, AppState, reviewer, safe, session_of, user_o
 
 POLL_S = 3.0  # how often a shown review screen asks whether its project changed elsewhere
 
+HOW_TO_READ = """
+Each **candidate** is a training image of a *source* class whose object was repainted by the diffusion model with
+the *target* class's learned token (its source image, the mask, the result, the classifier's softmax before and
+after, and the integrated-gradients map are the five panels). DDB keeps a candidate for retraining when both rules
+hold; you can override any decision.
+
+| symbol | what it is |
+| --- | --- |
+| **ψ** | the ERM classifier's softmax for the *source* class on the result: low means it no longer sees the source class |
+| **Ψ** (slider, one per source class) | the ψ rule: keep only if ψ < Ψ; its default is the mean ψ of the class's train images (Eq. 3) |
+| **ρ** = Σ mask · IG | the integrated-gradients attribution toward the *target* class, summed inside the mask: high means the classifier's change comes from the repainted region, not the background |
+| **P** (slider, one per target class) | the ρ rule: keep only if ρ > P; its default is the 25% quantile of the class's ρ |
+| IG convergence **δ** | how far the attributions' sum is from the change in the classifier's score (small: the map can be trusted) |
+| kept / pruned | what the two rules decide; **accepted / rejected** are decisions made by hand, which win over the rules |
+| review queue, **priority _x_ of 6** | the sum of six signals in [0, 1] saying where a look is most useful: *near Ψ* or *near P* (a small threshold change flips it), *rules split* (the ψ and ρ rules disagree), *unchanged* (little was repainted), *like source* (on the map it sits with its source class), *weak box* (a low detection score) |
+| ψ–ρ plot | one dot per candidate of the chosen direction (ψ on a logit scale): the lines are Ψ and P, dots are coloured by decision; drag a lasso or a box to select |
+
+Keys (on this screen, outside text boxes): **a** accept, **r** reject, **u** undo your latest decision, **n** next in
+the review queue, **←/→** previous / next, **1–4** the large view. A threshold is saved when you release the slider,
+press an arrow key on it, or press Enter or leave its number box; the line under the sliders says what was saved.
+Changes made in another tab, by another reviewer or with `ddb` appear within a few seconds.
+"""
+
 
 def build(state: AppState) -> SimpleNamespace:
     v = SimpleNamespace()
     names = state.class_names()
     v.n_sliders = max(2, len(names))
+    with gr.Accordion("How to read this screen (Ψ, P, ψ, ρ, δ, the queue, the keys)", open=False, elem_id="how-to-read"):
+        gr.Markdown(HOW_TO_READ)
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             gr.Markdown("**Thresholds** (keep x′ iff ψ < Ψ of its source class and ρ > P of its target class)")
             label = lambda c: names[c] if c < len(names) else f"class {c}"
-            v.psi = [gr.Slider(0, 1, value=0.5, step=0.001, label=f"Ψ {label(c)} (source)", visible=c < len(names),
-                               elem_id=f"psi-{c}") for c in range(v.n_sliders)]
+            v.psi = [gr.Slider(0, 1, value=0.5, step=PSI_STEP, label=f"Ψ {label(c)} (source)", visible=c < len(names),
+                               elem_id=f"psi-{c}", info="keep iff ψ (the source class's softmax on the result) < Ψ")
+                     for c in range(v.n_sliders)]
             v.p = [gr.Slider(-1, 1, value=0.0, step=0.0001, label=f"P {label(c)} (target)", visible=c < len(names),
-                             elem_id=f"p-{c}") for c in range(v.n_sliders)]
+                             elem_id=f"p-{c}", info="keep iff ρ (IG toward the target, summed in the mask) > P")
+                   for c in range(v.n_sliders)]
             with gr.Row():
                 v.reset = gr.Button("Reset to the computed defaults…", size="sm", elem_id="btn-reset-th")
                 v.undo_th = gr.Button("Undo the last threshold change", size="sm", elem_id="btn-undo-th")
-            v.reset_confirm = gr.Button("Confirm the reset", size="sm", variant="stop", visible=False,
-                                        elem_id="btn-reset-confirm")
-            v.th_msg = gr.Markdown(elem_id="threshold-msg")
+            v.th_msg = gr.Markdown(elem_id="threshold-msg")  # the reset's question sits above its answers
+            with gr.Row():
+                v.reset_confirm = gr.Button("Confirm the reset", size="sm", variant="stop", visible=False,
+                                            elem_id="btn-reset-confirm")
+                v.reset_cancel = gr.Button("Cancel", size="sm", visible=False, elem_id="btn-reset-cancel")
             v.counts = gr.Markdown(elem_id="counts")
         with gr.Column(scale=2):
             with gr.Row():
@@ -133,10 +162,13 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
         comp.input(refilter_fn, v.filters, v.refiltered, show_progress="hidden")
     for comp, name in ((v.f_psi, "filter_psi"), (v.f_rho, "filter_rho")):
         comp.submit(refilter_fn, v.filters, v.refiltered, show_progress="hidden", api_name=name)
-    v.reset.click(ask_reset, [], [v.th_msg, v.reset_confirm])
+    v.reset.click(ask_reset, [], [v.th_msg, v.reset_confirm, v.reset_cancel])
+    v.reset_cancel.click(lambda: ("The reset was cancelled; nothing changed.", gr.Button(visible=False),
+                                  gr.Button(visible=False)), [], [v.th_msg, v.reset_confirm, v.reset_cancel])
     for btn, fn, name in ((v.reset_confirm, reset_thresholds, "reset_thresholds"),
                           (v.undo_th, undo_thresholds, "undo_thresholds")):
-        btn.click(safe(partial(fn, state, v)), [], [*v.sliders, v.th_msg, v.reset_confirm], api_name=name).then(
+        btn.click(safe(partial(fn, state, v)), [], [*v.sliders, v.th_msg, v.reset_confirm, v.reset_cancel],
+                  api_name=name, **ORDERED).then(
             safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered).then(*v.after, **REDRAW)
     # a cheap look every few seconds: a screen whose project changed elsewhere (another tab, user, `ddb`) is drawn again
     v.poll.tick(safe(partial(poll, state, v)), [*v.filters, v.plot_dir, v.colour_by], poll_outputs(v),
@@ -339,24 +371,26 @@ def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):
 def ask_reset():
     return ("**Reset the thresholds** of the active ERM model to the computed defaults (Ψ from Eq. 3, P from the "
             "candidates scored now)? Every decision that follows from them may change; “Undo the last threshold "
-            "change” restores them.", gr.Button(visible=True))
+            "change” restores them.", gr.Button(visible=True), gr.Button(visible=True))
 
 
 def reset_thresholds(state: AppState, v: SimpleNamespace):
     index = state.index()
     if index is None:
-        return [gr.Slider() for _ in v.sliders] + ["", gr.Button(visible=False)]
+        return [gr.Slider() for _ in v.sliders] + ["", gr.Button(visible=False), gr.Button(visible=False)]
     version = state.version()
     index.reset_thresholds(who=user_of(), session=session_of())
     state.mark_shown(index, True, version)
-    return slider_updates(v, index) + ["Thresholds reset to the computed defaults.", gr.Button(visible=False)]
+    return slider_updates(v, index) + ["Thresholds reset to the computed defaults.", gr.Button(visible=False),
+                                       gr.Button(visible=False)]
 
 
 def undo_thresholds(state: AppState, v: SimpleNamespace):
     version = state.version()
     index = state.index()
     if index is None or index.undo_thresholds(who=user_of(), session=session_of()) is None:
-        return [gr.skip() for _ in v.sliders] + ["No threshold change to undo.", gr.Button(visible=False)]
+        return [gr.skip() for _ in v.sliders] + ["No threshold change to undo.", gr.Button(visible=False),
+                                                 gr.Button(visible=False)]
     state.mark_shown(index, True, version)
     return slider_updates(v, index) + ["The thresholds are back as they were before the last change.",
-                                       gr.Button(visible=False)]
+                                       gr.Button(visible=False), gr.Button(visible=False)]

@@ -194,8 +194,10 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
         f"**Candidate {d['id']}** ({d['method']}) — {names[d['source_label']]} → {names[d['target_label']]}: "
         f"<span id='decision'>**{decision}**</span> ({'in' if d['kept'] else 'out of'} the retraining set)",
         "",
-        f"- ψ = {fmt(d['psi'])} {sign(psi_ok)} (must be < Ψ = {fmt(d['Psi'])})",
-        f"- ρ = {fmt(d['rho'])} {sign(rho_ok)} (must be > P = {fmt(d['P'])}); IG convergence δ {fmt(d['ig_delta'])}",
+        f"- ψ = {fmt(d['psi'])} {sign(psi_ok)} (must be < Ψ = {fmt(d['Psi'])}; ψ: the ERM softmax of the source "
+        f"class on the result)",
+        f"- ρ = {fmt(d['rho'])} {sign(rho_ok)} (must be > P = {fmt(d['P'])}; ρ: Σ mask · IG toward the target); "
+        f"IG convergence δ {fmt(d['ig_delta'])} (small: the IG map can be trusted)",
         f"- prompt “{html.escape(d['prompt'] or '')}”, seed {d['seed']}",
         f"- mask: {d['mask_backend']} (detection score {fmt(d['detection_score'])}); "
         f"model {str(prov.get('model_ref', prov.get('model', '—')))}",
@@ -212,7 +214,8 @@ def queue_line(q: dict, n: int) -> str:
     """Where the candidate stands in the review queue, and why (ddb_core.queue)."""
     why = "; ".join(html.escape(r) for r in q["reasons"]) or "no signal above 0.2"
     state = "decided, so at the back" if q["decided"] else f"#{q['rank']} of {n}"
-    return f"- <span id='queue-why'>review queue: {state}, priority {q['priority']:.2f} of 6 — {why}</span>"
+    return (f"- <span id='queue-why'>review queue: {state}, priority {q['priority']:.2f} of 6 (the sum of six signals "
+            f"in [0, 1]; “How to read this screen” names them) — {why}</span>")
 
 
 def refilter(state, d, st, sort, fpsi, frho, method, selection, nav, keep_current=False, page=0):
