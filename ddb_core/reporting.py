@@ -249,10 +249,11 @@ def plot_groups(report: dict, path: Path) -> Path:
     ax.set_xticks(x, names, rotation=15)
     ax.set_ylabel(f"{report['split']} accuracy %")
     ax.set_ylim(0, 105)
-    ax.legend(fontsize=8, loc="lower right")
+    # below the axes: inside, it covered bars (the one group that changed, most often the lowest)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
     ax.set_title("per-group accuracy (95% bootstrap intervals)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -274,7 +275,7 @@ def plot_curves(report: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3), dpi=110)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.6), dpi=110)
     for mid, hist in report["history"].items():
         if not hist:
             continue
@@ -296,10 +297,10 @@ def plot_curves(report: dict, path: Path) -> Path:
     axes[0].set_xlabel("epoch")
     axes[1].set_xlabel("epoch (a point per val check)")
     for ax in axes:
-        if ax.lines:
-            ax.legend(fontsize=7)
+        if ax.lines:  # below the axes, off the curves
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 

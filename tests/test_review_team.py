@@ -78,7 +78,7 @@ def test_quick_key_presses_each_count_once_in_order(candidates_project):
         # the review keys do nothing on another screen; the Retrain screen counts what goes in as stored now
         set_decision(p, [ids[7]], "accept", source="cli")
         page.get_by_role("tab", name="Retrain").click()
-        text = _wait_text(page, "#retrain-count", r"accepted by hand")
+        text = _wait_text(page, "#retrain-count", r"\b1 accepted by hand")  # read again when the screen is shown
         counts = re.findall(r": (\d+) \((\d+) kept automatically, (\d+) accepted by hand\)", text)
         assert sum(int(c[0]) for c in counts) == len(accepted_candidates(p))
         assert sum(int(c[2]) for c in counts) == 1  # the one accepted by `ddb` a moment ago

@@ -107,12 +107,15 @@ def softmax_bars(probs_src: Sequence[float], probs_gen: Sequence[float], names: 
         for k, (p, col) in enumerate(((probs_src[c], (170, 170, 170)), (probs_gen[c], (33, 150, 243)))):
             y = bottom - float(p) * plot_h
             d.rectangle([x0 + k * bw, y, x0 + (k + 1) * bw - 2, bottom], fill=col)
-            d.text((x0 + k * bw, max(top - 12, y - 12)), f"{float(p):.2f}", fill=AXIS)
+            if bottom - y > 18:  # inside a tall bar, where no threshold line crosses the text
+                d.text((x0 + k * bw + 2, y + 3), f"{float(p):.2f}", fill=(255, 255, 255) if k else (40, 40, 40))
+            else:
+                d.text((x0 + k * bw, y - 13), f"{float(p):.2f}", fill=AXIS)
         d.text((x0, bottom + 5), (names[c][:18]), fill=AXIS)
         if c == source and Psi is not None:
             y = bottom - float(Psi) * plot_h
             d.line([(x0 - 4, y), (x0 + 2 * bw + 2, y)], fill=(230, 81, 0), width=2)
-            d.text((x0 + 2 * bw + 4, y - 7), "Ψ", fill=(230, 81, 0))
+            d.text((x0 + 2 * bw + 4, y - 7), f"Ψ {float(Psi):.4f}", fill=(230, 81, 0))
     d.text((left, h - 18), "P(class): grey = source, blue = result", fill=AXIS)
     return np.asarray(im)
 
@@ -250,11 +253,17 @@ def coded_raster(x: np.ndarray, y: np.ndarray, codes: np.ndarray, colours: Seque
     return out
 
 
+def _label(d: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, w: int, fill) -> None:
+    """``text`` at ``xy``, moved left so that it ends inside an image ``w`` px wide."""
+    x, y = xy
+    d.text((min(x, w - d.textlength(text) - 4), y), text, fill=fill)
+
+
 def psi_rho_scatter(psi: np.ndarray, rho: np.ndarray, status: np.ndarray, psi_line: Optional[float],
                     rho_line: Optional[float], rho_range: tuple[float, float], title: str = "",
                     w: int = 640, h: int = 380, lpsi: Optional[np.ndarray] = None,
                     lpsi_range: Optional[tuple[float, float]] = None,
-                    pixel_cache: Optional[dict] = None) -> tuple[np.ndarray, PlotFrame]:
+                    pixel_cache: Optional[dict] = None, p_decimals: int = 4) -> tuple[np.ndarray, PlotFrame]:
     """ψ (x, on a logit scale, so that values near 1 spread out) against ρ (y) as a density raster
     coloured by decision, with the Ψ and P lines; returns the image and its ``PlotFrame``. ``lpsi`` and
     ``lpsi_range`` (logit ψ and its percentile range) may be passed when already known.
@@ -273,14 +282,24 @@ def psi_rho_scatter(psi: np.ndarray, rho: np.ndarray, status: np.ndarray, psi_li
     out = coded_raster(lx, rho, np.asarray(status), (PRUNED, KEPT, ACCEPTED, REJECTED), frame, order=(0, 1, 3, 2),
                        pixels=pix, bigger=(2, 3))
     d = _draw(out)
+    line = (230, 81, 0)
     if psi_line is not None:
         x = frame.left + frame.pixels(np.array([float(logit(psi_line))]), np.zeros(1))[0][0]
-        d.line([(x, frame.top), (x, frame.top + frame.height)], fill=(230, 81, 0), width=2)
-        d.text((x + 3, frame.top + 2), (f"Ψ {psi_line:.3g}"), fill=(230, 81, 0))
-    if rho_line is not None and frame.y0 <= rho_line <= frame.y1:
+        d.line([(x, frame.top), (x, frame.top + frame.height)], fill=line, width=2)
+        text = f"Ψ {psi_line:.4f}"  # as the slider shows it
+        _label(d, (x + 3, frame.top + 2) if x + 3 + d.textlength(text) < w - 4 else (x - d.textlength(text) - 3,
+                                                                                    frame.top + 2), text, w, line)
+    if rho_line is not None:  # beyond the plotted ρ: drawn dashed on the edge it lies past, and said so
+        inside = frame.y0 <= rho_line <= frame.y1
         y = frame.top + frame.pixels(np.zeros(1), np.array([rho_line]))[1][0]
-        d.line([(frame.left, y), (frame.left + frame.width, y)], fill=(230, 81, 0), width=2)
-        d.text((frame.left + 3, y - 12), (f"P {rho_line:.3g}"), fill=(230, 81, 0))
+        if inside:
+            d.line([(frame.left, y), (frame.left + frame.width, y)], fill=line, width=2)
+        else:
+            for x0 in range(frame.left, frame.left + frame.width, 12):
+                d.line([(x0, y), (min(x0 + 6, frame.left + frame.width), y)], fill=line, width=2)
+        where = "" if inside else (" (above the plot)" if rho_line > frame.y1 else " (below the plot)")
+        text = f"P {rho_line:.{p_decimals}f}{where}"
+        _label(d, (frame.left + 3, y - 13 if y - 13 > frame.top else y + 3), text, w, line)
     for t in PSI_TICKS:  # ψ ticks, at their logit
         lt = float(logit(t))
         if frame.x0 <= lt <= frame.x1:
@@ -322,9 +341,13 @@ def nearest(frame: PlotFrame, x: np.ndarray, y: np.ndarray, point: tuple[float, 
     return int(ok[k]) if d2[k] <= radius ** 2 else None
 
 
+KEPT_BAR, PRUNED_BAR = (129, 199, 132), (229, 115, 115)  # light green / light red: the kept and the pruned side
+
+
 def histogram(counts: tuple[np.ndarray, np.ndarray], line: Optional[float], label: str, w: int = 300,
-              h: int = 120) -> np.ndarray:
-    """Bars of ``counts`` (``np.histogram``'s counts and edges) with the threshold ``line``."""
+              h: int = 120, keep_below: bool = True) -> np.ndarray:
+    """Bars of ``counts`` (``np.histogram``'s counts and edges) with the threshold ``line``: bars on the kept side
+    (below the line with ``keep_below``, else above) green, on the pruned side red, in every histogram alike."""
     im = Image.new("RGB", (w, h), BG)
     d = _draw(im)
     ml, mt, mb = 8, 22, 16
@@ -339,11 +362,16 @@ def histogram(counts: tuple[np.ndarray, np.ndarray], line: Optional[float], labe
     bw = pw / bins
     for k, c in enumerate(counts):
         x = ml + k * bw
-        below = line is not None and edges[k + 1] <= line
-        d.rectangle([x, mt + ph - c / top * ph, x + bw - 1, mt + ph], fill=(120, 144, 156) if below else (84, 110, 122))
-    if line is not None and lo <= line <= hi:
-        x = ml + (line - lo) / (hi - lo) * pw
-        d.line([(x, mt), (x, mt + ph)], fill=(230, 81, 0), width=2)
+        mid = (edges[k] + edges[k + 1]) / 2
+        kept = line is None or (mid < line if keep_below else mid > line)
+        d.rectangle([x, mt + ph - c / top * ph, x + bw - 1, mt + ph], fill=KEPT_BAR if kept else PRUNED_BAR)
+    if line is not None:  # beyond the bins: on the edge it lies past, dashed
+        x = ml + (min(max(line, lo), hi) - lo) / (hi - lo) * pw
+        if lo <= line <= hi:
+            d.line([(x, mt), (x, mt + ph)], fill=(230, 81, 0), width=2)
+        else:
+            for y0 in range(mt, mt + ph, 8):
+                d.line([(x, y0), (x, min(y0 + 4, mt + ph))], fill=(230, 81, 0), width=2)
     d.text((ml, h - 14), f"{lo:.2g}", fill=AXIS)
     d.text((w - ml - 30, h - 14), f"{hi:.2g}", fill=AXIS)
     return np.asarray(im)

@@ -45,12 +45,17 @@ def build(state: AppState) -> SimpleNamespace:
     with gr.Row():
         with gr.Column():
             v.report = gr.Markdown(elem_id="report")
-            v.groups = gr.Image(label="per-group accuracy before → after", type="filepath", interactive=False)
-            v.curves = gr.Image(label="training curves (a point per val check)", type="filepath", interactive=False)
+            # the figures carry their titles: no label over them
+            v.groups = gr.Image(label="per-group accuracy before → after", type="filepath", interactive=False,
+                                show_label=False)
+            v.curves = gr.Image(label="training curves (a point per val check)", type="filepath", interactive=False,
+                                show_label=False)
         with gr.Column():
             v.report2 = gr.Markdown(elem_id="report-compare")
-            v.groups2 = gr.Image(label="per-group accuracy before → after", type="filepath", interactive=False)
-            v.curves2 = gr.Image(label="training curves (a point per val check)", type="filepath", interactive=False)
+            v.groups2 = gr.Image(label="per-group accuracy before → after", type="filepath", interactive=False,
+                                 show_label=False)
+            v.curves2 = gr.Image(label="training curves (a point per val check)", type="filepath", interactive=False,
+                                 show_label=False)
     return v
 
 

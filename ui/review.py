@@ -17,7 +17,8 @@ from ddb_core.errors import DDBError
 from . import review_actions as actions
 from . import review_plots
 from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
-                          direction_choices, gallery_items, plot_state, refilter, threshold_plots, thresholds_from)
+                          direction_choices, gallery_items, nice_step, p_step, plot_state, refilter, threshold_plots,
+                          thresholds_from)
 from .state import ORDERED, REDRAW, AppState, reviewer, safe, session_of, user_of
 
 
@@ -124,7 +125,8 @@ def build(state: AppState) -> SimpleNamespace:
         v.page_prev = gr.Button("◀ page", size="sm")
         v.page_info = gr.Markdown(elem_id="page-info")
         v.page_next = gr.Button("page ▶", size="sm")
-    v.gallery = gr.Gallery(columns=12, height=420, allow_preview=False, elem_id="gallery", elem_classes=["pixelated"])
+    v.gallery = gr.Gallery(columns=12, height="auto", allow_preview=False, elem_id="gallery", elem_classes=["pixelated"],
+                           show_label=False)  # every row of a page shown; no label over the first thumbnail
     with gr.Row():
         v.batch_action = gr.Dropdown([("accept", "accept"), ("reject", "reject"), ("back to automatic", "auto")],
                                      value="reject", label="batch action on every candidate of the current filter")
@@ -171,8 +173,9 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
                   api_name=name, **ORDERED).then(
             safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered).then(*v.after, **REDRAW)
     # a cheap look every few seconds: a screen whose project changed elsewhere (another tab, user, `ddb`) is drawn again
+    # (in the actions' group: it writes the shown candidate, which an action in flight may be moving)
     v.poll.tick(safe(partial(poll, state, v)), [*v.filters, v.plot_dir, v.colour_by], poll_outputs(v),
-                show_progress="hidden", **REDRAW)
+                show_progress="hidden", concurrency_id=ORDERED["concurrency_id"], concurrency_limit=1)
     actions.wire(state, v)
     review_plots.wire(state, v, shared)
 
@@ -285,19 +288,6 @@ def slider_updates(v: SimpleNamespace, index) -> list:
 PSI_STEP, PSI_DECIMALS = 0.0001, 4  # the Ψ sliders' step (ψ is a probability)
 
 
-def p_step(index) -> tuple[float, int]:
-    """The P sliders' step and its decimals (from the spread of ρ, as ``slider_updates`` sets it)."""
-    rho = index.rho[np.isfinite(index.rho)]
-    lo, hi = (float(rho.min()), float(rho.max())) if rho.size else (-1.0, 1.0)
-    margin = max(hi - lo, 1e-6) * 0.05
-    return nice_step(hi - lo + 2 * margin)
-
-
-def nice_step(span: float, divisions: int = 500) -> tuple[float, int]:
-    """A round slider step (a power of ten) giving about ``divisions`` positions over ``span``, and its
-    decimals: the values shown are as precise as the step, no more."""
-    exponent = int(np.floor(np.log10(max(span, 1e-12) / divisions)))
-    return float(10.0 ** exponent), max(0, -exponent)
 
 
 def plots_at(index, Psi: dict, P: dict, direction):

@@ -115,10 +115,22 @@ def map_image(state: AppState, *values):
 
 
 def render_map(state: AppState, Psi: dict, P: dict, colour_by: str = "decision"):
-    """The map of the candidates coloured by ``colour_by``, their sources faded; None before it is computed."""
+    """The map of the candidates coloured by ``colour_by``, their sources faded; before it is computed, a panel that
+    says how to compute it."""
     index, data = state.index(), map_data(state)
-    if index is None or not len(index) or data is None:
+    if index is None or not len(index):
         return None
+    if data is None:
+        from PIL import Image
+
+        img = Image.new("RGB", (640, 120), plots.BG)
+        d = plots._draw(img, 13)
+        d.text((16, 30), "No map yet: press “Compute the map” below.", fill=plots.AXIS)
+        d.text((16, 56), "It places every candidate and its source by the ERM model's features, so that groups of",
+               fill=plots.AXIS)
+        d.text((16, 76), "similar failures show together (a background job; the rest of the screen works meanwhile).",
+               fill=plots.AXIS)
+        return np.asarray(img)
     pos, x, y, frame = map_frame(index, data)
     layers = [(data["sx"], data["sy"], (200, 200, 200))]  # the sources, faded
     if colour_by == "decision":
@@ -139,7 +151,8 @@ def render_map(state: AppState, Psi: dict, P: dict, colour_by: str = "decision")
         edges = np.quantile(values_[ok], np.linspace(0, 1, len(RAMP) + 1)) if ok.any() else np.zeros(len(RAMP) + 1)
         bins = np.clip(np.searchsorted(edges, values_, side="right") - 1, 0, len(RAMP) - 1)
         layers += [(x[ok & (bins == b)], y[ok & (bins == b)], RAMP[b]) for b in range(len(RAMP))]
-        legend = f"{colour_by} low (blue) → high (red), by sixths"
+        shown = {"psi": "ψ", "rho": "ρ", "detection": "detection score"}.get(colour_by, colour_by)
+        legend = f"{shown} low (blue) → high (red), by sixths"
     img = plots.raster(layers, frame)
 
     plots._title(plots._draw(img), f"{data['method'].upper()} map of {len(x)} candidates: {legend}; drag to select",

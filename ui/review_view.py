@@ -120,10 +120,27 @@ def threshold_plots(index, Psi: dict, P: dict, direction: Optional[str]):
     sc, _frame = plots.psi_rho_scatter(psi, rho, codes, psi_line, rho_line, view["rho_range"],
                                        title=f"{len(view['pos'])} candidates: green kept, red pruned, blue/purple manual; "
                                              f"drag to select, click to open", lpsi=view["lpsi"],
-                                       lpsi_range=view["lpsi_range"], pixel_cache=view.get("pixels"))
-    hp = plots.histogram(view["psi_hist"], psi_line, "ψ: kept left of the line")
-    hr = plots.histogram(view["rho_hist"], rho_line, "ρ = Σ mask · IG: kept right of the line")
+                                       lpsi_range=view["lpsi_range"], pixel_cache=view.get("pixels"),
+                                       p_decimals=p_step(index)[1])
+    hp = plots.histogram(view["psi_hist"], psi_line, "ψ: green kept (left of Ψ), red pruned", keep_below=True)
+    hr = plots.histogram(view["rho_hist"], rho_line, "ρ = Σ mask · IG: green kept (right of P), red pruned",
+                         keep_below=False)
     return sc, hp, hr
+
+
+def nice_step(span: float, divisions: int = 500) -> tuple[float, int]:
+    """A round slider step (a power of ten) giving about ``divisions`` positions over ``span``, and its
+    decimals: the values shown are as precise as the step, no more."""
+    exponent = int(np.floor(np.log10(max(span, 1e-12) / divisions)))
+    return float(10.0 ** exponent), max(0, -exponent)
+
+
+def p_step(index) -> tuple[float, int]:
+    """The P sliders' step and its decimals, from the spread of ρ (the plot writes P as the slider shows it)."""
+    rho = index.rho[np.isfinite(index.rho)]
+    lo, hi = (float(rho.min()), float(rho.max())) if rho.size else (-1.0, 1.0)
+    margin = max(hi - lo, 1e-6) * 0.05
+    return nice_step(hi - lo + 2 * margin)
 
 
 def plot_state(index, Psi: dict, P: dict, direction: Optional[str]) -> str:

@@ -194,8 +194,8 @@ class AppState:
         """Whether the project at ``version`` differs from what this session's screen was drawn from by anything
         but this session's own actions (whose screen updates follow them)."""
         shown = self.shown.get(session_of(), {}).get("version")
-        if shown is None or shown == version:
-            return shown is None
+        if shown is None or shown == version:  # None: the page's first drawing is still on its way
+            return False
         if shown[0] != version[0]:
             return True
         return self.project().db.execute(
