@@ -217,3 +217,16 @@ def test_refresh_keeps_the_filter_sort_and_shown_candidate(candidates_project):
         assert _shown_id(page) == ids[3]
         assert page.get_by_label("decision", exact=True).input_value() == "manually rejected"
         _agrees(page, p)
+
+
+def test_the_browser_benchmark_times_each_press_until_the_screen_agrees(candidates_project):
+    """`bench.review_browser` (the redraw budgets) on a small project: every press is one decision and is timed."""
+    from ddb_core.bench.review_browser import browser_markdown, measure
+
+    p = candidates_project
+    res = measure(p.root, presses=4, filters=2)
+    assert res["candidates"] == len(_ids(p)) and res["key_press"]["n"] == 4 and res["filter_change"]["n"] == 2
+    assert len(_decided(p)) == 4  # r, a, r, a on four candidates in turn
+    assert 0 < res["key_press"]["median_ms"] <= res["key_press"]["p95_ms"] <= res["key_press"]["max_ms"] < 60_000
+    md = browser_markdown({"rows": [{"project": "tiny", **res}], "budget_ms": 1000, "quiet_ms": 600, "command": "x"})
+    assert "| tiny | 8 |" in md or f"| tiny | {res['candidates']} |" in md

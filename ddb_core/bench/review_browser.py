@@ -1,0 +1,192 @@
+"""How long the review screen takes to show an action, measured in a real browser (Debian's Chromium with Playwright).
+
+    python -m ddb_core.bench.review_browser [--project projects/demo] [--scale 120000] [--presses 30]
+
+The app runs in this process on a copy of the project; a page opens its Review screen. For each key press (`r`,
+reject and move on; `a`, accept) and each change of the gallery's decision filter, the time runs from the key press
+(or the click on the filter's option) to the last change of anything on the screen that the action redraws — the
+ψ–ρ plot, the histograms, the counts, the gallery, the five panels, the candidate's text — once the screen agrees
+with the database (the plot's dots are the stored decisions) and has been still for 0.6 s. A mutation observer in
+the page records when each part last changed. With ``--scale N`` the same is measured on the synthetic project of
+``bench.app_scale`` with N candidates. Medians and p95 go to docs/benchmarks.md ("review-browser").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BUDGET_MS = 1000  # p95, key press → last part drawn; and for a filter change
+QUIET_MS = 600  # the screen counts as drawn when nothing changed for this long
+
+OBSERVER_JS = """
+() => {
+  window.__ddbLast = performance.now();
+  const watched = ['#scatter', '#gallery', '#counts', '#review-info', '#panel-source', '#panel-mask', '#panel-result',
+                   '#panel-softmax', '#panel-ig', '#page-info'];
+  const obs = new MutationObserver(() => { window.__ddbLast = performance.now(); });
+  for (const sel of watched) {
+    const el = document.querySelector(sel);
+    if (el) obs.observe(el, {subtree: true, childList: true, attributes: true, characterData: true});
+  }
+  // an image counts as drawn when it has loaded
+  document.addEventListener('load', (e) => { if (e.target.tagName === 'IMG') window.__ddbLast = performance.now(); }, true);
+}
+"""
+
+
+def _stats(ms: list[float]) -> dict:
+    a = np.asarray(ms, float)
+    return {"n": int(a.size), "median_ms": round(float(np.median(a)), 1), "p95_ms": round(float(np.percentile(a, 95)), 1),
+            "max_ms": round(float(a.max()), 1)}
+
+
+def _settle(page, t0: float, ready, timeout_s: float = 60) -> float:
+    """Wait until ``ready()`` holds and the page has been still for QUIET_MS; the ms from ``t0`` (page clock) to its
+    last change."""
+    start = time.time()
+    while not ready():
+        if time.time() - start > timeout_s:
+            raise TimeoutError("the screen did not reach the database's state")
+        page.wait_for_timeout(50)
+    while True:
+        now, last = page.evaluate("() => [performance.now(), window.__ddbLast]")
+        if now - last >= QUIET_MS:
+            return max(0.0, last - t0)
+        if time.time() - start > timeout_s:
+            raise TimeoutError("the screen did not settle")
+        page.wait_for_timeout(50)
+
+
+def measure(project_dir: Path, presses: int = 30, filters: int = 10, height: int = 1800) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    from ddb_core.decisions import decisions, thresholds
+    from ddb_core.store import Project
+    from ui.app import build_app, launch_kwargs
+    from ui.screenshot import BROWSER_ARGS, CHROMIUM, open_review
+
+    p = Project.open(project_dir)
+
+    def n_decided() -> int:
+        p.db.conn.commit()
+        return p.db.execute("select count(*) from decisions").fetchone()[0]
+
+    def agrees(page) -> bool:
+        shown = json.loads(page.locator("#plot-state textarea, #plot-state input").first.input_value() or "{}")
+        if not shown.get("direction"):
+            return False
+        i, j = (int(x) for x in shown["direction"].split("->"))
+        th = thresholds(p)
+        rows = {r[0]: (r[1], r[2]) for r in p.db.execute("select id, source_label, target_label from candidates")}
+        dots = {"pruned": 0, "kept": 0, "accepted": 0, "rejected": 0}
+        for d in decisions(p, th=th):
+            if rows[d.candidate_id] != (i, j) or d.auto is None:
+                continue
+            dots[{"accept": "accepted", "reject": "rejected"}.get(d.manual) or ("kept" if d.auto else "pruned")] += 1
+        return shown["dots"] == dots
+
+    app = build_app(str(project_dir), build_demo=False)
+    app.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+               **launch_kwargs(str(project_dir)))
+    keys, filter_ms = [], []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1600, "height": height})
+            open_review(page, app.local_url)
+            page.wait_for_timeout(2000)
+            page.evaluate(OBSERVER_JS)
+            page.locator("body").click(position={"x": 5, "y": 5})
+            for k in range(presses):
+                before = n_decided()
+                t0 = page.evaluate("() => performance.now()")
+                page.keyboard.press("r" if k % 2 == 0 else "a")
+                keys.append(_settle(page, t0, lambda: n_decided() > before and agrees(page)))
+            for k in range(filters):
+                label = "manually rejected" if k % 2 == 0 else "all"
+                box = page.get_by_label("decision", exact=True)
+                box.click()
+                option = page.get_by_role("option", name=label, exact=True)
+                option.wait_for()
+                t0 = page.evaluate("() => performance.now()")
+                option.click()
+                filter_ms.append(_settle(page, t0, lambda: box.input_value() == label))
+            browser.close()
+    finally:
+        app.close()
+    n = p.db.execute("select count(*) from candidates").fetchone()[0]
+    return {"candidates": n, "key_press": _stats(keys), "filter_change": _stats(filter_ms)}
+
+
+def run(project: str = "projects/demo", scale: int = 0, presses: int = 30, filters: int = 10, doc=None,
+        json_path=None) -> dict:
+    """Both measurements on copies (the decisions they make never reach the project)."""
+    from ddb_core.bench.app_scale import build_scale_project
+    from ddb_core.errors import ProjectError
+    from ddb_core.store import Project
+
+    if not Project.exists(project):
+        raise ProjectError(f"{project}: no project there (python app.py builds the demo)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "demo"
+        shutil.copytree(project, copy, ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm"))
+        rows.append({"project": project, **measure(copy, presses, filters)})
+    if scale:
+        root = Path("projects/bench") / f"scale-review-{scale}"
+        build_scale_project(root, scale)
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / "scale"
+            shutil.copytree(root, copy, ignore=shutil.ignore_patterns("*.db-wal", "*.db-shm"))
+            rows.append({"project": f"synthetic, {scale:,} candidates", **measure(copy, presses, filters)})
+    res = {"rows": rows, "budget_ms": BUDGET_MS, "quiet_ms": QUIET_MS,
+           "met": all(r["key_press"]["p95_ms"] <= BUDGET_MS and r["filter_change"]["p95_ms"] <= BUDGET_MS for r in rows),
+           "command": f"python -m ddb_core.bench.review_browser --project {project}" + (f" --scale {scale}" if scale else "")
+                      + f" --presses {presses} --filters {filters}"}
+    from ddb_core.bench.docs import write_result
+
+    write_result(res, doc, json_path, "review-browser", browser_markdown(res))
+    return res
+
+
+def browser_markdown(res: dict) -> str:
+    ok = lambda v: "met" if v <= res["budget_ms"] else "**not met**"
+    lines = ["## The review screen in the browser: from a key press to the last part drawn", "",
+             f"Command: `{res['command']}` — the app and headless Chromium on this 2-core CPU machine, on a copy of each "
+             f"project. A key press (`r` or `a`, alternately) is timed from the press to the last change of the plots, "
+             f"counts, gallery, panels and text, once the plot shows the stored decisions and nothing changed for "
+             f"{res['quiet_ms']} ms; a filter change (the gallery's decision filter) from the click on the option. "
+             f"Budget: p95 ≤ {res['budget_ms']} ms.", "",
+             "| project | candidates | key press median ms | p95 ms | max ms | filter median ms | p95 ms | budget |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in res["rows"]:
+        k, f = r["key_press"], r["filter_change"]
+        lines.append(f"| {r['project']} | {r['candidates']:,} | {k['median_ms']} | {k['p95_ms']} | {k['max_ms']} | "
+                     f"{f['median_ms']} | {f['p95_ms']} | keys {ok(k['p95_ms'])}, filter {ok(f['p95_ms'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--project", default="projects/demo")
+    ap.add_argument("--scale", type=int, default=0, help="also a synthetic project of this many candidates (e.g. 120000)")
+    ap.add_argument("--presses", type=int, default=30)
+    ap.add_argument("--filters", type=int, default=10)
+    ap.add_argument("--no-docs", action="store_true")
+    a = ap.parse_args(argv)
+    from ddb_core.bench.docs import DOC
+
+    res = run(a.project, a.scale, a.presses, a.filters, doc=None if a.no_docs else DOC,
+              json_path=None if a.no_docs else Path("docs/bench/review-browser.json"))
+    print(browser_markdown(res))
+
+
+if __name__ == "__main__":
+    main()
