@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from ddb_core.decisions import set_decision, thresholds
@@ -230,3 +231,47 @@ def test_the_browser_benchmark_times_each_press_until_the_screen_agrees(candidat
     assert 0 < res["key_press"]["median_ms"] <= res["key_press"]["p95_ms"] <= res["key_press"]["max_ms"] < 60_000
     md = browser_markdown({"rows": [{"project": "tiny", **res}], "budget_ms": 1000, "quiet_ms": 600, "command": "x"})
     assert "| tiny | 8 |" in md or f"| tiny | {res['candidates']} |" in md
+
+
+def test_a_click_on_a_dot_opens_it_outside_the_filter_and_n_moves_forward(candidates_project):
+    from ddb_core.decisions import set_thresholds
+    from ui.review_view import scatter_frame
+
+    from ddb_core.review import ReviewIndex
+
+    p = candidates_project
+    rho = sorted(r[0] for r in p.db.execute("select rho from candidates where target_label = 1"))
+    set_thresholds(p, Psi={0: 1.0, 1: 1.0}, P={0: -1e9, 1: rho[len(rho) // 2]})  # 0->1: half kept, half pruned
+    index = ReviewIndex(p)
+    pos, x, y, frame = scatter_frame(index, index.Psi, index.P, "0->1")
+    kept = index.kept()
+    pruned = [k for k in range(len(pos)) if not kept[pos[k]] and np.isfinite(x[k]) and np.isfinite(y[k])]
+    assert pruned
+    k = pruned[0]
+    cid = int(index.ids[pos[k]])
+    px, py = frame.pixels(np.array([x[k]]), np.array([y[k]]))
+    with _review(p) as page:
+        _agrees(page, p)
+        _choose(page, "decision", "automatically kept")
+        _wait_text(page, "#page-info", r"candidates")
+        page.wait_for_timeout(1000)
+        img = page.locator("#scatter img").first
+        img.scroll_into_view_if_needed()
+        box = img.bounding_box()
+        natural_w, natural_h = page.evaluate("() => { const i = document.querySelector('#scatter img'); "
+                                             "return [i.naturalWidth, i.naturalHeight]; }")
+        page.mouse.click(box["x"] + (frame.left + int(px[0]) + 0.5) * box["width"] / natural_w,
+                         box["y"] + (frame.top + int(py[0]) + 0.5) * box["height"] / natural_h)
+        text = _wait_text(page, "#review-info", rf"Candidate {cid}\b")
+        assert "Outside the current filter" in text
+        # `n`: the first undecided in the queue, then each press the next one, never back
+        page.locator("body").click(position={"x": 5, "y": 5})
+        seen = []
+        for _ in range(3):
+            before = _shown_id(page) if seen else None
+            page.keyboard.press("n")
+            _until(lambda: _shown_id(page) != before and "Candidate" in page.locator("#review-info").inner_text(),
+                   what="n moved")
+            page.wait_for_timeout(500)
+            seen.append(_shown_id(page))
+        assert len(set(seen)) == 3, seen
