@@ -132,3 +132,44 @@ def test_a_selection_restricts_the_gallery_to_its_ids(candidates_project):
     assert len(idx.query(Filter(ids=np.array([], np.int64)))) == 0
     both = idx.query(Filter(ids=np.array(some), direction="0->1"))
     assert set(both) <= set(some) and all(idx.src[idx.pos[int(i)]] == 0 for i in both)
+
+
+def test_a_decision_on_a_candidate_changed_elsewhere_says_so_and_the_index_catches_up(candidates_project):
+    """A decision stored by `ddb` after this screen was drawn: the review model takes it before its next use, and a
+    decision on that candidate from the stale screen says what it replaced; this session's own changes do not count."""
+    from types import SimpleNamespace
+
+    from gradio.context import LocalContext
+
+    from ddb_core.decisions import set_decision
+    from ui import review_actions
+    from ui.state import AppState
+
+    p = candidates_project
+    state = AppState(str(p.root), build_demo=False)
+    index = state.index()
+    ids = [int(i) for i in index.ids]
+    token = LocalContext.request.set(SimpleNamespace(session_hash="tab-1", username=None))
+    try:
+        state.mark_shown(index, True, state.version())
+        assert review_actions.changed_elsewhere(state, ids[0]) is None
+        set_decision(p, [ids[0]], "reject", who="bob", source="cli")  # from the command line
+        assert index.manual[index.pos[ids[0]]] == 0  # not seen yet
+        assert state.index() is index and index.manual[index.pos[ids[0]]] == 2  # caught up on the next use
+        assert review_actions.changed_elsewhere(state, ids[0]) == {"who": "bob", "source": "cli", "new": "reject"}
+        nav = {"ids": ids, "pos": 0, "page": 0}
+        out = review_actions.decide(state, "accept", nav)
+        assert "Candidate %d had been changed elsewhere" % ids[0] in out[-2] and "bob: reject" in out[-2]
+        assert p.db.execute("select decision from decisions where candidate_id = ?", [ids[0]]).fetchone()[0] == "accept"
+        # this session's own decision is not "elsewhere"
+        out = review_actions.decide(state, "reject", {**nav, "pos": 1})
+        assert "changed elsewhere" not in out[-2]
+        # u undoes this session's latest only (the accept above was this session's too, the cli's reject is not)
+        undone = review_actions.undo(state, nav)
+        assert "your rejection of candidate %d" % ids[1] in undone[-2]
+        undone = review_actions.undo(state, nav)
+        assert "your acceptance of candidate %d" % ids[0] in undone[-2]
+        assert "Nothing to undo" in review_actions.undo(state, nav)[-2]
+        assert p.db.execute("select decision from decisions where candidate_id = ?", [ids[0]]).fetchone()[0] == "reject"
+    finally:
+        LocalContext.request.reset(token)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 from types import SimpleNamespace
+from typing import Optional
 
 import gradio as gr
 import numpy as np
@@ -118,9 +119,30 @@ def decide(state: AppState, decision, nav: dict):
     ids = nav.get("ids", [])
     if not ids:
         return nav, *detail_panels(index, None, state.class_names()), counts_markdown(index, {}, {}, state.class_names())
-    index.decide([ids[nav.get("pos", 0)]], decision, who=user_of(), session=session_of())
+    cid = ids[nav.get("pos", 0)]
+    other = changed_elsewhere(state, cid)
+    index.decide([cid], decision, who=user_of(), session=session_of())
     pos = min(nav.get("pos", 0) + 1, len(ids) - 1)  # auto-advance
-    return {**nav, "pos": pos}, *detail_panels(index, ids[pos], state.class_names()), _counts(state, index)
+    *panels, info = detail_panels(index, ids[pos], state.class_names())
+    if other:
+        word = {"accept": "accept", "reject": "reject", None: "back to automatic"}
+        info = (f"<span id='changed-elsewhere'>**Candidate {cid} had been changed elsewhere** since your screen showed "
+                f"it ({other['who']}: {word.get(other['new'], other['new'])}, via {other['source']}); your "
+                f"{word[decision]} replaced it (undo with u).</span>\n\n" + (info or ""))
+    return {**nav, "pos": pos}, *panels, info, _counts(state, index)
+
+
+def changed_elsewhere(state: AppState, cid: int) -> Optional[dict]:
+    """The latest change of candidate ``cid``'s decision made elsewhere (another tab, user or ``ddb``) since this
+    session's screen was last drawn, if any."""
+    shown = state.shown.get(session_of(), {}).get("version")
+    if shown is None:
+        return None
+    row = state.project().db.execute(
+        "select a.who, a.source, au.new from audit au join actions a on a.id = au.action_id where au.candidate_id = ? "
+        "and au.action_id > ? and coalesce(json_extract(a.detail, '$.session'), '') != ? order by au.id desc limit 1",
+        [int(cid), shown[1], session_of()]).fetchone()
+    return {"who": row[0], "source": row[1], "new": row[2]} if row else None
 
 
 def undo(state: AppState, nav: dict):
