@@ -28,7 +28,7 @@ does the same for threshold changes. Every read-then-write runs in ``Project.wri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 import numpy as np
@@ -336,6 +336,7 @@ class Undone:
     candidate_ids: list[int]
     decision: Optional[str] = None  # what the reverted action had set (None: back to automatic)
     who: str = "user"  # who made it
+    skipped: list[int] = field(default_factory=list)  # changed again since by a later action: left as they are
 
 
 def _undone_ids(project: Project) -> set[int]:
@@ -343,12 +344,15 @@ def _undone_ids(project: Project) -> set[int]:
 
 
 def undo(project: Project, who: str = "user", source: str = "api", session: Optional[str] = None,
-         mine: Optional[dict] = None) -> Optional[Undone]:
+         mine: Optional[dict] = None, action_id: Optional[int] = None) -> Optional[Undone]:
     """Revert the latest decision action not yet undone — one candidate or a whole batch — by
     appending an action that restores every candidate's previous decision. Nothing is deleted from
     the log. ``mine``: only an action of this reviewer, ``{"who": name}`` (a signed-in user) or
     ``{"session": id}`` (one browser session of the app without sign-in); else the project's latest,
-    whoever made it. Returns what was reverted, or None when there is nothing left to undo."""
+    whoever made it. ``action_id``: that decision action (chosen from the audit log), whoever made it.
+    A candidate whose decision a later action changed again is left as it is (``Undone.skipped``): an
+    undo never overwrites what came after. Returns what was reverted, or None when there is nothing
+    left to undo."""
     import json
 
     def matches(row) -> bool:
@@ -360,21 +364,36 @@ def undo(project: Project, who: str = "user", source: str = "api", session: Opti
 
     with project.write():
         done = _undone_ids(project)
-        last = next((r for r in project.db.execute(
-            "select id, who, detail from actions where kind = 'decision' order by id desc") if r[0] not in done
-            and matches(r)), None)
+        if action_id is not None:
+            last = project.db.execute("select id, who, detail from actions where kind = 'decision' and id = ?",
+                                      [int(action_id)]).fetchone()
+            if last is None:
+                raise ProjectError(f"action {action_id} is not a decision of this project (see the audit log); nothing "
+                                   f"was changed")
+            if last[0] in done:
+                raise ProjectError(f"action {action_id} was undone already; nothing was changed")
+        else:
+            last = next((r for r in project.db.execute(
+                "select id, who, detail from actions where kind = 'decision' order by id desc") if r[0] not in done
+                and matches(r)), None)
         if last is None:
             return None
         last_detail = json.loads(last[2] or "{}")
-        rows = project.db.execute("select candidate_id, old from audit where action_id = ? order by id desc",
+        rows = project.db.execute("select candidate_id, old, new from audit where action_id = ? order by id desc",
                                   [last[0]]).fetchall()
         restore: dict[int, Optional[str]] = {}
-        for cid, old in rows:  # the earliest old value of each candidate wins (rows are newest first)
+        set_to: dict[int, Optional[str]] = {}
+        for cid, old, new in rows:  # the earliest old value of each candidate wins (rows are newest first)
             restore[cid] = old
+            set_to.setdefault(cid, new)
         current = {r[0]: r[1] for r in project.db.execute(
             f"select c.id, d.decision from candidates c left join decisions d on d.candidate_id = c.id "
             f"where c.id in ({','.join('?' * len(restore))})", list(restore))} if restore else {}
-        action = _action(project, "undo", source, who, len(restore), {"undoes": last[0]}, undoes=last[0], session=session)
+        skipped = [cid for cid in restore if cid in current and current[cid] != set_to[cid]]
+        for cid in skipped:  # changed again since: the later change stands
+            del restore[cid]
+        action = _action(project, "undo", source, who, len(restore), {"undoes": last[0], "skipped": skipped[:1000]},
+                         undoes=last[0], session=session)
         at = now()
         for cid, old in restore.items():
             if cid not in current:
@@ -388,7 +407,7 @@ def undo(project: Project, who: str = "user", source: str = "api", session: Opti
             project.db.conn.execute(
                 "insert into audit (candidate_id, old, new, who, at, action_id, source) values (?, ?, ?, ?, ?, ?, ?)",
                 [cid, current[cid], old, who, at, action, source])
-    return Undone(last[0], action, list(restore), last_detail.get("decision"), last[1])
+    return Undone(last[0], action, list(restore), last_detail.get("decision"), last[1], skipped)
 
 
 def audit_log(project: Project, limit: int = 50) -> list[dict]:

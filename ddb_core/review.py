@@ -503,10 +503,10 @@ class ReviewIndex:
         return None if res is None else res.candidate_ids
 
     def undo_action(self, who: str = "user", source: str = "app", session: Optional[str] = None,
-                    mine: Optional[dict] = None):
-        """Revert the latest decision action (of this reviewer with ``mine``: see ``decisions.undo``); returns
-        what was undone (``decisions.Undone``) or None."""
-        res = undo(self.project, who, source, session=session, mine=mine)
+                    mine: Optional[dict] = None, action_id: Optional[int] = None):
+        """Revert the latest decision action (of this reviewer with ``mine``, or the action ``action_id``: see
+        ``decisions.undo``); returns what was undone (``decisions.Undone``) or None."""
+        res = undo(self.project, who, source, session=session, mine=mine, action_id=action_id)
         if res is None:
             return None
         self.sync_decisions(res.candidate_ids)

@@ -171,5 +171,19 @@ def test_a_decision_on_a_candidate_changed_elsewhere_says_so_and_the_index_catch
         assert "your acceptance of candidate %d" % ids[0] in undone[-2]
         assert "Nothing to undo" in review_actions.undo(state, nav)[-2]
         assert p.db.execute("select decision from decisions where candidate_id = ?", [ids[0]]).fetchone()[0] == "reject"
+        # another reviewer's action: only from the audit list, and never over a later change
+        cli_action = p.db.execute("select id from actions where kind = 'decision' and who = 'bob'").fetchone()[0]
+        assert "| bob | cli | reject 1 candidate" in review_actions.audit_table(state)
+        msg, *_ = review_actions.audit_undo(state, cli_action, nav)
+        assert "undone: 1 candidate(s) restored" in msg
+        assert p.db.execute("select count(*) from decisions where candidate_id = ?", [ids[0]]).fetchone()[0] == 0
+        set_decision(p, [ids[2]], "reject", who="bob", source="cli")
+        first = p.db.execute("select max(id) from actions").fetchone()[0]
+        set_decision(p, [ids[2]], "accept", who="carol", source="cli")
+        msg, *_ = review_actions.audit_undo(state, first, nav)
+        assert "0 candidate(s) restored; 1 changed since by a later action" in msg
+        assert p.db.execute("select decision from decisions where candidate_id = ?", [ids[2]]).fetchone()[0] == "accept"
+        with pytest.raises(Exception, match="undone already"):
+            review_actions.audit_undo(state, first, nav)
     finally:
         LocalContext.request.reset(token)

@@ -113,6 +113,17 @@ def build(state: AppState) -> SimpleNamespace:
             v.edit_btn = gr.Button("Load the current mask")
             v.regen_btn = gr.Button("Regenerate with this mask", variant="primary")
         v.regen_msg = gr.Markdown()
+    with gr.Accordion("Recent actions (the audit log): undo another reviewer's decision", open=False,
+                      elem_id="audit-list") as v.audit_box:
+        gr.Markdown("`u` undoes only your own decisions. To undo one made by another reviewer or by `ddb`, choose its "
+                    "number here and confirm; candidates changed again since keep their later decision.")
+        v.audit_md = gr.Markdown(elem_id="audit-table")
+        with gr.Row():
+            v.audit_id = gr.Number(label="action #", precision=0, elem_id="audit-id")
+            v.audit_ask = gr.Button("Undo this action…", size="sm", elem_id="btn-audit-undo")
+            v.audit_confirm = gr.Button("Confirm the undo", size="sm", variant="stop", visible=False,
+                                        elem_id="btn-audit-confirm")
+        v.audit_msg = gr.Markdown(elem_id="audit-msg")
     gr.Markdown("### Gallery")
     with gr.Row():
         v.f_dir = gr.Dropdown(label="direction", choices=[("all", "")], value="")

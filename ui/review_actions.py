@@ -45,6 +45,12 @@ def wire(state: AppState, v: SimpleNamespace) -> None:
     v.edit_btn.click(safe(partial(load_editor, state)), [v.nav], [v.editor])
     v.regen_btn.click(safe(partial(regenerate, state)), [v.nav, v.editor], [*nav_detail, v.counts, v.regen_msg],
                       api_name="regenerate").then(*v.after, **REDRAW)
+    v.audit_box.expand(safe(partial(audit_table, state)), [], [v.audit_md], show_progress="hidden")
+    v.audit_ask.click(safe(partial(audit_ask, state)), [v.audit_id], [v.audit_msg, v.audit_confirm])
+    v.audit_id.change(lambda: ("", gr.Button(visible=False)), [], [v.audit_msg, v.audit_confirm], show_progress="hidden")
+    v.audit_confirm.click(safe(partial(audit_undo, state)), [v.audit_id, v.nav],
+                          [v.audit_msg, v.audit_confirm, v.audit_md, *nav_detail, v.counts], api_name="undo_action",
+                          **ORDERED).then(*v.after, **REDRAW)
     batch_out = [v.batch_msg, v.batch_confirm, v.pending_batch]
     v.batch_btn.click(partial(batch_ask, state), [v.batch_action, v.nav, v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method,
                                   v.selection], batch_out, api_name="batch_ask")
@@ -156,7 +162,9 @@ def undo(state: AppState, nav: dict):
         shown = ids[nav.get("pos", 0)] if ids and nav.get("pos", 0) < len(ids) else None
         *panels, info = detail_panels(index, shown, state.class_names())
         note = ("<span id='undo-msg'>**Nothing to undo**: none of your decisions is left to revert (another "
-                "reviewer's are theirs to undo).</span>\n\n")
+                "reviewer's are theirs to undo).</span>\n\n") if res is None else (
+            f"<span id='undo-msg'>**Not undone**: your latest decision (candidate "
+            f"{', '.join(map(str, res.skipped[:5]))}) was changed since by a later action, which stands.</span>\n\n")
         return nav, *panels, note + (info or ""), _counts(state, index) if index is not None else ""
     cid = res.candidate_ids[0]
     ids = nav.get("ids", [])
@@ -166,6 +174,8 @@ def undo(state: AppState, nav: dict):
     n = len(res.candidate_ids)
     said = (f"your {what} of candidate {cid}" if n == 1 else f"your batch {what} of {n} candidates (first: {cid})")
     *panels, info = detail_panels(index, cid, state.class_names())
+    if res.skipped:
+        said += f"; {len(res.skipped)} changed since by a later action stay as they are"
     note = f"<span id='undo-msg'>**Undone**: {said}.</span>\n\n"
     return nav, *panels, note + (info or ""), _counts(state, index)
 
@@ -204,6 +214,52 @@ def batch_confirm(state: AppState, pending):
                            detail={"filter": pending["filter"], "batch": len(pending["ids"])})
     return (f"{changed} decisions changed ({len(pending['ids'])} candidates in the batch); undo (u) reverts the whole "
             f"batch.", gr.Button(visible=False), _counts(state, index), None)
+
+
+# -- the audit log: undo a chosen action ------------------------------------------------------------
+
+def audit_table(state: AppState, limit: int = 15) -> str:
+    """The latest actions of the project, newest first: who did what, from where, and whether it was undone."""
+    from ddb_core.decisions import audit_log
+
+    if not state.exists():
+        return ""
+    rows = ["| # | when | who | from | what | undone |", "| ---: | --- | --- | --- | --- | --- |"]
+    word = {"accept": "accept", "reject": "reject", None: "back to automatic"}
+    for a in audit_log(state.project(), limit):
+        d = a["detail"]
+        if a["kind"] == "decision":
+            what = f"{word.get(d.get('decision'), d.get('decision'))} {a['n']} candidate{'s' if a['n'] != 1 else ''}" + (
+                f" ({', '.join(map(str, d.get('candidates', [])[:3]))}{'…' if a['n'] > 3 else ''})")
+        elif a["kind"] == "undo":
+            what = f"undo of #{a['undoes']}"
+        else:
+            what = a["kind"].replace("-", " ")
+        rows.append(f"| {a['id']} | {a['at']} | {a['who']} | {a['source']} | {what} | {'yes' if a['undone'] else ''} |")
+    return "\n".join(rows)
+
+
+def audit_ask(state: AppState, action_id):
+    if action_id is None:
+        return "Type the number of a decision from the list first.", gr.Button(visible=False)
+    row = state.project().db.execute("select kind, who, n from actions where id = ?", [int(action_id)]).fetchone()
+    if row is None or row[0] != "decision":
+        return f"Action #{int(action_id)} is not a decision (only decisions can be undone here).", gr.Button(visible=False)
+    return (f"Undo action #{int(action_id)} by **{row[1]}** ({row[2]} candidate{'s' if row[2] != 1 else ''})? Press "
+            f"Confirm.", gr.Button(visible=True))
+
+
+def audit_undo(state: AppState, action_id, nav: dict):
+    index = state.index()
+    res = index.undo_action(who=user_of(), session=session_of(), action_id=int(action_id))
+    ids = nav.get("ids", [])
+    cid = res.candidate_ids[0] if res.candidate_ids else (ids[nav.get("pos", 0)] if ids else None)
+    if cid in ids:
+        nav = {**nav, "pos": ids.index(cid)}
+    msg = (f"Action #{int(action_id)} by {res.who} undone: {len(res.candidate_ids)} candidate(s) restored"
+           + (f"; {len(res.skipped)} changed since by a later action stay as they are" if res.skipped else "") + ".")
+    return (msg, gr.Button(visible=False), audit_table(state), nav, *detail_panels(index, cid, state.class_names()),
+            _counts(state, index))
 
 
 # -- the mask editor ---------------------------------------------------------------------------------
