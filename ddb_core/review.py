@@ -275,7 +275,8 @@ class ReviewIndex:
             if rr[1] <= rr[0]:
                 rr = (rr[0], rr[0] + 1.0)
             # the histograms' bars do not move with the thresholds either (only their lines do)
-            psi_hist = np.histogram(psi[np.isfinite(psi)], bins=HIST_BINS, range=(0.0, 1.0))
+            # ψ on the logit scale of the ψ–ρ plot, where the values near 1 that most candidates have spread out
+            psi_hist = np.histogram(lpsi[np.isfinite(psi)], bins=HIST_BINS, range=lr if lr[1] > lr[0] else (lr[0], lr[0] + 1))
             rho_hist = np.histogram(rho[np.isfinite(rho)], bins=HIST_BINS, range=rr)
             self._view_cache[direction] = {"pos": pos, "psi": psi, "lpsi": lpsi, "rho": rho, "lpsi_range": lr,
                                            "rho_range": rr, "psi_hist": psi_hist, "rho_hist": rho_hist,

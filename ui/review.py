@@ -16,10 +16,11 @@ from ddb_core.errors import DDBError
 
 from . import review_actions as actions
 from . import review_plots
+from .review_thresholds import (PSI_STEP, ask_reset, on_threshold, reset_thresholds, save_threshold, slider_updates,
+                                undo_thresholds)
 from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
-                          direction_choices, gallery_items, nice_step, p_step, plot_state, refilter, threshold_plots,
-                          thresholds_from)
-from .state import ORDERED, REDRAW, AppState, reviewer, safe, session_of, user_of
+                          direction_choices, gallery_items, plots_at, refilter)
+from .state import ORDERED, REDRAW, AppState, safe
 
 
 POLL_S = 3.0  # how often a shown review screen asks whether its project changed elsewhere
@@ -273,39 +274,6 @@ def refresh(state: AppState, v: SimpleNamespace, d="", st="all", sort="id", fpsi
 FILTER_DEFAULTS = ("", "all", "id", "", "")
 
 
-def slider_updates(v: SimpleNamespace, index) -> list:
-    """Slider ranges and values from the project's thresholds and the ρ distribution.
-
-    The P range spans every ρ with a 5% margin; a stored P outside it is shown at the nearest end,
-    which keeps and prunes exactly the same candidates."""
-    if index is None or len(index) == 0:
-        return [gr.Slider() for _ in v.sliders]
-    names = index.project.class_names  # the page may have been built before the project had its classes
-    name = lambda c: names[c] if c < len(names) else f"class {c}"
-    rho = index.rho[np.isfinite(index.rho)]
-    lo, hi = (float(rho.min()), float(rho.max())) if rho.size else (-1.0, 1.0)
-    margin = max(hi - lo, 1e-6) * 0.05
-    step, decimals = nice_step(hi - lo + 2 * margin)
-    lo, hi = float(np.floor((lo - margin) / step) * step), float(np.ceil((hi + margin) / step) * step)
-    lo, hi = round(lo, decimals), round(hi, decimals)
-    n = index.n_classes
-    ups = [gr.Slider(minimum=0.0, maximum=1.001, step=PSI_STEP,
-                     value=round(min(max(index.Psi.get(c, 0.5), 0.0), 1.001), PSI_DECIMALS),
-                     visible=c < n, label=f"Ψ {name(c)} (source)") for c in range(v.n_sliders)]
-    return ups + [gr.Slider(minimum=lo, maximum=hi, step=step, visible=c < n, label=f"P {name(c)} (target)",
-                            value=round(min(max(index.P.get(c, 0.0), lo), hi), decimals)) for c in range(v.n_sliders)]
-
-
-PSI_STEP, PSI_DECIMALS = 0.0001, 4  # the Ψ sliders' step (ψ is a probability)
-
-
-
-
-def plots_at(index, Psi: dict, P: dict, direction):
-    """The ψ–ρ plot, both histograms, and what the plot was drawn from (``plot_state``)."""
-    return (*threshold_plots(index, Psi, P, direction), plot_state(index, Psi, P, direction))
-
-
 def redraw(state: AppState, direction, colour_by, nav):
     """The ψ–ρ plot, both histograms, the map and the gallery's page (its badges) at the thresholds and
     decisions the project holds."""
@@ -317,81 +285,3 @@ def redraw(state: AppState, direction, colour_by, nav):
     gallery, page_info = gallery_items(index, np.array(nav.get("ids", []), np.int64), nav.get("page", 0))
     return (*plots_at(index, index.Psi, index.P, direction),
             review_plots.render_map(state, index.Psi, index.P, colour_by or "decision"), gallery, page_info)
-
-
-# -- thresholds ----------------------------------------------------------------------------------
-
-def on_threshold(state: AppState, v: SimpleNamespace, *values):
-    """A slider moved: counts and plots at the new thresholds (nothing saved yet)."""
-    index = state.index()
-    names = state.class_names()
-    if index is None or len(index) == 0:
-        return counts_markdown(index, {}, {}, names), *plots_at(None, {}, {}, None)
-    *th, direction = values
-    n = index.n_classes
-    Psi, P = thresholds_from(index, list(th[:n]) + list(th[v.n_sliders:v.n_sliders + n]))
-    return counts_markdown(index, Psi, P, names), *plots_at(index, Psi, P, direction)
-
-
-def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):
-    """Slider ``slot`` released (a drag, a key press, Enter or leaving its number box): its value alone, rounded to
-    the slider's step, is saved with the project (a value another process saved for another class meanwhile is
-    kept); the gallery and detail follow. A screen whose sliders show other thresholds than the project holds
-    (changed in another tab, by another user or ``ddb``) saves nothing: it is shown the stored ones."""
-    version = state.version()
-    index = state.index()
-    keep = [gr.skip() for _ in v.sliders]
-    if index is None or len(index) == 0:
-        return *keep, "", gr.Markdown(), [], "", dict(EMPTY_NAV), None, None, None, None, None, ""
-    *th, d, st, sort, fpsi, frho, method, selection, nav = values
-    c = slot % v.n_sliders
-    if state.stale_thresholds(index):
-        state.mark_shown(index, True, version)
-        return (*slider_updates(v, index), "<span id='threshold-stale'>**Changed elsewhere** (another tab, another user "
-                "or the command line) — now showing the stored thresholds; nothing was saved.</span>",
-                *refilter(state, d, st, sort, fpsi, frho, method, selection, nav, keep_current=True))
-    msg = ""
-    if c < index.n_classes and th[slot] is not None:
-        psi = slot < v.n_sliders
-        step, decimals = (PSI_STEP, PSI_DECIMALS) if psi else p_step(index)
-        typed = float(th[slot])
-        value = round(round(typed / step) * step, decimals)
-        before = (index.Psi if psi else index.P).get(c)
-        index.save_thresholds(**{"Psi" if psi else "P": {c: value}}, who=user_of(), session=session_of())
-        state.mark_shown(index, True, version)
-        names = state.class_names()
-        name = names[c] if c < len(names) else f"class {c}"
-        if before is None or before != value:
-            msg = (f"<span id='threshold-saved'>Saved: {'Ψ' if psi else 'P'} {name} = {value:.{decimals}f}"
-                   + (f" (from {before:.{decimals}f})" if before is not None else "") + ".</span>")
-        if value != typed:  # typed between two steps: the slider shows what was stored
-            keep[slot] = slider_updates(v, index)[slot]
-    return (*keep, msg, *refilter(state, d, st, sort, fpsi, frho, method, selection, nav, keep_current=True))
-
-
-def ask_reset():
-    return ("**Reset the thresholds** of the active ERM model to the computed defaults (Ψ from Eq. 3, P from the "
-            "candidates scored now)? Every decision that follows from them may change; “Undo the last threshold "
-            "change” restores them.", gr.Button(visible=True), gr.Button(visible=True))
-
-
-def reset_thresholds(state: AppState, v: SimpleNamespace):
-    index = state.index()
-    if index is None:
-        return [gr.Slider() for _ in v.sliders] + ["", gr.Button(visible=False), gr.Button(visible=False)]
-    version = state.version()
-    index.reset_thresholds(who=user_of(), session=session_of())
-    state.mark_shown(index, True, version)
-    return slider_updates(v, index) + ["Thresholds reset to the computed defaults.", gr.Button(visible=False),
-                                       gr.Button(visible=False)]
-
-
-def undo_thresholds(state: AppState, v: SimpleNamespace):
-    version = state.version()
-    index = state.index()
-    if index is None or index.undo_thresholds(who=user_of(), session=session_of()) is None:
-        return [gr.skip() for _ in v.sliders] + ["No threshold change to undo.", gr.Button(visible=False),
-                                                 gr.Button(visible=False)]
-    state.mark_shown(index, True, version)
-    return slider_updates(v, index) + ["The thresholds are back as they were before the last change.",
-                                       gr.Button(visible=False), gr.Button(visible=False)]

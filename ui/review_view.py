@@ -14,7 +14,7 @@ from ddb_core.errors import DDBError
 from ddb_core.igmaps import load_ig
 from ddb_core.thumbnails import SIDE as THUMB_SIDE, thumbnail
 
-from . import plots
+from . import charts, plots
 from .state import load_image
 
 PAGE = 48  # gallery thumbnails per page
@@ -122,8 +122,10 @@ def threshold_plots(index, Psi: dict, P: dict, direction: Optional[str]):
                                              f"drag to select, click to open", lpsi=view["lpsi"],
                                        lpsi_range=view["lpsi_range"], pixel_cache=view.get("pixels"),
                                        p_decimals=p_step(index)[1])
-    hp = plots.histogram(view["psi_hist"], psi_line, "ψ: green kept (left of Ψ), red pruned", keep_below=True)
-    hr = plots.histogram(view["rho_hist"], rho_line, "ρ = Σ mask · IG: green kept (right of P), red pruned",
+    hp = charts.histogram(view["psi_hist"], None if psi_line is None else float(plots.logit(psi_line)),
+                         "ψ (logit scale): green kept (< Ψ), red pruned", keep_below=True,
+                         shown=lambda v: 1 / (1 + np.exp(-v)))
+    hr = charts.histogram(view["rho_hist"], rho_line, "ρ: green kept (> P), red pruned",
                          keep_below=False)
     return sc, hp, hr
 
@@ -141,6 +143,11 @@ def p_step(index) -> tuple[float, int]:
     lo, hi = (float(rho.min()), float(rho.max())) if rho.size else (-1.0, 1.0)
     margin = max(hi - lo, 1e-6) * 0.05
     return nice_step(hi - lo + 2 * margin)
+
+
+def plots_at(index, Psi: dict, P: dict, direction):
+    """The ψ–ρ plot, both histograms, and what the plot was drawn from (``plot_state``)."""
+    return (*threshold_plots(index, Psi, P, direction), plot_state(index, Psi, P, direction))
 
 
 def plot_state(index, Psi: dict, P: dict, direction: Optional[str]) -> str:
@@ -191,7 +198,7 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
     p2 = plots.enlarge(plots.overlay_mask(src, mask), BIG)
     p3 = plots.enlarge(res, BIG)
     if d["probs_source"] and d["probs_generated"]:
-        p4 = plots.softmax_bars(d["probs_source"], d["probs_generated"], names, d["source_label"], d["Psi"])
+        p4 = charts.softmax_bars(d["probs_source"], d["probs_generated"], names, d["source_label"], d["Psi"])
     else:
         p4 = None
     if d["ig_path"]:

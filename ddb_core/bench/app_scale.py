@@ -102,7 +102,7 @@ def run(n: int = 120_000, repeats: int = 50, workdir: str = "projects/bench/scal
 
     from ui import plots
     from ui.app import counts_markdown, gallery_items
-    from ui.review import plots_at  # what a slider move draws: the plots and the state they were drawn from
+    from ui.review_view import plots_at  # what a slider move draws: the plots and the state they were drawn from
     from ui.review_view import scatter_frame
 
     t0 = time.monotonic()
