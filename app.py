@@ -53,6 +53,9 @@ def main(argv=None) -> None:
     parser.add_argument("--data-root", action="append", default=[], metavar="DIR",
                         help="a folder whose paths the browser may name (datasets, checkpoints, model folders); "
                              "repeatable (default: the folder the app is started from; the project's own folder always)")
+    parser.add_argument("--trusted-proxy", metavar="ADDR",
+                        help="the address of a reverse proxy in front of the app: only then does its X-Forwarded-For "
+                             "header name the address a sign-in is counted against")
     parser.add_argument("--no-build", action="store_true", help="do not build the demo project in the background")
     parser.add_argument("--build-demo", action="store_true",
                         help="build the offline demo in --project even when it is not the default demo folder")
@@ -73,7 +76,7 @@ def main(argv=None) -> None:
     is_demo = a.build_demo or os.path.abspath(a.project) == os.path.abspath(DEFAULT_PROJECT)
     app = build_app(a.project, build_demo=is_demo and not a.no_build, data_roots=a.data_root or None)
     app.launch(server_name=a.host, server_port=a.port, share=a.share, show_error=True, auth=auth or None,
-               **launch_kwargs(a.project))
+               **launch_kwargs(a.project, trusted_proxy=a.trusted_proxy))
 
 
 if __name__ == "__main__":

@@ -159,3 +159,41 @@ def test_the_app_checks_saved_model_paths_when_a_stage_starts(candidates_project
         run_stage(state, "score", 0.5, 0, 1, 1, 7.5, 2)
     with pytest.raises(DDBError, match="inpainting model .* is outside"):
         state.inpainter()
+
+
+def test_the_sign_in_lock_cannot_be_walked_round(served):
+    """The guard reads the form as the sign-in does: repeated fields are refused, a multipart body is counted,
+    and a forwarded-for header from this machine does not give a new address."""
+    import uuid
+
+    from ui.guard import ADDRESS_FAILURES, USER_FAILURES
+
+    p, url = served
+
+    def post(body: bytes, ctype: str, headers: dict | None = None) -> int:
+        req = urllib.request.Request(url + "login", data=body, headers={"Content-Type": ctype, **(headers or {})})
+        try:
+            return urllib.request.urlopen(req, timeout=30).status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    form = "application/x-www-form-urlencoded"
+    # repeated fields: refused before any password is checked, whatever comes last
+    assert post(b"username=decoy&username=ann&password=s3cret", form) == 400
+    assert post(b"username=ann&password=x&password=s3cret", form) == 400
+
+    def multipart(user: str, password: str) -> tuple[bytes, str]:
+        b = uuid.uuid4().hex
+        body = "".join(f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+                       for k, v in (("username", user), ("password", password))) + f"--{b}--\r\n"
+        return body.encode(), f"multipart/form-data; boundary={b}"
+
+    # multipart wrong guesses count, and so does each forwarded-for address sent from this machine
+    codes = []
+    for k in range(ADDRESS_FAILURES + 2):
+        body, ctype = multipart("bob", f"wrong{k}")
+        codes.append(post(body, ctype, {"X-Forwarded-For": f"10.0.0.{k + 1}"}))
+    assert 429 in codes and codes.count(400) <= ADDRESS_FAILURES, codes
+    body, ctype = multipart("bob", "pw2")
+    assert post(body, ctype, {"X-Forwarded-For": "10.9.9.9"}) == 429  # even the right password waits
+    assert USER_FAILURES >= ADDRESS_FAILURES

@@ -157,7 +157,7 @@ CSS = """
 """
 
 
-def launch_kwargs(project_dir: str) -> dict:
+def launch_kwargs(project_dir: str, trusted_proxy: Optional[str] = None) -> dict:
     """What ``launch()`` needs besides host, port and auth: the keyboard script, CSS, the guard, and the files served:
     the report images and the exports of the open project (and the images the pages render, from Gradio's
     own cache) — never the database, checkpoints, tokens or datasets."""
@@ -169,7 +169,7 @@ def launch_kwargs(project_dir: str) -> dict:
     return {"head": KEYBOARD_JS + SELECT_JS, "css": CSS, "allowed_paths": [str(root / d) for d in SERVED],
             "blocked_paths": [str(root / d) for d in NEVER_SERVED],
             # sign-in throttling, no API description before sign-in, files that download (ui/guard.py)
-            "app_kwargs": {"middleware": [Middleware(Guard, project_dir=str(root))],
+            "app_kwargs": {"middleware": [Middleware(Guard, project_dir=str(root), trusted_proxy=trusted_proxy)],
                            # FastAPI's own route description is not served (before sign-in it would be public)
                            "openapi_url": None, "docs_url": None, "redoc_url": None}}
 

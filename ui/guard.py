@@ -6,7 +6,11 @@ files that download rather than render.
 - **Sign-in attempts are throttled.** An address may fail ``ADDRESS_FAILURES`` times and a user name
   ``USER_FAILURES`` times within ``WINDOW_S`` seconds; further attempts from that address, or for that
   name, are answered 429 (with ``Retry-After``) without checking the password, until the oldest failure
-  leaves the window. A successful sign-in clears that address's and that name's failures.
+  leaves the window. A successful sign-in clears that address's and that name's failures. The form is
+  read as the sign-in reads it (urlencoded or multipart); a form with more or fewer than one user name or
+  password is refused (400) before anything is checked. An ``X-Forwarded-For`` header counts only when
+  ``trusted_proxy`` names the address it came through (``app.py --trusted-proxy``): without it, every
+  request whose address the server took from that header counts as the proxy's own address.
 - **Nothing but the sign-in page before sign-in.** Gradio's page embeds the API description (every
   endpoint, label and class name) even when it shows only the sign-in form; the guard removes it from
   a page whose config says a sign-in is required.
@@ -25,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Optional
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 ADDRESS_FAILURES = 5  # failed sign-ins per address …
 USER_FAILURES = 10  # … and per user name …
@@ -68,12 +72,29 @@ def _header(scope, name: bytes) -> Optional[bytes]:
     return next((v for k, v in scope.get("headers", []) if k.lower() == name), None)
 
 
+async def _form_fields(scope, body: bytes) -> tuple[list[str], list[str]]:
+    """Every ``username`` and every ``password`` of a sign-in body, read as the sign-in reads its form
+    (Starlette's parser: urlencoded or multipart); nothing for a body that is not a form."""
+    from starlette.requests import Request
+
+    async def once():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    try:
+        form = await Request(scope, once).form()
+    except Exception:  # a body the form parser refuses: the sign-in refuses it too
+        return [], []
+    text = lambda values: [v if isinstance(v, str) else "" for v in values]
+    return text(form.getlist("username")), text(form.getlist("password"))
+
+
 class Guard:
     """The ASGI middleware; ``project_dir``'s ``exports/`` is the folder whose files download."""
 
-    def __init__(self, app, project_dir: str = "."):
+    def __init__(self, app, project_dir: str = ".", trusted_proxy: Optional[str] = None):
         self.app = app
         self.exports = Path(os.path.realpath(Path(project_dir) / "exports"))
+        self.trusted_proxy = trusted_proxy
         self.by_address = Throttle(ADDRESS_FAILURES, WINDOW_S)
         self.by_user = Throttle(USER_FAILURES, WINDOW_S)
 
@@ -91,15 +112,35 @@ class Guard:
         return await self.app(scope, receive, send)
 
     # -- sign-in --------------------------------------------------------------------------------
+    def _address(self, scope) -> str:
+        """The address a sign-in counts against. The server replaces the peer's address with the one an
+        ``X-Forwarded-For`` header names when the peer is a proxy it trusts (loopback, by default); unless
+        ``trusted_proxy`` says so, such a request counts against the proxy itself, so that a changing header
+        cannot reset the count."""
+        client = (scope.get("client") or ("?", 0))[0]
+        forwarded = _header(scope, b"x-forwarded-for")
+        if forwarded is not None:
+            named = [a.strip() for a in forwarded.decode("latin-1").split(",")]
+            if client in named and not self.trusted_proxy:
+                return "a proxy (X-Forwarded-For not trusted)"
+        return client
+
     async def _login(self, scope, receive, send):
         body, more = b"", True
         while more:
             message = await receive()
             body += message.get("body", b"")
             more = message.get("more_body", False)
-        form = parse_qs(body.decode("latin-1"))
-        user = (form.get("username") or [""])[0].strip()
-        address = (scope.get("client") or ("?", 0))[0]
+        address = self._address(scope)
+        users, passwords = await _form_fields(scope, body)
+        if len(users) != 1 or len(passwords) != 1:  # the sign-in would read one of several: refuse them all
+            self.by_address.failed(f"address {address}")
+            payload = json.dumps({"detail": "A sign-in needs exactly one username and one password field."}).encode()
+            await send({"type": "http.response.start", "status": 400,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(payload)).encode())]})
+            return await send({"type": "http.response.body", "body": payload})
+        user = users[0].strip()
         keys = (self.by_address, f"address {address}"), (self.by_user, f"user {user}")
         wait = max(t.wait_s(k) for t, k in keys)
         if wait > 0:
