@@ -424,16 +424,17 @@ def review_index(project: Project):
 
 
 def export_dataset(project: Project, out: Optional[str] = None, method: str = "all", on_progress=None,
-                   cancel=None) -> dict:
+                   cancel=None, force: bool = False) -> dict:
     from .export import export_dataset as _export
 
-    return _export(project, Path(out) if out else None, method=method, on_progress=on_progress, cancel=cancel)
+    return _export(project, Path(out) if out else None, method=method, on_progress=on_progress, cancel=cancel,
+                   force=force)
 
 
-def reproducibility_bundle(project: Project, out: Optional[str] = None) -> dict:
+def reproducibility_bundle(project: Project, out: Optional[str] = None, force: bool = False) -> dict:
     from .export import reproducibility_bundle as _bundle
 
-    return _bundle(project, Path(out) if out else None)
+    return _bundle(project, Path(out) if out else None, force=force)
 
 
 def preview_tokens(project: Project, n: int = 4, steps: int = 25, seed: int = 0, inpainter=None) -> list[dict]:

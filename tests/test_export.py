@@ -31,3 +31,55 @@ def test_export_dataset_and_bundle(candidates_project):
         assert bundle["thresholds"]["Psi"]["0"] == 0.0 and bundle["models"][0]["sha256"]
         assert len(z.read("candidates-provenance.jsonl").splitlines()) == 8
     assert str(root) in b["path"]
+
+
+def test_an_export_never_writes_over_the_project_or_an_existing_file(candidates_project, tmp_path, capsys):
+    import hashlib
+
+    from ddb_core.cli import main
+
+    p = candidates_project
+    db = (p.root / "project.db").read_bytes()
+    meta = sorted(p.dataset_root.glob("*.csv"))
+    before = {m: hashlib.sha256(m.read_bytes()).hexdigest() for m in meta}
+    for out in (p.root / "project.db", p.root / "models" / "x.zip", meta[0] if meta else p.dataset_root / "m.csv",
+                p.root, p.root / "dataset"):
+        assert main(["export", "-p", str(p.root), "bundle", "--out", str(out), "--force"]) != 0
+        err = capsys.readouterr().err
+        assert "export bundle --out" in err and "Traceback" not in err
+    assert (p.root / "project.db").read_bytes()[:100] == db[:100] and api.review_index(p) is not None
+    assert {m: hashlib.sha256(m.read_bytes()).hexdigest() for m in meta} == before
+    # an existing file outside the project: only with --force
+    target = tmp_path / "mine.zip"
+    target.write_bytes(b"keep me")
+    assert main(["export", "-p", str(p.root), "bundle", "--out", str(target)]) != 0
+    assert "already exists" in capsys.readouterr().err and target.read_bytes() == b"keep me"
+    assert main(["export", "-p", str(p.root), "bundle", "--out", str(target), "--force"]) == 0
+    assert zipfile.is_zipfile(target)
+    # a dataset folder: --force replaces only an earlier export
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    assert main(["export", "-p", str(p.root), "dataset", "--out", str(tmp_path / "notes"), "--force"]) != 0
+    assert (tmp_path / "notes" / "a.txt").read_text() == "mine"
+    assert main(["export", "-p", str(p.root), "dataset", "--out", str(tmp_path / "ds")]) == 0
+    assert main(["export", "-p", str(p.root), "dataset", "--out", str(tmp_path / "ds"), "--force"]) == 0
+    assert main(["export", "-p", str(p.root), "dataset", "--method", "bogus"]) != 0
+    assert "no candidates of that method" in capsys.readouterr().err
+
+
+def test_a_dataset_export_copies_only_regular_files_from_inside_the_dataset(candidates_project, tmp_path):
+    import pytest
+
+    from ddb_core.errors import ProjectError
+
+    p = candidates_project
+    rel = p.db.execute("select path from samples where split = 'train' order by id limit 1").fetchone()[0]
+    image = p.dataset_path(rel)
+    secret = p.root / "models" / "secret.bin"
+    secret.parent.mkdir(exist_ok=True)
+    secret.write_bytes(b"\x89PNG not really")
+    image.unlink()
+    image.symlink_to(secret)  # swapped for a link after import
+    with pytest.raises(ProjectError, match="symbolic link"):
+        api.export_dataset(p, str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob("out*"))
