@@ -116,6 +116,19 @@ def test_exports_and_page_like_files_download_instead_of_rendering(served):
     Image.new("RGB", (30, 20)).save(png)
     r = opener.open(url + f"gradio_api/file={png}", timeout=30)
     assert r.headers["Content-Type"] == "image/png" and "attachment" not in (r.headers["Content-Disposition"] or "")
+    # a link placed in an export (to the checkpoint, or anything) is not served through it
+    secret = p.root / "models" / "erm.pt"
+    secret.parent.mkdir(exist_ok=True)
+    if not secret.exists():
+        secret.write_bytes(b"weights")
+    (exports / "real-1.png").symlink_to(secret)
+    (exports / "linked").symlink_to(p.root / "models", target_is_directory=True)
+    for link in (exports / "real-1.png", exports / "linked" / "erm.pt"):
+        try:
+            opener.open(url + f"gradio_api/file={link}", timeout=30)
+            raise AssertionError(f"{link} was served")
+        except urllib.error.HTTPError as e:
+            assert e.code in (403, 404), e.code
 
 
 def test_a_path_is_checked_again_when_it_is_used(tmp_path, monkeypatch):

@@ -199,8 +199,18 @@ class Guard:
         try:
             real = Path(os.path.realpath(name))
             export = real.is_relative_to(self.exports)
+            named = Path(os.path.abspath(name)).is_relative_to(self.exports)
+            # an export's file is served only when it is a regular file inside the export, reached by no link
+            refuse = (export or named) and (not export or Path(name).is_symlink() or not real.is_file()
+                                            or any(p.is_symlink() for p in Path(os.path.abspath(name)).parents
+                                                   if p.is_relative_to(self.exports)))
         except (OSError, ValueError):
-            export = False
+            export, refuse = False, False
+        if refuse:
+            payload = b"Not a regular file of an export."
+            await send({"type": "http.response.start", "status": 403,
+                        "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(payload)).encode())]})
+            return await send({"type": "http.response.body", "body": payload})
 
         async def safe(message):
             if message["type"] == "http.response.start" and message["status"] == 200:
