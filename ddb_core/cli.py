@@ -528,10 +528,15 @@ def _mask_args(p):
 def _mask(a, progress):
     from . import api
 
+    from .settings import load_masker
+
     project = _open(a)
+    masker, opts, device = None, _masker_options(a), _device(a, project)
+    if a.masker:  # built (and its options checked) first; the project keeps them only once the masks are made
+        masker = load_masker(project, a.masker, opts, device=device)
+    counts = api.compute_masks(project, masker=masker, on_progress=progress, device=device)
     if a.masker:
-        api.set_pipeline_settings(project, masker=a.masker, masker_options=_masker_options(a))
-    counts = api.compute_masks(project, on_progress=progress, device=_device(a, project))
+        api.set_pipeline_settings(project, masker=a.masker, masker_options=opts)
     progress.close()
     print(f"masks: {counts.get('ok', 0)} found, {counts.get('no_detection', 0)} with no detection")
     return 0

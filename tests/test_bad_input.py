@@ -559,8 +559,32 @@ def second_round_models():
     ]
 
 
+def third_round_cli():
+    """Options checked before anything runs and kept only when the command succeeds (reliability, third round)."""
+    return [
+        ("cli: mask --dilate 100000000", _cli("mask", "--masker", "provided", "--dilate", "100000000"),
+         r"dilate_radius must be a whole number of pixels in 0..512, got 100000000"),
+        ("cli: mask --dilate -5", _cli("mask", "--masker", "provided", "--dilate", "-5"),
+         r"dilate_radius must be a whole number of pixels in 0..512, got -5"),
+        ("cli: generate --dilate -5", _cli("generate", "--masker", "provided", "--dilate", "-5"),
+         r"dilate_radius must be a whole number of pixels in 0..512"),
+        ("cli: generate --template unknown field", _cli("generate", "--template", "{name} {nope}"),
+         r"template '\{name\} \{nope\}' cannot be filled.*KeyError"),
+        ("cli: generate --template open brace", _cli("generate", "--template", "{name}{"), r"cannot be filled.*ValueError"),
+        ("cli: generate --template positional field", _cli("generate", "--template", "{name}{0}"),
+         r"cannot be filled.*IndexError"),
+        ("cli: export bundle over the database", _cli("export", "bundle", "--out", lambda ctx: str(ctx["root"] / "project.db"),
+                                                      "--force"), r"inside the project's own project.db"),
+        ("cli: export bundle over the metadata", _cli("export", "bundle", "--out",
+                                                      lambda ctx: str(ctx["root"] / "dataset" / "metadata.csv")),
+         r"(inside the project's own dataset|already exists)"),
+        ("cli: export dataset --method bogus", _cli("export", "dataset", "--method", "bogus"),
+         r"no candidates of that method"),
+    ]
+
+
 CASES = (imports() + cli_cases() + app_cases() + model_cases() + masker_cases() + second_round_imports()
-         + second_round_cli() + second_round_app() + second_round_models())
+         + second_round_cli() + second_round_app() + second_round_models() + third_round_cli())
 
 
 @pytest.mark.parametrize("name,case,message", CASES, ids=[c[0] for c in CASES])

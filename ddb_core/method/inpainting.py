@@ -184,6 +184,11 @@ class InpaintConfig:
             raise ConfigError(f"crop_scale must be 0 (the whole image) or >= 1, got {self.crop_scale}")
         if "{name}" not in self.template:
             raise ConfigError(f"template must contain {{name}}, got {self.template!r}")
+        try:  # checked by writing a prompt now, not after the masks of every source are made
+            prompt_for(self.template, "bird", "<bird>")
+        except (KeyError, IndexError, ValueError, AttributeError) as e:
+            raise ConfigError(f"template {self.template!r} cannot be filled: it may use {{token}} and {{name}} only, "
+                              f"with every brace paired ({type(e).__name__}: {e})") from None
 
 
 def prompt_for(template: str, name: str, token: Optional[str]) -> str:

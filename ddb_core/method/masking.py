@@ -409,6 +409,9 @@ def sam_predictor(sam: str, device):
 MASKERS = ("langsam", "gradcam", "grabcut", "provided")
 
 
+MAX_DILATE = 512  # px: a larger radius repaints every image whole (and its kernel alone would exhaust memory)
+
+
 def check_masker_options(name: str, options, stored: bool = True) -> dict:
     """``options`` if ``name`` is a masker and they are options it takes; else a ``ConfigError`` naming the one
     at fault. ``stored`` (options kept in the project, as JSON): each is a number, text, true/false or null,
@@ -422,6 +425,11 @@ def check_masker_options(name: str, options, stored: bool = True) -> dict:
     if unknown:
         raise ConfigError(f"{name} masker: unknown option(s) {', '.join(map(str, unknown))}; it takes "
                           f"{', '.join(sorted(accepted))}")
+    radius = options.get("dilate_radius")
+    if radius is not None and (isinstance(radius, bool) or not isinstance(radius, (int, float)) or radius != int(radius)
+                               or not 0 <= radius <= MAX_DILATE):
+        raise ConfigError(f"{name} masker option dilate_radius must be a whole number of pixels in 0..{MAX_DILATE}, "
+                          f"got {radius!r}")
     for key, value in options.items() if stored else ():
         if key in ("dino", "sam") and not isinstance(value, str):
             raise ConfigError(f"{name} masker option {key} must be a path or a hub id (text), got "
