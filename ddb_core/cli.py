@@ -1535,6 +1535,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SQLITE_INT = 2 ** 63  # ids are SQLite integers
+
+
+def _check_args(a) -> None:
+    """What argparse cannot say: values out of range, repeated values where each must count once, and flags that
+    contradict each other — refused before the command does anything, naming the options."""
+    import math
+
+    for name in ("seeds", "models"):
+        values = getattr(a, name, None)
+        if isinstance(values, list) and len(set(values)) != len(values):
+            raise ConfigError(f"--{name} {' '.join(map(str, values))}: give each value once (a repeated one would count "
+                              f"one model as two)")
+    for name in ("ids", "models"):
+        for v in getattr(a, name, None) or []:
+            if isinstance(v, int) and not 0 <= v < SQLITE_INT:
+                raise ConfigError(f"{name.rstrip('s')} {v} is not an id of this project (ids are whole numbers from 1 to "
+                                  f"{SQLITE_INT - 1})")
+    k = getattr(a, "k", None)
+    if isinstance(k, float) and not math.isfinite(k):
+        raise ConfigError(f"--k must be a finite number (a count >= 1 or a fraction < 1), got {k}")
+    m = getattr(a, "momentum", None)
+    if m is not None and not 0 <= m < 1:
+        raise ConfigError(f"--momentum must be in [0, 1), got {m}")
+    n_boot = getattr(a, "n_boot", None)
+    if n_boot is not None and n_boot < 100:
+        raise ConfigError(f"--n-boot must be at least 100 (a 95% interval from fewer resamples means little), got {n_boot}")
+    if getattr(a, "handler", None) is not None and a.handler.__name__ == "_audit" and a.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {a.limit}")
+    if getattr(a, "undo", False) is True and getattr(a, "defaults", False) is True:
+        raise ConfigError("--undo and --defaults contradict each other: give one")
+    if getattr(a, "gamma", None) and getattr(a, "gamma_grid", None):
+        raise ConfigError(f"--gamma {' '.join(map(str, a.gamma))} and --gamma-grid {' '.join(map(str, a.gamma_grid))} "
+                          f"contradict each other: give one γ (or one per class), or a grid to choose from on val")
+    if getattr(a, "per_class_gamma", False) and not getattr(a, "gamma_grid", None):
+        raise ConfigError("--per-class-gamma chooses one γ per class from --gamma-grid: give the grid too")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     from .device import flush_denormals
 
@@ -1543,6 +1581,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     progress = TqdmProgress()
     try:
+        _check_args(args)
         return args.handler(args, progress)
     except (DDBError, KeyboardInterrupt) as e:
         progress.close()

@@ -580,6 +580,19 @@ def third_round_cli():
          r"(inside the project's own dataset|already exists)"),
         ("cli: export dataset --method bogus", _cli("export", "dataset", "--method", "bogus"),
          r"no candidates of that method"),
+        ("cli: decide an id beyond SQLite's", _cli("decide", "99999999999999999999999", "--accept"),
+         r"id 99999999999999999999999 is not an id of this project"),
+        ("cli: select --k inf", _cli("select", "--k", "inf"), r"--k must be a finite number"),
+        ("cli: erm train --momentum 5", _cli("erm", "train", "--momentum", "5"), r"--momentum must be in \[0, 1\)"),
+        ("cli: evaluate --n-boot 0", _cli("evaluate", "--models", "1", "--n-boot", "0"), r"--n-boot must be at least 100"),
+        ("cli: audit --limit -5", _cli("audit", "--limit", "-5"), r"--limit must be at least 1"),
+        ("cli: retrain --seeds 0 0", _cli("retrain", "--seeds", "0", "0"), r"--seeds 0 0: give each value once"),
+        ("cli: evaluate --models 1 1", _cli("evaluate", "--models", "1", "1"), r"--models 1 1: give each value once"),
+        ("cli: retrain --gamma with --gamma-grid", _cli("retrain", "--gamma", "1", "--gamma-grid", "1", "3"),
+         r"--gamma 1.0 and --gamma-grid 1.0 3.0 contradict each other"),
+        ("cli: retrain --per-class-gamma without a grid", _cli("retrain", "--per-class-gamma"),
+         r"--per-class-gamma chooses one γ per class from --gamma-grid"),
+        ("cli: prune --undo --defaults", _cli("prune", "--undo", "--defaults"), r"--undo and --defaults contradict"),
     ]
 
 
