@@ -23,6 +23,7 @@ import json
 import os
 import posixpath
 import random
+import stat
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -369,12 +370,23 @@ def validate(ds: ParsedDataset, check_images: bool = True, workers: int = 8) -> 
                 where = f"line {r['line']}: " if isinstance(r["line"], int) else ""
                 ds.problem("file names that are not valid UTF-8 (rename them)", f"{where}{raw!r}")
                 continue
+            if any(ord(c) < 32 for c in rel):  # a NUL byte or a line break inside a path: no file is named so
+                ds.problem("paths with a control character (a NUL byte or a line break)", f"{_where(r)}: {rel!r}")
+                continue
             if Path(rel).suffix.lower() not in IMAGE_EXTS:
                 ds.problem(f"files whose name is not an image's ({', '.join(sorted(IMAGE_EXTS))})", f"{_where(r)}: {rel!r}")
                 continue
             full = Path(os.path.realpath(ds.root / rel))
             if Path(rel).is_absolute() or not full.is_relative_to(root_real):
                 ds.problem(f"paths that escape the dataset root {ds.root}", f"{_where(r)}: {rel!r}")
+                continue
+            try:  # a pipe or a device would block or never end when read: refused before anything opens it
+                mode = os.stat(full).st_mode
+            except OSError:
+                mode = None  # missing: reported as such below
+            if mode is not None and not stat.S_ISREG(mode):
+                ds.problem(f"{'images' if col == 'path' else 'masks'} that are not regular files (a pipe, a device or a "
+                           f"folder)", f"{_where(r)}: {rel!r}")
                 continue
             if col == "path":
                 if str(full) in seen_files:

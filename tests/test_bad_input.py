@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -559,6 +560,25 @@ def second_round_models():
     ]
 
 
+def third_round_imports():
+    """Import refuses what it cannot read safely before opening it (reliability, third round)."""
+    def named_pipe(ctx):
+        ds = _fresh_dataset(ctx, "fifo")
+        os.mkfifo(ds / "images" / "train" / "pipe.png")  # reading it would block forever
+        _edit_metadata(ds, lambda rows: rows[0].update(img_filename="images/train/pipe.png"))
+        _import(ctx, ds)
+
+    def nul_in_path(ctx):
+        ds = _fresh_dataset(ctx, "nul")
+        _edit_metadata(ds, lambda rows: rows[0].update(img_filename="images/train/a\x00b.png"))
+        _import(ctx, ds)
+
+    return [
+        ("import: a named pipe listed as an image", named_pipe, r"not regular files.*pipe.png"),
+        ("import: a NUL byte inside an image path", nul_in_path, r"control character.*a\\x00b.png"),
+    ]
+
+
 def third_round_cli():
     """Options checked before anything runs and kept only when the command succeeds (reliability, third round)."""
     return [
@@ -597,7 +617,7 @@ def third_round_cli():
 
 
 CASES = (imports() + cli_cases() + app_cases() + model_cases() + masker_cases() + second_round_imports()
-         + second_round_cli() + second_round_app() + second_round_models() + third_round_cli())
+         + second_round_cli() + second_round_app() + second_round_models() + third_round_imports() + third_round_cli())
 
 
 @pytest.mark.parametrize("name,case,message", CASES, ids=[c[0] for c in CASES])
