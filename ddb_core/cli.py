@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import sqlite3
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -271,9 +272,12 @@ def _print_pruning(project, th: dict, counts: dict) -> None:
 
 
 def _open(a: argparse.Namespace):
+    """The command's project, checked whole first (a damaged file is refused before anything writes to it)."""
     from . import api
 
-    return api.open_project(a.project)
+    project = api.open_project(a.project)
+    project.check_integrity()
+    return project
 
 
 def _no_docs(p: argparse.ArgumentParser) -> None:
@@ -1589,6 +1593,19 @@ def main(argv: Optional[list[str]] = None) -> int:
             print("cancelled; finished work is kept and the same command resumes it", file=sys.stderr)
             return 130
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except sqlite3.DatabaseError as e:  # what SQLite says of the file itself, in words that say what to do
+        progress.close()
+        where = getattr(args, "project", None) or "the project"
+        text = str(e)
+        if "readonly" in text or "read-only" in text:
+            print(f"error: {where} is read-only (its database or its folder cannot be written), and this command "
+                  f"writes to it; the reading commands (status, audit, export to another folder) work", file=sys.stderr)
+        elif "malformed" in text or "not a database" in text or "corrupt" in text:
+            print(f"error: {where}/project.db is damaged ({text}); restore it from a backup. Nothing was written",
+                  file=sys.stderr)
+        else:
+            print(f"error: the project database refused the command: {text}", file=sys.stderr)
         return 2
     except OSError as e:  # a path the system refuses (too long, a folder for a file, no permission …)
         progress.close()

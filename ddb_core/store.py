@@ -359,10 +359,30 @@ class Project:
                 project.close()
                 raise ProjectError(f"{db_file} is an SQLite database of another program (tables "
                                    f"{', '.join(sorted(tables)[:5])}), not a project database; its tables were left as they are")
+            if "_sqlite_migrations" in tables:  # a project written by a newer release: refused, never written
+                known = {m.name for m in migrations._migrations}
+                newer = [r[0] for r in project.db.execute(
+                    "select name from _sqlite_migrations where migration_set = ? order by id", [migrations.name])
+                    if r[0] not in known]
+                if newer:
+                    project.close()
+                    raise ProjectError(f"{db_file} was written by a newer DDB Studio (schema step {newer[-1]}, which this "
+                                       f"release does not know); update DDB Studio to open it. Nothing was written")
             migrations.apply(project.db)
         except sqlite3.DatabaseError as e:
             raise ProjectError(f"{root / DB_NAME} is not a readable project database: {e}") from e
         return project
+
+    def check_integrity(self) -> None:
+        """SQLite's ``quick_check`` of the whole file: a damaged project is refused before anything writes to it
+        (``ProjectError``, saying to restore it from a backup)."""
+        try:
+            problems = [r[0] for r in self.db.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as e:
+            problems = [str(e)]
+        if problems != ["ok"]:
+            raise ProjectError(f"{self.root / DB_NAME} is damaged ({'; '.join(problems)[:300]}); restore it from a "
+                               f"backup. Nothing was written")
 
     @classmethod
     def exists(cls, root: str | os.PathLike) -> bool:

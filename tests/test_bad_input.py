@@ -579,9 +579,28 @@ def third_round_imports():
     ]
 
 
+def _damaged_copy(ctx) -> str:
+    """A copy of the battery's project with a stretch of its database overwritten (the pages in the middle)."""
+    import sqlite3
+
+    dst = ctx["base"] / "damaged"
+    if not dst.exists():
+        shutil.copytree(ctx["root"], dst)
+        c = sqlite3.connect(dst / "project.db")
+        c.execute("pragma wal_checkpoint(truncate)")
+        c.close()
+        size = (dst / "project.db").stat().st_size
+        with open(dst / "project.db", "r+b") as f:
+            f.seek(size // 2 // 4096 * 4096)
+            f.write(b"\xff" * 8192)
+    return str(dst)
+
+
 def third_round_cli():
     """Options checked before anything runs and kept only when the command succeeds (reliability, third round)."""
     return [
+        ("cli: decide on a damaged database", _cli("decide", "3", "--reject", "-p", _damaged_copy, project=False),
+         r"project.db is damaged .*restore it from a backup"),
         ("cli: mask --dilate 100000000", _cli("mask", "--masker", "provided", "--dilate", "100000000"),
          r"dilate_radius must be a whole number of pixels in 0..512, got 100000000"),
         ("cli: mask --dilate -5", _cli("mask", "--masker", "provided", "--dilate", "-5"),

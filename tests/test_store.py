@@ -51,3 +51,21 @@ def test_open_missing_or_corrupt_project(tmp_path):
         Project.open(tmp_path / "bad")
     with pytest.raises(ProjectError, match="already exists"):
         Project.create(tmp_path / "bad")
+
+
+def test_a_project_of_a_newer_schema_is_refused_and_not_written(tmp_path):
+    import hashlib
+
+    import pytest
+
+    from ddb_core.errors import ProjectError
+    from ddb_core.store import Project
+
+    p = Project.create(tmp_path / "p")
+    p.db.execute("insert into _sqlite_migrations (migration_set, name, applied_at) values ('ddb_core', 'm999_future', 'x')")
+    p.db.conn.commit()
+    p.close()
+    before = hashlib.sha256((tmp_path / "p" / "project.db").read_bytes()).hexdigest()
+    with pytest.raises(ProjectError, match="written by a newer DDB Studio.*m999_future"):
+        Project.open(tmp_path / "p")
+    assert hashlib.sha256((tmp_path / "p" / "project.db").read_bytes()).hexdigest() == before
