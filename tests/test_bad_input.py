@@ -511,6 +511,8 @@ def second_round_app():
          r"dataset folder .* is outside the folders"),
         ("app: a relative dataset path is not a hub id", call("/create_project", "waterbirds", "org/name", "", "", ""),
          r"dataset folder 'org/name' is outside"),
+        ("app: masker options nested 100,000 deep", call("/save_models", "", "grabcut", "[" * 100_000),
+         r"masker options must be JSON"),
     ]
 
 

@@ -211,8 +211,8 @@ def confirm(state: AppState, pending):
 def save_models(state: AppState, model, masker, opts):
     try:
         options = json.loads(opts) if opts and opts.strip() else {}
-    except ValueError as e:
-        raise DDBError(f"masker options must be JSON ({e}), e.g. {{\"shape\": \"box\"}}") from None
+    except (ValueError, RecursionError) as e:  # (a value nested thousands deep is not an option either)
+        raise DDBError(f"masker options must be JSON ({str(e)[:120]}), e.g. {{\"shape\": \"box\"}}") from None
     if not isinstance(options, dict):
         raise DDBError(f"masker options must be a JSON object, got {opts!r}")
     for key in ("dino", "sam"):

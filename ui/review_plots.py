@@ -183,8 +183,8 @@ def select(state: AppState, v: SimpleNamespace, payload, *values):
     try:
         sel = json.loads(payload or "{}")
         points = [(float(x), float(y)) for x, y in sel.get("points", [])]
-    except (ValueError, TypeError):
-        raise DDBError(f"a plot selection is a JSON object with points, got {payload!r}") from None
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        raise DDBError(f"a plot selection is a JSON object with points, got {str(payload)[:80]!r}") from None
     if index is None or not len(index) or not points:
         return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), *refilter(state, *filt, selection, nav))
     Psi, P = thresholds_from(index, list(sliders[:index.n_classes]) + list(sliders[n:n + index.n_classes]))
