@@ -172,6 +172,12 @@ def invert(project: Project, labels=None, cfg=None, *, inpainter=None, on_progre
     from .method.inversion import InversionConfig
 
     labels = list(range(len(project.class_names))) if labels is None else list(labels)
+    bad = [c for c in labels if not 0 <= int(c) < len(project.class_names)]
+    if bad:  # checked before a model is loaded
+        from .errors import ConfigError
+
+        raise ConfigError(f"class {bad[0]}: the project has classes 0..{len(project.class_names) - 1} "
+                          f"({', '.join(project.class_names)})")
     inpainter, cfg = inpainter or load_inpainter(project), cfg or InversionConfig()
     # the inversion images' object masks: the loss is counted inside them, or the model repaints windows around them
     masker = load_masker(project) if cfg.region == "mask" or inpainter.crop_scale else None

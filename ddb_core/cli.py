@@ -511,6 +511,10 @@ def _invert(a, progress):
     from .method.inversion import InversionConfig
 
     project = _open(a)
+    for c in a.classes or []:  # before the model loads
+        if not 0 <= c < len(project.class_names):
+            raise ConfigError(f"class {c}: the project has classes 0..{len(project.class_names) - 1} "
+                              f"({', '.join(project.class_names)})")
     cfg = InversionConfig(steps=a.steps, lr=a.lr, batch_size=a.batch_size, seed=a.seed, region=a.region,
                           object_mask_share=a.object_share)
     ids = api.invert(project, a.classes, cfg, inpainter=api.load_inpainter(project, a.model, _device(a, project), a.dtype),

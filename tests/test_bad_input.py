@@ -634,6 +634,9 @@ def third_round_cli():
         ("cli: retrain --per-class-gamma without a grid", _cli("retrain", "--per-class-gamma"),
          r"--per-class-gamma chooses one γ per class from --gamma-grid"),
         ("cli: prune --undo --defaults", _cli("prune", "--undo", "--defaults"), r"--undo and --defaults contradict"),
+        ("cli: invert a class that does not exist", _cli("invert", "--classes", "7"), r"class 7: the project has classes 0..1"),
+        ("cli: mask --box-threshold 5", _cli("mask", "--masker", "langsam", "--box-threshold", "5"),
+         r"option box_threshold must be a number in \[0, 1\], got 5"),
     ]
 
 

@@ -425,6 +425,10 @@ def check_masker_options(name: str, options, stored: bool = True) -> dict:
     if unknown:
         raise ConfigError(f"{name} masker: unknown option(s) {', '.join(map(str, unknown))}; it takes "
                           f"{', '.join(sorted(accepted))}")
+    for key in ("box_threshold", "text_threshold"):  # langsam's scores in [0, 1]: checked before a model loads
+        v = options.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1):
+            raise ConfigError(f"{name} masker option {key} must be a number in [0, 1], got {v!r}")
     radius = options.get("dilate_radius")
     if radius is not None and (isinstance(radius, bool) or not isinstance(radius, (int, float)) or radius != int(radius)
                                or not 0 <= radius <= MAX_DILATE):
