@@ -209,6 +209,7 @@ def test_a_lasso_on_the_plot_filters_the_gallery_for_a_batch_reject_and_undo(can
             page = browser.new_page(viewport={"width": 1500, "height": 1900})
             open_review(page, app.local_url)
             page.wait_for_timeout(1000)
+            page.locator("#scatter img").first.scroll_into_view_if_needed()
             box = page.locator("#scatter img").first.bounding_box()
             # a lasso over the whole plot area: every plotted candidate of the shown direction
             corners = [(0.06, 0.06), (0.99, 0.06), (0.99, 0.9), (0.06, 0.9), (0.06, 0.06)]

@@ -141,6 +141,7 @@ def test_every_action_leaves_the_plot_as_the_database_holds_it(candidates_projec
         assert box.is_enabled()
         box.check()
         assert page.evaluate("document.querySelector('#select-mode input:checked').value") == "box"
+        page.locator("#scatter img").first.scroll_into_view_if_needed()  # the batch above scrolled to the gallery
         r = page.locator("#scatter img").first.bounding_box()
         page.mouse.move(r["x"] + r["width"] * 0.02, r["y"] + r["height"] * 0.02)
         page.mouse.down()

@@ -25,6 +25,7 @@ def open_review(page, url: str, timeout_ms: int = 60_000) -> None:
 
 def draw_lasso(page, selector: str = "#scatter img", points=((0.35, 0.12), (0.97, 0.1), (0.95, 0.6), (0.5, 0.7))) -> None:
     """Drag a closed lasso through ``points`` (fractions of the plot image) over the plot, as a person would."""
+    page.locator(selector).first.scroll_into_view_if_needed()  # a mouse cannot draw on what is scrolled away
     box = page.locator(selector).first.bounding_box()
     at = lambda f: (box["x"] + box["width"] * f[0], box["y"] + box["height"] * f[1])
     page.mouse.move(*at(points[0]))
