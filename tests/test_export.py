@@ -78,8 +78,13 @@ def test_a_dataset_export_copies_only_regular_files_from_inside_the_dataset(cand
     secret = p.root / "models" / "secret.bin"
     secret.parent.mkdir(exist_ok=True)
     secret.write_bytes(b"\x89PNG not really")
+    original = image.read_bytes()  # the dataset is shared by the session's projects: put back afterwards
     image.unlink()
     image.symlink_to(secret)  # swapped for a link after import
-    with pytest.raises(ProjectError, match="symbolic link"):
-        api.export_dataset(p, str(tmp_path / "out"))
-    assert not (tmp_path / "out").exists() and not list(tmp_path.glob("out*"))
+    try:
+        with pytest.raises(ProjectError, match="symbolic link"):
+            api.export_dataset(p, str(tmp_path / "out"))
+        assert not (tmp_path / "out").exists() and not list(tmp_path.glob("out*"))
+    finally:
+        image.unlink()
+        image.write_bytes(original)
