@@ -141,7 +141,7 @@ class Queue:
         index = self.index
         sig = {name: float(v[0]) for name, v in self.signals(Psi, P, np.array([k])).items()}
         i, j = int(index.src[k]), int(index.tgt[k])
-        facts = {"near Ψ": f"ψ {index.psi[k]:.3f} vs Ψ {Psi.get(i, float('nan')):.3f}",
+        facts = {"near Ψ": f"ψ {index.psi[k]:.4f} vs Ψ {Psi.get(i, float('nan')):.4f}",
                  "near P": f"ρ {index.rho[k]:.3g} vs P {index._p_table(P)[index.method[k], j]:.3g}",
                  "rules split": "the ψ rule and the ρ rule disagree",
                  "unchanged": f"change inside the mask {index.change[k]:.3f}",
