@@ -69,6 +69,9 @@ def build(state: AppState) -> SimpleNamespace:
                 v.reset = gr.Button("Reset to the computed defaults…", size="sm", elem_id="btn-reset-th")
                 v.undo_th = gr.Button("Undo the last threshold change", size="sm", elem_id="btn-undo-th")
             v.th_msg = gr.Markdown(elem_id="threshold-msg")  # the reset's question sits above its answers
+            # the latest threshold change the sliders were drawn from (sent back with every save: a save from sliders
+            # drawn before another tab's, user's or `ddb`'s change is refused)
+            v.th_version = gr.Textbox("", elem_id="threshold-version", elem_classes=["ddb-hidden"], label="thresholds version")
             with gr.Row():
                 v.reset_confirm = gr.Button("Confirm the reset", size="sm", variant="stop", visible=False,
                                             elem_id="btn-reset-confirm")
@@ -150,6 +153,7 @@ def build(state: AppState) -> SimpleNamespace:
     v.poll = gr.Timer(POLL_S)  # see poll()
     # groups of components the handlers read and write
     v.sliders = [*v.psi, *v.p]
+    v.slider_outs = [*v.sliders, v.th_version]  # what ``slider_updates`` draws
     v.filters = [v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method, v.selection, v.nav]
     v.detail = [*v.panels, v.info]
     v.refiltered = [v.counts, v.gallery, v.page_info, v.nav, *v.detail]
@@ -167,7 +171,8 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
                 trigger_mode="always_last", api_name=f"threshold_{s.elem_id.replace('-', '_')}")
     v.plot_dir.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden")
     for slot, s in enumerate(v.sliders):
-        s.release(safe(partial(save_threshold, state, v, slot)), [*v.sliders, *v.filters], [*v.sliders, v.th_msg, *v.refiltered],
+        s.release(safe(partial(save_threshold, state, v, slot)), [*v.sliders, *v.filters, v.th_version],
+                  [*v.slider_outs, v.th_msg, *v.refiltered],
                   show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}", **ORDERED).then(*v.after, **REDRAW)
     refilter_fn = safe(partial(refilter, state))
     # .input (a user's choice), not .change: "next in queue" and a refresh set these themselves, with the gallery
@@ -181,7 +186,7 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
                                   gr.Button(visible=False)), [], [v.th_msg, v.reset_confirm, v.reset_cancel])
     for btn, fn, name in ((v.reset_confirm, reset_thresholds, "reset_thresholds"),
                           (v.undo_th, undo_thresholds, "undo_thresholds")):
-        btn.click(safe(partial(fn, state, v)), [], [*v.sliders, v.th_msg, v.reset_confirm, v.reset_cancel],
+        btn.click(safe(partial(fn, state, v)), [], [*v.slider_outs, v.th_msg, v.reset_confirm, v.reset_cancel],
                   api_name=name, **ORDERED).then(
             safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered).then(*v.after, **REDRAW)
     # a cheap look every few seconds: a screen whose project changed elsewhere (another tab, user, `ddb`) is drawn again
@@ -193,7 +198,7 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
 
 
 def poll_outputs(v: SimpleNamespace) -> list:
-    return [*v.sliders, v.th_msg, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.gallery, v.page_info, v.nav,
+    return [*v.slider_outs, v.th_msg, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.gallery, v.page_info, v.nav,
             *v.detail, v.map]
 
 
@@ -218,7 +223,7 @@ def poll(state: AppState, v: SimpleNamespace, *values):
 
 
 def refresh_outputs(v: SimpleNamespace) -> list:
-    return [*v.sliders, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.plot_dir, v.f_dir, v.f_method, v.f_status,
+    return [*v.slider_outs, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.plot_dir, v.f_dir, v.f_method, v.f_status,
             v.f_sort, v.f_psi, v.f_rho, v.gallery, v.page_info, v.nav, *v.detail, v.map, v.selection, v.selection_md]
 
 

@@ -13,13 +13,31 @@ from .review_view import EMPTY_NAV, counts_markdown, nice_step, p_step, plots_at
 from .state import AppState, session_of, user_of
 
 
+def thresholds_version(project) -> str:
+    """The id of the project's latest threshold change (a save, reset or undo of any session), as text."""
+    return str(project.db.execute("select coalesce(max(id), 0) from actions where kind like 'threshold%'").fetchone()[0])
+
+
+def changed_since(project, drawn) -> bool:
+    """Whether a threshold change not made by this session came after the one the sliders were drawn from
+    (``drawn``, sent back by the page; none sent: an API caller, taken as current)."""
+    if drawn in (None, ""):
+        return False
+    try:
+        drawn = int(drawn)
+    except (TypeError, ValueError):
+        return True
+    return project.db.execute("select count(*) from actions where id > ? and kind like 'threshold%' and "
+                              "coalesce(json_extract(detail, '$.session'), '') != ?", [drawn, session_of()]).fetchone()[0] > 0
+
+
 def slider_updates(v: SimpleNamespace, index) -> list:
     """Slider ranges and values from the project's thresholds and the ρ distribution.
 
     The P range spans every ρ with a 5% margin; a stored P outside it is shown at the nearest end,
     which keeps and prunes exactly the same candidates."""
     if index is None or len(index) == 0:
-        return [gr.Slider() for _ in v.sliders]
+        return [gr.Slider() for _ in v.sliders] + [""]
     names = index.project.class_names  # the page may have been built before the project had its classes
     name = lambda c: names[c] if c < len(names) else f"class {c}"
     rho = index.rho[np.isfinite(index.rho)]
@@ -32,8 +50,9 @@ def slider_updates(v: SimpleNamespace, index) -> list:
     ups = [gr.Slider(minimum=0.0, maximum=1.001, step=PSI_STEP,
                      value=round(min(max(index.Psi.get(c, 0.5), 0.0), 1.001), PSI_DECIMALS),
                      visible=c < n, label=f"Ψ {name(c)} (source)") for c in range(v.n_sliders)]
-    return ups + [gr.Slider(minimum=lo, maximum=hi, step=step, visible=c < n, label=f"P {name(c)} (target)",
-                            value=round(min(max(index.P.get(c, 0.0), lo), hi), decimals)) for c in range(v.n_sliders)]
+    ps = [gr.Slider(minimum=lo, maximum=hi, step=step, visible=c < n, label=f"P {name(c)} (target)",
+                    value=round(min(max(index.P.get(c, 0.0), lo), hi), decimals)) for c in range(v.n_sliders)]
+    return ups + ps + [thresholds_version(index.project)]
 
 
 PSI_STEP, PSI_DECIMALS = 0.0001, 4  # the Ψ sliders' step (ψ is a probability)
@@ -58,12 +77,12 @@ def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):
     (changed in another tab, by another user or ``ddb``) saves nothing: it is shown the stored ones."""
     version = state.version()
     index = state.index()
-    keep = [gr.skip() for _ in v.sliders]
+    keep = [gr.skip() for _ in v.slider_outs]
     if index is None or len(index) == 0:
         return *keep, "", gr.Markdown(), [], "", dict(EMPTY_NAV), None, None, None, None, None, ""
-    *th, d, st, sort, fpsi, frho, method, selection, nav = values
+    *th, d, st, sort, fpsi, frho, method, selection, nav, drawn = values
     c = slot % v.n_sliders
-    if state.stale_thresholds(index):
+    if changed_since(index.project, drawn):
         state.mark_shown(index, True, version)
         return (*slider_updates(v, index), "<span id='threshold-stale'>**Changed elsewhere** (another tab, another user "
                 "or the command line) — now showing the stored thresholds; nothing was saved.</span>",
@@ -77,6 +96,7 @@ def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):
         before = (index.Psi if psi else index.P).get(c)
         index.save_thresholds(**{"Psi" if psi else "P": {c: value}}, who=user_of(), session=session_of())
         state.mark_shown(index, True, version)
+        keep[-1] = thresholds_version(index.project)
         names = state.class_names()
         name = names[c] if c < len(names) else f"class {c}"
         if before is None or before != value:
@@ -96,7 +116,7 @@ def ask_reset():
 def reset_thresholds(state: AppState, v: SimpleNamespace):
     index = state.index()
     if index is None:
-        return [gr.Slider() for _ in v.sliders] + ["", gr.Button(visible=False), gr.Button(visible=False)]
+        return [gr.Slider() for _ in v.slider_outs] + ["", gr.Button(visible=False), gr.Button(visible=False)]
     version = state.version()
     index.reset_thresholds(who=user_of(), session=session_of())
     state.mark_shown(index, True, version)
@@ -108,7 +128,7 @@ def undo_thresholds(state: AppState, v: SimpleNamespace):
     version = state.version()
     index = state.index()
     if index is None or index.undo_thresholds(who=user_of(), session=session_of()) is None:
-        return [gr.skip() for _ in v.sliders] + ["No threshold change to undo.", gr.Button(visible=False),
+        return [gr.skip() for _ in v.slider_outs] + ["No threshold change to undo.", gr.Button(visible=False),
                                                  gr.Button(visible=False)]
     state.mark_shown(index, True, version)
     return slider_updates(v, index) + ["The thresholds are back as they were before the last change.",

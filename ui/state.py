@@ -212,11 +212,6 @@ class AppState:
         if entry.get("thresholds") == th:
             entry["version"] = version  # else the poll draws it whole, sliders included
 
-    def stale_thresholds(self, index) -> bool:
-        """Whether this session's sliders show other thresholds than the project holds."""
-        shown = self.shown.get(session_of(), {}).get("thresholds")
-        return shown is not None and index is not None and shown != (dict(index.Psi), dict(index.P))
-
     def inpainter(self):
         """The project's inpainting model, loaded once (tokens are loaded into it as needed)."""
         s = self.check_settings()
