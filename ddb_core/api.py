@@ -85,7 +85,9 @@ def create_project(root: str | os.PathLike, fmt: str, source: Optional[str | os.
 def build_demo_project(root: str | os.PathLike = DEFAULT_PROJECT, *, erm: Optional[TrainConfig] = None,
                        demo: Optional[DemoDataConfig] = None, on_progress: Optional[ProgressFn] = None,
                        cancel: Optional[CancelToken] = None) -> Project:
-    """Make the offline demo project: generate the data (if missing), train the ERM model (if none).
+    """Make the offline demo project: generate the data (if missing), train the ERM model (if none; by default the
+    demo's recipe ``demo.pipeline.DEMO_ERM``, the one `bench demo` and `bench inpainter` train, so that the app's
+    tokens learn from the same high-loss images as the val gates measured).
 
     Safe to call again after an interruption: finished stages are kept, training resumes.
     """
@@ -94,7 +96,9 @@ def build_demo_project(root: str | os.PathLike = DEFAULT_PROJECT, *, erm: Option
     if project is None or not project.sample_count():
         project, _ = create_project(root, "demo", replace=project is not None, demo=demo, on_progress=on_progress)
     if project.active_erm_id is None:
-        train_erm(project, erm or TrainConfig(), on_progress=on_progress, cancel=cancel)
+        from .demo.pipeline import DEMO_ERM
+
+        train_erm(project, erm or DEMO_ERM, on_progress=on_progress, cancel=cancel)
     return project
 
 

@@ -1229,8 +1229,9 @@ def _inpainter_args(p):
     p.add_argument("--n", type=int, default=48, help="val images per direction, the first in id order (default: %(default)s)")
     p.add_argument("--ti-size", type=int, default=30, help="textual-inversion images per class (default: %(default)s)")
     p.add_argument("--ti-steps", type=int, default=400, help="textual-inversion steps per class (default: %(default)s)")
-    p.add_argument("--ti-source", choices=("high_loss", "random"), default="high_loss",
-                   help="which train images the tokens learn from (default: %(default)s)")
+    p.add_argument("--ti-source", choices=("high_loss", "random", "val_minority"), default="high_loss",
+                   help="which images the tokens learn from: the highest-loss train images under the demo's ERM, random "
+                        "train images, or val images of the class's minority group (default: %(default)s)")
     p.add_argument("--ti-region", choices=("mask", "image"), default="mask",
                    help="textual inversion's loss inside each image's mask or over the whole image (default: %(default)s)")
     p.add_argument("--ti-shape", default="object", help="the mask textual inversion counts its loss in (default: %(default)s, the object itself, as `ddb invert` does)")
@@ -1250,6 +1251,13 @@ def _inpainter_args(p):
                    help="docs/benchmarks.md section and the name of its JSON and grid (default: %(default)s)")
     p.add_argument("--label", help="the section's title (default: the model)")
     p.add_argument("--workdir", default="projects/bench", help="where the judge's project goes (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="where the inpainting model runs: auto, cpu, cuda, cuda:N (default: %(default)s)")
+    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "float16", "bfloat16"),
+                   help="the inpainting model's precision (default: %(default)s: float16 on CUDA, float32 on the CPU)")
+    p.add_argument("--out-dir", help="write the result's JSON and grid into this folder instead of docs/ (a run on "
+                                     "another machine); `--from-json` writes its docs section later")
+    p.add_argument("--from-json", metavar="JSON", help="write the docs section (and its JSON and grid under docs/) from "
+                                                      "the result of an earlier run, without measuring again")
     _no_docs(p)
 
 
@@ -1260,14 +1268,25 @@ def _bench_inpainter(a, progress):
     from .bench.inpainter import bench_inpainter, inpainter_markdown, write_model_card
     from .method.inpainting import resolve_model_ref
 
+    if a.from_json:
+        from .bench.inpainter import result_to_docs
+
+        res = result_to_docs(Path(a.from_json), DOC)
+        progress.close()
+        print(inpainter_markdown(res))
+        return 0
     suffix = "" if a.section == "inpainter" else "-" + a.section.removeprefix("inpainter-")
+    out = Path(a.out_dir) if a.out_dir else None
+    json_path = out / f"{a.section}.json" if out else None if a.no_docs else Path(f"docs/bench/{a.section}.json")
+    grid_path = out / f"micro-inpainter-grid{suffix}.png" if out else \
+        None if a.no_docs else Path(f"docs/images/micro-inpainter-grid{suffix}.png")
     res = bench_inpainter(a.model, a.seeds, n=a.n, ti_size=a.ti_size, ti_steps=a.ti_steps, steps=a.steps,
-                          guidance=a.guidance, workdir=a.workdir, doc=None if a.no_docs else DOC,
-                          json_path=None if a.no_docs else Path(f"docs/bench/{a.section}.json"),
-                          grid_path=None if a.no_docs else Path(f"docs/images/micro-inpainter-grid{suffix}.png"),
+                          guidance=a.guidance, workdir=a.workdir, doc=None if a.no_docs or out else DOC,
+                          json_path=json_path, grid_path=grid_path,
                           on_progress=progress, shapes=tuple(a.shapes), ti_source=a.ti_source, ti_region=a.ti_region,
                           ti_shape=a.ti_shape, grid_shape=a.grid_shape, oracle=a.oracle, section=a.section,
-                          label=a.label, ti_repaint=a.ti_repaint, ti_object_share=a.ti_object_share)
+                          label=a.label, ti_repaint=a.ti_repaint, ti_object_share=a.ti_object_share, device=a.device,
+                          dtype=a.dtype)
     progress.close()
     print(inpainter_markdown(res))
     folder = Path(resolve_model_ref(a.model))

@@ -72,3 +72,15 @@ def test_failed_job_keeps_the_message():
     job = BackgroundJob("x", boom)
     job.join(10)
     assert job.snapshot().state == "failed" and job.snapshot().error == "metadata.csv not found"
+
+
+def test_the_demo_project_trains_the_demos_own_erm_recipe_by_default(tmp_path, monkeypatch):
+    """The app's demo project and the benchmarks (`bench inpainter`, `bench demo`) train the same ERM recipe, so the
+    app's tokens learn from the high-loss images the val gates measured."""
+    import ddb_core.demo.pipeline as pipeline
+
+    recipe = TrainConfig(arch="resnet18_w32", image_size=32, epochs=1, batch_size=16, lr=3e-4)
+    monkeypatch.setattr(pipeline, "DEMO_ERM", recipe)
+    project = build_demo_project(tmp_path / "demo", demo=TINY)
+    cfg = project.active_erm()["config"]
+    assert (cfg["arch"], cfg["image_size"], cfg["epochs"], cfg["lr"]) == ("resnet18_w32", 32, 1, 3e-4)

@@ -214,6 +214,41 @@ def test_inpainter_gate_report_gives_the_target_bird_rate_per_source_background(
     assert "target bird ≥ 80% in both directions: **not met**" in text
 
 
+def test_a_result_measured_elsewhere_writes_its_docs_section_with_the_stored_figures(tmp_path, monkeypatch):
+    import json
+
+    from PIL import Image
+
+    from ddb_core.bench.inpainter import result_to_docs
+
+    def cell(rate):
+        return {"target_bird": rate, "bird": 1.0, "background_mae": 0.03, "mask_area": 0.2}
+
+    dirs = {"0->1": {f"box/{p}": cell(0.875 if p == "token" else 0.25) for p in ("token", "plain")},
+            "1->0": {f"box/{p}": cell(0.625 if p == "token" else 0.25) for p in ("token", "plain")}}
+    check = {"shapes": {"box": {"target_bird": {"0": 0.99, "1": 1.0}, "background_called_bird": 0.0}}, "gate_met": True}
+    elsewhere = tmp_path / "out"
+    elsewhere.mkdir()
+    Image.new("RGB", (30, 20), "red").save(elsewhere / "micro-inpainter-grid-vm.png")
+    res = {"command": "python -m ddb_core bench inpainter --ti-source val_minority --section inpainter-vm", "model": "m",
+           "n_per_direction": 8, "ti_size": 30, "ti_steps": 400, "ti_source": "val_minority", "ti_region": "mask",
+           "ti_shape": "object", "shapes": ["box"], "inpaint": {"steps": 25, "guidance": 7.5}, "seeds": [0],
+           "judge_check": check, "median": dirs, "per_seed": [{"seed": 0, "directions": dirs}], "section": "inpainter-vm",
+           "gates": {"box": {"target_bird_ge_80": False, "gain_ge_20_points": True, "background_mae_le_004": True}},
+           "seconds": 60, "device": "cuda (a card)", "grid_shape": "box", "grid": "/elsewhere/out/micro-inpainter-grid-vm.png"}
+    (elsewhere / "inpainter-vm.json").write_text(json.dumps(res))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "benchmarks.md").write_text("# Benchmarks\n")
+    result_to_docs(elsewhere / "inpainter-vm.json", tmp_path / "docs" / "benchmarks.md")
+    text = (tmp_path / "docs" / "benchmarks.md").read_text()
+    assert "<!-- inpainter-vm:start -->" in text and "| 1->0 | box | 20.0 | 62.5 | 25.0 | +37.5 |" in text
+    assert "30 val images per class of its minority group" in text and "run on cuda (a card)" in text
+    assert "(images/micro-inpainter-grid-vm.png)" in text
+    assert Image.open(tmp_path / "docs/images/micro-inpainter-grid-vm.png").size == (30, 20)
+    assert json.loads((tmp_path / "docs/bench/inpainter-vm.json").read_text())["median"] == dirs
+
+
 def test_micro_cost_projects_the_command_from_its_timed_steps():
     from ddb_core.bench.micro_cost import micro_cost, micro_cost_markdown
 

@@ -71,10 +71,14 @@ def _inversion_rows(project, source: str, size: int, seed: int, on_progress) -> 
     from ..demo.pipeline import DEMO_ERM
     from ..method.selection import SelectionConfig, inversion_rows
 
-    if source == "high_loss" and project.active_erm_id is None:
-        from ..training import train_classifier
+    if source == "high_loss":
+        from ..training import stored_model, train_classifier
 
-        train_classifier(project, DEMO_ERM, role="erm", on_progress=on_progress)
+        # the demo's own ERM (as the app's demo project trains it): its high-loss images are the ones the app's
+        # tokens learn from; another active model would measure tokens the demo never learns
+        demo_erm = stored_model(project, "erm", DEMO_ERM)
+        if demo_erm is None or demo_erm["id"] != project.active_erm_id:
+            train_classifier(project, DEMO_ERM, role="erm", make_active=True, on_progress=on_progress)
     out = {}
     cfg = SelectionConfig(k=size, ti_size=size, ti_source=source, seed=seed)
     for c in range(len(project.class_names)):
@@ -105,7 +109,8 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                     shapes: Sequence[str] = DEFAULT_SHAPES, ti_source: str = "high_loss", ti_region: str = "mask",
                     ti_shape: str = "object", grid_shape: Optional[str] = None, oracle: bool = False,
                     judges_dir: Optional[str] = None, section: str = "inpainter", label: Optional[str] = None,
-                    ti_repaint: Optional[str] = None, ti_object_share: float = 0.0) -> dict:
+                    ti_repaint: Optional[str] = None, ti_object_share: float = 0.0, device: str = "auto",
+                    dtype: str = "auto") -> dict:
     """``shapes``: the repaint masks measured; ``ti_shape``: the mask textual inversion counts its loss in (region
     "mask"); ``ti_repaint``: the mask the UNet is given during the inversion (None: ``ti_shape`` itself; the demo
     gives it its repaint mask, as ``ddb invert`` does); ``ti_object_share``: with ``ti_repaint``, the share of samples
@@ -133,7 +138,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     cfg = InpaintConfig(steps=steps, guidance=guidance, batch_size=16, paste_back=False)
     for seed in seeds:
         t0 = time.monotonic()
-        inp = Inpainter.load(model)
+        inp = Inpainter.load(model, device=device, dtype=dtype)
         tokens = {}
         ti_rows = _inversion_rows(project, ti_source, ti_size, seed, on_progress)
         for c in range(len(names)):
@@ -222,10 +227,14 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                        "target_bird": rate, "gain": gain, "background_mae": mae}
         gates[kind]["met"] = gates[kind]["target_bird_ge_80"] and gates[kind]["gain_ge_20_points"] and \
             gates[kind]["background_mae_le_004"]
+    erm = project.active_erm() if ti_source == "high_loss" else None
     cmd = (f"python -m ddb_core bench inpainter --model {model} --seeds {' '.join(map(str, seeds))} --shapes {' '.join(shapes)}"
            f" --ti-source {ti_source} --ti-region {ti_region}" + (f" --ti-shape {ti_shape}" if ti_region == "mask" else "")
            + (f" --ti-repaint {ti_repaint}" if ti_region == "mask" and ti_repaint else "")
            + (f" --ti-object-share {ti_object_share:g}" if ti_region == "mask" and ti_repaint and ti_object_share else "")
+           + "".join(f" --{flag} {value}" for flag, value, default in (
+               ("n", n, 48), ("ti-size", ti_size, 30), ("ti-steps", ti_steps, 400), ("steps", steps, 25),
+               ("guidance", guidance, 7.5), ("dtype", dtype, "auto")) if value != default)
            + (" --oracle" if oracle else "") + (f" --section {section}" if section != "inpainter" else ""))
     result = {"model": model, "seeds": list(seeds), "n_per_direction": n, "ti_size": ti_size, "ti_steps": ti_steps,
               "ti_source": ti_source, "ti_region": ti_region, "ti_shape": ti_shape, "ti_repaint": ti_repaint,
@@ -234,7 +243,9 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
               "oracle_model": ({"path": oracle_row["path"], "test_wga": oracle_row["metrics"]["test"]["worst_group_acc"]}
                                if oracle_row else None),
               "per_seed": per_seed, "median": median, "gates": gates, "seconds": round(time.monotonic() - t_start, 1),
-              "command": cmd, "model_sha256": model_fingerprint(model), "section": section, "label": label}
+              "command": cmd, "model_sha256": model_fingerprint(model), "section": section, "label": label,
+              "device": _device_name(inp.pipe.device) + (f", {dtype}" if dtype != "auto" else ""),
+              "erm": {k: erm["config"][k] for k in ("arch", "epochs", "seed")} if erm else None}
     if grid_path and grid_rows:
         _grid(grid_rows, grid_path)
         result["grid"] = str(grid_path)
@@ -281,6 +292,51 @@ def mask_kinds(keys) -> list[str]:
     return list(dict.fromkeys(k.split("/")[0] for k in keys))
 
 
+def _device_name(dev) -> str:
+    import torch
+
+    dev = torch.device(dev)
+    if dev.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(dev)})"
+    return dev.type
+
+
+def _ti_images(res: dict) -> str:
+    n, src = res["ti_size"], res["ti_source"]
+    if src == "val_minority":
+        return f"{n} val images per class of its minority group (val group labels)"
+    erm = res.get("erm")
+    by = f" under the demo's ERM ({erm['arch']}, {erm['epochs']} epochs)" if erm else ""
+    return f"{n} {src.replace('_', '-')} train images per class{by}"
+
+
+def result_to_docs(json_file: Path, doc: Path) -> dict:
+    """Write the docs section of a result measured elsewhere (``--out-dir``): its JSON under docs/bench, its grid
+    under docs/images, its section of ``doc``; the figures are the stored ones, untouched."""
+    import shutil
+
+    from .docs import write_result
+
+    res = json.loads(Path(json_file).read_text())
+    section = res["section"]
+    suffix = "" if section == "inpainter" else "-" + section.removeprefix("inpainter-")
+    grid = Path(json_file).parent / Path(res.get("grid") or "none").name
+    if res.get("grid") and grid.is_file():
+        dst = Path(f"docs/images/micro-inpainter-grid{suffix}.png")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(grid, dst)
+        res["grid"] = str(dst)
+    else:
+        res.pop("grid", None)
+    write_result(res, doc, Path(f"docs/bench/{section}.json"), section, inpainter_markdown(res))
+    return res
+
+
+def _doc_link(path: str) -> str:
+    p = Path(path)
+    return p.relative_to("docs").as_posix() if p.parts[:1] == ("docs",) else p.as_posix()
+
+
 def _p(x: float) -> str:
     return f"{100 * x:.1f}"
 
@@ -290,13 +346,14 @@ def inpainter_markdown(res: dict) -> str:
     lines = [f"## Inpainting quality gates: {res.get('label') or res['model']}", "",
              f"Command: `{res['command']}` (weights sha256 {res.get('model_sha256') or '—'}…; the first "
              f"{res['n_per_direction']} **val** images of each direction in id order; textual inversion on "
-             f"{res['ti_size']} {res['ti_source'].replace('_', '-')} train images per class, {res['ti_steps']} steps, "
+             + _ti_images(res) + f", {res['ti_steps']} steps, "
              + (f"loss inside the {res['ti_shape']} mask" + (f", the UNet given the {res['ti_repaint']} mask"
                                                                if res.get("ti_repaint") else "")
                 + (f" ({100 * res['ti_object_share']:.0f}% of samples: the {res['ti_shape']} mask)"
                    if res.get("ti_object_share") else "")
                 if res["ti_region"] == "mask" else "loss over the whole image")
-             + f"; {res['inpaint']['steps']} DDIM steps, guidance {res['inpaint']['guidance']}). Medians over seeds "
+             + f"; {res['inpaint']['steps']} DDIM steps, guidance {res['inpaint']['guidance']}"
+             + (f"; run on {res['device']}" if res.get("device") else "") + "). Medians over seeds "
              f"{', '.join(map(str, res['seeds']))}.", "",
              "**Target bird**: the judges of `ddb bench judges` (trained only on their own renders, data seeds no "
              "benchmark uses) look at a crop around the mask and see a bird there, of the target class. They are "
@@ -332,7 +389,7 @@ def inpainter_markdown(res: dict) -> str:
     lines.append(f"- wall time: {res['seconds'] / 60:.1f} min in all")
     if res.get("grid"):
         lines.append(f"\nThe first 24 val images of each direction, {res['grid_shape']} masks, seed {res['seeds'][0]}, not "
-                     f"picked:\n\n![source / mask / result]({Path(res['grid']).relative_to('docs').as_posix()})")
+                     f"picked:\n\n![source / mask / result]({_doc_link(res['grid'])})")
     return "\n".join(lines) + "\n"
 
 
