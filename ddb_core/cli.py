@@ -1354,6 +1354,46 @@ def _bench_micro_cost(a, progress):
     return 0
 
 
+def _eye_check_args(p):
+    p.add_argument("--set", default="data/eye-labels/first-launch", help="the labelled set (default: %(default)s)")
+    p.add_argument("--export", metavar="PROJECT", help="instead: copy PROJECT's candidates into --set with an empty "
+                                                       "eye column and contact sheets to label from")
+    p.add_argument("--project", help="also split the kept and pruned candidates of the project the set was made from "
+                                     "(at its current thresholds and decisions) by what the eyes saw")
+    p.add_argument("--section", default="eye-check", help="docs/benchmarks.md section (default: %(default)s)")
+    _no_docs(p)
+
+
+@command("bench eye-check", "do the judges agree with a person's eyes? A set of candidates labelled by looking at them "
+         "(bird / unclear / no) against the judges' target-bird verdicts", _eye_check_args)
+def _bench_eye_check(a, progress):
+    from .bench.docs import DOC, write_result
+    from .bench.eye_check import eye_check, eye_check_markdown, export_for_labels
+
+    progress.close()
+    if a.export:
+        from .store import Project
+
+        out = export_for_labels(Project.open(a.export), Path(a.set))
+        print(f"wrote {out}: fill the eye column of labels.csv (bird, unclear, no) from its sheet-*.png")
+        return 0
+    project = None
+    if a.project:
+        from .store import Project
+
+        project = Project.open(a.project)
+    res = eye_check(Path(a.set), project=project)
+    cmd = "python -m ddb_core bench eye-check" + (f" --set {a.set}" if a.set != "data/eye-labels/first-launch" else "") \
+        + (f" --project {a.project}" if a.project else "")
+    res["pruning_project"] = a.project
+    md = eye_check_markdown(res, cmd)
+    res["command"] = cmd
+    if not a.no_docs:
+        write_result(res, DOC, Path(f"docs/bench/{a.section}.json"), a.section, md)
+    print(md)
+    return 0
+
+
 def _target_birds_args(p):
     _add_project(p)
     p.add_argument("--method", default="ddb", help="ddb | scgs (default: %(default)s)")

@@ -122,6 +122,27 @@ def test_target_birds_of_a_project_split_kept_and_pruned(candidates_project, cap
     assert "| direction | kept | kept: target birds |" in out and "0->1" in out
 
 
+def test_a_projects_candidates_export_for_labelling_and_are_checked_once_labelled(candidates_project, tmp_path, capsys):
+    import csv
+
+    from ddb_core.bench.eye_check import write_labels
+    from ddb_core.cli import main
+
+    out = tmp_path / "set"
+    assert main(["bench", "eye-check", "--export", str(candidates_project.root), "--set", str(out)]) == 0
+    with open(out / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == candidates_project.db["candidates"].count and all(r["eye"] == "" for r in rows)
+    assert (out / "sheet-1.png").is_file() and all((out / r["file"]).is_file() and (out / r["mask"]).is_file() for r in rows)
+    assert main(["bench", "eye-check", "--set", str(out), "--no-docs"]) == 2  # unlabelled rows are named, not counted
+    assert "eye must be one of" in capsys.readouterr().err
+    write_labels(out, {int(r["candidate"]): ("bird", "no")[k % 2] for k, r in enumerate(rows)})
+    assert main(["bench", "eye-check", "--set", str(out), "--no-docs"]) == 0
+    assert "agreement with the eyes" in capsys.readouterr().out
+    # labels are never written over by another export
+    assert main(["bench", "eye-check", "--export", str(candidates_project.root), "--set", str(out)]) == 2
+
+
 def test_inversion_counts_its_loss_in_the_object_not_the_repaint_region(tmp_path):
     from ddb_core.generation import inversion_masker
     from ddb_core.method.masking import GrabCutMasker, ProvidedMasker
@@ -162,3 +183,58 @@ def torch_equal(a, b) -> bool:
     import torch
 
     return bool(torch.equal(a, b))
+
+
+def test_the_eye_check_counts_the_judges_verdicts_within_each_eye_label(tmp_path):
+    import csv
+
+    from PIL import Image
+
+    from ddb_core.bench.eye_check import FIELDS, eye_check, eye_check_markdown, read_labels
+    from ddb_core.method.masking import box_of
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    rows = []
+    for k in range(6):  # real birds labelled "bird", their backgrounds "no"; every image its own non-square size
+        y = k % 2
+        scene = render_scene(np.random.default_rng([11, k]), y, k // 2 % 2, 64 + 8 * (k % 3))
+        bird = k < 3
+        img, m = _pad(scene.image if bird else scene.background, box_of(scene.mask), 0, 0, 4 * k + 2, 0)
+        Image.fromarray(img).save(tmp_path / "images" / f"{k}.png")
+        Image.fromarray(m).save(tmp_path / "masks" / f"{k}.png")
+        rows.append({"file": f"images/{k}.png", "mask": f"masks/{k}.png", "candidate": k, "source_label": 1 - y,
+                     "target_label": y, "eye": "bird" if bird else "no"})
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    res = eye_check(tmp_path, load_judges(REPO / JUDGES_DIR))
+    d = res["directions"]
+    assert sum(v["n"] for v in d.values()) == 6 and sum(v["bird"] for v in d.values()) == 3
+    assert sum(v["judges_bird"] for v in d.values()) == 3 and sum(v["judges_no"] for v in d.values()) == 0
+    assert all(v["agree_strict"] == 1.0 for v in d.values())
+    assert "| 1->0 |" in eye_check_markdown(res, "cmd")
+    # a bad label and a path outside the set are named with their row
+    rows[4]["eye"] = "maybe"
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(ConfigError, match="row 6: eye must be one of"):
+        read_labels(tmp_path)
+    rows[4]["eye"], rows[1]["file"] = "no", "../x.png"
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(ConfigError, match="row 3: file"):
+        read_labels(tmp_path)
+
+
+def test_the_shipped_eye_labels_cover_every_candidate_of_their_set():
+    from ddb_core.bench.eye_check import EYE_SETS, LABELS, read_labels
+
+    rows = read_labels(REPO / EYE_SETS / "first-launch")
+    assert len(rows) == 80 and {r["eye"] for r in rows} <= set(LABELS)
+    assert {(r["source_label"], r["target_label"]) for r in rows} == {(0, 1), (1, 0)}

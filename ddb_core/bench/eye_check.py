@@ -1,0 +1,198 @@
+"""Do the judges agree with a person's eyes? (``ddb bench eye-check``)
+
+A labelled set is a folder of generated candidates, each stored with its repaint mask, and ``labels.csv``: for each
+one, what a person saw in the repainted region when looking at it — ``bird`` (a bird of the target class, however
+blurred), ``unclear`` (a blob or a ghost that might be one) or ``no`` (no bird, or a bird of the other class). The
+images are copied into the set, so its labels keep their meaning when the project that made them is generated again.
+
+``ddb bench eye-check --export PROJECT`` writes such a folder from a project's candidates with an empty ``eye``
+column and contact sheets of the judges' crops to label from (the judges' verdicts are not shown on them);
+``ddb bench eye-check`` then counts, per direction, what the eyes saw and what the judges call a target bird among
+each kind. The judges' figures can be trusted as far as they agree with the eyes here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+from ..errors import ConfigError
+
+EYE_SETS = Path("data/eye-labels")
+LABELS = ("bird", "unclear", "no")
+FIELDS = ["file", "mask", "candidate", "source_label", "target_label", "eye"]
+
+
+def export_for_labels(project, out: Path, method: str = "ddb", per_sheet: int = 40) -> Path:
+    """Copy ``project``'s candidates (image and mask) into ``out`` with ``labels.csv`` (``eye`` empty) and contact
+    sheets of the judges' crops, numbered by candidate id, to label from."""
+    from PIL import Image, ImageDraw
+
+    from ..imaging import load_mask, load_rgb
+    from .judges import crop_box
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not empty: choose a new folder (labels are never written over)")
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(exist_ok=True)
+    rows = list(project.db.query(
+        "select c.id, c.source_label, c.target_label, c.path, m.path as mask_path from candidates c "
+        "join masks m on m.id = c.mask_id where c.method = ? order by c.id", [method]))
+    if not rows:
+        raise ConfigError(f"{project.root}: no {method} candidates to label")
+    labels, crops = [], []
+    for r in rows:
+        im, m = load_rgb(project.project_path(r["path"])), load_mask(project.project_path(r["mask_path"]))
+        name = f"{r['id']}.png"
+        Image.fromarray(im).save(out / "images" / name)
+        Image.fromarray(m).save(out / "masks" / name)
+        labels.append({"file": f"images/{name}", "mask": f"masks/{name}", "candidate": r["id"],
+                       "source_label": r["source_label"], "target_label": r["target_label"], "eye": ""})
+        t, l, h, w = crop_box(m)
+        crops.append((r, im[t:t + h, l:l + w]))
+    with open(out / "labels.csv", "w", newline="") as f:
+        wr = csv.DictWriter(f, FIELDS)
+        wr.writeheader()
+        wr.writerows(labels)
+    side = 128
+    for s in range(0, len(crops), per_sheet):
+        part = crops[s:s + per_sheet]
+        cols = 10
+        sheet = Image.new("RGB", (cols * (side + 6), -(-len(part) // cols) * (side + 20)), "white")
+        draw = ImageDraw.Draw(sheet)
+        for k, (r, crop) in enumerate(part):
+            x, y = (k % cols) * (side + 6), (k // cols) * (side + 20)
+            sheet.paste(Image.fromarray(crop).resize((side, side), Image.BICUBIC), (x, y + 16))
+            draw.text((x + 2, y + 2), f"#{r['id']}  {r['source_label']}->{r['target_label']}", fill="black")
+        sheet.save(out / f"sheet-{s // per_sheet + 1}.png")
+    (out / "set.json").write_text(json.dumps({"project": str(project.root), "method": method, "n": len(rows)}, indent=2))
+    return out
+
+
+def read_labels(folder: Path) -> list[dict]:
+    """The labelled rows of a set; a missing file, an unknown label or an unlabelled row is named."""
+    folder = Path(folder)
+    path = folder / "labels.csv"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: a labelled set holds labels.csv (make one with --export)")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or set(FIELDS) - set(rows[0]):
+        raise ConfigError(f"{path}: expected the columns {', '.join(FIELDS)}")
+    for k, r in enumerate(rows, start=2):
+        if r["eye"] not in LABELS:
+            raise ConfigError(f"{path}, row {k}: eye must be one of {', '.join(LABELS)}, got {r['eye']!r}")
+        for col in ("file", "mask"):
+            p = (folder / r[col]).resolve()
+            if folder.resolve() not in p.parents or not p.is_file():
+                raise ConfigError(f"{path}, row {k}: {col} {r[col]!r} is not a file inside {folder}")
+        r["source_label"], r["target_label"] = int(r["source_label"]), int(r["target_label"])
+    return rows
+
+
+def eye_check(folder: Path, judges=None, project=None, method: str = "ddb") -> dict:
+    """Per direction: how many candidates the eyes call ``bird``, ``unclear`` and ``no``, and how many of each the
+    judges call a target bird; the judges' count beside the eyes' strict (bird) and loose (bird or unclear) counts.
+    With ``project`` (the one the set was made from, unchanged): the same split for its kept and pruned candidates."""
+    from ..imaging import load_mask, load_rgb
+    from .judges import load_judges
+
+    folder = Path(folder)
+    rows = read_labels(folder)
+    judges = judges or load_judges()
+    verdict = judges.judge([load_rgb(folder / r["file"]) for r in rows], [load_mask(folder / r["mask"]) for r in rows],
+                           [r["target_label"] for r in rows])["target_bird"]
+    out: dict[str, dict] = {}
+    for r, v in zip(rows, verdict):
+        d = out.setdefault(f"{r['source_label']}->{r['target_label']}",
+                           {"n": 0, **{e: 0 for e in LABELS}, **{f"judges_{e}": 0 for e in LABELS}})
+        d["n"] += 1
+        d[r["eye"]] += 1
+        d[f"judges_{r['eye']}"] += int(bool(v))
+    for d in out.values():
+        d["judges"] = sum(d[f"judges_{e}"] for e in LABELS)
+        # agreement with the strict eye: the judges' verdict matches "bird" / not "bird"
+        d["agree_strict"] = (d["judges_bird"] + (d["unclear"] - d["judges_unclear"]) + (d["no"] - d["judges_no"])) / d["n"]
+    meta = json.loads((folder / "set.json").read_text()) if (folder / "set.json").is_file() else {}
+    res = {"set": str(folder), "meta": meta, "directions": dict(sorted(out.items())), "n": len(rows)}
+    if project is not None:
+        res["pruning"] = _pruning_by_eye(project, folder, rows, verdict, method)
+    return res
+
+
+def _pruning_by_eye(project, folder: Path, rows: list[dict], verdict, method: str) -> dict:
+    """Per direction, the kept and the pruned candidates (``project``'s current thresholds and decisions) by what the
+    eyes saw and what the judges say. The project must hold these very images (compared byte for byte)."""
+    from ..decisions import decisions
+
+    kept = {d.candidate_id: d.kept for d in decisions(project, "c.method = ?", [method])}
+    paths = {r["id"]: r["path"] for r in project.db.query("select id, path from candidates where method = ?", [method])}
+    out: dict[str, dict] = {}
+    for r, v in zip(rows, verdict):
+        cid = int(r["candidate"])
+        if cid not in paths or project.project_path(paths[cid]).read_bytes() != (folder / r["file"]).read_bytes():
+            raise ConfigError(f"candidate {cid} of {project.root} is not the image labelled in {folder / r['file']}: "
+                              "the project was generated again since the set was made")
+        d = out.setdefault(f"{r['source_label']}->{r['target_label']}",
+                           {side: {"n": 0, **{e: 0 for e in LABELS}, "judges": 0} for side in ("kept", "pruned")})
+        side = d["kept" if kept.get(cid) else "pruned"]
+        side["n"] += 1
+        side[r["eye"]] += 1
+        side["judges"] += int(bool(v))
+    return dict(sorted(out.items()))
+
+
+def eye_check_markdown(res: dict, command: str) -> str:
+    m = res["meta"]
+    lines = ["## Do the judges agree with a person's eyes?", "",
+             f"Command: `{command}`. The set (`{res['set']}`, {res['n']} candidates"
+             + (f"; {m['made_from']}" if m.get("made_from") else "") + ") was labelled by looking at each repainted "
+             "region: **bird** (a bird of the target class, however blurred), **unclear** (a blob or a ghost that might be "
+             "one), **no** (no bird, or the other class)" + (f". {m['labelled']}" if m.get("labelled") else "") + ".", "",
+             "| direction | n | eyes: bird | eyes: unclear | eyes: no | judges: target bird | judges' target birds among the "
+             "eyes' bird / unclear / no | agreement with the eyes (bird vs not) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
+    for name, d in res["directions"].items():
+        lines.append(f"| {name} | {d['n']} | {d['bird']} | {d['unclear']} | {d['no']} | {d['judges']} | "
+                     f"{d['judges_bird']} / {d['judges_unclear']} / {d['judges_no']} | {100 * d['agree_strict']:.0f}% |")
+    over = [f"{name}: {d['judges']} against {d['bird']} to {d['bird'] + d['unclear']}" for name, d in res["directions"].items()]
+    lines += ["", "The judges' target-bird count against the eyes' strict and loose counts: " + "; ".join(over) + ". "
+              "Where the judges' count lies above the eyes' strict count, the target-bird figures elsewhere in this "
+              "document are an upper bound of what a person calls a bird; read them with their grids."]
+    if res.get("pruning"):
+        lines += ["", f"**Pruning by eye** (`{res['pruning_project']}` at its thresholds and decisions when measured): "
+                  "what the eyes saw among the kept and the pruned candidates.", "",
+                  "| direction | kept | kept: bird / unclear / no (eyes) | kept: judges' target birds | pruned | "
+                  "pruned: bird / unclear / no (eyes) | kept that are birds (eyes) | birds (eyes) that are kept |",
+                  "| --- | ---: | --- | ---: | ---: | --- | ---: | ---: |"]
+        for name, d in res["pruning"].items():
+            k, p = d["kept"], d["pruned"]
+            birds = k["bird"] + p["bird"]
+            lines.append(f"| {name} | {k['n']} | {k['bird']} / {k['unclear']} / {k['no']} | {k['judges']} | {p['n']} | "
+                         f"{p['bird']} / {p['unclear']} / {p['no']} | "
+                         + (f"{100 * k['bird'] / k['n']:.0f}%" if k["n"] else "—") + " | "
+                         + (f"{100 * k['bird'] / birds:.0f}%" if birds else "—") + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_labels(folder: Path, eye: dict[int, str]) -> None:
+    """Fill the ``eye`` column of ``folder``'s labels.csv from candidate id -> label (every row must be given)."""
+    path = Path(folder) / "labels.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = [r["candidate"] for r in rows if int(r["candidate"]) not in eye]
+    if missing:
+        raise ConfigError(f"no label for candidates {', '.join(missing[:10])}")
+    for r in rows:
+        r["eye"] = eye[int(r["candidate"])]
+        if r["eye"] not in LABELS:
+            raise ConfigError(f"candidate {r['candidate']}: eye must be one of {', '.join(LABELS)}")
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as f:
+        wr = csv.DictWriter(f, FIELDS)
+        wr.writeheader()
+        wr.writerows(rows)
+    shutil.move(tmp, path)
