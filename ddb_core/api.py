@@ -250,7 +250,32 @@ def prune(project: Project, Psi: Optional[dict] = None, P: Optional[dict] = None
     return th, summary(project, th)
 
 
-RUN_SECTIONS = ("selection", "inversion", "masker", "generation", "inpaint", "scoring", "prune")
+RUN_SECTIONS = ("selection", "inversion", "masker", "generation", "inpaint", "scoring", "prune", "pairs")
+
+
+def _run_pairs(project: Project, value) -> Optional[list[tuple[int, int]]]:
+    """The run config's ``pairs``: a list of [i, j] or "i:j" directions (null: the default directions), checked
+    against the project's classes before any stage runs."""
+    from .errors import ConfigError
+    from .generation import directions
+
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"run config section 'pairs' must be a list of directions like [0, 1] or \"0:1\", got {value!r}")
+    out = []
+    for k, item in enumerate(value):
+        if isinstance(item, str) and item.count(":") == 1 and all(x.strip().isdigit() for x in item.split(":")):
+            item = [int(x) for x in item.split(":")]
+        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
+                                                                  for x in item)):
+            raise ConfigError(f"run config section 'pairs', item {k}: expected [i, j] or \"i:j\" with class numbers, "
+                              f"got {item!r}")
+        out.append((item[0], item[1]))
+    if len(set(out)) != len(out):
+        raise ConfigError(f"run config section 'pairs' names a direction twice: {value!r}")
+    directions(project, out)
+    return out
 
 
 def _check_types(cls, values: dict, where: str) -> None:
@@ -311,13 +336,14 @@ def run_pipeline(project: Project, config: dict, *, on_progress=None, cancel=Non
 
     sel, inv, gen, inp = (build(SelectionConfig, "selection"), build(InversionConfig, "inversion"),
                           build(GenerationConfig, "generation"), build(InpaintConfig, "inpaint"))
+    pairs = _run_pairs(project, config.get("pairs"))
     masker_cfg = dict(config.get("masker", {}))
     out = {"selection": select(project, sel).__dict__}
     inpainter = load_inpainter(project, inp.model, inp.device, inp.dtype)
     if config.get("inversion", {}) is not None and sel.ti_size > 0:
         out["tokens"] = invert(project, cfg=inv, inpainter=inpainter, on_progress=on_progress, cancel=cancel)
     masker = load_masker(project, masker_cfg.pop("name", None), masker_cfg or None)
-    out["generation"] = generate(project, config.get("pairs"), gen, inp, inpainter=inpainter, masker=masker,
+    out["generation"] = generate(project, pairs, gen, inp, inpainter=inpainter, masker=masker,
                                  on_progress=on_progress, cancel=cancel)
     out["scored"] = score(project, **config.get("scoring", {}), on_progress=on_progress, cancel=cancel)
     pr = config.get("prune", {})

@@ -756,7 +756,9 @@ def _queue_args(p):
     p.add_argument("--direction", help="only this direction, e.g. '0->1' (quoted: > is the shell's)")
     p.add_argument("--all", action="store_true", help="also the decided candidates (at the back of the queue)")
     p.add_argument("--csv", metavar="FILE", help="write the queue as CSV (id, direction, priority, every signal, "
-                                                 "decision, result path), '-' for standard output")
+                                                 "decision, result path), '-' for standard output; an existing file "
+                                                 "only with --force, never inside the project's stores")
+    p.add_argument("--force", action="store_true", help="with --csv: replace an existing file")
 
 
 @command("queue", "the review queue: the candidates worth a look first, with the signals that put them there", _queue_args)
@@ -769,7 +771,13 @@ def _queue(a, progress):
 
     if a.limit < 0:
         raise ConfigError(f"--limit must be >= 0, got {a.limit}")
+    if a.force and not a.csv:
+        raise ConfigError("--force replaces the --csv file; give --csv FILE too")
     project = _open(a)
+    if a.csv and a.csv != "-":
+        from .export import check_output
+
+        check_output(project, Path(a.csv), "queue", force=a.force, flag="--csv")  # before any work: nothing is written over
     index = ReviewIndex(project)
     if a.direction and a.direction not in {f"{i}->{j}" for i, j in index.directions}:
         raise ConfigError(f"--direction {a.direction}: the project's directions are "

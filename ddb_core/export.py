@@ -29,7 +29,8 @@ PROTECTED = ("project.db", "project.db-wal", "project.db-shm", "models", "tokens
              "runs", "cache", "thumbs")
 
 
-def check_output(project: Project, out: Path, what: str, force: bool = False, folder: bool = False) -> Path:
+def check_output(project: Project, out: Path, what: str, force: bool = False, folder: bool = False,
+                 flag: str = "--out") -> Path:
     """``out`` as an export may write it: never inside (or over) the project's database, models, tokens, dataset,
     masks, candidates or IG maps, nor the imported dataset's folder; an existing path only with ``force`` (a file,
     or for ``folder`` an earlier export: a folder with a manifest.csv). Returns it resolved."""
@@ -37,20 +38,20 @@ def check_output(project: Project, out: Path, what: str, force: bool = False, fo
     root = Path(os.path.realpath(project.root))
     protected = [root / name for name in PROTECTED] + [Path(os.path.realpath(project.dataset_root))]
     if real == root or root.is_relative_to(real):
-        raise ProjectError(f"{what} --out {out}: that is the project folder itself (or holds it); choose a new path, "
+        raise ProjectError(f"{what} {flag} {out}: that is the project folder itself (or holds it); choose a new path, "
                            f"e.g. in {root / 'exports'}")
     for place in protected:
         if real == place or real.is_relative_to(place) or place.is_relative_to(real):
-            raise ProjectError(f"{what} --out {out}: that is inside the project's own {place.name} (or holds it); an "
-                               f"export never writes there. Choose a path outside it, e.g. in {root / 'exports'}")
+            raise ProjectError(f"{what} {flag} {out}: that is inside the project's own {place.name} (or holds it); no "
+                               f"command writes there. Choose a path outside it, e.g. in {root / 'exports'}")
     if os.path.lexists(real):
         if not force:
-            raise ProjectError(f"{what} --out {out} already exists; choose another path, or pass --force to replace it")
+            raise ProjectError(f"{what} {flag} {out} already exists; choose another path, or pass --force to replace it")
         if folder and not (real.is_dir() and (real / "manifest.csv").is_file()):
-            raise ProjectError(f"{what} --out {out}: --force replaces only an earlier export (a folder with a "
+            raise ProjectError(f"{what} {flag} {out}: --force replaces only an earlier export (a folder with a "
                                f"manifest.csv); this is not one, so nothing was written")
         if not folder and not real.is_file():
-            raise ProjectError(f"{what} --out {out} exists and is not a file; nothing was written")
+            raise ProjectError(f"{what} {flag} {out} exists and is not a file; nothing was written")
     return real
 
 

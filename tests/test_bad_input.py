@@ -637,6 +637,19 @@ def third_round_cli():
         ("cli: invert a class that does not exist", _cli("invert", "--classes", "7"), r"class 7: the project has classes 0..1"),
         ("cli: mask --box-threshold 5", _cli("mask", "--masker", "langsam", "--box-threshold", "5"),
          r"option box_threshold must be a number in \[0, 1\], got 5"),
+        ("cli: queue --csv over an existing file", _cli("queue", "--csv", _file("queue.csv", lambda p: p.write_text("mine"))),
+         r"queue --csv .*queue.csv already exists; choose another path, or pass --force"),
+        ("cli: queue --csv over the database", _cli("queue", "--force", "--csv", lambda ctx: str(ctx["root"] / "project.db")),
+         r"inside the project's own project.db"),
+        ("cli: queue --force without --csv", _cli("queue", "--force"), r"--force replaces the --csv file; give --csv FILE too"),
+        ("cli: run --config pairs of a class that does not exist", _cli("run", "--config", _file("pairs1.json",
+         lambda p: p.write_text('{"pairs": [[0, 5]]}'))), r"direction 0->5 is not a pair of two different classes in 0..1"),
+        ("cli: run --config pairs as one string", _cli("run", "--config", _file("pairs2.json",
+         lambda p: p.write_text('{"pairs": "0:1"}'))), r"section 'pairs' must be a list of directions"),
+        ("cli: run --config a direction twice", _cli("run", "--config", _file("pairs3.json",
+         lambda p: p.write_text('{"pairs": ["0:1", [0, 1]]}'))), r"section 'pairs' names a direction twice"),
+        ("cli: run --config a pair with a flag", _cli("run", "--config", _file("pairs4.json",
+         lambda p: p.write_text('{"pairs": [[0, true]]}'))), r"'pairs', item 0: expected \[i, j\]"),
     ]
 
 

@@ -100,9 +100,12 @@ def test_generation_commands_through_a_saved_model_folder(scored_project, tiny_p
     config = tmp_path / "run.json"
     config.write_text(json.dumps({"selection": {"k": 3, "ti_size": 2}, "inversion": {"steps": 1, "batch_size": 1},
                                   "inpaint": {"model": str(model_dir), "steps": 2, "batch_size": 3},
-                                  "masker": {"name": "provided"}, "scoring": {"n_steps": 4}}))
+                                  "masker": {"name": "provided"}, "scoring": {"n_steps": 4}, "pairs": ["0:1"]}))
+    other = scored_project.db.execute("select count(*) from candidates where source_label = 1").fetchone()[0]
     assert main(["run", *p, "--config", str(config)]) == 0
     assert "landbird -> waterbird: 5 candidates, 5 scored" in capsys.readouterr().out  # 2 with grabcut masks + 3 provided
+    # the README's `pairs` section: only the directions it names are generated
+    assert scored_project.db.execute("select count(*) from candidates where source_label = 1").fetchone()[0] == other
     config.write_text(json.dumps({"selection": {"k": 3}, "bogus": {}}))
     assert main(["run", *p, "--config", str(config)]) == 2
     assert "unknown section(s) bogus" in capsys.readouterr().err
