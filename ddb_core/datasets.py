@@ -102,13 +102,15 @@ def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
                            f"which one holds the values is ambiguous — keep one")
     rows = []
     try:
+        start = reader.line_num + 1  # the line a record starts on (a quoted line break makes it span several)
         for values in reader:
+            first, start = start, reader.line_num + 1
             if not any(v.strip() for v in values):
                 continue
             if len(values) != len(header):
-                raise DatasetError(f"{path}, line {reader.line_num}: {len(values)} fields, but the header has "
+                raise DatasetError(f"{path}, line {first}: {len(values)} fields, but the header has "
                                    f"{len(header)} ({', '.join(header)})")
-            rows.append((reader.line_num, dict(zip(header, values))))
+            rows.append((first, dict(zip(header, values))))
     except csv.Error as e:
         raise DatasetError(f"{path}, line {reader.line_num}: malformed CSV ({e})") from None
     return header, rows

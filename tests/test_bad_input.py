@@ -575,8 +575,15 @@ def third_round_imports():
         _edit_metadata(ds, lambda rows: rows[0].update(img_filename="images/train/a\x00b.png"))
         _import(ctx, ds)
 
+    def newline_in_path(ctx):
+        ds = _fresh_dataset(ctx, "newline")
+        _edit_metadata(ds, lambda rows: rows[2].update(img_filename="images/train/a\nb.png"))
+        _import(ctx, ds)
+
     return [
         ("import: a named pipe listed as an image", named_pipe, r"not regular files.*pipe.png"),
+        # the row's first line (the header is line 1), the break written as \n, not as a break in the message
+        ("import: a quoted line break inside an image path", newline_in_path, r"control character.*line 4: 'images/train/a\\nb.png'"),
         ("import: a NUL byte inside an image path", nul_in_path, r"control character.*a\\x00b.png"),
     ]
 
