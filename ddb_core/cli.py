@@ -1670,8 +1670,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         where = getattr(args, "project", None) or "the project"
         text = str(e)
         if "readonly" in text or "read-only" in text:
-            print(f"error: {where} is read-only (its database or its folder cannot be written), and this command "
-                  f"writes to it; the reading commands (status, audit, export to another folder) work", file=sys.stderr)
+            name = next((n for n in sorted(TABLE, key=len, reverse=True)
+                         if TABLE[n].run is getattr(args, "handler", None)), "this command")
+            print(f"error: {where} is read-only for this user (its database or its folder cannot be written), and "
+                  f"`ddb {name}` writes to it; nothing was written. The reading commands (status, queue, audit, "
+                  f"export to another folder) work", file=sys.stderr)
         elif "malformed" in text or "not a database" in text or "corrupt" in text:
             print(f"error: {where}/project.db is damaged ({text}); restore it from a backup. Nothing was written",
                   file=sys.stderr)

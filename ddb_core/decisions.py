@@ -128,7 +128,11 @@ def thresholds(project: Project) -> dict:
             new[(m, c)] = (suggest_P(rhos), len(rhos))
         else:  # scoring under way: the default follows the scores as they come, and is not stored yet
             provisional[(m, c)] = (suggest_P(rhos), len(rhos), total)
-    if new:  # computed once, from the candidates scored now, and stored (unless another writer got there first)
+    if new and project.read_only:  # what would be stored, used as it is: this user cannot store it
+        for (m, c), (value, count) in new.items():
+            entry["P"].setdefault(m, {})[str(c)] = value
+            entry["P_default"].setdefault(m, {})[str(c)] = {"n": count, "quantile": DEFAULT_P_QUANTILE, "at": now()}
+    elif new:  # computed once, from the candidates scored now, and stored (unless another writer got there first)
         with project.write():
             raw = _all_stored(project)
             entry = _model_entry(raw, mid)

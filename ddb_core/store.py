@@ -313,8 +313,23 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def connect(path: str | os.PathLike) -> sqlite_utils.Database:
-    """A sqlite-utils Database on ``path`` in WAL mode, with a generous busy timeout."""
+def connect(path: str | os.PathLike, read_only: bool = False) -> sqlite_utils.Database:
+    """A sqlite-utils Database on ``path`` in WAL mode, with a generous busy timeout; ``read_only``: opened with
+    SQLite's read-only mode (a project whose file or folder this user cannot write), where every write is refused
+    by SQLite itself."""
+    if read_only:
+        from urllib.parse import quote
+
+        uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+        try:
+            conn.execute("select count(*) from sqlite_master").fetchone()
+        except sqlite3.OperationalError:  # a WAL file whose shared memory cannot be made here: read it as it lies
+            conn.close()
+            conn = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30, check_same_thread=False)
+        db = sqlite_utils.Database(conn)
+        db.execute("PRAGMA query_only = ON")
+        return db
     conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False)
     db = sqlite_utils.Database(conn)
     db.enable_wal()
@@ -322,12 +337,19 @@ def connect(path: str | os.PathLike) -> sqlite_utils.Database:
     return db
 
 
+def writable(root: Path) -> bool:
+    """Whether this user can write the project's database and its folder (SQLite writes a journal beside it)."""
+    db_file = Path(root) / DB_NAME
+    return os.access(db_file, os.W_OK) and os.access(root, os.W_OK | os.X_OK)
+
+
 class Project:
     """A project folder and its database. Use ``Project.create`` or ``Project.open``."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, read_only: bool = False):
         self.root = Path(root).resolve()
         self._local = threading.local()
+        self.read_only = read_only  # opened read-only: this user cannot write the project (every write is refused)
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -352,7 +374,7 @@ class Project:
         if db_file.is_dir() or db_file.stat().st_size == 0:
             raise ProjectError(f"{db_file} is {'a folder' if db_file.is_dir() else 'empty (0 bytes)'}, not a project "
                                f"database; restore it from a backup (nothing was written to it)")
-        project = cls(root)
+        project = cls(root, read_only=not writable(root))
         try:
             tables = {r[0] for r in project.db.execute("select name from sqlite_master where type = 'table'")}
             if tables and "meta" not in tables:
@@ -368,7 +390,13 @@ class Project:
                     project.close()
                     raise ProjectError(f"{db_file} was written by a newer DDB Studio (schema step {newer[-1]}, which this "
                                        f"release does not know); update DDB Studio to open it. Nothing was written")
-            migrations.apply(project.db)
+            if project.read_only:
+                if migrations.pending(project.db):
+                    project.close()
+                    raise ProjectError(f"{root} is read-only for this user and its database needs a schema update "
+                                       "from this release; open it once where it can be written. Nothing was written")
+            else:
+                migrations.apply(project.db)
         except sqlite3.DatabaseError as e:
             raise ProjectError(f"{root / DB_NAME} is not a readable project database: {e}") from e
         return project
@@ -392,7 +420,7 @@ class Project:
     def db(self) -> sqlite_utils.Database:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = self._local.db = connect(self.root / DB_NAME)
+            db = self._local.db = connect(self.root / DB_NAME, read_only=self.read_only)
         return db
 
     @contextlib.contextmanager
@@ -577,7 +605,7 @@ class Project:
         "interrupted" (the same command resumes them). Returns their ids."""
         dead = [r["id"] for r in self.db.query("select id, pid, host from runs where status = 'running'")
                 if r["pid"] is not None and r["host"] == _HOST and not _alive(r["pid"])]
-        if dead:
+        if dead and not self.read_only:  # a read-only project shows them as it finds them
             with self.write():
                 for rid in dead:
                     self.db["runs"].update(rid, {"status": "interrupted", "finished_at": now(),
