@@ -68,6 +68,13 @@ class Throttle:
             self._failures.pop(key, None)
 
 
+def _gradio_cache() -> Path:
+    """Where Gradio keeps the files it serves, each in a folder named by the hash of its bytes."""
+    from gradio.utils import get_upload_folder
+
+    return Path(os.path.realpath(get_upload_folder()))
+
+
 def _header(scope, name: bytes) -> Optional[bytes]:
     return next((v for k, v in scope.get("headers", []) if k.lower() == name), None)
 
@@ -204,8 +211,11 @@ class Guard:
             refuse = (export or named) and (not export or Path(name).is_symlink() or not real.is_file()
                                             or any(p.is_symlink() for p in Path(os.path.abspath(name)).parents
                                                    if p.is_relative_to(self.exports)))
+            # Gradio's cache names each file by a hash of its bytes: the same URL is the same picture for good, so the
+            # browser may keep it (a gallery page shown again is not fetched again, thumbnail by thumbnail)
+            immutable = not export and real.is_relative_to(_gradio_cache())
         except (OSError, ValueError):
-            export, refuse = False, False
+            export, refuse, immutable = False, False, False
         if refuse:
             payload = b"Not a regular file of an export."
             await send({"type": "http.response.start", "status": 403,
@@ -228,6 +238,9 @@ class Guard:
                 else:
                     headers = [(k, v) for k, v in headers if k.lower() not in drop]
                 headers.append((b"x-content-type-options", b"nosniff"))
+                if immutable:
+                    headers = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+                    headers.append((b"cache-control", b"private, max-age=86400, immutable"))
                 message = {**message, "headers": headers}
             await send(message)
         return await self.app(scope, receive, safe)

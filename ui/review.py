@@ -6,6 +6,8 @@ batches and the mask editor are in ``review_actions``.
 
 from __future__ import annotations
 
+import json
+import time
 from functools import partial
 from types import SimpleNamespace
 
@@ -19,7 +21,7 @@ from . import review_plots
 from .review_thresholds import (PSI_STEP, ask_reset, on_threshold, reset_thresholds, save_threshold, slider_updates,
                                 undo_thresholds)
 from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
-                          direction_choices, gallery_items, plots_at, refilter)
+                          direction_choices, gallery_items, plots_at, refilter, sent_once)
 from .state import ORDERED, REDRAW, AppState, safe
 
 
@@ -88,6 +90,8 @@ def build(state: AppState) -> SimpleNamespace:
                 v.hist_psi = gr.Image(label="ψ", type="numpy", interactive=False, height=130, show_label=False, buttons=[])
                 v.hist_rho = gr.Image(label="ρ", type="numpy", interactive=False, height=130, show_label=False, buttons=[])
             v.plot_state = gr.Textbox(elem_id="plot-state", elem_classes=["ddb-hidden"], label="plot state")
+            # set by the poll only when the project changed elsewhere; its change redraws the screen
+            v.elsewhere = gr.Textbox("", elem_id="elsewhere-version", elem_classes=["ddb-hidden"], label="changed elsewhere")
             review_plots.build(state, v)  # the selection, the map
     gr.Markdown("### Candidate")
     with gr.Row():
@@ -191,8 +195,12 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
             safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered).then(*v.after, **REDRAW)
     # a cheap look every few seconds: a screen whose project changed elsewhere (another tab, user, `ddb`) is drawn again
     # (in the actions' group: it writes the shown candidate, which an action in flight may be moving)
-    v.poll.tick(safe(partial(poll, state, v)), [*v.filters, v.plot_dir, v.colour_by], poll_outputs(v),
-                show_progress="hidden", concurrency_id=ORDERED["concurrency_id"], concurrency_limit=1)
+    # The tick itself writes one hidden field, and only when the project changed: a tick that finds nothing new
+    # leaves the screen untouched (an event whose outputs were the whole screen restyled every part at each tick)
+    v.poll.tick(partial(poll_check, state), [], [v.elsewhere], show_progress="hidden",
+                concurrency_id="review-poll", concurrency_limit=1)
+    v.elsewhere.change(safe(partial(poll, state, v)), [*v.filters, v.plot_dir, v.colour_by], poll_outputs(v),
+                       show_progress="hidden", **ORDERED)
     actions.wire(state, v)
     review_plots.wire(state, v, shared)
 
@@ -200,6 +208,15 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
 def poll_outputs(v: SimpleNamespace) -> list:
     return [*v.slider_outs, v.th_msg, v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.gallery, v.page_info, v.nav,
             *v.detail, v.map]
+
+
+def poll_check(state: AppState):
+    """The poll's tick: a new value for the hidden field when the project changed elsewhere (its change then redraws
+    the screen), else nothing at all."""
+    version = state.version()
+    if not state.changed_elsewhere(version):
+        return gr.skip()
+    return json.dumps([*version, time.monotonic()])  # always new, so that a second change elsewhere fires again
 
 
 def poll(state: AppState, v: SimpleNamespace, *values):
@@ -219,7 +236,7 @@ def poll(state: AppState, v: SimpleNamespace, *values):
     return [*slider_updates(v, index), "<span id='elsewhere-msg'>The project changed elsewhere (another tab, another "
             "user or the command line): the screen now shows what it holds.</span>", counts,
             *plots_at(index, index.Psi, index.P, direction), gallery, page_info, nav, *detail,
-            review_plots.render_map(state, index.Psi, index.P, colour_by or "decision")]
+            sent_once("map", review_plots.render_map(state, index.Psi, index.P, colour_by or "decision"), False)]
 
 
 def refresh_outputs(v: SimpleNamespace) -> list:
@@ -272,7 +289,7 @@ def refresh(state: AppState, v: SimpleNamespace, d="", st="all", sort="id", fpsi
             gr.Dropdown(choices=dirs, value=direction),
             gr.Dropdown(choices=[("all", "")] + dirs, value=d), method, st, sort, fpsi, frho, gallery, page_info, nav,
             *detail_panels(index, id_list[pos] if id_list else None, names),
-            review_plots.render_map(state, index.Psi, index.P), *selection_out]
+            sent_once("map", review_plots.render_map(state, index.Psi, index.P), False), *selection_out]
 
 
 # method, decision, sort, ψ range, ρ range: a refresh shows the whole gallery by id, and the filters say so
@@ -288,5 +305,6 @@ def redraw(state: AppState, direction, colour_by, nav):
         return (*plots_at(None, {}, {}, None), gr.skip(), gr.skip(), gr.skip())
     state.mark_shown(index, False, version)
     gallery, page_info = gallery_items(index, np.array(nav.get("ids", []), np.int64), nav.get("page", 0))
-    return (*plots_at(index, index.Psi, index.P, direction),
-            review_plots.render_map(state, index.Psi, index.P, colour_by or "decision"), gallery, page_info)
+    return (*plots_at(index, index.Psi, index.P, direction, skip_same=True),
+            sent_once("map", review_plots.render_map(state, index.Psi, index.P, colour_by or "decision"), True),
+            gallery, page_info)

@@ -23,7 +23,7 @@ from ddb_core.errors import DDBError
 from ddb_core.igmaps import load_ig
 
 from . import plots
-from .review_view import (BIG, PAGE, counts_markdown, current_filter, detail_panels, gallery_items, refilter, scatter_frame,
+from .review_view import (BIG, PAGE, counts_markdown, sent_once, current_filter, detail_panels, gallery_items, refilter, scatter_frame,
                           status_codes, thresholds_from)
 from .state import ORDERED, AppState, load_image, safe, started
 
@@ -111,7 +111,7 @@ def map_image(state: AppState, *values):
         return None
     half = len(sliders) // 2  # Ψ sliders, then P sliders
     Psi, P = thresholds_from(index, list(sliders[:index.n_classes]) + list(sliders[half:half + index.n_classes]))
-    return render_map(state, Psi, P, colour_by)
+    return sent_once("map", render_map(state, Psi, P, colour_by), False)
 
 
 def render_map(state: AppState, Psi: dict, P: dict, colour_by: str = "decision"):

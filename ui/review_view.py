@@ -6,6 +6,7 @@ the screen module wires these to components, and tests and the scale benchmark c
 from __future__ import annotations
 
 import html
+from collections import OrderedDict
 from typing import Optional
 
 import numpy as np
@@ -145,9 +146,42 @@ def p_step(index) -> tuple[float, int]:
     return nice_step(hi - lo + 2 * margin)
 
 
-def plots_at(index, Psi: dict, P: dict, direction):
-    """The ψ–ρ plot, both histograms, and what the plot was drawn from (``plot_state``)."""
-    return (*threshold_plots(index, Psi, P, direction), plot_state(index, Psi, P, direction))
+_SENT: "OrderedDict[str, dict[str, bytes]]" = OrderedDict()  # browser session -> part -> digest of the image last sent
+_SENT_SESSIONS = 1000
+
+
+def sent_once(part: str, image, skip_same: bool):
+    """``image`` for the screen's ``part``, or ``gr.skip()`` when ``skip_same`` and this browser session was last
+    sent this very image there (an unchanged picture is not encoded, sent and drawn again: after a decision the
+    histograms and an uncomputed map stay as they are). Only the redraw after an action skips; every other writer
+    sends and records what it sent, so that a skip never leaves another picture on the screen."""
+    import hashlib
+
+    import gradio as gr
+
+    from .state import session_of
+
+    session = session_of()
+    if not session or image is None:
+        return image
+    arr = np.ascontiguousarray(image)
+    digest = hashlib.blake2b(arr.tobytes() + repr((arr.shape, arr.dtype.str)).encode(), digest_size=16).digest()
+    sent = _SENT.setdefault(session, {})
+    _SENT.move_to_end(session)
+    while len(_SENT) > _SENT_SESSIONS:
+        _SENT.popitem(last=False)
+    if skip_same and sent.get(part) == digest:
+        return gr.skip()
+    sent[part] = digest if skip_same else None  # another writer: the next redraw sends again
+    return image
+
+
+def plots_at(index, Psi: dict, P: dict, direction, skip_same: bool = False):
+    """The ψ–ρ plot, both histograms, and what the plot was drawn from (``plot_state``); with ``skip_same`` (the
+    redraw after an action) a histogram this session already shows is not sent again."""
+    sc, hp, hr = threshold_plots(index, Psi, P, direction)
+    return (sc, sent_once("hist_psi", hp, skip_same), sent_once("hist_rho", hr, skip_same),
+            plot_state(index, Psi, P, direction))
 
 
 def plot_state(index, Psi: dict, P: dict, direction: Optional[str]) -> str:
