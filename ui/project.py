@@ -106,8 +106,12 @@ def project_markdown(state: AppState) -> str:
     options = json.dumps(s["masker_options"]) if s["masker_options"] else ""
     lines += ["", f"Inpainting model: `{s['inpaint_model']}`; masker: `{s['masker']}` {options}"]
     if st["active_erm_model"] is not None:
-        reports = api.evaluate(project, st["active_erm_model"])
-        lines += ["", "## ERM model", ""] + [report_markdown(r, f"{split} split") for split, r in reports.items()]
+        try:
+            reports = api.evaluate(project, st["active_erm_model"])
+        except DDBError as e:  # e.g. scores imported from elsewhere, with no stored model behind them
+            lines += ["", "## ERM model", "", f"No report for the active ERM model: {e}. Train or load one on this screen."]
+        else:
+            lines += ["", "## ERM model", ""] + [report_markdown(r, f"{split} split") for split, r in reports.items()]
     return "\n".join(lines)
 
 

@@ -21,7 +21,7 @@ from . import review_plots
 from .review_thresholds import (PSI_STEP, ask_reset, on_threshold, reset_thresholds, save_threshold, slider_updates,
                                 undo_thresholds)
 from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
-                          direction_choices, gallery_items, plots_at, refilter, sent_once)
+                          direction_choices, gallery_items, plots_at, refilter, sent_once, Ids)
 from .state import ORDERED, REDRAW, AppState, safe
 
 
@@ -168,7 +168,8 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     plots_out = [v.counts, v.scatter, v.hist_psi, v.hist_rho, v.plot_state]
     # after every action that changes what the project holds (a decision, a batch, an undo, a saved threshold,
     # a reset, an undo of a threshold change, a regeneration): the plots and the map drawn from the database
-    v.after = (safe(partial(redraw, state)), [v.plot_dir, v.colour_by, v.nav],
+    v.redraw = partial(redraw, state)
+    v.after = (safe(v.redraw), [v.plot_dir, v.colour_by, v.nav],
                [v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.map, v.gallery, v.page_info])
     for s in v.sliders:  # .input (a user's move), not .change: a programmatic update must not redraw stale values
         s.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden",
@@ -282,7 +283,7 @@ def refresh(state: AppState, v: SimpleNamespace, d="", st="all", sort="id", fpsi
     from .review_view import PAGE
 
     gallery, page_info = gallery_items(index, ids, pos // PAGE)
-    nav = {"ids": id_list, "pos": pos, "page": pos // PAGE}
+    nav = {"ids": Ids(id_list), "pos": pos, "page": pos // PAGE}
     selection_out = no_selection if selection is None else [selection, gr.skip()]
     return [*slider_updates(v, index), counts_markdown(index, index.Psi, index.P, names),
             *plots_at(index, index.Psi, index.P, direction),

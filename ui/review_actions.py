@@ -19,7 +19,7 @@ from ddb_core import api
 from ddb_core.errors import DDBError
 
 from . import plots
-from .review_view import BIG, PAGE, counts_markdown, detail_panels, gallery_items, refilter
+from .review_view import BIG, PAGE, Ids, counts_markdown, detail_panels, gallery_items, refilter
 from .state import ORDERED, REDRAW, AppState, load_image, reviewer, safe, session_of, user_of
 
 
@@ -37,9 +37,17 @@ def wire(state: AppState, v: SimpleNamespace) -> None:
     v.next.click(partial(move, state, +1), [v.nav], nav_detail, show_progress="hidden", api_name="next", **ORDERED)
     v.queue_next.click(safe(partial(next_in_queue, state)), v.filters, [v.f_sort, *v.refiltered], show_progress="hidden",
                        api_name="next_in_queue", **ORDERED).then(*v.after, **REDRAW)
+    def decided(decision):
+        """A decision and the screen drawn after it, in one event: a reviewer's key press is one round trip (the
+        redraw chained after it cost another, about as long as the decision itself)."""
+        def run(nav: dict, direction=None, colour_by=None):
+            out = decide(state, decision, nav)
+            return (*out, *v.redraw(direction, colour_by, out[0]))
+        return run
+
     for btn, decision in ((v.accept, "accept"), (v.reject, "reject"), (v.auto, None)):
-        btn.click(safe(partial(decide, state, decision)), [v.nav], [*nav_detail, v.counts], show_progress="hidden",
-                  api_name=f"decide_{decision or 'auto'}", **ORDERED).then(*v.after, **REDRAW)
+        btn.click(safe(decided(decision)), [v.nav, v.plot_dir, v.colour_by], [*nav_detail, v.counts, *v.after[2]],
+                  show_progress="hidden", api_name=f"decide_{decision or 'auto'}", **ORDERED)
     v.undo.click(safe(partial(undo, state)), [v.nav], [*nav_detail, v.counts], show_progress="hidden",
                  api_name="undo", **ORDERED).then(*v.after, **REDRAW)
     v.edit_btn.click(safe(partial(load_editor, state)), [v.nav], [v.editor])
@@ -108,13 +116,13 @@ def next_in_queue(state: AppState, d, st, sort, fpsi, frho, method, selection, n
         pos = ids.index(shown) if shown in ids else 0
         gallery, page_info = gallery_items(index, found, pos // PAGE)
         return ("queue", counts_markdown(index, index.Psi, index.P, names), gallery, page_info,
-                {"ids": ids, "pos": pos, "page": pos // PAGE}, *panels, note + (info or ""))
+                {"ids": Ids(ids), "pos": pos, "page": pos // PAGE}, *panels, note + (info or ""))
     start = ids.index(shown) + 1 if shown in ids and sort == "queue" else 0  # the first press: from the top
     ahead = np.flatnonzero(open_[start:])
     pos = start + int(ahead[0]) if ahead.size else int(np.argmax(open_))  # past the end: from the top again
     gallery, page_info = gallery_items(index, found, pos // PAGE)
     return ("queue", counts_markdown(index, index.Psi, index.P, names), gallery, page_info,
-            {"ids": ids, "pos": pos, "page": pos // PAGE}, *detail_panels(index, ids[pos], names))
+            {"ids": Ids(ids), "pos": pos, "page": pos // PAGE}, *detail_panels(index, ids[pos], names))
 
 
 # -- decisions -------------------------------------------------------------------------------------
@@ -193,7 +201,7 @@ def batch_ask(state: AppState, action, nav, d, st, sort, fpsi, frho, method, sel
         d = f"{names[i]} → {names[j]}" if max(i, j) < len(names) else d
     described = {"direction": d or "all", "decision": st or "all", "method": method or "all", "psi": fpsi or "",
                  "rho": frho or "", "selection": f"{len(selection)} drawn on a plot" if selection is not None else ""}
-    pending = {"ids": ids, "action": action, "filter": described}
+    pending = {"ids": Ids(ids), "action": action, "filter": described}
     shown = ", ".join(f"{k} {val}" for k, val in described.items() if val)
     return (f"This will **{word} {len(ids)} candidates** (every candidate of the current filter: {shown}). Press "
             f"Confirm; changing the filter or the action cancels this.", gr.Button(visible=True), pending)
@@ -303,6 +311,6 @@ def regenerate(state: AppState, nav: dict, value):
                                                                              inpainter=state.inpainter()))
     index = state.index(reload=True)
     pos = nav.get("pos", 0) + 1
-    ids.insert(pos, new_id)
+    ids = Ids([*ids[:pos], new_id, *ids[pos:]])
     return ({**nav, "ids": ids, "pos": pos}, *detail_panels(index, new_id, state.class_names()), _counts(state, index),
             f"New candidate #{new_id} from #{cid} (scored; shown above).")

@@ -23,7 +23,7 @@ from ddb_core.errors import DDBError
 from ddb_core.igmaps import load_ig
 
 from . import plots
-from .review_view import (BIG, PAGE, counts_markdown, sent_once, current_filter, detail_panels, gallery_items, refilter, scatter_frame,
+from .review_view import (BIG, PAGE, Ids, counts_markdown, sent_once, current_filter, detail_panels, gallery_items, refilter, scatter_frame,
                           status_codes, thresholds_from)
 from .state import ORDERED, AppState, load_image, safe, started
 
@@ -214,7 +214,7 @@ def select(state: AppState, v: SimpleNamespace, payload, *values):
             info = (f"<span id='outside-msg'>**Outside the current filter**: candidate {cid} is shown because it was "
                     f"clicked on the plot; the gallery shows it first.</span>\n\n" + (info or ""))
         return (gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), counts_markdown(index, index.Psi, index.P, names),
-                gallery, page_info, {"ids": ids, "pos": at, "page": at // PAGE}, *panels, info)
+                gallery, page_info, {"ids": Ids(ids), "pos": at, "page": at // PAGE}, *panels, info)
     chosen = [int(i) for i in index.ids[pos[plots.selected_in(frame, x, y, points)]]]
     return (chosen, _selection_text(chosen, where), "", gr.Button(visible=False), None,  # a pending batch is cancelled
             *refilter(state, *filt, chosen, nav))

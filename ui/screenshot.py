@@ -15,11 +15,14 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--d
                 "--disable-extensions", "--no-first-run"]
 
 
-def open_review(page, url: str, timeout_ms: int = 60_000) -> None:
-    """Load the app and switch to the Review screen; wait until the five panels show images."""
+PANELS = ("panel-source", "panel-mask", "panel-result", "panel-softmax", "panel-ig")
+
+
+def open_review(page, url: str, timeout_ms: int = 60_000, panels=None) -> None:
+    """Load the app and switch to the Review screen; wait until the five panels (or ``panels``) show images."""
     page.goto(url, wait_until="domcontentloaded", timeout=timeout_ms)
     page.get_by_role("tab", name="Review").click(timeout=timeout_ms)
-    for panel in ("panel-source", "panel-mask", "panel-result", "panel-softmax", "panel-ig"):
+    for panel in panels or PANELS:
         page.locator(f"#{panel} img").first.wait_for(state="visible", timeout=timeout_ms)
 
 

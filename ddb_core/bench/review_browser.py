@@ -106,7 +106,9 @@ def measure(project_dir: Path, presses: int = 30, filters: int = 10, height: int
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1600, "height": height})
-            open_review(page, app.local_url)
+            # the synthetic project's candidates have no softmax or IG map to show: the three image panels
+            scored = p.db.execute("select count(*) from candidates where ig_path is not null").fetchone()[0]
+            open_review(page, app.local_url, panels=None if scored else ("panel-source", "panel-mask", "panel-result"))
             page.wait_for_timeout(2000)
             page.evaluate(OBSERVER_JS)
             page.locator("body").click(position={"x": 5, "y": 5})
