@@ -213,6 +213,16 @@ def test_the_browser_benchmark_times_each_press_until_the_screen_agrees(candidat
     assert 0 < res["key_press"]["median_ms"] <= res["key_press"]["p95_ms"] <= res["key_press"]["max_ms"] < 60_000
     md = browser_markdown({"rows": [{"project": "tiny", **res}], "budget_ms": 1000, "quiet_ms": 600, "command": "x"})
     assert "| tiny | 8 |" in md or f"| tiny | {res['candidates']} |" in md
+    # several runs: each statistic the median over the runs, every run's p95 listed
+    from ddb_core.bench.review_browser import _over_runs
+
+    other = {"candidates": res["candidates"], "key_press": {"n": 2, "median_ms": 5.0, "p95_ms": 7.0, "max_ms": 9.0},
+             "filter_change": {"n": 1, "median_ms": 3.0, "p95_ms": 3.0, "max_ms": 3.0}}
+    row = _over_runs([res, other, other])
+    assert row["runs"] == 3 and row["key_press"]["p95_ms"] == 7.0 and row["key_press"]["n"] == 6
+    assert row["key_press"]["p95_per_run"] == [res["key_press"]["p95_ms"], 7.0, 7.0]
+    md = browser_markdown({"rows": [{"project": "tiny", **row}], "budget_ms": 1000, "quiet_ms": 600, "command": "x", "runs": 3})
+    assert "median over 3 runs" in md and f"{res['key_press']['p95_ms']:g}, 7, 7 /" in md
 
 
 def test_a_click_opens_a_dot_outside_the_filter_n_moves_forward_and_refresh_keeps_the_view(candidates_project):
