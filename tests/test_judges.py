@@ -193,6 +193,12 @@ def test_the_eye_check_counts_the_judges_verdicts_within_each_eye_label(tmp_path
     from ddb_core.bench.eye_check import FIELDS, eye_check, eye_check_markdown, read_labels
     from ddb_core.method.masking import box_of
 
+    def write(rows):
+        with open(tmp_path / "labels.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     rows = []
@@ -205,10 +211,7 @@ def test_the_eye_check_counts_the_judges_verdicts_within_each_eye_label(tmp_path
         Image.fromarray(m).save(tmp_path / "masks" / f"{k}.png")
         rows.append({"file": f"images/{k}.png", "mask": f"masks/{k}.png", "candidate": k, "source_label": 1 - y,
                      "target_label": y, "eye": "bird" if bird else "no"})
-    with open(tmp_path / "labels.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+    write(rows)
     res = eye_check(tmp_path, load_judges(REPO / JUDGES_DIR))
     d = res["directions"]
     assert sum(v["n"] for v in d.values()) == 6 and sum(v["bird"] for v in d.values()) == 3
@@ -217,17 +220,11 @@ def test_the_eye_check_counts_the_judges_verdicts_within_each_eye_label(tmp_path
     assert "| 1->0 |" in eye_check_markdown(res, "cmd")
     # a bad label and a path outside the set are named with their row
     rows[4]["eye"] = "maybe"
-    with open(tmp_path / "labels.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+    write(rows)
     with pytest.raises(ConfigError, match="row 6: eye must be one of"):
         read_labels(tmp_path)
     rows[4]["eye"], rows[1]["file"] = "no", "../x.png"
-    with open(tmp_path / "labels.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
-        w.writeheader()
-        w.writerows(rows)
+    write(rows)
     with pytest.raises(ConfigError, match="row 3: file"):
         read_labels(tmp_path)
 
