@@ -588,6 +588,14 @@ def third_round_imports():
     ]
 
 
+def _users_dataset(ctx) -> str:
+    """A folder holding a user's own metadata.csv (no demo-data marker), which demo-data must not write over."""
+    folder = ctx["base"] / "users-dataset"
+    folder.mkdir(exist_ok=True)
+    (folder / "metadata.csv").write_text("img_id,img_filename,y,split,place\n")
+    return str(folder)
+
+
 def _damaged_copy(ctx) -> str:
     """A copy of the battery's project with a stretch of its database overwritten (the pages in the middle)."""
     import sqlite3
@@ -655,6 +663,8 @@ def third_round_cli():
          lambda p: p.write_text('{"pairs": "0:1"}'))), r"section 'pairs' must be a list of directions"),
         ("cli: run --config a direction twice", _cli("run", "--config", _file("pairs3.json",
          lambda p: p.write_text('{"pairs": ["0:1", [0, 1]]}'))), r"section 'pairs' names a direction twice"),
+        ("cli: demo-data --out over another dataset", _cli("demo-data", "--out", _users_dataset, project=False),
+         r"holds files that a demo-data run did not write .*Nothing was written"),
         ("cli: run --config a pair with a flag", _cli("run", "--config", _file("pairs4.json",
          lambda p: p.write_text('{"pairs": [[0, true]]}'))), r"'pairs', item 0: expected \[i, j\]"),
     ]

@@ -34,7 +34,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetError
 from ..progress import ProgressFn, ProgressTracker
 
 CLASS_NAMES = ("landbird", "waterbird")
@@ -356,10 +356,22 @@ def generate_demo_dataset(out_dir: str | os.PathLike, cfg: DemoDataConfig = Demo
     """
     out = Path(out_dir)
     meta_path, info_path = out / "metadata.csv", out / "dataset.json"
-    if meta_path.exists() and info_path.exists():
-        info = json.loads(info_path.read_text())
-        if info.get("config") == asdict(cfg) and info.get("generator_version") == GENERATOR_VERSION:
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--out {out} is a file, not a folder; nothing was written")
+    ours = False
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+            ours = isinstance(info, dict) and "generator_version" in info
+        except (OSError, ValueError):
+            ours = False
+        if ours and meta_path.exists() and info.get("config") == asdict(cfg) and \
+                info.get("generator_version") == GENERATOR_VERSION:
             return meta_path
+    if out.is_dir() and any(out.iterdir()) and not ours:
+        # another dataset (a user's metadata.csv and images) is never written over
+        raise DatasetError(f"--out {out} holds files that a demo-data run did not write (no dataset.json of this "
+                           "generator); choose a new or empty folder. Nothing was written")
     for sub in ("images", "masks"):
         for split in SPLITS:
             (out / sub / split).mkdir(parents=True, exist_ok=True)
