@@ -223,4 +223,4 @@ def test_a_refresh_shows_the_whole_gallery_by_id_and_the_filters_say_so(candidat
     value = lambda comp: getattr(shown[id(comp)], "value", shown[id(comp)])
     assert [value(c) for c in (v.f_method, v.f_status, v.f_sort, v.f_psi, v.f_rho)] == ["", "all", "id", "", ""]
     index = api.review_index(candidates_project)
-    assert shown[id(v.nav)]["ids"] == [int(i) for i in index.query(Filter(sort="id"))]
+    assert list(shown[id(v.nav)]["ids"]) == [int(i) for i in index.query(Filter(sort="id"))]
