@@ -36,3 +36,24 @@ def test_a_read_only_project_reads_and_refuses_every_write_by_name(candidates_pr
     monkeypatch.undo()
     opened = Project.open(root)
     assert not opened.read_only and opened.get_meta("thresholds") is None  # nothing was stored while read-only
+
+
+def test_the_app_says_a_read_only_project_cannot_be_changed():
+    import sqlite3
+
+    import gradio as gr
+    import pytest
+
+    from ui.state import safe
+
+    def write():
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    with pytest.raises(gr.Error, match="read-only for this user .*Nothing was written"):
+        safe(write)()
+
+    def other():
+        raise sqlite3.OperationalError("no such table: x")
+
+    with pytest.raises(sqlite3.OperationalError):  # anything else is not dressed up as read-only
+        safe(other)()

@@ -7,6 +7,7 @@ Screen modules take an ``AppState`` explicitly in every handler; nothing here dr
 from __future__ import annotations
 
 import functools
+import sqlite3
 import os
 import re
 import threading
@@ -38,6 +39,11 @@ def safe(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except DDBError as e:
             raise gr.Error(str(e)) from None
+        except sqlite3.OperationalError as e:
+            if "readonly" in str(e) or "read-only" in str(e):  # a project this user cannot write (opened read-only)
+                raise gr.Error("This project is read-only for this user (its database or its folder cannot be "
+                               "written): it can be looked at, not changed. Nothing was written.") from None
+            raise
     return wrapped
 
 
