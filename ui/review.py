@@ -180,10 +180,12 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
                   [*v.slider_outs, v.th_msg, *v.refiltered],
                   show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}", **ORDERED).then(*v.after, **REDRAW)
     refilter_fn = safe(partial(refilter, state))
-    # .input (a user's choice), not .change: "next in queue" and a refresh set these themselves, with the gallery
-    # that goes with them; a .change would filter again behind them and could answer after a later decision
+    # .select (a user's choice), not .change: "next in queue" and a refresh set these themselves, with the gallery
+    # that goes with them; a .change would filter again behind them and could answer after a later decision. Not
+    # .input either: a dropdown sends it twice for one choice (on the pick and again as it closes), and the second
+    # filtering drew the gallery and the panels a second time
     for comp in (v.f_dir, v.f_status, v.f_sort, v.f_method):
-        comp.input(refilter_fn, v.filters, v.refiltered, show_progress="hidden")
+        comp.select(refilter_fn, v.filters, v.refiltered, show_progress="hidden")
     for comp, name in ((v.f_psi, "filter_psi"), (v.f_rho, "filter_rho")):
         comp.submit(refilter_fn, v.filters, v.refiltered, show_progress="hidden", api_name=name)
     v.reset.click(ask_reset, [], [v.th_msg, v.reset_confirm, v.reset_cancel])
