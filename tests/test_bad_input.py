@@ -665,6 +665,9 @@ def third_round_cli():
          lambda p: p.write_text('{"pairs": ["0:1", [0, 1]]}'))), r"section 'pairs' names a direction twice"),
         ("cli: demo-data --out over another dataset", _cli("demo-data", "--out", _users_dataset, project=False),
          r"holds files that a demo-data run did not write .*Nothing was written"),
+        ("cli: train-micro-inpainter --out over another folder", _cli("train-micro-inpainter", "--smoke", "--out",
+                                                                       _users_dataset, project=False),
+         r"holds files that train-micro-inpainter did not write.*Nothing was written"),
         ("cli: run --config a pair with a flag", _cli("run", "--config", _file("pairs4.json",
          lambda p: p.write_text('{"pairs": [[0, true]]}'))), r"'pairs', item 0: expected \[i, j\]"),
     ]

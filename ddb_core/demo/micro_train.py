@@ -361,6 +361,12 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     from ..device import resolve_device
 
     out, ckdir = Path(out_dir), Path(out_dir) / "checkpoints"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder; nothing was written")
+    if out.is_dir() and any(out.iterdir()) and not (ckdir.is_dir() or (out / "training.json").is_file()):
+        # a folder this command did not make (no checkpoints, no training record): never written over
+        raise ConfigError(f"--out {out} holds files that train-micro-inpainter did not write; choose a new or empty "
+                          "folder (a folder it made resumes). Nothing was written")
     ckdir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
