@@ -171,10 +171,14 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     v.redraw = partial(redraw, state)
     v.after = (safe(v.redraw), [v.plot_dir, v.colour_by, v.nav],
                [v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.map, v.gallery, v.page_info])
-    for s in v.sliders:  # .input (a user's move), not .change: a programmatic update must not redraw stale values
+    # .input (a user's move), not .change: a programmatic update must not redraw stale values. In the redraws' group:
+    # a preview of a slider's value is drawn before the redraw that follows its save, never after it (a preview that
+    # answered late left the plot at the value before the last key press)
+    for s in v.sliders:
         s.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden",
-                trigger_mode="always_last", api_name=f"threshold_{s.elem_id.replace('-', '_')}")
-    v.plot_dir.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden")
+                trigger_mode="always_last", api_name=f"threshold_{s.elem_id.replace('-', '_')}", **REDRAW)
+    v.plot_dir.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden",
+                     **REDRAW)
     for slot, s in enumerate(v.sliders):
         s.release(safe(partial(save_threshold, state, v, slot)), [*v.sliders, *v.filters, v.th_version],
                   [*v.slider_outs, v.th_msg, *v.refiltered],
