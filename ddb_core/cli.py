@@ -1264,6 +1264,8 @@ def _inpainter_args(p):
                    help="the inpainting model's precision (default: %(default)s: float16 on CUDA, float32 on the CPU)")
     p.add_argument("--out-dir", help="write the result's JSON and grid into this folder instead of docs/ (a run on "
                                      "another machine); `--from-json` writes its docs section later")
+    p.add_argument("--model-card", action="store_true", help="also write the model folder's README.md (model card) "
+                                                             "with these gates (default: only for section 'inpainter')")
     p.add_argument("--from-json", metavar="JSON", help="write the docs section (and its JSON and grid under docs/) from "
                                                       "the result of an earlier run, without measuring again")
     _no_docs(p)
@@ -1282,6 +1284,9 @@ def _bench_inpainter(a, progress):
         res = result_to_docs(Path(a.from_json), DOC)
         progress.close()
         print(inpainter_markdown(res))
+        folder = Path(resolve_model_ref(res["model"]))
+        if a.model_card and (folder / "training.json").is_file():
+            print(f"model card: {write_model_card(folder, res)}")
         return 0
     suffix = "" if a.section == "inpainter" else "-" + a.section.removeprefix("inpainter-")
     out = Path(a.out_dir) if a.out_dir else None
@@ -1298,7 +1303,7 @@ def _bench_inpainter(a, progress):
     progress.close()
     print(inpainter_markdown(res))
     folder = Path(resolve_model_ref(a.model))
-    if not a.no_docs and a.section == "inpainter" and (folder / "training.json").is_file():
+    if not a.no_docs and (a.section == "inpainter" or a.model_card) and (folder / "training.json").is_file():
         print(f"model card: {write_model_card(folder, res)}")
     return 0
 

@@ -247,6 +247,9 @@ def test_a_result_measured_elsewhere_writes_its_docs_section_with_the_stored_fig
     assert "(images/micro-inpainter-grid-vm.png)" in text
     assert Image.open(tmp_path / "docs/images/micro-inpainter-grid-vm.png").size == (30, 20)
     assert json.loads((tmp_path / "docs/bench/inpainter-vm.json").read_text())["median"] == dirs
+    # written again from the docs' own JSON: its grid stays where it is, linked
+    result_to_docs(tmp_path / "docs/bench/inpainter-vm.json", tmp_path / "docs" / "benchmarks.md")
+    assert "(images/micro-inpainter-grid-vm.png)" in (tmp_path / "docs" / "benchmarks.md").read_text()
 
 
 def test_micro_cost_projects_the_command_from_its_timed_steps():
