@@ -1390,12 +1390,7 @@ def _bench_eye_check(a, progress):
         out = export_for_labels(Project.open(a.export), Path(a.set))
         print(f"wrote {out}: fill the eye column of labels.csv (bird, unclear, no) from its sheet-*.png")
         return 0
-    project = None
-    if a.project:
-        from .store import Project
-
-        project = Project.open(a.project)
-    res = eye_check(Path(a.set), project=project)
+    res = eye_check(Path(a.set), project=_open(a) if a.project else None)
     cmd = "python -m ddb_core bench eye-check" + (f" --set {a.set}" if a.set != "data/eye-labels/first-launch" else "") \
         + (f" --project {a.project}" if a.project else "")
     res["pruning_project"] = a.project

@@ -128,18 +128,19 @@ def thresholds(project: Project) -> dict:
             new[(m, c)] = (suggest_P(rhos), len(rhos))
         else:  # scoring under way: the default follows the scores as they come, and is not stored yet
             provisional[(m, c)] = (suggest_P(rhos), len(rhos), total)
-    if new and project.read_only:  # what would be stored, used as it is: this user cannot store it
+    def fill(entry: dict) -> None:  # the new defaults, where no value is stored yet
         for (m, c), (value, count) in new.items():
-            entry["P"].setdefault(m, {})[str(c)] = value
-            entry["P_default"].setdefault(m, {})[str(c)] = {"n": count, "quantile": DEFAULT_P_QUANTILE, "at": now()}
+            if str(c) not in (entry["P"].get(m) or {}):
+                entry["P"].setdefault(m, {})[str(c)] = value
+                entry["P_default"].setdefault(m, {})[str(c)] = {"n": count, "quantile": DEFAULT_P_QUANTILE, "at": now()}
+
+    if new and project.read_only:  # what would be stored, used as it is: this user cannot store it
+        fill(entry)
     elif new:  # computed once, from the candidates scored now, and stored (unless another writer got there first)
         with project.write():
             raw = _all_stored(project)
             entry = _model_entry(raw, mid)
-            for (m, c), (value, count) in new.items():
-                if str(c) not in (entry["P"].get(m) or {}):
-                    entry["P"].setdefault(m, {})[str(c)] = value
-                    entry["P_default"].setdefault(m, {})[str(c)] = {"n": count, "quantile": DEFAULT_P_QUANTILE, "at": now()}
+            fill(entry)
             project.set_meta("thresholds", raw)
     P_method = {m: {int(k): float(v) for k, v in (entry["P"].get(m) or {}).items()} for m in methods}
     defaults = {m: {int(c): d for c, d in v.items()} for m, v in entry["P_default"].items()}

@@ -22,6 +22,7 @@ files that download rather than render.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 import re
@@ -68,8 +69,10 @@ class Throttle:
             self._failures.pop(key, None)
 
 
+@functools.lru_cache(maxsize=1)
 def _gradio_cache() -> Path:
-    """Where Gradio keeps the files it serves, each in a folder named by the hash of its bytes."""
+    """Where Gradio keeps the files it serves, each in a folder named by the hash of its bytes (looked up once:
+    every file request asks)."""
     from gradio.utils import get_upload_folder
 
     return Path(os.path.realpath(get_upload_folder()))

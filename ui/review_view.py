@@ -25,6 +25,8 @@ STATUS_CHOICES = [("all", "all"), ("automatically kept", "auto-kept"), ("automat
                   ("stale scores (another ERM model)", "stale")]
 SORT_CHOICES = [("id", "id"), ("review first (queue)", "queue"), ("ρ high → low", "-rho"), ("ρ low → high", "rho"), ("ψ low → high", "psi"),
                 ("ψ high → low", "-psi"), ("detection score high → low", "-detection")]
+
+
 class Ids(tuple):
     """The candidate ids the screen shows, in the gallery's order (the page's ``nav`` state). Immutable, so that the
     copies Gradio makes of the state at each event share it instead of copying every id (a list of 120,000 ids
