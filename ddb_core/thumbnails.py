@@ -46,6 +46,20 @@ def write_thumbnail(project, rel_path: str, image: np.ndarray) -> Path:
     return path
 
 
+def thumbnail_file(project, rel_path: str) -> Path:
+    """The file of the candidate's thumbnail, made from the full image when it is missing or empty."""
+    from .imaging import load_rgb
+
+    path = thumb_path(project, rel_path)
+    try:
+        if path.stat().st_size > 0:  # written whole or not at all (``write_thumbnail`` renames it into place)
+            return path
+    except OSError:
+        pass
+
+    return write_thumbnail(project, rel_path, load_rgb(project.project_path(rel_path)))
+
+
 def thumbnail(project, rel_path: str) -> np.ndarray:
     """The candidate's thumbnail: read, or made from the full image and stored when it is missing."""
     from .imaging import load_rgb

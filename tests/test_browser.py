@@ -239,6 +239,17 @@ def test_a_lasso_on_the_plot_filters_the_gallery_for_a_batch_reject_and_undo(can
             # a click on the plot opens a candidate; the keys 1-4 flip the large view
             page.keyboard.press("1")
             page.wait_for_function("document.querySelector('#large-mode input[value=\"source\"]').checked", timeout=10_000)
+            # the large view shows the chosen panel's image, and follows the next candidate with no request of its own
+            same = ("(p) => { const a = document.querySelector('#large-view img'), b = document.querySelector('#' + p + ' img');"
+                    " return !!a && !!b && !a.hidden && a.getAttribute('src') === b.getAttribute('src'); }")
+            page.wait_for_function(same, arg="panel-source", timeout=10_000)
+            page.keyboard.press("4")
+            page.wait_for_function(same, arg="panel-ig", timeout=10_000)
+            before = page.locator("#review-info").inner_text()
+            page.keyboard.press("ArrowRight")
+            page.wait_for_function("(s) => document.querySelector('#review-info').innerText !== s", arg=before,
+                                   timeout=10_000)
+            page.wait_for_function(same, arg="panel-ig", timeout=10_000)
             browser.close()
     finally:
         app.close()

@@ -112,7 +112,8 @@ def test_whole_pipeline_keeps_every_image_at_its_own_size(fmt, tmp_path, tiny_pi
     index = api.review_index(project)
     names = project.class_names
     gal, _ = gallery_items(index, index.ids, 0)
-    for (thumb, _cap), cid in zip(gal, index.ids):
+    for (thumb_file, _cap), cid in zip(gal, index.ids):
+        thumb = load_rgb(thumb_file)  # the thumbnail's file, sent as it is
         c = next(x for x in cands if x["id"] == cid)
         h, w = load_rgb(project.dataset_path(c["source_path"])).shape[:2]
         assert abs(thumb.shape[1] / thumb.shape[0] - w / h) < 0.05

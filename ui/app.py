@@ -22,7 +22,7 @@ from .state import AppState, check_path, safe, user_of  # noqa: F401 (the app's 
 
 SCREENS = (("Project", "project", project), ("Pipeline", "pipeline", pipeline), ("Review", "review", review),
            ("Retrain", "retrain", retrain), ("Export", "export", export))
-SERVED = ("reports", "exports")  # the project folders whose files the pages link to
+SERVED = ("reports", "exports", "thumbs")  # the project folders whose files the pages link to (thumbs: the gallery)
 NEVER_SERVED = ("project.db", "project.db-wal", "project.db-shm", "models", "tokens", "runs", "masks", "candidates", "ig",
                 "dataset")
 KEYS = {"a": "btn-accept", "r": "btn-reject", "u": "btn-undo", "n": "btn-queue-next", "ArrowLeft": "btn-prev",
@@ -79,6 +79,33 @@ document.addEventListener('keydown', function (e) {
 });
 </script>
 """.replace("VIEW_KEYS", json.dumps(VIEW_KEYS)).replace("KEYS", json.dumps(KEYS))
+# The large view shows the chosen panel's image (source, mask, result or IG map), enlarged: copied in the page whenever
+# a panel or the choice changes, so it follows each key press with no request of its own.
+LARGE_JS = """
+<script>
+(function () {
+  const PANEL = {source: 'panel-source', mask: 'panel-mask', result: 'panel-result', ig: 'panel-ig'};
+  function sync() {
+    const img = document.querySelector('#large-view img.ddb-large');
+    if (!img) return;
+    const mode = document.querySelector('#large-mode input:checked');
+    const panel = document.querySelector('#' + PANEL[mode ? mode.value : 'result'] + ' img');
+    const src = panel ? panel.getAttribute('src') : null;
+    if (!src) { img.hidden = true; img.removeAttribute('src'); return; }
+    if (img.getAttribute('src') !== src) img.setAttribute('src', src);
+    img.hidden = false;
+  }
+  new MutationObserver(sync).observe(document.documentElement, {subtree: true, childList: true, attributes: true,
+                                                                attributeFilter: ['src', 'checked']});
+  // a choice of view: once the radio shows it (Gradio sets the checked input after the event)
+  for (const kind of ['click', 'change', 'input']) {
+    document.addEventListener(kind, function (e) {
+      if (e.target.closest && e.target.closest('#large-mode')) { setTimeout(sync, 0); setTimeout(sync, 100); }
+    }, true);
+  }
+})();
+</script>
+"""
 # A lasso (or, with "box" chosen, a rectangle) drawn over a plot image of class "selectable-plot"; on release
 # its points (or a click) go, in the image's own pixels, to the hidden #plot-selection box and #btn-plot-select.
 SELECT_JS = """
@@ -148,6 +175,8 @@ SELECT_JS = """
 """
 CSS = """
 .pixelated img { image-rendering: pixelated; }
+#large-view img.ddb-large { display: block; width: 100%; height: 420px; object-fit: contain; }  /* enlarged to fill */
+#large-view img.ddb-large[hidden] { display: none; }
 #review-info { font-size: 0.92em; }
 .ddb-hidden { display: none !important; }
 .selectable-plot img { cursor: crosshair; user-select: none; -webkit-user-drag: none; }
@@ -166,7 +195,7 @@ def launch_kwargs(project_dir: str, trusted_proxy: Optional[str] = None) -> dict
     from .guard import Guard
 
     root = Path(project_dir).resolve()
-    return {"head": KEYBOARD_JS + SELECT_JS, "css": CSS, "allowed_paths": [str(root / d) for d in SERVED],
+    return {"head": KEYBOARD_JS + SELECT_JS + LARGE_JS, "css": CSS, "allowed_paths": [str(root / d) for d in SERVED],
             "blocked_paths": [str(root / d) for d in NEVER_SERVED],
             # sign-in throttling, no API description before sign-in, files that download (ui/guard.py)
             "app_kwargs": {"middleware": [Middleware(Guard, project_dir=str(root), trusted_proxy=trusted_proxy)],

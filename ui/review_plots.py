@@ -1,7 +1,8 @@
 """Selecting on the Review screen's plots: a lasso or a box drawn on the ψ–ρ plot or on the map of the
 candidates becomes the gallery's filter (with its count), ready for the batch actions; a click on a
 dot opens that candidate. Also the map itself (the ERM model's features of the candidates in two
-dimensions, coloured by decision, direction or a score) and the large view of one candidate.
+dimensions, coloured by decision, direction or a score) and the large view of one candidate (the page copies
+the chosen panel's image into it: ``LARGE_JS`` in ui/app.py).
 
 The browser draws the selection over the plot image (``SELECT_JS``) and sends its points in image
 pixels; they map back through the same ``PlotFrame`` the plot was drawn with, so a selection holds
@@ -13,19 +14,16 @@ from __future__ import annotations
 import json
 from functools import partial
 from types import SimpleNamespace
-from typing import Optional
 
 import gradio as gr
 import numpy as np
 
-from ddb_core import api
 from ddb_core.errors import DDBError
-from ddb_core.igmaps import load_ig
 
 from . import plots
-from .review_view import (BIG, PAGE, Ids, counts_markdown, sent_once, current_filter, detail_panels, gallery_items, refilter, scatter_frame,
+from .review_view import (PAGE, Ids, counts_markdown, sent_once, current_filter, detail_panels, gallery_items, refilter, scatter_frame,
                           status_codes, thresholds_from)
-from .state import ORDERED, AppState, load_image, safe, started
+from .state import ORDERED, AppState, safe, started
 
 COLOUR_BY = [("decision", "decision"), ("direction", "direction"), ("ψ", "psi"), ("ρ", "rho"),
              ("detection score", "detection")]
@@ -44,7 +42,7 @@ def build(state: AppState, v: SimpleNamespace) -> None:
             v.colour_by = gr.Dropdown(COLOUR_BY, value="decision", label="colour by")
             v.map_method = gr.Dropdown(["pca"] + (["umap"] if _umap() else []), value="pca", label="projection")
             v.compute_map = gr.Button("Compute the map (a background job)")
-        v.map = gr.Image(label="map: candidates (colour), their sources (grey)", type="numpy", interactive=False,
+        v.map = gr.Image(label="map: candidates (colour), their sources (grey)", type="numpy", format="png", interactive=False,
                          elem_id="map-plot", elem_classes=["selectable-plot"], show_label=False, buttons=[])
     v.plot_payload = gr.Textbox(elem_id="plot-selection", elem_classes=["ddb-hidden"], label="selection")
     v.plot_select = gr.Button("select", elem_id="btn-plot-select", elem_classes=["ddb-hidden"])
@@ -53,9 +51,12 @@ def build(state: AppState, v: SimpleNamespace) -> None:
 
 def build_large(state: AppState, v: SimpleNamespace) -> None:
     with gr.Accordion("Large view (keys 1–4 flip it)", open=True):
-        v.large_mode = gr.Radio(LARGE_MODES, value="result", show_label=False, elem_id="large-mode")
-        v.large = gr.Image(label="large view", type="numpy", interactive=False, height=420, elem_id="large-view",
-                           elem_classes=["pixelated"])
+        v.large_mode = gr.Radio(LARGE_MODES, value="result", show_label=False, elem_id="large-mode",
+                                interactive=True)  # read by the page alone (LARGE_JS)
+        # the chosen panel's own image, enlarged by the page (LARGE_JS in ui/app.py): no round trip to the server, so a
+        # key press that shows the next candidate shows it here at the same moment
+        v.large = gr.HTML('<img alt="large view of the shown candidate" class="ddb-large" hidden>', elem_id="large-view",
+                          elem_classes=["pixelated"])
 
 
 def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
@@ -67,8 +68,6 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
                                                                        *v.refiltered], show_progress="hidden")
     v.colour_by.change(safe(partial(map_image, state)), [*v.sliders, v.colour_by], [v.map], show_progress="hidden")
     v.compute_map.click(safe(partial(compute_map, state)), [v.map_method], [shared.job_md, shared.timer], api_name="compute_map")
-    for trigger in (v.info.change, v.large_mode.change):
-        trigger(safe(partial(large_view, state)), [v.nav, v.large_mode], [v.large], show_progress="hidden")
 
 
 def _umap() -> bool:
@@ -224,24 +223,3 @@ def clear(state: AppState, *filters):
     *filt, _selection, nav = filters
     return (None, "No selection: drag on a plot to select.", "", gr.Button(visible=False), None,
             *refilter(state, *filt, None, nav))
-
-
-# -- the large view ----------------------------------------------------------------------------------
-
-def large_view(state: AppState, nav: dict, mode: str) -> Optional[np.ndarray]:
-    """One candidate's source, mask, result or IG map, large (the keys 1–4 switch it)."""
-    ids = nav.get("ids", []) if nav else []
-    index = state.index()
-    if not ids or index is None:
-        return None
-    d = index.detail(ids[min(nav.get("pos", 0), len(ids) - 1)])
-    src = load_image(d["source_path"])
-    mask = load_image(d["mask_path"], src.shape[:2], mask=True) if d["mask_path"] else None
-    if mode == "source":
-        return plots.enlarge(src, 2 * BIG)
-    if mode == "mask":
-        return plots.enlarge(plots.overlay_mask(src, mask), 2 * BIG)
-    res = load_image(d["result_path"])
-    if mode == "ig" and d["ig_path"]:
-        return plots.heatmap_overlay(res, load_ig(d["ig_path"]), mask, 2 * BIG)
-    return plots.enlarge(res, 2 * BIG)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ddb_core.errors import DDBError
 from ddb_core.igmaps import load_ig
-from ddb_core.thumbnails import SIDE as THUMB_SIDE, thumbnail
+from ddb_core.thumbnails import thumbnail_file
 
 from . import charts, plots
 from .state import load_image
@@ -232,7 +232,9 @@ def gallery_items(index, ids, page: int):
             mark = "✔ accepted" if manual == 1 else "✘ rejected"
         else:
             mark = "kept" if index.kept_one(k) else "pruned"
-        items.append((plots.enlarge(thumbnail(index.project, paths[cid]), THUMB_SIDE), f"#{cid} {mark}"))
+        # the thumbnail's file, not its pixels: Gradio sends a file as it is (pixels it encodes again at every redraw,
+        # 48 of them per key press), and the browser keeps it cached; the page enlarges it (pixelated)
+        items.append((str(thumbnail_file(index.project, paths[cid])), f"#{cid} {mark}"))
     return items, f"page {page + 1} of {pages} — {len(ids)} candidates"
 
 

@@ -19,7 +19,7 @@ import gradio as gr
 from ddb_core import api
 from ddb_core.errors import DDBError
 from ddb_core.jobs import BackgroundJob
-from ddb_core.store import Project
+from ddb_core.store import DB_NAME, Project
 
 
 # Every key press and click of a review action (a decision, an undo, a move, a saved threshold) is processed, in the
@@ -141,6 +141,7 @@ class AppState:
         # per browser session: the project version its review screen was last drawn from whole, and the thresholds
         # its sliders show (a threshold moved on a screen that shows others is refused: see ui/review.py)
         self.shown: dict[str, dict] = {}
+        self._project = None  # (the database file's identity, the project opened on it)
         self._inpainter = self._inpainter_ref = None
         if Project.exists(self.project_dir):
             self.project().mark_interrupted_runs()  # runs of a process that was killed
@@ -152,7 +153,17 @@ class AppState:
         return Project.exists(self.project_dir)
 
     def project(self) -> Project:
-        return Project.open(self.project_dir)
+        """The open project, opened once (each opening was a new database connection and a schema check, several per
+        key press) and again when its database file is another one (a rebuilt demo, a restored backup)."""
+        try:
+            st = (self.project_dir / DB_NAME).stat()
+            key = (st.st_dev, st.st_ino)
+        except OSError:
+            key = None
+        cached = self._project
+        if key is None or cached is None or cached[0] != key:
+            cached = self._project = (key, Project.open(self.project_dir))
+        return cached[1]
 
     def class_names(self) -> list[str]:
         return self.project().class_names if self.exists() and self.project().get_meta("class_names") else []
