@@ -219,16 +219,17 @@ def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=
 
 
 def score(project: Project, n_steps: int = 50, internal_batch_size: Optional[int] = None, rescore: bool = False,
-          on_progress=None, cancel=None, engine=None, device: Optional[str] = None, dtype: Optional[str] = None) -> int:
+          on_progress=None, cancel=None, engine=None, device: Optional[str] = None, ig_dtype: str = "float32") -> int:
     """ψ and ρ of every unscored candidate (with ``rescore``, also of those scored by another model);
-    ``engine``, ``device`` and ``dtype`` default to the project's settings."""
+    ``engine`` and ``device`` default to the project's settings; integrated gradients runs in float32 unless
+    ``ig_dtype="float16"`` asks for float16 autocast (CUDA only)."""
     from .generation import score as _score
 
     engine = engine or engine_config(project)
     with project.recorded_run("score", {"n_steps": n_steps, "rescore": rescore, "engine": engine.kind,
-                                        "device": device, "dtype": dtype}):
+                                        "device": device, "ig_dtype": ig_dtype}):
         return _score(project, n_steps=n_steps, internal_batch_size=internal_batch_size, rescore=rescore,
-                      on_progress=on_progress, cancel=cancel, engine=engine, device=device, dtype=dtype)
+                      on_progress=on_progress, cancel=cancel, engine=engine, device=device, ig_dtype=ig_dtype)
 
 
 def stale_scores(project: Project) -> int:

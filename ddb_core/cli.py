@@ -640,7 +640,10 @@ def _score_args(p):
                    help="IG rows (images x steps) per pass; bounds memory (default: 64 at 64 px, 16 at 224 px)")
     p.add_argument("--rescore", action="store_true",
                    help="also recompute the scores computed by another ERM model than the active one (stale scores)")
-    _add_device_args(p, dtype=True)
+    p.add_argument("--ig-dtype", default="float32", choices=("float32", "float16"),
+                   help="integrated gradients' precision: float32 on every device (default), or float16 autocast in "
+                        "the classifier's forward (CUDA only; its effect on rho: docs/benchmarks.md, ig-precision)")
+    _add_device_args(p)
     _add_engine_args(p)
 
 
@@ -653,7 +656,7 @@ def _score(a, progress):
     if engine.kind != "local":
         print(f"engine: {engine.describe()}")
     n = api.score(project, a.n_steps, a.internal_batch_size, rescore=a.rescore, on_progress=progress, engine=engine,
-                  device=_device(a, project), dtype=a.dtype)
+                  device=_device(a, project), ig_dtype=a.ig_dtype)
     progress.close()
     print(f"scored {n} candidates")
     stale = api.stale_scores(project)

@@ -123,11 +123,23 @@ def run_on_ray(engine: EngineConfig, actor_cls: type, ctor_kwargs: dict, payload
 
 
 def worker_device(engine: EngineConfig, device: str) -> str:
-    """The device of a Ray worker: ``auto`` is the GPU it reserved (``gpus_per_worker`` > 0) or the CPU
-    when it reserved none (a worker never takes a GPU that Ray did not give it); any other name as given."""
-    if device != "auto":
-        return device
-    return "cuda" if engine.gpus_per_worker > 0 else "cpu"
+    """The device of a Ray worker. A worker sees only the GPU Ray reserved for it (Ray sets its
+    ``CUDA_VISIBLE_DEVICES``), as ``cuda:0``: ``auto``, ``cuda`` and ``cuda:N`` all name that one GPU when it
+    reserved one (``gpus_per_worker`` > 0; ``cuda:1`` inside the worker would name a GPU it cannot see).
+    Reserving none, ``auto`` is the CPU, and a CUDA name is refused: the worker would use a GPU that Ray did
+    not give it. ``cpu`` is the CPU either way."""
+    if device == "cpu":
+        return "cpu"
+    cuda = device == "cuda" or device.startswith("cuda:")
+    if device != "auto" and not cuda:
+        raise ConfigError(f"--device {device!r}: choose auto, cpu or cuda[:N]")
+    if engine.gpus_per_worker > 0:
+        return "cuda"
+    if cuda:
+        raise ConfigError(f"--device {device} with the Ray engine needs --gpus-per-worker above 0: a worker uses only "
+                          f"the GPU Ray reserves for it, and reserves none with --gpus-per-worker 0 (use --device cpu or "
+                          f"auto to run the workers on their CPUs)")
+    return "cpu"
 
 
 def _threads(cpus: float) -> None:
@@ -198,15 +210,14 @@ class ScoreActor:
     """One ERM classifier per actor (sent as its checkpoint bytes, loaded with weights_only)."""
 
     def __init__(self, checkpoint: bytes, arch: str, num_classes: int, cpus: float = 1.0, device: str = "cpu",
-                 dtype: str = "auto"):
-        import torch
-
-        from .device import resolve_device, resolve_dtype
+                 ig_dtype: str = "float32"):
+        from .device import resolve_device
+        from .generation import ig_half
         from .models import load_classifier
 
         _threads(cpus)
         dev = resolve_device(device)
-        self.half = resolve_dtype(dtype, dev) == torch.float16
+        self.half = ig_half(ig_dtype, dev)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "erm.pt"
             path.write_bytes(checkpoint)
@@ -237,9 +248,9 @@ def inpaint_on_ray(engine: EngineConfig, model: str, device: str, dtype: str, to
 def score_on_ray(engine: EngineConfig, checkpoint: Path, arch: str, num_classes: int, batches: list[list[dict]],
                  image_size: int, n_steps: int, internal_batch_size: Optional[int],
                  cancel: Optional[CancelToken] = None, device: str = "auto",
-                 dtype: str = "auto") -> Iterable[tuple[int, list]]:
+                 ig_dtype: str = "float32") -> Iterable[tuple[int, list]]:
     kw = {"checkpoint": Path(checkpoint).read_bytes(), "arch": arch, "num_classes": num_classes,
-          "cpus": engine.cpus_per_worker, "device": worker_device(engine, device), "dtype": dtype}
+          "cpus": engine.cpus_per_worker, "device": worker_device(engine, device), "ig_dtype": ig_dtype}
     payloads = [pickle.dumps({"items": b, "image_size": image_size, "n_steps": n_steps,
                               "internal_batch_size": internal_batch_size}) for b in batches]
     yield from run_on_ray(engine, ScoreActor, kw, payloads, cancel, "scoring")

@@ -397,19 +397,38 @@ def stale_count(project: Project) -> int:
                               "(score_model_id is null or score_model_id != ?)", [project.active_erm_id or -1]).fetchone()[0]
 
 
+IG_DTYPES = ("float32", "float16")
+
+
+def ig_half(ig_dtype: str, device) -> bool:
+    """Whether integrated gradients runs the classifier under float16 autocast: only when ``ig_dtype`` is
+    ``float16``, which needs CUDA (``device``: a name or a torch device; ``auto`` counts as CUDA only when present)."""
+    if ig_dtype not in IG_DTYPES:
+        raise ConfigError(f"--ig-dtype {ig_dtype!r}: choose one of {', '.join(IG_DTYPES)}")
+    if ig_dtype == "float32":
+        return False
+    from .device import resolve_device
+
+    if resolve_device(str(device)).type != "cuda":
+        raise ConfigError(f"--ig-dtype float16 needs a CUDA device (this run's device: {device}); integrated gradients "
+                          "runs in float32 on the CPU")
+    return True
+
+
 def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[int] = None, batch_size: int = 8,
           rescore: bool = False, on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
-          engine: Optional[EngineConfig] = None, device: Optional[str] = None, dtype: Optional[str] = None) -> int:
+          engine: Optional[EngineConfig] = None, device: Optional[str] = None, ig_dtype: str = "float32") -> int:
     """Compute ψ, ρ and the IG map of every unscored candidate with the active ERM model; with
     ``rescore``, also of every candidate scored by another model (stale). Each score records the
     model that computed it. ``internal_batch_size``: IG rows per pass (default: ``scoring.ig_rows``).
     ``engine`` (default local) says where the classifier runs; this process writes every file and row.
-    ``device``/``dtype`` (default: the project's settings): where the classifier runs, and whether its
-    forward uses float16 autocast (CUDA only; ``scoring`` says what stays float32)."""
-    from .device import resolve_device, resolve_dtype
+    ``device`` (default: the project's setting): where the classifier runs. ``ig_dtype``: ``float32`` (the
+    default, on every device) or ``float16``, the classifier's forward under float16 autocast, on CUDA only and
+    only when asked (``scoring`` says what stays float32; docs/benchmarks.md, "ig-precision", its effect on ρ)."""
+    from .device import resolve_device
     from .igmaps import save_ig
     from .models import load_classifier
-    from .settings import compute_device, compute_dtype
+    from .settings import compute_device
 
     engine = engine or EngineConfig()
     erm = project.active_erm()
@@ -429,7 +448,10 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
                for k in range(0, len(todo), batch_size)]
 
     device = compute_device(project, device)
-    dtype = compute_dtype(project, dtype)
+    if engine.kind == "local":
+        ig_half(ig_dtype, device)  # asked for on a machine without CUDA: refused before anything runs
+    elif ig_dtype not in IG_DTYPES:
+        raise ConfigError(f"--ig-dtype {ig_dtype!r}: choose one of {', '.join(IG_DTYPES)}")
 
     def store(batch: list[dict], scores: list) -> None:
         updates = []
@@ -447,7 +469,7 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
         import torch
 
         dev = resolve_device(device)
-        half = resolve_dtype(dtype, dev) == torch.float16
+        half = ig_half(ig_dtype, dev)
         model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"],
                                       device=dev, what="scoring")
         for batch in batches:
@@ -458,7 +480,7 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
 
         for k, scores in score_on_ray(engine, project.project_path(erm["path"]), erm["arch"], erm["num_classes"],
                                       batches, erm["image_size"], n_steps, internal_batch_size, cancel,
-                                      device=device, dtype=dtype):
+                                      device=device, ig_dtype=ig_dtype):
             store(batches[k], scores)
     if batches:
         from .review import keep_arrays

@@ -105,6 +105,38 @@ def test_device_setting_is_validated_and_kept(candidates_project):
 def test_ray_workers_use_the_gpus_they_reserve():
     from ddb_core.engines import EngineConfig, worker_device
 
-    assert worker_device(EngineConfig(kind="ray", gpus_per_worker=1), "auto") == "cuda"
-    assert worker_device(EngineConfig(kind="ray"), "auto") == "cpu"  # reserved none: never takes one
-    assert worker_device(EngineConfig(kind="ray"), "cuda:0") == "cuda:0"
+    from ddb_core.errors import ConfigError
+
+    gpu, none = EngineConfig(kind="ray", gpus_per_worker=1), EngineConfig(kind="ray")
+    # a worker sees only its reserved GPU, as cuda:0: every CUDA name is that one
+    assert [worker_device(gpu, d) for d in ("auto", "cuda", "cuda:0", "cuda:1", "cpu")] == ["cuda"] * 4 + ["cpu"]
+    assert worker_device(none, "auto") == "cpu" and worker_device(none, "cpu") == "cpu"  # reserved none: never takes one
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(ConfigError, match="needs --gpus-per-worker above 0"):
+            worker_device(none, name)
+    with pytest.raises(ConfigError, match="choose auto, cpu or cuda"):
+        worker_device(gpu, "tpu")
+
+
+def test_integrated_gradients_is_float32_unless_float16_is_asked_for_on_cuda(candidates_project, monkeypatch):
+    """Scoring never runs the classifier under float16 autocast by default, on any device (the project's dtype is
+    the inpainting model's); ``--ig-dtype float16`` is refused without CUDA, with a message naming the option."""
+    import ddb_core.generation as generation
+    from ddb_core.errors import ConfigError
+    from ddb_core.generation import ig_half
+
+    assert ig_half("float32", "cuda") is False and ig_half("float32", "cpu") is False
+    with pytest.raises(ConfigError, match="--ig-dtype float16 needs a CUDA device"):
+        ig_half("float16", "cpu")
+    with pytest.raises(ConfigError, match="choose one of float32, float16"):
+        ig_half("half", "cpu")
+    halves = []
+    real = generation.score_batch
+    monkeypatch.setattr(generation, "score_batch", lambda *a: halves.append(a[-1]) or real(*a))
+    api.set_pipeline_settings(candidates_project, dtype="float16")  # the inpainting model's precision, not scoring's
+    candidates_project.db.execute("update candidates set psi = null")
+    candidates_project.db.conn.commit()
+    assert api.score(candidates_project, n_steps=2) > 0
+    assert halves and not any(halves)
+    with pytest.raises(ConfigError, match="--ig-dtype float16 needs a CUDA device"):
+        api.score(candidates_project, n_steps=2, rescore=True, ig_dtype="float16")

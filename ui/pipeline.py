@@ -30,7 +30,7 @@ def build(state: AppState) -> SimpleNamespace:
         v.device = gr.Dropdown(DEVICES, value="auto", label="device of every model (pipeline and retraining)",
                                info="auto = CUDA when present; saved with the project", elem_id="device")
         v.dtype = gr.Dropdown(["auto", "float32", "float16", "bfloat16"], value="auto",
-                              label="inpainting and scoring precision", info="auto = float16 on CUDA, float32 on CPU")
+                              label="inpainting precision", info="auto = float16 on CUDA, float32 on CPU; scoring (IG) is float32")
     with gr.Row():
         v.k = gr.Number(40, label="K: images per class (count, or fraction < 1)")
         v.ti_size = gr.Number(20, label="textual-inversion images per class", precision=0)

@@ -129,5 +129,5 @@ def prepare(project: Project, cfg: DemoPipelineConfig, times: dict, on_progress=
                          on_progress=on_progress, cancel=cancel)))
     # 64 rows per IG pass: about 15% faster than 16 on CPU at the demo's 64 px (the library default suits 224 px)
     timed(times, "scoring", lambda: _recorded(
-        project, "score", {"n_steps": cfg.ig_steps, "rescore": False, "engine": "local", "device": None, "dtype": None},
+        project, "score", {"n_steps": cfg.ig_steps, "rescore": False, "engine": "local", "device": None, "ig_dtype": "float32"},
         lambda: score(project, n_steps=cfg.ig_steps, internal_batch_size=64, on_progress=on_progress, cancel=cancel)))

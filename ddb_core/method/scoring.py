@@ -21,8 +21,9 @@ Memory is bounded: integrated gradients runs ``internal_batch_size`` rows (image
 per forward and backward pass, by default as many as ``ig_rows`` allows at the classifier's input
 size (64 rows at 64 px, 16 at 224 px).
 
-Device and precision: the images go to the classifier's device. On CUDA with ``half`` (the default
-there), the classifier's forward runs under ``torch.autocast(float16)``: convolutions and matrix
+Device and precision: the images go to the classifier's device. Everything is float32 by default, on
+every device. With ``half`` (asked for: ``ddb score --ig-dtype float16``, CUDA only), the classifier's
+forward runs under ``torch.autocast(float16)``: convolutions and matrix
 products in float16, while batch norm, softmax and reductions stay float32 (autocast's own policy).
 Everything integrated gradients adds up stays float32: the baseline, the input and every point of
 the path are float32 leaves, so their gradients, the Riemann sum over the 50 steps, ρ and ψ are all
