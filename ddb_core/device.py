@@ -45,16 +45,24 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def cuda_device(name: str):
+    """The torch device of a CUDA name (one function, so that a test on a CPU-only machine can stand a CPU device
+    with an index of its own in for each GPU, and see where every model was placed without one)."""
+    import torch
+
+    return torch.device(name)
+
+
 def resolve_device(name: str = "auto"):
     """``auto`` → CUDA when available, else CPU. An explicit ``cuda`` without a GPU is an error."""
     import torch
 
     check_device_name(name)
     if name == "auto":
-        return torch.device("cuda" if cuda_available() else "cpu")
+        return cuda_device("cuda") if cuda_available() else torch.device("cpu")
     if name.startswith("cuda") and not cuda_available():
         raise ConfigError(f"device {name!r} was asked for, but no CUDA device is available here")
-    return torch.device(name)
+    return cuda_device(name) if name.startswith("cuda") else torch.device(name)
 
 
 def resolve_dtype(name: str, device) -> "torch.dtype":

@@ -26,11 +26,14 @@ N_BOOT = 1000
 
 def test_predictions(project: Project, model_id: int, split: str = "test") -> np.ndarray:
     """Predicted class of every sample of ``split`` (id order), recomputed from the checkpoint."""
+    from .device import resolve_device
     from .models import load_classifier, predict
+    from .settings import compute_device
     from .training import split_dataset
 
     m = project.model(model_id)
-    model, _a, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
+    model, _a, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"],
+                                    device=resolve_device(compute_device(project)), what="report predictions")
     ds, _rows = split_dataset(project, split, m["image_size"])
     return predict(model, ds).argmax(1).numpy()
 

@@ -251,7 +251,7 @@ class JudgeTrainConfig:
 
 @dataclass
 class Judges:
-    """The two judges, on the CPU, in eval mode."""
+    """The two judges, in eval mode, on the device ``load_judges`` placed them on (the CPU by default)."""
 
     present: object  # crop -> logits (no bird, bird)
     which: object  # crop -> logits (landbird, waterbird)
@@ -262,10 +262,12 @@ class Judges:
 
         if len(crops) == 0:
             return np.zeros(0), np.zeros((0, 2))
+        from ..device import module_device
+
         with torch.no_grad():
-            x = _tensor(crops)
-            p = torch.cat([self.present(x[i:i + 256]).softmax(1)[:, 1] for i in range(0, len(x), 256)]).numpy()
-            w = torch.cat([self.which(x[i:i + 256]).softmax(1) for i in range(0, len(x), 256)]).numpy()
+            x = _tensor(crops).to(module_device(self.present))
+            p = torch.cat([self.present(x[i:i + 256]).softmax(1)[:, 1] for i in range(0, len(x), 256)]).cpu().numpy()
+            w = torch.cat([self.which(x[i:i + 256]).softmax(1) for i in range(0, len(x), 256)]).cpu().numpy()
         return p, w
 
     def judge(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], targets: Sequence[int]) -> dict:
@@ -282,9 +284,12 @@ class Judges:
         return int(self.judge(images, masks, targets)["target_bird"].sum())
 
 
-def load_judges(folder: str | Path = JUDGES_DIR) -> Judges:
-    """The judges stored in ``folder`` (``present.pt``, ``which.pt``; state dicts, loaded with weights_only)."""
+def load_judges(folder: str | Path = JUDGES_DIR, device: str = "cpu") -> Judges:
+    """The judges stored in ``folder`` (``present.pt``, ``which.pt``; state dicts, loaded with weights_only), placed on
+    ``device`` (the CPU by default: they are small)."""
     import torch
+
+    from ..device import place
 
     folder = Path(folder)
     nets = {}
@@ -294,7 +299,7 @@ def load_judges(folder: str | Path = JUDGES_DIR) -> Judges:
             raise ModelError(f"{path} not found: train the judges with `python -m ddb_core bench judges`")
         net = _net()
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        nets[name] = net.eval()
+        nets[name] = place(net, device, what=f"judge ({name})").eval()
     return Judges(**nets)
 
 
@@ -308,11 +313,11 @@ def _fit(net, x, y, cfg: JudgeTrainConfig, tracker, done: int, total: int):
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=steps)
     net.train()
     for _epoch in range(cfg.epochs):
-        order = torch.randperm(len(x), generator=g)
+        order = torch.randperm(len(x), generator=g).to(x.device)
         for b in range(0, len(x), cfg.batch_size):
             idx = order[b:b + cfg.batch_size]
             xb = x[idx]
-            flip = torch.rand(len(idx), generator=g) < 0.5  # a bird faces either way
+            flip = (torch.rand(len(idx), generator=g) < 0.5).to(x.device)  # a bird faces either way
             xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
             loss = F.cross_entropy(net(xb), y[idx])
             opt.zero_grad(set_to_none=True)
@@ -325,21 +330,25 @@ def _fit(net, x, y, cfg: JudgeTrainConfig, tracker, done: int, total: int):
 
 
 def train_judges(cfg: JudgeTrainConfig = JudgeTrainConfig(), out: str | Path = JUDGES_DIR,
-                 on_progress: Optional[ProgressFn] = None) -> dict:
-    """Render the judges' training set, train both judges, check them on held-out judge renders, write them to
-    ``out``; returns the training record (also ``out/judges.json``)."""
+                 on_progress: Optional[ProgressFn] = None, device: str = "cpu") -> dict:
+    """Render the judges' training set, train both judges on ``device`` (the CPU by default), check them on
+    held-out judge renders, write them to ``out``; returns the training record (also ``out/judges.json``)."""
     import torch
 
+    from ..device import place, resolve_device
+
     t0 = time.monotonic()
+    dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
     sets = [render_judge_set(s, cfg.n_train) for s in cfg.train_seeds]
     data = {k: np.concatenate([s[k] for s in sets]) for k in sets[0]}
-    x = _tensor(data["crops"])
+    x = _tensor(data["crops"]).to(dev)
     tracker = ProgressTracker("train judges", 2 * cfg.epochs, on_progress)
-    present = _fit(_net(), x, torch.from_numpy(data["present"]), cfg, tracker, 0, 2 * cfg.epochs)
-    birds = data["present"] == 1
-    which = _fit(_net(), x[torch.from_numpy(birds)], torch.from_numpy(data["which"][birds]), cfg, tracker, cfg.epochs,
-                 2 * cfg.epochs)
+    present = _fit(place(_net(), dev, what="judge training (present)"), x, torch.from_numpy(data["present"]).to(dev),
+                   cfg, tracker, 0, 2 * cfg.epochs)
+    birds = torch.from_numpy(data["present"] == 1).to(dev)
+    which = _fit(place(_net(), dev, what="judge training (which)"), x[birds],
+                 torch.from_numpy(data["which"]).to(dev)[birds], cfg, tracker, cfg.epochs, 2 * cfg.epochs)
     judges = Judges(present, which)
     check = render_judge_set(cfg.check_seed, cfg.n_check)
     p, w = judges.probabilities(check["crops"])

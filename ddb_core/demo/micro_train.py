@@ -358,7 +358,7 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     import torch
     import torch.nn.functional as F
 
-    from ..device import resolve_device
+    from ..device import place, resolve_device
 
     out, ckdir = Path(out_dir), Path(out_dir) / "checkpoints"
     if out.exists() and not out.is_dir():
@@ -380,7 +380,8 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     if cfg.crop_scale:
         images, obj_masks = crop_corpus(images, obj_masks, size, cfg.crop_scale, np.random.default_rng([cfg.corpus_seed, 17]))
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-    vae.to(device), unet.to(device), enc.to(device)
+    for part, name in ((vae, "vae"), (unet, "unet"), (enc, "text encoder")):
+        place(part, device, what=f"micro model training ({name})")
     state_file = ckdir / "state.pt"
     state = torch.load(state_file, map_location="cpu", weights_only=True) if state_file.exists() else None
     extended_from = None
