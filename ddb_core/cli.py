@@ -463,7 +463,12 @@ def _select_args(p):
 
     sc = SelectionConfig()
     _add_project(p)
-    p.add_argument("--k", type=float, default=sc.k, help="images per class: a count (>= 1) or a fraction (< 1) (default: %(default)s)")
+    p.add_argument("--k", type=float, nargs="+", default=None, metavar="K",
+                   help=f"source images per class: one count (>= 1) or fraction (< 1) for every class, or one count per "
+                        f"class in class order (default: {sc.k:g})")
+    p.add_argument("--k-total", type=int, default=0, metavar="N",
+                   help="instead of --k: N source images in all, as even over the classes as their sizes allow (a "
+                        "small class gives all it has, the others the rest)")
     p.add_argument("--ti-size", type=int, default=sc.ti_size, help="inversion images per class (default: %(default)s)")
     p.add_argument("--ti-source", default=sc.ti_source, choices=list(TI_SOURCES),
                    help="high_loss: highest-loss train images (no group labels); random: a seeded random sample of the "
@@ -478,7 +483,18 @@ def _select(a, progress):
     from .method.selection import SelectionConfig
 
     project = _open(a)
-    res = api.select(project, SelectionConfig(k=a.k, ti_size=a.ti_size, ti_source=a.ti_source, seed=a.seed))
+    if a.k_total and a.k is not None:
+        raise ConfigError("give --k or --k-total, not both")
+    ks = a.k or [SelectionConfig().k]
+    per_class = len(ks) > 1
+    if per_class and any(k != int(k) or k < 0 for k in ks):
+        raise ConfigError(f"--k with one value per class takes whole counts >= 0, got {' '.join(f'{k:g}' for k in ks)}")
+    if per_class and len(ks) != len(project.class_names):
+        raise ConfigError(f"--k: {len(ks)} counts for {len(project.class_names)} classes "
+                          f"({', '.join(project.class_names)}); give one per class, in class order, or one for all")
+    res = api.select(project, SelectionConfig(k=ks[0] if not per_class else SelectionConfig().k,
+                                              k_per_class=tuple(int(k) for k in ks) if per_class else (),
+                                              k_total=a.k_total, ti_size=a.ti_size, ti_source=a.ti_source, seed=a.seed))
     for label, name in enumerate(project.class_names):
         print(f"{name}: {res.sources[label]} source images, {res.inversion[label]} inversion images, "
               f"Psi = {res.Psi[label]:.4f} (Eq. 3)")
@@ -1631,9 +1647,9 @@ def _check_args(a) -> None:
             if isinstance(v, int) and not 0 <= v < SQLITE_INT:
                 raise ConfigError(f"{name.rstrip('s')} {v} is not an id of this project (ids are whole numbers from 1 to "
                                   f"{SQLITE_INT - 1})")
-    k = getattr(a, "k", None)
-    if isinstance(k, float) and not math.isfinite(k):
-        raise ConfigError(f"--k must be a finite number (a count >= 1 or a fraction < 1), got {k}")
+    for k in (getattr(a, "k", None) if isinstance(getattr(a, "k", None), list) else [getattr(a, "k", None)]):
+        if isinstance(k, float) and not math.isfinite(k):
+            raise ConfigError(f"--k must be a finite number (a count >= 1 or a fraction < 1), got {k}")
     m = getattr(a, "momentum", None)
     if m is not None and not 0 <= m < 1:
         raise ConfigError(f"--momentum must be in [0, 1), got {m}")

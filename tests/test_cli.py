@@ -76,6 +76,13 @@ def test_generation_commands_through_a_saved_model_folder(scored_project, tiny_p
     model_dir = tmp_path / "tiny-inpainting"
     tiny_pipe_factory().save_pretrained(model_dir)
     p = ["-p", str(scored_project.root)]
+    assert main(["select", *p, "--k", "1", "3", "--ti-size", "2"]) == 0  # one count per class
+    out = capsys.readouterr().out
+    assert "landbird: 1 source images" in out and "waterbird: 3 source images" in out
+    assert main(["select", *p, "--k-total", "5", "--ti-size", "2"]) == 0  # balanced over the classes
+    assert "landbird: 3 source images" in capsys.readouterr().out
+    assert main(["select", *p, "--k", "1", "2", "3"]) == 2 and "3 counts for 2 classes" in capsys.readouterr().err
+    assert main(["select", *p, "--k", "2", "--k-total", "5"]) == 2 and "not both" in capsys.readouterr().err
     assert main(["select", *p, "--k", "2", "--ti-size", "2"]) == 0
     assert "Psi =" in capsys.readouterr().out
     assert main(["invert", *p, "--model", str(model_dir), "--steps", "2", "--batch-size", "2"]) == 0

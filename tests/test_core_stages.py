@@ -39,6 +39,27 @@ def test_selection_takes_the_lowest_per_sample_losses_and_computes_Psi(scored_pr
         SelectionConfig(k=2.5)
 
 
+def test_k_per_class_and_a_balanced_total(scored_project):
+    """K per class as given (capped at the class's size); a total split as evenly as the class sizes allow, as a
+    CelebA recipe needs (24,267 blond training images against 138,503 others: 120,000 in all is 95,733 + 24,267)."""
+    from ddb_core.method.selection import balanced_counts, class_counts
+
+    assert balanced_counts(120_000, [138_503, 24_267]) == [95_733, 24_267]
+    assert balanced_counts(10, [3, 3, 100]) == [3, 3, 4] and balanced_counts(7, [5, 5]) == [4, 3]
+    assert balanced_counts(50, [10, 20]) == [10, 20] and balanced_counts(0, [4, 4]) == [0, 0]
+    assert class_counts(SelectionConfig(k_per_class=(5, 500)), [10, 20]) == [5, 20]
+    assert class_counts(SelectionConfig(k=0.5), [10, 21]) == [5, 10] and class_counts(SelectionConfig(k=4), [10, 2]) == [4, 2]
+    with pytest.raises(ConfigError, match="2 counts for 3 classes"):
+        class_counts(SelectionConfig(k_per_class=(1, 2)), [4, 4, 4])
+    with pytest.raises(ConfigError, match="not both"):
+        SelectionConfig(k_per_class=(1, 2), k_total=3)
+    sizes = [sum(1 for r in scored_project.samples("train") if r["label"] == c) for c in (0, 1)]
+    res = select(scored_project, SelectionConfig(k_per_class=(2, 5), ti_size=2))
+    assert res.sources == {0: min(2, sizes[0]), 1: min(5, sizes[1])}
+    res = select(scored_project, SelectionConfig(k_total=9, ti_size=2))
+    assert sum(res.sources.values()) == min(9, sum(sizes)) and abs(res.sources[0] - res.sources[1]) <= 1
+
+
 def test_val_minority_inversion_set_uses_the_rarest_group(scored_project):
     select(scored_project, SelectionConfig(k=2, ti_size=50, ti_source="val_minority"))
     rows = selected(scored_project, "inversion", 1)

@@ -32,6 +32,8 @@ TI_SOURCES = ("high_loss", "random", "val_minority")
 @dataclass(frozen=True)
 class SelectionConfig:
     k: float = 0.5  # per class: a count (>= 1) or a fraction of the class's training images (< 1)
+    k_per_class: tuple[int, ...] = ()  # a count for each class, in class order (instead of ``k``)
+    k_total: int = 0  # a total over the classes, as even as the class sizes allow (instead of ``k``)
     ti_size: int = 30  # images per class for textual inversion (paper: 20-40; 0 = plain prompt)
     ti_source: str = "high_loss"  # high_loss | random (no group labels) | val_minority (val group labels)
     seed: int = 0  # ti_source "random" only
@@ -41,6 +43,14 @@ class SelectionConfig:
             raise ConfigError(f"k must be a positive count or fraction, got {self.k}")
         if self.k >= 1 and self.k != int(self.k):
             raise ConfigError(f"k >= 1 is a count and must be a whole number, got {self.k}")
+        if self.k_per_class and self.k_total:
+            raise ConfigError("give K per class or a total, not both")
+        if any(int(k) != k or k < 0 for k in self.k_per_class):
+            raise ConfigError(f"K per class must be whole numbers >= 0, got {list(self.k_per_class)}")
+        if self.k_per_class and not any(self.k_per_class):
+            raise ConfigError("K per class is 0 for every class: nothing would be generated")
+        if self.k_total < 0 or int(self.k_total) != self.k_total:
+            raise ConfigError(f"the total K must be a whole number >= 1, got {self.k_total}")
         if self.ti_size < 0:
             raise ConfigError(f"ti_size must be >= 0, got {self.ti_size}")
         if self.ti_source not in TI_SOURCES:
@@ -53,6 +63,35 @@ class SelectionSummary:
     sources: dict[int, int]  # class -> |D_i|
     inversion: dict[int, int]  # class -> TI set size
     Psi: dict[int, float]  # Eq. 3
+
+
+def balanced_counts(total: int, sizes: list[int]) -> list[int]:
+    """``total`` split over classes of ``sizes`` training images as evenly as they allow: each class gets an equal
+    share, a class with fewer images gives all it has, and what it cannot give goes to the others in equal shares
+    (the first classes take the remainder of an uneven split). At most ``sum(sizes)`` in all."""
+    counts = [0] * len(sizes)
+    left, open_ = min(int(total), sum(sizes)), [c for c, n in enumerate(sizes) if n > 0]
+    while left > 0 and open_:
+        share, extra = divmod(left, len(open_))
+        for rank, c in enumerate(open_):
+            take = min(sizes[c] - counts[c], share + (1 if rank < extra else 0))
+            counts[c] += take
+            left -= take
+        open_ = [c for c in open_ if counts[c] < sizes[c]]
+    return counts
+
+
+def class_counts(cfg: SelectionConfig, sizes: list[int]) -> list[int]:
+    """How many source images each class gives (``sizes``: its training images): ``k_per_class`` as given,
+    ``k_total`` balanced (``balanced_counts``), else ``k`` for each class (a count, or a fraction of the class)."""
+    if cfg.k_per_class:
+        if len(cfg.k_per_class) != len(sizes):
+            raise ConfigError(f"K per class: {len(cfg.k_per_class)} counts for {len(sizes)} classes; give one per class, "
+                              f"in class order")
+        return [min(int(k), n) for k, n in zip(cfg.k_per_class, sizes)]
+    if cfg.k_total:
+        return balanced_counts(cfg.k_total, sizes)
+    return [min(int(cfg.k) if cfg.k >= 1 else max(1, round(cfg.k * n)), n) for n in sizes]
 
 
 def _scored_train_rows(project: Project, model_id: int) -> list[dict]:
@@ -99,12 +138,14 @@ def select(project: Project, cfg: SelectionConfig = SelectionConfig()) -> Select
     n_classes = len(project.class_names)
     sources, inversion = {}, {}
     out_rows = []
+    by_class = [sorted((r for r in rows if r["label"] == label), key=lambda r: (r["erm_loss"], r["id"]))
+                for label in range(n_classes)]
+    counts = class_counts(cfg, [len(c) for c in by_class])
     for label in range(n_classes):
-        cls = sorted((r for r in rows if r["label"] == label), key=lambda r: (r["erm_loss"], r["id"]))
+        cls = by_class[label]
         if not cls:
             raise ProjectError(f"class {label} ({project.class_names[label]!r}) has no training image")
-        k = int(cfg.k) if cfg.k >= 1 else max(1, round(cfg.k * len(cls)))
-        chosen = cls[:min(k, len(cls))]
+        chosen = cls[:counts[label]]
         out_rows += [{"erm_model_id": erm["id"], "purpose": "source", "label": label, "sample_id": r["id"],
                       "rank": i, "loss": r["erm_loss"]} for i, r in enumerate(chosen)]
         sources[label] = len(chosen)
