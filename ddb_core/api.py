@@ -191,12 +191,30 @@ def invert(project: Project, labels=None, cfg=None, *, inpainter=None, on_progre
 
 
 def compute_masks(project: Project, *, masker=None, labels=None, on_progress=None, cancel=None,
-                  device: Optional[str] = None) -> dict[str, int]:
+                  device: Optional[str] = None, engine=None, name: Optional[str] = None,
+                  options: Optional[dict] = None) -> dict[str, int]:
+    """The masks of the selected source images. ``engine`` (default: the project's setting): with Ray, the workers
+    load the masker (``name``/``options``, default the project's) on the GPU each reserves; this process only writes."""
     from .generation import compute_selected_masks
 
-    masker = masker or load_masker(project, device=device)
-    with project.recorded_run("mask", {"masker": masker.name, "params": masker.params(), "labels": labels}):
-        return compute_selected_masks(project, masker, labels, on_progress=on_progress, cancel=cancel)
+    engine = engine or engine_config(project)
+    if masker is None:
+        masker = remote(project, name, options, device) if engine.kind == "ray" else load_masker(project, name, options,
+                                                                                                 device=device)
+    with project.recorded_run("mask", {"masker": masker.name, "params": masker.params(), "labels": labels,
+                                       "engine": engine.kind}):
+        return compute_selected_masks(project, masker, labels, on_progress=on_progress, cancel=cancel, engine=engine)
+
+
+def remote(project: Project, name: Optional[str] = None, options: Optional[dict] = None, device: Optional[str] = None):
+    """The project's masker (or ``name`` with ``options``) as the Ray workers will build it (``RemoteMasker``), on
+    ``device`` (default: the project's; a worker's GPU is the one it reserved)."""
+    from .method.masking import remote_masker
+
+    s = pipeline_settings(project)
+    name = name or s["masker"]
+    opts = options if options is not None else (s["masker_options"] if name == s["masker"] else {})
+    return remote_masker(name, opts, project, compute_device(project, device))
 
 
 def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=None, masker=None,
@@ -210,7 +228,9 @@ def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=
     inpaint = inpaint or InpaintConfig(model=pipeline_settings(project)["inpaint_model"])
     if engine.kind == "local":
         inpainter = inpainter or load_inpainter(project, inpaint.model, inpaint.device, inpaint.dtype)
-    masker = masker or load_masker(project, device=inpaint.device)
+    # on Ray the workers mask what is not masked yet (``ddb mask`` may have done it all): no masker model here
+    masker = masker or (remote(project, device=inpaint.device) if engine.kind == "ray" else
+                        load_masker(project, device=inpaint.device))
     cfg = cfg or GenerationConfig()
     with project.recorded_run("generate", {"pairs": pairs, "generation": asdict(cfg), "inpaint": asdict(inpaint),
                                            "masker": masker.name, "engine": engine.kind}):

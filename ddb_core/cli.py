@@ -546,6 +546,7 @@ def _mask_args(p):
     _add_project(p)
     _add_masker_args(p)
     _add_device_args(p)
+    _add_engine_args(p)
 
 
 @command("mask", "compute the masks of the selected images with a masking backend", _mask_args)
@@ -556,9 +557,13 @@ def _mask(a, progress):
 
     project = _open(a)
     masker, opts, device = None, _masker_options(a), _device(a, project)
+    engine = _engine(a, project)
+    if engine.kind != "local":
+        print(f"engine: {engine.describe()}")
     if a.masker:  # built (and its options checked) first; the project keeps them only once the masks are made
-        masker = load_masker(project, a.masker, opts, device=device)
-    counts = api.compute_masks(project, masker=masker, on_progress=progress, device=device)
+        masker = api.remote(project, a.masker, opts, device) if engine.kind == "ray" else load_masker(
+            project, a.masker, opts, device=device)
+    counts = api.compute_masks(project, masker=masker, on_progress=progress, device=device, engine=engine)
     if a.masker:
         api.set_pipeline_settings(project, masker=a.masker, masker_options=opts)
     progress.close()

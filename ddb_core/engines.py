@@ -1,6 +1,6 @@
-"""Where generation and scoring run: in this process (``local``, the default) or on a Ray cluster (``ray``).
+"""Where masking, generation and scoring run: in this process (``local``, the default) or on a Ray cluster (``ray``).
 
-The job (``generation.generate``, ``generation.score``) stays on the driver: it reads the pending work
+The job (``generation.compute_masks``, ``generation.generate``, ``generation.score``) stays on the driver: it reads the pending work
 from the project database, cuts it into the same batches for either engine, and writes every file
 and row itself, atomically and in the same form, so a project cannot tell which engine made a
 candidate (its provenance is the same). The Ray engine only moves the model calls:
@@ -176,6 +176,39 @@ def _plain_error(error, what: str, index: int) -> Exception:
     if isinstance(error, DDBError):
         return error
     return ProjectError(f"a Ray worker failed on {what} batch {index}: {error}")
+
+
+class MaskActor:
+    """One masker per actor, built from its name and options on the device the worker reserved (GroundingDINO and SAM
+    for langsam). A masker that reads the project (gradcam: its ERM model; provided: the dataset's masks) opens it
+    read-only: only the driver writes."""
+
+    def __init__(self, name: str, options: dict, project_root: str, device: str = "cpu", cpus: float = 1.0):
+        from .method.masking import build_masker
+        from .store import Project
+
+        _threads(cpus)
+        project = Project(project_root, read_only=True) if name in ("gradcam", "provided") else None
+        self.masker = build_masker(name, project=project, device=device, **options)
+        self._call = _errors_as_results(self._mask)
+
+    def _mask(self, job: dict) -> list:
+        from .work import mask_batch
+
+        return mask_batch(self.masker, job["items"])
+
+    def __call__(self, batch: dict) -> dict:
+        return self._call(batch)
+
+
+def mask_on_ray(engine: EngineConfig, spec: tuple[str, dict], project_root: Path, batches: list[list[dict]],
+                cancel: Optional[CancelToken] = None, device: str = "auto") -> Iterable[tuple[int, list]]:
+    """(batch index, one ``MaskResult`` per item) for each batch, as the workers finish them."""
+    name, options = spec
+    kw = {"name": name, "options": options, "project_root": str(Path(project_root).resolve()),
+          "device": worker_device(engine, device), "cpus": engine.cpus_per_worker}
+    payloads = [pickle.dumps({"items": b}) for b in batches]
+    yield from run_on_ray(engine, MaskActor, kw, payloads, cancel, "masking")
 
 
 class InpaintActor:

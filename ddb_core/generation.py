@@ -83,12 +83,21 @@ def object_word(project: Project, label: int) -> str:
 
 
 def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, batch_size: int = 16,
-                  on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> dict[int, dict]:
+                  on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
+                  engine: Optional[EngineConfig] = None) -> dict[int, dict]:
     """Mask rows (sample id -> row) for ``sample_rows``, computing and storing the missing ones.
 
     The database changes only when every mask is computed, in one transaction: until then each finished
     batch is kept beside its mask files (``staged.jsonl``), so a cancelled, failed or killed run changes
-    nothing in the database and the same command resumes from the staged batches."""
+    nothing in the database and the same command resumes from the staged batches. ``engine`` (default local):
+    with Ray, the workers build the masker (``masker`` is then a ``RemoteMasker``: its name, options and
+    parameters) and run the same batches; this process alone writes the files, the staged lines and the rows."""
+    from .method.masking import RemoteMasker
+
+    engine = engine or EngineConfig()
+    if isinstance(masker, RemoteMasker) and engine.kind != "ray":
+        raise ConfigError(f"the {masker.name} masker of this run was left for the Ray workers; use the Ray engine or "
+                          "load the masker here")
     params = masker.params()
     ph = params_hash(params)
     folder = project.root / "masks" / f"{masker.name}-{ph}"
@@ -106,19 +115,19 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
                 staged[r["sample_id"]] = r
     todo = [s for s in sample_rows if s["id"] not in have and s["id"] not in staged]
     tracker = ProgressTracker(f"mask ({masker.name})", len(sample_rows), on_progress, len(sample_rows) - len(todo))
-    for start in range(0, len(todo), batch_size):
-        check_cancel(cancel, "between mask batches")
-        batch = todo[start:start + batch_size]
-        images = [load_rgb(project.dataset_path(s["path"])) for s in batch]
-        results: list[Optional[MaskResult]] = [None] * len(batch)
-        for label in sorted({s["label"] for s in batch}):  # one masker call per class: one prompt each
-            idx = [k for k, s in enumerate(batch) if s["label"] == label]
-            out = masker.mask([images[k] for k in idx], object_word(project, label), samples=[batch[k] for k in idx])
-            for k, res in zip(idx, out):
-                results[k] = res
+    # each batch holds one class's images (one prompt per masker call), as it always has: a detector pads a batch's
+    # images together, so a mask does not depend on another class's images
+    batches = []
+    for label in sorted({s["label"] for s in todo}):
+        of_class = [s for s in todo if s["label"] == label]
+        word = object_word(project, label)
+        batches += [[{"sample": dict(s), "image_path": str(project.dataset_path(s["path"]).resolve()), "word": word}
+                     for s in of_class[start:start + batch_size]] for start in range(0, len(of_class), batch_size)]
+
+    def store(batch: list[dict], results: list[MaskResult]) -> None:
         rows = []
-        for s, res in zip(batch, results):
-            path = None
+        for it, res in zip(batch, results):
+            s, path = it["sample"], None
             if res.status == "ok":
                 path = folder / f"{s['id']}.png"
                 _write_png(path, res.mask)
@@ -134,6 +143,21 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
             f.write("".join(json.dumps(r) + "\n" for r in rows))
         staged.update((r["sample_id"], r) for r in rows)
         tracker.update(tracker.done + len(batch), f"{sum(r['status'] == 'ok' for r in rows)}/{len(rows)} found")
+
+    if engine.kind == "local":
+        from .work import mask_batch
+
+        for batch in batches:
+            check_cancel(cancel, "between mask batches")
+            store(batch, mask_batch(masker, batch))
+    elif batches:
+        from .engines import mask_on_ray
+
+        spec = (masker.name, masker.options) if isinstance(masker, RemoteMasker) else None
+        if spec is None:
+            raise ConfigError("masking on Ray needs the masker as a RemoteMasker (method.masking.remote_masker)")
+        for k, results in mask_on_ray(engine, spec, project.root, batches, cancel, device=masker.device):
+            store(batches[k], results)
     if staged:
         with project.write():  # every staged mask at once
             project.db["masks"].insert_all(list(staged.values()))
@@ -144,14 +168,15 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
 
 
 def compute_selected_masks(project: Project, masker: Masker, labels: Optional[Sequence[int]] = None, *,
-                           on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> dict[str, int]:
-    """Masks of the selected source images (D_i) of ``labels`` (default: every class); counts by status."""
+                           on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
+                           engine: Optional[EngineConfig] = None) -> dict[str, int]:
+    """Masks of the selected source images (D_i) of ``labels`` (default: every class); counts by status. The
+    classes' images are masked as one run (on Ray, one pool of workers for them all)."""
     labels = range(len(project.class_names)) if labels is None else labels
     counts = {"ok": 0, "no_detection": 0}
-    for label in labels:
-        for m in compute_masks(project, masker, selected(project, "source", label), on_progress=on_progress,
-                               cancel=cancel).values():
-            counts[m["status"]] = counts.get(m["status"], 0) + 1
+    rows = [r for label in labels for r in selected(project, "source", label)]
+    for m in compute_masks(project, masker, rows, on_progress=on_progress, cancel=cancel, engine=engine).values():
+        counts[m["status"]] = counts.get(m["status"], 0) + 1
     return counts
 
 
@@ -286,7 +311,7 @@ def generate(project: Project, inpainter: Optional[Inpainter], masker: Masker,
                 summary[f"{i}->{j}"] = {"sources": 0, "no_detection": 0, "candidates": 0}
                 continue
             raise ProjectError(f"no source images selected for class {i}: run `ddb select` first")
-        masks = compute_masks(project, masker, sources, on_progress=on_progress, cancel=cancel)
+        masks = compute_masks(project, masker, sources, on_progress=on_progress, cancel=cancel, engine=engine)
         token_row = latest_token(project, j) if cfg.use_tokens else None
         token = None
         if token_row:
@@ -466,8 +491,6 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
         tracker.update(tracker.done + len(batch))
 
     if engine.kind == "local" and batches:
-        import torch
-
         dev = resolve_device(device)
         half = ig_half(ig_dtype, dev)
         model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"],

@@ -1,4 +1,4 @@
-"""The units of work of generation and scoring, as every engine runs them: read one batch's inputs
+"""The units of work of masking, generation and scoring, as every engine runs them: read one batch's inputs
 from their files and run the model on them. The local engine calls these in its own process, the Ray
 engine (``engines``) in its actors, so both make the same pixels and the same scores from the same
 inputs. An item names its files by absolute path; nothing here writes.
@@ -12,6 +12,19 @@ import numpy as np
 
 from .errors import ProjectError
 from .imaging import load_mask, load_rgb
+
+
+def mask_batch(masker, items: Sequence[dict]) -> list:
+    """One ``MaskResult`` per item (``image_path``, ``sample``: its samples row, ``word``: its class's object word):
+    one masker call per class in the batch, one prompt each."""
+    images = [load_rgb(it["image_path"]) for it in items]
+    results: list = [None] * len(items)
+    for label in sorted({it["sample"]["label"] for it in items}):
+        idx = [k for k, it in enumerate(items) if it["sample"]["label"] == label]
+        out = masker.mask([images[k] for k in idx], items[idx[0]]["word"], samples=[items[k]["sample"] for k in idx])
+        for k, res in zip(idx, out):
+            results[k] = res
+    return results
 
 
 def inpaint_batch(inpainter, items: Sequence[dict], cfg) -> list[np.ndarray]:

@@ -468,6 +468,35 @@ _BACKEND_OPTIONS = {
 }
 
 
+class RemoteMasker:
+    """A masker that runs on the Ray engine's workers only: its name, its options and the parameters the same
+    masker built here would have (so its masks are stored, found again and reused under the same parameter set),
+    without loading its models in this process. ``mask`` is refused here."""
+
+    def __init__(self, name: str, options: dict, params: dict, device: str = "auto"):
+        self.name, self.options, self._params, self.device = name, dict(options), dict(params), device
+
+    def params(self) -> dict:
+        return dict(self._params)
+
+    def mask(self, images, prompt, samples=None):
+        raise ConfigError(f"the {self.name} masker of this run is loaded on the Ray workers, not in this process")
+
+
+def remote_masker(name: str, options: dict, project=None, device: str = "auto") -> RemoteMasker:
+    """The ``RemoteMasker`` of ``build_masker(name, device=device, **options)``: langsam's parameters from its options
+    alone (its models are not loaded here); the other maskers are small, built on the CPU to read theirs."""
+    check_masker_options(name, options, stored=False)
+    if name == "langsam":
+        load_opts = _params(LangSAMMasker.load, ("cls",))
+        sam = options.get("sam", "sam_vit_b")
+        ids = {"dino": str(options.get("dino", "IDEA-Research/grounding-dino-tiny")),
+               "sam": str(sam if isinstance(sam, (str, os.PathLike)) else type(sam).__name__)}
+        rest = {k: v for k, v in options.items() if k not in load_opts}
+        return RemoteMasker(name, options, LangSAMMasker(None, None, None, model_ids=ids, **rest).params(), device)
+    return RemoteMasker(name, options, _build(name, project, options, "cpu").params(), device)
+
+
 def _build(name: str, project, options: dict, device: str = "auto") -> Masker:
     if name == "grabcut":
         return GrabCutMasker(**options)
