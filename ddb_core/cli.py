@@ -1495,6 +1495,9 @@ def _fullscale_args(p):
     p.add_argument("--workdir", default="projects/bench/fullscale",
                    help="where the models (built once, about 5 GB) and the project go (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="keep the stages a killed run finished and run the rest")
+    p.add_argument("--replan", action="store_true",
+                   help="run nothing: the 120,000-candidate plan again from the stored run (docs/bench/fullscale.json), "
+                        "its FLOPs counted at CelebA's size, into that file and the README")
     p.add_argument("--no-docs", action="store_true", help="print the result only; do not touch docs/ and README.md")
 
 
@@ -1502,8 +1505,12 @@ def _fullscale_args(p):
          "SAM ViT-H, random weights of the real sizes): seconds, memory and bytes per candidate", _fullscale_args)
 def _bench_fullscale(a, progress):
     from .bench.docs import DOC
-    from .bench.fullscale import bench_fullscale, fullscale_markdown
+    from .bench.fullscale import bench_fullscale, fullscale_markdown, plan_markdown, replan
 
+    if a.replan:
+        res = replan(workdir=a.workdir, write=not a.no_docs)
+        print(plan_markdown(res))
+        return 0
     res = bench_fullscale(a.workdir, doc=None if a.no_docs else DOC,
                           json_path=None if a.no_docs else Path("docs/bench/fullscale.json"), resume=a.resume)
     print(fullscale_markdown(res))

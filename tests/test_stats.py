@@ -118,3 +118,33 @@ def test_a_data_seeds_wall_time_without_the_ablations_leaves_out_only_their_stag
                             "plain prompt: generation": 260.0, "plain prompt: retrain ddb": 190.0}, "resumed": False}
     assert ablation_seconds(pd) == 680.0
     assert ablation_seconds({"stage_seconds": {"data": 10.0, "retrain ddb": 200.0}}) == 0.0
+
+
+def test_the_plans_hours_against_hand_computed_cases():
+    """The plan's arithmetic: stages one after another over every candidate, each spread over the GPUs on Ray."""
+    from ddb_core.bench.fullscale import plan_hours
+
+    sec = {"masking": 0.09, "generation": 0.54, "scoring": 0.018}  # one GPU's seconds per candidate
+    one = plan_hours(sec, 120_000, 1)
+    assert one["by_stage"] == pytest.approx({"masking": 3.0, "generation": 18.0, "scoring": 0.6})
+    assert one["total"] == pytest.approx(21.6)
+    assert plan_hours(sec, 120_000, 4)["total"] == pytest.approx(21.6 / 4)
+    # masking left on one GPU: 3 h whatever the number of GPUs
+    assert plan_hours(sec, 120_000, 16, ("generation", "scoring"))["total"] == pytest.approx(3.0 + 18.6 / 16)
+    assert plan_hours(sec, 0, 4)["total"] == 0
+    with pytest.raises(ValueError):
+        plan_hours(sec, 10, 0)
+
+
+def test_the_plan_counts_flops_as_the_pipeline_runs():
+    """One VAE encode (the masked image) per candidate, 50 guided UNet steps, one decode; masking is GroundingDINO
+    and SAM's encoder; scoring two forwards and 50 forward+backward passes."""
+    from ddb_core.bench.fullscale import per_candidate_flops
+
+    fl = {"text_encoder": 1, "vae_encode": 10, "unet_step_cfg": 100, "vae_decode": 1000, "grounding_dino": 7,
+          "sam_image_encoder": 3, "resnet50_forward": 2, "resnet50_forward_backward": 5}
+    f = per_candidate_flops(fl)
+    assert f == {"generation": 1 + 10 + 50 * 100 + 1000, "masking": 10, "scoring": 2 * 2 + 50 * 5}
+    from ddb_core.method.inpainting import ModelCanvas
+
+    assert ModelCanvas.fit((218, 178), 512).canvas_hw == (512, 424)  # a CelebA image's canvas: 424×512, not 512²

@@ -89,21 +89,32 @@ def sd2_inpainting_components(seed: int = 0) -> dict:
 def grounding_dino_base(folder: Path, seed: int = 0) -> Path:
     """GroundingDINO base (Swin-B, BERT-base) with random weights and its processor, saved in ``folder``."""
     import torch
-    from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
+    from transformers import BertTokenizer, GroundingDinoForObjectDetection, GroundingDinoImageProcessor, GroundingDinoProcessor
 
     torch.manual_seed(seed)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."] + list(WORDS)
     processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(),
                                        tokenizer=BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}))
-    config = GroundingDinoConfig(
-        backbone_config=SwinConfig(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12,
-                                   image_size=384, out_features=["stage2", "stage3", "stage4"]),
-        text_config=BertConfig())  # bert-base-uncased: 12 layers, width 768, 30,522 rows
-    model = GroundingDinoForObjectDetection(config)
+    model = GroundingDinoForObjectDetection(_dino_config())
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    return folder
+
+
+def _dino_config():
+    """GroundingDINO base: Swin-B backbone, BERT-base text encoder (12 layers, width 768, 30,522 rows)."""
+    from transformers import BertConfig, GroundingDinoConfig, SwinConfig
+
+    return GroundingDinoConfig(
+        backbone_config=SwinConfig(embed_dim=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32], window_size=12,
+                                   image_size=384, out_features=["stage2", "stage3", "stage4"]),
+        text_config=BertConfig())
+
+
+def grounding_dino_config(folder: Path) -> Path:
+    """GroundingDINO base's configuration alone (what ``model_flops`` needs), saved in ``folder``."""
+    _dino_config().save_pretrained(folder)
     return folder
 
 
@@ -156,24 +167,30 @@ def _count(fn) -> int:
     return int(m.get_total_flops())
 
 
-def model_flops(dino_folder: Path, image_hw: tuple[int, int] = (375, 500)) -> dict[str, int]:
+def model_flops(dino_folder: Path, image_hw: tuple[int, int] = (375, 500), resolution: int = 512) -> dict[str, int]:
     """Floating-point operations of each model call one candidate needs, counted by torch's
     ``FlopCounterMode`` (matrix products and convolutions) on the real architectures: on the meta
-    device (no memory, no time) where the model allows, GroundingDINO on the CPU. Device-independent:
-    with a GPU's sustained throughput they give its time."""
+    device (no memory, no time) where the model allows, GroundingDINO on the CPU. Everything at the size the
+    pipeline runs an image of ``image_hw`` (h, w): the UNet and the VAE on its canvas (longer side
+    ``resolution``, aspect ratio kept, padded to multiples of 8: ``ModelCanvas``), GroundingDINO at its processor's
+    size for that image (shorter side 800, longer at most 1333), SAM at 1024, the ResNet-50 at 224.
+    Device-independent: with a GPU's sustained throughput they give its time."""
     import torch
     import torchvision
     from segment_anything import sam_model_registry
     from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
 
-    out = {}
+    from ..method.inpainting import ModelCanvas
+
+    ch, cw = ModelCanvas.fit(image_hw, resolution).canvas_hw
+    out = {"canvas_hw": [ch, cw], "image_hw": list(image_hw)}
     with torch.device("meta"):
         parts = sd2_inpainting_components()
         unet, vae, te = parts["unet"], parts["vae"], parts["text_encoder"]
-        out["unet_step_cfg"] = _count(lambda: unet(torch.randn(2, 9, 64, 64), torch.tensor([500, 500]),
+        out["unet_step_cfg"] = _count(lambda: unet(torch.randn(2, 9, ch // 8, cw // 8), torch.tensor([500, 500]),
                                                    encoder_hidden_states=torch.randn(2, 77, 1024)))
-        out["vae_encode"] = _count(lambda: vae.encode(torch.randn(1, 3, 512, 512)))
-        out["vae_decode"] = _count(lambda: vae.decode(torch.randn(1, 4, 64, 64)))
+        out["vae_encode"] = _count(lambda: vae.encode(torch.randn(1, 3, ch, cw)))
+        out["vae_decode"] = _count(lambda: vae.decode(torch.randn(1, 4, ch // 8, cw // 8)))
         out["text_encoder"] = _count(lambda: te(torch.zeros(2, 77, dtype=torch.long)))
         del parts, unet, vae, te
         sam = sam_model_registry["vit_h"]()
@@ -183,10 +200,11 @@ def model_flops(dino_folder: Path, image_hw: tuple[int, int] = (375, 500)) -> di
         x = torch.randn(1, 3, 224, 224, requires_grad=True)
         out["resnet50_forward"] = _count(lambda: r50(x))
         out["resnet50_forward_backward"] = _count(lambda: r50(x)[:, 1].sum().backward())
-    # GroundingDINO at the processor's size for a Waterbirds image (shorter side 800)
+    # GroundingDINO at the processor's size for this image (shorter side 800, longer at most 1333)
     h, w = image_hw
-    f = 800 / min(h, w)
-    ph, pw = round(h * f), min(1333, round(w * f))
+    f = min(800 / min(h, w), 1333 / max(h, w))
+    ph, pw = round(h * f), round(w * f)
+    out["dino_input_hw"] = [ph, pw]
     torch.manual_seed(0)  # FLOPs are device-independent: counted on the CPU, the model is not used for a stage
     dino = GroundingDinoForObjectDetection(GroundingDinoConfig.from_pretrained(dino_folder)).eval()
     with torch.no_grad():
@@ -196,14 +214,29 @@ def model_flops(dino_folder: Path, image_hw: tuple[int, int] = (375, 500)) -> di
     return out
 
 
-def per_candidate_flops(fl: dict[str, int], steps: int = 50, ig_steps: int = 50) -> dict[str, float]:
-    """FLOPs per candidate by stage at ``steps`` denoising steps: generation (text encoder, two VAE
-    encodes — the image and the masked image —, ``steps`` UNet calls with classifier-free guidance
-    in one batch, one decode), masking (GroundingDINO + SAM's image encoder; its prompt decoder is
-    negligible), scoring (two forwards for ψ, ``ig_steps`` forward+backward passes for IG)."""
-    return {"generation": fl["text_encoder"] + 2 * fl["vae_encode"] + steps * fl["unet_step_cfg"] + fl["vae_decode"],
+def per_candidate_flops(fl: dict, steps: int = 50, ig_steps: int = 50) -> dict[str, float]:
+    """FLOPs per candidate by stage at ``steps`` denoising steps, as the pipeline runs: generation (the text encoder,
+    one VAE encode — the 9-channel pipeline encodes the masked image once; the image itself is not encoded —,
+    ``steps`` UNet calls with classifier-free guidance in one batch, one decode), masking (GroundingDINO + SAM's image
+    encoder; its prompt decoder is negligible), scoring (two forwards for ψ, ``ig_steps`` forward+backward passes
+    for IG)."""
+    return {"generation": fl["text_encoder"] + fl["vae_encode"] + steps * fl["unet_step_cfg"] + fl["vae_decode"],
             "masking": fl["grounding_dino"] + fl["sam_image_encoder"],
             "scoring": 2 * fl["resnet50_forward"] + ig_steps * fl["resnet50_forward_backward"]}
+
+
+STAGES = ("masking", "generation", "scoring")  # run one after another, each over every candidate
+
+
+def plan_hours(seconds_per_candidate: dict[str, float], n: int, gpus: int, on_ray=STAGES) -> dict:
+    """Hours for ``n`` candidates on ``gpus`` GPUs. The stages run one after another, each over every candidate
+    (``ddb mask``, ``ddb generate``, ``ddb score``); a stage in ``on_ray`` is spread over the GPUs (one worker per GPU
+    holding its own models, no loss between them), any other runs on one GPU. ``seconds_per_candidate``: one GPU's
+    seconds per candidate by stage."""
+    if gpus < 1 or n < 0:
+        raise ValueError(f"gpus must be >= 1 and n >= 0, got gpus={gpus}, n={n}")
+    by_stage = {k: n * sec / (gpus if k in on_ray else 1) / 3600 for k, sec in seconds_per_candidate.items()}
+    return {"gpus": gpus, "by_stage": by_stage, "total": sum(by_stage.values())}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,6 +393,7 @@ def bench_fullscale(workdir: str | os.PathLike = "projects/bench/fullscale", doc
     storage = _storage(proj)
     log("[fullscale] counting the models' floating-point operations")
     flops = model_flops(Path(paths["dino"]))
+    flops_celeba = model_flops(Path(paths["dino"]), (CELEBA_SIZE[1], CELEBA_SIZE[0]))
     n = len(ids)
     per = lambda s: (stages[s]["seconds"] - stages[s]["load_seconds"]) / n
     gen = stages["generate"]
@@ -391,7 +425,8 @@ def bench_fullscale(workdir: str | os.PathLike = "projects/bench/fullscale", doc
         "resumed_stages": sorted(resumed),
         "command": "ddb bench fullscale",
     }
-    res["plan_120k"] = plan_120k(res)
+    res["flops_celeba"] = flops_celeba
+    res["plan_120k"] = plan_120k(res, flops_celeba)
     from .docs import write_result, write_section
 
     write_result(res, doc, json_path, "fullscale", fullscale_markdown(res))
@@ -407,28 +442,63 @@ GPU_UTILISATION = 0.4  # assumed sustained share of the peak for these models in
 PAPER_CELEBA = {"candidates": 122_000, "hours": 5.0}  # Table 2 (120,000 + 2,000 generated) and Table 9 (one A100)
 
 
-def plan_120k(res: dict, n: int = 120_000) -> dict:
-    """Time and disk for ``n`` CelebA candidates: on 1, 4 and 16 GPUs from the counted FLOPs at an
-    assumed sustained throughput, on this machine's CPU from its measured seconds, and disk from the
-    measured bytes of a CelebA-size candidate."""
-    f = res["flops_per_candidate_50_steps"]
+# CelebA's training split (Blond_Hair): the recipe's K per class comes from these sizes
+CELEBA_TRAIN = {"not blond": 138_503, "blond": 24_267}
+
+
+def thumbnail_bytes(size_wh: tuple[int, int] = CELEBA_SIZE, seed: int = 0) -> int:
+    """Bytes of the gallery thumbnail (``thumbnails.py``: JPEG, longer side 96) of a generated picture of
+    ``size_wh``, drawn as the full-size run's dataset draws them."""
+    import io
+
+    from PIL import Image
+
+    from ..thumbnails import QUALITY, make_thumbnail
+
+    img = _picture(np.random.default_rng(seed), size_wh[0], size_wh[1], 0)
+    buf = io.BytesIO()
+    Image.fromarray(make_thumbnail(img)).save(buf, format="JPEG", quality=QUALITY)
+    return len(buf.getvalue())
+
+
+def plan_120k(res: dict, celeba_flops: Optional[dict] = None, n: int = 120_000) -> dict:
+    """Time and disk for ``n`` CelebA candidates: on 1, 4 and 16 GPUs from the FLOPs counted at CelebA's size (its
+    424×512 canvas, GroundingDINO at its processor's size) at an assumed sustained throughput, every stage on Ray
+    (``plan_hours``); on this machine's CPU extrapolated from its measured seconds; disk from the measured bytes of a
+    CelebA-size candidate and its thumbnail. K per class as ``ddb select --k-total n`` makes it on CelebA's sizes."""
+    from ..method.selection import balanced_counts
+
+    fl = celeba_flops or res["flops"]
+    f = per_candidate_flops(fl)
     total_flops = sum(f.values())
     sustained = GPU_PEAK_TFLOPS * GPU_UTILISATION * 1e12
-    gpu_s = total_flops / sustained
+    gpu_s = {k: v / sustained for k, v in f.items()}
     pc = res["per_candidate_seconds"]
     cpu_s = res["diffusion_50_steps_seconds_per_candidate"] + pc["mask"] + pc["score_50_ig_steps"] + pc["storage"]
     sizes = res["storage"]["by_source_size"]
     celeba = sizes.get(f"{CELEBA_SIZE[0]}x{CELEBA_SIZE[1]}") or next(iter(sizes.values()))
     wb = sizes.get(f"{WATERBIRDS_SIZE[0]}x{WATERBIRDS_SIZE[1]}") or celeba
+    thumb = thumbnail_bytes()
     paper_s = PAPER_CELEBA["hours"] * 3600 / PAPER_CELEBA["candidates"]
+    k = balanced_counts(n, list(CELEBA_TRAIN.values()))
     return {
-        "candidates": n, "flops_per_candidate": total_flops, "flops_by_stage": f,
+        "candidates": n, "k_per_class": dict(zip(CELEBA_TRAIN, k)), "celeba_train": CELEBA_TRAIN,
+        "flops_at": {"canvas_hw": fl.get("canvas_hw"), "dino_input_hw": fl.get("dino_input_hw"),
+                     "image_hw": fl.get("image_hw")},
+        "flops_per_candidate": total_flops, "flops_by_stage": f,
         "gpu": GPU, "gpu_peak_tflops": GPU_PEAK_TFLOPS, "gpu_utilisation_assumed": GPU_UTILISATION,
-        "gpu_seconds_per_candidate": gpu_s,
-        "hours_on_gpus": {str(g): n * gpu_s / g / 3600 for g in (1, 4, 16)},
-        "cpu_seconds_per_candidate": cpu_s, "cpu_days": n * cpu_s / 86400,
-        "disk_bytes_per_candidate": {"celeba": celeba["total"], "waterbirds": wb["total"]},
-        "disk_gb": n * celeba["total"] / 1e9, "disk_gb_ig_float32_before": n * CELEBA_SIZE[0] * CELEBA_SIZE[1] * 4 / 1e9,
+        "gpu_seconds_per_candidate": sum(gpu_s.values()), "gpu_seconds_by_stage": gpu_s,
+        "hours_on_gpus": {str(g): plan_hours(gpu_s, n, g)["total"] for g in (1, 4, 16)},
+        "hours_on_gpus_masking_on_one": {str(g): plan_hours(gpu_s, n, g, ("generation", "scoring"))["total"]
+                                         for g in (1, 4, 16)},
+        "cpu_seconds_per_candidate": cpu_s, "cpu_days_extrapolated": n * cpu_s / 86400,
+        "cpu_denoising_steps_measured": res.get("denoising_steps", 2),
+        "disk_bytes_per_candidate": {"celeba": celeba["total"] + thumb, "celeba_thumbnail": thumb,
+                                     "waterbirds": wb["total"] + thumbnail_bytes(WATERBIRDS_SIZE)},
+        "disk_gb": n * (celeba["total"] + thumb) / 1e9,
+        "disk_gb_ig_float32_before": n * CELEBA_SIZE[0] * CELEBA_SIZE[1] * 4 / 1e9,
+        "overhead_ratio_cpu_measured": res["overhead_ratio_50_steps"],
+        "overhead_ratio_flops": (f["masking"] + f["scoring"]) / f["generation"],
         "paper_hours": PAPER_CELEBA["hours"], "paper_seconds_per_candidate": paper_s,
         "paper_implied_tflops": total_flops / paper_s / 1e12,
     }
@@ -436,39 +506,76 @@ def plan_120k(res: dict, n: int = 120_000) -> dict:
 
 def plan_markdown(res: dict) -> str:
     p = res["plan_120k"]
-    h = p["hours_on_gpus"]
+    h, h1 = p["hours_on_gpus"], p["hours_on_gpus_masking_on_one"]
     fs = p["flops_by_stage"]
-    on_gpu = res["stages"]["generate"]["cuda_peak_bytes"] is not None
+    at = p["flops_at"]
+    k = p["k_per_class"]
+    canvas = f"{at['canvas_hw'][1]}×{at['canvas_hw'][0]}" if at.get("canvas_hw") else "512×512"
+    dino = f"{at['dino_input_hw'][1]}×{at['dino_input_hw'][0]}" if at.get("dino_input_hw") else "its processor's size"
     return "\n".join([
-        f"Written by `{res['command']}` on {res['device']}; see docs/benchmarks.md, section \"The full-size path\".",
+        f"Written by `{res.get('plan_command', res['command'])}` from the run of `{res['command']}` on {res['device']}; see "
+        f"docs/benchmarks.md, section \"The full-size path\".",
         "",
-        f"| {p['candidates']:,} CelebA candidates, 50 denoising steps at 512 px, LangSAM, 50 IG steps | time | ",
+        f"| {p['candidates']:,} CelebA candidates (`ddb select --k-total {p['candidates']}`: "
+        f"{', '.join(f'{v:,} {c}' for c, v in k.items())}), 50 denoising steps on a {canvas} canvas, LangSAM, 50 IG "
+        f"steps | time |",
         "| --- | ---: |",
         f"| 1 × {p['gpu']} | {h['1']:.1f} h |",
-        f"| 4 × {p['gpu']} (Ray, one model per GPU) | {h['4']:.1f} h |",
+        f"| 4 × {p['gpu']} (Ray, one model per GPU, masking too) | {h['4']:.1f} h |",
         f"| 16 × {p['gpu']} (Ray cluster) | {h['16']:.1f} h |",
         f"| the paper's figure (Table 9, one A100, {PAPER_CELEBA['candidates']:,} candidates) | {p['paper_hours']:.0f} h |",
-        f"| the CPU it ran on, measured | {p['cpu_days']:,.0f} days |",
+        f"| the CPU it ran on, **extrapolated** ({p['cpu_denoising_steps_measured']} denoising steps measured, 50 "
+        f"assumed) | {p['cpu_days_extrapolated']:,.0f} days |",
         "",
         f"The GPU rows are **extrapolations, not measurements**: each candidate needs "
-        f"{p['flops_per_candidate'] / 1e12:.1f} TFLOP (generation {fs['generation'] / 1e12:.1f}, masking "
-        f"{fs['masking'] / 1e12:.1f}, scoring {fs['scoring'] / 1e12:.2f}; counted on the real architectures by torch's "
-        f"FLOP counter), at an assumed {p['gpu_utilisation_assumed']:.0%} of the {p['gpu']}'s "
-        f"{p['gpu_peak_tflops']:.0f} TFLOPS float16 peak, with no loss between GPUs (each Ray worker holds its own "
-        f"models; only the driver writes). "
-        + ("The CPU row is this run's measured cost per candidate (its 50 denoising steps extrapolated from the 2 "
-           "measured, as in the table there)." if not on_gpu else "")
-        + f" The paper's 5 h for {PAPER_CELEBA['candidates']:,} candidates on one A100 would need "
-        f"{p['paper_implied_tflops']:.0f} TFLOPS sustained at these settings, "
+        f"{p['flops_per_candidate'] / 1e12:.1f} TFLOP (generation {fs['generation'] / 1e12:.1f} — one VAE encode of the "
+        f"masked image, 50 UNet steps with classifier-free guidance, one decode, on the {canvas} canvas a 178×218 "
+        f"image gets —, masking {fs['masking'] / 1e12:.1f} — GroundingDINO base at {dino}, SAM ViT-H at 1024 —, "
+        f"scoring {fs['scoring'] / 1e12:.2f}; counted on the real architectures by torch's FLOP counter), at an "
+        f"assumed {p['gpu_utilisation_assumed']:.0%} of the {p['gpu']}'s {p['gpu_peak_tflops']:.0f} TFLOPS float16 "
+        f"peak. The stages run one after another over every candidate, each spread over the GPUs by Ray (`ddb mask "
+        f"--engine ray`, `ddb generate`, `ddb score`), with no loss between GPUs; with masking on one GPU (`ddb mask` "
+        f"without Ray) the rows would be {h1['4']:.1f} h and {h1['16']:.1f} h. The CPU row is this run's measured cost "
+        f"per candidate with its 50 denoising steps extrapolated from the 2 measured. The paper's 5 h for "
+        f"{PAPER_CELEBA['candidates']:,} candidates on one A100 would need {p['paper_implied_tflops']:.0f} TFLOPS "
+        f"sustained at these settings, "
         + ("more than the A100's peak: that run must have used fewer denoising steps, a lower resolution or more than "
            "one GPU." if p["paper_implied_tflops"] > p["gpu_peak_tflops"] else "within the A100's peak.")
-        + f" On a GPU, `ddb bench fullscale` measures instead of assuming.",
+        + " On a GPU, `ddb bench fullscale` measures instead of assuming.",
+        "",
+        f"Two ratios of the work beside the diffusion: **{p['overhead_ratio_cpu_measured']:.2f}** in seconds measured on "
+        f"this CPU (masking + scoring + storage over 50 denoising steps, Waterbirds and CelebA sizes together), "
+        f"**{p['overhead_ratio_flops']:.2f}** in counted FLOPs at CelebA's size (masking + scoring over generation), "
+        f"which is what a GPU's time follows.",
         "",
         f"Disk: {p['disk_bytes_per_candidate']['celeba'] / 1e3:.0f} KB per CelebA-size candidate (image, mask, "
-        f"compact IG map, row; measured), so {p['disk_gb']:.1f} GB for {p['candidates']:,} "
-        f"(the IG maps alone were {p['disk_gb_ig_float32_before']:.1f} GB as float32 at the source's size). "
-        f"A Waterbirds-size candidate takes {p['disk_bytes_per_candidate']['waterbirds'] / 1e3:.0f} KB.",
+        f"compact IG map, row, measured; its gallery thumbnail, {p['disk_bytes_per_candidate']['celeba_thumbnail'] / 1e3:.1f}"
+        f" KB), so {p['disk_gb']:.1f} GB for {p['candidates']:,} (the IG maps alone were "
+        f"{p['disk_gb_ig_float32_before']:.1f} GB as float32 at the source's size). A Waterbirds-size candidate takes "
+        f"{p['disk_bytes_per_candidate']['waterbirds'] / 1e3:.0f} KB.",
     ])
+
+
+def replan(json_path: Path = Path("docs/bench/fullscale.json"), workdir: str | os.PathLike = "projects/bench/fullscale",
+           readme: Optional[Path] = Path("README.md"), write: bool = True) -> dict:
+    """The 120,000-candidate plan again from a stored full-size run (its measured seconds and bytes), with the FLOPs
+    counted now at CelebA's size; with ``write``, into the stored result and the README. The stages are not run."""
+    import json as _json
+
+    res = _json.loads(Path(json_path).read_text())
+    dino = Path(workdir) / "models" / "dino-config"
+    if not (dino / "config.json").is_file():
+        grounding_dino_config(dino)
+    res["flops_celeba"] = model_flops(dino, (CELEBA_SIZE[1], CELEBA_SIZE[0]))
+    res["plan_120k"] = plan_120k(res, res["flops_celeba"])
+    res["plan_command"] = "ddb bench fullscale --replan"
+    if write:
+        Path(json_path).write_text(_json.dumps(res, indent=2, default=str))
+    if write and readme:
+        from .docs import write_section
+
+        write_section(Path(readme), "plan-120k", plan_markdown(res) + "\n")
+    return res
 
 
 def _gib(b) -> str:
