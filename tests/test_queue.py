@@ -172,15 +172,27 @@ def test_review_outcomes_count_what_the_reviewer_changes():
     assert let_in["failures_let_in"] == 1 and let_in["failures_left"] == 4
 
 
-def test_bench_review_needs_two_training_seeds(tmp_path):
-    from dataclasses import replace
+def test_bench_review_averages_random_order_over_many_permutations_and_checks_each_signal():
+    from ddb_core.bench.review import PERMUTATIONS, random_order_figures, review_outcomes, signal_check
 
-    from ddb_core.bench.demo import DemoBenchConfig
-    from ddb_core.bench.review import bench_review
-    from ddb_core.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="two training seeds"):
-        bench_review(replace(DemoBenchConfig(), seeds=(0,)), workdir=str(tmp_path), doc=None)
+    rng = np.random.default_rng(0)
+    auto, reviewer, judge = (rng.random(200) < 0.5 for _ in range(3))
+    figs = random_order_figures(auto, reviewer, judge, (0.0, 0.1), PERMUTATIONS, seed=3)
+    assert PERMUTATIONS >= 20 and len(figs["0.1"]["failures_found"]["values"]) == PERMUTATIONS
+    values = figs["0.1"]["failures_found"]["values"]
+    assert len(set(values)) > 1 and figs["0.1"]["failures_found"]["mean"] == pytest.approx(np.mean(values))
+    assert figs["0"]["failures_found"]["values"] == [0] * PERMUTATIONS
+    # the same permutations for the same seed: the figures can be made again
+    assert random_order_figures(auto, reviewer, judge, (0.1,), PERMUTATIONS, seed=3)["0.1"] == figs["0.1"]
+    one = review_outcomes(auto, reviewer, judge, np.random.default_rng(0).permutation(200), 0.1)[0]
+    assert set(one) == set(figs["0.1"])
+    failure = np.array([True, True, False, False, False, False, True, False])
+    signals = {"good": np.array([1, 0.9, 0, 0, 0.1, 0, 0.6, 0], np.float32),  # flags 3, all failures
+               "none": np.zeros(8, np.float32), "bad": np.array([0, 0, 1, 1, 1, 0, 0, 0.2], np.float32)}
+    c = signal_check(signals, failure)
+    assert c["good"] == {"nonzero": 4, "flagged": 3, "failures_flagged": 3, "share_flagged": 1.0, "share_all": 3 / 8}
+    assert c["none"]["flagged"] == 0 and c["none"]["share_flagged"] is None and c["none"]["nonzero"] == 0
+    assert c["bad"]["share_flagged"] == 0.0 and c["bad"]["nonzero"] == 4
 
 
 def test_the_review_section_states_a_difference_only_where_its_interval_excludes_zero():
@@ -188,19 +200,28 @@ def test_the_review_section_states_a_difference_only_where_its_interval_excludes
 
     fig = {"reviewed": 1, "failures_left": 2, "failures_found": 3, "good_pruned": 0, "accepted": 5,
            "failures_let_in": 1, "good_recovered": 4, "good_lost": 0}
+    from ddb_core.queue import SIGNALS
+
+    sig = {name: {"nonzero": 4, "flagged": 2, "failures_flagged": 2 if name == "near Ψ" else 0} for name in SIGNALS}
     res = {"data_seeds": [0, 1], "command": "python -m ddb_core bench review --data-seeds 0 1", "seconds": 60,
-           "per_data_seed": {d: {"candidates": 10, "reviewer_agrees_with_judge": 0.9,
+           "permutations": 50,
+           "per_data_seed": {d: {"candidates": 10, "judged_failures": 3, "reviewer_agrees_with_judge": 0.9,
+                                 "signals": sig,
                                  "figures": {o: {f"{b:g}": fig for b in BUDGETS} for o in ORDERS}} for d in (0, 1)},
            "found_at_10": {"queue": 6, "random": 2, "rho": 3}, "recovered_at_10": {"queue": 8, "random": 0, "rho": 1},
+           "let_in_at_10": {"queue": 2, "random": 1.5, "rho": 2},
+           "random_range_at_10": {"failures_found": [0, 4], "failures_let_in": [0, 3]},
            "target_met": True,
            "difference": {"wga": {"mean": 0.02, "lo": -0.01, "hi": 0.05, "n_data": 2, "n_values": 6,
                                   "scope": "data seeds", "shown": False},
                           "mean_acc": {"mean": -0.03, "lo": -0.05, "hi": -0.01, "n_data": 2, "n_values": 6,
                                        "scope": "data seeds", "shown": True}}}
     md = review_markdown(res)
-    assert "| queue | 10% | 2 | 4 | 0 | 6 | 2 | 8 | 0 |" in md and "(20 candidates)" in md
-    assert "recovered 8 good candidates that automatic pruning had dropped, random order 0 (— (random order: none))" in md
-    assert "queue found 6 failures, random order 2 (3.0×)" in md and "is met" in md
+    assert "| queue | 10% | 2 | 4 | 0 | 6 | 2 | 8 | 0 |" in md and "(20 candidates, 6 failures by the judge)" in md
+    assert "recovered 8 good candidates that automatic pruning had dropped, random order 0" in md
+    assert "queue found 6 failures and let in 2; random order found 2 (95% of permutations: 0 to 4) and let in 1.5" in md
+    assert "3.0× as many failures" in md and "is met" in md and "mean of 50 permutations" in md
+    assert "| near Ψ | 8 | 4 | 100% | 30% | yes |" in md and "| weak box | 8 | 4 | 0% | 30% | **no** |" in md
     assert "worst-group accuracy: +2.0 points [-1.0, +5.0]: no difference shown" in md
     assert "average accuracy: -3.0 points [-5.0, -1.0]: **lower**" in md
 

@@ -1,15 +1,22 @@
 """What a human look is worth (``ddb bench review``): on the demo, over data seeds, a simulated reviewer looks
-at a budget of the candidates — in queue order (``ddb_core.queue``), in random order, or by ρ from the
-lowest — and accepts or rejects each one it sees by whether it shows the target class.
+at a budget of the candidates — in queue order (``ddb_core.queue``, all six signals live: the candidate map is
+computed first), in random order, or by ρ from the lowest — and accepts or rejects each one it sees by whether it
+shows the target class.
 
 - The reviewer: the group-balanced oracle of the first training seed (trained with **train group labels**,
   used only here). It accepts a candidate it sees when it classifies it as the target class.
-- The judge that measures: the group-balanced oracle of the second training seed — another model than the
-  reviewer, so that the figures do not score the reviewer against itself.
+- The judge that measures: the target-bird judges of ``bench.judges`` — another architecture (two small
+  convolutional nets on a crop around the mask, not a ResNet on the whole image), trained only on scenes rendered
+  for them with data seeds that no benchmark uses, so that they share neither weights, nor training images, nor
+  a view of the image with the reviewer. A candidate is a success when they see a bird of the target class in the
+  repainted region, a failure otherwise.
 - Budgets: 0 (automatic pruning at the default thresholds), 1, 5, 10 and 25% of the candidates reviewed.
-  For each: failed generations left in the accepted set (the judge does not see the target class), good
-  ones wrongly pruned (the judge sees it, and they are out), and failures found (the reviewer removed an
-  automatically kept failure).
+  For each: failures left in the accepted set, good ones pruned, and among the reviewed, failures found (kept
+  automatically, rejected by the reviewer) beside failures let in (pruned automatically, accepted by the
+  reviewer although the judge sees no target bird). Random order is averaged over ``PERMUTATIONS`` permutations
+  per data seed, with the 2.5–97.5 percentile range of their sums.
+- Each signal of the queue is checked against the judge: the share of failures among the candidates it flags
+  (signal ≥ 0.5) against the share among all candidates.
 - At the 10% budget in queue order, DDB retrains on the reviewed accepted set, every training seed from its
   own ERM model, with the γ chosen on val for automatic pruning (the same γ in both arms, so the difference
   is the review's); WGA and average accuracy are paired against automatic pruning over data seeds ×
@@ -34,6 +41,34 @@ from .docs import write_result
 
 BUDGETS = (0.0, 0.01, 0.05, 0.10, 0.25)
 ORDERS = ("queue", "random", "rho")  # rho: lowest ρ first (the least evidence of the target class in the mask)
+PERMUTATIONS = 50  # random orders per data seed
+FLAGGED = 0.5  # a signal flags a candidate at this value or above
+KEYS = ("reviewed", "failures_left", "good_pruned", "accepted", "failures_found", "failures_let_in", "good_recovered",
+        "good_lost")
+
+
+def random_order_figures(auto, reviewer, judge, budgets, n_perm: int, seed: int) -> dict:
+    """Each figure of ``review_outcomes`` in random order, per budget: its mean over ``n_perm`` permutations and the
+    value of every permutation (for intervals over data seeds)."""
+    rng = np.random.default_rng([seed, 7])
+    orders = [rng.permutation(len(auto)) for _ in range(n_perm)]  # one order per permutation, for every budget
+    per = [{f"{b:g}": review_outcomes(auto, reviewer, judge, order, b)[0] for b in budgets} for order in orders]
+    return {f"{b:g}": {k: {"mean": float(np.mean([p[f"{b:g}"][k] for p in per])),
+                           "values": [p[f"{b:g}"][k] for p in per]} for k in KEYS} for b in budgets}
+
+
+def signal_check(signals: dict, failure: np.ndarray) -> dict:
+    """Per signal: how many candidates it flags (≥ ``FLAGGED``), how many it is non-zero for, and the share of
+    failures among the flagged against the share among all."""
+    out = {}
+    base = float(failure.mean()) if len(failure) else float("nan")
+    for name, v in signals.items():
+        flagged = v >= FLAGGED
+        out[name] = {"nonzero": int((v > 0).sum()), "flagged": int(flagged.sum()),
+                     "failures_flagged": int((flagged & failure).sum()),
+                     "share_flagged": float((flagged & failure).sum() / flagged.sum()) if flagged.any() else None,
+                     "share_all": base}
+    return out
 
 
 def review_outcomes(auto: np.ndarray, reviewer: np.ndarray, judge: np.ndarray, order: np.ndarray,
@@ -56,6 +91,19 @@ def review_outcomes(auto: np.ndarray, reviewer: np.ndarray, judge: np.ndarray, o
             "good_lost": int((seen & auto & judge & ~reviewer).sum())}, final
 
 
+def judged_success(project, rows: list[dict], judges) -> np.ndarray:
+    """Whether the judges see a bird of the target class in each candidate's repainted region."""
+    from ..imaging import load_mask, load_rgb
+
+    out = []
+    for b in range(0, len(rows), 256):
+        batch = rows[b:b + 256]
+        out.append(judges.judge([load_rgb(project.project_path(r["path"])) for r in batch],
+                                [load_mask(project.project_path(r["mask_path"])) for r in batch],
+                                [r["target_label"] for r in batch])["target_bird"])
+    return np.concatenate(out) if out else np.zeros(0, bool)
+
+
 def bench_review(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", doc: Optional[Path] = None,
                  json_path: Optional[Path] = None, on_progress=None, cancel=None,
                  data_seeds: Sequence[int] = (0, 1, 2)) -> dict:
@@ -65,9 +113,11 @@ def bench_review(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proje
 
     from ..errors import ConfigError
 
-    if len(cfg.seeds) < 2:
-        raise ConfigError("bench review needs two training seeds at least: the oracle of the first reviews, the "
-                          "oracle of the second judges")
+    if len(cfg.seeds) < 1:
+        raise ConfigError("bench review needs a training seed: its oracle reviews")
+    from .judges import load_judges
+
+    judges = load_judges()
     t0, times, per_seed = time.monotonic(), {}, {}
     auto_rows, review_rows = {}, {}
     for d in data_seeds:
@@ -75,19 +125,30 @@ def bench_review(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proje
         project = _project(Path(workdir), c, on_progress)
         prepare(project, c, times, on_progress, cancel)
         erm_ids = _erm_models(project, c, times, on_progress, cancel)
-        oracle_ids, _ = _baseline_cached(project, "oracle", replace(c, seeds=tuple(c.seeds[:2])), times, None,
+        oracle_ids, _ = _baseline_cached(project, "oracle", replace(c, seeds=tuple(c.seeds[:1])), times, None,
                                          on_progress, cancel)
+        if project.db.execute("select count(*) from map_points where erm_model_id = ? and kind = 'candidate'",
+                              [project.active_erm_id]).fetchone()[0] == 0:
+            from .. import api
+
+            api.compute_map(project)  # the queue's "like source" signal reads the map
         kept = {x.candidate_id: x for x in decisions(project, "c.method = 'ddb'", [])}
-        rows = [r for r in project.db.query("select id, source_id, source_label, target_label, path, rho from candidates "
-                                            "where method = 'ddb' and psi is not null order by id")]
+        rows = [r for r in project.db.query("select c.id, c.source_id, c.source_label, c.target_label, c.path, c.rho, "
+                                            "m.path as mask_path from candidates c join masks m on m.id = c.mask_id "
+                                            "where c.method = 'ddb' and c.psi is not null order by c.id")]
         auto = np.array([bool(kept[r["id"]].kept) for r in rows])
-        reviewer, judge = says_target(project, oracle_ids[0], rows), says_target(project, oracle_ids[1], rows)
+        reviewer, judge = says_target(project, oracle_ids[0], rows), judged_success(project, rows, judges)
         index = ReviewIndex(project)
         pos = {cid: k for k, cid in enumerate(r["id"] for r in rows)}
         orders = {"queue": np.array([pos[int(i)] for i in index.query(Filter(method="ddb", sort="queue")) if int(i) in pos]),
-                  "random": np.random.default_rng(d).permutation(len(rows)),
                   "rho": np.argsort(np.array([r["rho"] for r in rows]), kind="stable")}
-        figures = {o: {f"{b:g}": review_outcomes(auto, reviewer, judge, orders[o], b)[0] for b in BUDGETS} for o in ORDERS}
+        figures = {o: {f"{b:g}": review_outcomes(auto, reviewer, judge, orders[o], b)[0] for b in BUDGETS}
+                   for o in ("queue", "rho")}
+        random_figs = random_order_figures(auto, reviewer, judge, BUDGETS, PERMUTATIONS, d)
+        figures["random"] = {b: {k: v["mean"] for k, v in f.items()} for b, f in random_figs.items()}
+        at = np.array([index.pos[r["id"]] for r in rows])
+        sig = index.queue.signals(index.Psi, index.P, at)
+        checks = signal_check(sig, ~judge)
         # retraining: automatic pruning (γ searched on val, as bench demo), and the 10% queue review with that γ
         auto_ids = _retrain_cached(project, "ddb", c, times, erm_ids, on_progress=on_progress, cancel=cancel)
         chosen = next(r["gammas"] for r in _gamma_table(project, "ddb") if r["chosen"])
@@ -99,17 +160,29 @@ def bench_review(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proje
         review_rows[d] = _row_from_models(project, "DDB, 10% reviewed in queue order", review_ids, "val + a reviewer",
                                           seeds=c.seeds)
         per_seed[d] = {"candidates": len(rows), "judged_failures_auto_kept": int((auto & ~judge).sum()),
+                       "judged_failures": int((~judge).sum()),
                        "reviewer_agrees_with_judge": round(float((reviewer == judge).mean()), 3), "gammas": list(chosen),
-                       "figures": figures, "reviewer_model": oracle_ids[0], "judge_model": oracle_ids[1]}
+                       "figures": figures, "random_values": {b: {k: f[k]["values"] for k in ("failures_found",
+                                                                                             "failures_let_in")}
+                                                             for b, f in random_figs.items()},
+                       "signals": checks, "reviewer_model": oracle_ids[0], "judge": "bench.judges (target bird)"}
     diff = {}
     for key in ("wga", "mean_acc"):
         a = {d: dict(zip(cfg.seeds, review_rows[d][key]["values"])) for d in data_seeds}
         b = {d: dict(zip(cfg.seeds, auto_rows[d][key]["values"])) for d in data_seeds}
         diff[key] = paired(a, b).to_dict()
     found = {o: sum(per_seed[d]["figures"][o]["0.1"]["failures_found"] for d in data_seeds) for o in ORDERS}
+    let_in = {o: sum(per_seed[d]["figures"][o]["0.1"]["failures_let_in"] for d in data_seeds) for o in ORDERS}
     recovered = {o: sum(per_seed[d]["figures"][o]["0.1"]["good_recovered"] for d in data_seeds) for o in ORDERS}
+    random_range = {}
+    for key in ("failures_found", "failures_let_in"):  # sums over data seeds, permutation by permutation
+        sums = np.sum([per_seed[d]["random_values"]["0.1"][key] for d in data_seeds], axis=0)
+        random_range[key] = [float(np.percentile(sums, 2.5)), float(np.percentile(sums, 97.5))]
     res = {"config": _jsonable(asdict(cfg)), "data_seeds": list(data_seeds), "per_data_seed": per_seed,
-           "found_at_10": found, "recovered_at_10": recovered, "target_met": found["queue"] >= 2 * found["random"] and found["queue"] > 0,
+           "permutations": PERMUTATIONS, "found_at_10": found, "let_in_at_10": let_in, "recovered_at_10": recovered,
+           "random_range_at_10": random_range,
+           "target_met": found["queue"] > 0 and found["queue"] >= 2 * found["random"]
+                         and found["queue"] > random_range["failures_found"][1],
            "rows": {"automatic": {d: auto_rows[d] for d in data_seeds}, "review": {d: review_rows[d] for d in data_seeds}},
            "difference": diff, "stage_seconds": times, "seconds": round(time.monotonic() - t0, 1),
            "command": f"python -m ddb_core bench review --data-seeds {' '.join(map(str, data_seeds))}"}
@@ -118,40 +191,68 @@ def bench_review(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proje
 
 
 def review_markdown(res: dict) -> str:
+    from ..queue import SIGNALS
     from .stats import Interval, verdict
 
     seeds = res["data_seeds"]
     sums = lambda o, b, k: sum(res["per_data_seed"][d]["figures"][o][b][k] for d in seeds)
     n = sum(res["per_data_seed"][d]["candidates"] for d in seeds)
+    fails = sum(res["per_data_seed"][d].get("judged_failures", 0) for d in seeds)
+    perms = res.get("permutations", 1)
+    fmt = lambda v: f"{v:.1f}" if isinstance(v, float) and v != int(v) else f"{int(v)}"
     lines = [
         "## What a human look is worth: the review queue", "",
         f"Command: `{res['command']}`. On each data seed's demo project, a simulated reviewer — the group-balanced "
         "oracle of training seed 0, trained with **train group labels** and used only here — looks at a budget of the "
         "candidates in an order and accepts the ones it classifies as the target class, rejects the others. The "
-        "figures are measured by another model, the oracle of training seed 1. Budget 0 is automatic pruning at the "
-        "default thresholds. Summed over data seeds " + ", ".join(map(str, seeds)) + f" ({n} candidates).", "",
+        "figures are measured by a judge that shares nothing with the reviewer: the target-bird judges of `ddb bench "
+        "judges` (another architecture, on a crop around the mask, trained only on renders with data seeds no "
+        "benchmark uses); a *failure* is a candidate in which they see no bird of the target class. The queue has all "
+        "six signals live (the candidate map is computed first). Random order is the mean of "
+        f"{perms} permutations per data seed. Budget 0 is automatic pruning at the default thresholds. Summed over "
+        "data seeds " + ", ".join(map(str, seeds)) + f" ({n} candidates, {fails} failures by the judge).", "",
         "Among the reviewed candidates: *failures found* were kept automatically and rejected by the reviewer, "
-        "*let in* were pruned automatically and accepted although the judge does not see the target class, "
-        "*recovered* were pruned automatically, accepted, and the judge sees the target class, *lost* the reverse.", "",
+        "*let in* were pruned automatically and accepted although the judge sees no target bird, "
+        "*recovered* were pruned automatically, accepted, and the judge sees one, *lost* the reverse.", "",
         "| order | budget | reviewed | failures left in the accepted set | good ones pruned | failures found | "
         "failures let in | good ones recovered | good ones lost |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for o in ORDERS:
         for b in res["per_data_seed"][seeds[0]]["figures"][o]:  # budgets as written: "0", "0.01", …
-            lines.append(f"| {o} | {float(b) * 100:g}% | {sums(o, b, 'reviewed')} | {sums(o, b, 'failures_left')} | "
-                         f"{sums(o, b, 'good_pruned')} | {sums(o, b, 'failures_found')} | "
-                         f"{sums(o, b, 'failures_let_in')} | {sums(o, b, 'good_recovered')} | {sums(o, b, 'good_lost')} |")
-    f10, r10 = res["found_at_10"], res.get("recovered_at_10", {})
+            cells = [fmt(sums(o, b, k)) for k in ("reviewed", "failures_left", "good_pruned", "failures_found",
+                                                   "failures_let_in", "good_recovered", "good_lost")]
+            lines.append(f"| {o} | {float(b) * 100:g}% | " + " | ".join(cells) + " |")
+    f10, r10, l10 = res["found_at_10"], res.get("recovered_at_10", {}), res.get("let_in_at_10", {})
+    rr = res.get("random_range_at_10", {})
     times = lambda a, b: f"{a / b:.1f}×" if b else "— (random order: none)"
-    lines += ["", f"At the 10% budget the queue found {f10['queue']} failures, random order {f10['random']} "
-                  f"({times(f10['queue'], f10['random'])}), lowest ρ first {f10['rho']}; the target (at least twice "
-                  f"random order's) is {'met' if res['target_met'] else '**not met**'}."
-                  + (f" It recovered {r10['queue']} good candidates that automatic pruning had dropped, random order "
-                     f"{r10['random']} ({times(r10['queue'], r10['random'])}), lowest ρ first {r10['rho']}." if r10 else "")
+    rng_txt = lambda k: (f" (95% of permutations: {rr[k][0]:g} to {rr[k][1]:g})" if k in rr else "")
+    lines += ["", f"At the 10% budget the queue found {fmt(f10['queue'])} failures and let in {fmt(l10.get('queue', 0))}; "
+                  f"random order found {fmt(f10['random'])}{rng_txt('failures_found')} and let in "
+                  f"{fmt(l10.get('random', 0))}{rng_txt('failures_let_in')}; lowest ρ first found {fmt(f10['rho'])} and let "
+                  f"in {fmt(l10.get('rho', 0))}. The queue finds {times(f10['queue'], f10['random'])} as many failures as "
+                  f"random order; the target (at least twice as many, and above the permutations' range) is "
+                  f"{'met' if res['target_met'] else '**not met**'}."
+                  + (f" It recovered {fmt(r10['queue'])} good candidates that automatic pruning had dropped, random order "
+                     f"{fmt(r10['random'])}, lowest ρ first {fmt(r10['rho'])}." if r10 else "")
                   + " The reviewer agrees with the judge on "
                   + ", ".join(f"{res['per_data_seed'][d]['reviewer_agrees_with_judge'] * 100:.0f}%" for d in seeds)
-                  + " of the candidates (data seeds in order).", "",
-              "Retrained on the 10% review in queue order against automatic pruning (γ chosen on val for automatic "
+                  + " of the candidates (data seeds in order).", ""]
+    if all("signals" in res["per_data_seed"][d] for d in seeds):
+        lines += ["**Does each signal point at failures?** Per signal, summed over data seeds: the candidates it is "
+                  f"non-zero for, those it flags (value ≥ {FLAGGED}), and the share of failures (by the judge) among the "
+                  "flagged against the share among all candidates. A signal that flags no more failures than chance "
+                  "does not help the reviewer.", "",
+                  "| signal | non-zero | flagged | failures among the flagged | failures among all | better than chance |",
+                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+        for name in SIGNALS:
+            c = [res["per_data_seed"][d]["signals"][name] for d in seeds]
+            nz, fl, ff = (sum(x[k] for x in c) for k in ("nonzero", "flagged", "failures_flagged"))
+            share = ff / fl if fl else None
+            base = fails / n if n else float("nan")
+            better = "— (flags none)" if share is None else ("yes" if share > base else "**no**")
+            lines.append(f"| {name} | {nz} | {fl} | {'—' if share is None else f'{share:.0%}'} | {base:.0%} | {better} |")
+        lines.append("")
+    lines += ["Retrained on the 10% review in queue order against automatic pruning (γ chosen on val for automatic "
               "pruning, the same in both arms), paired over data seeds × training seeds:", ""]
     for key, label in (("wga", "worst-group accuracy"), ("mean_acc", "average accuracy")):
         iv = Interval(**{k: v for k, v in res["difference"][key].items() if k != "shown"})
