@@ -571,6 +571,24 @@ def _mask(a, progress):
     return 0
 
 
+def _refind_args(p):
+    _add_project(p)
+    _add_device_args(p)
+
+
+@command("refind", "find the object again in each generated image of a langsam project (the queue's 'object lost')",
+         _refind_args)
+def _refind(a, progress):
+    from . import api
+
+    project = _open(a)
+    n = api.refind(project, on_progress=progress, device=_device(a, project))
+    progress.close()
+    lost = project.db.execute("select count(*) from refinds where score = 0").fetchone()[0]
+    print(f"looked again at {n} candidates; the object is not found in {lost} of all looked at")
+    return 0
+
+
 def _add_engine_args(p):
     p.add_argument("--engine", choices=["local", "ray"],
                    help="where the model runs: this process, or a Ray cluster (default: the project's setting, local)")
@@ -661,7 +679,7 @@ def _score_args(p):
                    help="IG rows (images x steps) per pass; bounds memory (default: 64 at 64 px, 16 at 224 px)")
     p.add_argument("--rescore", action="store_true",
                    help="also recompute the scores computed by another ERM model than the active one (stale scores)")
-    p.add_argument("--ig-dtype", default="float32", choices=("float32", "float16"),
+    p.add_argument("--ig-dtype", default="float32", metavar="float32|float16",
                    help="integrated gradients' precision: float32 on every device (default), or float16 autocast in "
                         "the classifier's forward (CUDA only; its effect on rho: docs/benchmarks.md, ig-precision)")
     _add_device_args(p)

@@ -80,6 +80,23 @@ def resolve_dtype(name: str, device) -> "torch.dtype":
 
 
 
+IG_DTYPES = ("float32", "float16")
+
+
+def ig_half(ig_dtype: str, device) -> bool:
+    """Whether integrated gradients runs the classifier under float16 autocast: only when ``ig_dtype`` is
+    ``float16``, which needs CUDA (``device``: a name or a torch device; ``auto`` counts as CUDA only when present)."""
+    if ig_dtype not in IG_DTYPES:
+        raise ConfigError(f"--ig-dtype {ig_dtype!r}: choose one of {', '.join(IG_DTYPES)}")
+    if ig_dtype == "float32":
+        return False
+    kind = device.type if hasattr(device, "type") else resolve_device(str(device)).type
+    if kind != "cuda":
+        raise ConfigError(f"--ig-dtype float16 needs a CUDA device (this run's device: {device}); integrated gradients "
+                          "runs in float32 on the CPU")
+    return True
+
+
 # ---------------------------------------------------------------------------------------------
 # Where every model is moved: one function, so that a test can see every placement.
 

@@ -244,8 +244,7 @@ class ScoreActor:
 
     def __init__(self, checkpoint: bytes, arch: str, num_classes: int, cpus: float = 1.0, device: str = "cpu",
                  ig_dtype: str = "float32"):
-        from .device import resolve_device
-        from .generation import ig_half
+        from .device import ig_half, resolve_device
         from .models import load_classifier
 
         _threads(cpus)

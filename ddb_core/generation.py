@@ -37,6 +37,7 @@ from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 from .method.selection import selected
 from .store import Project, file_sha256, now
 from .thumbnails import write_thumbnail
+from .device import IG_DTYPES, ig_half
 from .engines import EngineConfig
 from .work import inpaint_batch, score_batch
 
@@ -178,6 +179,42 @@ def compute_selected_masks(project: Project, masker: Masker, labels: Optional[Se
     for m in compute_masks(project, masker, rows, on_progress=on_progress, cancel=cancel, engine=engine).values():
         counts[m["status"]] = counts.get(m["status"], 0) + 1
     return counts
+
+
+def refind_objects(project: Project, masker, *, batch_size: int = 16, on_progress: Optional[ProgressFn] = None,
+                   cancel: Optional[CancelToken] = None) -> int:
+    """The object found again in each generated image whose mask came from langsam and that has none yet: the
+    detector (``masker``, a ``LangSAMMasker``) run on the image with the target class's object word, its best box
+    inside the mask's box (``LangSAMMasker.refind``). Stored per batch (a killed run resumes with the rest); returns
+    how many were looked at."""
+    from .review import keep_arrays
+
+    if not hasattr(masker, "refind"):
+        raise ConfigError(f"finding the object again needs the langsam masker (its detector); this one is {masker.name}")
+    todo = list(project.db.query(
+        "select c.id, c.target_label, c.path, m.path as mask_path from candidates c join masks m on m.id = c.mask_id "
+        "left join refinds r on r.candidate_id = c.id where m.backend = 'langsam' and r.candidate_id is null "
+        "order by c.target_label, c.id"))
+    total = project.db.execute("select count(*) from candidates c join masks m on m.id = c.mask_id "
+                               "where m.backend = 'langsam'").fetchone()[0]
+    tracker = ProgressTracker("find the object again", total, on_progress, total - len(todo))
+    for start in range(0, len(todo), batch_size):
+        check_cancel(cancel, "between batches")
+        batch = todo[start:start + batch_size]
+        rows = []
+        for label in sorted({r["target_label"] for r in batch}):
+            part = [r for r in batch if r["target_label"] == label]
+            images = [load_rgb(project.project_path(r["path"])) for r in part]
+            masks = [load_mask(project.project_path(r["mask_path"]), im.shape[:2]) for r, im in zip(part, images)]
+            for r, (score, n) in zip(part, masker.refind(images, masks, object_word(project, label))):
+                rows.append({"candidate_id": r["id"], "score": float(score), "n_boxes": int(n), "created_at": now()})
+        with project.write():
+            project.db["refinds"].insert_all(rows, replace=True)
+            project.db.execute("update candidate_version set v = v + 1")  # the review model reads them again
+        tracker.update(tracker.done + len(batch), f"{sum(r['score'] > 0 for r in rows)}/{len(rows)} found")
+    if todo:
+        keep_arrays(project)
+    return len(todo)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,24 +457,6 @@ def stale_count(project: Project) -> int:
     """Candidates whose ψ/ρ were computed by another model than the active ERM model."""
     return project.db.execute("select count(*) from candidates where psi is not null and "
                               "(score_model_id is null or score_model_id != ?)", [project.active_erm_id or -1]).fetchone()[0]
-
-
-IG_DTYPES = ("float32", "float16")
-
-
-def ig_half(ig_dtype: str, device) -> bool:
-    """Whether integrated gradients runs the classifier under float16 autocast: only when ``ig_dtype`` is
-    ``float16``, which needs CUDA (``device``: a name or a torch device; ``auto`` counts as CUDA only when present)."""
-    if ig_dtype not in IG_DTYPES:
-        raise ConfigError(f"--ig-dtype {ig_dtype!r}: choose one of {', '.join(IG_DTYPES)}")
-    if ig_dtype == "float32":
-        return False
-    from .device import resolve_device
-
-    if resolve_device(str(device)).type != "cuda":
-        raise ConfigError(f"--ig-dtype float16 needs a CUDA device (this run's device: {device}); integrated gradients "
-                          "runs in float32 on the CPU")
-    return True
 
 
 def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[int] = None, batch_size: int = 8,

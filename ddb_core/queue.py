@@ -1,7 +1,7 @@
 """The review queue: which candidates a person should look at first, and why.
 
 Every signal uses what the project already holds and no group label; each is a number in [0, 1]
-(1 = look here), and the priority is their plain sum (0 to 6). Equal weights are a choice made on
+(1 = look here), and the priority is their plain sum (0 to 7). Equal weights are a choice made on
 principle, not fitted to any result: each signal names one way a generation can fail or a pruning
 decision can be wrong.
 
@@ -16,6 +16,10 @@ decision can be wrong.
                 with d_t, d_s the distances to the centres of the real images of the target and of the
                 source class — a candidate that sits with its source class did not change class.
 ``weak box``    1 - the masker's detection score (langsam's box score; 0 for maskers without one).
+``object lost`` 1 - the score of the object found again in the result (langsam projects, ``ddb refind``:
+                GroundingDINO with the class's object word, its best box inside the mask's box; 0 when not
+                looked for) — a generation in which the detector no longer finds the object is a failure a
+                person would reject.
 
 A signal that cannot be computed (not scored, no map, no detection score) counts 0. The queue orders
 the candidates nobody has decided by priority, highest first (ties by id), then the decided ones. The
@@ -29,7 +33,7 @@ from typing import Optional
 
 import numpy as np
 
-SIGNALS = ("near Ψ", "near P", "rules split", "unchanged", "like source", "weak box")
+SIGNALS = ("near Ψ", "near P", "rules split", "unchanged", "like source", "weak box", "object lost")
 _LEVELS = 60_000  # priority → key resolution; decided candidates get the key after every undecided one
 
 
@@ -68,6 +72,7 @@ class Queue:
                 self.unchanged[sel] = np.nan_to_num(np.clip(1 - ch / med, 0, 1), nan=0.0)
         det = index.det
         self.weak_box = np.nan_to_num(np.clip(1 - det, 0, 1), nan=0.0).astype(np.float32)
+        self.object_lost = np.nan_to_num(np.clip(1 - index.refound, 0, 1), nan=0.0).astype(np.float32)
         self.like_source = self._map_signal()
         self._memo = None
 
@@ -118,7 +123,7 @@ class Queue:
         return {"near Ψ": np.nan_to_num(near_psi, nan=0.0).astype(np.float32),
                 "near P": np.nan_to_num(near_rho, nan=0.0).astype(np.float32),
                 "rules split": split.astype(np.float32), "unchanged": self.unchanged[at],
-                "like source": self.like_source[at], "weak box": self.weak_box[at]}
+                "like source": self.like_source[at], "weak box": self.weak_box[at], "object lost": self.object_lost[at]}
 
     def priority(self, Psi: dict, P: dict) -> np.ndarray:
         return sum(self.signals(Psi, P).values())
@@ -146,7 +151,8 @@ class Queue:
                  "rules split": "the ψ rule and the ρ rule disagree",
                  "unchanged": f"change inside the mask {index.change[k]:.3f}",
                  "like source": "on the map, nearer the real images of its source class",
-                 "weak box": f"detection score {index.det[k]:.2f}"}
+                 "weak box": f"detection score {index.det[k]:.2f}",
+                 "object lost": f"the object found again with score {index.refound[k]:.2f}"}
         rank = np.nonzero(self.order(Psi, P) == k)[0]
         return {"priority": round(sum(sig.values()), 3), "signals": {s: round(v, 3) for s, v in sig.items()},
                 "reasons": [f"{s} {v:.2f} ({facts[s]})" for s, v in sorted(sig.items(), key=lambda x: -x[1]) if v >= 0.2],

@@ -191,6 +191,7 @@ class ReviewIndex:
         self._mask_ids = a[:, 5].astype(np.int64)
         del a
         self._det = None  # detection scores: read when first sorted or coloured by
+        self._refound = None  # the object found again in the result (langsam projects): read when first needed
         self._kept_orders = orders
         self.method_names = methods
         self.method = np.full(n, methods.index("ddb"), np.int8)
@@ -257,6 +258,20 @@ class ReviewIndex:
                 det[found] = np.where(masks[at[found], 1] == _NULL, np.nan, masks[at[found], 1])
             self._det = det
         return self._det
+
+    @property
+    def refound(self) -> np.ndarray:
+        """The score of the object found again in each result (``generation.refind_objects``; NaN where it was not
+        looked for), read from the (small) refinds table on first use."""
+        if self._refound is None:
+            out = np.full(len(self), np.nan)
+            rows = np.array(self.project.db.execute("select candidate_id, score from refinds order by candidate_id")
+                            .fetchall(), np.float64).reshape(-1, 2)
+            if len(rows) and len(self):
+                at, found = self.pos.lookup(rows[:, 0].astype(np.int64))
+                out[at[found]] = rows[found, 1]
+            self._refound = out
+        return self._refound
 
     def view(self, direction: Optional[str]) -> dict:
         """What the plots of ``direction`` ("i->j", or None for all) need that no threshold changes, computed

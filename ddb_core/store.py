@@ -279,6 +279,16 @@ def m009_mask_change(db: sqlite_utils.Database) -> None:
         db["candidates"].add_column("mask_change", float)
 
 
+@migrations()
+def m010_refinds(db: sqlite_utils.Database) -> None:
+    # Version 10: the object found again in each generated image of a langsam project (GroundingDINO with the
+    # class's object word, inside the mask's box): its best box score, 0 when it found none. The review queue
+    # looks first at generations in which the detector no longer finds the object.
+    if "refinds" not in db.table_names():
+        db.execute("create table refinds (candidate_id integer primary key references candidates(id) on delete cascade, "
+                   "score real not null, n_boxes integer not null, created_at text)")
+
+
 _HOST = socket.gethostname()
 
 

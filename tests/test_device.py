@@ -181,7 +181,7 @@ def test_integrated_gradients_is_float32_unless_float16_is_asked_for_on_cuda(can
     the inpainting model's); ``--ig-dtype float16`` is refused without CUDA, with a message naming the option."""
     import ddb_core.generation as generation
     from ddb_core.errors import ConfigError
-    from ddb_core.generation import ig_half
+    from ddb_core.device import ig_half
 
     assert ig_half("float32", "cuda") is False and ig_half("float32", "cpu") is False
     with pytest.raises(ConfigError, match="--ig-dtype float16 needs a CUDA device"):

@@ -152,6 +152,49 @@ def test_next_in_queue_in_a_real_browser(candidates_project):
         _wait_text(page, "#queue-why", r"review queue: #2 of \d+")
 
 
+def test_the_object_found_again_inside_the_mask_box_feeds_the_object_lost_signal(candidates_project, monkeypatch):
+    """``ddb refind`` on the candidates of a langsam project: the detector's best box lying mostly inside the mask's
+    box is the object found again; none is a score of 0, and the queue's *object lost* is 1 - the score (0 for the
+    candidates it did not look at)."""
+    from ddb_core.generation import refind_objects
+    from ddb_core.method.masking import LangSAMMasker
+
+    masker = LangSAMMasker(None, None, None, box_threshold=0.3)
+    # unit: boxes relative to a mask box of x 10..29, y 5..24 on a 40 x 60 image
+    m = np.zeros((40, 60), np.uint8)
+    m[5:25, 10:30] = 255
+    monkeypatch.setattr(masker, "_boxes", lambda img, prompt: [(40, 0, 60, 40, 0.9),  # outside the mask's box
+                                                              (8, 4, 28, 20, 0.6),  # mostly inside
+                                                              (12, 6, 20, 14, 0.4)])
+    assert masker.refind([np.zeros((40, 60, 3), np.uint8)], [m], "bird") == [(0.6, 2)]
+    assert masker.refind([np.zeros((40, 60, 3), np.uint8)], [np.zeros((40, 60), np.uint8)], "bird") == [(0.0, 0)]
+    p = candidates_project
+    ids = [r[0] for r in p.db.execute("select id from candidates order by id")]
+    langsam = ids[:3]  # these three as if masked by langsam: the others are not looked at
+    p.db.execute(f"update masks set backend = 'langsam' where id in (select mask_id from candidates where id in "
+                 f"({','.join('?' * 3)}))", langsam)
+    p.db.conn.commit()
+    looked = p.db.execute("select c.id from candidates c join masks m on m.id = c.mask_id where m.backend = 'langsam'")
+    looked = [r[0] for r in looked]
+    scores = iter([0.8, 0.0, 0.5] * 10)
+
+    def boxes(img, prompt):  # a box at the image's centre, small enough to lie inside any mask's box around it
+        h, w = img.shape[:2]
+        return [(w / 2 - 1, h / 2 - 1, w / 2 + 1, h / 2 + 1, next(scores))]
+
+    monkeypatch.setattr(masker, "_boxes", boxes)
+    index = api.review_index(p)
+    assert np.isnan(index.refound).all()
+    assert refind_objects(p, masker) == len(looked) and refind_objects(p, masker) == 0  # done ones are not redone
+    index = api.review_index(p)
+    stored = dict(p.db.execute("select candidate_id, score from refinds").fetchall())
+    assert set(stored) == set(looked) and sorted(stored.values())[-1] > 0 and 0.0 in stored.values()
+    sig = index.queue.signals(index.Psi, index.P)["object lost"]
+    for cid in ids:
+        k = index.pos[cid]
+        assert sig[k] == pytest.approx(1 - stored[cid] if cid in stored else 0.0)
+
+
 def test_review_outcomes_count_what_the_reviewer_changes():
     from ddb_core.bench.review import review_outcomes
 

@@ -41,7 +41,7 @@ hold; you can override any decision.
 | **P** (slider, one per target class) | the ρ rule: keep only if ρ > P; its default is the 25% quantile of the class's ρ |
 | IG convergence **δ** | how far the attributions' sum is from the change in the classifier's score (small: the map can be trusted) |
 | kept / pruned | what the two rules decide; **accepted / rejected** are decisions made by hand, which win over the rules |
-| review queue, **priority _x_ of 6** | the sum of six signals in [0, 1] saying where a look is most useful: *near Ψ* or *near P* (a small threshold change flips it), *rules split* (the ψ and ρ rules disagree), *unchanged* (little was repainted), *like source* (on the map it sits with its source class), *weak box* (a low detection score) |
+| review queue, **priority _x_ of 7** | the sum of seven signals in [0, 1] saying where a look is most useful: *near Ψ* or *near P* (a small threshold change flips it), *rules split* (the ψ and ρ rules disagree), *unchanged* (little was repainted), *like source* (on the map it sits with its source class), *weak box* (a low detection score), *object lost* (the detector no longer finds the object in the result; langsam projects, `ddb refind`) |
 | ψ–ρ plot | one dot per candidate of the chosen direction (ψ on a logit scale): the lines are Ψ and P, dots are coloured by decision; drag a lasso or a box to select |
 
 Keys (on this screen, outside text boxes): **a** accept, **r** reject, **u** undo your latest decision, **n** next in

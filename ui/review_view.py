@@ -290,8 +290,10 @@ def queue_line(q: dict, n: int) -> str:
     """Where the candidate stands in the review queue, and why (ddb_core.queue)."""
     why = "; ".join(html.escape(r) for r in q["reasons"]) or "no signal above 0.2"
     state = "decided, so at the back" if q["decided"] else f"#{q['rank']} of {n}"
-    return (f"- <span id='queue-why'>review queue: {state}, priority {q['priority']:.2f} of 6 (the sum of six signals "
-            f"in [0, 1]; “How to read this screen” names them) — {why}</span>")
+    from ddb_core.queue import SIGNALS
+
+    return (f"- <span id='queue-why'>review queue: {state}, priority {q['priority']:.2f} of {len(SIGNALS)} (the sum of "
+            f"{len(SIGNALS)} signals in [0, 1]; “How to read this screen” names them) — {why}</span>")
 
 
 def refilter(state, d, st, sort, fpsi, frho, method, selection, nav, keep_current=False, page=0):

@@ -1,5 +1,5 @@
 """What a human look is worth (``ddb bench review``): on the demo, over data seeds, a simulated reviewer looks
-at a budget of the candidates — in queue order (``ddb_core.queue``, all six signals live: the candidate map is
+at a budget of the candidates — in queue order (``ddb_core.queue``, its map signal live: the candidate map is
 computed first), in random order, or by ρ from the lowest — and accepts or rejects each one it sees by whether it
 shows the target class.
 
@@ -207,8 +207,9 @@ def review_markdown(res: dict) -> str:
         "candidates in an order and accepts the ones it classifies as the target class, rejects the others. The "
         "figures are measured by a judge that shares nothing with the reviewer: the target-bird judges of `ddb bench "
         "judges` (another architecture, on a crop around the mask, trained only on renders with data seeds no "
-        "benchmark uses); a *failure* is a candidate in which they see no bird of the target class. The queue has all "
-        "six signals live (the candidate map is computed first). Random order is the mean of "
+        "benchmark uses); a *failure* is a candidate in which they see no bird of the target class. The queue's map "
+        "signal is live (the candidate map is computed first); the demo's provided masks have no detector, so *weak box* "
+        "and *object lost* are 0 there. Random order is the mean of "
         f"{perms} permutations per data seed. Budget 0 is automatic pruning at the default thresholds. Summed over "
         "data seeds " + ", ".join(map(str, seeds)) + f" ({n} candidates, {fails} failures by the judge).", "",
         "Among the reviewed candidates: *failures found* were kept automatically and rejected by the reviewer, "

@@ -355,6 +355,28 @@ class LangSAMMasker:
         boxes = [(*map(float, b.tolist()), float(s)) for b, s in zip(res["boxes"], res["scores"])]
         return sorted(boxes, key=lambda b: -b[4])  # by score, not by query order
 
+    def refind(self, images: Sequence[np.ndarray], masks: Sequence[np.ndarray], prompt: str) -> list[tuple[float, int]]:
+        """The object found again in each (generated) image inside its mask's box: (the best score among the
+        detector's boxes that lie mostly inside the mask's box — at least half of the box's area —, how many such
+        boxes), (0.0, 0) when none. The detector's thresholds are the masker's."""
+        out = []
+        for img, m in zip(images, masks):
+            _check_image(img)
+            ys, xs = np.nonzero(m >= 128)
+            if not len(ys):
+                out.append((0.0, 0))
+                continue
+            mx0, my0, mx1, my1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+            inside = []
+            for x0, y0, x1, y1, score in self._boxes(img, prompt):
+                area = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+                iw = max(0.0, min(x1, mx1) - max(x0, mx0))
+                ih = max(0.0, min(y1, my1) - max(y0, my0))
+                if area > 0 and iw * ih >= 0.5 * area:
+                    inside.append(score)
+            out.append((max(inside) if inside else 0.0, len(inside)))
+        return out
+
     def mask(self, images, prompt, samples=None):
         out = []
         for img in images:
