@@ -229,13 +229,21 @@ def test_bench_review_averages_random_order_over_many_permutations_and_checks_ea
     assert random_order_figures(auto, reviewer, judge, (0.1,), PERMUTATIONS, seed=3)["0.1"] == figs["0.1"]
     one = review_outcomes(auto, reviewer, judge, np.random.default_rng(0).permutation(200), 0.1)[0]
     assert set(one) == set(figs["0.1"])
+    from ddb_core.bench.review import signal_verdict, wilson
+
     failure = np.array([True, True, False, False, False, False, True, False])
-    signals = {"good": np.array([1, 0.9, 0, 0, 0.1, 0, 0.6, 0], np.float32),  # flags 3, all failures
+    auto = np.array([True, False, True, False, True, False, False, True])  # wrong: 0 kept failure, 3 and 5 pruned good
+    signals = {"good": np.array([1, 0.9, 0, 0, 0.1, 0, 0.6, 0], np.float32),  # flags 0, 1, 6: all failures
                "none": np.zeros(8, np.float32), "bad": np.array([0, 0, 1, 1, 1, 0, 0, 0.2], np.float32)}
-    c = signal_check(signals, failure)
-    assert c["good"] == {"nonzero": 4, "flagged": 3, "failures_flagged": 3, "share_flagged": 1.0, "share_all": 3 / 8}
-    assert c["none"]["flagged"] == 0 and c["none"]["share_flagged"] is None and c["none"]["nonzero"] == 0
-    assert c["bad"]["share_flagged"] == 0.0 and c["bad"]["nonzero"] == 4
+    c = signal_check(signals, failure, auto)
+    assert c["good"] == {"nonzero": 4, "flagged": 3, "failures_flagged": 3, "failures_all": 3, "n": 8,
+                         "wrong_flagged": 1, "wrong_all": 3}
+    assert c["none"]["flagged"] == 0 and c["none"]["nonzero"] == 0
+    assert c["bad"]["failures_flagged"] == 0 and c["bad"]["wrong_flagged"] == 1 and c["bad"]["nonzero"] == 4
+    lo, hi = wilson(30, 100)
+    assert lo == pytest.approx(0.2189, abs=1e-3) and hi == pytest.approx(0.3958, abs=1e-3)
+    assert signal_verdict(60, 100, 100, 1000) == "**higher**" and signal_verdict(2, 100, 100, 1000) == "**lower**"
+    assert signal_verdict(11, 100, 100, 1000) == "no difference shown" and signal_verdict(0, 0, 1, 10) == "— (flags none)"
 
 
 def test_the_review_section_states_a_difference_only_where_its_interval_excludes_zero():
@@ -245,7 +253,8 @@ def test_the_review_section_states_a_difference_only_where_its_interval_excludes
            "failures_let_in": 1, "good_recovered": 4, "good_lost": 0}
     from ddb_core.queue import SIGNALS
 
-    sig = {name: {"nonzero": 4, "flagged": 2, "failures_flagged": 2 if name == "near Ψ" else 0} for name in SIGNALS}
+    sig = {name: {"nonzero": 4, "flagged": 50, "failures_flagged": 45 if name == "near Ψ" else 0, "failures_all": 3,
+                  "n": 1000, "wrong_flagged": 5, "wrong_all": 100} for name in SIGNALS}
     res = {"data_seeds": [0, 1], "command": "python -m ddb_core bench review --data-seeds 0 1", "seconds": 60,
            "permutations": 50,
            "per_data_seed": {d: {"candidates": 10, "judged_failures": 3, "reviewer_agrees_with_judge": 0.9,
@@ -264,7 +273,8 @@ def test_the_review_section_states_a_difference_only_where_its_interval_excludes
     assert "recovered 8 good candidates that automatic pruning had dropped, random order 0" in md
     assert "queue found 6 failures and let in 2; random order found 2 (95% of permutations: 0 to 4) and let in 1.5" in md
     assert "3.0× as many failures" in md and "is met" in md and "mean of 50 permutations" in md
-    assert "| near Ψ | 8 | 4 | 100% | 30% | yes |" in md and "| weak box | 8 | 4 | 0% | 30% | **no** |" in md
+    assert "| near Ψ | 8 | 100 | 90% / 0% | **higher** | 10% / 10% | no difference shown |" in md
+    assert "| weak box | 8 | 100 | 0% / 0% | no difference shown |" in md
     assert "worst-group accuracy: +2.0 points [-1.0, +5.0]: no difference shown" in md
     assert "average accuracy: -3.0 points [-5.0, -1.0]: **lower**" in md
 

@@ -57,18 +57,40 @@ def random_order_figures(auto, reviewer, judge, budgets, n_perm: int, seed: int)
                            "values": [p[f"{b:g}"][k] for p in per]} for k in KEYS} for b in budgets}
 
 
-def signal_check(signals: dict, failure: np.ndarray) -> dict:
-    """Per signal: how many candidates it flags (≥ ``FLAGGED``), how many it is non-zero for, and the share of
-    failures among the flagged against the share among all."""
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a share of ``k`` in ``n``."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (centre - half, centre + half)
+
+
+def signal_check(signals: dict, failure: np.ndarray, auto: Optional[np.ndarray] = None) -> dict:
+    """Per signal: how many candidates it is non-zero for and flags (≥ ``FLAGGED``); among the flagged, the
+    failures (by the judge) and, given the automatic decisions ``auto``, the *wrong automatic decisions* (a failure
+    kept or a success pruned: where a look changes something), each against its share among all candidates."""
     out = {}
-    base = float(failure.mean()) if len(failure) else float("nan")
+    wrong = (auto & failure) | (~auto & ~failure) if auto is not None else None
     for name, v in signals.items():
         flagged = v >= FLAGGED
-        out[name] = {"nonzero": int((v > 0).sum()), "flagged": int(flagged.sum()),
-                     "failures_flagged": int((flagged & failure).sum()),
-                     "share_flagged": float((flagged & failure).sum() / flagged.sum()) if flagged.any() else None,
-                     "share_all": base}
+        row = {"nonzero": int((v > 0).sum()), "flagged": int(flagged.sum()),
+               "failures_flagged": int((flagged & failure).sum()), "failures_all": int(failure.sum()), "n": len(v)}
+        if wrong is not None:
+            row.update(wrong_flagged=int((flagged & wrong).sum()), wrong_all=int(wrong.sum()))
+        out[name] = row
     return out
+
+
+def signal_verdict(flagged_k: int, flagged_n: int, all_k: int, all_n: int) -> str:
+    """Whether a signal's share among what it flags is above the share among all: "higher" when its 95% interval
+    lies above it, "lower" when below, else no difference shown."""
+    if flagged_n == 0:
+        return "— (flags none)"
+    lo, hi = wilson(flagged_k, flagged_n)
+    base = all_k / all_n if all_n else float("nan")
+    return "**higher**" if lo > base else "**lower**" if hi < base else "no difference shown"
 
 
 def review_outcomes(auto: np.ndarray, reviewer: np.ndarray, judge: np.ndarray, order: np.ndarray,
@@ -148,7 +170,7 @@ def bench_review(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proje
         figures["random"] = {b: {k: v["mean"] for k, v in f.items()} for b, f in random_figs.items()}
         at = np.array([index.pos[r["id"]] for r in rows])
         sig = index.queue.signals(index.Psi, index.P, at)
-        checks = signal_check(sig, ~judge)
+        checks = signal_check(sig, ~judge, auto)
         # retraining: automatic pruning (γ searched on val, as bench demo), and the 10% queue review with that γ
         auto_ids = _retrain_cached(project, "ddb", c, times, erm_ids, on_progress=on_progress, cancel=cancel)
         chosen = next(r["gammas"] for r in _gamma_table(project, "ddb") if r["chosen"])
@@ -239,19 +261,24 @@ def review_markdown(res: dict) -> str:
                   + ", ".join(f"{res['per_data_seed'][d]['reviewer_agrees_with_judge'] * 100:.0f}%" for d in seeds)
                   + " of the candidates (data seeds in order).", ""]
     if all("signals" in res["per_data_seed"][d] for d in seeds):
-        lines += ["**Does each signal point at failures?** Per signal, summed over data seeds: the candidates it is "
-                  f"non-zero for, those it flags (value ≥ {FLAGGED}), and the share of failures (by the judge) among the "
-                  "flagged against the share among all candidates. A signal that flags no more failures than chance "
-                  "does not help the reviewer.", "",
-                  "| signal | non-zero | flagged | failures among the flagged | failures among all | better than chance |",
-                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+        lines += ["**Does each signal point where a look pays?** Per signal, summed over data seeds: the candidates it "
+                  f"is non-zero for and those it flags (value ≥ {FLAGGED}); among the flagged, the share of failures "
+                  "(by the judge) and the share of *wrong automatic decisions* (a failure kept or a target bird pruned: "
+                  "where a look changes something), each against its share among all candidates, with the verdict of "
+                  "the flagged share's 95% Wilson interval.", "",
+                  "| signal | non-zero | flagged | failures: flagged / all | verdict | wrong decisions: flagged / all | "
+                  "verdict |", "| --- | ---: | ---: | --- | --- | --- | --- |"]
         for name in SIGNALS:
-            c = [res["per_data_seed"][d]["signals"][name] for d in seeds]
-            nz, fl, ff = (sum(x[k] for x in c) for k in ("nonzero", "flagged", "failures_flagged"))
-            share = ff / fl if fl else None
-            base = fails / n if n else float("nan")
-            better = "— (flags none)" if share is None else ("yes" if share > base else "**no**")
-            lines.append(f"| {name} | {nz} | {fl} | {'—' if share is None else f'{share:.0%}'} | {base:.0%} | {better} |")
+            c = [res["per_data_seed"][d]["signals"].get(name) for d in seeds]
+            if any(x is None for x in c):
+                continue
+            tot = lambda k: sum(x.get(k, 0) for x in c)
+            nz, fl, n = tot("nonzero"), tot("flagged"), tot("n")
+            pct = lambda k, m: f"{k / m:.0%}" if m else "—"
+            lines.append(f"| {name} | {nz} | {fl} | {pct(tot('failures_flagged'), fl)} / {pct(tot('failures_all'), n)} | "
+                         f"{signal_verdict(tot('failures_flagged'), fl, tot('failures_all'), n)} | "
+                         f"{pct(tot('wrong_flagged'), fl)} / {pct(tot('wrong_all'), n)} | "
+                         f"{signal_verdict(tot('wrong_flagged'), fl, tot('wrong_all'), n)} |")
         lines.append("")
     lines += ["Retrained on the 10% review in queue order against automatic pruning (γ chosen on val for automatic "
               "pruning, the same in both arms), paired over data seeds × training seeds:", ""]
