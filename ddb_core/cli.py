@@ -1273,6 +1273,27 @@ def _bench_precision(a, progress):
     return 0
 
 
+def _ig_precision_args(p):
+    p.add_argument("--project", default="projects/demo", help="a scored project (default: %(default)s)")
+    p.add_argument("--limit", type=int, default=80, help="candidates, the first scored in id order (default: %(default)s)")
+    p.add_argument("--n-steps", type=int, default=50, help="IG steps (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: %(default)s)")
+    _no_docs(p)
+
+
+@command("bench ig-precision", "integrated gradients in float16 autocast against float32: the change of rho and psi, "
+         "and of the automatic decisions", _ig_precision_args)
+def _bench_ig_precision(a, progress):
+    from .bench.ig_precision import DOC, bench_ig_precision, ig_precision_markdown
+
+    if a.limit < 1 or a.n_steps < 1:
+        raise ConfigError("--limit and --n-steps must be at least 1")
+    res = bench_ig_precision(a.project, a.limit, a.n_steps, a.device, doc=None if a.no_docs else DOC,
+                             json_path=None if a.no_docs else Path("docs/bench/ig-precision.json"))
+    print(ig_precision_markdown(res))
+    return 0
+
+
 def _inpainter_args(p):
     p.add_argument("--model", default="data/models/micro-sd-inpainting", help="diffusers folder or hub id (default: %(default)s)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")

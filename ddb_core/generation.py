@@ -90,9 +90,9 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
 
     The database changes only when every mask is computed, in one transaction: until then each finished
     batch is kept beside its mask files (``staged.jsonl``), so a cancelled, failed or killed run changes
-    nothing in the database and the same command resumes from the staged batches. ``engine`` (default local):
-    with Ray, the workers build the masker (``masker`` is then a ``RemoteMasker``: its name, options and
-    parameters) and run the same batches; this process alone writes the files, the staged lines and the rows."""
+    nothing in the database and the same command resumes from the staged batches. A ``RemoteMasker`` (its name,
+    options and parameters; ``engine`` Ray) is built by the Ray workers, which run the same batches; a masker loaded
+    here runs here. Either way this process alone writes the files, the staged lines and the rows."""
     from .method.masking import RemoteMasker
 
     engine = engine or EngineConfig()
@@ -145,7 +145,7 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
         staged.update((r["sample_id"], r) for r in rows)
         tracker.update(tracker.done + len(batch), f"{sum(r['status'] == 'ok' for r in rows)}/{len(rows)} found")
 
-    if engine.kind == "local":
+    if not isinstance(masker, RemoteMasker):  # a masker loaded here runs here, whatever the engine
         from .work import mask_batch
 
         for batch in batches:
@@ -154,10 +154,8 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
     elif batches:
         from .engines import mask_on_ray
 
-        spec = (masker.name, masker.options) if isinstance(masker, RemoteMasker) else None
-        if spec is None:
-            raise ConfigError("masking on Ray needs the masker as a RemoteMasker (method.masking.remote_masker)")
-        for k, results in mask_on_ray(engine, spec, project.root, batches, cancel, device=masker.device):
+        for k, results in mask_on_ray(engine, (masker.name, masker.options), project.root, batches, cancel,
+                                      device=masker.device):
             store(batches[k], results)
     if staged:
         with project.write():  # every staged mask at once

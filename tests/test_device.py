@@ -217,3 +217,13 @@ def test_the_judges_and_the_micro_models_training_go_through_the_same_placement(
     stages = {"judge training (present)", "judge training (which)", "judge (present)", "judge (which)",
               "micro model training (vae)", "micro model training (unet)", "micro model training (text encoder)"}
     assert {what for what, _dev in seen} == stages and {dev for _what, dev in seen} == {"cpu:1"}, seen
+
+
+def test_the_ig_precision_benchmark_compares_float16_autocast_with_float32(candidates_project):
+    """``ddb bench ig-precision`` scores the same candidates in both precisions and reports what moved."""
+    from ddb_core.bench.ig_precision import bench_ig_precision, ig_precision_markdown
+
+    res = bench_ig_precision(str(candidates_project.root), limit=3, n_steps=4, device="cpu", doc=None, json_path=None)
+    assert res["candidates"] == 3 and 0 <= res["rho_relative_change"]["median"] <= res["rho_relative_change"]["max"]
+    assert res["rho_relative_change"]["max"] > 0  # float16 rounding moves ρ a little
+    assert 0 <= res["decision_flips"] <= 3 and "relative change of ρ" in ig_precision_markdown(res)
