@@ -14,7 +14,7 @@ from typing import Optional
 
 from .datasets import ImportReport, derived_work, import_dataset, read_dataset, reimport_summary, validate
 from .demo.data import DemoDataConfig, generate_demo_dataset
-from .errors import ConfigError, ProjectError
+from .errors import ProjectError
 from .evaluation import GroupReport
 from .progress import CancelToken, ProgressFn
 from .settings import (PIPELINE_DEFAULTS, compute_device, engine_config, load_inpainter, load_masker, pipeline_settings,  # noqa: F401 (the facade's names)
@@ -256,18 +256,10 @@ def score(project: Project, n_steps: int = 50, internal_batch_size: Optional[int
     """ψ and ρ of every unscored candidate (with ``rescore``, also of those scored by another model);
     ``engine`` and ``device`` default to the project's settings; integrated gradients runs in float32 unless
     ``ig_dtype="float16"`` asks for float16 autocast (CUDA only)."""
-    from .device import IG_DTYPES, ig_half
-    from .generation import score as _score
+    from .generation import check_scoring, score as _score
 
     engine = engine or engine_config(project)
-    if engine.kind == "local":  # a bad choice is refused before anything is recorded
-        ig_half(ig_dtype, compute_device(project, device))
-    else:
-        from .engines import worker_device
-
-        if ig_dtype not in IG_DTYPES:
-            raise ConfigError(f"--ig-dtype {ig_dtype!r}: choose one of {', '.join(IG_DTYPES)}")
-        worker_device(engine, compute_device(project, device))
+    check_scoring(engine, ig_dtype, compute_device(project, device))  # a bad choice is refused before anything is recorded
     with project.recorded_run("score", {"n_steps": n_steps, "rescore": rescore, "engine": engine.kind,
                                         "device": device, "ig_dtype": ig_dtype}):
         return _score(project, n_steps=n_steps, internal_batch_size=internal_batch_size, rescore=rescore,

@@ -457,6 +457,19 @@ def stale_count(project: Project) -> int:
                               "(score_model_id is null or score_model_id != ?)", [project.active_erm_id or -1]).fetchone()[0]
 
 
+def check_scoring(engine: EngineConfig, ig_dtype: str, device: str) -> None:
+    """Refuse, before anything runs, a precision or a device this run of scoring cannot use: float16 without CUDA
+    here (local engine), or a device that Ray workers cannot use."""
+    if engine.kind == "local":
+        ig_half(ig_dtype, device)
+        return
+    from .engines import worker_device
+
+    if ig_dtype not in IG_DTYPES:
+        raise ConfigError(f"--ig-dtype {ig_dtype!r}: choose one of {', '.join(IG_DTYPES)}")
+    worker_device(engine, device)
+
+
 def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[int] = None, batch_size: int = 8,
           rescore: bool = False, on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None,
           engine: Optional[EngineConfig] = None, device: Optional[str] = None, ig_dtype: str = "float32") -> int:
@@ -490,10 +503,7 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
                for k in range(0, len(todo), batch_size)]
 
     device = compute_device(project, device)
-    if engine.kind == "local":
-        ig_half(ig_dtype, device)  # asked for on a machine without CUDA: refused before anything runs
-    elif ig_dtype not in IG_DTYPES:
-        raise ConfigError(f"--ig-dtype {ig_dtype!r}: choose one of {', '.join(IG_DTYPES)}")
+    check_scoring(engine, ig_dtype, device)
 
     def store(batch: list[dict], scores: list) -> None:
         updates = []

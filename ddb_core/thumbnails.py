@@ -61,15 +61,12 @@ def thumbnail_file(project, rel_path: str) -> Path:
 
 
 def thumbnail(project, rel_path: str) -> np.ndarray:
-    """The candidate's thumbnail: read, or made from the full image and stored when it is missing."""
+    """The candidate's thumbnail: read, or made from the full image and stored when it is missing or damaged."""
     from .imaging import load_rgb
 
-    path = thumb_path(project, rel_path)
-    if path.is_file():
-        try:
-            return load_rgb(path)
-        except Exception:  # a damaged thumbnail is made again from the image
-            pass
-    image = load_rgb(project.project_path(rel_path))
-    write_thumbnail(project, rel_path, image)
-    return make_thumbnail(image)
+    try:
+        return load_rgb(thumbnail_file(project, rel_path))
+    except Exception:  # a damaged thumbnail is made again from the image
+        image = load_rgb(project.project_path(rel_path))
+        write_thumbnail(project, rel_path, image)
+        return make_thumbnail(image)

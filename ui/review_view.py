@@ -13,6 +13,7 @@ import numpy as np
 
 from ddb_core.errors import DDBError
 from ddb_core.igmaps import load_ig
+from ddb_core.queue import SIGNALS
 from ddb_core.thumbnails import thumbnail_file
 
 from . import charts, plots
@@ -290,8 +291,6 @@ def queue_line(q: dict, n: int) -> str:
     """Where the candidate stands in the review queue, and why (ddb_core.queue)."""
     why = "; ".join(html.escape(r) for r in q["reasons"]) or "no signal above 0.2"
     state = "decided, so at the back" if q["decided"] else f"#{q['rank']} of {n}"
-    from ddb_core.queue import SIGNALS
-
     return (f"- <span id='queue-why'>review queue: {state}, priority {q['priority']:.2f} of {len(SIGNALS)} (the sum of "
             f"{len(SIGNALS)} signals in [0, 1]; “How to read this screen” names them) — {why}</span>")
 
