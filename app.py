@@ -35,7 +35,7 @@ def parse_auth(values: list[str]) -> list[tuple[str, str]]:
 
 def main(argv=None) -> None:
     from ddb_core.api import DEFAULT_PROJECT
-    from ddb_core.device import flush_denormals
+    from ddb_core.project.device import flush_denormals
 
     flush_denormals()  # before torch starts its compute threads, so that they inherit it
 

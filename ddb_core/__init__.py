@@ -2,12 +2,12 @@
 
 Importing this package stays light: torch, torchvision and every heavy model library
 (diffusers, transformers, segment_anything, captum) are imported inside the functions that
-need them. Stage modules: ``demo_data`` (offline benchmark), ``datasets`` (import),
-``store`` (project DB), ``models`` (classifiers), ``training`` (ERM), ``evaluation`` (group
-metrics), ``api`` (the facade the CLI and the app call).
+need them. The code is in wings named for what they hold (docs/architecture.md): ``project``, ``data``,
+``classifiers``, ``method``, ``pipeline``, ``curation``, ``demo``, ``bench`` and ``cli``; ``api`` is the facade
+that the command line and the app call.
 """
 
-from .errors import Cancelled, ConfigError, DatasetError, DDBError, ModelError, ProjectError, WeightsUnavailableError
+from .project.errors import Cancelled, ConfigError, DatasetError, DDBError, ModelError, ProjectError, WeightsUnavailableError
 
 __version__ = "0.1.0"
 

@@ -12,15 +12,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
-from .datasets import ImportReport, derived_work, import_dataset, read_dataset, reimport_summary, validate
+from .data.datasets import ImportReport, derived_work, import_dataset, read_dataset, reimport_summary, validate
 from .demo.data import DemoDataConfig, generate_demo_dataset
-from .errors import ProjectError
-from .evaluation import GroupReport
-from .progress import CancelToken, ProgressFn
-from .settings import (PIPELINE_DEFAULTS, compute_device, engine_config, load_inpainter, load_masker, pipeline_settings,  # noqa: F401 (the facade's names)
-                       set_pipeline_settings)
-from .store import Project
-from .training import TrainConfig, TrainResult, load_erm_checkpoint, model_reports, train_classifier
+from .project.errors import ProjectError
+from .classifiers.evaluation import GroupReport
+from .project.progress import CancelToken, ProgressFn
+from .project.settings import PIPELINE_DEFAULTS, compute_device, pipeline_settings
+from .pipeline.components import engine_config, load_inpainter, load_masker, set_pipeline_settings
+from .project.store import Project
+from .classifiers.training import TrainConfig, TrainResult, load_erm_checkpoint, model_reports, train_classifier
 
 DEFAULT_PROJECT = os.environ.get("DDB_PROJECT", "projects/demo")
 DEMO_DATA_DIR = "dataset"  # inside the project folder
@@ -137,7 +137,7 @@ def status(project: Project) -> dict:
            "models": [], "runs": [],
            "device": {k: pipeline_settings(project)[k] for k in ("device", "dtype")} if meta.get("class_names") else None}
     if meta.get("class_names"):
-        from .datasets import group_name
+        from .data.datasets import group_name
 
         for split in ("train", "val", "test"):
             out["samples"][split] = project.sample_count(split)
@@ -172,13 +172,13 @@ def select(project: Project, cfg=None):
 
 
 def invert(project: Project, labels=None, cfg=None, *, inpainter=None, on_progress=None, cancel=None) -> dict[int, int]:
-    from .generation import invert_classes
+    from .pipeline.generation import invert_classes
     from .method.inversion import InversionConfig
 
     labels = list(range(len(project.class_names))) if labels is None else list(labels)
     bad = [c for c in labels if not 0 <= int(c) < len(project.class_names)]
     if bad:  # checked before a model is loaded
-        from .errors import ConfigError
+        from .project.errors import ConfigError
 
         raise ConfigError(f"class {bad[0]}: the project has classes 0..{len(project.class_names) - 1} "
                           f"({', '.join(project.class_names)})")
@@ -195,14 +195,14 @@ def compute_masks(project: Project, *, masker=None, labels=None, on_progress=Non
                   options: Optional[dict] = None) -> dict[str, int]:
     """The masks of the selected source images. ``engine`` (default: the project's setting): with Ray, the workers
     load the masker (``name``/``options``, default the project's) on the GPU each reserves; this process only writes."""
-    from .generation import compute_selected_masks
+    from .pipeline.generation import compute_selected_masks
 
     engine = engine or engine_config(project)
     if masker is None:
         masker = remote(project, name, options, device) if engine.kind == "ray" else load_masker(project, name, options,
                                                                                                  device=device)
     if engine.kind == "ray":  # a device the workers cannot use is refused before anything is recorded
-        from .engines import worker_device
+        from .pipeline.engines import worker_device
 
         worker_device(engine, masker.device)
     with project.recorded_run("mask", {"masker": masker.name, "params": masker.params(), "labels": labels,
@@ -212,7 +212,7 @@ def compute_masks(project: Project, *, masker=None, labels=None, on_progress=Non
 
 def refind(project: Project, *, masker=None, on_progress=None, cancel=None, device: Optional[str] = None) -> int:
     """The object found again in each generated image of a langsam project (the queue's *object lost* signal)."""
-    from .generation import refind_objects
+    from .pipeline.generation import refind_objects
 
     masker = masker or load_masker(project, "langsam", device=device)
     with project.recorded_run("refind", {"masker": masker.name, "params": masker.params()}):
@@ -234,7 +234,7 @@ def generate(project: Project, pairs=None, cfg=None, inpaint=None, *, inpainter=
              on_progress=None, cancel=None, engine=None) -> dict:
     """Generate the pending candidates; ``engine`` (an ``engines.EngineConfig``) defaults to the
     project's setting (local unless set): with Ray, the workers load the model, not this process."""
-    from .generation import GenerationConfig, generate as _generate
+    from .pipeline.generation import GenerationConfig, generate as _generate
     from .method.inpainting import InpaintConfig
 
     engine = engine or engine_config(project)
@@ -256,7 +256,7 @@ def score(project: Project, n_steps: int = 50, internal_batch_size: Optional[int
     """ψ and ρ of every unscored candidate (with ``rescore``, also of those scored by another model);
     ``engine`` and ``device`` default to the project's settings; integrated gradients runs in float32 unless
     ``ig_dtype="float16"`` asks for float16 autocast (CUDA only)."""
-    from .generation import check_scoring, score as _score
+    from .pipeline.generation import check_scoring, score as _score
 
     engine = engine or engine_config(project)
     check_scoring(engine, ig_dtype, compute_device(project, device))  # a bad choice is refused before anything is recorded
@@ -268,7 +268,7 @@ def score(project: Project, n_steps: int = 50, internal_batch_size: Optional[int
 
 def stale_scores(project: Project) -> int:
     """Candidates scored by another model than the active ERM model (``score(..., rescore=True)`` fixes them)."""
-    from .decisions import stale_scores as _stale
+    from .curation.decisions import stale_scores as _stale
 
     return _stale(project)
 
@@ -277,7 +277,7 @@ def prune(project: Project, Psi: Optional[dict] = None, P: Optional[dict] = None
           reset: bool = False, source: str = "api", who: str = "user") -> tuple[dict, dict]:
     """Save any given thresholds (after ``reset``: back to the computed defaults first); return
     (thresholds, per-direction counts). Every change is an undoable action of the audit log, by ``who``."""
-    from .decisions import reset_thresholds, set_thresholds, summary, thresholds
+    from .curation.decisions import reset_thresholds, set_thresholds, summary, thresholds
 
     if reset:
         reset_thresholds(project, source=source, who=who)
@@ -285,94 +285,14 @@ def prune(project: Project, Psi: Optional[dict] = None, P: Optional[dict] = None
     return th, summary(project, th)
 
 
-RUN_SECTIONS = ("selection", "inversion", "masker", "generation", "inpaint", "scoring", "prune", "pairs")
-
-
-def _run_pairs(project: Project, value) -> Optional[list[tuple[int, int]]]:
-    """The run config's ``pairs``: a list of [i, j] or "i:j" directions (null: the default directions), checked
-    against the project's classes before any stage runs."""
-    from .errors import ConfigError
-    from .generation import directions
-
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value:
-        raise ConfigError(f"run config section 'pairs' must be a list of directions like [0, 1] or \"0:1\", got {value!r}")
-    out = []
-    for k, item in enumerate(value):
-        if isinstance(item, str) and item.count(":") == 1 and all(x.strip().isdigit() for x in item.split(":")):
-            item = [int(x) for x in item.split(":")]
-        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
-                                                                  for x in item)):
-            raise ConfigError(f"run config section 'pairs', item {k}: expected [i, j] or \"i:j\" with class numbers, "
-                              f"got {item!r}")
-        out.append((item[0], item[1]))
-    if len(set(out)) != len(out):
-        raise ConfigError(f"run config section 'pairs' names a direction twice: {value!r}")
-    directions(project, out)
-    return out
-
-
-def _check_types(cls, values: dict, where: str) -> None:
-    """Each value of ``values`` of the type of ``cls``'s field default (a number for a number, finite; text for
-    text; true/false for a flag); a field whose default is None takes a number, text or null."""
-    import math
-    from dataclasses import MISSING, fields
-
-    from .errors import ConfigError
-
-    for f in fields(cls):
-        if f.name not in values:
-            continue
-        v, d = values[f.name], (f.default if f.default is not MISSING else None)
-        if isinstance(d, bool):
-            ok, want = isinstance(v, bool), "true or false"
-        elif isinstance(d, (int, float)):
-            ok, want = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a finite number"
-        elif isinstance(d, str):
-            ok, want = isinstance(v, str), "text"
-        else:
-            ok = v is None or (isinstance(v, (int, str)) and not isinstance(v, bool)) or \
-                (isinstance(v, float) and math.isfinite(v))
-            want = "a number, text or null"
-        if not ok:
-            raise ConfigError(f"{where}: {f.name} must be {want}, got {v!r}")
-
-
 def run_pipeline(project: Project, config: dict, *, on_progress=None, cancel=None) -> dict:
     """select → invert → mask → generate → score → prune, from one config dict (see README).
 
     Every stage skips finished work, so running the same config again resumes.
     """
-    from .errors import ConfigError
-    from .generation import GenerationConfig
-    from .method.inpainting import InpaintConfig
-    from .method.inversion import InversionConfig
-    from .method.selection import SelectionConfig
+    from .pipeline.run_config import read_run_config
 
-    if not isinstance(config, dict):
-        raise ConfigError(f"the run config must be a JSON object with sections {', '.join(RUN_SECTIONS)}, "
-                          f"got a JSON {type(config).__name__}")
-    unknown = set(config) - set(RUN_SECTIONS)
-    if unknown:
-        raise ConfigError(f"unknown section(s) {', '.join(sorted(unknown))} in the run config; known: {', '.join(RUN_SECTIONS)}")
-    for section in ("selection", "inversion", "generation", "inpaint", "masker", "scoring", "prune"):
-        if config.get(section) is not None and not isinstance(config[section], dict):
-            raise ConfigError(f"run config section {section!r} must be an object of name: value, "
-                              f"got {type(config[section]).__name__} {config[section]!r}")
-
-    def build(cls, section):
-        values = config.get(section) or {}
-        _check_types(cls, values, f"run config section {section!r}")
-        try:
-            return cls(**values)
-        except TypeError as e:
-            raise ConfigError(f"run config section {section!r}: {e}") from e
-
-    sel, inv, gen, inp = (build(SelectionConfig, "selection"), build(InversionConfig, "inversion"),
-                          build(GenerationConfig, "generation"), build(InpaintConfig, "inpaint"))
-    pairs = _run_pairs(project, config.get("pairs"))
-    masker_cfg = dict(config.get("masker", {}))
+    sel, inv, gen, inp, pairs, masker_cfg = read_run_config(project, config)
     out = {"selection": select(project, sel).__dict__}
     inpainter = load_inpainter(project, inp.model, inp.device, inp.dtype)
     if config.get("inversion", {}) is not None and sel.ti_size > 0:
@@ -435,7 +355,7 @@ def baseline(project: Project, name: str, *, seeds=(0,), train: Optional[TrainCo
     ``jtt_grid`` = (T values, λ_up values): with more than one combination, JTT chooses them on val."""
     from dataclasses import replace as _replace
 
-    from .errors import ConfigError
+    from .project.errors import ConfigError
     from .method.baselines import JTTConfig, run_dfr, run_jtt, run_jtt_tuned, run_oracle
 
     if name == "jtt":
@@ -464,7 +384,7 @@ def make_report(project: Project, model_ids, *, baseline_id: Optional[int] = Non
     """Build and store the report of ``model_ids`` (seeds of one run) against ``baseline_id`` (default: ERM).
 
     ``extra`` is stored with it (a retraining passes its γ and its γ search)."""
-    from .reporting import build_report, save_report
+    from .curation.reporting import build_report, save_report
 
     if baseline_id is None:
         baseline_id = project.active_erm_id
@@ -474,13 +394,13 @@ def make_report(project: Project, model_ids, *, baseline_id: Optional[int] = Non
 
 
 def reports(project: Project) -> list[dict]:
-    from .reporting import reports as _reports
+    from .curation.reporting import reports as _reports
 
     return _reports(project)
 
 
 def load_report(project: Project, report_id: int) -> dict:
-    from .reporting import load_report as _load
+    from .curation.reporting import load_report as _load
 
     return _load(project, report_id)
 
@@ -489,21 +409,21 @@ def load_report(project: Project, report_id: int) -> dict:
 
 def review_index(project: Project):
     """The in-memory review model of every candidate (thresholds, filters, details, decisions)."""
-    from .review import ReviewIndex
+    from .curation.review import ReviewIndex
 
     return ReviewIndex(project)
 
 
 def export_dataset(project: Project, out: Optional[str] = None, method: str = "all", on_progress=None,
                    cancel=None, force: bool = False) -> dict:
-    from .export import export_dataset as _export
+    from .curation.export import export_dataset as _export
 
     return _export(project, Path(out) if out else None, method=method, on_progress=on_progress, cancel=cancel,
                    force=force)
 
 
 def reproducibility_bundle(project: Project, out: Optional[str] = None, force: bool = False) -> dict:
-    from .export import reproducibility_bundle as _bundle
+    from .curation.export import reproducibility_bundle as _bundle
 
     return _bundle(project, Path(out) if out else None, force=force)
 
@@ -513,8 +433,8 @@ def preview_tokens(project: Project, n: int = 4, steps: int = 25, seed: int = 0,
     (box masks when the dataset has masks): a quick look at what each token learned."""
     import numpy as np
 
-    from .generation import latest_token, object_word
-    from .imaging import load_mask, load_rgb
+    from .pipeline.generation import latest_token, object_word
+    from .data.imaging import load_mask, load_rgb
     from .method.inpainting import InpaintConfig, prompt_for
     from .method.masking import box_of
 
@@ -559,13 +479,13 @@ def prepare_demo_candidates(project: Project, *, quick: bool = True, on_progress
 def compute_map(project: Project, method: str = "pca", on_progress=None, cancel=None,
                 device: Optional[str] = None) -> dict:
     """The map of the candidates: the active ERM model's features of every candidate and source in 2-D."""
-    from .candidate_map import MapConfig, compute_map as _compute
+    from .curation.candidate_map import MapConfig, compute_map as _compute
 
     return _compute(project, MapConfig(method=method), on_progress=on_progress, cancel=cancel, device=device)
 
 
 def load_map(project: Project, method: Optional[str] = None):
-    from .candidate_map import load_map as _load
+    from .curation.candidate_map import load_map as _load
 
     return _load(project, method)
 
@@ -606,7 +526,7 @@ def jtt_with_scgs(project: Project, jtt=None, *, report: bool = True, on_progres
 def regenerate_candidate(project: Project, candidate_id: int, mask, *, inpainter=None, steps: int = 25,
                          guidance: float = 7.5, n_steps: int = 50) -> int:
     """Inpaint one candidate's source again with a user-drawn mask (255 = repaint); scored at once."""
-    from .generation import regenerate_with_mask
+    from .pipeline.regenerate import regenerate_with_mask
     from .method.inpainting import InpaintConfig
 
     model = pipeline_settings(project)["inpaint_model"]

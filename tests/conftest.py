@@ -9,7 +9,7 @@ import pytest
 
 from ddb_core.api import create_project
 from ddb_core.demo.data import DemoDataConfig, generate_demo_dataset
-from ddb_core.device import flush_denormals
+from ddb_core.project.device import flush_denormals
 
 flush_denormals()  # as the command line and the app do, before torch starts its compute threads
 
@@ -48,7 +48,7 @@ def scored_project_template(tiny_dataset, tmp_path_factory):
     """A tiny project with a 1-epoch ERM model (per-sample scores stored) and a selection. Copy before use."""
     from ddb_core.api import train_erm
     from ddb_core.method.selection import SelectionConfig, select
-    from ddb_core.training import TrainConfig
+    from ddb_core.classifiers.training import TrainConfig
 
     root = tmp_path_factory.mktemp("scored") / "proj"
     project, _ = create_project(root, "waterbirds", tiny_dataset)
@@ -60,7 +60,7 @@ def scored_project_template(tiny_dataset, tmp_path_factory):
 
 @pytest.fixture
 def scored_project(scored_project_template, tmp_path):
-    from ddb_core.store import Project
+    from ddb_core.project.store import Project
 
     dst = tmp_path / "proj"
     shutil.copytree(scored_project_template, dst)
@@ -78,11 +78,11 @@ def tiny_pipe_factory():
 @pytest.fixture(scope="session")
 def candidates_project_template(scored_project_template, tiny_pipe_factory, tmp_path_factory):
     """The scored tiny project plus tokens, 8 generated candidates (tiny random SD) and their ψ/ρ. Copy before use."""
-    from ddb_core.generation import generate, invert_classes, score
+    from ddb_core.pipeline.generation import generate, invert_classes, score
     from ddb_core.method.inpainting import InpaintConfig, Inpainter
     from ddb_core.method.inversion import InversionConfig
     from ddb_core.method.masking import ProvidedMasker
-    from ddb_core.store import Project
+    from ddb_core.project.store import Project
 
     root = tmp_path_factory.mktemp("candidates") / "proj"
     shutil.copytree(scored_project_template, root)
@@ -97,7 +97,7 @@ def candidates_project_template(scored_project_template, tiny_pipe_factory, tmp_
 
 @pytest.fixture
 def candidates_project(candidates_project_template, tmp_path):
-    from ddb_core.store import Project
+    from ddb_core.project.store import Project
 
     dst = tmp_path / "cproj"
     shutil.copytree(candidates_project_template, dst)

@@ -7,7 +7,7 @@ import urllib.request
 from pathlib import Path
 
 from ddb_core.api import train_erm
-from ddb_core.training import TrainConfig
+from ddb_core.classifiers.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

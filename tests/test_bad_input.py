@@ -23,8 +23,8 @@ from PIL import Image
 from conftest import db_dump
 from ddb_core import api
 from ddb_core.cli import main
-from ddb_core.errors import DDBError
-from ddb_core.store import Project
+from ddb_core.project.errors import DDBError
+from ddb_core.project.store import Project
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +262,7 @@ def model_cases():
         api.load_inpainter(Project.open(ctx["root"]), str(folder))
 
     def ckpt_wrong_arch(ctx):
-        from ddb_core.models import build_classifier, save_checkpoint
+        from ddb_core.classifiers.models import build_classifier, save_checkpoint
 
         path = ctx["base"] / "r34.pt"
         save_checkpoint(build_classifier("resnet34", 2), path, arch="resnet34", num_classes=2, image_size=32)
@@ -274,7 +274,7 @@ def model_cases():
         api.load_erm(Project.open(ctx["root"]), str(path), "resnet18", 32)
 
     def ckpt_wrong_classes(ctx):
-        from ddb_core.models import build_classifier
+        from ddb_core.classifiers.models import build_classifier
 
         path = ctx["base"] / "three.pt"
         torch.save(build_classifier("resnet18", 3).state_dict(), path)
@@ -336,7 +336,7 @@ def _file(name: str, write):
 
 def _ckpt(edit):
     def write(path):
-        from ddb_core.models import build_classifier
+        from ddb_core.classifiers.models import build_classifier
 
         state = build_classifier("resnet18", 2).state_dict()
         torch.save(edit(state), path)

@@ -6,11 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-from ddb_core.bench.demo import DemoBenchConfig, bench_demo, bench_pruning, bench_ti, ti_markdown
+from ddb_core.bench.demo import DemoBenchConfig, bench_demo
+from ddb_core.bench.ablations import bench_pruning, bench_ti, ti_markdown
 from ddb_core.bench.scgs import bench_scgs, scgs_markdown
 from ddb_core.bench.seeds import demo_markdown
-from ddb_core.store import Project
-from ddb_core.training import TrainConfig
+from ddb_core.project.store import Project
+from ddb_core.classifiers.training import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +124,7 @@ def test_bench_demo_one_data_seed_and_its_ablations(tiny_model_dir, tmp_path):
         assert 0 <= pr["judged"][d]["kept"]["judged_target"] <= v["kept"]
     judge = Project.open(tmp_path / "work" / "demo-d0").model(pr["judge_model"])
     assert judge["role"] == "oracle"
-    from ddb_core.bench.demo import pruning_markdown
+    from ddb_core.bench.ablations import pruning_markdown
 
     assert "kept: judged target" in pruning_markdown(pr)
     assert "Candidates per direction" in demo_markdown(res)
@@ -136,7 +137,7 @@ def test_bench_demo_one_data_seed_and_its_ablations(tiny_model_dir, tmp_path):
     assert "| 3 |" in ti_markdown(ti)
     assert "γ search for TI set size 3" in ti_markdown(ti) and "chosen by val WGA among 1, 2" in ti_markdown(ti)
     # Which TI images make a swapping token: every source judged on the same D_i images, nothing stored.
-    from ddb_core.bench.demo import bench_ti_source, ti_source_markdown
+    from ddb_core.bench.ablations import bench_ti_source, ti_source_markdown
 
     n_cands = Project.open(tmp_path / "work" / "demo-d0").db.execute("select count(*) from candidates").fetchone()[0]
     ts = bench_ti_source(cfg, str(tmp_path / "work"), n=2)
@@ -171,7 +172,7 @@ def test_bench_scgs_follows_its_paper_and_reuses_the_main_tables_erm_and_jtt(tin
     assert project.db.execute("select count(*) from candidates where method = 'scgs'").fetchone()[0] == large["images"]
     assert "| JTT+SCGS |" in doc.read_text() and "SCGS on the demo" in scgs_markdown(res)
     # The retraining recipe: one DDB retraining per (epochs, lr), every seed; the best mean val WGA is marked.
-    from ddb_core.bench.demo import bench_recipe, recipe_markdown
+    from ddb_core.bench.ablations import bench_recipe, recipe_markdown
 
     n_models = len(project.models())
     rec = bench_recipe(cfg, str(tmp_path / "work"), recipes=((1, 1e-4), (2, 5e-4)), doc=doc)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ddb_core.decisions import set_thresholds
+from ddb_core.curation.decisions import set_thresholds
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is installed by `make test` (apt-get install chromium)")
@@ -140,11 +140,11 @@ def test_non_square_candidates_show_undistorted(tmp_path, tiny_pipe_factory):
     sys.path.insert(0, str(Path(__file__).parent))
     import realshaped
     from ddb_core import api
-    from ddb_core.generation import generate, score
+    from ddb_core.pipeline.generation import generate, score
     from ddb_core.method.inpainting import InpaintConfig, Inpainter
     from ddb_core.method.masking import GrabCutMasker
     from ddb_core.method.selection import SelectionConfig, select
-    from ddb_core.training import TrainConfig
+    from ddb_core.classifiers.training import TrainConfig
     from ui.app import build_app, launch_kwargs
     from ui.screenshot import BROWSER_ARGS, open_review
 

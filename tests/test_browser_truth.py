@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ddb_core.decisions import decisions, set_thresholds, thresholds
+from ddb_core.curation.decisions import decisions, set_thresholds, thresholds
 from test_browser import CHROMIUM, _choose, _wait_text
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is installed by `make test` (apt-get install chromium)")

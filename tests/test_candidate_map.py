@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ddb_core.candidate_map import MapConfig, compute_map, load_map
-from ddb_core.decisions import set_decision, undo
-from ddb_core.errors import Cancelled, ConfigError
-from ddb_core.progress import CancelToken
-from ddb_core.review import ReviewIndex
+from ddb_core.curation.candidate_map import MapConfig, compute_map, load_map
+from ddb_core.curation.decisions import set_decision, undo
+from ddb_core.project.errors import Cancelled, ConfigError
+from ddb_core.project.progress import CancelToken
+from ddb_core.curation.review import ReviewIndex
 
 
 def _add_failed_generations(project, n=6) -> list[int]:

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from ddb_core.igmaps import load_ig
-from ddb_core.errors import ConfigError, ModelError, WeightsUnavailableError
-from ddb_core.generation import GenerationConfig, compute_masks, generate, invert_classes, score
+from ddb_core.pipeline.igmaps import load_ig
+from ddb_core.project.errors import ConfigError, ModelError, WeightsUnavailableError
+from ddb_core.pipeline.generation import GenerationConfig, compute_masks, generate, invert_classes, score
 from ddb_core.method.inpainting import InpaintConfig, Inpainter
 from ddb_core.method.inversion import InversionConfig, learn_token, save_embedding
 from ddb_core.method.masking import GrabCutMasker, LangSAMMasker, ProvidedMasker, build_masker
 from ddb_core.method.pruning import auto_keep
-from ddb_core.decisions import decisions, set_decision, set_thresholds, summary, thresholds, undo
+from ddb_core.curation.decisions import decisions, set_decision, set_thresholds, summary, thresholds, undo
 from ddb_core.method.scoring import score_candidates
 from ddb_core.method.selection import SelectionConfig, class_softmax_means, select, selected
 
@@ -176,7 +176,7 @@ def test_langsam_offline_names_every_missing_file(tmp_path, monkeypatch):
 
 def test_offline_maskers_on_demo_images(scored_project):
     rows = scored_project.samples("train")[:8]
-    from ddb_core.imaging import load_mask, load_rgb
+    from ddb_core.data.imaging import load_mask, load_rgb
 
     imgs = [load_rgb(scored_project.dataset_path(r["path"])) for r in rows]
     gts = [load_mask(scored_project.dataset_path(r["mask_path"])) for r in rows]
@@ -283,9 +283,9 @@ def _candidate_rows(project):
 def test_generation_job_end_to_end_and_resume_after_cancel(scored_project, tiny_pipe_factory, tmp_path):
     import shutil
 
-    from ddb_core.errors import Cancelled
-    from ddb_core.progress import CancelToken
-    from ddb_core.store import Project
+    from ddb_core.project.errors import Cancelled
+    from ddb_core.project.progress import CancelToken
+    from ddb_core.project.store import Project
 
     twin_root = tmp_path / "twin"
     shutil.copytree(scored_project.root, twin_root)
@@ -388,7 +388,7 @@ def test_mask_benchmark_and_docs_sections(scored_project, tmp_path):
 
 def test_regenerate_one_candidate_with_a_drawn_mask(candidates_project, tiny_pipe_factory):
     from ddb_core import api
-    from ddb_core.errors import ConfigError
+    from ddb_core.project.errors import ConfigError
 
     p = candidates_project
     old = p.db.execute("select id, source_id, seed, prompt from candidates order by id limit 1").fetchone()
@@ -411,8 +411,8 @@ def test_regenerate_one_candidate_with_a_drawn_mask(candidates_project, tiny_pip
 def test_a_token_learned_on_another_model_is_refused(scored_project, tmp_path):
     """A token is a row of one model's text encoder: generating with another model must not use it silently."""
     from ddb_core.demo.micro_sd import MicroSDConfig, build_pipeline
-    from ddb_core.generation import latest_token
-    from ddb_core.errors import ProjectError
+    from ddb_core.pipeline.generation import latest_token
+    from ddb_core.project.errors import ProjectError
 
     folders = []
     for seed in (0, 1):

@@ -62,7 +62,7 @@ def _wait(pred, timeout: float, what: str) -> None:
 
 
 def test_kill_during_retraining_then_resume(candidates_project):
-    from ddb_core.decisions import set_thresholds
+    from ddb_core.curation.decisions import set_thresholds
 
     p = candidates_project
     set_thresholds(p, Psi={0: 1.0, 1: 1.0}, P={0: -1e9, 1: -1e9})  # every candidate goes in

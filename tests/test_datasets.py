@@ -10,9 +10,9 @@ from PIL import Image
 
 from conftest import db_dump
 from ddb_core.api import create_project
-from ddb_core.errors import DatasetError, ProjectError
-from ddb_core.imaging import load_rgb
-from ddb_core.store import Project
+from ddb_core.project.errors import DatasetError, ProjectError
+from ddb_core.data.imaging import load_rgb
+from ddb_core.project.store import Project
 
 
 def rewrite_metadata(root: Path, edit) -> None:
@@ -225,7 +225,7 @@ def test_a_file_name_that_is_not_utf8_is_refused_and_leaves_no_folder(tmp_path):
 def test_exif_orientation_is_applied_as_a_viewer_would(tmp_path):
     """A phone photo stored sideways with EXIF orientation 6 (rotate 90° clockwise) loads upright, and its mask
     is read in the same orientation."""
-    from ddb_core.imaging import load_mask
+    from ddb_core.data.imaging import load_mask
 
     raw = np.zeros((30, 50, 3), dtype=np.uint8)  # stored 50 wide, 30 high
     raw[:, :10] = 255  # a white band on the stored left edge
@@ -241,7 +241,7 @@ def test_exif_orientation_is_applied_as_a_viewer_would(tmp_path):
 
 
 def test_a_mask_of_another_aspect_ratio_is_refused_one_of_another_size_resized(tmp_path):
-    from ddb_core.imaging import load_mask
+    from ddb_core.data.imaging import load_mask
 
     Image.fromarray(np.full((40, 60), 255, np.uint8)).save(tmp_path / "half.png")  # 60×40: 3:2
     assert load_mask(tmp_path / "half.png", (80, 120)).shape == (80, 120)  # same ratio, twice the size

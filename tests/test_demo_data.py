@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from ddb_core.demo.data import DemoDataConfig, generate_demo_dataset, plan_rows, render_sample
-from ddb_core.errors import ConfigError
+from ddb_core.project.errors import ConfigError
 
 
 def test_default_group_counts_follow_waterbirds_at_half_scale():

@@ -18,12 +18,12 @@ import pytest
 import torch
 
 from ddb_core import api
-from ddb_core.device import watch_placements
+from ddb_core.project.device import watch_placements
 from ddb_core.method.baselines import JTTConfig
 from ddb_core.method.masking import LangSAMMasker
 from ddb_core.method.retraining import RetrainConfig
 from ddb_core.method.scgs import SCGSConfig, scgs_masker
-from ddb_core.training import TrainConfig
+from ddb_core.classifiers.training import TrainConfig
 
 from tiny_langsam import build_tiny_dino, build_tiny_sam_predictor
 
@@ -32,17 +32,17 @@ SMALL = TrainConfig(image_size=32, epochs=1, batch_size=16, seed=0)
 
 @pytest.fixture
 def cuda_looks_available(monkeypatch):
-    import ddb_core.device
+    import ddb_core.project.device
 
-    monkeypatch.setattr(ddb_core.device, "cuda_available", lambda: True)
+    monkeypatch.setattr(ddb_core.project.device, "cuda_available", lambda: True)
 
 
 @pytest.fixture
 def stand_in_gpus(monkeypatch, cuda_looks_available):
     """``cuda:1`` is the CPU as ``cpu:1``; every other CUDA name ``cpu:9``."""
-    import ddb_core.device
+    import ddb_core.project.device
 
-    monkeypatch.setattr(ddb_core.device, "cuda_device", lambda name: torch.device("cpu", 1 if name == "cuda:1" else 9))
+    monkeypatch.setattr(ddb_core.project.device, "cuda_device", lambda name: torch.device("cpu", 1 if name == "cuda:1" else 9))
 
 
 # every stage that runs a model, by the name it gives its placement
@@ -63,7 +63,7 @@ def misplaced(seen: list, expected: str = "cpu:1", stages=STAGES) -> list[str]:
 
 
 def run_every_stage(p, model_dir, tmp_path) -> tuple:
-    from ddb_core.generation import GenerationConfig
+    from ddb_core.pipeline.generation import GenerationConfig
     from ddb_core.method.inpainting import InpaintConfig
 
     rng = np.random.default_rng(0)
@@ -113,18 +113,18 @@ def test_every_stage_moves_its_models_to_the_projects_device(candidates_project,
 
 def test_a_stage_that_skips_the_placement_fails_the_check(candidates_project, stand_in_gpus, monkeypatch):
     """The check above fails when one stage leaves its model where it was built, or resolves ``auto`` itself."""
-    import ddb_core.models
-    import ddb_core.reporting as reporting
+    import ddb_core.classifiers.models
+    import ddb_core.curation.reporting as reporting
 
     p = candidates_project
     api.set_pipeline_settings(p, device="cuda:1")
-    real = ddb_core.models.load_classifier
+    real = ddb_core.classifiers.models.load_classifier
     with watch_placements() as seen:
-        monkeypatch.setattr(ddb_core.models, "load_classifier", lambda path, arch, n, **kw: real(path, arch, n))
+        monkeypatch.setattr(ddb_core.classifiers.models, "load_classifier", lambda path, arch, n, **kw: real(path, arch, n))
         reporting.test_predictions(p, p.active_erm_id)
     assert "report predictions: never placed" in misplaced(seen, stages={"report predictions"})
     with watch_placements() as seen:
-        monkeypatch.setattr(ddb_core.models, "load_classifier",
+        monkeypatch.setattr(ddb_core.classifiers.models, "load_classifier",
                             lambda path, arch, n, **kw: real(path, arch, n, device="auto", what=kw["what"]))
         reporting.test_predictions(p, p.active_erm_id)
     assert misplaced(seen, stages={"report predictions"})[-1] == "report predictions on cpu:9"
@@ -148,7 +148,7 @@ def test_auto_means_cuda_when_present(candidates_project, cuda_looks_available):
 
 
 def test_device_setting_is_validated_and_kept(candidates_project):
-    from ddb_core.errors import ConfigError
+    from ddb_core.project.errors import ConfigError
 
     with pytest.raises(ConfigError, match="device must be"):
         api.set_pipeline_settings(candidates_project, device="gpu0")
@@ -161,9 +161,9 @@ def test_device_setting_is_validated_and_kept(candidates_project):
 
 
 def test_ray_workers_use_the_gpus_they_reserve():
-    from ddb_core.engines import EngineConfig, worker_device
+    from ddb_core.pipeline.engines import EngineConfig, worker_device
 
-    from ddb_core.errors import ConfigError
+    from ddb_core.project.errors import ConfigError
 
     gpu, none = EngineConfig(kind="ray", gpus_per_worker=1), EngineConfig(kind="ray")
     # a worker sees only its reserved GPU, as cuda:0: every CUDA name is that one
@@ -179,9 +179,9 @@ def test_ray_workers_use_the_gpus_they_reserve():
 def test_integrated_gradients_is_float32_unless_float16_is_asked_for_on_cuda(candidates_project, monkeypatch):
     """Scoring never runs the classifier under float16 autocast by default, on any device (the project's dtype is
     the inpainting model's); ``--ig-dtype float16`` is refused without CUDA, with a message naming the option."""
-    import ddb_core.generation as generation
-    from ddb_core.errors import ConfigError
-    from ddb_core.device import ig_half
+    import ddb_core.pipeline.generation as generation
+    from ddb_core.project.errors import ConfigError
+    from ddb_core.project.device import ig_half
 
     assert ig_half("float32", "cuda") is False and ig_half("float32", "cpu") is False
     with pytest.raises(ConfigError, match="--ig-dtype float16 needs a CUDA device"):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ddb_core.evaluation import GroupReport, group_report, report_markdown
+from ddb_core.classifiers.evaluation import GroupReport, group_report, report_markdown
 
 CLASSES, ATTRS = ["landbird", "waterbird"], ["land", "water"]
 

@@ -5,7 +5,7 @@ import json
 import zipfile
 
 from ddb_core import api
-from ddb_core.decisions import set_decision, set_thresholds
+from ddb_core.curation.decisions import set_decision, set_thresholds
 
 
 def test_export_dataset_and_bundle(candidates_project):
@@ -70,7 +70,7 @@ def test_an_export_never_writes_over_the_project_or_an_existing_file(candidates_
 def test_a_dataset_export_copies_only_regular_files_from_inside_the_dataset(candidates_project, tmp_path):
     import pytest
 
-    from ddb_core.errors import ProjectError
+    from ddb_core.project.errors import ProjectError
 
     p = candidates_project
     rel = p.db.execute("select path from samples where split = 'train' order by id limit 1").fetchone()[0]

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from ddb_core import api
-from ddb_core.errors import ConfigError, DatasetError, ModelError, ProjectError
-from ddb_core.imaging import ImageSet, classifier_view, load_rgb
+from ddb_core.project.errors import ConfigError, DatasetError, ModelError, ProjectError
+from ddb_core.data.imaging import ImageSet, classifier_view, load_rgb
 from ddb_core.method.inpainting import InpaintConfig, Inpainter, ModelCanvas
 from ddb_core.method.inversion import InversionConfig, learn_token
 
@@ -25,7 +25,7 @@ FAST = InpaintConfig(steps=2, guidance=2.0, batch_size=8)
 def test_psi_of_an_unchanged_image_equals_its_stored_softmax(scored_project):
     """Training's evaluation transform and scoring see an image the same way: ψ of x' = x is the
     softmax stored for x by the ERM model."""
-    from ddb_core.models import load_classifier
+    from ddb_core.classifiers.models import load_classifier
     from ddb_core.method.scoring import score_candidates
 
     erm = scored_project.active_erm()
@@ -167,8 +167,8 @@ def test_a_non_finite_loss_stops_inversion_with_a_clear_error(tiny_pipe_factory)
 
 def test_changing_the_erm_model_makes_scores_stale_until_rescored(candidates_project, capsys):
     from ddb_core.cli import main
-    from ddb_core.decisions import decisions, stale_scores, thresholds
-    from ddb_core.training import TrainConfig
+    from ddb_core.curation.decisions import decisions, stale_scores, thresholds
+    from ddb_core.classifiers.training import TrainConfig
 
     project = candidates_project
     n = project.db.execute("select count(*) from candidates").fetchone()[0]
@@ -196,7 +196,7 @@ def test_changing_the_erm_model_makes_scores_stale_until_rescored(candidates_pro
 
 
 def test_a_missing_Psi_names_the_command_instead_of_pruning_everything(candidates_project):
-    from ddb_core.decisions import decisions
+    from ddb_core.curation.decisions import decisions
 
     project = candidates_project
     project.db.execute("delete from class_stats")
@@ -209,7 +209,7 @@ def test_a_missing_Psi_names_the_command_instead_of_pruning_everything(candidate
 
 def test_default_P_comes_from_the_same_method_and_does_not_drift(candidates_project):
     from ddb_core.method.pruning import DEFAULT_P_QUANTILE
-    from ddb_core.decisions import reset_thresholds, set_method_pruning, thresholds
+    from ddb_core.curation.decisions import reset_thresholds, set_method_pruning, thresholds
 
     project = candidates_project
     th = thresholds(project)

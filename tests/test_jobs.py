@@ -5,12 +5,12 @@ from conftest import TINY
 import numpy as np
 
 from ddb_core.api import build_demo_project, load_masker, pipeline_settings
-from ddb_core.imaging import load_rgb
+from ddb_core.data.imaging import load_rgb
 from ddb_core.method.inpainting import MICRO_MODEL
-from ddb_core.jobs import BackgroundJob
-from ddb_core.progress import Progress
-from ddb_core.store import Project
-from ddb_core.training import TrainConfig
+from ddb_core.project.jobs import BackgroundJob
+from ddb_core.project.progress import Progress
+from ddb_core.project.store import Project
+from ddb_core.classifiers.training import TrainConfig
 
 ERM = TrainConfig(image_size=32, epochs=2, batch_size=16)
 
@@ -65,7 +65,7 @@ def test_cancelled_job_resumes_on_the_next_build(tmp_path):
 
 def test_failed_job_keeps_the_message():
     def boom(on_progress, cancel):
-        from ddb_core.errors import DatasetError
+        from ddb_core.project.errors import DatasetError
 
         raise DatasetError("metadata.csv not found")
 

@@ -9,7 +9,7 @@ import pytest
 from ddb_core.bench.judges import (CROP, JUDGE_SEEDS_FROM, JUDGES_DIR, JudgeTrainConfig, crop_box, judge_crop,
                                    judge_seed, load_judges, render_judge_set)
 from ddb_core.demo.data import RESERVED_SEEDS_FROM, DemoDataConfig, render_scene
-from ddb_core.errors import ConfigError
+from ddb_core.project.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,7 @@ def test_inversion_inside_the_mask_needs_masks_and_learns_on_any_size(tiny_pipe_
 def test_target_birds_of_a_project_split_kept_and_pruned(candidates_project, capsys):
     from ddb_core.bench.judges import judged_target_birds
     from ddb_core.cli import main
-    from ddb_core.decisions import summary, thresholds
+    from ddb_core.curation.decisions import summary, thresholds
 
     judged = judged_target_birds(candidates_project)
     counts = summary(candidates_project, thresholds(candidates_project), method="ddb")
@@ -144,7 +144,7 @@ def test_a_projects_candidates_export_for_labelling_and_are_checked_once_labelle
 
 
 def test_inversion_counts_its_loss_in_the_object_not_the_repaint_region(tmp_path):
-    from ddb_core.generation import inversion_masker
+    from ddb_core.pipeline.generation import inversion_masker
     from ddb_core.method.masking import GrabCutMasker, ProvidedMasker
 
     box = ProvidedMasker(lambda p: tmp_path / p, shape="box", dilate_radius=4)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from ddb_core.demo.data import DemoDataConfig, generate_demo_dataset
-from ddb_core.errors import Cancelled, DatasetError
+from ddb_core.project.errors import Cancelled, DatasetError
 from ddb_core.method.inpainting import InpaintConfig, Inpainter
 from ddb_core.demo.micro_train import MicroTrainConfig, train_micro_inpainter
-from ddb_core.progress import CancelToken
+from ddb_core.project.progress import CancelToken
 
 
 def test_smoke_training_saves_a_loadable_pipeline_and_resumes(tmp_path):
@@ -31,7 +31,7 @@ def test_smoke_training_saves_a_loadable_pipeline_and_resumes(tmp_path):
     # The same run continues with more UNet steps; any other change is refused.
     from dataclasses import replace
 
-    from ddb_core.errors import ConfigError
+    from ddb_core.project.errors import ConfigError
 
     longer = train_micro_inpainter(data, tmp_path / "model", replace(cfg, unet_steps=cfg.unet_steps + 2))
     info2 = json.loads((longer / "training.json").read_text())
@@ -133,7 +133,7 @@ def saved_tiny_model(tmp_path):
 
 
 def test_missing_or_corrupt_model_files_are_named(saved_tiny_model):
-    from ddb_core.errors import ModelError
+    from ddb_core.project.errors import ModelError
 
     weights = next((saved_tiny_model / "unet").glob("*.safetensors"))
     data = weights.read_bytes()
@@ -271,7 +271,7 @@ def test_a_window_model_trains_on_crops_around_the_bird_and_says_so(tmp_path):
 
     from ddb_core.demo.corpus import render_corpus
     from ddb_core.demo.micro_train import crop_corpus, export_checkpoint
-    from ddb_core.errors import ConfigError
+    from ddb_core.project.errors import ConfigError
     from ddb_core.method.inpainting import crop_window
 
     images, masks, _ = render_corpus(6, 0, 64, workers=1)

@@ -3,8 +3,8 @@ import pickle
 import pytest
 import torch
 
-from ddb_core.errors import ModelError, WeightsUnavailableError
-from ddb_core.models import build_classifier, imagenet_weights_file, load_classifier, save_checkpoint
+from ddb_core.project.errors import ModelError, WeightsUnavailableError
+from ddb_core.classifiers.models import build_classifier, imagenet_weights_file, load_classifier, save_checkpoint
 
 
 def test_builder_gives_the_requested_number_of_classes():
@@ -74,7 +74,7 @@ def test_decoded_images_are_reused_until_a_file_changes(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from ddb_core.imaging import ImageSet
+    from ddb_core.data.imaging import ImageSet
 
     paths = []
     for k in range(3):

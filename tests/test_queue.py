@@ -1,4 +1,4 @@
-"""The review queue (ddb_core/queue.py): each signal measures what it says, the order puts the undecided
+"""The review queue (ddb_core/curation/queue.py): each signal measures what it says, the order puts the undecided
 first by priority, the command line lists the same order, `ddb export` writes what the Export screen
 writes, and in a real browser "n" shows the first undecided candidate of the queue."""
 
@@ -14,7 +14,7 @@ import pytest
 
 from ddb_core import api
 from ddb_core.cli import main
-from ddb_core.decisions import set_decision, set_thresholds
+from ddb_core.curation.decisions import set_decision, set_thresholds
 
 
 def _ddb(*args) -> str:
@@ -25,7 +25,7 @@ def _ddb(*args) -> str:
 
 
 def test_each_signal_measures_what_it_says(candidates_project):
-    from ddb_core.queue import SIGNALS
+    from ddb_core.curation.queue import SIGNALS
 
     p = candidates_project
     rows = p.db.execute("select id, source_label, target_label, psi, rho from candidates where target_label = 1 "
@@ -74,7 +74,7 @@ def test_the_map_signal_is_high_near_the_source_class(candidates_project):
 def test_the_queue_puts_the_undecided_first_by_priority(candidates_project):
     p = candidates_project
     index = api.review_index(p)
-    order = index.query(__import__("ddb_core.review", fromlist=["Filter"]).Filter(sort="queue"))
+    order = index.query(__import__("ddb_core.curation.review", fromlist=["Filter"]).Filter(sort="queue"))
     pr = index.queue.priority(index.Psi, index.P)
     at = index.pos.lookup(order)[0]
     assert np.all(np.diff(pr[at]) <= 1e-4)  # highest first (16-bit keys: ties within 1e-4)
@@ -82,7 +82,7 @@ def test_the_queue_puts_the_undecided_first_by_priority(candidates_project):
     assert index.queue.next_undecided(index.Psi, index.P) == top
     set_decision(p, [top], "accept")
     index = api.review_index(p)
-    order2 = index.query(__import__("ddb_core.review", fromlist=["Filter"]).Filter(sort="queue"))
+    order2 = index.query(__import__("ddb_core.curation.review", fromlist=["Filter"]).Filter(sort="queue"))
     assert int(order2[-1]) == top  # decided: at the back
     assert index.queue.next_undecided(index.Psi, index.P) == int(order[1])
 
@@ -90,7 +90,7 @@ def test_the_queue_puts_the_undecided_first_by_priority(candidates_project):
 def test_ddb_queue_lists_the_same_order_and_says_why(candidates_project, tmp_path):
     p = candidates_project
     index = api.review_index(p)
-    from ddb_core.review import Filter
+    from ddb_core.curation.review import Filter
 
     want = [int(i) for i in index.query(Filter(sort="queue"))]
     text = _ddb("queue", "-p", str(p.root), "-n", "0")
@@ -156,7 +156,7 @@ def test_the_object_found_again_inside_the_mask_box_feeds_the_object_lost_signal
     """``ddb refind`` on the candidates of a langsam project: the detector's best box lying mostly inside the mask's
     box is the object found again; none is a score of 0, and the queue's *object lost* is 1 - the score (0 for the
     candidates it did not look at)."""
-    from ddb_core.generation import refind_objects
+    from ddb_core.pipeline.generation import refind_objects
     from ddb_core.method.masking import LangSAMMasker
 
     masker = LangSAMMasker(None, None, None, box_threshold=0.3)
@@ -251,7 +251,7 @@ def test_the_review_section_states_a_difference_only_where_its_interval_excludes
 
     fig = {"reviewed": 1, "failures_left": 2, "failures_found": 3, "good_pruned": 0, "accepted": 5,
            "failures_let_in": 1, "good_recovered": 4, "good_lost": 0}
-    from ddb_core.queue import SIGNALS
+    from ddb_core.curation.queue import SIGNALS
 
     sig = {name: {"nonzero": 4, "flagged": 50, "failures_flagged": 45 if name == "near Ψ" else 0, "failures_all": 3,
                   "n": 1000, "wrong_flagged": 5, "wrong_all": 100} for name in SIGNALS}
@@ -284,7 +284,7 @@ def test_a_refresh_shows_the_whole_gallery_by_id_and_the_filters_say_so(candidat
     so every filter it leaves on screen must be reset with it, value by value in the order of its outputs."""
     import gradio as gr
 
-    from ddb_core.review import Filter
+    from ddb_core.curation.review import Filter
     from ui import review
     from ui.state import AppState
 

@@ -22,17 +22,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import realshaped  # noqa: E402
 from ddb_core import api  # noqa: E402
-from ddb_core.igmaps import load_ig  # noqa: E402
-from ddb_core.engines import EngineConfig  # noqa: E402
-from ddb_core.errors import ConfigError  # noqa: E402
-from ddb_core.generation import generate, invert_classes, score  # noqa: E402
-from ddb_core.imaging import load_rgb  # noqa: E402
+from ddb_core.pipeline.igmaps import load_ig  # noqa: E402
+from ddb_core.pipeline.engines import EngineConfig  # noqa: E402
+from ddb_core.project.errors import ConfigError  # noqa: E402
+from ddb_core.pipeline.generation import generate, invert_classes, score  # noqa: E402
+from ddb_core.data.imaging import load_rgb  # noqa: E402
 from ddb_core.method.inpainting import InpaintConfig, Inpainter  # noqa: E402
 from ddb_core.method.inversion import InversionConfig  # noqa: E402
 from ddb_core.method.masking import ProvidedMasker  # noqa: E402
 from ddb_core.method.selection import SelectionConfig, select  # noqa: E402
-from ddb_core.store import Project  # noqa: E402
-from ddb_core.training import TrainConfig  # noqa: E402
+from ddb_core.project.store import Project  # noqa: E402
+from ddb_core.classifiers.training import TrainConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = InpaintConfig(steps=3, guidance=2.0, batch_size=2)
@@ -111,7 +111,7 @@ def test_ray_makes_the_same_pixels_and_scores_as_the_local_engine(template, tmp_
         assert a.shape == b.shape and np.allclose(a, b, atol=1e-5 + 0.02 * np.abs(a).max())  # one 8-bit level
         assert y["score_model_id"] == remote.active_erm_id
     # and no decision differs: each project at its own default thresholds keeps the same candidates
-    from ddb_core.decisions import decisions
+    from ddb_core.curation.decisions import decisions
 
     key_of = lambda c: {x["id"]: key for key, x in c.items()}
     kept = lambda proj, c: {key_of(c)[d.candidate_id]: d.kept for d in decisions(proj)}
@@ -130,7 +130,7 @@ def test_ray_masks_equal_the_local_masks_and_generation_reuses_them(template, tm
     again."""
     from tiny_langsam import build_tiny_dino, build_tiny_sam_predictor
 
-    from ddb_core.imaging import load_mask
+    from ddb_core.data.imaging import load_mask
 
     dino = str(build_tiny_dino(tmp_path / "dino"))
     masked_on_ray = {}
@@ -169,8 +169,8 @@ def test_ray_masks_equal_the_local_masks_and_generation_reuses_them(template, tm
 
 def test_an_unreadable_input_is_the_same_plain_error_on_ray(template, tmp_path, ray_local):
     """A mask file gone missing: the local engine's DatasetError, not a RayTaskError, on Ray too."""
-    from ddb_core.errors import DatasetError
-    from ddb_core.generation import compute_selected_masks
+    from ddb_core.project.errors import DatasetError
+    from ddb_core.pipeline.generation import compute_selected_masks
 
     model = str(template[1])
     errors = {}

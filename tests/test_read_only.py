@@ -3,7 +3,7 @@
 import hashlib
 
 from ddb_core.cli import main
-from ddb_core.store import Project
+from ddb_core.project.store import Project
 
 
 def _sha(path):
@@ -11,7 +11,7 @@ def _sha(path):
 
 
 def test_a_read_only_project_reads_and_refuses_every_write_by_name(candidates_project, monkeypatch, capsys):
-    import ddb_core.store as store
+    import ddb_core.project.store as store
 
     root = candidates_project.root
     with candidates_project.write():  # the P defaults not stored yet: `queue` would store them on a writable project

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from ddb_core import api
-from ddb_core.errors import ProjectError
-from ddb_core.igmaps import decode, encode, load_ig, save_ig, stored_shape
-from ddb_core.thumbnails import SIDE, thumb_path, thumbnail, write_thumbnail
+from ddb_core.project.errors import ProjectError
+from ddb_core.pipeline.igmaps import decode, encode, load_ig, save_ig, stored_shape
+from ddb_core.data.thumbnails import SIDE, thumb_path, thumbnail, write_thumbnail
 
 
 def test_the_full_size_models_have_the_published_sizes():
@@ -143,8 +143,8 @@ def test_the_fullscale_report_states_every_figure():
 def test_the_review_model_keeps_its_arrays_and_never_shows_stale_ones(candidates_project):
     """The arrays are kept on disk for the next opening, and any change to a candidate (by any
     connection: the triggers count it) makes the next opening read the database again."""
-    from ddb_core.review import ReviewIndex
-    from ddb_core.store import Project
+    from ddb_core.curation.review import ReviewIndex
+    from ddb_core.project.store import Project
 
     p = candidates_project
     first = ReviewIndex(p)
@@ -168,7 +168,7 @@ def test_the_review_model_keeps_its_arrays_and_never_shows_stale_ones(candidates
 
 @pytest.mark.parametrize("kept", [False, True])
 def test_gallery_sorts_from_kept_orders_equal_a_plain_sort(candidates_project, kept):
-    from ddb_core.review import Filter, ReviewIndex, keep_arrays
+    from ddb_core.curation.review import Filter, ReviewIndex, keep_arrays
 
     p = candidates_project
     p.db.execute("update candidates set psi = null, rho = null where id = (select min(id) from candidates)")  # unscored

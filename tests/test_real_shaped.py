@@ -22,16 +22,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import realshaped  # noqa: E402
 from ddb_core import api  # noqa: E402
-from ddb_core.igmaps import load_ig, stored_shape  # noqa: E402
-from ddb_core.generation import generate, invert_classes, score  # noqa: E402
-from ddb_core.imaging import load_mask, load_rgb  # noqa: E402
+from ddb_core.pipeline.igmaps import load_ig, stored_shape  # noqa: E402
+from ddb_core.pipeline.generation import generate, invert_classes, score  # noqa: E402
+from ddb_core.data.imaging import load_mask, load_rgb  # noqa: E402
 from ddb_core.method.inpainting import InpaintConfig, Inpainter  # noqa: E402
 from ddb_core.method.inversion import InversionConfig  # noqa: E402
 from ddb_core.method.masking import GrabCutMasker, LangSAMMasker, ProvidedMasker, build_masker  # noqa: E402
 from ddb_core.method.retraining import RetrainConfig  # noqa: E402
 from ddb_core.method.scgs import SCGSConfig  # noqa: E402
 from ddb_core.method.selection import SelectionConfig, select  # noqa: E402
-from ddb_core.training import TrainConfig  # noqa: E402
+from ddb_core.classifiers.training import TrainConfig  # noqa: E402
 
 FAST = InpaintConfig(steps=2, guidance=2.0, batch_size=4)
 ERM = TrainConfig(image_size=48, epochs=1, batch_size=16, seed=0)  # layer4 2x2: Grad-CAM has a map

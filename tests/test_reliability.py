@@ -18,8 +18,8 @@ import pytest
 
 from ddb_core import api
 from ddb_core.cli import main
-from ddb_core.errors import DDBError, ProjectError
-from ddb_core.decisions import audit_log, set_decision, set_thresholds, thresholds, undo, undo_thresholds
+from ddb_core.project.errors import DDBError, ProjectError
+from ddb_core.curation.decisions import audit_log, set_decision, set_thresholds, thresholds, undo, undo_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,8 +91,8 @@ def test_cli_decide_undo_and_audit(candidates_project, capsys):
 
 WRITER = """
 import sys
-from ddb_core.store import Project
-from ddb_core.decisions import set_decision, set_thresholds
+from ddb_core.project.store import Project
+from ddb_core.curation.decisions import set_decision, set_thresholds
 p = Project.open(sys.argv[1])
 ids = [int(x) for x in sys.argv[2].split(",")]
 for k, cid in enumerate(ids):

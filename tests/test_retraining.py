@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from ddb_core import api
-from ddb_core.errors import ConfigError
-from ddb_core.decisions import set_decision, set_thresholds
+from ddb_core.project.errors import ConfigError
+from ddb_core.curation.decisions import set_decision, set_thresholds
 from ddb_core.method.baselines import JTTConfig
 from ddb_core.method.retraining import RetrainConfig, accepted_candidates, generated_plan, small_subset_warnings
 from ddb_core.method.objective import balanced_loss
-from ddb_core.training import MixedBatchSampler, TrainConfig, TrainPlan
+from ddb_core.classifiers.training import MixedBatchSampler, TrainConfig, TrainPlan
 
 TINY_TRAIN = TrainConfig(image_size=32, epochs=1, batch_size=16)
 
@@ -88,7 +88,7 @@ def test_retraining_run_stores_models_and_a_report_that_matches_an_independent_c
     assert api.load_report(p, rep["id"])["after"]["worst_group_acc"] == rep["after"]["worst_group_acc"]
     assert [r["id"] for r in api.reports(p)] == [rep["id"]]
     # Independent computation from the stored checkpoints.
-    from ddb_core.reporting import test_predictions
+    from ddb_core.curation.reporting import test_predictions
 
     rows = p.samples("test", "label, attr")
     y = np.array([r["label"] for r in rows])
@@ -167,7 +167,7 @@ def test_gamma_selection_key_falls_back_to_val_accuracy_without_group_labels():
 
 
 def test_bootstrap_interval_brackets_and_narrows_with_more_samples():
-    from ddb_core.reporting import _metrics_resampled
+    from ddb_core.curation.reporting import _metrics_resampled
 
     rng = np.random.default_rng(0)
     out = []
@@ -204,7 +204,7 @@ def test_baselines_run_and_state_their_group_labels(scored_project, monkeypatch)
 
 def test_a_per_class_gamma_grid_tries_every_combination_and_retraining_starts_from_the_given_erm(candidates_project):
     from ddb_core.method.retraining import gamma_label, gamma_search
-    from ddb_core.training import train_classifier
+    from ddb_core.classifiers.training import train_classifier
 
     p = candidates_project
     set_thresholds(p, Psi={0: 1.001, 1: 1.001}, P={0: -1e9, 1: -1e9})
@@ -274,7 +274,7 @@ def test_jtt_finds_each_seeds_error_set_and_chooses_t_and_lambda_on_val(scored_p
 
 def test_dfr_follows_its_paper_on_each_seeds_erm(scored_project):
     from ddb_core.method.baselines import DFR_CS, _balanced, run_dfr
-    from ddb_core.training import train_classifier
+    from ddb_core.classifiers.training import train_classifier
 
     p = scored_project
     g = np.array([0] * 10 + [1] * 3 + [2] * 7)

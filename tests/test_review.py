@@ -7,8 +7,8 @@ import urllib.request
 import numpy as np
 import pytest
 
-from ddb_core.decisions import set_thresholds, summary, thresholds
-from ddb_core.review import Filter, ReviewIndex
+from ddb_core.curation.decisions import set_thresholds, summary, thresholds
+from ddb_core.curation.review import Filter, ReviewIndex
 
 
 def test_review_index_counts_filters_decisions_and_undo(candidates_project):
@@ -141,7 +141,7 @@ def test_a_decision_on_a_candidate_changed_elsewhere_says_so_and_the_index_catch
 
     from gradio.context import LocalContext
 
-    from ddb_core.decisions import set_decision
+    from ddb_core.curation.decisions import set_decision
     from ui import review_actions
     from ui.state import AppState
 

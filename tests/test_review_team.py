@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from ddb_core.decisions import set_decision, thresholds
+from ddb_core.curation.decisions import set_decision, thresholds
 from ddb_core.method.retraining import accepted_candidates
 from test_browser import CHROMIUM, _choose, _wait_text
 from test_browser_truth import _agrees, _review, _threshold_actions
@@ -226,10 +226,10 @@ def test_the_browser_benchmark_times_each_press_until_the_screen_agrees(candidat
 
 
 def test_a_click_opens_a_dot_outside_the_filter_n_moves_forward_and_refresh_keeps_the_view(candidates_project):
-    from ddb_core.decisions import set_thresholds
+    from ddb_core.curation.decisions import set_thresholds
     from ui.review_view import scatter_frame
 
-    from ddb_core.review import ReviewIndex
+    from ddb_core.curation.review import ReviewIndex
 
     p = candidates_project
     ids = _ids(p)

@@ -9,7 +9,7 @@ import pytest
 def test_the_default_P_follows_the_scores_until_every_candidate_is_scored(candidates_project):
     """Issue: P was frozen from the first candidates scored. Now it is provisional (not stored) while a
     class's candidates are partly scored, and fixed once all of them are."""
-    from ddb_core.decisions import thresholds
+    from ddb_core.curation.decisions import thresholds
     from ddb_core.method.pruning import suggest_P
 
     p = candidates_project
@@ -34,9 +34,9 @@ def test_the_default_P_follows_the_scores_until_every_candidate_is_scored(candid
 
 def test_candidates_of_a_method_that_does_not_prune_are_kept_scored_or_not(candidates_project):
     """SCGS does not prune: its unscored (or stale) candidates go into retraining all the same."""
-    from ddb_core.decisions import set_method_pruning
+    from ddb_core.curation.decisions import set_method_pruning
     from ddb_core.method.retraining import accepted_candidates
-    from ddb_core.review import ReviewIndex
+    from ddb_core.curation.review import ReviewIndex
 
     p = candidates_project
     ids = [r[0] for r in p.db.execute("select id from candidates order by id limit 3")]
@@ -55,7 +55,7 @@ def test_progress_shows_its_counter_at_once_and_a_steady_eta(monkeypatch):
     """A stage shows 0 of N before its first unit (textual inversion showed nothing for minutes), and
     its time left is the average since the first unit, given once a few units are behind it (the
     ERM estimate jumped 745 → 317 → 354 s when it counted the loading time and one step at a time)."""
-    import ddb_core.progress as progress
+    import ddb_core.project.progress as progress
 
     clock = [100.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from ddb_core.errors import ConfigError
+from ddb_core.project.errors import ConfigError
 from ddb_core.method.scgs import SCGSConfig, gaussian_cluster_sample, select_scgs, generate_scgs, variants_per_class
 
 
@@ -39,7 +39,7 @@ def test_cluster_sampling_is_reproducible_and_respects_the_budget():
 
 
 def test_scgs_mask_keeps_the_high_attribution_region(scored_project):
-    from ddb_core.imaging import load_rgb
+    from ddb_core.data.imaging import load_rgb
     from ddb_core.method.scgs import scgs_masker
 
     m = scgs_masker(scored_project, SCGSConfig(cam_threshold=0.5))
@@ -57,9 +57,9 @@ def test_scgs_mask_keeps_the_high_attribution_region(scored_project):
 
 
 def test_scgs_run_on_a_tiny_project(scored_project, tiny_pipe_factory):
-    from ddb_core.generation import score
+    from ddb_core.pipeline.generation import score
     from ddb_core.method.inpainting import InpaintConfig, Inpainter
-    from ddb_core.decisions import set_method_pruning, set_thresholds
+    from ddb_core.curation.decisions import set_method_pruning, set_thresholds
     from ddb_core.method.retraining import accepted_candidates
 
     p = scored_project

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from ddb_core import api
-from ddb_core.errors import DDBError
+from ddb_core.project.errors import DDBError
 
 
 def _post(opener, url, user, password):

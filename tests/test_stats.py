@@ -69,7 +69,7 @@ def _row(method, wga, acc):
 
 
 def test_the_pruning_ablation_states_its_difference_only_where_the_interval_excludes_zero():
-    from ddb_core.bench.demo import pruning_markdown
+    from ddb_core.bench.ablations import pruning_markdown
     from ddb_core.bench.stats import paired
 
     def res(a, b):
@@ -122,7 +122,7 @@ def test_a_data_seeds_wall_time_without_the_ablations_leaves_out_only_their_stag
 
 def test_the_plans_hours_against_hand_computed_cases():
     """The plan's arithmetic: stages one after another over every candidate, each spread over the GPUs on Ray."""
-    from ddb_core.bench.fullscale import plan_hours
+    from ddb_core.bench.plan import plan_hours
 
     sec = {"masking": 0.09, "generation": 0.54, "scoring": 0.018}  # one GPU's seconds per candidate
     one = plan_hours(sec, 120_000, 1)
@@ -139,7 +139,7 @@ def test_the_plans_hours_against_hand_computed_cases():
 def test_the_plan_counts_flops_as_the_pipeline_runs():
     """One VAE encode (the masked image) per candidate, 50 guided UNet steps, one decode; masking is GroundingDINO
     and SAM's encoder; scoring two forwards and 50 forward+backward passes."""
-    from ddb_core.bench.fullscale import per_candidate_flops
+    from ddb_core.bench.plan import per_candidate_flops
 
     fl = {"text_encoder": 1, "vae_encode": 10, "unet_step_cfg": 100, "vae_decode": 1000, "grounding_dino": 7,
           "sam_image_encoder": 3, "resnet50_forward": 2, "resnet50_forward_backward": 5}

@@ -1,8 +1,9 @@
 
 import pytest
 
-from ddb_core.errors import ProjectError
-from ddb_core.store import Project, connect, migrations
+from ddb_core.project.errors import ProjectError
+from ddb_core.project.store import Project, connect
+from ddb_core.project.migrations import migrations
 
 
 def test_old_schema_is_migrated_on_open_and_keeps_its_rows(tmp_path):
@@ -58,8 +59,8 @@ def test_a_project_of_a_newer_schema_is_refused_and_not_written(tmp_path):
 
     import pytest
 
-    from ddb_core.errors import ProjectError
-    from ddb_core.store import Project
+    from ddb_core.project.errors import ProjectError
+    from ddb_core.project.store import Project
 
     p = Project.create(tmp_path / "p")
     p.db.execute("insert into _sqlite_migrations (migration_set, name, applied_at) values ('ddb_core', 'm999_future', 'x')")

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from ddb_core.api import create_project, train_erm
-from ddb_core.errors import Cancelled, ConfigError
-from ddb_core.imaging import classifier_view, load_rgb, normalize
-from ddb_core.models import load_classifier, build_classifier
-from ddb_core.store import file_sha256
-from ddb_core.training import TrainConfig, load_erm_checkpoint, train_classifier
+from ddb_core.project.errors import Cancelled, ConfigError
+from ddb_core.data.imaging import classifier_view, load_rgb, normalize
+from ddb_core.classifiers.models import load_classifier, build_classifier
+from ddb_core.project.store import file_sha256
+from ddb_core.classifiers.training import TrainConfig, load_erm_checkpoint, train_classifier
 
 TINY_CFG = TrainConfig(image_size=32, epochs=2, batch_size=16, seed=1)
 
@@ -49,7 +49,7 @@ def test_cancelled_training_resumes_to_the_same_model(tiny_dataset, tmp_path):
     b, _ = create_project(tmp_path / "b", "waterbirds", tiny_dataset)
     token_calls = []
 
-    from ddb_core.progress import CancelToken
+    from ddb_core.project.progress import CancelToken
 
     token = CancelToken()
 
@@ -113,8 +113,8 @@ def test_bad_config_values_name_the_field():
 
 
 def test_epoch_selection_breaks_worst_group_ties_by_mean_accuracy():
-    from ddb_core.evaluation import group_report
-    from ddb_core.training import _score
+    from ddb_core.classifiers.evaluation import group_report
+    from ddb_core.classifiers.training import _score
 
     names, attrs = ["a", "b"], ["x", "y"]
     early = group_report([0, 0, 1, 1], [0, 1, 0, 1], [0, 1, 0, 1], names, attrs)  # WGA 0, mean 0.5
@@ -144,7 +144,7 @@ def test_evals_per_epoch_must_be_positive():
 
 
 def test_a_model_stored_before_a_recipe_field_existed_is_still_found(tiny_project):
-    from ddb_core.training import stored_model
+    from ddb_core.classifiers.training import stored_model
 
     res = train_classifier(tiny_project, TINY_CFG, role="oracle", make_active=False)
     row = tiny_project.model(res.model_id)

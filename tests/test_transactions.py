@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ddb_core import api
-from ddb_core.errors import DDBError, ModelError
+from ddb_core.project.errors import DDBError, ModelError
 
 
 def dump_but_runs(project) -> list[str]:
@@ -21,7 +21,7 @@ def _last_run(project) -> dict:
 
 
 def test_an_erm_load_whose_outputs_overflow_changes_nothing_and_its_run_says_why(candidates_project, tmp_path):
-    from ddb_core.models import build_classifier
+    from ddb_core.classifiers.models import build_classifier
 
     p = candidates_project
     active, models = p.active_erm_id, sorted((p.root / "models").iterdir())
@@ -43,7 +43,7 @@ def test_an_erm_load_whose_outputs_overflow_changes_nothing_and_its_run_says_why
 
 def test_nan_weights_are_refused_before_anything_starts(candidates_project, tmp_path):
     from conftest import db_dump
-    from ddb_core.models import build_classifier
+    from ddb_core.classifiers.models import build_classifier
 
     p = candidates_project
     model = build_classifier("resnet18", 2)
@@ -58,7 +58,7 @@ def test_nan_weights_are_refused_before_anything_starts(candidates_project, tmp_
 
 
 def test_a_training_that_fails_while_storing_leaves_no_model_and_no_scores(candidates_project, monkeypatch):
-    import ddb_core.training as training
+    import ddb_core.classifiers.training as training
 
     p = candidates_project
     active, models = p.active_erm_id, sorted((p.root / "models").iterdir())
@@ -99,7 +99,7 @@ class FlakyMasker:
 
 
 def test_a_masking_that_fails_changes_nothing_and_the_same_command_resumes(candidates_project):
-    from ddb_core.generation import compute_masks
+    from ddb_core.pipeline.generation import compute_masks
 
     p = candidates_project
     rows = p.samples("train", "id, path, label")[:6]

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from ddb_core import api
-from ddb_core.errors import DDBError
+from ddb_core.project.errors import DDBError
 
 from . import plots
 from .state import AppState, safe, started
@@ -104,7 +104,7 @@ def stages_markdown(state: AppState) -> str:
 
 
 def device_line(p) -> str:
-    from ddb_core.device import resolve_device
+    from ddb_core.project.device import resolve_device
 
     s = api.pipeline_settings(p)
     try:
@@ -115,7 +115,7 @@ def device_line(p) -> str:
 
 
 def _configs(state: AppState, k, ti_size, ti_steps, gen_steps, guidance, ig_steps) -> dict:
-    from ddb_core.generation import GenerationConfig
+    from ddb_core.pipeline.generation import GenerationConfig
     from ddb_core.method.inpainting import InpaintConfig
     from ddb_core.method.inversion import InversionConfig
     from ddb_core.method.selection import SelectionConfig

@@ -13,8 +13,8 @@ from typing import Optional
 import gradio as gr
 
 from ddb_core import api
-from ddb_core.errors import DDBError
-from ddb_core.evaluation import report_markdown
+from ddb_core.project.errors import DDBError
+from ddb_core.classifiers.evaluation import report_markdown
 
 from .state import AppState, safe
 
@@ -144,7 +144,7 @@ def create(state: AppState, fmt, source, class_names, attr_names, object_prompt)
             "class_names": split(class_names), "attr_names": split(attr_names),
             "object_prompt": parse_object_prompt(object_prompt)}
     if state.exists() and state.project().sample_count():
-        from ddb_core.datasets import reimport_summary
+        from ddb_core.data.datasets import reimport_summary
 
         where = f" from {args['source']}" if args["source"] else ""
         return _asked(f"**Re-import?** The {reimport_summary(state.project())}. Press Confirm to re-import {fmt} data"
@@ -182,7 +182,7 @@ def train_erm(state: AppState, epochs, lr):
 
 
 def _run_train(state: AppState, args: dict) -> str:
-    from ddb_core.training import TrainConfig
+    from ddb_core.classifiers.training import TrainConfig
 
     cfg = TrainConfig(epochs=args["epochs"], lr=args["lr"])
     return state.start("train ERM", lambda on_progress, cancel: api.train_erm(

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from ddb_core import api
-from ddb_core.errors import DDBError
+from ddb_core.project.errors import DDBError
 from ddb_core.method.retraining import RetrainConfig
 
 from .state import AppState, safe, started
@@ -112,7 +112,7 @@ def reports_choices(state: AppState) -> list[tuple[str, int]]:
 
 
 def show_report(state: AppState, report_id):
-    from ddb_core.reporting import report_markdown
+    from ddb_core.curation.reporting import report_markdown
 
     if report_id is None:
         return "", None, None

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
-from ddb_core.errors import DDBError
+from ddb_core.project.errors import DDBError
 
 from . import review_actions as actions
 from . import review_plots

@@ -2,7 +2,7 @@
 reject / back to automatic, undo the latest action (one candidate or a whole batch), act on a
 filter with a bound confirmation, and repaint a candidate with a mask drawn by hand.
 
-Every decision is one action of the project's audit log (``ddb_core.decisions``), recorded with the
+Every decision is one action of the project's audit log (``ddb_core.curation.decisions``), recorded with the
 signed-in user's name.
 """
 
@@ -16,7 +16,7 @@ import gradio as gr
 import numpy as np
 
 from ddb_core import api
-from ddb_core.errors import DDBError
+from ddb_core.project.errors import DDBError
 
 from . import plots
 from .review_view import BIG, PAGE, Ids, counts_markdown, detail_panels, gallery_items, refilter
@@ -228,7 +228,7 @@ def batch_confirm(state: AppState, pending):
 
 def audit_table(state: AppState, limit: int = 15) -> str:
     """The latest actions of the project, newest first: who did what, from where, and whether it was undone."""
-    from ddb_core.decisions import audit_log
+    from ddb_core.curation.decisions import audit_log
 
     if not state.exists():
         return ""

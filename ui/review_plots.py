@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
-from ddb_core.errors import DDBError
+from ddb_core.project.errors import DDBError
 
 from . import plots
 from .review_view import (PAGE, Ids, counts_markdown, sent_once, current_filter, detail_panels, gallery_items, refilter, scatter_frame,
@@ -71,7 +71,7 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
 
 
 def _umap() -> bool:
-    from ddb_core.candidate_map import umap_available
+    from ddb_core.curation.candidate_map import umap_available
 
     return umap_available()
 
@@ -83,7 +83,7 @@ def map_data(state: AppState):
     p = state.project()
     key = p.db.execute("select count(*), coalesce(max(erm_model_id), 0) from map_points").fetchone()
     if getattr(state, "_map_key", None) != (key, p.active_erm_id):
-        from ddb_core.candidate_map import load_map
+        from ddb_core.curation.candidate_map import load_map
 
         state._map, state._map_key = load_map(p), (key, p.active_erm_id)
     return state._map
@@ -160,7 +160,7 @@ def render_map(state: AppState, Psi: dict, P: dict, colour_by: str = "decision")
 
 
 def compute_map(state: AppState, method):
-    from ddb_core.candidate_map import MapConfig, compute_map as _compute
+    from ddb_core.curation.candidate_map import MapConfig, compute_map as _compute
 
     cfg = MapConfig(method=method or "pca")
     return started(state, f"map of the candidates ({cfg.method})", lambda on_progress, cancel: _compute(

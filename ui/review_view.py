@@ -1,4 +1,4 @@
-"""What the Review screen shows, as plain functions of the review model (``ddb_core.review``): the
+"""What the Review screen shows, as plain functions of the review model (``ddb_core.curation.review``): the
 counts table, the plots, a gallery page, one candidate's five panels and its text. No Gradio here:
 the screen module wires these to components, and tests and the scale benchmark call them directly.
 """
@@ -11,10 +11,10 @@ from typing import Optional
 
 import numpy as np
 
-from ddb_core.errors import DDBError
-from ddb_core.igmaps import load_ig
-from ddb_core.queue import SIGNALS
-from ddb_core.thumbnails import thumbnail_file
+from ddb_core.project.errors import DDBError
+from ddb_core.pipeline.igmaps import load_ig
+from ddb_core.curation.queue import SIGNALS
+from ddb_core.data.thumbnails import thumbnail_file
 
 from . import charts, plots
 from .state import load_image
@@ -59,7 +59,7 @@ def parse_range(text: str) -> tuple[float, float]:
 
 
 def current_filter(direction, status, sort, psi_range, rho_range, method="", selection=None):
-    from ddb_core.review import Filter
+    from ddb_core.curation.review import Filter
 
     ids = None if selection is None else np.asarray(selection, np.int64)
     return Filter(direction=direction or None, status=status or "all", sort=sort or "id", psi_range=parse_range(psi_range),
@@ -288,7 +288,7 @@ def detail_panels(index, cid: Optional[int], names: list[str]):
 
 
 def queue_line(q: dict, n: int) -> str:
-    """Where the candidate stands in the review queue, and why (ddb_core.queue)."""
+    """Where the candidate stands in the review queue, and why (ddb_core.curation.queue)."""
     why = "; ".join(html.escape(r) for r in q["reasons"]) or "no signal above 0.2"
     state = "decided, so at the back" if q["decided"] else f"#{q['rank']} of {n}"
     return (f"- <span id='queue-why'>review queue: {state}, priority {q['priority']:.2f} of {len(SIGNALS)} (the sum of "

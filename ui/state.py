@@ -17,9 +17,9 @@ from typing import Callable, Optional
 import gradio as gr
 
 from ddb_core import api
-from ddb_core.errors import DDBError
-from ddb_core.jobs import BackgroundJob
-from ddb_core.store import DB_NAME, Project
+from ddb_core.project.errors import DDBError
+from ddb_core.project.jobs import BackgroundJob
+from ddb_core.project.store import DB_NAME, Project
 
 
 # Every key press and click of a review action (a decision, an undo, a move, a saved threshold) is processed, in the
@@ -117,7 +117,7 @@ def check_path(value, roots: list[Path], what: str, hub: bool = False) -> str:
 
 def load_image(path: Optional[str], shape: Optional[tuple[int, int]] = None, mask: bool = False):
     """An image at its own size, or a mask at ``shape`` (its image's height and width); None without a path."""
-    from ddb_core.imaging import load_mask, load_rgb
+    from ddb_core.data.imaging import load_mask, load_rgb
 
     if not path:
         return None

@@ -29,10 +29,10 @@ def build_scale_project(root: Path, n: int, seed: int = 0):
 
     from ddb_core.api import create_project
     from ddb_core.demo.data import DemoDataConfig
-    from ddb_core.store import Project, now
+    from ddb_core.project.store import Project, now
 
-    from ddb_core.bench.fullscale import _picture
-    from ddb_core.thumbnails import write_thumbnail
+    from ddb_core.bench.real_sizes import picture as _picture
+    from ddb_core.data.thumbnails import write_thumbnail
 
     if Project.exists(root):
         p = Project.open(root)
@@ -73,7 +73,7 @@ def build_scale_project(root: Path, n: int, seed: int = 0):
                          "provenance": "{}", "psi": float(rng.beta(2, 2)), "rho": float(rng.normal(0.2, 0.15)), "score_model_id": 1,
                          "mask_change": float(rng.uniform(0.0, 0.4)), "created_at": now()})
         project.db["candidates"].insert_all(rows, batch_size=5000)
-    from ddb_core.review import keep_arrays
+    from ddb_core.curation.review import keep_arrays
 
     keep_arrays(project)  # as generation and scoring do when they finish
     return project
@@ -97,8 +97,8 @@ def _stats(times: list[float]) -> dict:
 
 
 def run(n: int = 120_000, repeats: int = 50, workdir: str = "projects/bench/scale", doc=None, json_path=None) -> dict:
-    from ddb_core.review import Filter, ReviewIndex
-    from ddb_core.store import Project
+    from ddb_core.curation.review import Filter, ReviewIndex
+    from ddb_core.project.store import Project
 
     from ui import plots
     from ui.app import counts_markdown, gallery_items
@@ -109,7 +109,7 @@ def run(n: int = 120_000, repeats: int = 50, workdir: str = "projects/bench/scal
     project = build_scale_project(Path(workdir), n)
     build_s = time.monotonic() - t0
     names = project.class_names
-    from ddb_core.review import keep_arrays
+    from ddb_core.curation.review import keep_arrays
 
     cold = []  # the arrays not kept (a project changed by a tool that does not keep them): read from SQLite
     for _ in range(3):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 
-from ..progress import ProgressFn
+from ..project.progress import ProgressFn
 from .demo import (DemoBenchConfig, _erm_models, _finish, _gamma_table, _model_note, _project, _retrain_cached, prepare)
 from .seeds import GOAL_AVG_DROP, GOAL_WGA_GAIN
 

@@ -26,10 +26,10 @@ from typing import Optional, Sequence
 
 from ..api import create_project
 from ..demo.data import DemoDataConfig
-from ..errors import ConfigError
-from ..progress import ProgressFn
-from ..store import Project
-from ..training import TrainConfig, stored_model, train_classifier
+from ..project.errors import ConfigError
+from ..project.progress import ProgressFn
+from ..project.store import Project
+from ..classifiers.training import TrainConfig, stored_model, train_classifier
 from .docs import DOC, write_result
 
 # architecture:epochs, cheapest first; the last is the recipe the demo used before this calibration

@@ -23,10 +23,9 @@ differences. ``bench_demo`` with several data seeds summarises them with interva
 Every stage keeps its result in the project (models, candidates, scores) and in the meta key
 ``bench_demo``, so an interrupted run resumes where it stopped.
 
-Ablations with their own commands, on the first data seed's project:
-- ``bench pruning`` — the paper's Table 2 shape (candidates and pruned per class, judged by the oracle);
-- ``bench ti`` — the paper's Table 5 shape: textual-inversion set size 0 / 10 / 20 / 30 / 40;
-- ``bench scgs`` — SCGS and JTT+SCGS as the SCGS paper does them (``bench.scgs``).
+Ablations with their own commands, on the first data seed's project: ``bench pruning``, ``bench ti``,
+``bench ti-source`` and ``bench recipe`` (``bench.ablations``), and ``bench scgs`` — SCGS and JTT+SCGS as the SCGS
+paper does them (``bench.scgs``).
 """
 
 from __future__ import annotations
@@ -45,13 +44,13 @@ from ..demo.pipeline import prepare as _prepare
 from ..demo.pipeline import save_state as _save_state
 from ..demo.pipeline import state as _state_of
 from ..demo.pipeline import timed as _timed_stage
-from ..errors import ProjectError
+from ..project.errors import ProjectError
 from ..method.inpainting import MICRO_MODEL, model_fingerprint
-from ..progress import ProgressFn
-from ..store import Project
+from ..project.progress import ProgressFn
+from ..project.store import Project
 from .docs import write_result
-from .judges import judged_target_birds, tally, target_bird_lines
-from .words import TI_WORDS, _gamma_lines, _gamma_words, _model_note  # noqa: F401 (average and scgs import them from here too)
+from .judges import judged_target_birds
+from .words import _model_note  # noqa: F401 (average and scgs import it from here too)
 
 DEFAULT_MODEL = MICRO_MODEL
 
@@ -141,7 +140,7 @@ def _retrain_cached(project: Project, key: str, cfg: DemoBenchConfig, times: dic
     trained again). With a γ grid, the γ search runs first on the first seed (its runs remembered under
     ``key``-gamma) and the chosen γ's model is the first seed's model."""
     from ..method.retraining import _retrain_base, accepted_candidates, gamma_search, generated_plan
-    from ..training import train_classifier
+    from ..classifiers.training import train_classifier
 
     done = _state_of(project).get(key, {})
     rc = replace(_retrain_cfg(cfg), method=method)
@@ -181,7 +180,7 @@ def _gamma_table(project: Project, key: str) -> Optional[list[dict]]:
 def _erm_models(project: Project, cfg: DemoBenchConfig, times: dict, on_progress=None, cancel=None) -> dict[int, int]:
     """Seed → ERM model id: the first seed's is the active model; other seeds train the same recipe (or
     reuse a stored one)."""
-    from ..training import stored_model, train_classifier
+    from ..classifiers.training import stored_model, train_classifier
 
     erm_ids = {cfg.seeds[0]: project.active_erm_id, **{int(k): v for k, v in _state_of(project).get("erm", {}).items()}}
     for seed in cfg.seeds:
@@ -247,7 +246,7 @@ def _baseline_cached(project: Project, name: str, cfg: DemoBenchConfig, times: d
                                                              on_progress=on_progress, cancel=cancel))
             details = {**details, f"seed {seed}": {"C": res.details["C"][0]}}
         else:
-            from ..training import stored_model
+            from ..classifiers.training import stored_model
 
             cached = stored_model(project, "oracle", replace(cfg.erm, seed=seed, sampler="group_balanced"))
             if cached:  # e.g. trained by another command on the same data and recipe
@@ -272,7 +271,7 @@ NO_PRUNING, PLAIN = "DDB without pruning", "DDB with the plain prompt"
 def bench_one(cfg: DemoBenchConfig, workdir: str = "projects/bench", on_progress: Optional[ProgressFn] = None,
               cancel=None) -> dict:
     """Every method on one data seed (``cfg.data_seed``): a row per method with one value per training seed."""
-    from ..decisions import summary, thresholds, thresholds_json
+    from ..curation.decisions import summary, thresholds, thresholds_json
 
     t_start = time.monotonic()
     times: dict[str, float] = {}
@@ -329,7 +328,7 @@ def bench_one(cfg: DemoBenchConfig, workdir: str = "projects/bench", on_progress
               "model_sha256": model_fingerprint(cfg.model)}
     result["throughput"] = throughput(project, times, before)
     result["resumed"] = not fresh  # stage times then count only the work done in this invocation
-    from ..reporting import build_report, save_report
+    from ..curation.reporting import build_report, save_report
 
     rep = save_report(project, build_report(project, ddb_ids, erm_ids[cfg.seeds[0]], title="DDB on the demo (bench)"),
                       "table")
@@ -420,7 +419,7 @@ def _stage_times(res: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# ablations
+# What the ablations (``bench.ablations``) and the other demo benchmarks share.
 
 
 def _copy_after_erm(src: Project, dst_root: Path) -> Project:
@@ -429,7 +428,7 @@ def _copy_after_erm(src: Project, dst_root: Path) -> Project:
         return Project.open(dst_root)
     tmp = dst_root.with_name(dst_root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    from ..store import DB_NAME
+    from ..project.store import DB_NAME
 
     skip = {"candidates", "ig", "tokens", "masks", "reports", "runs", "exports"}
     top = str(src.root.resolve())
@@ -452,263 +451,6 @@ def _copy_after_erm(src: Project, dst_root: Path) -> Project:
     return Project.open(dst_root)
 
 
-def bench_pruning(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", doc: Optional[Path] = None,
-                  json_path: Optional[Path] = None, on_progress=None, cancel=None) -> dict:
-    """Table 2 shape: per class, candidates and pruned; WGA with pruning vs with every candidate."""
-    from ..decisions import summary, thresholds
-
-    t0 = time.monotonic()
-    times: dict[str, float] = {}
-    project = _project(Path(workdir), cfg, on_progress)
-    prepare(project, cfg, times, on_progress, cancel)
-    erm_ids = _erm_models(project, cfg, times, on_progress, cancel)
-    counts = summary(project, thresholds(project), method="ddb")
-    every = list(project.db.query("select id, source_id, source_label, target_label, path from candidates "
-                                  "where method = 'ddb' and psi is not null order by id"))
-    pruned_ids = _retrain_cached(project, "ddb", cfg, times, erm_ids, on_progress=on_progress, cancel=cancel)
-    all_ids = _retrain_cached(project, "ddb-no-pruning", cfg, times, erm_ids, candidates=every, on_progress=on_progress,
-                              cancel=cancel)
-    # An independent judge of each candidate: the group-balanced oracle of the first seed (train group labels;
-    # used only for this measurement, never for pruning).
-    oracle_ids, _ = _baseline_cached(project, "oracle", replace(cfg, seeds=cfg.seeds[:1]), times, None, on_progress,
-                                     cancel)
-    judged = judged_swaps(project, oracle_ids[0])
-    birds = judged_target_birds(project)
-    rows = [_row_from_models(project, "DDB with pruning", pruned_ids, LABELS["ddb"],
-                             {"gamma_search": _gamma_table(project, "ddb")}),
-            _row_from_models(project, "DDB without pruning", all_ids, LABELS["ddb"],
-                             {"gamma_search": _gamma_table(project, "ddb-no-pruning")})]
-    from .stats import paired
-
-    # pruning − no pruning, paired within each training seed (both retrained from that seed's ERM)
-    diff = {key: paired({cfg.data_seed: dict(zip(cfg.seeds, rows[0][key]["values"]))},
-                        {cfg.data_seed: dict(zip(cfg.seeds, rows[1][key]["values"]))}).to_dict()
-            for key in ("wga", "mean_acc")}
-    return _finish(cfg, "pruning", rows, times, t0, doc, json_path, "ablation-pruning", pruning_markdown,
-                   per_direction=counts, judged=judged, judge_model=oracle_ids[0], difference=diff, target_birds=birds)
-
-
-def says_target(project: Project, model_id: int, rows: list[dict]) -> np.ndarray:
-    """Whether model ``model_id`` (a judge: the group-balanced oracle) classifies each candidate of ``rows``
-    (``path``, ``target_label``) as its target class; on the project's device."""
-    from ..device import resolve_device
-    from ..imaging import ClassifierDataset, ImageSet
-    from ..models import load_classifier, predict
-    from ..settings import compute_device
-
-    m = project.model(model_id)
-    device = resolve_device(compute_device(project))
-    model, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"], device=device,
-                                       what="benchmark judge")
-    data = ClassifierDataset(ImageSet([project.project_path(r["path"]) for r in rows], m["image_size"]),
-                             [r["target_label"] for r in rows])
-    return predict(model, data, device=device).argmax(1).numpy() == np.array([r["target_label"] for r in rows])
-
-
-def judged_swaps(project: Project, judge_id: int, method: str = "ddb") -> dict[str, dict[str, dict[str, int]]]:
-    """Per direction "i->i'", for the kept and the pruned candidates: how many, and how many ``judge_id`` labels i'.
-
-    A check of the pruning rule against a classifier that does not share the ERM model's shortcut (the demo's
-    group-balanced oracle): a useful rule keeps a larger share of real class swaps than it prunes.
-    """
-    from ..decisions import decisions
-
-    kept = {d.candidate_id: d.kept for d in decisions(project, "c.method = ?", [method])}
-    rows = [r for r in project.db.query("select id, source_label, target_label, path from candidates "
-                                        "where method = ? order by id", [method]) if r["id"] in kept]
-    out: dict[str, dict[str, dict[str, int]]] = {}
-    if not rows:
-        return out
-    tally(out, rows, says_target(project, judge_id, rows), kept, "judged_target")
-    return dict(sorted(out.items()))
-
-
-def _share(part: dict) -> str:
-    return f"{part['judged_target']}/{part['n']}" + (f" ({100 * part['judged_target'] / part['n']:.0f}%)" if part["n"] else "")
-
-
-def pruning_markdown(res: dict) -> str:
-    lines = ["## Ablation: pruning (the shape of the paper's Table 2)", "",
-             f"Command: `{res['command']}`. In a workdir where `bench demo` ran, it reuses that run's models (ERM, "
-             "DDB with pruning, the oracle) and its wall time counts only what it adds.", "",
-             "| direction (source → target) | candidates | pruned | kept |", "| --- | ---: | ---: | ---: |"]
-    for d, v in res["per_direction"].items():
-        lines.append(f"| {d} | {v['candidates']} | {v['candidates'] - v['kept']} | {v['kept']} |")
-    if res.get("judged"):
-        lines += ["", "Class swaps as an independent judge sees them: the share of candidates that the group-balanced "
-                      f"oracle (model {res['judge_model']}, first seed; trained with **train group labels**, used only for "
-                      "this check) labels as the target class.", "",
-                  "| direction | kept: judged target | pruned: judged target |", "| --- | ---: | ---: |"]
-        for d, v in res["judged"].items():
-            lines.append(f"| {d} | {_share(v['kept'])} | {_share(v['pruned'])} |")
-    if res.get("target_birds"):
-        lines += ["", "What a person sees: kept and pruned candidates that the judges of `ddb bench judges` call a target "
-                      "bird (a bird of the target class in the repainted region; they read a crop around the mask, not "
-                      "the whole image).", ""] + target_bird_lines(res["target_birds"])
-    lines += ["", "| retraining set | WGA % | mean acc % (plain) |", "| --- | ---: | ---: |"]
-    for r in res["rows"]:
-        lines.append(f"| {r['method']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")
-    lines.append("")
-    lines += _gamma_lines(res["rows"])
-    if res.get("difference"):
-        from .seeds import _as_interval
-        from .stats import verdict
-
-        iv = {k: _as_interval(d) for k, d in res["difference"].items()}
-        lines.append(f"- pruning − no pruning, paired within each training seed (95% interval over the training seeds of "
-                     f"one data seed): WGA {verdict(iv['wga'])}; mean accuracy (plain) {verdict(iv['mean_acc'])}")
-    lines.append(f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res))
-    return "\n".join(lines) + "\n"
-
-
-def bench_ti(cfg: DemoBenchConfig = DemoBenchConfig(), sizes: Sequence[int] = (0, 10, 20, 30, 40), k: float = 100,
-             workdir: str = "projects/bench", doc: Optional[Path] = None, json_path: Optional[Path] = None,
-             on_progress=None, cancel=None) -> dict:
-    """Table 5 shape: TI set size → pruned count and WGA (size 0 = the plain class-agnostic prompt)."""
-    from ..decisions import summary, thresholds
-
-    t0 = time.monotonic()
-    times: dict[str, float] = {}
-    base = _project(Path(workdir), cfg, on_progress)
-    if base.active_erm_id is None:
-        from .. import api
-
-        api.train_erm(base, replace(cfg.erm, seed=cfg.seeds[0]), on_progress=on_progress, cancel=cancel)
-    _erm_models(base, cfg, times, on_progress, cancel)  # every seed's ERM, so that the copies share them
-    rows = []
-    for size in sizes:
-        p = _copy_after_erm(base, Path(workdir) / f"{project_name(cfg.data_seed)}-ti{size}")
-        vcfg = replace(cfg, ti_size=size, k=k)
-        prepare(p, vcfg, times, on_progress, cancel)
-        erm_ids = _erm_models(p, vcfg, times, on_progress, cancel)
-        counts = summary(p, thresholds(p), method="ddb")
-        ids = _retrain_cached(p, "ddb", vcfg, times, erm_ids, on_progress=on_progress, cancel=cancel)
-        row = _row_from_models(p, f"TI size {size}", ids, LABELS["ddb"], {"gamma_search": _gamma_table(p, "ddb")})
-        row.update(ti_size=size, candidates=sum(v["candidates"] for v in counts.values()),
-                   pruned=sum(v["candidates"] - v["kept"] for v in counts.values()), per_direction=counts)
-        rows.append(row)
-    return _finish(cfg, "ti", rows, times, t0, doc, json_path, "ablation-ti", ti_markdown, k=k)
-
-
-
-
-
-def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench",
-                    sources: Sequence[str] = ("none", "high_loss", "random"), n: int = 48, doc: Optional[Path] = None,
-                    json_path: Optional[Path] = None, on_progress=None, cancel=None) -> dict:
-    """Which textual-inversion set makes a token that swaps classes: per TI source, the share of box inpaintings
-    of D_i images (the demo's lowest-loss sources) that the first seed's oracle labels as the target class.
-
-    "none" is the plain prompt. Tokens are learned here (``cfg.ti_size`` images, ``cfg.ti_steps`` steps, seed =
-    the first seed) and nothing is written to the project: the measurement leaves its candidates untouched.
-    """
-    from .. import api
-    from .inpainter import _classify
-    from ..generation import object_word
-    from ..imaging import load_mask, load_rgb
-    from ..method.inpainting import InpaintConfig, Inpainter
-    from ..method.inversion import InversionConfig, learn_token
-    from ..method.masking import box_of
-    from ..method.selection import SelectionConfig, class_rows_by_loss, inversion_rows, selected
-
-    t0 = time.monotonic()
-    times: dict[str, float] = {}
-    project = _project(Path(workdir), cfg, on_progress)
-    if project.active_erm_id is None:
-        _timed_stage(times, "erm (seed 0)", lambda: api.train_erm(project, replace(cfg.erm, seed=cfg.seeds[0]),
-                                                            on_progress=on_progress, cancel=cancel))
-    sel = SelectionConfig(k=cfg.k, ti_size=cfg.ti_size, ti_source=cfg.ti_source)
-    if not selected(project, "source", 0):
-        api.select(project, sel)
-    oracle_ids, _ = _baseline_cached(project, "oracle", replace(cfg, seeds=cfg.seeds[:1]), times, None, on_progress,
-                                     cancel)
-    m = project.model(oracle_ids[0])
-    from ..models import load_classifier
-
-    judge, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
-    names = project.class_names
-    inp = Inpainter.load(cfg.model)
-    icfg = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
-    rng = np.random.default_rng([cfg.seeds[0], 29])
-    picks = {}
-    for i in range(len(names)):
-        pool = selected(project, "source", i)
-        if any(r["mask_path"] is None for r in pool):
-            raise ProjectError(f"{project.root}: this measurement needs the dataset's object masks (the demo has them)")
-        picks[i] = [pool[k] for k in sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))]
-    paths = {r["id"]: r["path"] for r in project.db.query("select id, path from samples")}
-    rows = []
-    for source in sources:
-        ts = time.monotonic()
-        tokens: dict[int, str] = {}
-        if source != "none":
-            for c in range(len(names)):
-                ti = inversion_rows(project, c, class_rows_by_loss(project, c), replace(sel, ti_source=source))
-                ims = [load_rgb(project.dataset_path(paths[r["id"]])) for r in ti]
-                tok = f"<{names[c]}-{source}>"
-                res = learn_token(inp.pipe, ims, tok, object_word(project, c), init_word=object_word(project, c),
-                                  cfg=InversionConfig(steps=cfg.ti_steps, seed=cfg.seeds[0], region="image"), on_progress=on_progress,
-                                  cancel=cancel)
-                inp.tokens[tok] = res.embedding
-                tokens[c] = tok
-        row = {"source": source, "ti_size": 0 if source == "none" else cfg.ti_size, "directions": {}}
-        for i, pool in picks.items():
-            for j in range(len(names)):
-                if j == i:
-                    continue
-                srcs = [load_rgb(project.dataset_path(r["path"])) for r in pool]
-                masks = [box_of(load_mask(project.dataset_path(r["mask_path"]))) for r in pool]
-                prompt = f"a photo of a {tokens[j] + ' ' if j in tokens else ''}{object_word(project, j)}"
-                outs = []
-                for b in range(0, len(srcs), icfg.batch_size):
-                    sl = slice(b, b + icfg.batch_size)
-                    outs += inp.inpaint(srcs[sl], masks[sl], [prompt] * len(srcs[sl]),
-                                        [cfg.seeds[0] * 1_000_003 + int(r["id"]) for r in pool[sl]], icfg)
-                preds = _classify(judge, outs).argmax(1)
-                row["directions"][f"{i}->{j}"] = {"n": len(pool), "judged_target": int((preds == j).sum())}
-        row["seconds"] = round(time.monotonic() - ts, 1)
-        rows.append(row)
-    return _finish(cfg, "ti-source", rows, times, t0, doc, json_path, "ablation-ti-source", ti_source_markdown,
-                   judge_model=oracle_ids[0], n=n)
-
-
-TI_SOURCE_WORDS = {"none": "none (plain prompt)", **TI_WORDS}
-
-
-def ti_source_markdown(res: dict) -> str:
-    c = res["config"]
-    dirs = list(res["rows"][0]["directions"]) if res["rows"] else []
-    lines = ["## Textual-inversion set: which images make a token that swaps classes", "",
-             f"Command: `{res['command']}`. Per direction, {res['n']} of the demo's lowest-loss source images (D_i), "
-             f"their object boxes repainted by `{c['model']}` ({c['inpaint_steps']} DDIM steps, guidance {c['guidance']}) "
-             f"with the target class's token learned on {c['ti_size']} images of each kind ({c['ti_steps']} steps, seed "
-             f"{c['seeds'][0]}); the judge is the group-balanced oracle (model {res['judge_model']}, first seed; **train "
-             "group labels**, used only for this check). Nothing is written to the project.", "",
-             "| textual-inversion images | " + " | ".join(f"{d}: judged target" for d in dirs) + " |",
-             "| --- | " + " | ".join("---:" for _ in dirs) + " |"]
-    for r in res["rows"]:
-        lines.append(f"| {TI_SOURCE_WORDS.get(r['source'], r['source'])} | "
-                     + " | ".join(f"{_share(r['directions'][d])}" for d in dirs) + " |")
-    lines += ["", f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res)]
-    return "\n".join(lines) + "\n"
-
-
-def ti_markdown(res: dict) -> str:
-    seeds = res["config"]["seeds"]
-    lines = ["## Ablation: textual inversion (the shape of the paper's Table 5)", "",
-             f"Command: `{res['command']}`; K = {res['k']} per class; seed{'s' if len(seeds) > 1 else ''} "
-             f"{', '.join(map(str, seeds))} (mean ± std over seeds); TI sets of {TI_WORDS[res['config'].get('ti_source', 'high_loss')]} images; "
-             f"size 0 = the plain prompt \"a photo of a bird\"; "
-             f"{_gamma_words(res['config'])}.", "",
-             "| TI set size | candidates | pruned | WGA % | mean acc % (plain) |", "| ---: | ---: | ---: | ---: | ---: |"]
-    for r in res["rows"]:
-        lines.append(f"| {r['ti_size']} | {r['candidates']} | {r['pruned']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")
-    lines.append("")
-    lines += _gamma_lines([{**r, "method": f"TI set size {r['ti_size']}"} for r in res["rows"]])
-    lines.append(f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res))
-    return "\n".join(lines) + "\n"
-
-
 def _finish(cfg: DemoBenchConfig, command: str, rows: list[dict], times: dict, t0: float, doc: Optional[Path],
             json_path: Optional[Path], section: str, markdown, **extra) -> dict:
     """An ablation's result (config, rows, stage and total wall times, command, weights hash), written to docs."""
@@ -717,58 +459,3 @@ def _finish(cfg: DemoBenchConfig, command: str, rows: list[dict], times: dict, t
            "model_sha256": model_fingerprint(cfg.model)}
     write_result(res, doc, json_path, section, markdown(res))
     return res
-
-
-RECIPES = ((1, 1e-4), (1, 2e-4), (1, 5e-4), (2, 2e-4))  # (epochs, lr) of the DDB retraining
-
-
-def bench_recipe(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench",
-                 recipes: Sequence[tuple[int, float]] = RECIPES, doc: Optional[Path] = None,
-                 json_path: Optional[Path] = None, on_progress=None, cancel=None) -> dict:
-    """How the retraining recipe was chosen: DDB retrained with γ = 1 for each (epochs, lr), every seed, on the
-    demo project of ``bench demo``; the recipe with the best mean val WGA (the selection metric) is marked.
-    Test WGA is reported beside it, not used."""
-    t0 = time.monotonic()
-    times: dict[str, float] = {}
-    project = _project(Path(workdir), cfg, on_progress)
-    prepare(project, cfg, times, on_progress, cancel)
-    erm_ids = _erm_models(project, cfg, times, on_progress, cancel)
-    rows = []
-    for epochs, lr in recipes:
-        vcfg = replace(cfg, retrain_epochs=int(epochs), retrain_lr=float(lr), gamma_grid=(), gammas=None)
-        key = f"recipe-e{epochs}-lr{lr:g}"
-        ids = _retrain_cached(project, key, vcfg, times, erm_ids, on_progress=on_progress, cancel=cancel)
-        metrics = [project.model(m)["metrics"] for m in ids]
-        val = [m["val"]["worst_group_acc"] for m in metrics]
-        row = _row_from_models(project, f"{epochs} epoch{'s' if epochs != 1 else ''}, lr {lr:g}", ids, LABELS["ddb"])
-        row.update(epochs=int(epochs), lr=float(lr), val_wga=[float(v) for v in val], val_wga_mean=float(np.mean(val)),
-                   best_points=[m.get("best_epoch") for m in metrics])
-        rows.append(row)
-    best = max(rows, key=lambda r: r["val_wga_mean"])
-    for r in rows:
-        r["chosen"] = r is best
-    return _finish(cfg, "recipe", rows, times, t0, doc, json_path, "ablation-recipe", recipe_markdown,
-                   default={"epochs": cfg.retrain_epochs, "lr": cfg.retrain_lr})
-
-
-def recipe_markdown(res: dict) -> str:
-    c = res["config"]
-    lines = ["## Ablation: the retraining recipe", "",
-             f"Command: `{res['command']}` (after `bench demo`, on its project and candidates). DDB retrained from the "
-             f"ERM checkpoint with γ = 1 for each number of epochs and learning rate, seeds "
-             f"{', '.join(map(str, c['seeds']))}, val checked {c.get('retrain_evals', 1)} times per epoch. The selection "
-             f"metric is the mean val WGA over seeds; test WGA is shown beside it and was not used.", "",
-             "| epochs | lr | val WGA % per seed | val WGA % (mean) | test WGA % | test mean acc % (plain) | chosen checks (epoch) |",
-             "| ---: | ---: | --- | ---: | ---: | ---: | --- |"]
-    for r in res["rows"]:
-        mark = " **(best val)**" if r["chosen"] else ""
-        lines.append(f"| {r['epochs']} | {r['lr']:g} | {', '.join(f'{100 * v:.1f}' for v in r['val_wga'])} | "
-                     f"{100 * r['val_wga_mean']:.1f}{mark} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} | "
-                     f"{', '.join(str(b) for b in r['best_points'])} |")
-    d = res["default"]
-    best = next(r for r in res["rows"] if r["chosen"])
-    same = best["epochs"] == d["epochs"] and abs(best["lr"] - d["lr"]) < 1e-12
-    lines += ["", f"- the demo's recipe ({d['epochs']} epoch{'s' if d['epochs'] != 1 else ''}, lr {d['lr']:g}) "
-                  f"{'is' if same else 'is not'} the one with the best mean val WGA",
-              f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res)]
-    return "\n".join(lines) + "\n"

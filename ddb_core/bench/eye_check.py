@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..project.errors import ConfigError
 
 EYE_SETS = Path("data/eye-labels")
 LABELS = ("bird", "unclear", "no")
@@ -30,7 +30,7 @@ def export_for_labels(project, out: Path, method: str = "ddb", per_sheet: int = 
     sheets of the judges' crops, numbered by candidate id, to label from."""
     from PIL import Image, ImageDraw
 
-    from ..imaging import load_mask, load_rgb
+    from ..data.imaging import load_mask, load_rgb
     from .judges import crop_box
 
     out = Path(out)
@@ -97,7 +97,7 @@ def eye_check(folder: Path, judges=None, project=None, method: str = "ddb") -> d
     """Per direction: how many candidates the eyes call ``bird``, ``unclear`` and ``no``, and how many of each the
     judges call a target bird; the judges' count beside the eyes' strict (bird) and loose (bird or unclear) counts.
     With ``project`` (the one the set was made from, unchanged): the same split for its kept and pruned candidates."""
-    from ..imaging import load_mask, load_rgb
+    from ..data.imaging import load_mask, load_rgb
     from .judges import load_judges
 
     folder = Path(folder)
@@ -126,7 +126,7 @@ def eye_check(folder: Path, judges=None, project=None, method: str = "ddb") -> d
 def _pruning_by_eye(project, folder: Path, rows: list[dict], verdict, method: str) -> dict:
     """Per direction, the kept and the pruned candidates (``project``'s current thresholds and decisions) by what the
     eyes saw and what the judges say. The project must hold these very images (compared byte for byte)."""
-    from ..decisions import decisions
+    from ..curation.decisions import decisions
 
     kept = {d.candidate_id: d.kept for d in decisions(project, "c.method = ?", [method])}
     paths = {r["id"]: r["path"] for r in project.db.query("select id, path from candidates where method = ?", [method])}

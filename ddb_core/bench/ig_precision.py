@@ -23,12 +23,12 @@ def bench_ig_precision(project_dir: str = "projects/demo", limit: int = 80, n_st
                        doc: Optional[Path] = DOC, json_path: Optional[Path] = Path("docs/bench/ig-precision.json")) -> dict:
     import torch
 
-    from ..decisions import thresholds
-    from ..device import resolve_device
-    from ..imaging import load_mask, load_rgb
+    from ..curation.decisions import thresholds
+    from ..project.device import resolve_device
+    from ..data.imaging import load_mask, load_rgb
     from ..method.scoring import score_candidates
-    from ..models import load_classifier
-    from ..store import Project
+    from ..classifiers.models import load_classifier
+    from ..project.store import Project
 
     project = Project.open(project_dir)
     erm = project.active_erm()

@@ -31,8 +31,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import ProjectError
-from ..progress import ProgressFn
+from ..project.errors import ProjectError
+from ..project.progress import ProgressFn
 from .judges import mask_of
 
 DEFAULT_MODEL = "data/models/micro-sd-inpainting"
@@ -44,7 +44,7 @@ DEFAULT_SHAPES = ("object+8px", "box")
 def _project(workdir: str, data_seed: int, on_progress):
     from ..api import create_project
     from ..demo.data import DemoDataConfig
-    from ..store import Project
+    from ..project.store import Project
 
     root = Path(workdir) / f"calibration-seed{data_seed}"
     if Project.exists(root):
@@ -55,8 +55,8 @@ def _project(workdir: str, data_seed: int, on_progress):
 def _oracle(project, data_seed: int, on_progress):
     from .calibration import _train_or_reuse
     from ..demo.pipeline import DEMO_ERM
-    from ..models import load_classifier
-    from ..training import stored_model
+    from ..classifiers.models import load_classifier
+    from ..classifiers.training import stored_model
 
     cfg = replace(DEMO_ERM, seed=data_seed, sampler="group_balanced")  # the calibration's oracle, reused
     _train_or_reuse(project, "oracle", cfg, on_progress)
@@ -72,7 +72,7 @@ def _inversion_rows(project, source: str, size: int, seed: int, on_progress) -> 
     from ..method.selection import SelectionConfig, inversion_rows
 
     if source == "high_loss":
-        from ..training import stored_model, train_classifier
+        from ..classifiers.training import stored_model, train_classifier
 
         # the demo's own ERM (as the app's demo project trains it): its high-loss images are the ones the app's
         # tokens learn from; another active model would measure tokens the demo never learns
@@ -96,7 +96,7 @@ def _classify(model, images: Sequence[np.ndarray], image_size: int = 64) -> np.n
     """Softmax of ``model`` on ``images`` through the classifier view (the demo's oracle takes 64 px)."""
     import torch
 
-    from ..imaging import classifier_batch
+    from ..data.imaging import classifier_batch
 
     with torch.no_grad():
         return model(classifier_batch(images, image_size)).softmax(1).numpy()
@@ -116,7 +116,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     gives it its repaint mask, as ``ddb invert`` does); ``ti_object_share``: with ``ti_repaint``, the share of samples
     for which the UNet is given the ``ti_shape`` mask instead; ``grid_shape``: the mask of the grid (default: the demo's)."""
     from ..demo.pipeline import DemoPipelineConfig
-    from ..imaging import load_mask, load_rgb
+    from ..data.imaging import load_mask, load_rgb
     from ..method.inpainting import InpaintConfig, Inpainter, crop_window, model_fingerprint
     from ..method.inversion import InversionConfig, class_token, learn_token
     from .judges import JUDGES_DIR, check_on_real_renders, load_judges

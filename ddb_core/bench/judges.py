@@ -34,8 +34,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..demo.data import GENERATOR_VERSION, RESERVED_SEEDS_FROM, render_background, render_scene
-from ..errors import ConfigError, ModelError
-from ..progress import ProgressFn, ProgressTracker
+from ..project.errors import ConfigError, ModelError
+from ..project.progress import ProgressFn, ProgressTracker
 
 CROP = 32  # side of the judges' input, pixels
 JUDGE_SEEDS_FROM = RESERVED_SEEDS_FROM + 500_000  # the judges' renders; the micro model's corpus is below this
@@ -262,7 +262,7 @@ class Judges:
 
         if len(crops) == 0:
             return np.zeros(0), np.zeros((0, 2))
-        from ..device import module_device
+        from ..project.device import module_device
 
         with torch.no_grad():
             x = _tensor(crops).to(module_device(self.present))
@@ -289,7 +289,7 @@ def load_judges(folder: str | Path = JUDGES_DIR, device: str = "cpu") -> Judges:
     ``device`` (the CPU by default: they are small)."""
     import torch
 
-    from ..device import place
+    from ..project.device import place
 
     folder = Path(folder)
     nets = {}
@@ -335,7 +335,7 @@ def train_judges(cfg: JudgeTrainConfig = JudgeTrainConfig(), out: str | Path = J
     held-out judge renders, write them to ``out``; returns the training record (also ``out/judges.json``)."""
     import torch
 
-    from ..device import place, resolve_device
+    from ..project.device import place, resolve_device
 
     t0 = time.monotonic()
     dev = resolve_device(device)
@@ -383,7 +383,7 @@ def check_on_real_renders(judges: Judges, dataset_dir: str | Path, split: str = 
     import csv
 
     from ..demo.data import SPLIT_CODES
-    from ..imaging import load_mask, load_rgb
+    from ..data.imaging import load_mask, load_rgb
 
     root = Path(dataset_dir)
     info = json.loads((root / "dataset.json").read_text())
@@ -462,8 +462,8 @@ def judged_target_birds(project, method: str = "ddb", judges=None) -> dict[str, 
 
     What a person sees, not what a classifier of the whole image reads: a square of the target's background pasted
     where the bird was is not a target bird here."""
-    from ..decisions import decisions
-    from ..imaging import load_mask, load_rgb
+    from ..curation.decisions import decisions
+    from ..data.imaging import load_mask, load_rgb
 
     judges = judges or load_judges()
     kept = {d.candidate_id: d.kept for d in decisions(project, "c.method = ?", [method])}

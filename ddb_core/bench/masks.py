@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import ConfigError
-from ..store import Project
+from ..project.errors import ConfigError
+from ..project.store import Project
 from .calibration import _machine
 from .docs import DOC, write_result
 
@@ -32,7 +32,7 @@ def bench_masks(project_dir: str = "projects/demo", n: int = 200, seeds: Sequenc
     """
     import numpy as np
 
-    from ..imaging import load_mask, load_rgb
+    from ..data.imaging import load_mask, load_rgb
     from ..method.masking import GrabCutMasker, build_masker
 
     project = Project.open(project_dir)

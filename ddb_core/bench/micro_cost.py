@@ -32,7 +32,7 @@ def micro_cost(preset: str = "corpus", steps: int = 5, device: str = "cpu") -> d
     from ..demo.corpus import render_corpus
     from ..demo.micro_sd import build_components
     from ..demo.micro_train import MicroTrainConfig
-    from ..device import resolve_device
+    from ..project.device import resolve_device
 
     cfg = MicroTrainConfig.v1() if preset == "v1" else MicroTrainConfig()
     dev = resolve_device(device)

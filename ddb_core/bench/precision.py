@@ -20,7 +20,7 @@ def bench_precision(model: str = "data/models/micro-sd-inpainting", device: str 
     and the median seconds per step over ``repeats`` runs. Writes a section of docs/benchmarks.md."""
     import numpy as np
 
-    from ..device import resolve_device, resolve_dtype
+    from ..project.device import resolve_device, resolve_dtype
     from ..method.inpainting import Inpainter
     from ..method.inversion import InversionConfig, learn_token
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..progress import ProgressFn
+from ..project.progress import ProgressFn
 from .docs import write_result
 
 SECTION = "ray"
@@ -29,10 +29,10 @@ def _prepare(root: Path, n: int, on_progress) -> Path:
     from ..api import create_project, train_erm
     from ..demo.data import DemoDataConfig
     from ..demo.pipeline import DEMO_ERM
-    from ..generation import compute_selected_masks
+    from ..pipeline.generation import compute_selected_masks
     from ..method.masking import ProvidedMasker
     from ..method.selection import SelectionConfig, select
-    from ..store import Project
+    from ..project.store import Project
 
     if Project.exists(root) and Project.open(root).get_meta("ray_bench_ready"):
         return root
@@ -48,10 +48,10 @@ def _prepare(root: Path, n: int, on_progress) -> Path:
 
 
 def _one_run(template: Path, run_root: Path, engine, inpaint, ig_steps: int) -> dict:
-    from ..generation import GenerationConfig, generate, score
+    from ..pipeline.generation import GenerationConfig, generate, score
     from ..method.inpainting import Inpainter
     from ..method.masking import ProvidedMasker
-    from ..store import Project
+    from ..project.store import Project
 
     shutil.rmtree(run_root, ignore_errors=True)
     shutil.copytree(template, run_root)
@@ -90,7 +90,7 @@ def _steady(events: list[tuple[float, str, int]], prefix: str) -> Optional[float
 def bench_ray(workdir: str = "projects/bench", n: int = 24, repeats: int = 3, steps: int = 20, ig_steps: int = 16,
               workers: Sequence[int] = (1, 2), batch_size: int = 4, doc: Optional[Path] = None,
               json_path: Optional[Path] = None, on_progress: Optional[ProgressFn] = None) -> dict:
-    from ..engines import EngineConfig
+    from ..pipeline.engines import EngineConfig
     from ..method.inpainting import MICRO_MODEL, InpaintConfig
 
     t_start = time.monotonic()

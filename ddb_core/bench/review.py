@@ -1,5 +1,5 @@
 """What a human look is worth (``ddb bench review``): on the demo, over data seeds, a simulated reviewer looks
-at a budget of the candidates — in queue order (``ddb_core.queue``, its map signal live: the candidate map is
+at a budget of the candidates — in queue order (``ddb_core.curation.queue``, its map signal live: the candidate map is
 computed first), in random order, or by ρ from the lowest — and accepts or rejects each one it sees by whether it
 shows the target class.
 
@@ -34,9 +34,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..store import Project
-from .demo import (DemoBenchConfig, _baseline_cached, _erm_models, _gamma_table, _jsonable, _project, _retrain_cached,
-                   _row_from_models, prepare, says_target)
+from ..project.store import Project
+from .demo import DemoBenchConfig, _baseline_cached, _erm_models, _gamma_table, _jsonable, _project, _retrain_cached, _row_from_models, prepare
+from .ablations import says_target
 from .docs import write_result
 
 BUDGETS = (0.0, 0.01, 0.05, 0.10, 0.25)
@@ -115,7 +115,7 @@ def review_outcomes(auto: np.ndarray, reviewer: np.ndarray, judge: np.ndarray, o
 
 def judged_success(project, rows: list[dict], judges) -> np.ndarray:
     """Whether the judges see a bird of the target class in each candidate's repainted region."""
-    from ..imaging import load_mask, load_rgb
+    from ..data.imaging import load_mask, load_rgb
 
     out = []
     for b in range(0, len(rows), 256):
@@ -129,11 +129,11 @@ def judged_success(project, rows: list[dict], judges) -> np.ndarray:
 def bench_review(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench", doc: Optional[Path] = None,
                  json_path: Optional[Path] = None, on_progress=None, cancel=None,
                  data_seeds: Sequence[int] = (0, 1, 2)) -> dict:
-    from ..decisions import decisions
-    from ..review import Filter, ReviewIndex
+    from ..curation.decisions import decisions
+    from ..curation.review import Filter, ReviewIndex
     from .stats import paired
 
-    from ..errors import ConfigError
+    from ..project.errors import ConfigError
 
     if len(cfg.seeds) < 1:
         raise ConfigError("bench review needs a training seed: its oracle reviews")
@@ -213,7 +213,7 @@ def bench_review(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "proje
 
 
 def review_markdown(res: dict) -> str:
-    from ..queue import SIGNALS
+    from ..curation.queue import SIGNALS
     from .stats import Interval, verdict
 
     seeds = res["data_seeds"]

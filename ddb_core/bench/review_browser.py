@@ -73,8 +73,8 @@ def _settle(page, t0: float, ready, timeout_s: float = 60) -> float:
 def measure(project_dir: Path, presses: int = 30, filters: int = 10, height: int = 1800) -> dict:
     from playwright.sync_api import sync_playwright
 
-    from ddb_core.decisions import decisions, thresholds
-    from ddb_core.store import Project
+    from ddb_core.curation.decisions import decisions, thresholds
+    from ddb_core.project.store import Project
     from ui.app import build_app, launch_kwargs
     from ui.screenshot import BROWSER_ARGS, CHROMIUM, open_review
 
@@ -160,8 +160,8 @@ def run(project: str = "projects/demo", scale: int = 0, presses: int = 30, filte
         json_path=None, runs: int = 1) -> dict:
     """Both measurements on fresh copies, ``runs`` times each (the decisions they make never reach the project)."""
     from ddb_core.bench.app_scale import build_scale_project
-    from ddb_core.errors import ProjectError
-    from ddb_core.store import Project
+    from ddb_core.project.errors import ProjectError
+    from ddb_core.project.store import Project
 
     if not Project.exists(project):
         raise ProjectError(f"{project}: no project there (python app.py builds the demo)")

@@ -24,8 +24,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..progress import ProgressFn
-from ..store import Project
+from ..project.progress import ProgressFn
+from ..project.store import Project
 from .docs import write_result
 from .demo import (LABELS, DemoBenchConfig, _erm_models, _jsonable, _jtt_cached, _methods_table, _model_note, _project,
                    _row_from_models, _save_state, _state_of, _timed_stage, prepare)
@@ -97,11 +97,11 @@ def bench_scgs(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "project
                json_path: Optional[Path] = None, on_progress: Optional[ProgressFn] = None, cancel=None,
                shares: Sequence[float] = SHARES, max_variants: Optional[int] = None) -> dict:
     from .. import api
-    from ..generation import score
+    from ..pipeline.generation import score
     from ..method.baselines import JTTConfig, run_jtt
     from ..method.inpainting import InpaintConfig
     from ..method.scgs import SCGSConfig, generate_scgs, select_scgs
-    from ..training import train_classifier
+    from ..classifiers.training import train_classifier
 
     t0 = time.monotonic()
     times: dict[str, float] = {}

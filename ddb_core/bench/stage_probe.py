@@ -42,7 +42,9 @@ def probe(out: Path, argv: list[str]) -> int:
     import torch
     from diffusers import UNet2DConditionModel
 
-    from .. import cli, models
+    # upward: the probe measures a stage as a user runs it, through the command line's own main
+    from .. import cli
+    from ..classifiers import models
     from ..method import inpainting, masking
 
     peak = _Peak()
@@ -97,7 +99,7 @@ def probe(out: Path, argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from ..device import flush_denormals
+    from ..project.device import flush_denormals
 
     flush_denormals()
     sep = sys.argv.index("--")

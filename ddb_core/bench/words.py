@@ -22,7 +22,7 @@ def _gamma_words(c: dict) -> str:
 
 def _gamma_lines(rows: list[dict]) -> list[str]:
     from ..method.retraining import gamma_label
-    from ..reporting import _pct
+    from ..curation.reporting import _pct
 
     out = []
     for r in rows:

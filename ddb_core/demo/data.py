@@ -34,8 +34,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from ..errors import ConfigError, DatasetError
-from ..progress import ProgressFn, ProgressTracker
+from ..project.errors import ConfigError, DatasetError
+from ..project.progress import ProgressFn, ProgressTracker
 
 CLASS_NAMES = ("landbird", "waterbird")
 PLACE_NAMES = ("land", "water")

@@ -41,11 +41,11 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import ConfigError, DatasetError
+from ..project.errors import ConfigError, DatasetError
 from ..method.inpainting import INPAINT_FILE, crop_window
 from .corpus import CORPUS_WORDS, caption, render_corpus
 from .micro_sd import BASE_WORDS, MicroSDConfig, build_components
-from ..progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
+from ..project.progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 
 
 
@@ -174,7 +174,7 @@ def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndar
     """(N x size x size x 3 uint8 images, N x size x size uint8 masks, caption attributes) of the train split."""
     import csv
 
-    from ..imaging import classifier_view, load_mask, load_rgb
+    from ..data.imaging import classifier_view, load_mask, load_rgb
 
     meta = dataset_dir / "metadata.csv"
     if not meta.is_file():
@@ -358,7 +358,7 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     import torch
     import torch.nn.functional as F
 
-    from ..device import place, resolve_device
+    from ..project.device import place, resolve_device
 
     out, ckdir = Path(out_dir), Path(out_dir) / "checkpoints"
     if out.exists() and not out.is_dir():

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, replace
 
-from ..generation import GenerationConfig, compute_selected_masks, generate, invert_classes, score
+from ..pipeline.generation import GenerationConfig, compute_selected_masks, generate, invert_classes, score
 from ..method.inpainting import InpaintConfig, MICRO_MODEL
 from ..method.inversion import InversionConfig
 from ..method.selection import SelectionConfig, select
-from ..settings import load_inpainter, load_masker, set_pipeline_settings
-from ..store import Project
-from ..training import TrainConfig, train_classifier
+from ..pipeline.components import load_inpainter, load_masker, set_pipeline_settings
+from ..project.store import Project
+from ..classifiers.training import TrainConfig, train_classifier
 
 # The demo's ERM recipe: the cheapest that meets the demo's val targets (`ddb bench calibrate`, in
 # docs/benchmarks.md): ResNet-18 at half width, 4 epochs.
@@ -107,7 +107,7 @@ def prepare(project: Project, cfg: DemoPipelineConfig, times: dict, on_progress=
     inpainter = None
     labels = range(len(project.class_names))
     masker = load_masker(project)
-    from ..generation import latest_token
+    from ..pipeline.generation import latest_token
     from ..method.inpainting import model_hash, resolve_model_ref
 
     sha = model_hash(str(resolve_model_ref(cfg.model)))

@@ -1,7 +1,7 @@
 """The method: Diffusion Driven Balancing (Algorithm 1 of the paper), one module per step, and the
 second method and the baselines beside it.
 
-    1. ERM classifier f                          ddb_core.training (the workbench trains it)
+    1. ERM classifier f                          ddb_core.classifiers.training (the workbench trains it)
     2. textual inversion: one token [C_i]        inversion.py     Eq. 1
     3. D_i: the K lowest-loss images of class i  selection.py     (and Ψ_i, Eq. 3)
     4. M = LangSAM(x, "<class name>")            masking.py       (and grabcut, gradcam, provided)
@@ -14,6 +14,9 @@ second method and the baselines beside it.
 ``scgs.py`` is the related SCGS method (misclassified images → clustering → Grad-CAM++ masks →
 inpainting); ``baselines.py`` holds JTT, DFR and the group-balanced oracle.
 
-The steps run on a project through the workbench (``ddb_core.generation``, ``ddb_core.decisions``,
-``ddb_core.training``); importing this package imports none of its modules.
+The steps run on a project through the workbench (``ddb_core.pipeline.generation``, ``ddb_core.curation.decisions``,
+``ddb_core.classifiers.training``); importing this package imports none of its modules.
+
+Imports ``project``, ``data`` and ``classifiers``. Two steps reach up to the pipeline and curation (SCGS generates
+with the pipeline's stage; retraining reads the reviewer's decisions), each import saying why.
 """

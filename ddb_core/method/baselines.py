@@ -24,11 +24,11 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, ProjectError
-from ..models import features
-from ..progress import check_cancel
-from ..store import Project
-from ..training import TrainConfig, TrainPlan, TrainResult, train_classifier
+from ..project.errors import ConfigError, ProjectError
+from ..classifiers.models import features
+from ..project.progress import check_cancel
+from ..project.store import Project
+from ..classifiers.training import TrainConfig, TrainPlan, TrainResult, train_classifier
 from .retraining import MultiSeedResult, _erm_state, _uses_val
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,9 @@ class JTTConfig:
 def jtt_error_set(project: Project, cfg: JTTConfig, on_progress=None, cancel=None) -> tuple[list[int], int]:
     """(indices into the train split of the error set, id of the identification model); the
     identification model is trained with ``cfg.train``'s seed (each JTT seed finds its own errors)."""
-    from ..models import load_classifier, predict
-    from ..settings import compute_device
-    from ..training import split_dataset, stored_model
+    from ..classifiers.models import load_classifier, predict
+    from ..project.settings import compute_device
+    from ..classifiers.training import split_dataset, stored_model
 
     # ERM's recipe stopped at epoch T: its learning-rate schedule is ERM's whole one, not one annealed over T epochs
     ident_cfg = replace(cfg.train, epochs=cfg.jtt_epochs, schedule_epochs=max(cfg.train.epochs, cfg.jtt_epochs),
@@ -207,10 +207,10 @@ def run_dfr(project: Project, seeds: Sequence[int] = (0,), Cs: Sequence[float] =
     """
     import torch
 
-    from ..device import place
-    from ..models import build_classifier, save_checkpoint
-    from ..settings import compute_device
-    from ..training import evaluate_model, split_dataset
+    from ..project.device import place
+    from ..classifiers.models import build_classifier, save_checkpoint
+    from ..project.settings import compute_device
+    from ..classifiers.training import evaluate_model, split_dataset
 
     device = compute_device(project, device)
 

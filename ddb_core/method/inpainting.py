@@ -38,7 +38,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError, ModelError, WeightsUnavailableError
+from ..project.errors import ConfigError, ModelError, WeightsUnavailableError
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-inpainting"
 DEFAULT_TEMPLATE = "a photo of a {token} {name}"
@@ -224,7 +224,7 @@ class Inpainter:
     def load(cls, model: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> "Inpainter":
         from diffusers import StableDiffusionInpaintPipeline
 
-        from ..device import resolve_device, resolve_dtype
+        from ..project.device import resolve_device, resolve_dtype
 
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
@@ -246,7 +246,7 @@ class Inpainter:
                 f"path with --model, or use the demo's micro model (data/models/micro-sd-inpainting)") from e
         except Exception as e:  # corrupt weight files surface as safetensors/json errors
             raise ModelError(f"cannot load the inpainting model {model!r}: {type(e).__name__}: {e}") from e
-        from ..device import place
+        from ..project.device import place
 
         pipe = place(pipe, dev, what="inpainting")
         out = cls(pipe, str(model), model_hash(str(model)))

@@ -46,8 +46,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError
-from ..progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
+from ..project.errors import ConfigError, ModelError
+from ..project.progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 
 REGIONS = ("mask", "image")
 TEMPLATES = ("a photo of a {token} {name}", "a picture of a {token} {name}", "an image of the {token} {name}",

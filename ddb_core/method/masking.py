@@ -28,7 +28,7 @@ from typing import Callable, Optional, Protocol, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DDBError, WeightsUnavailableError
+from ..project.errors import ConfigError, DDBError, WeightsUnavailableError
 
 MASK_REPAINT, MASK_KEEP = 255, 0
 
@@ -113,7 +113,7 @@ class ProvidedMasker:
         return p
 
     def mask(self, images, prompt, samples=None):
-        from ..imaging import load_mask
+        from ..data.imaging import load_mask
 
         if samples is None:
             raise ConfigError("the 'provided' masker needs the samples (their mask_path) of the images")
@@ -222,8 +222,8 @@ class GradCamMasker:
         from pytorch_grad_cam import GradCAMPlusPlus
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        from ..device import module_device
-        from ..imaging import classifier_batch
+        from ..project.device import module_device
+        from ..data.imaging import classifier_batch
 
         x = classifier_batch(images, self.image_size).to(module_device(self.model))  # N x 3 x S x S
         layer = self.model.layer4[-1]
@@ -241,8 +241,8 @@ class GradCamMasker:
     def mask(self, images, prompt, samples=None):
         import torch
 
-        from ..device import module_device
-        from ..imaging import classifier_batch
+        from ..project.device import module_device
+        from ..data.imaging import classifier_batch
 
         for img in images:
             _check_image(img)
@@ -311,7 +311,7 @@ class LangSAMMasker:
 
         Offline, missing weights raise ``WeightsUnavailableError`` naming each file and where to put it.
         """
-        from ..device import place, resolve_device
+        from ..project.device import place, resolve_device
 
         dev = resolve_device(device)
         problems = []
@@ -418,7 +418,7 @@ def sam_predictor(sam: str, device):
         raise WeightsUnavailableError(
             f"SAM checkpoint {fname} not found at {path}. Download {SAM_URL}{fname} on a machine with internet and "
             f"copy it there (DDB_SAM_DIR moves the folder), or pass its path")
-    from ..device import place
+    from ..project.device import place
 
     model = sam_model_registry[kind]()
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -529,7 +529,7 @@ def _build(name: str, project, options: dict, device: str = "auto") -> Masker:
     if name == "gradcam":
         if project is None:
             raise ConfigError("the 'gradcam' masker needs a project (its ERM model)")
-        from ..models import load_classifier
+        from ..classifiers.models import load_classifier
 
         erm = project.active_erm()
         model, _, _ = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"],

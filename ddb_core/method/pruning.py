@@ -6,7 +6,7 @@
 The first condition says the edit moved the prediction away from the source class; the second
 that the change that moved it lies inside the mask. This module holds the rule on arrays and
 the default of P; the thresholds of a project, the manual decisions that override the rule and
-their audit log are the workbench's (``ddb_core.decisions``).
+their audit log are the workbench's (``ddb_core.curation.decisions``).
 """
 
 from __future__ import annotations

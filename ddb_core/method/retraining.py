@@ -5,7 +5,7 @@
 one γ per generated target class c, each term the mean cross-entropy over its subset of the batch
 (``method.objective``; an empty subset adds 0, never NaN).
 
-Consumes a project whose candidates have decisions (``ddb_core.decisions``) and a ``RetrainConfig``;
+Consumes a project whose candidates have decisions (``ddb_core.curation.decisions``) and a ``RetrainConfig``;
 produces one model per seed (checkpoint, ``models`` row with val/test reports, ``runs`` row with
 per-epoch metrics), each trained by ``training.train_classifier`` with a ``TrainPlan``: the train
 split plus the accepted generated images, labelled with their target class. "Accepted" = the
@@ -23,10 +23,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, ProjectError
-from ..progress import CancelToken, ProgressFn, check_cancel
-from ..store import Project
-from ..training import TrainConfig, TrainPlan, TrainResult, train_classifier
+from ..project.errors import ConfigError, ProjectError
+from ..project.progress import CancelToken, ProgressFn, check_cancel
+from ..project.store import Project
+from ..classifiers.training import TrainConfig, TrainPlan, TrainResult, train_classifier
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,8 @@ class MultiSeedResult:
 
 def accepted_candidates(project: Project, method: str = "ddb") -> list[dict]:
     """The candidates that go into retraining: kept at the current thresholds or manually accepted."""
-    from ..decisions import decisions
+    # upward: retraining trains on what the review accepted (kept at the thresholds, or accepted by hand)
+    from ..curation.decisions import decisions
 
     where, args = ("1=1", []) if method == "all" else ("c.method = ?", [method])
     kept = {d.candidate_id for d in decisions(project, where, args) if d.kept}
@@ -311,7 +312,7 @@ def retrain(project: Project, cfg: RetrainConfig = RetrainConfig(), on_progress:
 
 def stored_result(project: Project, model_id: int) -> TrainResult:
     """A stored model as a TrainResult (its reports from the database)."""
-    from ..evaluation import GroupReport
+    from ..classifiers.evaluation import GroupReport
 
     m = project.model(model_id)
     reports = {k: GroupReport.from_dict(v) for k, v in m["metrics"].items() if k in ("train", "val", "test")

@@ -29,9 +29,9 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import ConfigError, ProjectError
-from ..progress import CancelToken, ProgressFn
-from ..store import Project
+from ..project.errors import ConfigError, ProjectError
+from ..project.progress import CancelToken, ProgressFn
+from ..project.store import Project
 
 
 @dataclass(frozen=True)
@@ -103,12 +103,12 @@ def _quotas(sizes: dict[int, int], n_total: int) -> dict[int, int]:
 def select_scgs(project: Project, cfg: SCGSConfig = SCGSConfig(), device: Optional[str] = None) -> dict:
     """Misclassified → k-means → Gaussian sampling, per class; replaces earlier SCGS selections.
     ``device``: where the ERM model computes the features (default: the project's device setting)."""
-    from ..settings import compute_device
+    from ..project.settings import compute_device
     from sklearn.cluster import KMeans
 
-    from ..models import load_classifier
-    from ..models import features
-    from ..training import split_dataset
+    from ..classifiers.models import load_classifier
+    from ..classifiers.models import features
+    from ..classifiers.training import split_dataset
 
     erm = project.active_erm()
     model, _a, _n = load_classifier(project.project_path(erm["path"]), erm["arch"], erm["num_classes"],
@@ -160,7 +160,7 @@ class _Subset:
 
 def scgs_masker(project: Project, cfg: SCGSConfig = SCGSConfig(), device: Optional[str] = None):
     """Grad-CAM++ of the ERM model for its prediction; the high region kept (SCGS convention)."""
-    from ..settings import compute_device
+    from ..project.settings import compute_device
     from .masking import build_masker
 
     return build_masker("gradcam", project=project, device=compute_device(project, device), threshold=cfg.cam_threshold,
@@ -183,7 +183,8 @@ def variants_per_class(project: Project, cfg: SCGSConfig) -> dict[int, int]:
 def generate_scgs(project: Project, inpainter, cfg: SCGSConfig = SCGSConfig(), inpaint=None,
                   on_progress: Optional[ProgressFn] = None, cancel: Optional[CancelToken] = None) -> dict:
     """Masks and candidates (method 'scgs', direction i -> i) for every class with sampled images."""
-    from ..generation import GenerationConfig, generate
+    # upward: SCGS's generation step is DDB's inpainting stage, run by the pipeline with SCGS's masks and prompts
+    from ..pipeline.generation import GenerationConfig, generate
     from .inpainting import InpaintConfig
 
     masker = scgs_masker(project, cfg, device=(inpaint or InpaintConfig()).device)

@@ -37,9 +37,9 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from ..device import module_device
-from ..errors import ConfigError
-from ..imaging import classifier_view, normalize
+from ..project.device import module_device
+from ..project.errors import ConfigError
+from ..data.imaging import classifier_view, normalize
 
 IG_PIXEL_BUDGET = 16 * 224 * 224  # pixels per IG pass: 16 rows at 224 px (64 at 64 px, the cap), 3 at 512 px
 

@@ -22,8 +22,8 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import ConfigError, ProjectError
-from ..store import Project
+from ..project.errors import ConfigError, ProjectError
+from ..project.store import Project
 
 
 TI_SOURCES = ("high_loss", "random", "val_minority")

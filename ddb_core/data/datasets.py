@@ -31,8 +31,8 @@ from typing import Optional
 
 from PIL import Image
 
-from .errors import DatasetError, ProjectError, list_rows
-from .store import Project
+from ..project.errors import DatasetError, ProjectError, list_rows
+from ..project.store import Project
 
 FORMATS = ("demo", "waterbirds", "celeba", "metashift", "imagefolder")
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}

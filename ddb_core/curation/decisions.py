@@ -33,9 +33,9 @@ from typing import Iterable, Optional
 
 import numpy as np
 
-from .errors import ConfigError, ProjectError
-from .method.pruning import DEFAULT_P_QUANTILE, auto_keep, suggest_P
-from .store import Project, now
+from ..project.errors import ConfigError, ProjectError
+from ..method.pruning import DEFAULT_P_QUANTILE, auto_keep, suggest_P
+from ..project.store import Project, now
 
 MANUAL = ("accept", "reject")
 # Which methods' candidates the ψ/ρ rule prunes. SCGS itself does not prune: its candidates are
@@ -89,7 +89,7 @@ def thresholds(project: Project) -> dict:
     "P_default": {method: {i': {"n": …, "quantile": …}}}, "erm_model_id": id}``. Raises ``ProjectError``
     naming ``ddb select`` when a class whose candidates are pruned has no Ψ.
     """
-    from .method.selection import class_softmax_means
+    from ..method.selection import class_softmax_means
 
     n = len(project.class_names)
     mid = project.active_erm_id

@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
-from .errors import ConfigError, DDBError, ProjectError
-from .progress import CancelToken, check_cancel
+from ..project.errors import ConfigError, DDBError, ProjectError
+from ..project.progress import CancelToken, check_cancel
 
 ENGINES = ("local", "ray")
 
@@ -145,7 +145,7 @@ def worker_device(engine: EngineConfig, device: str) -> str:
 def _threads(cpus: float) -> None:
     import torch
 
-    from .device import flush_denormals
+    from ..project.device import flush_denormals
 
     flush_denormals()  # first, so that the compute threads started below inherit it
     torch.set_num_threads(max(1, int(cpus)))
@@ -184,8 +184,8 @@ class MaskActor:
     read-only: only the driver writes."""
 
     def __init__(self, name: str, options: dict, project_root: str, device: str = "cpu", cpus: float = 1.0):
-        from .method.masking import build_masker
-        from .store import Project
+        from ..method.masking import build_masker
+        from ..project.store import Project
 
         _threads(cpus)
         project = Project(project_root, read_only=True) if name in ("gradcam", "provided") else None
@@ -215,7 +215,7 @@ class InpaintActor:
     """One inpainting pipeline per actor, with the project's tokens loaded and verified."""
 
     def __init__(self, model: str, device: str, dtype: str, tokens: dict[str, bytes], cpus: float = 1.0):
-        from .method.inpainting import Inpainter
+        from ..method.inpainting import Inpainter
 
         _threads(cpus)
         self.inp = Inpainter.load(model, device=device, dtype=dtype)
@@ -244,8 +244,8 @@ class ScoreActor:
 
     def __init__(self, checkpoint: bytes, arch: str, num_classes: int, cpus: float = 1.0, device: str = "cpu",
                  ig_dtype: str = "float32"):
-        from .device import ig_half, resolve_device
-        from .models import load_classifier
+        from ..project.device import ig_half, resolve_device
+        from ..classifiers.models import load_classifier
 
         _threads(cpus)
         dev = resolve_device(device)

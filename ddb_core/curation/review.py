@@ -18,13 +18,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import ConfigError, DDBError, ProjectError
-from .method.pruning import auto_keep
+from ..project.errors import ConfigError, DDBError, ProjectError
+from ..method.pruning import auto_keep
 from .decisions import reset_thresholds, set_decision, set_thresholds, thresholds, undo, undo_thresholds
-from .store import Project
+from ..project.store import Project
 
 STATUSES = ("all", "auto-kept", "auto-pruned", "accepted", "rejected", "unscored", "stale")
-SORTS = ("id", "queue", "rho", "-rho", "psi", "-psi", "detection", "-detection")  # queue: review first (ddb_core.queue)
+SORTS = ("id", "queue", "rho", "-rho", "psi", "-psi", "detection", "-detection")  # queue: review first (ddb_core.curation.queue)
 MANUAL_CODE = {None: 0, "accept": 1, "reject": 2}
 HIST_BINS = 40  # bars of the ψ and ρ histograms
 
@@ -449,7 +449,7 @@ class ReviewIndex:
 
     @property
     def queue(self):
-        """The review queue of these candidates (``ddb_core.queue``), built on first use after each load."""
+        """The review queue of these candidates (``ddb_core.curation.queue``), built on first use after each load."""
         if self._queue is None:
             from .queue import Queue
 

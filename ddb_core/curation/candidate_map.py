@@ -17,9 +17,9 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import ConfigError, ProjectError
-from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
-from .store import Project
+from ..project.errors import ConfigError, ProjectError
+from ..project.progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
+from ..project.store import Project
 
 METHODS = ("pca", "umap")
 
@@ -68,9 +68,9 @@ def compute_map(project: Project, cfg: MapConfig = MapConfig(), on_progress: Opt
 
 def _compute_map(project: Project, cfg: MapConfig, on_progress: Optional[ProgressFn], cancel: Optional[CancelToken],
                  device: Optional[str]) -> dict:
-    from .settings import compute_device
-    from .imaging import ClassifierDataset, ImageSet
-    from .models import features, load_classifier
+    from ..project.settings import compute_device
+    from ..data.imaging import ClassifierDataset, ImageSet
+    from ..classifiers.models import features, load_classifier
 
     if cfg.method == "umap" and not umap_available():
         raise ConfigError("map method 'umap' needs the umap-learn package (pip install umap-learn); 'pca' needs nothing")

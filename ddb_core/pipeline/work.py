@@ -10,8 +10,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import ProjectError
-from .imaging import load_mask, load_rgb
+from ..project.errors import ProjectError
+from ..data.imaging import load_mask, load_rgb
 
 
 def mask_batch(masker, items: Sequence[dict]) -> list:
@@ -39,7 +39,7 @@ def score_batch(model, items: Sequence[dict], image_size: int, n_steps: int,
                 internal_batch_size: Optional[int] = None, half: bool = False) -> list:
     """ψ, ρ and the IG map of each item (``id``, ``source_path``, ``path`` of the candidate, ``mask_path``,
     ``source_label``, ``target_label``)."""
-    from .method.scoring import score_candidates
+    from ..method.scoring import score_candidates
 
     src = [load_rgb(it["source_path"]) for it in items]
     gen = [load_rgb(it["path"]) for it in items]

@@ -22,11 +22,12 @@ from typing import Optional
 
 import numpy as np
 
-from .errors import ConfigError, ModelError, ProjectError
+from ..project.errors import ConfigError, ModelError, ProjectError
 from .evaluation import GroupReport, group_report
-from .method.objective import balanced_loss
-from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
-from .store import Project
+# upward: the training loop minimises the method's objective (Eq. 6-8, with γ = 1 for ERM); the objective is arithmetic on tensors and imports nothing of the package
+from ..method.objective import balanced_loss
+from ..project.progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
+from ..project.store import Project
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class TrainResult:
 
 def split_dataset(project: Project, split: str, image_size: int, train: bool = False):
     """(ClassifierDataset, sample rows) of one split, in id order."""
-    from .imaging import ClassifierDataset, ImageSet
+    from ..data.imaging import ClassifierDataset, ImageSet
 
     rows = project.samples(split, "id, path, label, attr")
     images = ImageSet([project.dataset_path(r["path"]) for r in rows], image_size)
@@ -219,7 +220,7 @@ def sample_scores(project: Project, model, image_size: int, device=None,
     import torch
     import torch.nn.functional as F
 
-    from .imaging import ClassifierDataset, ImageSet
+    from ..data.imaging import ClassifierDataset, ImageSet
     from .models import predict
 
     rows = project.samples(columns="id, path, label")
@@ -238,7 +239,8 @@ def sample_scores(project: Project, model, image_size: int, device=None,
 
 def store_scores(project: Project, model_id: int, rows) -> None:
     """Store the rows of ``sample_scores`` and Ψ_i of the model (Eq. 3), in the caller's transaction."""
-    from .method.selection import store_class_stats
+    # upward: Ψ_i (Eq. 3) is a statistic of the scores just stored, kept in step with them in the same transaction
+    from ..method.selection import store_class_stats
 
     project.store_sample_scores(model_id, rows)
     store_class_stats(project, model_id)  # Ψ_i (Eq. 3) of this model, from the softmax just stored
@@ -296,7 +298,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
 
     plan = plan or TrainPlan()
 
-    from .device import place, resolve_device
+    from ..project.device import place, resolve_device
     from .models import build_classifier, save_checkpoint
 
     # 1. Check inputs.
@@ -311,7 +313,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
     select_by = cfg.select_by if cfg.select_by != "auto" else ("val_wga" if val_has_groups else "val_acc")
     if select_by in ("val_wga", "val_acc") and project.sample_count("val") == 0:
         select_by = "last"
-    from .settings import compute_device
+    from ..project.settings import compute_device
 
     device = resolve_device(compute_device(project, cfg.device))  # auto: the project's device setting
     torch.set_flush_denormal(True)  # denormal floats can make CPU kernels many times slower; they carry no signal here
@@ -331,7 +333,7 @@ def train_classifier(project: Project, cfg: TrainConfig = TrainConfig(), *, role
     t0 = time.monotonic()
     try:
         # 3. Data.
-        from .imaging import ClassifierDataset, ImageSet
+        from ..data.imaging import ClassifierDataset, ImageSet
 
         train_rows = project.samples("train", "id, path, label, attr")
         paths = [project.dataset_path(r["path"]) for r in train_rows] + [Path(p) for p in plan.extra_paths]
@@ -507,7 +509,7 @@ def load_erm_checkpoint(project: Project, path: str, arch: Optional[str] = None,
 
     from .models import load_classifier, save_checkpoint
 
-    from .settings import compute_device
+    from ..project.settings import compute_device
 
     model, arch, n = load_classifier(path, arch, len(project.class_names), device=compute_device(project, device),
                                      what="erm load")
@@ -544,7 +546,7 @@ def model_reports(project: Project, model_id: Optional[int] = None, recompute: b
     m = project.model(model_id) if model_id is not None else project.active_erm()
     if not recompute and all(s in m["metrics"] for s in ("val", "test")):
         return {s: GroupReport.from_dict(m["metrics"][s]) for s in ("val", "test")}
-    from .settings import compute_device
+    from ..project.settings import compute_device
 
     model, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"],
                                        device=compute_device(project), what="evaluation")

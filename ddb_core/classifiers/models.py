@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import ModelError, WeightsUnavailableError
+from ..project.errors import ModelError, WeightsUnavailableError
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def load_classifier(path: str | os.PathLike, arch: Optional[str] = None, num_cla
     model.load_state_dict(state)
     model.eval()
     if device is not None:
-        from .device import place
+        from ..project.device import place
 
         model = place(model, device, what=what)
     return model, arch, ckpt_classes
@@ -217,7 +217,7 @@ def features(model, dataset, batch_size: int = 256) -> "np.ndarray":
     """Penultimate-layer features (the input of ``model.fc``)."""
     import torch
 
-    from .device import module_device
+    from ..project.device import module_device
 
     dev = module_device(model)
     feats = []

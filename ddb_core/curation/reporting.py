@@ -18,18 +18,18 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import ProjectError
-from .store import Project, now
+from ..project.errors import ProjectError
+from ..project.store import Project, now
 
 N_BOOT = 1000
 
 
 def test_predictions(project: Project, model_id: int, split: str = "test") -> np.ndarray:
     """Predicted class of every sample of ``split`` (id order), recomputed from the checkpoint."""
-    from .device import resolve_device
-    from .models import load_classifier, predict
-    from .settings import compute_device
-    from .training import split_dataset
+    from ..project.device import resolve_device
+    from ..classifiers.models import load_classifier, predict
+    from ..project.settings import compute_device
+    from ..classifiers.training import split_dataset
 
     m = project.model(model_id)
     model, _a, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"],
@@ -212,7 +212,7 @@ def report_markdown(report: dict) -> str:
     if report.get("gammas"):
         lines.append("- γ per generated target class: " + ", ".join(f"{g:g}" for g in report["gammas"]))
     if report.get("gamma_search"):
-        from .method.retraining import gamma_label
+        from ..method.retraining import gamma_label
 
         lines.append("- γ chosen by val WGA: " + "; ".join(
             f"{gamma_label(t)}: val WGA {_pct(t['val_wga'])}%, val accuracy {_pct(t['val_acc'])}%"

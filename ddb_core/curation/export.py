@@ -18,10 +18,10 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
-from .errors import ConfigError, ProjectError
-from .progress import ProgressTracker, check_cancel
+from ..project.errors import ConfigError, ProjectError
+from ..project.progress import ProgressTracker, check_cancel
 from .decisions import decisions, thresholds, thresholds_json
-from .store import Project, now
+from ..project.store import Project, now
 
 
 # what no output may be written into or over, whatever the flags: the project's own stores
@@ -148,7 +148,7 @@ def _export(project: Project, out: Path, tmp: Path, names: list[str], include_tr
 def _safe_suffix(path: Path) -> str:
     """An exported file's suffix: the source's when it is an image's, else ``.png`` (a file named
     ``x.html`` that PIL reads as an image must not be served back as a web page)."""
-    from .datasets import IMAGE_EXTS
+    from ..data.datasets import IMAGE_EXTS
 
     return path.suffix.lower() if path.suffix.lower() in IMAGE_EXTS else ".png"
 

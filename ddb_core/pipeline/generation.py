@@ -17,7 +17,6 @@ cancelled between batches and report progress (done/total, rate, ETA).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -28,16 +27,16 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image
 
-from .errors import ConfigError, ProjectError
-from .imaging import load_mask, load_rgb
-from .method.inpainting import InpaintConfig, Inpainter, prompt_for
-from .method.inversion import InversionConfig, class_token, learn_token, save_embedding
-from .method.masking import Masker, MaskResult, params_hash
-from .progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
-from .method.selection import selected
-from .store import Project, file_sha256, now
-from .thumbnails import write_thumbnail
-from .device import IG_DTYPES, ig_half
+from ..project.errors import ConfigError, ProjectError
+from ..data.imaging import load_mask, load_rgb
+from ..method.inpainting import InpaintConfig, Inpainter, prompt_for
+from ..method.inversion import InversionConfig, class_token, learn_token, save_embedding
+from ..method.masking import Masker, MaskResult, params_hash
+from ..project.progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
+from ..method.selection import selected
+from ..project.store import Project, file_sha256, now
+from ..data.thumbnails import write_thumbnail
+from ..project.device import IG_DTYPES, ig_half
 from .engines import EngineConfig
 from .work import inpaint_batch, score_batch
 
@@ -93,7 +92,7 @@ def compute_masks(project: Project, masker: Masker, sample_rows: list[dict], *, 
     nothing in the database and the same command resumes from the staged batches. A ``RemoteMasker`` (its name,
     options and parameters; ``engine`` Ray) is built by the Ray workers, which run the same batches; a masker loaded
     here runs here. Either way this process alone writes the files, the staged lines and the rows."""
-    from .method.masking import RemoteMasker
+    from ..method.masking import RemoteMasker
 
     engine = engine or EngineConfig()
     if isinstance(masker, RemoteMasker) and engine.kind != "ray":
@@ -179,13 +178,21 @@ def compute_selected_masks(project: Project, masker: Masker, labels: Optional[Se
     return counts
 
 
+def _review_arrays_ready(project: Project) -> None:
+    """As a job that changed candidates ends: the review's kept arrays and sort orders brought up to date, so
+    that the review screen's next opening finds them ready."""
+    # upward: the pipeline's one call into curation, so that a review after a long job opens at once
+    from ..curation.review import keep_arrays
+
+    keep_arrays(project)
+
+
 def refind_objects(project: Project, masker, *, batch_size: int = 16, on_progress: Optional[ProgressFn] = None,
                    cancel: Optional[CancelToken] = None) -> int:
     """The object found again in each generated image whose mask came from langsam and that has none yet: the
     detector (``masker``, a ``LangSAMMasker``) run on the image with the target class's object word, its best box
     inside the mask's box (``LangSAMMasker.refind``). Stored per batch (a killed run resumes with the rest); returns
     how many were looked at."""
-    from .review import keep_arrays
 
     if not hasattr(masker, "refind"):
         raise ConfigError(f"finding the object again needs the langsam masker (its detector); this one is {masker.name}")
@@ -211,7 +218,7 @@ def refind_objects(project: Project, masker, *, batch_size: int = 16, on_progres
             project.db.execute("update candidate_version set v = v + 1")  # the review model reads them again
         tracker.update(tracker.done + len(batch), f"{sum(r['score'] > 0 for r in rows)}/{len(rows)} found")
     if todo:
-        keep_arrays(project)
+        _review_arrays_ready(project)
     return len(todo)
 
 
@@ -226,7 +233,7 @@ def inversion_masker(masker: Masker) -> Masker:
     (measured on the demo: `bench inpainter --ti-shape`, docs/benchmarks.md)."""
     import copy
 
-    from .method.masking import ProvidedMasker
+    from ..method.masking import ProvidedMasker
 
     if isinstance(masker, ProvidedMasker) and (masker.shape != "mask" or masker.dilate_radius):
         return ProvidedMasker(masker.resolve)
@@ -326,7 +333,7 @@ def generate(project: Project, inpainter: Optional[Inpainter], masker: Masker,
 
     ``engine`` (default local) says where the inpainting runs; with the Ray engine ``inpainter`` may be
     None (the workers load ``inpaint.model``). Either way this process writes every file and row."""
-    from .method.inpainting import model_hash, resolve_model_ref
+    from ..method.inpainting import model_hash, resolve_model_ref
 
     engine = engine or EngineConfig()
     if engine.kind == "local" and inpainter is None:
@@ -420,7 +427,7 @@ def generate(project: Project, inpainter: Optional[Inpainter], masker: Masker,
 
         tokens = {p["token"]: project.project_path(p["token_row"]["path"]).resolve() for p in plans if p["token_row"]}
         model = str(Path(model_ref).resolve()) if Path(model_ref).is_dir() else model_ref
-        from .settings import compute_device, compute_dtype
+        from ..project.settings import compute_device, compute_dtype
 
         for k, outs, seconds, worker_sha in inpaint_on_ray(engine, model, compute_device(project, inpaint.device),
                                                            compute_dtype(project, inpaint.dtype), tokens,
@@ -430,9 +437,7 @@ def generate(project: Project, inpainter: Optional[Inpainter], masker: Masker,
                                    f"({model_sha[:12]}…): give every node the same model folder")
             store(work[k][0], work[k][1], outs, seconds)
     if work:
-        from .review import keep_arrays
-
-        keep_arrays(project)  # the review screen's next opening finds the candidates' arrays ready
+        _review_arrays_ready(project)
     for plan in plans:
         i, j = plan["i"], plan["j"]
         summary[f"{i}->{j}"] = {"sources": plan["n_sources"], "no_detection": plan["n_sources"] - plan["n_ok"],
@@ -480,10 +485,10 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
     ``device`` (default: the project's setting): where the classifier runs. ``ig_dtype``: ``float32`` (the
     default, on every device) or ``float16``, the classifier's forward under float16 autocast, on CUDA only and
     only when asked (``scoring`` says what stays float32; docs/benchmarks.md, "ig-precision", its effect on ρ)."""
-    from .device import resolve_device
+    from ..project.device import resolve_device
     from .igmaps import save_ig
-    from .models import load_classifier
-    from .settings import compute_device
+    from ..classifiers.models import load_classifier
+    from ..project.settings import compute_device
 
     engine = engine or EngineConfig()
     erm = project.active_erm()
@@ -533,66 +538,9 @@ def score(project: Project, *, n_steps: int = 50, internal_batch_size: Optional[
                                       device=device, ig_dtype=ig_dtype):
             store(batches[k], scores)
     if batches:
-        from .review import keep_arrays
-
-        keep_arrays(project)  # the review screen's next opening finds the new scores ready
+        _review_arrays_ready(project)
     return len(todo)
 
 
 # ---------------------------------------------------------------------------------------------
 # one candidate again, with a mask drawn by the user
-
-
-def regenerate_with_mask(project: Project, candidate_id: int, mask: np.ndarray, inpainter: Inpainter,
-                         inpaint: InpaintConfig = InpaintConfig(), n_steps: int = 50, who: str = "user") -> int:
-    """A new candidate from the same source, prompt and seed as ``candidate_id`` but with ``mask``
-    (255 = repaint, the source's size), stored as a ``manual`` mask and scored at once. The old
-    candidate is kept; the new one records where it came from. Returns the new candidate's id."""
-    from .method.masking import params_hash
-
-    rows = list(project.db.query("select c.*, s.path as source_path, s.label as source_true from candidates c "
-                                 "join samples s on s.id = c.source_id where c.id = ?", [int(candidate_id)]))
-    if not rows:
-        raise ProjectError(f"no candidate with id {candidate_id}")
-    c = rows[0]
-    src = load_rgb(project.dataset_path(c["source_path"]))
-    mask = np.asarray(mask)
-    if mask.shape != src.shape[:2]:
-        raise ConfigError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the source image is {src.shape[1]}x{src.shape[0]}")
-    mask = np.where(mask >= 128, 255, 0).astype(np.uint8)
-    if not mask.any():
-        raise ConfigError("the mask is empty: paint the region to repaint")
-    digest = hashlib.sha256(mask.tobytes()).hexdigest()[:12]
-    params = {"drawn_by": who, "from_candidate": int(candidate_id), "mask_sha256": digest}
-    ph = params_hash(params)
-    path = project.root / "masks" / f"manual-{ph}" / f"{c['source_id']}.png"
-    _write_png(path, mask)
-    with project.write():
-        mask_id = project.db["masks"].insert({
-            "sample_id": c["source_id"], "backend": "manual", "params_hash": ph, "params": json.dumps(params),
-            "status": "ok", "score": 1.0, "area": float((mask == 255).mean()), "path": _rel(project, path),
-            "created_at": now()}, replace=True).last_pk
-    prov = json.loads(c["provenance"] or "{}")
-    token = prov.get("token")
-    if token and token not in inpainter.tokens:
-        tok = latest_token(project, c["target_label"])
-        if tok is None or tok["token"] != token:
-            raise ProjectError(f"the token {token} of candidate {candidate_id} is no longer stored in the project")
-        inpainter.load_token(project.project_path(tok["path"]), token)
-    t0 = time.monotonic()
-    out = inpainter.inpaint([src], [mask], [c["prompt"]], [c["seed"]], inpaint)[0]
-    key = candidate_key(c["method"], c["source_id"], c["source_label"], c["target_label"], f"manual-{ph}")
-    out_path = project.root / "candidates" / f"{c['source_label']}-{c['target_label']}" / f"{key.replace(':', '_').replace('->', '-')}.png"
-    _write_png(out_path, out)
-    write_thumbnail(project, _rel(project, out_path), out)
-    with project.write():
-        project.db.execute("delete from candidates where key = ?", [key])
-        new_id = project.db["candidates"].insert({
-            "key": key, "method": c["method"], "source_id": c["source_id"], "source_label": c["source_label"],
-            "target_label": c["target_label"], "mask_id": mask_id, "path": _rel(project, out_path), "seed": c["seed"],
-            "prompt": c["prompt"], "created_at": now(),
-            "provenance": json.dumps({**prov, "masker": "manual", "mask_params": params, "regenerated_from": int(candidate_id),
-                                      "model": inpainter.model_ref, "model_sha256": inpainter.model_sha,
-                                      "inpaint": asdict(inpaint), "seconds": round(time.monotonic() - t0, 3)})}).last_pk
-    score(project, n_steps=n_steps)
-    return int(new_id)

@@ -1,29 +1,13 @@
-"""The project's pipeline settings: which inpainting model and which masker (with its options) the
-generation stages use, the device and dtype every model runs on, and the loaders that build them.
-
-Settings live in the project meta ``pipeline``; a change is read and written in one transaction,
-so a setting saved meanwhile by another process is kept.
+"""The pipeline's components, built from the project's settings (``project.settings``): the inpainting model, the
+masker and the engine; and a change of those settings, checked against the components before it is saved.
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from .store import Project
-
-PIPELINE_DEFAULTS = {"inpaint_model": "stabilityai/stable-diffusion-2-inpainting", "masker": None, "masker_options": {},
-                     "engine": {"kind": "local"},
-                     "device": "auto",  # auto (CUDA when present) | cpu | cuda[:N]: every stage that runs a model
-                     "dtype": "auto"}  # auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16
-
-
-def pipeline_settings(project: Project) -> dict:
-    """The project's choices of inpainting model and masker (with defaults filled in)."""
-    s = {**PIPELINE_DEFAULTS, **(project.get_meta("pipeline") or {})}
-    if s["masker"] is None:  # ground-truth masks when the dataset ships them, else text-prompted masks
-        has_masks = project.db.execute("select count(*) from samples where mask_path is null").fetchone()[0] == 0
-        s["masker"] = "provided" if has_masks and project.sample_count() else "langsam"
-    return s
+from ..project.settings import compute_device, compute_dtype, pipeline_settings
+from ..project.store import Project
 
 
 def set_pipeline_settings(project: Project, **changes) -> dict:
@@ -31,15 +15,15 @@ def set_pipeline_settings(project: Project, **changes) -> dict:
     ``engines.EngineConfig``, validated); the others are kept,
     even when another process saved them a moment ago (read and written in one transaction)."""
     if changes.get("device") is not None:
-        from .device import check_device_name
+        from ..project.device import check_device_name
 
         check_device_name(changes["device"])
     if changes.get("dtype") is not None:
-        from .device import check_dtype_name
+        from ..project.device import check_dtype_name
 
         check_dtype_name(changes["dtype"])
     if changes.get("masker") is not None or changes.get("masker_options") is not None:
-        from .method.masking import check_masker_options
+        from ..method.masking import check_masker_options
 
         name = changes.get("masker") or pipeline_settings(project)["masker"]
         check_masker_options(name, changes.get("masker_options") or {})
@@ -62,20 +46,9 @@ def engine_config(project: Project):
     return EngineConfig.from_dict(pipeline_settings(project)["engine"])
 
 
-def compute_device(project: Project, device: Optional[str] = None) -> str:
-    """The device a stage runs its models on: ``device`` when given (not ``auto``), else the project's
-    setting, whose default ``auto`` is CUDA when present. So ``auto`` anywhere defers to the project."""
-    return device if device not in (None, "auto") else pipeline_settings(project)["device"]
-
-
-def compute_dtype(project: Project, dtype: Optional[str] = None) -> str:
-    """The inpainting dtype: ``dtype`` when given, else the project's setting (auto)."""
-    return dtype or pipeline_settings(project)["dtype"]
-
-
 def load_inpainter(project: Project, model: Optional[str] = None, device: Optional[str] = None,
                    dtype: Optional[str] = None):
-    from .method.inpainting import Inpainter
+    from ..method.inpainting import Inpainter
 
     return Inpainter.load(model or pipeline_settings(project)["inpaint_model"], device=compute_device(project, device),
                           dtype=compute_dtype(project, dtype))
@@ -83,7 +56,7 @@ def load_inpainter(project: Project, model: Optional[str] = None, device: Option
 
 def load_masker(project: Project, name: Optional[str] = None, options: Optional[dict] = None,
                 device: Optional[str] = None):
-    from .method.masking import build_masker
+    from ..method.masking import build_masker
 
     s = pipeline_settings(project)
     name = name or s["masker"]

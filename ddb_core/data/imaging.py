@@ -28,7 +28,7 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import ConfigError, DatasetError
+from ..project.errors import ConfigError, DatasetError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
