@@ -237,13 +237,21 @@ def test_bench_review_averages_random_order_over_many_permutations_and_checks_ea
                "none": np.zeros(8, np.float32), "bad": np.array([0, 0, 1, 1, 1, 0, 0, 0.2], np.float32)}
     c = signal_check(signals, failure, auto)
     assert c["good"] == {"nonzero": 4, "flagged": 3, "failures_flagged": 3, "failures_all": 3, "n": 8,
-                         "wrong_flagged": 1, "wrong_all": 3}
+                         "wrong_flagged": 1, "wrong_all": 3, "kept_failures_flagged": 1, "kept_failures_all": 1}
     assert c["none"]["flagged"] == 0 and c["none"]["nonzero"] == 0
     assert c["bad"]["failures_flagged"] == 0 and c["bad"]["wrong_flagged"] == 1 and c["bad"]["nonzero"] == 4
     lo, hi = wilson(30, 100)
     assert lo == pytest.approx(0.2189, abs=1e-3) and hi == pytest.approx(0.3958, abs=1e-3)
     assert signal_verdict(60, 100, 100, 1000) == "**higher**" and signal_verdict(2, 100, 100, 1000) == "**lower**"
     assert signal_verdict(11, 100, 100, 1000) == "no difference shown" and signal_verdict(0, 0, 1, 10) == "— (flags none)"
+    from ddb_core.bench.review import signals_decision
+
+    words = signals_decision({"a": ["no difference shown", "**higher**", "no difference shown"],
+                              "b": ["**lower**", "no difference shown", "**lower**"],
+                              "c": ["— (flags none)", "— (flags none)", "— (flags none)"]})
+    assert "Stay: *a*." in words and "To remove (no better than chance at either): *b*." in words
+    assert "flag nothing on these projects): *c*." in words and "not the failures it kept" in words
+    assert "Stay: none." in signals_decision({"b": ["no difference shown"] * 3})
 
 
 def test_the_review_section_states_a_difference_only_where_its_interval_excludes_zero():

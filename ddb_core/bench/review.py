@@ -70,7 +70,8 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
 def signal_check(signals: dict, failure: np.ndarray, auto: Optional[np.ndarray] = None) -> dict:
     """Per signal: how many candidates it is non-zero for and flags (≥ ``FLAGGED``); among the flagged, the
     failures (by the judge) and, given the automatic decisions ``auto``, the *wrong automatic decisions* (a failure
-    kept or a success pruned: where a look changes something), each against its share among all candidates."""
+    kept or a success pruned: where a look changes something) and of those the *kept failures* alone (what a look
+    would take out of the training set), each against its share among all candidates."""
     out = {}
     wrong = (auto & failure) | (~auto & ~failure) if auto is not None else None
     for name, v in signals.items():
@@ -78,7 +79,8 @@ def signal_check(signals: dict, failure: np.ndarray, auto: Optional[np.ndarray] 
         row = {"nonzero": int((v > 0).sum()), "flagged": int(flagged.sum()),
                "failures_flagged": int((flagged & failure).sum()), "failures_all": int(failure.sum()), "n": len(v)}
         if wrong is not None:
-            row.update(wrong_flagged=int((flagged & wrong).sum()), wrong_all=int(wrong.sum()))
+            row.update(wrong_flagged=int((flagged & wrong).sum()), wrong_all=int(wrong.sum()),
+                       kept_failures_flagged=int((flagged & auto & failure).sum()), kept_failures_all=int((auto & failure).sum()))
         out[name] = row
     return out
 
@@ -91,6 +93,25 @@ def signal_verdict(flagged_k: int, flagged_n: int, all_k: int, all_n: int) -> st
     lo, hi = wilson(flagged_k, flagged_n)
     base = all_k / all_n if all_n else float("nan")
     return "**higher**" if lo > base else "**lower**" if hi < base else "no difference shown"
+
+
+def signals_decision(verdicts: dict[str, list[str]]) -> str:
+    """What the check decides, in words: a live signal stays when the candidates it flags hold failures or wrong
+    automatic decisions more often than chance (the queue puts first where a look changes a decision); one that
+    beats chance on neither is to be removed. ``verdicts``: per signal, the verdicts on failures, wrong decisions
+    and kept failures (``signal_verdict``)."""
+    live = {k: v for k, v in verdicts.items() if not v[1].startswith("—")}
+    keep = [k for k, v in live.items() if "higher" in v[0] or "higher" in v[1]]
+    drop = [k for k in live if k not in keep]
+    kept_failures = [k for k, v in live.items() if "higher" in v[2]]
+    quiet = [k for k in verdicts if k not in live]
+    words = lambda names: ", ".join(f"*{n}*" for n in names) or "none"
+    return (f"**What the check decides.** A signal stays in the queue when the candidates it flags hold failures or wrong "
+            f"automatic decisions more often than chance: that is where a look changes a decision. Stay: {words(keep)}. "
+            f"To remove (no better than chance at either): {words(drop)}. Not checked here (they flag nothing on these "
+            f"projects): {words(quiet)}. Flag the failures that pruning *kept* more often than chance: {words(kept_failures)}"
+            + (" — the queue finds the good candidates that pruning dropped, not the failures it kept." if not kept_failures
+               else "."))
 
 
 def review_outcomes(auto: np.ndarray, reviewer: np.ndarray, judge: np.ndarray, order: np.ndarray,
@@ -267,7 +288,9 @@ def review_markdown(res: dict) -> str:
                   "where a look changes something), each against its share among all candidates, with the verdict of "
                   "the flagged share's 95% Wilson interval.", "",
                   "| signal | non-zero | flagged | failures: flagged / all | verdict | wrong decisions: flagged / all | "
-                  "verdict |", "| --- | ---: | ---: | --- | --- | --- | --- |"]
+                  "verdict | kept failures: flagged / all | verdict |",
+                  "| --- | ---: | ---: | --- | --- | --- | --- | --- | --- |"]
+        verdicts = {}
         for name in SIGNALS:
             c = [res["per_data_seed"][d]["signals"].get(name) for d in seeds]
             if any(x is None for x in c):
@@ -278,8 +301,12 @@ def review_markdown(res: dict) -> str:
             lines.append(f"| {name} | {nz} | {fl} | {pct(tot('failures_flagged'), fl)} / {pct(tot('failures_all'), n)} | "
                          f"{signal_verdict(tot('failures_flagged'), fl, tot('failures_all'), n)} | "
                          f"{pct(tot('wrong_flagged'), fl)} / {pct(tot('wrong_all'), n)} | "
-                         f"{signal_verdict(tot('wrong_flagged'), fl, tot('wrong_all'), n)} |")
-        lines.append("")
+                         f"{signal_verdict(tot('wrong_flagged'), fl, tot('wrong_all'), n)} | "
+                         f"{pct(tot('kept_failures_flagged'), fl)} / {pct(tot('kept_failures_all'), n)} | "
+                         f"{signal_verdict(tot('kept_failures_flagged'), fl, tot('kept_failures_all'), n)} |")
+            verdicts[name] = [signal_verdict(tot(k + "_flagged"), fl, tot(k + "_all"), n)
+                              for k in ("failures", "wrong", "kept_failures")]
+        lines += ["", signals_decision(verdicts), ""]
     lines += ["Retrained on the 10% review in queue order against automatic pruning (γ chosen on val for automatic "
               "pruning, the same in both arms), paired over data seeds × training seeds:", ""]
     for key, label in (("wga", "worst-group accuracy"), ("mean_acc", "average accuracy")):

@@ -21,6 +21,10 @@ decision can be wrong.
                 looked for) — a generation in which the detector no longer finds the object is a failure a
                 person would reject.
 
+``ddb bench review`` checks each signal against a judge that shares nothing with the reviewer: a signal stays
+when the candidates it flags hold failures or wrong automatic decisions (a failure kept, a good one pruned) more
+often than chance, since that is where a look changes a decision; one no better than chance at either is removed.
+
 A signal that cannot be computed (not scored, no map, no detection score) counts 0. The queue orders
 the candidates nobody has decided by priority, highest first (ties by id), then the decided ones. The
 order sorts 16-bit keys (numpy's stable sort is a radix sort on them), so that it is redone after every
