@@ -299,3 +299,40 @@ def test_a_window_model_trains_on_crops_around_the_bird_and_says_so(tmp_path):
     res = inp.inpaint([img], [mask], ["a photo of a bird"], [0], InpaintConfig(steps=2, paste_back=False))[0]
     t, l, h, w = crop_window(mask, 2.0)
     assert res.shape == img.shape and np.array_equal(res[:t], img[:t]) and not np.array_equal(res[mask == 255], img[mask == 255])
+
+
+def _window_result(scale, rate0, rate1, plain0, plain1, mae=0.02):
+    med = {"0->1": {"box/token": {"target_bird": rate0}, "box/plain": {"target_bird": plain0}},
+           "1->0": {"box/token": {"target_bird": rate1}, "box/plain": {"target_bird": plain1}}}
+    gain = {"0->1": rate0 - plain0, "1->0": rate1 - plain1}
+    met = min(rate0, rate1) >= 0.8 and min(gain.values()) >= 0.2 and mae <= 0.04
+    return {"model": "m", "seeds": [0, 1, 2], "crop_scale": scale, "median": med, "command": f"cmd {scale}", "seconds": 60.0,
+            "gates": {"box": {"met": met, "target_bird": {"0->1": rate0, "1->0": rate1}, "gain": gain,
+                              "background_mae": {"0->1": mae, "1->0": mae}}}}
+
+
+def test_the_repaint_window_is_chosen_by_its_stated_rule_from_stored_results(tmp_path):
+    """`bench window` reads each window's stored result (a run resumes without measuring again) and picks, among
+    the windows that meet every gate, the highest lower target-bird rate; a window whose plain prompt already draws
+    the target class fails the gain gate and is not chosen, however high its rate."""
+    import json
+
+    from ddb_core.bench.window import bench_window, choose, window_markdown
+
+    results = {1.25: _window_result(1.25, 0.98, 0.98, 0.12, 0.81), 1.5: _window_result(1.5, 1.0, 0.94, 0.17, 0.65),
+               2.0: _window_result(2.0, 0.88, 0.83, 0.25, 0.27)}
+    (tmp_path / "bench").mkdir()
+    for s, r in results.items():
+        tag = f"{s:g}".replace(".", "")
+        (tmp_path / "bench" / f"inpainter-window-{tag}.json").write_text(json.dumps(r))
+    res = bench_window("m", (1.25, 1.5, 2.0), (0, 1, 2), out=tmp_path, doc=tmp_path / "benchmarks.md")
+    assert [r["met"] for r in res["rows"]] == [False, True, True] and res["chosen"] == 1.5
+    text = (tmp_path / "benchmarks.md").read_text()
+    assert "Chosen: **1.5**." in text and "| 1.25 | 98.0 | 98.0 | 12.0 | 81.0 | +17.0 |" in text
+    head, sep = [line for line in text.splitlines() if line.startswith(("| window", "| ---:"))]
+    assert head.count("|") == sep.count("|") and "[grid](images/micro-inpainter-grid-window-15.png)" in text
+    assert choose([{**r, "met": False} for r in res["rows"]]) is None
+    tie = [{"scale": 1.5, "met": True, "target_bird": {"a": 0.9}, "gain": {"a": 0.3}},
+           {"scale": 2.0, "met": True, "target_bird": {"a": 0.9}, "gain": {"a": 0.3}}]
+    assert choose(tie) == 2.0  # a tie goes to the wider window
+    assert "not met" in window_markdown(res)

@@ -110,7 +110,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                     ti_shape: str = "object", grid_shape: Optional[str] = None, oracle: bool = False,
                     judges_dir: Optional[str] = None, section: str = "inpainter", label: Optional[str] = None,
                     ti_repaint: Optional[str] = None, ti_object_share: float = 0.0, device: str = "auto",
-                    dtype: str = "auto") -> dict:
+                    dtype: str = "auto", crop_scale: Optional[float] = None) -> dict:
     """``shapes``: the repaint masks measured; ``ti_shape``: the mask textual inversion counts its loss in (region
     "mask"); ``ti_repaint``: the mask the UNet is given during the inversion (None: ``ti_shape`` itself; the demo
     gives it its repaint mask, as ``ddb invert`` does); ``ti_object_share``: with ``ti_repaint``, the share of samples
@@ -139,6 +139,8 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     for seed in seeds:
         t0 = time.monotonic()
         inp = Inpainter.load(model, device=device, dtype=dtype)
+        if crop_scale is not None:
+            inp.crop_scale = crop_scale
         tokens = {}
         ti_rows = _inversion_rows(project, ti_source, ti_size, seed, on_progress)
         for c in range(len(names)):
@@ -235,6 +237,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
            + "".join(f" --{flag} {value}" for flag, value, default in (
                ("n", n, 48), ("ti-size", ti_size, 30), ("ti-steps", ti_steps, 400), ("steps", steps, 25),
                ("guidance", guidance, 7.5), ("dtype", dtype, "auto")) if value != default)
+           + (f" --crop-scale {crop_scale:g}" if crop_scale is not None else "")
            + (" --oracle" if oracle else "") + (f" --section {section}" if section != "inpainter" else ""))
     result = {"model": model, "seeds": list(seeds), "n_per_direction": n, "ti_size": ti_size, "ti_steps": ti_steps,
               "ti_source": ti_source, "ti_region": ti_region, "ti_shape": ti_shape, "ti_repaint": ti_repaint,
@@ -398,6 +401,7 @@ def inpainter_markdown(res: dict) -> str:
 def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
     """``README.md`` of a micro model folder: how it was trained (from its ``training.json``) and its gates."""
     from ..demo.micro_train import MicroTrainConfig
+    from ..method.inpainting import model_crop_scale
 
     info = json.loads((model_dir / "training.json").read_text())
     cfg = info["config"]
@@ -432,9 +436,14 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
             "from textual inversion",
         ]
         if cfg.get("crop_scale"):
-            lines.append(f"- the model repaints a **window around the mask**, {cfg['crop_scale']:g} times the longer side "
-                         f"of the mask's box (its `inpaint.json`; generation and textual inversion cut the same windows): "
-                         f"each scene was cut to such a window around its bird, resized to {m['sample_size']} px")
+            used = model_crop_scale(model_dir) or cfg["crop_scale"]
+            lines.append(f"- the model was trained on **windows around the bird**, {cfg['crop_scale']:g} times the longer "
+                         f"side of its box, each resized to {m['sample_size']} px; it repaints a window of "
+                         f"{used:g} times the mask's box (its `inpaint.json`; generation and textual inversion cut the "
+                         "same windows)" + ("" if used == cfg["crop_scale"] else
+                                            ", chosen on val by `ddb bench window` (docs/benchmarks.md, \"The repaint "
+                                            "window\"): a window closer to the mask keeps more of the source's pixels "
+                                            "per latent pixel"))
     else:
         data_cfg = {}
         ds = Path(info["dataset"]) / "dataset.json" if info.get("dataset") else None

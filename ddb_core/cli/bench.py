@@ -221,6 +221,34 @@ def _bench_inpainter(a, progress):
     return 0
 
 
+def _window_args(p):
+    from ..bench.window import SCALES
+
+    p.add_argument("--model", default="data/models/micro-sd-inpainting", help="diffusers folder (default: %(default)s)")
+    p.add_argument("--scales", type=float, nargs="+", default=list(SCALES),
+                   help="windows to measure, each a multiple (>= 1) of the mask box's longer side (default: %(default)s)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="default: 0 1 2")
+    _no_docs(p)
+
+
+@command("bench window", "the micro model's repaint window chosen on val: the inpainter's gates and a grid for each window "
+                         "around the mask", _window_args)
+def _bench_window(a, progress):
+    import tempfile
+
+    from ..bench.docs import DOC
+    from ..bench.window import bench_window, window_markdown
+
+    bad = [s for s in a.scales if not s >= 1]
+    if bad:
+        raise ConfigError(f"--scales: each window is a multiple >= 1 of the mask's box, got {bad[0]:g}")
+    out = Path(tempfile.mkdtemp(prefix="ddb-window-")) if a.no_docs else DOC.parent
+    res = bench_window(a.model, a.scales, a.seeds, out=out, doc=None if a.no_docs else DOC, on_progress=progress)
+    progress.close()
+    print(window_markdown(res))
+    return 0
+
+
 def _judges_args(p):
     from ..bench.judges import JudgeTrainConfig
 
