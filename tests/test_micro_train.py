@@ -286,6 +286,7 @@ def test_a_window_model_trains_on_crops_around_the_bird_and_says_so(tmp_path):
         export_checkpoint(tmp_path / "model", tmp_path / "early")
     out = train_micro_inpainter(None, tmp_path / "model", cfg)
     assert json.loads((out / "inpaint.json").read_text()) == {"crop_scale": 2.0}
+    assert MicroTrainConfig.crop().repaint_scale == 1.5  # the shipped model's window, chosen on val (bench window)
     inp = Inpainter.load(str(out), device="cpu")
     assert inp.crop_scale == 2.0
     early, steps = export_checkpoint(tmp_path / "model", tmp_path / "early")

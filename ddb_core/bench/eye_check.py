@@ -147,7 +147,7 @@ def _pruning_by_eye(project, folder: Path, rows: list[dict], verdict, method: st
 
 def eye_check_markdown(res: dict, command: str) -> str:
     m = res["meta"]
-    lines = ["## Do the judges agree with a person's eyes?", "",
+    lines = [f"## Do the judges agree with a person's eyes? (`{Path(res['set']).name}`)", "",
              f"Command: `{command}`. The set (`{res['set']}`, {res['n']} candidates"
              + (f"; {m['made_from']}" if m.get("made_from") else "") + ") was labelled by looking at each repainted "
              "region: **bird** (a bird of the target class, however blurred), **unclear** (a blob or a ghost that might be "

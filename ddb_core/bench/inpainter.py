@@ -313,7 +313,7 @@ def _ti_images(res: dict) -> str:
     return f"{n} {src.replace('_', '-')} train images per class{by}"
 
 
-def result_to_docs(json_file: Path, doc: Path) -> dict:
+def result_to_docs(json_file: Path, doc: Path, label: Optional[str] = None) -> dict:
     """Write the docs section of a result measured elsewhere (``--out-dir``): its JSON under docs/bench, its grid
     under docs/images, its section of ``doc``; the figures are the stored ones, untouched."""
     import shutil
@@ -321,6 +321,8 @@ def result_to_docs(json_file: Path, doc: Path) -> dict:
     from .docs import write_result
 
     res = json.loads(Path(json_file).read_text())
+    if label:  # the section's title: presentation only, the figures stay as stored
+        res["label"] = label
     section = res["section"]
     suffix = "" if section == "inpainter" else "-" + section.removeprefix("inpainter-")
     grid = Path(json_file).parent / Path(res.get("grid") or "none").name

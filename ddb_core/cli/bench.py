@@ -194,7 +194,7 @@ def _bench_inpainter(a, progress):
     if a.from_json:
         from ..bench.inpainter import result_to_docs
 
-        res = result_to_docs(Path(a.from_json), DOC)
+        res = result_to_docs(Path(a.from_json), DOC, a.label)
         progress.close()
         print(inpainter_markdown(res))
         folder = Path(resolve_model_ref(res["model"]))

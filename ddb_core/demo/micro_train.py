@@ -64,6 +64,9 @@ class MicroTrainConfig:
     # jittered), resized to the model's side; the model folder records the scale (``inpaint.json``) so that
     # generation and textual inversion work in the same windows.
     crop_scale: Optional[float] = None
+    # the window the finished model repaints (its ``inpaint.json``); None = ``crop_scale``. The crop preset's is
+    # chosen on val by ``ddb bench window`` among windows of 1.25 to 2 times the mask's box.
+    repaint_scale: Optional[float] = None
     render_size: int = 64
     shape_captions: float = 0.5  # share of corpus captions that describe the bird's shape ("a long necked bird")
     # training masks: shares of the object mask (grown by 0-8 px), its box, a random box; the rest is the whole image
@@ -100,6 +103,8 @@ class MicroTrainConfig:
             raise ConfigError(f"shape_captions must be in [0, 1], got {self.shape_captions}")
         if self.crop_scale is not None and self.crop_scale < 1:
             raise ConfigError(f"crop_scale must be >= 1 (or None), got {self.crop_scale}")
+        if self.repaint_scale is not None and (self.crop_scale is None or self.repaint_scale < 1):
+            raise ConfigError(f"repaint_scale must be >= 1 and needs crop_scale, got {self.repaint_scale}")
         if self.corpus < 8:
             raise ConfigError(f"corpus must be at least 8 images, got {self.corpus}")
         for name in ("vae_steps", "unet_steps", "vae_batch_size", "batch_size", "checkpoint_every"):
@@ -127,7 +132,7 @@ class MicroTrainConfig:
         return MicroTrainConfig(model=MicroSDConfig(
             sample_size=32, vae_channels=(32, 64), unet_channels=(64, 128, 128), unet_layers_per_block=1,
             attention_head_dim=8, text_hidden=64, text_layers=2, text_heads=4, words=BASE_WORDS + CORPUS_WORDS),
-            crop_scale=2.0, corpus=16000, mask_shares=(0.25, 0.45, 0.1), snr_gamma=5.0, vae_steps=6000,
+            crop_scale=2.0, repaint_scale=1.5, corpus=16000, mask_shares=(0.25, 0.45, 0.1), snr_gamma=5.0, vae_steps=6000,
             unet_steps=6000, unet_restart_steps=None, checkpoint_every=250)
 
     @staticmethod
@@ -321,7 +326,7 @@ def save_folder(out: Path, cfg: MicroTrainConfig, parts: dict) -> None:
     pipe.save_pretrained(out)
     halve_weights(out)
     if cfg.crop_scale:
-        (Path(out) / INPAINT_FILE).write_text(json.dumps({"crop_scale": cfg.crop_scale}, indent=2))
+        (Path(out) / INPAINT_FILE).write_text(json.dumps({"crop_scale": cfg.repaint_scale or cfg.crop_scale}, indent=2))
 
 
 def export_checkpoint(run_dir: str | os.PathLike, dest: str | os.PathLike) -> tuple[Path, int]:
