@@ -24,6 +24,10 @@ def _leaf_commands(parser, prefix=()):
 
 
 def test_every_command_is_listed_and_documented_in_the_readme():
+    from ddb_core.cli import ORDER
+    from ddb_core.cli.common import TABLE
+
+    assert set(TABLE) == set(ORDER) and len(ORDER) == len(set(ORDER)), set(TABLE) ^ set(ORDER)  # the one dispatch list
     leaves = set(_leaf_commands(build_parser()))
     assert leaves == set(COMMANDS)
     readme = (ROOT / "README.md").read_text()
