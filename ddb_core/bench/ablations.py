@@ -194,10 +194,13 @@ def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "pr
                                      cancel)
     m = project.model(oracle_ids[0])
     from ..classifiers.models import load_classifier
+    from ..project.settings import compute_device
 
-    judge, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
+    device = compute_device(project)
+    judge, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"], device=device,
+                                       what="benchmark judge")
     names = project.class_names
-    inp = Inpainter.load(cfg.model)
+    inp = Inpainter.load(cfg.model, device=device)
     icfg = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
     rng = np.random.default_rng([cfg.seeds[0], 29])
     picks = {}

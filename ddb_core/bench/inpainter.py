@@ -52,7 +52,7 @@ def _project(workdir: str, data_seed: int, on_progress):
     return create_project(root, "demo", demo=DemoDataConfig(seed=data_seed), on_progress=on_progress)[0]
 
 
-def _oracle(project, data_seed: int, on_progress):
+def _oracle(project, data_seed: int, on_progress, device: str = "auto"):
     from .calibration import _train_or_reuse
     from ..demo.pipeline import DEMO_ERM
     from ..classifiers.models import load_classifier
@@ -61,7 +61,8 @@ def _oracle(project, data_seed: int, on_progress):
     cfg = replace(DEMO_ERM, seed=data_seed, sampler="group_balanced")  # the calibration's oracle, reused
     _train_or_reuse(project, "oracle", cfg, on_progress)
     m = stored_model(project, "oracle", cfg)
-    model, _a, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"])
+    model, _a, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"], device=device,
+                                    what="benchmark judge")
     return model, m
 
 
@@ -93,13 +94,15 @@ def _inversion_rows(project, source: str, size: int, seed: int, on_progress) -> 
 
 
 def _classify(model, images: Sequence[np.ndarray], image_size: int = 64) -> np.ndarray:
-    """Softmax of ``model`` on ``images`` through the classifier view (the demo's oracle takes 64 px)."""
+    """Softmax of ``model`` on ``images`` through the classifier view (the demo's oracle takes 64 px), on the
+    device the model was placed on."""
     import torch
 
     from ..data.imaging import classifier_batch
 
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return model(classifier_batch(images, image_size)).softmax(1).numpy()
+        return model(classifier_batch(images, image_size).to(device)).softmax(1).cpu().numpy()
 
 
 def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2), n: int = 48, ti_size: int = 30,
@@ -128,7 +131,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     judges = load_judges(judges_dir or JUDGES_DIR)
     project = _project(workdir, data_seed, on_progress)
     judge_check = check_on_real_renders(judges, project.root / "dataset", "val", shapes)
-    oracle_model, oracle_row = _oracle(project, data_seed, on_progress) if oracle else (None, None)
+    oracle_model, oracle_row = _oracle(project, data_seed, on_progress, device) if oracle else (None, None)
     names = project.class_names
     # the gates are measured on val: the choices they inform (the model, its mask shape, the token's recipe) are made on it
     val = list(project.db.query("select id, path, label, attr, mask_path from samples where split = 'val' order by id"))
