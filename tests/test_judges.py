@@ -143,6 +143,60 @@ def test_a_projects_candidates_export_for_labelling_and_are_checked_once_labelle
     assert main(["bench", "eye-check", "--export", str(candidates_project.root), "--set", str(out)]) == 2
 
 
+def test_two_sets_are_labelled_blind_and_the_labels_go_back_to_their_own_set(tmp_path, capsys):
+    import csv
+    import json
+
+    from ddb_core.bench.eye_check import read_labels, write_set
+    from ddb_core.cli import main
+
+    rng = np.random.default_rng(0)
+
+    def items(h, w, n):  # not square, and the two sets of different sizes
+        out = []
+        for k in range(n):
+            m = np.zeros((h, w), np.uint8)
+            m[h // 4:h // 2, w // 4:w // 2] = 255
+            out.append({"candidate": k + 1, "source_label": k % 2, "target_label": 1 - k % 2,
+                        "image": rng.integers(0, 255, (h, w, 3), dtype=np.uint8), "mask": m})
+        return out
+
+    a, b = write_set(tmp_path / "a", items(40, 56, 5), {}), write_set(tmp_path / "b", items(48, 36, 4), {})
+    out = tmp_path / "blind"
+    assert main(["bench", "eye-check", "--blind", str(a), "--out", str(out)]) == 2  # one set is blind to nothing
+    assert "at least two sets" in capsys.readouterr().err
+    assert main(["bench", "eye-check", "--blind", str(a), str(b), "--out", str(out), "--seed", "3"]) == 0
+    with open(out / "blind.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 9 and set(rows[0]) == {"n", "direction", "eye"}  # nothing names the set
+    key = json.loads((out / "key.json").read_text())
+    assert sorted(key["numbers"].values()) == sorted([[str(a), k] for k in range(1, 6)] + [[str(b), k] for k in range(1, 5)])
+    assert [key["numbers"][r["n"]] for r in rows] != [[str(a), k] for k in range(1, 6)] + [[str(b), k] for k in range(1, 5)]
+    assert (out / "sheet-1.png").is_file()
+    # a label the sheets do not know is named; nothing is written into the sets
+    rows[0]["eye"] = "maybe"
+    for r in rows[1:]:
+        r["eye"] = "bird" if key["numbers"][r["n"]][0] == str(a) else "no"
+
+    def save():
+        with open(out / "blind.csv", "w", newline="") as f:
+            wr = csv.DictWriter(f, ["n", "direction", "eye"])
+            wr.writeheader()
+            wr.writerows(rows)
+
+    save()
+    assert main(["bench", "eye-check", "--unblind", str(out)]) == 2
+    assert "row 2: eye must be one of" in capsys.readouterr().err
+    assert all(r["eye"] == "" for r in csv.DictReader(open(a / "labels.csv")))
+    rows[0]["eye"] = "bird" if key["numbers"][rows[0]["n"]][0] == str(a) else "no"
+    save()
+    assert main(["bench", "eye-check", "--unblind", str(out)]) == 0
+    assert {r["eye"] for r in read_labels(a)} == {"bird"} and {r["eye"] for r in read_labels(b)} == {"no"}
+    assert "labelled blind" in json.loads((a / "set.json").read_text())["blind"]
+    # labelled sets are not mixed again
+    assert main(["bench", "eye-check", "--blind", str(a), str(b), "--out", str(tmp_path / "again")]) == 2
+
+
 def test_inversion_counts_its_loss_in_the_object_not_the_repaint_region(tmp_path):
     from ddb_core.pipeline.generation import inversion_masker
     from ddb_core.method.masking import GrabCutMasker, ProvidedMasker

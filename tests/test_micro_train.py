@@ -190,6 +190,29 @@ def test_one_run_with_a_restart_has_the_schedule_of_a_run_continued_with_more_st
     assert [unet_lr_at(MicroTrainConfig(unet_steps=3000), k) for k in range(3000)] == expected[:3000]
 
 
+def test_a_run_continues_only_under_its_own_recipe_with_more_unet_steps():
+    from dataclasses import asdict, replace
+
+    from ddb_core.demo.micro_train import continues
+
+    def js(cfg):
+        return json.loads(json.dumps(asdict(cfg), default=str))
+
+    first = replace(MicroTrainConfig.crop(), unet_steps=6000, unet_restart_steps=None)
+    old = js(first)
+    old.pop("repaint_scale")  # a checkpoint written before the option existed
+    # more steps, named as a stretch (None) or as a restart where the first run ended: the same schedule
+    assert continues(old, js(replace(first, unet_steps=12000)))
+    assert continues(old, js(replace(first, unet_steps=12000, unet_restart_steps=6000)))
+    # what does not change a step's weights may differ: the repaint window, the checkpoint interval, the device
+    assert continues(old, js(replace(first, unet_steps=12000, repaint_scale=1.25, checkpoint_every=100, device="cpu")))
+    # a restart anywhere else, fewer steps, or another recipe: refused
+    assert not continues(old, js(replace(first, unet_steps=12000, unet_restart_steps=3000)))
+    assert not continues(old, js(replace(first, unet_steps=5000)))
+    assert not continues(old, js(replace(first, unet_steps=12000, batch_size=16)))
+    assert not continues(old, js(replace(first, unet_steps=12000, unet_lr=1e-4)))
+
+
 def test_inpainter_gate_report_gives_the_target_bird_rate_per_source_background():
     from ddb_core.bench.inpainter import inpainter_markdown
 

@@ -18,6 +18,8 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from ..project.errors import ConfigError
 
 EYE_SETS = Path("data/eye-labels")
@@ -28,31 +30,47 @@ FIELDS = ["file", "mask", "candidate", "source_label", "target_label", "eye"]
 def export_for_labels(project, out: Path, method: str = "ddb", per_sheet: int = 40) -> Path:
     """Copy ``project``'s candidates (image and mask) into ``out`` with ``labels.csv`` (``eye`` empty) and contact
     sheets of the judges' crops, numbered by candidate id, to label from."""
-    from PIL import Image, ImageDraw
-
     from ..data.imaging import load_mask, load_rgb
-    from .judges import crop_box
 
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not empty: choose a new folder (labels are never written over)")
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(exist_ok=True)
+    _new_folder(out)
     rows = list(project.db.query(
         "select c.id, c.source_label, c.target_label, c.path, m.path as mask_path from candidates c "
         "join masks m on m.id = c.mask_id where c.method = ? order by c.id", [method]))
     if not rows:
         raise ConfigError(f"{project.root}: no {method} candidates to label")
+    items = [{"candidate": r["id"], "source_label": r["source_label"], "target_label": r["target_label"],
+              "image": load_rgb(project.project_path(r["path"])), "mask": load_mask(project.project_path(r["mask_path"]))}
+             for r in rows]
+    return write_set(out, items, {"project": str(project.root), "method": method}, per_sheet)
+
+
+def _new_folder(out: Path) -> None:
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not empty: choose a new folder (labels are never written over)")
+
+
+def write_set(out: Path, items: list[dict], meta: dict, per_sheet: int = 40) -> Path:
+    """A set to label in ``out``: each item's ``image`` and repaint ``mask`` (arrays) saved under its ``candidate``
+    number, ``labels.csv`` with its ``source_label`` and ``target_label`` and an empty ``eye`` column, contact sheets
+    of the judges' crops (no verdict shown), and ``set.json`` (``meta`` and the count)."""
+    from PIL import Image, ImageDraw
+
+    from .judges import crop_box
+
+    out = Path(out)
+    _new_folder(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(exist_ok=True)
     labels, crops = [], []
-    for r in rows:
-        im, m = load_rgb(project.project_path(r["path"])), load_mask(project.project_path(r["mask_path"]))
-        name = f"{r['id']}.png"
-        Image.fromarray(im).save(out / "images" / name)
-        Image.fromarray(m).save(out / "masks" / name)
-        labels.append({"file": f"images/{name}", "mask": f"masks/{name}", "candidate": r["id"],
+    for r in items:
+        name = f"{r['candidate']}.png"
+        Image.fromarray(r["image"]).save(out / "images" / name)
+        Image.fromarray(r["mask"]).save(out / "masks" / name)
+        labels.append({"file": f"images/{name}", "mask": f"masks/{name}", "candidate": r["candidate"],
                        "source_label": r["source_label"], "target_label": r["target_label"], "eye": ""})
-        t, l, h, w = crop_box(m)
-        crops.append((r, im[t:t + h, l:l + w]))
+        t, l, h, w = crop_box(r["mask"])
+        crops.append((r, r["image"][t:t + h, l:l + w]))
     with open(out / "labels.csv", "w", newline="") as f:
         wr = csv.DictWriter(f, FIELDS)
         wr.writeheader()
@@ -66,10 +84,96 @@ def export_for_labels(project, out: Path, method: str = "ddb", per_sheet: int = 
         for k, (r, crop) in enumerate(part):
             x, y = (k % cols) * (side + 6), (k // cols) * (side + 20)
             sheet.paste(Image.fromarray(crop).resize((side, side), Image.BICUBIC), (x, y + 16))
-            draw.text((x + 2, y + 2), f"#{r['id']}  {r['source_label']}->{r['target_label']}", fill="black")
+            draw.text((x + 2, y + 2), f"#{r['candidate']}  {r['source_label']}->{r['target_label']}", fill="black")
         sheet.save(out / f"sheet-{s // per_sheet + 1}.png")
-    (out / "set.json").write_text(json.dumps({"project": str(project.root), "method": method, "n": len(rows)}, indent=2))
+    (out / "set.json").write_text(json.dumps({**meta, "n": len(items)}, indent=2))
     return out
+
+
+# -- Blind labelling: several sets mixed in one shuffled order, the set of each image not shown ------------------------
+
+def blind_sheets(sets: list[Path], out: Path, seed: int = 0, per_sheet: int = 24, scale: int = 4) -> Path:
+    """Mix the candidates of ``sets`` (unlabelled sets, as ``write_set`` makes them) in one order shuffled with
+    ``seed`` into ``out``: sheets of whole images at ``scale``×, each numbered and with its direction, nothing else;
+    ``blind.csv`` (number, direction, an empty ``eye`` column) to fill; ``key.json``, which set and candidate each
+    number is — not to be opened before the labels are in (``unblind`` reads it)."""
+    from PIL import Image, ImageDraw
+
+    from ..data.imaging import load_rgb
+
+    if len(sets) < 2:
+        raise ConfigError("--blind needs at least two sets: one set alone is not blind to anything")
+    out = Path(out)
+    _new_folder(out)
+    entries = []
+    for folder in sets:
+        folder = Path(folder)
+        path = folder / "labels.csv"
+        if not path.is_file():
+            raise ConfigError(f"{path} not found: a set to label holds labels.csv")
+        with open(path, newline="") as f:
+            for k, r in enumerate(csv.DictReader(f), start=2):
+                if r.get("eye"):
+                    raise ConfigError(f"{path}, row {k} is labelled already: blind sheets are made from unlabelled sets")
+                entries.append({"set": str(folder), "candidate": int(r["candidate"]), "file": r["file"],
+                                "direction": f"{r['source_label']}->{r['target_label']}"})
+    order = np.random.default_rng(seed).permutation(len(entries))
+    entries = [entries[i] for i in order]
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "blind.csv", "w", newline="") as f:
+        wr = csv.DictWriter(f, ["n", "direction", "eye"])
+        wr.writeheader()
+        wr.writerows({"n": n, "direction": e["direction"], "eye": ""} for n, e in enumerate(entries, start=1))
+    (out / "key.json").write_text(json.dumps({"seed": seed, "sets": [str(s) for s in sets],
+                                              "numbers": {str(n): [e["set"], e["candidate"]]
+                                                          for n, e in enumerate(entries, start=1)}}, indent=1))
+    cols, pad, head = 6, 8, 18
+    for s in range(0, len(entries), per_sheet):
+        part = entries[s:s + per_sheet]
+        tiles = [Image.fromarray(load_rgb(Path(e["set"]) / e["file"])) for e in part]
+        side = max(max(t.size) for t in tiles) * scale
+        sheet = Image.new("RGB", (cols * (side + pad), -(-len(part) // cols) * (side + head + pad)), "white")
+        draw = ImageDraw.Draw(sheet)
+        for k, (e, tile) in enumerate(zip(part, tiles)):
+            x, y = (k % cols) * (side + pad), (k // cols) * (side + head + pad)
+            draw.text((x + 2, y + 3), f"#{s + k + 1}  {e['direction']}", fill="black")
+            sheet.paste(tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST), (x, y + head))
+        sheet.save(out / f"sheet-{s // per_sheet + 1}.png")
+    return out
+
+
+def unblind(out: Path) -> dict[str, dict[str, int]]:
+    """Write the labels of a filled ``blind.csv`` back into each set's labels.csv (its ``eye`` column), and note in
+    each set's set.json that it was labelled blind; returns, per set, the count of each label."""
+    out = Path(out)
+    path, key_path = out / "blind.csv", out / "key.json"
+    for p in (path, key_path):
+        if not p.is_file():
+            raise ConfigError(f"{p} not found: make the blind sheets first (--blind)")
+    key = json.loads(key_path.read_text())
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    per_set: dict[str, dict[int, str]] = {s: {} for s in key["sets"]}
+    for k, r in enumerate(rows, start=2):
+        if r["eye"] not in LABELS:
+            raise ConfigError(f"{path}, row {k}: eye must be one of {', '.join(LABELS)}, got {r['eye']!r}")
+        if r["n"] not in key["numbers"]:
+            raise ConfigError(f"{path}, row {k}: number {r['n']!r} is not in {key_path}")
+        folder, cand = key["numbers"][r["n"]]
+        per_set[folder][int(cand)] = r["eye"]
+    if len(rows) != len(key["numbers"]):
+        raise ConfigError(f"{path} has {len(rows)} rows; {key_path} numbers {len(key['numbers'])}")
+    counts = {}
+    for folder, eye in per_set.items():
+        write_labels(Path(folder), eye)
+        meta_path = Path(folder) / "set.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        others = [Path(s).name for s in key["sets"] if s != folder]
+        meta["blind"] = (f"labelled blind: mixed with {', '.join(others)} in one order shuffled with seed {key['seed']} "
+                         f"({out}), each image shown whole with its number and direction only")
+        meta_path.write_text(json.dumps(meta, indent=2))
+        counts[folder] = {e: sum(1 for v in eye.values() if v == e) for e in LABELS}
+    return counts
 
 
 def read_labels(folder: Path) -> list[dict]:
@@ -151,7 +255,8 @@ def eye_check_markdown(res: dict, command: str) -> str:
              f"Command: `{command}`. The set (`{res['set']}`, {res['n']} candidates"
              + (f"; {m['made_from']}" if m.get("made_from") else "") + ") was labelled by looking at each repainted "
              "region: **bird** (a bird of the target class, however blurred), **unclear** (a blob or a ghost that might be "
-             "one), **no** (no bird, or the other class)" + (f". {m['labelled']}" if m.get("labelled") else "") + ".", "",
+             "one), **no** (no bird, or the other class)" + (f". {m['labelled']}" if m.get("labelled") else "")
+             + (f"; {m['blind']}" if m.get("blind") else "") + ".", "",
              "| direction | n | eyes: bird | eyes: unclear | eyes: no | judges: target bird | judges' target birds among the "
              "eyes' bird / unclear / no | agreement with the eyes (bird vs not) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]

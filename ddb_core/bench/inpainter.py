@@ -113,11 +113,12 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                     ti_shape: str = "object", grid_shape: Optional[str] = None, oracle: bool = False,
                     judges_dir: Optional[str] = None, section: str = "inpainter", label: Optional[str] = None,
                     ti_repaint: Optional[str] = None, ti_object_share: float = 0.0, device: str = "auto",
-                    dtype: str = "auto", crop_scale: Optional[float] = None) -> dict:
+                    dtype: str = "auto", crop_scale: Optional[float] = None, eye_set: Optional[Path] = None) -> dict:
     """``shapes``: the repaint masks measured; ``ti_shape``: the mask textual inversion counts its loss in (region
     "mask"); ``ti_repaint``: the mask the UNet is given during the inversion (None: ``ti_shape`` itself; the demo
     gives it its repaint mask, as ``ddb invert`` does); ``ti_object_share``: with ``ti_repaint``, the share of samples
-    for which the UNet is given the ``ti_shape`` mask instead; ``grid_shape``: the mask of the grid (default: the demo's)."""
+    for which the UNet is given the ``ti_shape`` mask instead; ``grid_shape``: the mask of the grid (default: the demo's);
+    ``eye_set``: a new folder where the grid's candidates are written as a set to label by eye (``bench eye-check``)."""
     from ..demo.pipeline import DemoPipelineConfig
     from ..data.imaging import load_mask, load_rgb
     from ..method.inpainting import InpaintConfig, Inpainter, crop_window, model_fingerprint
@@ -128,6 +129,10 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
         mask_of(sh, np.zeros((4, 4), np.uint8))  # a bad shape fails before any work
     grid_shape = grid_shape or DemoPipelineConfig().mask_shape_name
     t_start = time.monotonic()
+    if eye_set is not None:
+        from .eye_check import _new_folder
+
+        _new_folder(Path(eye_set))  # before the work: a set is never written over
     judges = load_judges(judges_dir or JUDGES_DIR)
     project = _project(workdir, data_seed, on_progress)
     judge_check = check_on_real_renders(judges, project.root / "dataset", "val", shapes)
@@ -137,7 +142,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     val = list(project.db.query("select id, path, label, attr, mask_path from samples where split = 'val' order by id"))
     if any(r["mask_path"] is None for r in val):
         raise ProjectError(f"{project.root}: the gates need the demo's ground-truth object masks")
-    per_seed, grid_rows = [], []
+    per_seed, grid_rows, eye_items = [], [], []
     cfg = InpaintConfig(steps=steps, guidance=guidance, batch_size=16, paste_back=False)
     for seed in seeds:
         t0 = time.monotonic()
@@ -203,6 +208,8 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                             entry["oracle_swap"] = float((_classify(oracle_model, pasted).argmax(1) == j).mean())
                         d[f"{kind}/{prompt_kind}"] = entry
                         if seed == seeds[0] and prompt_kind == "token" and kind == grid_shape:
+                            eye_items += [{"candidate": len(eye_items) + 1, "source_label": i, "target_label": j,
+                                           "image": im, "mask": m} for im, m in zip(pasted[:24], masks[:24])]
                             grid_rows.append((f"{names[i]} → {names[j]}, {kind} mask, first {min(24, len(srcs))} val "
                                               "images in id order", srcs[:24], masks[:24], pasted[:24],
                                               v["target_bird"][:24]))
@@ -255,6 +262,14 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     if grid_path and grid_rows:
         _grid(grid_rows, grid_path)
         result["grid"] = str(grid_path)
+    if eye_set is not None:
+        from .eye_check import write_set
+
+        write_set(Path(eye_set), eye_items, {
+            "made_from": f"the grid's candidates of `{cmd}` (the first 24 val images of each direction, seed {seeds[0]}, "
+                         f"{grid_shape} masks, the learned token; model {model}, weights sha256 "
+                         f"{(result['model_sha256'] or '')[:12]}…)"})
+        result["eye_set"] = str(eye_set)
     from .docs import write_result
 
     write_result(result, doc, json_path, section, inpainter_markdown(result))

@@ -177,6 +177,8 @@ def _inpainter_args(p):
                    help="the inpainting model's precision (default: %(default)s: float16 on CUDA, float32 on the CPU)")
     p.add_argument("--out-dir", help="write the result's JSON and grid into this folder instead of docs/ (a run on "
                                      "another machine); `--from-json` writes its docs section later")
+    p.add_argument("--eye-set", metavar="DIR", help="also write the grid's candidates into DIR (a new folder) as a set to "
+                                                  "label by eye (`bench eye-check --blind`)")
     p.add_argument("--model-card", action="store_true", help="also write the model folder's README.md (model card) "
                                                              "with these gates (default: only for section 'inpainter')")
     p.add_argument("--from-json", metavar="JSON", help="write the docs section (and its JSON and grid under docs/) from "
@@ -212,7 +214,7 @@ def _bench_inpainter(a, progress):
                           on_progress=progress, shapes=tuple(a.shapes), ti_source=a.ti_source, ti_region=a.ti_region,
                           ti_shape=a.ti_shape, grid_shape=a.grid_shape, oracle=a.oracle, section=a.section,
                           label=a.label, ti_repaint=a.ti_repaint, ti_object_share=a.ti_object_share, device=a.device,
-                          dtype=a.dtype)
+                          dtype=a.dtype, eye_set=Path(a.eye_set) if a.eye_set else None)
     progress.close()
     print(inpainter_markdown(res))
     folder = Path(resolve_model_ref(a.model))
@@ -312,6 +314,12 @@ def _eye_check_args(p):
     p.add_argument("--set", default="data/eye-labels/first-launch", help="the labelled set (default: %(default)s)")
     p.add_argument("--export", metavar="PROJECT", help="instead: copy PROJECT's candidates into --set with an empty "
                                                        "eye column and contact sheets to label from")
+    p.add_argument("--blind", nargs="+", metavar="SET", help="instead: mix the candidates of these unlabelled sets in "
+                   "one shuffled order into --out, as numbered sheets that do not show which set an image is from, with "
+                   "blind.csv to fill")
+    p.add_argument("--unblind", metavar="DIR", help="instead: write the labels of DIR/blind.csv back into each set")
+    p.add_argument("--out", help="the new folder of --blind's sheets")
+    p.add_argument("--seed", type=int, default=0, help="--blind's shuffle (default: %(default)s)")
     p.add_argument("--project", help="also split the kept and pruned candidates of the project the set was made from "
                                      "(at its current thresholds and decisions) by what the eyes saw")
     p.add_argument("--section", default="eye-check", help="docs/benchmarks.md section (default: %(default)s)")
@@ -325,6 +333,21 @@ def _bench_eye_check(a, progress):
     from ..bench.eye_check import eye_check, eye_check_markdown, export_for_labels
 
     progress.close()
+    if a.blind:
+        from ..bench.eye_check import blind_sheets
+
+        if not a.out:
+            raise ConfigError("--blind needs --out, a new folder for the sheets")
+        out = blind_sheets([Path(s) for s in a.blind], Path(a.out), a.seed)
+        print(f"wrote {out}: fill the eye column of blind.csv (bird, unclear, no) from its sheet-*.png without opening "
+              f"key.json, then run `ddb bench eye-check --unblind {out}`")
+        return 0
+    if a.unblind:
+        from ..bench.eye_check import unblind
+
+        for folder, counts in unblind(Path(a.unblind)).items():
+            print(f"{folder}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return 0
     if a.export:
         from ..project.store import Project
 

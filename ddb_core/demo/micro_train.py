@@ -355,6 +355,27 @@ def export_checkpoint(run_dir: str | os.PathLike, dest: str | os.PathLike) -> tu
     return Path(dest), int(state["step"]) - cfg.vae_steps
 
 
+# Fields that do not change the weights a step makes: a run may be continued with other values.
+_NOT_TRAINING = ("unet_steps", "checkpoint_every", "repaint_scale", "device")
+
+
+def continues(old: dict, new: dict) -> bool:
+    """Whether a run whose checkpoint was written with config ``old`` may go on under ``new`` (both as JSON dicts):
+    the same recipe with at least as many UNet steps. A run that ended its one cosine at U steps and goes on to N
+    follows, from U, the cosine of the whole N-step phase; that is the schedule of ``unet_restart_steps`` = U, so the
+    continued run may name it either way (None, or U)."""
+    old, new = dict(old), dict(new)
+    old.setdefault("unet_restart_steps", None)  # checkpoints written before the option existed
+    if new["unet_steps"] < old["unet_steps"]:
+        return False
+    if old["unet_restart_steps"] is None and new.get("unet_restart_steps") == old["unet_steps"]:
+        old["unet_restart_steps"] = old["unet_steps"]
+    if new["unet_steps"] > old["unet_steps"] and new.get("unet_restart_steps") is None:
+        new["unet_restart_steps"] = old["unet_restart_steps"]
+    return {k: v for k, v in old.items() if k not in _NOT_TRAINING} == \
+        {k: v for k, v in new.items() if k not in _NOT_TRAINING}
+
+
 def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str | os.PathLike,
                           cfg: MicroTrainConfig = MicroTrainConfig(), on_progress: Optional[ProgressFn] = None,
                           cancel: Optional[CancelToken] = None) -> Path:
@@ -389,14 +410,12 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         place(part, device, what=f"micro model training ({name})")
     state_file = ckdir / "state.pt"
     state = torch.load(state_file, map_location="cpu", weights_only=True) if state_file.exists() else None
-    extended_from = None
+    # the UNet steps of the run this one continued, if it continued one (kept in the checkpoint across resumes)
+    extended_from = int(state["extended_from"]) if state is not None and state.get("extended_from", -1) >= 0 else None
     if state is not None and state.get("config") != json.dumps(asdict(cfg), sort_keys=True, default=str):
         # The same run may be continued with more UNet steps (the cosine schedule is stretched to the new end).
         old = json.loads(state["config"])
-        old.setdefault("unet_restart_steps", None)  # checkpoints written before the option existed
-        same = {k: v for k, v in old.items() if k not in ("unet_steps", "checkpoint_every")} == \
-            {k: v for k, v in json.loads(json.dumps(asdict(cfg), default=str)).items() if k not in ("unet_steps", "checkpoint_every")}
-        if not same or cfg.unet_steps < old["unet_steps"]:
+        if not continues(old, json.loads(json.dumps(asdict(cfg), default=str))):
             raise ConfigError(f"{state_file} was written with another config (only --unet-steps may grow to continue "
                               f"a run); remove {ckdir} to start over")
         extended_from = old["unet_steps"]
@@ -414,6 +433,7 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         tmp = state_file.with_suffix(".tmp")
         torch.save({"step": step, "seconds": torch.tensor(seconds_before + time.monotonic() - t0), "vae": vae.state_dict(), "unet": unet.state_dict(), "text_encoder": enc.state_dict(),
                     "optimizer": opt.state_dict(), "log": json.dumps(log),
+                    "extended_from": -1 if extended_from is None else extended_from,
                     "config": json.dumps(asdict(cfg), sort_keys=True, default=str)}, tmp)
         tmp.replace(state_file)
 
