@@ -162,6 +162,10 @@ def test_two_sets_are_labelled_blind_and_the_labels_go_back_to_their_own_set(tmp
         return out
 
     a, b = write_set(tmp_path / "a", items(40, 56, 5), {}), write_set(tmp_path / "b", items(48, 36, 4), {})
+    twice = items(40, 56, 2)
+    twice[1]["candidate"] = 1  # two images under one number would overwrite each other
+    with pytest.raises(ConfigError, match="share a candidate number"):
+        write_set(tmp_path / "twice", twice, {})
     out = tmp_path / "blind"
     assert main(["bench", "eye-check", "--blind", str(a), "--out", str(out)]) == 2  # one set is blind to nothing
     assert "at least two sets" in capsys.readouterr().err
@@ -271,7 +275,18 @@ def test_the_eye_check_counts_the_judges_verdicts_within_each_eye_label(tmp_path
     assert sum(v["n"] for v in d.values()) == 6 and sum(v["bird"] for v in d.values()) == 3
     assert sum(v["judges_bird"] for v in d.values()) == 3 and sum(v["judges_no"] for v in d.values()) == 0
     assert all(v["agree_strict"] == 1.0 for v in d.values())
-    assert "| 1->0 |" in eye_check_markdown(res, "cmd")
+    assert "| 1->0 |" in eye_check_markdown(res, "cmd") and "By the source image's background" not in eye_check_markdown(res, "cmd")
+    # a set that records each source's background is split by it too
+    places = ["land", "water", "water", "land", "land", "water"]
+    with open(tmp_path / "labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, FIELDS + ["background"])
+        w.writeheader()
+        w.writerows({**r, "background": b} for r, b in zip(rows, places))
+    split = eye_check(tmp_path, load_judges(REPO / JUDGES_DIR))["directions"]
+    assert sum(b["n"] for v in split.values() for b in v["by_background"].values()) == 6
+    assert sum(v["by_background"].get("land", {}).get("bird", 0) for v in split.values()) == 1  # image 0 alone
+    assert sum(v["by_background"].get("water", {}).get("bird", 0) for v in split.values()) == 2
+    write(rows)
     # a bad label and a path outside the set are named with their row
     rows[4]["eye"] = "maybe"
     write(rows)

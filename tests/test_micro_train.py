@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ddb_core.demo.data import DemoDataConfig, generate_demo_dataset
-from ddb_core.project.errors import Cancelled, DatasetError
+from ddb_core.project.errors import Cancelled, ConfigError, DatasetError
 from ddb_core.method.inpainting import InpaintConfig, Inpainter
 from ddb_core.demo.micro_train import MicroTrainConfig, train_micro_inpainter
 from ddb_core.project.progress import CancelToken
@@ -285,6 +285,12 @@ def test_micro_cost_projects_the_command_from_its_timed_steps():
     assert res["seconds_per_unet_step"] > 0 and abs(res["projected_minutes"] - expect) < 0.2
     assert res["fits"] == (res["projected_minutes"] <= 150) and c["unet_steps"] == 6500
     assert "projected: **" in micro_cost_markdown(res)
+    # the window preset, projected with another number of UNet steps
+    crop = micro_cost("crop", steps=1, unet_steps=12000)
+    assert crop["config"]["crop_scale"] == 2.0 and crop["config"]["unet_steps"] == 12000
+    assert crop["command"].endswith("--preset crop --unet-steps 12000")
+    with pytest.raises(ConfigError, match="--preset must be one of"):
+        micro_cost("other", steps=1)
 
 
 def test_a_window_model_trains_on_crops_around_the_bird_and_says_so(tmp_path):

@@ -60,6 +60,10 @@ def write_set(out: Path, items: list[dict], meta: dict, per_sheet: int = 40) -> 
 
     out = Path(out)
     _new_folder(out)
+    numbers = [r["candidate"] for r in items]
+    if len(set(numbers)) != len(numbers):
+        raise ConfigError(f"{out}: two items share a candidate number ({sorted(n for n in set(numbers) if numbers.count(n) > 1)[:5]}); "
+                          "each image of a set needs its own")
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(exist_ok=True)
     labels, crops = [], []
@@ -68,11 +72,12 @@ def write_set(out: Path, items: list[dict], meta: dict, per_sheet: int = 40) -> 
         Image.fromarray(r["image"]).save(out / "images" / name)
         Image.fromarray(r["mask"]).save(out / "masks" / name)
         labels.append({"file": f"images/{name}", "mask": f"masks/{name}", "candidate": r["candidate"],
-                       "source_label": r["source_label"], "target_label": r["target_label"], "eye": ""})
+                       "source_label": r["source_label"], "target_label": r["target_label"], "eye": "",
+                       **({"background": r["background"]} if "background" in r else {})})
         t, l, h, w = crop_box(r["mask"])
         crops.append((r, r["image"][t:t + h, l:l + w]))
     with open(out / "labels.csv", "w", newline="") as f:
-        wr = csv.DictWriter(f, FIELDS)
+        wr = csv.DictWriter(f, FIELDS + (["background"] if any("background" in r for r in items) else []))
         wr.writeheader()
         wr.writerows(labels)
     side = 128
@@ -216,6 +221,11 @@ def eye_check(folder: Path, judges=None, project=None, method: str = "ddb") -> d
         d["n"] += 1
         d[r["eye"]] += 1
         d[f"judges_{r['eye']}"] += int(bool(v))
+        if r.get("background"):  # the source image's background, when the set records it
+            b = d.setdefault("by_background", {}).setdefault(r["background"], {"n": 0, **{e: 0 for e in LABELS}, "judges": 0})
+            b["n"] += 1
+            b[r["eye"]] += 1
+            b["judges"] += int(bool(v))
     for d in out.values():
         d["judges"] = sum(d[f"judges_{e}"] for e in LABELS)
         # agreement with the strict eye: the judges' verdict matches "bird" / not "bird"
@@ -264,6 +274,10 @@ def eye_check_markdown(res: dict, command: str) -> str:
         lines.append(f"| {name} | {d['n']} | {d['bird']} | {d['unclear']} | {d['no']} | {d['judges']} | "
                      f"{d['judges_bird']} / {d['judges_unclear']} / {d['judges_no']} | {100 * d['agree_strict']:.0f}% |")
     over = [f"{name}: {d['judges']} against {d['bird']} to {d['bird'] + d['unclear']}" for name, d in res["directions"].items()]
+    split = [f"{name} on {bg}: eyes {b['bird']} bird / {b['unclear']} unclear / {b['no']} no of {b['n']}, judges {b['judges']}"
+             for name, d in res["directions"].items() for bg, b in sorted(d.get("by_background", {}).items())]
+    if split:
+        lines += ["", "By the source image's background: " + "; ".join(split) + "."]
     lines += ["", "The judges' target-bird count against the eyes' strict and loose counts: " + "; ".join(over) + ". "
               "Where the judges' count lies above the eyes' strict count, the target-bird figures elsewhere in this "
               "document are an upper bound of what a person calls a bird; read them with their grids."]
@@ -297,7 +311,7 @@ def write_labels(folder: Path, eye: dict[int, str]) -> None:
             raise ConfigError(f"candidate {r['candidate']}: eye must be one of {', '.join(LABELS)}")
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="") as f:
-        wr = csv.DictWriter(f, FIELDS)
+        wr = csv.DictWriter(f, list(rows[0]) if rows else FIELDS)
         wr.writeheader()
         wr.writerows(rows)
     shutil.move(tmp, path)

@@ -208,8 +208,9 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                             entry["oracle_swap"] = float((_classify(oracle_model, pasted).argmax(1) == j).mean())
                         d[f"{kind}/{prompt_kind}"] = entry
                         if seed == seeds[0] and prompt_kind == "token" and kind == grid_shape:
-                            eye_items += [{"candidate": len(eye_items) + 1, "source_label": i, "target_label": j,
-                                           "image": im, "mask": m} for im, m in zip(pasted[:24], masks[:24])]
+                            eye_items += [{"candidate": len(eye_items) + k + 1, "source_label": i, "target_label": j,
+                                           "image": im, "mask": m, "background": project.attr_names[a]}
+                                          for k, (im, m, a) in enumerate(zip(pasted[:24], masks[:24], attrs[:24]))]
                             grid_rows.append((f"{names[i]} → {names[j]}, {kind} mask, first {min(24, len(srcs))} val "
                                               "images in id order", srcs[:24], masks[:24], pasted[:24],
                                               v["target_bird"][:24]))

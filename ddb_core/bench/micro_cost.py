@@ -10,7 +10,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
+from typing import Optional
+
+import numpy as np
+
+from ..project.errors import ConfigError
 
 LIMIT_MIN = 150.0
 
@@ -25,23 +30,35 @@ def _median_step(fn, steps: int) -> float:
     return statistics.median(times)
 
 
-def micro_cost(preset: str = "corpus", steps: int = 5, device: str = "cpu") -> dict:
+def micro_cost(preset: str = "corpus", steps: int = 5, device: str = "cpu", unet_steps: Optional[int] = None) -> dict:
+    """Seconds per step of each phase at ``preset``'s sizes, and the projected wall time of the training command
+    (with ``unet_steps`` UNet steps instead of the preset's, when given)."""
     import torch
     import torch.nn.functional as F
 
     from ..demo.corpus import render_corpus
     from ..demo.micro_sd import build_components
-    from ..demo.micro_train import MicroTrainConfig
+    from ..demo.micro_train import MicroTrainConfig, crop_corpus
     from ..project.device import resolve_device
 
-    cfg = MicroTrainConfig.v1() if preset == "v1" else MicroTrainConfig()
+    presets = {"corpus": MicroTrainConfig, "crop": MicroTrainConfig.crop, "v1": MicroTrainConfig.v1}
+    if preset not in presets:
+        raise ConfigError(f"--preset must be one of {', '.join(presets)}, got {preset!r}")
+    cfg = presets[preset]()
+    if unet_steps is not None:
+        if unet_steps < 1:
+            raise ConfigError(f"--unet-steps must be >= 1, got {unet_steps}")
+        cfg = replace(cfg, unet_steps=unet_steps)
     dev = resolve_device(device)
     torch.manual_seed(0)
     parts = build_components(cfg.model)
     vae, unet, enc, tok = (parts[k].to(dev) if k != "tokenizer" else parts[k] for k in ("vae", "unet", "text_encoder", "tokenizer"))
     size = cfg.model.sample_size
     t0 = time.perf_counter()
-    images, _masks, _attrs = render_corpus(256, 0, size)
+    # the crop preset renders at the demo's size and cuts a window around each bird, as the training command does
+    images, masks, _attrs = render_corpus(256, 0, cfg.render_size if cfg.crop_scale else size)
+    if cfg.crop_scale:
+        images, masks = crop_corpus(images, masks, size, cfg.crop_scale, np.random.default_rng(0))
     render_s = (time.perf_counter() - t0) / 256
     x_all = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
     vopt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
@@ -86,7 +103,8 @@ def micro_cost(preset: str = "corpus", steps: int = 5, device: str = "cpu") -> d
             "seconds_per_corpus_image": round(render_s + encode_s, 5),
             "projected_minutes": round(projected, 1), "limit_minutes": LIMIT_MIN, "fits": projected <= LIMIT_MIN,
             "torch_threads": torch.get_num_threads(),
-            "command": f"python -m ddb_core bench micro-cost --preset {preset}"}
+            "command": f"python -m ddb_core bench micro-cost --preset {preset}"
+                       + (f" --unet-steps {unet_steps}" if unet_steps is not None else "")}
 
 
 def micro_cost_markdown(res: dict) -> str:

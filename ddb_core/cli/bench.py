@@ -290,7 +290,8 @@ def _bench_judges(a, progress):
 
 
 def _micro_cost_args(p):
-    p.add_argument("--preset", choices=("corpus", "v1"), default="corpus", help="default: %(default)s")
+    p.add_argument("--preset", choices=("corpus", "crop", "v1"), default="corpus", help="default: %(default)s")
+    p.add_argument("--unet-steps", type=int, help="the UNet steps of the run projected (default: the preset's)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per phase (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="default: %(default)s")
     _no_docs(p)
@@ -302,7 +303,7 @@ def _bench_micro_cost(a, progress):
     from ..bench.docs import DOC, write_result
     from ..bench.micro_cost import micro_cost, micro_cost_markdown
 
-    res = micro_cost(a.preset, a.steps, a.device)
+    res = micro_cost(a.preset, a.steps, a.device, unet_steps=a.unet_steps)
     md = micro_cost_markdown(res)
     if not a.no_docs:
         write_result(res, DOC, Path(f"docs/bench/micro-cost-{a.preset}.json"), f"micro-cost-{a.preset}", md)
