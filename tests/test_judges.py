@@ -298,6 +298,26 @@ def test_the_eye_check_counts_the_judges_verdicts_within_each_eye_label(tmp_path
         read_labels(tmp_path)
 
 
+def test_the_shipped_blind_labels_are_the_labels_of_their_sets():
+    import csv
+
+    from ddb_core.bench.eye_check import EYE_SETS, read_labels
+
+    blinds = sorted((REPO / EYE_SETS).glob("blind-*"))
+    assert blinds, "the blind-labelled sets ship with their sheets"
+    for folder in blinds:
+        key = json.loads((folder / "key.json").read_text())
+        with open(folder / "blind.csv", newline="") as f:
+            blind = {r["n"]: r for r in csv.DictReader(f)}
+        sets = {s: {int(r["candidate"]): r for r in read_labels(REPO / s)} for s in key["sets"]}
+        assert len(blind) == len(key["numbers"]) == sum(len(v) for v in sets.values())
+        for n, (s, cand) in key["numbers"].items():
+            row = sets[s][int(cand)]
+            assert blind[n]["eye"] == row["eye"]
+            assert blind[n]["direction"] == f"{row['source_label']}->{row['target_label']}"
+        assert all("labelled blind" in json.loads((REPO / s / "set.json").read_text())["blind"] for s in sets)
+
+
 def test_the_shipped_eye_labels_cover_every_candidate_of_their_set():
     from ddb_core.bench.eye_check import EYE_SETS, LABELS, read_labels
 
