@@ -143,6 +143,37 @@ def test_a_projects_candidates_export_for_labelling_and_are_checked_once_labelle
     assert main(["bench", "eye-check", "--export", str(candidates_project.root), "--set", str(out)]) == 2
 
 
+def test_a_grids_two_directions_become_one_set_numbered_on_and_each_image_kept(tmp_path):
+    import csv
+
+    from PIL import Image
+
+    from ddb_core.bench.eye_check import grid_items, write_set
+
+    rng = np.random.default_rng(1)
+    shapes = [(40, 56), (48, 36)]  # not square, and the directions of different sizes
+
+    def direction(h, w, n):
+        ims = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in range(n)]
+        ms = [np.zeros((h, w), np.uint8) for _ in range(n)]
+        for m in ms:
+            m[h // 4:h // 2, w // 3:w // 2] = 255
+        return ims, ms, ["land" if k % 2 else "water" for k in range(n)]
+
+    (a_im, a_m, a_bg), (b_im, b_m, b_bg) = direction(*shapes[0], 30), direction(*shapes[1], 5)
+    items = grid_items(1, 0, 1, a_im, a_m, a_bg)  # 30 made, the first 24 taken
+    items += grid_items(len(items) + 1, 1, 0, b_im, b_m, b_bg)
+    assert [r["candidate"] for r in items] == list(range(1, 30))
+    out = write_set(tmp_path / "set", items, {})
+    with open(out / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 29 and rows[24]["source_label"] == "1" and rows[1]["background"] == "land"
+    # every image is its own, at its own size (none written over another)
+    for r, item in zip(rows, items):
+        saved = np.asarray(Image.open(out / r["file"]))
+        assert saved.shape == item["image"].shape and np.array_equal(saved, item["image"])
+
+
 def test_two_sets_are_labelled_blind_and_the_labels_go_back_to_their_own_set(tmp_path, capsys):
     import csv
     import json

@@ -36,6 +36,10 @@ def test_smoke_training_saves_a_loadable_pipeline_and_resumes(tmp_path):
     longer = train_micro_inpainter(data, tmp_path / "model", replace(cfg, unet_steps=cfg.unet_steps + 2))
     info2 = json.loads((longer / "training.json").read_text())
     assert info2["steps"] == info["steps"] + 2 and info2["extended_from_unet_steps"] == cfg.unet_steps
+    # run again with only the checkpoint interval changed: nothing is extended, and the record of the extension stays
+    again = train_micro_inpainter(data, tmp_path / "model", replace(cfg, unet_steps=cfg.unet_steps + 2, checkpoint_every=5))
+    info3 = json.loads((again / "training.json").read_text())
+    assert info3["steps"] == info2["steps"] and info3["extended_from_unet_steps"] == cfg.unet_steps
     with pytest.raises(ConfigError, match="only --unet-steps may grow"):
         train_micro_inpainter(data, tmp_path / "model", replace(cfg, vae_steps=cfg.vae_steps + 1, unet_steps=cfg.unet_steps + 2))
     inp = Inpainter.load(str(out), device="cpu")  # the same loader as SD2-inpainting

@@ -32,7 +32,7 @@ def export_for_labels(project, out: Path, method: str = "ddb", per_sheet: int = 
     sheets of the judges' crops, numbered by candidate id, to label from."""
     from ..data.imaging import load_mask, load_rgb
 
-    _new_folder(out)
+    require_new_folder(out)
     rows = list(project.db.query(
         "select c.id, c.source_label, c.target_label, c.path, m.path as mask_path from candidates c "
         "join masks m on m.id = c.mask_id where c.method = ? order by c.id", [method]))
@@ -44,10 +44,17 @@ def export_for_labels(project, out: Path, method: str = "ddb", per_sheet: int = 
     return write_set(out, items, {"project": str(project.root), "method": method}, per_sheet)
 
 
-def _new_folder(out: Path) -> None:
+def require_new_folder(out: Path) -> None:
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} exists and is not empty: choose a new folder (labels are never written over)")
+
+
+def grid_items(first: int, source_label: int, target_label: int, images, masks, backgrounds, n: int = 24) -> list[dict]:
+    """The first ``n`` candidates of one direction of a grid as items of a set (``write_set``), numbered on from
+    ``first``, each with its source's background."""
+    return [{"candidate": first + k, "source_label": source_label, "target_label": target_label, "image": im,
+             "mask": m, "background": b} for k, (im, m, b) in enumerate(zip(images[:n], masks[:n], backgrounds[:n]))]
 
 
 def write_set(out: Path, items: list[dict], meta: dict, per_sheet: int = 40) -> Path:
@@ -59,7 +66,7 @@ def write_set(out: Path, items: list[dict], meta: dict, per_sheet: int = 40) -> 
     from .judges import crop_box
 
     out = Path(out)
-    _new_folder(out)
+    require_new_folder(out)
     numbers = [r["candidate"] for r in items]
     if len(set(numbers)) != len(numbers):
         raise ConfigError(f"{out}: two items share a candidate number ({sorted(n for n in set(numbers) if numbers.count(n) > 1)[:5]}); "
@@ -109,7 +116,7 @@ def blind_sheets(sets: list[Path], out: Path, seed: int = 0, per_sheet: int = 24
     if len(sets) < 2:
         raise ConfigError("--blind needs at least two sets: one set alone is not blind to anything")
     out = Path(out)
-    _new_folder(out)
+    require_new_folder(out)
     entries = []
     for folder in sets:
         folder = Path(folder)

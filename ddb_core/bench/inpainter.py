@@ -33,6 +33,7 @@ import numpy as np
 
 from ..project.errors import ProjectError
 from ..project.progress import ProgressFn
+from .eye_check import grid_items, require_new_folder, write_set
 from .judges import mask_of
 
 DEFAULT_MODEL = "data/models/micro-sd-inpainting"
@@ -130,9 +131,7 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     grid_shape = grid_shape or DemoPipelineConfig().mask_shape_name
     t_start = time.monotonic()
     if eye_set is not None:
-        from .eye_check import _new_folder
-
-        _new_folder(Path(eye_set))  # before the work: a set is never written over
+        require_new_folder(Path(eye_set))  # before the work: a set is never written over
     judges = load_judges(judges_dir or JUDGES_DIR)
     project = _project(workdir, data_seed, on_progress)
     judge_check = check_on_real_renders(judges, project.root / "dataset", "val", shapes)
@@ -208,9 +207,8 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                             entry["oracle_swap"] = float((_classify(oracle_model, pasted).argmax(1) == j).mean())
                         d[f"{kind}/{prompt_kind}"] = entry
                         if seed == seeds[0] and prompt_kind == "token" and kind == grid_shape:
-                            eye_items += [{"candidate": len(eye_items) + k + 1, "source_label": i, "target_label": j,
-                                           "image": im, "mask": m, "background": project.attr_names[a]}
-                                          for k, (im, m, a) in enumerate(zip(pasted[:24], masks[:24], attrs[:24]))]
+                            eye_items += grid_items(len(eye_items) + 1, i, j, pasted, masks,
+                                                    [project.attr_names[a] for a in attrs])
                             grid_rows.append((f"{names[i]} → {names[j]}, {kind} mask, first {min(24, len(srcs))} val "
                                               "images in id order", srcs[:24], masks[:24], pasted[:24],
                                               v["target_bird"][:24]))
@@ -264,8 +262,6 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
         _grid(grid_rows, grid_path)
         result["grid"] = str(grid_path)
     if eye_set is not None:
-        from .eye_check import write_set
-
         write_set(Path(eye_set), eye_items, {
             "made_from": f"the grid's candidates of `{cmd}` (the first 24 val images of each direction, seed {seeds[0]}, "
                          f"{grid_shape} masks, the learned token; model {model}, weights sha256 "

@@ -418,7 +418,8 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         if not continues(old, json.loads(json.dumps(asdict(cfg), default=str))):
             raise ConfigError(f"{state_file} was written with another config (only --unet-steps may grow to continue "
                               f"a run); remove {ckdir} to start over")
-        extended_from = old["unet_steps"]
+        if cfg.unet_steps > old["unet_steps"]:  # another device or checkpoint interval alone extends nothing
+            extended_from = old["unet_steps"]
     phase_steps = {"vae": cfg.vae_steps, "unet": cfg.unet_steps}
     total = cfg.vae_steps + cfg.unet_steps
     step = int(state["step"]) if state else 0
