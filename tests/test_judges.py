@@ -355,3 +355,65 @@ def test_the_shipped_eye_labels_cover_every_candidate_of_their_set():
     rows = read_labels(REPO / EYE_SETS / "first-launch")
     assert len(rows) == 80 and {r["eye"] for r in rows} <= set(LABELS)
     assert {(r["source_label"], r["target_label"]) for r in rows} == {(0, 1), (1, 0)}
+
+
+def test_a_headless_negative_is_the_same_scene_with_the_birds_body_alone():
+    from ddb_core.bench.judges import OPTIONAL_NEGATIVE_KINDS, negative_kind_of
+
+    for k in range(6):  # both classes, both places, two sizes
+        y, place, size = k % 2, (k // 2) % 2, 64 + 16 * (k % 2)
+        whole = render_scene(np.random.default_rng([5, k]), y, place, size)
+        body = render_scene(np.random.default_rng([5, k]), y, place, size, body_only=True)
+        assert np.array_equal(whole.background, body.background)  # the same draws: the same scene
+        inside, in_body = whole.mask >= 128, body.mask >= 128
+        assert in_body.sum() > 0 and not (in_body & ~inside).any()  # the body lies in the bird
+        assert in_body.sum() < 0.9 * inside.sum()  # neck, head, bill, tail or legs are gone
+    # the optional kinds are rendered only when asked for, and the default set is unchanged by them
+    kinds = ("background", "headless", "smeared")
+    assert set(OPTIONAL_NEGATIVE_KINDS) == {"headless", "smeared"}
+    d = render_judge_set(2, 48, kinds=kinds)
+    assert d["crops"].shape == (48, CROP, CROP, 3)
+    assert [negative_kind_of(i, kinds) for i in range(16)].count("headless") == 4
+    assert (d["present"] == np.array([negative_kind_of(i, kinds) is None for i in range(48)])).all()
+    assert np.array_equal(render_judge_set(0, 16)["crops"], render_judge_set(0, 16, kinds=JudgeTrainConfig().negatives)["crops"])
+    with pytest.raises(ConfigError, match="negative kinds must be among"):
+        render_judge_set(0, 8, kinds=("background", "wings"))
+
+
+def test_two_judges_are_compared_with_the_eyes_set_by_set(tmp_path):
+    import csv
+
+    from PIL import Image
+
+    from ddb_core.bench.eye_check import FIELDS, eye_agreement, eye_agreement_markdown
+    from ddb_core.method.masking import box_of
+
+    sets = []
+    for s in range(2):  # two sets of non-square images of several sizes: real birds "bird", backgrounds "no"
+        folder = tmp_path / f"set{s}"
+        (folder / "images").mkdir(parents=True)
+        (folder / "masks").mkdir()
+        rows = []
+        for k in range(4):
+            y = k % 2
+            scene = render_scene(np.random.default_rng([13, s, k]), y, k // 2, 64 + 8 * k)
+            bird = (k + s) % 2 == 0
+            img, m = _pad(scene.image if bird else scene.background, box_of(scene.mask), 0, 0, 0, 6 + 2 * k)
+            Image.fromarray(img).save(folder / "images" / f"{k}.png")
+            Image.fromarray(m).save(folder / "masks" / f"{k}.png")
+            rows.append({"file": f"images/{k}.png", "mask": f"masks/{k}.png", "candidate": k, "source_label": 1 - y,
+                         "target_label": y, "eye": "bird" if bird else "no"})
+        with open(folder / "labels.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        sets.append(folder)
+    res = eye_agreement([REPO / JUDGES_DIR], {"val": [sets[0]], "held out": [sets[1]]})
+    shipped = res["judges"][str(REPO / JUDGES_DIR)]
+    for folder in sets:
+        c = shipped["sets"][str(folder)]
+        assert c["n"] == 4 and c["bird"] == 2 and c["no"] == 2
+        assert c["agree"] == 4 and c["judges_bird"] == 2 and c["judges_no"] == 0
+    assert shipped["pooled"]["val"]["n"] == 4 and shipped["pooled"]["held out"]["agree"] == 4
+    md = eye_agreement_markdown(res, "cmd")
+    assert "| set0 | val | 4 | 100% |" in md and "**all held out**" in md

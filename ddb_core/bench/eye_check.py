@@ -322,3 +322,67 @@ def write_labels(folder: Path, eye: dict[int, str]) -> None:
         wr.writeheader()
         wr.writerows(rows)
     shutil.move(tmp, path)
+
+
+# -- Several judges against every labelled set --------------------------------------------------------------------------
+
+VAL_SETS = tuple(EYE_SETS / n for n in ("val-unet6k", "val-unet12k", "val-box", "val-object8"))
+HELD_OUT_SETS = tuple(EYE_SETS / n for n in ("first-launch", "first-launch-relabel", "first-launch-window15"))
+
+
+def eye_agreement(judges_dirs: list[Path], groups: dict[str, list[Path]]) -> dict:
+    """For each judges folder and each labelled set (sets grouped, e.g. ``{"val": [...], "held out": [...]}``): how
+    many images, how often the judges' target-bird verdict matches the eyes (*bird* against *unclear* / *no*), and
+    how many of the eyes' bird / unclear / no they call a target bird; pooled per group."""
+    from ..data.imaging import load_mask, load_rgb
+    from .judges import load_judges
+
+    loaded = {}
+    for g, sets in groups.items():
+        for folder in sets:
+            rows = read_labels(folder)
+            loaded[str(folder)] = (g, rows, [load_rgb(Path(folder) / r["file"]) for r in rows],
+                                   [load_mask(Path(folder) / r["mask"]) for r in rows])
+    out: dict = {"groups": {g: [str(s) for s in sets] for g, sets in groups.items()}, "judges": {}}
+    for jd in judges_dirs:
+        judges = load_judges(jd)
+        rec_path = Path(jd) / "judges.json"
+        rec = json.loads(rec_path.read_text()) if rec_path.is_file() else {}
+        res = {"command": rec.get("command"), "sets": {}, "pooled": {}}
+        for name, (g, rows, images, masks) in loaded.items():
+            verdict = judges.judge(images, masks, [r["target_label"] for r in rows])["target_bird"]
+            c = {"n": len(rows), "agree": 0, **{f"{e}": 0 for e in LABELS}, **{f"judges_{e}": 0 for e in LABELS}}
+            for r, v in zip(rows, verdict):
+                c[r["eye"]] += 1
+                c[f"judges_{r['eye']}"] += int(bool(v))
+                c["agree"] += int(bool(v) == (r["eye"] == "bird"))
+            res["sets"][name] = c
+            pool = res["pooled"].setdefault(g, {k: 0 for k in c})
+            for k, v in c.items():
+                pool[k] += v
+        out["judges"][str(jd)] = res
+    return out
+
+
+def eye_agreement_markdown(res: dict, command: str) -> str:
+    names = list(res["judges"])
+    lines = ["## Which judges agree with the eyes?", "",
+             f"Command: `{command}`. Agreement: the share of labelled images where the judges' verdict (a target bird or "
+             "not) matches what the eyes saw (*bird*, against *unclear* or *no*). Per judges, the eyes' *bird* / "
+             "*unclear* / *no* images they call target birds.", "",
+             "| set | group | n | " + " | ".join(f"`{n}`: agreement | `{n}`: target birds among bird / unclear / no"
+                                                 for n in names) + " |",
+             "| --- | --- | ---: | " + " | ".join("---: | ---" for _ in names) + " |"]
+
+    def cells(c):
+        return f"{100 * c['agree'] / c['n']:.0f}% | {c['judges_bird']}/{c['bird']} / {c['judges_unclear']}/{c['unclear']} / " \
+               f"{c['judges_no']}/{c['no']}"
+
+    first = res["judges"][names[0]]
+    for s, c in first["sets"].items():
+        g = next(g for g, sets in res["groups"].items() if s in sets)
+        lines.append(f"| {Path(s).name} | {g} | {c['n']} | " + " | ".join(cells(res["judges"][n]["sets"][s]) for n in names) + " |")
+    for g, c in first["pooled"].items():
+        lines.append(f"| **all {g}** | {g} | {c['n']} | " + " | ".join(cells(res["judges"][n]["pooled"][g]) for n in names) + " |")
+    lines += ["", "Judges: " + "; ".join(f"`{n}` — `{res['judges'][n]['command'] or 'no training record'}`" for n in names) + "."]
+    return "\n".join(lines) + "\n"

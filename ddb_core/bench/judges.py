@@ -11,7 +11,9 @@ made square, ``CROP`` px):
   pixels in random order (a mottled blob of the bird's and the background's colours), a smooth blob of
   the bird's colour where the bird was (no head, bill or tail), an irregular polygon of the bird's size
   filled with its colours in random order, two to four overlapping ellipses in its colours (a lumpy blob
-  with no head, bill, neck or tail), and the bird as a faint ghost (10-35% of its opacity, softened);
+  with no head, bill, neck or tail), and the bird as a faint ghost (10-35% of its opacity, softened); and, as
+  options (``--negatives``), the bird's body alone with no neck, head, bill, tail or legs (``headless``), and the
+  region blurred by 1.5 to 3 px, its thin parts gone (``smeared``);
 - *which bird*: landbird / waterbird, trained on birds over every background in equal numbers, so that
   the background cannot decide.
 
@@ -42,6 +44,8 @@ JUDGE_SEEDS_FROM = RESERVED_SEEDS_FROM + 500_000  # the judges' renders; the mic
 JUDGES_DIR = Path(__file__).resolve().parents[2] / "data" / "judges"  # shipped in the repository
 NEGATIVE_KINDS = ("background", "other_place", "blurred", "bird_shuffled", "region_shuffled", "colour_blob",
                   "mottled_blob", "lumpy_blob", "faint")
+# kinds a judge may also be trained with (``JudgeTrainConfig.negatives``); see docs/decisions/judges-ghosts.md
+OPTIONAL_NEGATIVE_KINDS = ("headless", "smeared")
 REAL_RENDER_GATE = 0.97
 
 
@@ -114,8 +118,9 @@ def _soften(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def negative(rng: np.random.Generator, kind: str, scene, region: np.ndarray, place: int) -> np.ndarray:
-    """A scene with no bird in ``region`` (255 = the repainted region), of one of ``NEGATIVE_KINDS``."""
+def negative(rng: np.random.Generator, kind: str, scene, region: np.ndarray, place: int, body=None) -> np.ndarray:
+    """A scene with no bird in ``region`` (255 = the repainted region), of one of ``NEGATIVE_KINDS`` or
+    ``OPTIONAL_NEGATIVE_KINDS`` (``headless`` needs ``body``: the same scene rendered with the bird's body alone)."""
     from PIL import Image, ImageFilter
 
     inside = (region >= 128)[..., None]
@@ -194,23 +199,50 @@ def negative(rng: np.random.Generator, kind: str, scene, region: np.ndarray, pla
         a = float(rng.uniform(0.1, 0.35))
         bg = np.where(inside, scene.background, image).astype(np.float32)
         return np.clip(np.where(inside, bg * (1 - a) + ghost * a, bg), 0, 255).astype(np.uint8)
+    if kind == "headless":  # the bird's body alone, over its background or over that background blurred
+        if body is None:
+            raise ValueError("the headless kind needs the scene rendered with body_only=True")
+        bg = scene.background
+        if rng.uniform() < 0.5:
+            bg = np.asarray(Image.fromarray(bg).filter(ImageFilter.GaussianBlur(float(rng.uniform(1.0, 2.5)))))
+        alpha = np.asarray(Image.fromarray(body.mask).filter(ImageFilter.GaussianBlur(0.6)), np.float32)[..., None] / 255
+        drawn = bg.astype(np.float32) * (1 - alpha) + body.bird.astype(np.float32) * alpha
+        return np.where(inside, np.clip(drawn, 0, 255).astype(np.uint8), image)
+    if kind == "smeared":  # blurred until the thin parts (neck, bill, legs) are gone, a blurred body left
+        smeared = np.asarray(Image.fromarray(image).filter(ImageFilter.GaussianBlur(float(rng.uniform(1.5, 3.0)))))
+        return np.where(inside, smeared, image)
     raise ValueError(f"unknown negative kind {kind!r}")
 
 
-def render_judge_set(seed: int, n: int, size: int = 64) -> dict[str, np.ndarray]:
+def negative_kind_of(index: int, kinds: Sequence[str]) -> Optional[str]:
+    """The negative kind of judge example ``index`` (None: a bird)."""
+    return None if (index // 4) % 2 == 0 else kinds[(index // 8) % len(kinds)]
+
+
+def render_judge_set(seed: int, n: int, size: int = 64, kinds: Sequence[str] = NEGATIVE_KINDS) -> dict[str, np.ndarray]:
     """``n`` judge examples from the judges' data seed ``seed``: crops (n x CROP x CROP x 3), ``present``
     (1 = bird), ``which`` (the bird's class; -1 without one), ``place``. Half are birds, balanced over class
-    and place; half are negatives, balanced over kind, place and the class of the bird they replace."""
+    and place; half are negatives of ``kinds``, balanced over kind, place and the class of the bird they replace."""
+    import copy
+
+    unknown = sorted(set(kinds) - set(NEGATIVE_KINDS) - set(OPTIONAL_NEGATIVE_KINDS))
+    if unknown or not kinds:
+        raise ConfigError(f"negative kinds must be among {', '.join(NEGATIVE_KINDS + OPTIONAL_NEGATIVE_KINDS)}, "
+                          f"got {', '.join(unknown) or 'none'}")
     crops, present, which, place_of = [], [], [], []
     for index in range(n):
         rng = np.random.default_rng([judge_seed(seed), index, GENERATOR_VERSION])
-        y, place, is_bird = index % 2, (index // 2) % 2, (index // 4) % 2 == 0
+        y, place = index % 2, (index // 2) % 2
+        kind = negative_kind_of(index, kinds)
+        # the body-only twin draws the same background and bird from a copy of the same generator
+        body = render_scene(copy.deepcopy(rng), y, place, size, body_only=True) if kind == "headless" else None
         scene = render_scene(rng, y, place, size)
         region = _repaint_region(rng, scene.mask)
+        is_bird = kind is None
         if is_bird:
             image = scene.image
         else:
-            image = negative(rng, NEGATIVE_KINDS[(index // 8) % len(NEGATIVE_KINDS)], scene, region, place)
+            image = negative(rng, kind, scene, region, place, body)
         crops.append(judge_crop(_soften(rng, image), region))
         present.append(int(is_bird)), which.append(y if is_bird else -1), place_of.append(place)
     return {"crops": np.stack(crops), "present": np.array(present), "which": np.array(which), "place": np.array(place_of)}
@@ -240,6 +272,7 @@ def _tensor(crops: np.ndarray):
 @dataclass(frozen=True)
 class JudgeTrainConfig:
     n_train: int = 12000  # renders per training seed (half birds)
+    negatives: tuple[str, ...] = NEGATIVE_KINDS  # the kinds of "no bird" (``OPTIONAL_NEGATIVE_KINDS`` may be added)
     train_seeds: tuple[int, ...] = (0,)  # judge data seeds of the training renders
     check_seed: int = 1  # judge data seed of the held-out check renders
     n_check: int = 2000
@@ -340,7 +373,7 @@ def train_judges(cfg: JudgeTrainConfig = JudgeTrainConfig(), out: str | Path = J
     t0 = time.monotonic()
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)
-    sets = [render_judge_set(s, cfg.n_train) for s in cfg.train_seeds]
+    sets = [render_judge_set(s, cfg.n_train, kinds=cfg.negatives) for s in cfg.train_seeds]
     data = {k: np.concatenate([s[k] for s in sets]) for k in sets[0]}
     x = _tensor(data["crops"]).to(dev)
     tracker = ProgressTracker("train judges", 2 * cfg.epochs, on_progress)
@@ -350,11 +383,10 @@ def train_judges(cfg: JudgeTrainConfig = JudgeTrainConfig(), out: str | Path = J
     which = _fit(place(_net(), dev, what="judge training (which)"), x[birds],
                  torch.from_numpy(data["which"]).to(dev)[birds], cfg, tracker, cfg.epochs, 2 * cfg.epochs)
     judges = Judges(present, which)
-    check = render_judge_set(cfg.check_seed, cfg.n_check)
+    check = render_judge_set(cfg.check_seed, cfg.n_check, kinds=cfg.negatives)
     p, w = judges.probabilities(check["crops"])
     is_bird = check["present"] == 1
-    n_kinds = len(NEGATIVE_KINDS)
-    kind_of = np.array([NEGATIVE_KINDS[(i // 8) % n_kinds] for i in range(cfg.n_check)])
+    kind_of = np.array([negative_kind_of(i, cfg.negatives) or "" for i in range(cfg.n_check)])
     record = {
         "config": asdict(cfg), "judge_seeds": {"train": [judge_seed(s) for s in cfg.train_seeds],
                                                "check": judge_seed(cfg.check_seed)},
@@ -362,9 +394,10 @@ def train_judges(cfg: JudgeTrainConfig = JudgeTrainConfig(), out: str | Path = J
         "check": {
             "bird_called_bird": float((p[is_bird] >= 0.5).mean()),
             "which_correct_on_birds": float((w[is_bird].argmax(1) == check["which"][is_bird]).mean()),
-            "no_bird_called_bird": {k: float((p[~is_bird & (kind_of == k)] >= 0.5).mean()) for k in NEGATIVE_KINDS},
+            "no_bird_called_bird": {k: float((p[~is_bird & (kind_of == k)] >= 0.5).mean()) for k in cfg.negatives},
             "n": cfg.n_check},
-        "command": "python -m ddb_core bench judges",
+        "command": "python -m ddb_core bench judges" + (f" --negatives {' '.join(cfg.negatives)}"
+                                                        if cfg.negatives != NEGATIVE_KINDS else ""),
     }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -420,7 +453,8 @@ def judges_markdown(record: dict, real: Optional[dict] = None) -> str:
              "and the second names its target class. Trained on "
              f"{record['config']['n_train']} scenes rendered for them with data seed(s) "
              f"{', '.join(map(str, record['judge_seeds']['train']))} (no benchmark may use a seed from "
-             f"{RESERVED_SEEDS_FROM:,} up), half birds, half \"no bird\" of these kinds: " + ", ".join(NEGATIVE_KINDS)
+             f"{RESERVED_SEEDS_FROM:,} up), half birds, half \"no bird\" of these kinds: "
+             + ", ".join(record["config"].get("negatives", NEGATIVE_KINDS))
              + f"; {record['seconds'] / 60:.1f} min on this machine's CPU.", "",
              f"On {c['n']} held-out judge renders (data seed {record['judge_seeds']['check']}): birds called birds "
              f"{100 * c['bird_called_bird']:.1f}%, the right class named for {100 * c['which_correct_on_birds']:.1f}% of "

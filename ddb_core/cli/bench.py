@@ -258,6 +258,11 @@ def _judges_args(p):
     p.add_argument("--out", default="data/judges", help="where the judges go (default: %(default)s, the repository's)")
     p.add_argument("--n", type=int, default=c.n_train, help="training renders (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=c.epochs, help="default: %(default)s")
+    from ..bench.judges import NEGATIVE_KINDS, OPTIONAL_NEGATIVE_KINDS
+
+    p.add_argument("--negatives", nargs="+", default=list(c.negatives), choices=NEGATIVE_KINDS + OPTIONAL_NEGATIVE_KINDS,
+                   metavar="KIND", help="the kinds of \"no bird\" to train on (default: %(default)s; may add: "
+                   + ", ".join(OPTIONAL_NEGATIVE_KINDS) + ")")
     p.add_argument("--check-on", default=None, metavar="DATASET",
                    help="also check the judges on this demo benchmark's val renders (from `ddb demo-data`)")
     p.add_argument("--docs-only", action="store_true",
@@ -275,7 +280,8 @@ def _bench_judges(a, progress):
     if a.docs_only:
         rec = json.loads((Path(a.out) / "judges.json").read_text())
     else:
-        rec = train_judges(JudgeTrainConfig(n_train=a.n, epochs=a.epochs), a.out, on_progress=progress)
+        rec = train_judges(JudgeTrainConfig(n_train=a.n, epochs=a.epochs, negatives=tuple(a.negatives)), a.out,
+                          on_progress=progress)
     progress.close()
     real = check_on_real_renders(load_judges(a.out), a.check_on) if a.check_on else None
     if not a.no_docs:
@@ -360,6 +366,37 @@ def _bench_eye_check(a, progress):
         + (f" --project {a.project}" if a.project else "")
     res["pruning_project"] = a.project
     md = eye_check_markdown(res, cmd)
+    res["command"] = cmd
+    if not a.no_docs:
+        write_result(res, DOC, Path(f"docs/bench/{a.section}.json"), a.section, md)
+    print(md)
+    return 0
+
+
+def _eye_agreement_args(p):
+    from ..bench.eye_check import HELD_OUT_SETS, VAL_SETS
+
+    p.add_argument("--judges", nargs="+", default=["data/judges"], metavar="DIR",
+                   help="judges folders (from `bench judges --out`) to compare (default: %(default)s)")
+    p.add_argument("--choose-on", nargs="+", default=[str(s) for s in VAL_SETS], metavar="SET",
+                   help="labelled sets of candidates made from val images: where judges are chosen (default: %(default)s)")
+    p.add_argument("--held-out", nargs="+", default=[str(s) for s in HELD_OUT_SETS], metavar="SET",
+                   help="labelled sets not used to choose (default: %(default)s)")
+    p.add_argument("--section", default="eye-agreement", help="docs/benchmarks.md section (default: %(default)s)")
+    _no_docs(p)
+
+
+@command("bench eye-agreement", "several judges against every labelled set: how often each agrees with the eyes",
+         _eye_agreement_args)
+def _bench_eye_agreement(a, progress):
+    from ..bench.docs import DOC, write_result
+    from ..bench.eye_check import eye_agreement, eye_agreement_markdown
+
+    progress.close()
+    res = eye_agreement([Path(j) for j in a.judges], {"val": [Path(s) for s in a.choose_on],
+                                                       "held out": [Path(s) for s in a.held_out]})
+    cmd = "python -m ddb_core bench eye-agreement --judges " + " ".join(a.judges)
+    md = eye_agreement_markdown(res, cmd)
     res["command"] = cmd
     if not a.no_docs:
         write_result(res, DOC, Path(f"docs/bench/{a.section}.json"), a.section, md)

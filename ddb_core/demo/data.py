@@ -226,8 +226,9 @@ def _palette(cls: int, rng: np.random.Generator) -> tuple[float, float, float]:
     return h + rng.uniform(-0.03, 0.03), s + rng.uniform(-0.1, 0.1), v + rng.uniform(-0.12, 0.12)
 
 
-def _bird(cls: int, rng: np.random.Generator, R: int) -> tuple[Image.Image, Image.Image]:
-    """(RGB layer, L alpha mask) of one bird at a random pose, size and position, R x R."""
+def _bird(cls: int, rng: np.random.Generator, R: int, body_only: bool = False) -> tuple[Image.Image, Image.Image]:
+    """(RGB layer, L alpha mask) of one bird at a random pose, size and position, R x R. With ``body_only`` the mask
+    holds its body alone (no neck, head, bill, tail or legs); the random draws are the same either way."""
     scale = rng.uniform(0.17, 0.25) * R if cls == 0 else rng.uniform(0.12, 0.17) * R
     cx, cy = rng.uniform(0.32, 0.68) * R, rng.uniform(0.5, 0.7) * R
     angle, flip = rng.uniform(-0.25, 0.25), bool(rng.integers(2))
@@ -238,7 +239,7 @@ def _bird(cls: int, rng: np.random.Generator, R: int) -> tuple[Image.Image, Imag
     md = ImageDraw.Draw(mask)
     layer = Image.new("RGB", (R, R), base)
     ld = ImageDraw.Draw(layer)
-    for poly in parts:
+    for poly in parts[:1] if body_only else parts:
         md.polygon(_transform(poly, cx, cy, scale, angle, flip), fill=255)
     for poly in dark:
         ld.polygon(_transform(poly, cx, cy, scale, angle, flip), fill=shade)
@@ -275,11 +276,12 @@ class Scene:
     bird: np.ndarray  # HxWx3 uint8
 
 
-def render_scene(rng: np.random.Generator, y: int, place: int, size: int) -> Scene:
-    """A bird of class ``y`` on a background of ``place``, drawn from ``rng`` (background first, then the bird)."""
+def render_scene(rng: np.random.Generator, y: int, place: int, size: int, body_only: bool = False) -> Scene:
+    """A bird of class ``y`` on a background of ``place``, drawn from ``rng`` (background first, then the bird); with
+    ``body_only``, the same scene with the bird's body alone (the judges' "headless" negatives)."""
     R = size * 2
     bg = _background(rng, place, R)
-    layer, mask = _bird(y, rng, R)
+    layer, mask = _bird(y, rng, R, body_only)
     background = np.asarray(bg.resize((size, size), Image.BOX))
     soft = mask.filter(ImageFilter.GaussianBlur(0.6))
     bg.paste(layer, (0, 0), soft)
