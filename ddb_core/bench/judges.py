@@ -472,7 +472,8 @@ def judges_markdown(record: dict, real: Optional[dict] = None) -> str:
               "them landbirds; a person sees blobs, not birds (look at its grid). The same held for the orange lumpy "
               "blobs of a half-trained corpus model. The judges do not yet tell a box-sized blob in a bird's colours "
               "from a bird: their figures are an upper bound of what a person would call a target bird, and every "
-              "figure here comes with its grid."]
+              "figure here comes with its grid. How often they agree with the eyes on every labelled set: "
+              "`bench eye-agreement` (\"Which judges agree with the eyes?\")."]
     return "\n".join(lines) + "\n"
 
 
