@@ -8,6 +8,8 @@ import pytest
 from ddb_core.demo.data import DemoDataConfig, generate_demo_dataset
 from ddb_core.project.errors import Cancelled, ConfigError, DatasetError
 from ddb_core.method.inpainting import InpaintConfig, Inpainter
+from dataclasses import replace
+
 from ddb_core.demo.micro_train import MicroTrainConfig, train_micro_inpainter
 from ddb_core.project.progress import CancelToken
 
@@ -370,3 +372,30 @@ def test_the_repaint_window_is_chosen_by_its_stated_rule_from_stored_results(tmp
            {"scale": 2.0, "met": True, "target_bird": {"a": 0.9}, "gain": {"a": 0.3}}]
     assert choose(tie) == 2.0  # a tie goes to the wider window
     assert "not met" in window_markdown(res)
+
+
+def test_a_run_may_take_its_vae_from_another_model_and_skip_that_phase(tmp_path):
+    import torch
+    from diffusers import AutoencoderKL
+
+    first = train_micro_inpainter(None, tmp_path / "first", MicroTrainConfig.smoke())
+    cfg = replace(MicroTrainConfig.smoke(), vae_from=str(first), seed=1)
+    second = train_micro_inpainter(None, tmp_path / "second", cfg)
+    info = json.loads((second / "training.json").read_text())
+    assert info["vae_from"]["folder"] == str(first) and len(info["vae_from"]["vae_sha256"]) == 64
+    assert info["vae_from"]["vae_recipe"]["vae_steps"] == MicroTrainConfig.smoke().vae_steps
+    a, b = (AutoencoderKL.from_pretrained(f / "vae", torch_dtype=torch.float32).state_dict() for f in (first, second))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the very VAE, not one trained again with seed 1
+    assert info["steps"] == cfg.vae_steps + cfg.unet_steps
+    # a VAE of other sizes, or no VAE, is refused, naming the folder, before anything is written to --out
+    with pytest.raises(ConfigError, match="other sizes"):
+        train_micro_inpainter(None, tmp_path / "third", replace(MicroTrainConfig.crop_wide(), vae_from=str(first), corpus=8))
+    with pytest.raises(ConfigError, match="no vae/ folder"):
+        train_micro_inpainter(None, tmp_path / "fourth", replace(cfg, vae_from=str(tmp_path)))
+    assert not (tmp_path / "third").exists() and not (tmp_path / "fourth").exists()
+
+
+def test_the_wide_preset_differs_from_crop_in_its_unet_alone():
+    crop, wide = MicroTrainConfig.crop(), MicroTrainConfig.crop_wide()
+    assert wide.model.unet_channels == (96, 192, 192) and crop.model.unet_channels == (64, 128, 128)
+    assert replace(wide, model=crop.model) == crop

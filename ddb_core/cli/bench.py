@@ -19,10 +19,12 @@ def _micro_args(p):
     from ..demo.micro_train import MicroTrainConfig
 
     m = MicroTrainConfig()
-    p.add_argument("--preset", choices=("corpus", "crop", "v1"), default="corpus",
+    p.add_argument("--preset", choices=("corpus", "crop", "crop-wide", "v1"), default="corpus",
                    help="corpus: the rendered corpus at 32-px latents (default); crop: windows of twice the mask's box "
-                        "cut from the corpus, 16-px latents; v1: the first micro model's recipe "
-                        "(16-px latents, a benchmark's train split via --data, 6500 UNet steps)")
+                        "cut from the corpus, 16-px latents; crop-wide: crop with a UNet half as wide again; v1: the "
+                        "first micro model's recipe (16-px latents, a benchmark's train split via --data, 6500 UNet steps)")
+    p.add_argument("--vae-from", metavar="DIR", help="use the VAE of this diffusers model folder (trained with the same "
+                                                     "VAE recipe) instead of training one: the VAE phase is skipped")
     p.add_argument("--data", help="train on this demo benchmark folder's train split (from `ddb demo-data`) instead of "
                                   "the rendered corpus (both kinds of bird on both places, seeds no benchmark uses)")
     p.add_argument("--corpus", type=int, help=f"corpus images to render (default: {m.corpus})")
@@ -47,8 +49,11 @@ def _train_micro(a, progress):
     if a.preset == "v1" and not a.data:
         raise ConfigError("--preset v1 trains on a demo benchmark's train split: give --data")
     base = (MicroTrainConfig.smoke() if a.smoke else MicroTrainConfig.v1() if a.preset == "v1"
-            else MicroTrainConfig.crop() if a.preset == "crop" else MicroTrainConfig())
+            else MicroTrainConfig.crop() if a.preset == "crop" else MicroTrainConfig.crop_wide() if a.preset == "crop-wide"
+            else MicroTrainConfig())
     over = {"seed": a.seed, "device": a.device}
+    if a.vae_from:
+        over["vae_from"] = a.vae_from
     if not a.smoke:
         given = {k: getattr(a, k) for k in ("corpus", "vae_steps", "unet_steps", "batch_size", "checkpoint_every",
                                             "unet_restart_steps") if getattr(a, k) is not None}

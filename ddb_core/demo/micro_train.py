@@ -35,7 +35,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -88,6 +88,9 @@ class MicroTrainConfig:
     # between the 100 warm-up steps and ``unet_steps``; otherwise (or None) the phase is one cosine.
     unet_restart_steps: Optional[int] = 3000
     kl_weight: float = 1e-6
+    # a diffusers model folder whose VAE this run uses instead of training one (its VAE must have this recipe's sizes;
+    # the VAE phase is then skipped). For a recipe that differs from another only after its VAE phase.
+    vae_from: Optional[str] = None
     checkpoint_every: int = 500  # steps
     seed: int = 0
     device: str = "auto"
@@ -134,6 +137,13 @@ class MicroTrainConfig:
             attention_head_dim=8, text_hidden=64, text_layers=2, text_heads=4, words=BASE_WORDS + CORPUS_WORDS),
             crop_scale=2.0, repaint_scale=1.5, corpus=16000, mask_shares=(0.25, 0.45, 0.1), snr_gamma=5.0, vae_steps=6000,
             unet_steps=6000, unet_restart_steps=None, checkpoint_every=250)
+
+    @staticmethod
+    def crop_wide() -> "MicroTrainConfig":
+        """The crop preset with a UNet half as wide again (blocks 96, 192, 192: 14.7 M parameters instead of 6.6 M);
+        everything else the same (docs/decisions/micro-unet-wide.md)."""
+        base = MicroTrainConfig.crop()
+        return replace(base, model=replace(base.model, unet_channels=(96, 192, 192)))
 
     @staticmethod
     def smoke() -> "MicroTrainConfig":
@@ -393,11 +403,13 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         # a folder this command did not make (no checkpoints, no training record): never written over
         raise ConfigError(f"--out {out} holds files that train-micro-inpainter did not write; choose a new or empty "
                           "folder (a folder it made resumes). Nothing was written")
-    ckdir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     parts = build_components(cfg.model)
     vae, unet, enc, tok, sched = (parts[k] for k in ("vae", "unet", "text_encoder", "tokenizer", "scheduler"))
+    # a VAE taken from another folder is checked before anything is written
+    vae_from = load_vae_from(vae, Path(cfg.vae_from)) if cfg.vae_from else None
+    ckdir.mkdir(parents=True, exist_ok=True)
     size = cfg.model.sample_size
     if dataset_dir is None:
         images, obj_masks, attrs = render_corpus(cfg.corpus, cfg.corpus_seed, cfg.render_size if cfg.crop_scale else size)
@@ -438,7 +450,10 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
                     "config": json.dumps(asdict(cfg), sort_keys=True, default=str)}, tmp)
         tmp.replace(state_file)
 
-    # 1. VAE.
+    # 1. VAE: trained, or taken from another model folder (loaded above).
+    if vae_from is not None and step < cfg.vae_steps:
+        step = cfg.vae_steps
+        tracker.update(step, f"VAE taken from {cfg.vae_from}")
     if step < cfg.vae_steps:
         vae.train()
         opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
@@ -525,5 +540,34 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         "device": str(device), "train_images": int(len(pixels)), "steps": step,
         "seconds_this_session": round(time.monotonic() - t0, 1),
         "seconds_total": round(seconds_before + time.monotonic() - t0, 1), "final_losses": log[-5:],
-        "extended_from_unet_steps": extended_from}, indent=2, default=str))
+        "extended_from_unet_steps": extended_from, "vae_from": vae_from}, indent=2, default=str))
     return out
+
+
+def load_vae_from(vae, folder: Path) -> dict:
+    """Load the VAE of the diffusers folder ``folder`` into ``vae`` (same sizes, else a ConfigError naming both);
+    returns what the training record says of it: the folder, its weights' sha256 and its own training command."""
+    import hashlib
+
+    from diffusers import AutoencoderKL
+
+    if not (folder / "vae").is_dir():
+        raise ConfigError(f"--vae-from {folder}: no vae/ folder there (a diffusers model folder is expected)")
+    import torch
+
+    other = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
+    theirs, ours = other.state_dict(), vae.state_dict()
+    if theirs.keys() != ours.keys() or any(theirs[k].shape != ours[k].shape for k in ours):
+        raise ConfigError(f"--vae-from {folder}: its VAE has other sizes than this recipe's "
+                          f"(vae_channels, latent_channels); use a model trained with the same VAE recipe")
+    vae.load_state_dict(theirs)
+    digest = hashlib.sha256()
+    for f in sorted((folder / "vae").glob("*.safetensors")):
+        digest.update(f.read_bytes())
+    record = folder / "training.json"
+    command = None
+    if record.is_file():
+        cfg = json.loads(record.read_text()).get("config", {})
+        command = {k: cfg.get(k) for k in ("vae_steps", "vae_batch_size", "vae_lr", "kl_weight", "seed", "corpus",
+                                           "crop_scale")}
+    return {"folder": str(folder), "vae_sha256": digest.hexdigest(), "vae_recipe": command}
