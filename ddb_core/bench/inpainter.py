@@ -438,10 +438,13 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
              "`ddb_core/method/inpainting.py`); a plain pipeline call repaints the whole image instead.", "",
              "## Training", ""]
     if on_corpus:
-        preset = "crop" if cfg.get("crop_scale") else "corpus"
-        base = MicroTrainConfig.crop() if preset == "crop" else MicroTrainConfig()
+        wide = tuple(m["unet_channels"]) == MicroTrainConfig.crop_wide().model.unet_channels
+        preset = ("crop-wide" if wide else "crop") if cfg.get("crop_scale") else "corpus"
+        base = {"crop": MicroTrainConfig.crop, "crop-wide": MicroTrainConfig.crop_wide}.get(preset, MicroTrainConfig)()
         flags = "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in ("corpus", "vae_steps", "unet_steps", "seed")
                         if cfg.get(k) != getattr(base, k))
+        if cfg.get("vae_from"):
+            flags += f" --vae-from {cfg['vae_from']}"
         lines += [
             f"- command: `python -m ddb_core train-micro-inpainter --preset {preset} --out projects/micro/model{flags}` "
             "(resumable: run it again after a stop)",
@@ -483,7 +486,10 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         f"- sizes: VAE blocks {m['vae_channels']} (latents {latent} px), UNet blocks {m['unet_channels']}, CLIP text "
         f"encoder width {m['text_hidden']} × {m['text_layers']} layers; {size / 1e6:.1f} MB on disk",
         f"- wall time: {info.get('seconds_total', info['seconds_this_session']) / 60:.1f} min on "
-        f"{info.get('machine', 'the development machine (2 CPU cores)')} (device {info.get('device', 'cpu')})",
+        f"{info.get('machine', 'the development machine (2 CPU cores)')} (device {info.get('device', 'cpu')})"
+        + (f"; the UNet phase alone: its VAE was not trained in this run but taken from `{info['vae_from']['folder']}` "
+           f"(VAE weights sha256 {info['vae_from']['vae_sha256'][:12]}…), trained by the same VAE recipe"
+           if info.get("vae_from") else ""),
         f"- final losses: {', '.join(str(e['loss']) for e in info['final_losses'])}", ""]
     if gates:
         lines += ["## Quality", "", f"Measured with `{gates['command']}` (**val** images; medians over seeds "

@@ -41,7 +41,8 @@ def micro_cost(preset: str = "corpus", steps: int = 5, device: str = "cpu", unet
     from ..demo.micro_train import MicroTrainConfig, crop_corpus
     from ..project.device import resolve_device
 
-    presets = {"corpus": MicroTrainConfig, "crop": MicroTrainConfig.crop, "v1": MicroTrainConfig.v1}
+    presets = {"corpus": MicroTrainConfig, "crop": MicroTrainConfig.crop, "crop-wide": MicroTrainConfig.crop_wide,
+               "v1": MicroTrainConfig.v1}
     if preset not in presets:
         raise ConfigError(f"--preset must be one of {', '.join(presets)}, got {preset!r}")
     cfg = presets[preset]()

@@ -301,7 +301,7 @@ def _bench_judges(a, progress):
 
 
 def _micro_cost_args(p):
-    p.add_argument("--preset", choices=("corpus", "crop", "v1"), default="corpus", help="default: %(default)s")
+    p.add_argument("--preset", choices=("corpus", "crop", "crop-wide", "v1"), default="corpus", help="default: %(default)s")
     p.add_argument("--unet-steps", type=int, help="the UNet steps of the run projected (default: the preset's)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per phase (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="default: %(default)s")
