@@ -170,7 +170,7 @@ def test_changes_from_the_command_line_and_another_page_appear_and_are_not_overw
         before = _threshold_actions(p)
         box2.click()
         box2.press("Control+a")
-        box2.type(f"{theirs}")
+        box2.type(f"{theirs}", delay=100)  # a practised pace, as above
         box2.press("Enter")
         _until(lambda: _threshold_actions(p) == before + 1, what="the second page's P saved")
         rng.focus()
