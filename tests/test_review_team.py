@@ -113,7 +113,7 @@ def test_a_typed_threshold_is_saved_once_rounded_to_the_step(candidates_project)
             box.click()
             box.press("Control+a")
             # typed at a practised reviewer's pace (a key every 0.1 s); typed with no pause at all, Chromium 150
-            # drops a digit now and then while the box's earlier input is echoed back (a known limit, see docs)
+            # drops a digit now and then while the box's earlier input is echoed back (a known limit, in the README)
             box.type(f"{value:.{decimals + 3}f}", delay=100)
             box.press(commit)
             _until(lambda: _threshold_actions(p) == before + 1, what=f"the value typed and {commit} saved")
