@@ -549,12 +549,12 @@ def load_vae_from(vae, folder: Path) -> dict:
     returns what the training record says of it: the folder, its weights' sha256 and its own training command."""
     import hashlib
 
+    import torch
     from diffusers import AutoencoderKL
 
     if not (folder / "vae").is_dir():
         raise ConfigError(f"--vae-from {folder}: no vae/ folder there (a diffusers model folder is expected)")
-    import torch
-
+    # read on the CPU into the recipe's own VAE, which the caller then places on the chosen device
     other = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
     theirs, ours = other.state_dict(), vae.state_dict()
     if theirs.keys() != ours.keys() or any(theirs[k].shape != ours[k].shape for k in ours):
@@ -565,9 +565,9 @@ def load_vae_from(vae, folder: Path) -> dict:
     for f in sorted((folder / "vae").glob("*.safetensors")):
         digest.update(f.read_bytes())
     record = folder / "training.json"
-    command = None
+    recipe = None
     if record.is_file():
         cfg = json.loads(record.read_text()).get("config", {})
-        command = {k: cfg.get(k) for k in ("vae_steps", "vae_batch_size", "vae_lr", "kl_weight", "seed", "corpus",
-                                           "crop_scale")}
-    return {"folder": str(folder), "vae_sha256": digest.hexdigest(), "vae_recipe": command}
+        recipe = {k: cfg.get(k) for k in ("vae_steps", "vae_batch_size", "vae_lr", "kl_weight", "seed", "corpus",
+                                          "crop_scale")}
+    return {"folder": str(folder), "vae_sha256": digest.hexdigest(), "vae_recipe": recipe}
