@@ -399,3 +399,40 @@ def test_the_wide_preset_differs_from_crop_in_its_unet_alone():
     crop, wide = MicroTrainConfig.crop(), MicroTrainConfig.crop_wide()
     assert wide.model.unet_channels == (96, 192, 192) and crop.model.unet_channels == (64, 128, 128)
     assert replace(wide, model=crop.model) == crop
+
+
+def test_unit_latents_scale_the_vaes_latents_to_unit_variance_and_keep_the_factor_across_a_resume(tmp_path):
+    import torch
+    from diffusers import AutoencoderKL
+
+    from ddb_core.demo.corpus import render_corpus
+    from ddb_core.demo.micro_train import PRESETS, crop_corpus, unit_scale
+
+    assert PRESETS["crop-unit"]() == replace(MicroTrainConfig.crop(), unit_latents=True)
+    cfg = replace(MicroTrainConfig.smoke(), unit_latents=True, crop_scale=2.0, corpus=16)
+    token = CancelToken()
+
+    def stop(p):
+        if p.done == cfg.vae_steps + 1:
+            token.cancel()
+
+    with pytest.raises(Cancelled):  # stopped inside the UNet phase, after the factor was measured
+        train_micro_inpainter(None, tmp_path / "unit", cfg, on_progress=stop, cancel=token)
+    saved = torch.load(tmp_path / "unit" / "checkpoints" / "state.pt", weights_only=True)["latent_scale"]
+    out = train_micro_inpainter(None, tmp_path / "unit", cfg)
+    vae = AutoencoderKL.from_pretrained(out / "vae", torch_dtype=torch.float32).eval()
+    factor = vae.config.scaling_factor
+    assert factor == saved == json.loads((out / "training.json").read_text())["latent_scale"]
+    # the factor is one over the latents' standard deviation on the training windows, measured again here
+    images, masks, _ = render_corpus(cfg.corpus, cfg.corpus_seed, cfg.render_size, workers=1)
+    images, _ = crop_corpus(images, masks, cfg.model.sample_size, cfg.crop_scale, np.random.default_rng([cfg.corpus_seed, 17]))
+    with torch.no_grad():
+        post = vae.encode(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1).latent_dist
+    assert factor == pytest.approx(unit_scale(post.mean, post.std), rel=2e-3)  # float16 weights on disk
+    assert factor != pytest.approx(0.18215, rel=0.05)
+    drawn = post.mean + post.std * torch.randn(post.mean.shape, generator=torch.Generator().manual_seed(0))
+    assert (drawn * factor).std().item() == pytest.approx(1.0, abs=0.1)
+    # without the option the factor stays Stable Diffusion's, and the record says so
+    plain = train_micro_inpainter(None, tmp_path / "plain", MicroTrainConfig.smoke())
+    assert json.loads((plain / "vae" / "config.json").read_text())["scaling_factor"] == 0.18215
+    assert json.loads((plain / "training.json").read_text())["latent_scale"] == 0.18215

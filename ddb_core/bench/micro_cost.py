@@ -38,14 +38,12 @@ def micro_cost(preset: str = "corpus", steps: int = 5, device: str = "cpu", unet
 
     from ..demo.corpus import render_corpus
     from ..demo.micro_sd import build_components
-    from ..demo.micro_train import MicroTrainConfig, crop_corpus
+    from ..demo.micro_train import PRESETS, crop_corpus
     from ..project.device import resolve_device
 
-    presets = {"corpus": MicroTrainConfig, "crop": MicroTrainConfig.crop, "crop-wide": MicroTrainConfig.crop_wide,
-               "v1": MicroTrainConfig.v1}
-    if preset not in presets:
-        raise ConfigError(f"--preset must be one of {', '.join(presets)}, got {preset!r}")
-    cfg = presets[preset]()
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    cfg = PRESETS[preset]()
     if unet_steps is not None:
         if unet_steps < 1:
             raise ConfigError(f"--unet-steps must be >= 1, got {unet_steps}")

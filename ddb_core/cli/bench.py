@@ -16,12 +16,13 @@ from .common import command, _add_project, _open, _no_docs
 
 
 def _micro_args(p):
-    from ..demo.micro_train import MicroTrainConfig
+    from ..demo.micro_train import PRESETS, MicroTrainConfig
 
     m = MicroTrainConfig()
-    p.add_argument("--preset", choices=("corpus", "crop", "crop-wide", "v1"), default="corpus",
+    p.add_argument("--preset", choices=tuple(PRESETS), default="corpus",
                    help="corpus: the rendered corpus at 32-px latents (default); crop: windows of twice the mask's box "
-                        "cut from the corpus, 16-px latents; crop-wide: crop with a UNet half as wide again; v1: the "
+                        "cut from the corpus, 16-px latents; crop-wide: crop with a UNet half as wide again; crop-unit: "
+                        "crop with its latents scaled to unit variance; v1: the "
                         "first micro model's recipe (16-px latents, a benchmark's train split via --data, 6500 UNet steps)")
     p.add_argument("--vae-from", metavar="DIR", help="use the VAE of this diffusers model folder (trained with the same "
                                                      "VAE recipe) instead of training one: the VAE phase is skipped")
@@ -44,13 +45,11 @@ def _micro_args(p):
 @command("train-micro-inpainter", "train the demo's micro Stable Diffusion inpainting model (diffusers folder) on its "
          "rendered corpus", _micro_args)
 def _train_micro(a, progress):
-    from ..demo.micro_train import MicroTrainConfig, train_micro_inpainter
+    from ..demo.micro_train import PRESETS, MicroTrainConfig, train_micro_inpainter
 
     if a.preset == "v1" and not a.data:
         raise ConfigError("--preset v1 trains on a demo benchmark's train split: give --data")
-    base = (MicroTrainConfig.smoke() if a.smoke else MicroTrainConfig.v1() if a.preset == "v1"
-            else MicroTrainConfig.crop() if a.preset == "crop" else MicroTrainConfig.crop_wide() if a.preset == "crop-wide"
-            else MicroTrainConfig())
+    base = MicroTrainConfig.smoke() if a.smoke else PRESETS[a.preset]()
     over = {"seed": a.seed, "device": a.device}
     if a.vae_from:
         over["vae_from"] = a.vae_from
@@ -301,7 +300,9 @@ def _bench_judges(a, progress):
 
 
 def _micro_cost_args(p):
-    p.add_argument("--preset", choices=("corpus", "crop", "crop-wide", "v1"), default="corpus", help="default: %(default)s")
+    from ..demo.micro_train import PRESETS
+
+    p.add_argument("--preset", choices=tuple(PRESETS), default="corpus", help="default: %(default)s")
     p.add_argument("--unet-steps", type=int, help="the UNet steps of the run projected (default: the preset's)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per phase (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="default: %(default)s")

@@ -91,6 +91,9 @@ class MicroTrainConfig:
     # a diffusers model folder whose VAE this run uses instead of training one (its VAE must have this recipe's sizes;
     # the VAE phase is then skipped). For a recipe that differs from another only after its VAE phase.
     vae_from: Optional[str] = None
+    # scale the latents to unit standard deviation, as Stable Diffusion does (its 0.18215 suits its own VAE only):
+    # after the VAE phase the factor is one over their standard deviation over the corpus, stored in the VAE's config
+    unit_latents: bool = False
     checkpoint_every: int = 500  # steps
     seed: int = 0
     device: str = "auto"
@@ -146,10 +149,19 @@ class MicroTrainConfig:
         return replace(base, model=replace(base.model, unet_channels=(96, 192, 192)))
 
     @staticmethod
+    def crop_unit() -> "MicroTrainConfig":
+        """The crop preset with its latents scaled to unit standard deviation (docs/decisions/micro-unit-latents.md)."""
+        return replace(MicroTrainConfig.crop(), unit_latents=True)
+
+    @staticmethod
     def smoke() -> "MicroTrainConfig":
         """A few steps at tiny sizes: for tests (well under a minute on a CPU)."""
         return MicroTrainConfig(model=MicroSDConfig(sample_size=32, words=BASE_WORDS + CORPUS_WORDS), corpus=48,
                                 vae_steps=3, unet_steps=3, vae_batch_size=4, batch_size=4, checkpoint_every=2)
+
+
+PRESETS = {"corpus": MicroTrainConfig, "crop": MicroTrainConfig.crop, "crop-wide": MicroTrainConfig.crop_wide,
+           "crop-unit": MicroTrainConfig.crop_unit, "v1": MicroTrainConfig.v1}
 
 
 def colour_word(pixels: np.ndarray) -> str:
@@ -325,6 +337,13 @@ def _frozen_vae_latents(vae, pixels, obj_masks: np.ndarray, device, batch: int =
     return torch.cat(means), torch.cat(stds), torch.cat(blanked), full
 
 
+def unit_scale(lat_mean, lat_std) -> float:
+    """One over the standard deviation of the latents that the VAE's posterior draws (the means' spread and the
+    posterior's own), to five significant digits: the factor that brings them to unit variance."""
+    var = lat_mean.double().var() + (lat_std.double() ** 2).mean()
+    return float(f"{1.0 / var.sqrt().item():.5g}")
+
+
 def save_folder(out: Path, cfg: MicroTrainConfig, parts: dict) -> None:
     """The components as a diffusers inpainting folder (float16 weights), with the model's window (``inpaint.json``)."""
     from diffusers import StableDiffusionInpaintPipeline
@@ -375,7 +394,8 @@ def continues(old: dict, new: dict) -> bool:
     follows, from U, the cosine of the whole N-step phase; that is the schedule of ``unet_restart_steps`` = U, so the
     continued run may name it either way (None, or U)."""
     old, new = dict(old), dict(new)
-    old.setdefault("unet_restart_steps", None)  # checkpoints written before the option existed
+    old.setdefault("unet_restart_steps", None)  # checkpoints written before the options existed
+    old.setdefault("unit_latents", False)
     if new["unet_steps"] < old["unet_steps"]:
         return False
     if old["unet_restart_steps"] is None and new.get("unet_restart_steps") == old["unet_steps"]:
@@ -441,12 +461,13 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     t0 = time.monotonic()
     log = json.loads(state["log"]) if state else []
     seconds_before = float(state["seconds"]) if state and "seconds" in state else 0.0
+    latent_scale = float(state["latent_scale"]) if state is not None and state.get("latent_scale") is not None else None
 
     def save_state(opt) -> None:
         tmp = state_file.with_suffix(".tmp")
         torch.save({"step": step, "seconds": torch.tensor(seconds_before + time.monotonic() - t0), "vae": vae.state_dict(), "unet": unet.state_dict(), "text_encoder": enc.state_dict(),
                     "optimizer": opt.state_dict(), "log": json.dumps(log),
-                    "extended_from": -1 if extended_from is None else extended_from,
+                    "extended_from": -1 if extended_from is None else extended_from, "latent_scale": latent_scale,
                     "config": json.dumps(asdict(cfg), sort_keys=True, default=str)}, tmp)
         tmp.replace(state_file)
 
@@ -486,10 +507,14 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     def unet_lr(k: int) -> float:
         return unet_lr_at(cfg, k)
 
-    scale = vae.config.scaling_factor
     alphas = sched.alphas_cumprod.to(device)
     if step < total:
         lat_mean, lat_std, obj_masked, full_masked = _frozen_vae_latents(vae, pixels, obj_masks, device)
+        if cfg.unit_latents and latent_scale is None:  # measured once, kept in the checkpoint across resumes
+            latent_scale = unit_scale(lat_mean, lat_std)
+    if latent_scale is not None:
+        vae.register_to_config(scaling_factor=latent_scale)
+    scale = vae.config.scaling_factor
     while step < total:
         check_cancel(cancel, f"at UNet step {step - cfg.vae_steps}")
         for group in opt.param_groups:
@@ -540,7 +565,8 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         "device": str(device), "train_images": int(len(pixels)), "steps": step,
         "seconds_this_session": round(time.monotonic() - t0, 1),
         "seconds_total": round(seconds_before + time.monotonic() - t0, 1), "final_losses": log[-5:],
-        "extended_from_unet_steps": extended_from, "vae_from": vae_from}, indent=2, default=str))
+        "extended_from_unet_steps": extended_from, "vae_from": vae_from,
+        "latent_scale": vae.config.scaling_factor}, indent=2, default=str))
     return out
 
 
