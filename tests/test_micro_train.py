@@ -436,3 +436,9 @@ def test_unit_latents_scale_the_vaes_latents_to_unit_variance_and_keep_the_facto
     plain = train_micro_inpainter(None, tmp_path / "plain", MicroTrainConfig.smoke())
     assert json.loads((plain / "vae" / "config.json").read_text())["scaling_factor"] == 0.18215
     assert json.loads((plain / "training.json").read_text())["latent_scale"] == 0.18215
+    # the model card names the preset and the factor
+    from ddb_core.bench.inpainter import write_model_card
+
+    card = write_model_card(out).read_text()
+    assert "--preset crop-unit" in card and f"latents scaled by {factor:g}" in card
+    assert "latents scaled by" not in write_model_card(plain).read_text()

@@ -417,7 +417,7 @@ def inpainter_markdown(res: dict) -> str:
 
 def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
     """``README.md`` of a micro model folder: how it was trained (from its ``training.json``) and its gates."""
-    from ..demo.micro_train import MicroTrainConfig
+    from ..demo.micro_train import PRESETS, MicroTrainConfig
     from ..method.inpainting import model_crop_scale
 
     info = json.loads((model_dir / "training.json").read_text())
@@ -439,8 +439,9 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
              "## Training", ""]
     if on_corpus:
         wide = tuple(m["unet_channels"]) == MicroTrainConfig.crop_wide().model.unet_channels
-        preset = ("crop-wide" if wide else "crop") if cfg.get("crop_scale") else "corpus"
-        base = {"crop": MicroTrainConfig.crop, "crop-wide": MicroTrainConfig.crop_wide}.get(preset, MicroTrainConfig)()
+        preset = ("crop-unit" if cfg.get("unit_latents") else "crop-wide" if wide else "crop") if cfg.get("crop_scale") \
+            else "corpus"
+        base = PRESETS[preset]()
         flags = "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in ("corpus", "vae_steps", "unet_steps", "seed")
                         if cfg.get(k) != getattr(base, k))
         if cfg.get("vae_from"):
@@ -483,6 +484,9 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         + (f", restarted at UNet step {cfg['unet_restart_steps']}" if cfg.get("unet_restart_steps")
            and cfg["unet_restart_steps"] < cfg["unet_steps"] else "")
         + (f", min-SNR-γ {cfg['snr_gamma']:g}" if cfg.get("snr_gamma") else "") + f"); seed {cfg['seed']}",
+        *([f"- latents scaled by {info['latent_scale']:g}, one over their standard deviation over the corpus (unit "
+            "variance, as Stable Diffusion scales its own VAE's latents), measured once after the VAE phase"]
+          if cfg.get("unit_latents") else []),
         f"- sizes: VAE blocks {m['vae_channels']} (latents {latent} px), UNet blocks {m['unet_channels']}, CLIP text "
         f"encoder width {m['text_hidden']} × {m['text_layers']} layers; {size / 1e6:.1f} MB on disk",
         f"- wall time: {info.get('seconds_total', info['seconds_this_session']) / 60:.1f} min on "
