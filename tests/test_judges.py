@@ -230,6 +230,15 @@ def test_two_sets_are_labelled_blind_and_the_labels_go_back_to_their_own_set(tmp
     assert "labelled blind" in json.loads((a / "set.json").read_text())["blind"]
     # labelled sets are not mixed again
     assert main(["bench", "eye-check", "--blind", str(a), str(b), "--out", str(tmp_path / "again")]) == 2
+    # a model card finds the blind set made from its weights by their fingerprint, and counts its birds
+    from ddb_core.bench.eye_check import blind_counts
+
+    meta = json.loads((a / "set.json").read_text())
+    meta["made_from"] = "the grid's candidates of a run (model m, weights sha256 0123456789ab\u2026)"
+    (a / "set.json").write_text(json.dumps(meta))
+    found = blind_counts("0123456789abcdef", root=tmp_path)
+    assert found == {"set": a.as_posix(), "birds": {"0->1": (3, 3), "1->0": (2, 2)}}
+    assert blind_counts("ffffffffffff", root=tmp_path) is None
 
 
 def test_inversion_counts_its_loss_in_the_object_not_the_repaint_region(tmp_path):

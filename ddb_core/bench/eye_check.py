@@ -17,6 +17,7 @@ import csv
 import json
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -386,3 +387,23 @@ def eye_agreement_markdown(res: dict, command: str) -> str:
         lines.append(f"| **all {g}** | {g} | {c['n']} | " + " | ".join(cells(res["judges"][n]["pooled"][g]) for n in names) + " |")
     lines += ["", "Judges: " + "; ".join(f"`{n}` — `{res['judges'][n]['command'] or 'no training record'}`" for n in names) + "."]
     return "\n".join(lines) + "\n"
+
+
+def blind_counts(sha: str, root: Path = EYE_SETS) -> Optional[dict]:
+    """What the eyes saw in the labelled blind set made from the model whose weights' sha256 starts with ``sha`` (12
+    hex digits, as set.json quotes it): ``{"set": folder, "birds": {direction: (birds, n)}}``; None when no such set."""
+    for meta_file in sorted(Path(root).glob("*/set.json")):
+        meta = json.loads(meta_file.read_text())
+        if f"weights sha256 {sha[:12]}" not in meta.get("made_from", "") or "blind" not in meta:
+            continue
+        try:
+            rows = read_labels(meta_file.parent)
+        except ConfigError:  # not labelled yet
+            continue
+        birds: dict[str, tuple[int, int]] = {}
+        for r in rows:
+            d = f"{r['source_label']}->{r['target_label']}"
+            b, n = birds.get(d, (0, 0))
+            birds[d] = (b + (r["eye"] == "bird"), n + 1)
+        return {"set": meta_file.parent.as_posix(), "birds": dict(sorted(birds.items()))}
+    return None

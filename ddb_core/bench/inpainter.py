@@ -415,10 +415,24 @@ def inpainter_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _own_vae(model_dir: Path, vae_from: dict) -> bool:
+    """Whether the VAE a run took from another folder is the very file this folder holds (same folder, same bytes)."""
+    import hashlib
+
+    from ..method.inpainting import resolve_model_ref
+
+    digest = hashlib.sha256()
+    for f in sorted((model_dir / "vae").glob("*.safetensors")):
+        digest.update(f.read_bytes())
+    same_folder = Path(resolve_model_ref(vae_from["folder"])).resolve() == model_dir.resolve()
+    return same_folder and digest.hexdigest() == vae_from["vae_sha256"]
+
+
 def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
     """``README.md`` of a micro model folder: how it was trained (from its ``training.json``) and its gates."""
     from ..demo.micro_train import PRESETS, MicroTrainConfig
-    from ..method.inpainting import model_crop_scale
+    from ..method.inpainting import model_crop_scale, model_fingerprint
+    from .eye_check import blind_counts
 
     info = json.loads((model_dir / "training.json").read_text())
     cfg = info["config"]
@@ -493,6 +507,8 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         f"{info.get('machine', 'the development machine (2 CPU cores)')} (device {info.get('device', 'cpu')})"
         + (f"; the UNet phase alone: its VAE was not trained in this run but taken from `{info['vae_from']['folder']}` "
            f"(VAE weights sha256 {info['vae_from']['vae_sha256'][:12]}…), trained by the same VAE recipe"
+           + (" — the model this one replaced in this folder; the VAE file is shipped here unchanged, so the command "
+              "above gives the same VAE" if _own_vae(model_dir, info["vae_from"]) else "")
            if info.get("vae_from") else ""),
         f"- final losses: {', '.join(str(e['loss']) for e in info['final_losses'])}", ""]
     if gates:
@@ -510,6 +526,14 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         lines += ["", "Gates (target bird ≥ 80% in both directions, ≥ 20 points above the plain prompt, background error "
                   "≤ 0.04): " + "; ".join(f"{k} masks {'met' if g['met'] else 'not met'}" for k, g in gates["gates"].items())
                   + "."]
+        eyes = blind_counts(model_fingerprint(str(model_dir)) or "")
+        if eyes:
+            lines += ["", "By eye, labelled blind beside another model's candidates (`" + eyes["set"] + "`; the first 24 val "
+                      "candidates of each direction, seed 0, box masks): " + "; ".join(
+                          f"{d} {b} of {n} hold a bird a person calls a bird of the target class"
+                          for d, (b, n) in eyes["birds"].items()) + ". Read the judges' figures beside these: on pale "
+                      "ghosts and blobs they call more candidates target birds than the eyes do (docs/benchmarks.md, "
+                      "\"Which judges agree with the eyes?\")."]
         if gates.get("grid"):
             lines += ["", f"Look at the grid (`{gates['grid']}`: source, mask and result of the first 24 val images of each "
                       "direction, not picked) before trusting a figure: the judges are a measurement, not an eye."]
