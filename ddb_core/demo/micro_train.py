@@ -21,12 +21,13 @@ Two phases, both seeded and resumable from ``<out>/checkpoints/``:
    (25%), a random box (20%) or the whole image (25%, plain text-to-image), as SD inpainting was
    trained with a mix of object, random and full masks.
 
-The ``crop`` preset (``MicroTrainConfig.crop()``, the shipped model) trains a model that repaints a **window
+The ``crop`` preset (``MicroTrainConfig.crop()``, shipped until 2026-12-05) trains a model that repaints a **window
 around the mask** instead of the whole image: each corpus scene is cut to a square of about twice the bird's
 box (``crop_corpus``, the same ``crop_window`` that generation uses, jittered) and resized to 32 px, so the bird
 is about ten latent pixels long instead of three to eight, and a UNet step costs a quarter. Its box masks take a
 margin per side, so that the box's shape does not tell which bird was in it. The folder records the window
-(``inpaint.json``); generation and textual inversion read it.
+(``inpaint.json``); generation and textual inversion read it. ``crop-unit`` (the shipped model since 2026-12-05) scales
+the latents to unit variance instead of keeping Stable Diffusion's factor, which suits only Stable Diffusion's own VAE.
 """
 
 from __future__ import annotations
