@@ -417,15 +417,11 @@ def inpainter_markdown(res: dict) -> str:
 
 def _own_vae(model_dir: Path, vae_from: dict) -> bool:
     """Whether the VAE a run took from another folder is the very file this folder holds (same folder, same bytes)."""
-    import hashlib
-
+    from ..demo.micro_train import vae_sha256
     from ..method.inpainting import resolve_model_ref
 
-    digest = hashlib.sha256()
-    for f in sorted((model_dir / "vae").glob("*.safetensors")):
-        digest.update(f.read_bytes())
     same_folder = Path(resolve_model_ref(vae_from["folder"])).resolve() == model_dir.resolve()
-    return same_folder and digest.hexdigest() == vae_from["vae_sha256"]
+    return same_folder and vae_sha256(model_dir) == vae_from["vae_sha256"]
 
 
 def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:

@@ -26,8 +26,7 @@ around the mask** instead of the whole image: each corpus scene is cut to a squa
 box (``crop_corpus``, the same ``crop_window`` that generation uses, jittered) and resized to 32 px, so the bird
 is about ten latent pixels long instead of three to eight, and a UNet step costs a quarter. Its box masks take a
 margin per side, so that the box's shape does not tell which bird was in it. The folder records the window
-(``inpaint.json``); generation and textual inversion read it. ``crop-unit`` (the shipped model since 2026-12-05) scales
-the latents to unit variance instead of keeping Stable Diffusion's factor, which suits only Stable Diffusion's own VAE.
+(``inpaint.json``); generation and textual inversion read it. ``crop-unit`` (shipped since 2026-12-05): unit-variance latents.
 """
 
 from __future__ import annotations
@@ -47,7 +46,6 @@ from ..method.inpainting import INPAINT_FILE, crop_window
 from .corpus import CORPUS_WORDS, caption, render_corpus
 from .micro_sd import BASE_WORDS, MicroSDConfig, build_components
 from ..project.progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
-
 
 
 @dataclass(frozen=True)
@@ -92,8 +90,7 @@ class MicroTrainConfig:
     # a diffusers model folder whose VAE this run uses instead of training one (its VAE must have this recipe's sizes;
     # the VAE phase is then skipped). For a recipe that differs from another only after its VAE phase.
     vae_from: Optional[str] = None
-    # scale the latents to unit standard deviation, as Stable Diffusion does (its 0.18215 suits its own VAE only):
-    # after the VAE phase the factor is one over their standard deviation over the corpus, stored in the VAE's config
+    # latents scaled to unit std as Stable Diffusion's are (measured after the VAE phase; its 0.18215 suits its VAE only)
     unit_latents: bool = False
     checkpoint_every: int = 500  # steps
     seed: int = 0
@@ -339,8 +336,7 @@ def _frozen_vae_latents(vae, pixels, obj_masks: np.ndarray, device, batch: int =
 
 
 def unit_scale(lat_mean, lat_std) -> float:
-    """One over the standard deviation of the latents that the VAE's posterior draws (the means' spread and the
-    posterior's own), to five significant digits: the factor that brings them to unit variance."""
+    """1 / std of the latents the VAE's posterior draws (means' spread and its own), 5 digits: unit variance."""
     var = lat_mean.double().var() + (lat_std.double() ** 2).mean()
     return float(f"{1.0 / var.sqrt().item():.5g}")
 
@@ -571,11 +567,18 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     return out
 
 
+def vae_sha256(folder: Path) -> str:
+    """sha256 over the bytes of a diffusers folder's VAE weight files (what a training record quotes of a borrowed VAE)."""
+    import hashlib
+    digest = hashlib.sha256()
+    for f in sorted((Path(folder) / "vae").glob("*.safetensors")):
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
 def load_vae_from(vae, folder: Path) -> dict:
     """Load the VAE of the diffusers folder ``folder`` into ``vae`` (same sizes, else a ConfigError naming both);
     returns what the training record says of it: the folder, its weights' sha256 and its own training command."""
-    import hashlib
-
     import torch
     from diffusers import AutoencoderKL
 
@@ -588,13 +591,10 @@ def load_vae_from(vae, folder: Path) -> dict:
         raise ConfigError(f"--vae-from {folder}: its VAE has other sizes than this recipe's "
                           f"(vae_channels, latent_channels); use a model trained with the same VAE recipe")
     vae.load_state_dict(theirs)
-    digest = hashlib.sha256()
-    for f in sorted((folder / "vae").glob("*.safetensors")):
-        digest.update(f.read_bytes())
     record = folder / "training.json"
     recipe = None
     if record.is_file():
         cfg = json.loads(record.read_text()).get("config", {})
         recipe = {k: cfg.get(k) for k in ("vae_steps", "vae_batch_size", "vae_lr", "kl_weight", "seed", "corpus",
                                           "crop_scale")}
-    return {"folder": str(folder), "vae_sha256": digest.hexdigest(), "vae_recipe": recipe}
+    return {"folder": str(folder), "vae_sha256": vae_sha256(folder), "vae_recipe": recipe}
