@@ -136,16 +136,27 @@ def test_bench_demo_one_data_seed_and_its_ablations(tiny_model_dir, tmp_path):
     assert {r[0] for r in p0.db.execute("select prompt from candidates")} == {"a photo of a bird"}
     assert "| 3 |" in ti_markdown(ti)
     assert "γ search for TI set size 3" in ti_markdown(ti) and "chosen by val WGA among 1, 2" in ti_markdown(ti)
-    # Which TI images make a swapping token: every source judged on the same D_i images, nothing stored.
+    # Which TI images make a token that draws the target bird: the demo built per set on its own copy, every
+    # candidate judged by the target-bird judges, DDB retrained; the first data seed's project is left as it was.
     from ddb_core.bench.ablations import bench_ti_source, ti_source_markdown
 
     n_cands = Project.open(tmp_path / "work" / "demo-d0").db.execute("select count(*) from candidates").fetchone()[0]
-    ts = bench_ti_source(cfg, str(tmp_path / "work"), n=2)
-    assert [r["source"] for r in ts["rows"]] == ["none", "high_loss", "random"]
-    assert all(d["n"] == 2 and 0 <= d["judged_target"] <= 2 for r in ts["rows"] for d in r["directions"].values())
-    assert set(ts["rows"][0]["directions"]) == {"0->1", "1->0"}
+    ts = bench_ti_source(replace(cfg, seeds=(0,)), str(tmp_path / "work"), sources=("none", "random", "val_minority"), k=4)
+    assert [r["source"] for r in ts["rows"]] == ["none", "random", "val_minority"]
+    for r in ts["rows"]:
+        assert set(r["target_birds"]) == {"0->1", "1->0"} and len(r["model_ids"]) == 1
+        for d, v in r["target_birds"].items():  # each candidate judged once, as kept or pruned
+            assert v["kept"]["n"] == r["per_direction"][d]["kept"] and v["kept"]["n"] + v["pruned"]["n"] == 4
+            assert 0 <= v["kept"]["target_bird"] <= v["kept"]["n"]
     assert Project.open(tmp_path / "work" / "demo-d0").db.execute("select count(*) from candidates").fetchone()[0] == n_cands
-    assert "| random train | " in ti_source_markdown(ts)
+    plain = Project.open(tmp_path / "work" / "demo-d0-tisrc-none")
+    assert plain.db.execute("select count(*) from tokens").fetchone()[0] == 0
+    # the val minority-group tokens learned on val images of each class's minority group, the others on train images
+    runs = {n: [json.loads(r["config"]) for r in Project.open(tmp_path / "work" / f"demo-d0-tisrc-{n}").runs()
+                if r["stage"] == "select" and r["status"] == "done"] for n in ("random", "val_minority")}
+    assert runs["random"][-1]["ti_source"] == "random" and runs["val_minority"][-1]["ti_source"] == "val_minority"
+    md = ti_source_markdown(ts)
+    assert "| random train | " in md and "| val minority-group | " in md and "target birds (kept / all)" in md
 
 
 def test_bench_scgs_follows_its_paper_and_reuses_the_main_tables_erm_and_jtt(tiny_model_dir, tmp_path):

@@ -409,6 +409,9 @@ def test_unit_latents_scale_the_vaes_latents_to_unit_variance_and_keep_the_facto
     from ddb_core.demo.micro_train import PRESETS, crop_corpus, unit_scale
 
     assert PRESETS["crop-unit"]() == replace(MicroTrainConfig.crop(), unit_latents=True)
+    wide_unit = PRESETS["crop-wide-unit"]()
+    assert wide_unit.unit_latents and wide_unit.model.unet_channels == (96, 192, 192)
+    assert replace(wide_unit, unit_latents=False) == MicroTrainConfig.crop_wide()
     cfg = replace(MicroTrainConfig.smoke(), unit_latents=True, crop_scale=2.0, corpus=16)
     token = CancelToken()
 

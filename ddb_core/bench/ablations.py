@@ -3,8 +3,8 @@
 - ``bench pruning`` — the paper's Table 2 shape: per class, candidates and pruned, and retraining with pruning
   against retraining on every candidate;
 - ``bench ti`` — the paper's Table 5 shape: textual-inversion set size 0 / 10 / 20 / 30 / 40;
-- ``bench ti-source`` — which textual-inversion images (none / highest-loss / random) make a token that swaps
-  classes;
+- ``bench ti-source`` — which textual-inversion images (none / highest-loss / random / val minority) make a token
+  that draws the target bird, judged by the target-bird judges, and what DDB retrained on them gains;
 - ``bench recipe`` — the retraining recipe (epochs and learning rate), every seed, chosen on val.
 """
 
@@ -17,10 +17,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..project.errors import ProjectError
 from ..project.store import Project
 from .demo import (LABELS, DemoBenchConfig, _baseline_cached, _copy_after_erm, _erm_models, _finish, _gamma_table, _pm,
-                   _project, _retrain_cached, _row_from_models, _timed_stage, prepare, project_name)
+                   _project, _retrain_cached, _row_from_models, prepare, project_name)
 from .judges import judged_target_birds, tally, target_bird_lines
 from .words import TI_WORDS, _gamma_lines, _gamma_words, _model_note
 
@@ -164,85 +163,41 @@ def bench_ti(cfg: DemoBenchConfig = DemoBenchConfig(), sizes: Sequence[int] = (0
 
 
 def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "projects/bench",
-                    sources: Sequence[str] = ("none", "high_loss", "random"), n: int = 48, doc: Optional[Path] = None,
-                    json_path: Optional[Path] = None, on_progress=None, cancel=None) -> dict:
-    """Which textual-inversion set makes a token that swaps classes: per TI source, the share of box inpaintings
-    of D_i images (the demo's lowest-loss sources) that the first seed's oracle labels as the target class.
+                    sources: Sequence[str] = ("none", "high_loss", "random", "val_minority"), k: float = 100,
+                    doc: Optional[Path] = None, json_path: Optional[Path] = None, on_progress=None, cancel=None) -> dict:
+    """Which textual-inversion images make a token that draws the target bird: per TI source, the demo built as the
+    product builds it (its token recipe, masks, generation, scoring and pruning) on a copy of the first data seed's
+    project after ERM, then its candidates judged by what a person sees (the target-bird judges of
+    ``bench judges``, kept and pruned) and DDB retrained on the kept ones (WGA, every seed).
 
-    "none" is the plain prompt. Tokens are learned here (``cfg.ti_size`` images, ``cfg.ti_steps`` steps, seed =
-    the first seed) and nothing is written to the project: the measurement leaves its candidates untouched.
-    """
-    from .. import api
-    from .inpainter import _classify
-    from ..pipeline.generation import object_word
-    from ..data.imaging import load_mask, load_rgb
-    from ..method.inpainting import InpaintConfig, Inpainter
-    from ..method.inversion import InversionConfig, learn_token
-    from ..method.masking import box_of
-    from ..method.selection import SelectionConfig, class_rows_by_loss, inversion_rows, selected
+    "none" is the plain prompt ("a photo of a bird", no token); "val_minority" uses val group labels (the paper's
+    option); the others use none. ``k`` sources per class, as ``bench ti``."""
+    from ..curation.decisions import summary, thresholds
 
     t0 = time.monotonic()
     times: dict[str, float] = {}
-    project = _project(Path(workdir), cfg, on_progress)
-    if project.active_erm_id is None:
-        _timed_stage(times, "erm (seed 0)", lambda: api.train_erm(project, replace(cfg.erm, seed=cfg.seeds[0]),
-                                                            on_progress=on_progress, cancel=cancel))
-    sel = SelectionConfig(k=cfg.k, ti_size=cfg.ti_size, ti_source=cfg.ti_source)
-    if not selected(project, "source", 0):
-        api.select(project, sel)
-    oracle_ids, _ = _baseline_cached(project, "oracle", replace(cfg, seeds=cfg.seeds[:1]), times, None, on_progress,
-                                     cancel)
-    m = project.model(oracle_ids[0])
-    from ..classifiers.models import load_classifier
-    from ..project.settings import compute_device
+    base = _project(Path(workdir), cfg, on_progress)
+    if base.active_erm_id is None:
+        from .. import api
 
-    device = compute_device(project)
-    judge, _arch, _n = load_classifier(project.project_path(m["path"]), m["arch"], m["num_classes"], device=device,
-                                       what="benchmark judge")
-    names = project.class_names
-    inp = Inpainter.load(cfg.model, device=device)
-    icfg = InpaintConfig(model=cfg.model, steps=cfg.inpaint_steps, guidance=cfg.guidance, batch_size=16)
-    rng = np.random.default_rng([cfg.seeds[0], 29])
-    picks = {}
-    for i in range(len(names)):
-        pool = selected(project, "source", i)
-        if any(r["mask_path"] is None for r in pool):
-            raise ProjectError(f"{project.root}: this measurement needs the dataset's object masks (the demo has them)")
-        picks[i] = [pool[k] for k in sorted(rng.choice(len(pool), size=min(n, len(pool)), replace=False))]
-    paths = {r["id"]: r["path"] for r in project.db.query("select id, path from samples")}
+        api.train_erm(base, replace(cfg.erm, seed=cfg.seeds[0]), on_progress=on_progress, cancel=cancel)
+    _erm_models(base, cfg, times, on_progress, cancel)  # every seed's ERM, so that the copies share them
     rows = []
     for source in sources:
         ts = time.monotonic()
-        tokens: dict[int, str] = {}
-        if source != "none":
-            for c in range(len(names)):
-                ti = inversion_rows(project, c, class_rows_by_loss(project, c), replace(sel, ti_source=source))
-                ims = [load_rgb(project.dataset_path(paths[r["id"]])) for r in ti]
-                tok = f"<{names[c]}-{source}>"
-                res = learn_token(inp.pipe, ims, tok, object_word(project, c), init_word=object_word(project, c),
-                                  cfg=InversionConfig(steps=cfg.ti_steps, seed=cfg.seeds[0], region="image"), on_progress=on_progress,
-                                  cancel=cancel)
-                inp.tokens[tok] = res.embedding
-                tokens[c] = tok
-        row = {"source": source, "ti_size": 0 if source == "none" else cfg.ti_size, "directions": {}}
-        for i, pool in picks.items():
-            for j in range(len(names)):
-                if j == i:
-                    continue
-                srcs = [load_rgb(project.dataset_path(r["path"])) for r in pool]
-                masks = [box_of(load_mask(project.dataset_path(r["mask_path"]))) for r in pool]
-                prompt = f"a photo of a {tokens[j] + ' ' if j in tokens else ''}{object_word(project, j)}"
-                outs = []
-                for b in range(0, len(srcs), icfg.batch_size):
-                    sl = slice(b, b + icfg.batch_size)
-                    outs += inp.inpaint(srcs[sl], masks[sl], [prompt] * len(srcs[sl]),
-                                        [cfg.seeds[0] * 1_000_003 + int(r["id"]) for r in pool[sl]], icfg)
-                preds = _classify(judge, outs).argmax(1)
-                row["directions"][f"{i}->{j}"] = {"n": len(pool), "judged_target": int((preds == j).sum())}
-        row["seconds"] = round(time.monotonic() - ts, 1)
+        p = _copy_after_erm(base, Path(workdir) / f"{project_name(cfg.data_seed)}-tisrc-{source}")
+        vcfg = replace(cfg, k=k, ti_size=0 if source == "none" else cfg.ti_size,
+                       ti_source=cfg.ti_source if source == "none" else source)
+        prepare(p, vcfg, times, on_progress, cancel)
+        erm_ids = _erm_models(p, vcfg, times, on_progress, cancel)
+        counts = summary(p, thresholds(p), method="ddb")
+        ids = _retrain_cached(p, "ddb", vcfg, times, erm_ids, on_progress=on_progress, cancel=cancel)
+        row = _row_from_models(p, TI_SOURCE_WORDS.get(source, source), ids, LABELS["ddb"],
+                               {"gamma_search": _gamma_table(p, "ddb")})
+        row.update(source=source, ti_size=vcfg.ti_size, per_direction=counts, target_birds=judged_target_birds(p),
+                   seconds=round(time.monotonic() - ts, 1))
         rows.append(row)
-    return _finish(cfg, "ti-source", rows, times, t0, doc, json_path, "ablation-ti-source", ti_source_markdown,
-                   judge_model=oracle_ids[0], n=n)
+    return _finish(cfg, "ti-source", rows, times, t0, doc, json_path, "ablation-ti-source", ti_source_markdown, k=k)
 
 
 TI_SOURCE_WORDS = {"none": "none (plain prompt)", **TI_WORDS}
@@ -250,19 +205,31 @@ TI_SOURCE_WORDS = {"none": "none (plain prompt)", **TI_WORDS}
 
 def ti_source_markdown(res: dict) -> str:
     c = res["config"]
-    dirs = list(res["rows"][0]["directions"]) if res["rows"] else []
-    lines = ["## Textual-inversion set: which images make a token that swaps classes", "",
-             f"Command: `{res['command']}`. Per direction, {res['n']} of the demo's lowest-loss source images (D_i), "
-             f"their object boxes repainted by `{c['model']}` ({c['inpaint_steps']} DDIM steps, guidance {c['guidance']}) "
-             f"with the target class's token learned on {c['ti_size']} images of each kind ({c['ti_steps']} steps, seed "
-             f"{c['seeds'][0]}); the judge is the group-balanced oracle (model {res['judge_model']}, first seed; **train "
-             "group labels**, used only for this check). Nothing is written to the project.", "",
-             "| textual-inversion images | " + " | ".join(f"{d}: judged target" for d in dirs) + " |",
-             "| --- | " + " | ".join("---:" for _ in dirs) + " |"]
+    seeds = c["seeds"]
+    dirs = list(res["rows"][0]["target_birds"]) if res["rows"] else []
+    lines = ["## Textual-inversion set: which images make a token that draws the target bird", "",
+             f"Command: `{res['command']}`; K = {res['k']} per class; per textual-inversion set, the demo built on a copy "
+             f"of the first data seed's project after ERM as the product builds it ({c['ti_size']} images per class, "
+             f"{c['ti_steps']} steps; {c['inpaint_steps']} DDIM steps, guidance {c['guidance']}); its candidates judged by "
+             "the target-bird judges (`bench judges`: a bird of the target class in the repainted region), kept and pruned "
+             "at the default thresholds; DDB retrained on the kept ones, seed"
+             f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} (mean ± std); {_gamma_words(c)}. "
+             "The val minority-group set uses val group labels (the paper's option); the others use none. The judges "
+             "pass some blobs and ghosts a person would not call birds (\"Do the judges agree with a person's eyes?\"): "
+             "their counts are an upper bound.", "",
+             "| textual-inversion images | " + " | ".join(f"{d}: target birds (kept / all)" for d in dirs)
+             + " | WGA % | mean acc % (plain) |",
+             "| --- | " + " | ".join("---:" for _ in dirs) + " | ---: | ---: |"]
     for r in res["rows"]:
-        lines.append(f"| {TI_SOURCE_WORDS.get(r['source'], r['source'])} | "
-                     + " | ".join(f"{_share(r['directions'][d])}" for d in dirs) + " |")
-    lines += ["", f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res)]
+        tb = r["target_birds"]
+        cells = [f"{tb[d]['kept']['target_bird']}/{tb[d]['kept']['n']} / "
+                 f"{tb[d]['kept']['target_bird'] + tb[d]['pruned']['target_bird']}/{tb[d]['kept']['n'] + tb[d]['pruned']['n']}"
+                 for d in dirs]
+        lines.append(f"| {TI_SOURCE_WORDS.get(r['source'], r['source'])} | " + " | ".join(cells)
+                     + f" | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")
+    lines.append("")
+    lines += _gamma_lines([{**r, "method": TI_SOURCE_WORDS.get(r["source"], r["source"])} for r in res["rows"]])
+    lines.append(f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res))
     return "\n".join(lines) + "\n"
 
 

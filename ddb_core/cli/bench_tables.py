@@ -66,7 +66,7 @@ def _demo_bench(kind: str, fn_name: str, markdown_name: str):
         cfg = B.DemoBenchConfig.quick() if a.quick else B.DemoBenchConfig()
         if a.seeds:
             cfg = replace(cfg, seeds=tuple(a.seeds))
-        elif kind == "ti" and not a.quick:  # 5 textual-inversion sets: one seed keeps it within 30 min
+        elif kind in ("ti", "ti-source") and not a.quick:  # 4-5 textual-inversion sets: one seed keeps it within 30 min
             cfg = replace(cfg, seeds=(0,))
         if a.model:
             cfg = replace(cfg, model=a.model)
@@ -80,7 +80,7 @@ def _demo_bench(kind: str, fn_name: str, markdown_name: str):
             cfg = replace(cfg, ablations=a.ablations or cfg.ablations,
                           baselines=cfg.baselines + (("oracle",) if a.oracle and "oracle" not in cfg.baselines else ()))
         suffix = "-quick" if a.quick else ""
-        extra = {"k": cfg.k if a.quick else 100} if kind == "ti" else {}
+        extra = {"k": cfg.k if a.quick else 100} if kind in ("ti", "ti-source") else {}
         json_name = kind
         if kind == "demo":
             extra["data_seeds"] = tuple(a.data_seeds)
@@ -126,8 +126,9 @@ for _kind, _help in (("demo", "end to end on the demo: ERM, JTT, DFR and DDB (ea
                      ("pruning", "ablation: retraining with vs without pruning (Table 2 shape)"),
                      ("ti", "ablation: textual-inversion set size 0/10/20/30/40 (Table 5 shape); K = 100 per class, "
                             "seed 0 unless --seeds"),
-                     ("ti-source", "which textual-inversion images (none / highest-loss / random) make a token that "
-                                   "swaps classes, judged by the oracle on box inpaintings of D_i"),
+                     ("ti-source", "which textual-inversion images (none / highest-loss / random / val minority) make a "
+                                   "token that draws the target bird: the demo built per set, its candidates judged by the "
+                                   "target-bird judges, DDB retrained on the kept ones; K = 100, seed 0 unless --seeds"),
                      ("recipe", "the retraining recipe: DDB with γ = 1 for epochs 1/2 and lr 1e-4/2e-4/5e-4, every "
                                 "seed; the best mean val WGA is marked (after `bench demo`)"),
                      ("average", "what brings DDB's average accuracy back: γ, the generated share per batch and the "
