@@ -134,7 +134,7 @@ def test_bench_demo_one_data_seed_and_its_ablations(tiny_model_dir, tmp_path):
     p0 = Project.open(tmp_path / "work" / "demo-d0-ti0")
     assert p0.db.execute("select count(*) from tokens").fetchone()[0] == 0
     assert {r[0] for r in p0.db.execute("select prompt from candidates")} == {"a photo of a bird"}
-    assert "| 3 |" in ti_markdown(ti)
+    assert "| 3 |" in ti_markdown(ti) and "± 0.0" not in ti_markdown(ti) and "One training seed" in ti_markdown(ti)
     assert "γ search for TI set size 3" in ti_markdown(ti) and "chosen by val WGA among 1, 2" in ti_markdown(ti)
     # Which TI images make a token that draws the target bird: the demo built per set on its own copy, every
     # candidate judged by the target-bird judges, DDB retrained; the first data seed's project is left as it was.

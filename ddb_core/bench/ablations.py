@@ -200,6 +200,15 @@ def bench_ti_source(cfg: DemoBenchConfig = DemoBenchConfig(), workdir: str = "pr
     return _finish(cfg, "ti-source", rows, times, t0, doc, json_path, "ablation-ti-source", ti_source_markdown, k=k)
 
 
+def _seed_cell(stat: dict, seeds) -> str:
+    """Mean ± std over training seeds; one seed's figure alone (a std over one draw would read as no spread)."""
+    return _pm(stat) if len(seeds) > 1 else f"{100 * stat['mean']:.1f}"
+
+
+ONE_DRAW = ("One training seed: each row is one draw (its token, candidates and retraining), and no interval is given; "
+            "a difference between rows is not shown to be more than what another draw would move. More seeds: `--seeds`.")
+
+
 TI_SOURCE_WORDS = {"none": "none (plain prompt)", **TI_WORDS}
 
 
@@ -213,7 +222,8 @@ def ti_source_markdown(res: dict) -> str:
              f"{c['ti_steps']} steps; {c['inpaint_steps']} DDIM steps, guidance {c['guidance']}); its candidates judged by "
              "the target-bird judges (`bench judges`: a bird of the target class in the repainted region), kept and pruned "
              "at the default thresholds; DDB retrained on the kept ones, seed"
-             f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} (mean ± std); {_gamma_words(c)}. "
+             f"{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}{' (mean ± std)' if len(seeds) > 1 else ''}; "
+             f"{_gamma_words(c)}. "
              "The val minority-group set uses val group labels (the paper's option); the others use none. The judges "
              "pass some blobs and ghosts a person would not call birds (\"Do the judges agree with a person's eyes?\"): "
              "their counts are an upper bound.", "",
@@ -226,8 +236,8 @@ def ti_source_markdown(res: dict) -> str:
                  f"{tb[d]['kept']['target_bird'] + tb[d]['pruned']['target_bird']}/{tb[d]['kept']['n'] + tb[d]['pruned']['n']}"
                  for d in dirs]
         lines.append(f"| {TI_SOURCE_WORDS.get(r['source'], r['source'])} | " + " | ".join(cells)
-                     + f" | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")
-    lines.append("")
+                     + f" | {_seed_cell(r['wga'], seeds)} | {_seed_cell(r['mean_acc'], seeds)} |")
+    lines += ["", ONE_DRAW, ""] if len(seeds) == 1 else [""]
     lines += _gamma_lines([{**r, "method": TI_SOURCE_WORDS.get(r["source"], r["source"])} for r in res["rows"]])
     lines.append(f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res))
     return "\n".join(lines) + "\n"
@@ -237,13 +247,14 @@ def ti_markdown(res: dict) -> str:
     seeds = res["config"]["seeds"]
     lines = ["## Ablation: textual inversion (the shape of the paper's Table 5)", "",
              f"Command: `{res['command']}`; K = {res['k']} per class; seed{'s' if len(seeds) > 1 else ''} "
-             f"{', '.join(map(str, seeds))} (mean ± std over seeds); TI sets of {TI_WORDS[res['config'].get('ti_source', 'high_loss')]} images; "
+             f"{', '.join(map(str, seeds))}{' (mean ± std over seeds)' if len(seeds) > 1 else ''}; TI sets of {TI_WORDS[res['config'].get('ti_source', 'high_loss')]} images; "
              f"size 0 = the plain prompt \"a photo of a bird\"; "
              f"{_gamma_words(res['config'])}.", "",
              "| TI set size | candidates | pruned | WGA % | mean acc % (plain) |", "| ---: | ---: | ---: | ---: | ---: |"]
     for r in res["rows"]:
-        lines.append(f"| {r['ti_size']} | {r['candidates']} | {r['pruned']} | {_pm(r['wga'])} | {_pm(r['mean_acc'])} |")
-    lines.append("")
+        lines.append(f"| {r['ti_size']} | {r['candidates']} | {r['pruned']} | {_seed_cell(r['wga'], seeds)} | "
+                     f"{_seed_cell(r['mean_acc'], seeds)} |")
+    lines += ["", ONE_DRAW, ""] if len(seeds) == 1 else [""]
     lines += _gamma_lines([{**r, "method": f"TI set size {r['ti_size']}"} for r in res["rows"]])
     lines.append(f"- wall time {res['seconds'] / 60:.1f} min" + _model_note(res))
     return "\n".join(lines) + "\n"
