@@ -285,3 +285,28 @@ def test_a_click_opens_a_dot_outside_the_filter_n_moves_forward_and_refresh_keep
         _wait_text(page, "#page-info", r"\b3 candidates")
         assert _shown_id(page) == second
         assert page.get_by_label("decision", exact=True).input_value() == "manually rejected"
+
+
+def test_a_preview_of_a_value_a_later_save_replaced_is_not_drawn():
+    """Keys pressed 0.3 s apart: a slider's preview can answer after the redraw of a later key's save. The value it
+    shows was replaced and the project no longer holds it: drawing it would leave the plot behind the project."""
+    import time as _time
+    from collections import deque
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from ui.review_thresholds import SUPERSEDED_S, stale_preview
+
+    v = SimpleNamespace(n_sliders=2)  # sliders: Ψ 0, Ψ 1, P 0, P 1
+    index = SimpleNamespace(Psi={0: 0.7, 1: 0.8}, P={0: 0.01, 1: 0.0281}, rho=np.linspace(-0.05, 0.06, 50))
+    state = SimpleNamespace(superseded=deque([(_time.monotonic(), 3, 0.0280)]))  # P 1: 0.0280 → 0.0281, just saved
+    sliders = lambda p1: [0.7, 0.8, 0.01, p1]
+    assert stale_preview(state, v, index, sliders(0.0280))  # the replaced value: not drawn
+    assert not stale_preview(state, v, index, sliders(0.0281))  # what the project holds
+    assert not stale_preview(state, v, index, sliders(0.0279))  # a value never saved: a drag, drawn
+    index.P[1] = 0.0280  # an undo brought the replaced value back: it is the project's again
+    assert not stale_preview(state, v, index, sliders(0.0280))
+    index.P[1] = 0.0281
+    state.superseded[0] = (_time.monotonic() - SUPERSEDED_S - 1, 3, 0.0280)  # long ago: a user's move back, drawn
+    assert not stale_preview(state, v, index, sliders(0.0280))

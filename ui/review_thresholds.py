@@ -4,6 +4,7 @@ computed defaults and undone."""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import gradio as gr
@@ -58,6 +59,27 @@ def slider_updates(v: SimpleNamespace, index) -> list:
 PSI_STEP, PSI_DECIMALS = 0.0001, 4  # the Ψ sliders' step (ψ is a probability)
 
 
+SUPERSEDED_S = 3.0  # how long a replaced value stays suspect in a preview
+
+
+def stale_preview(state: AppState, v: SimpleNamespace, index, th) -> bool:
+    """Whether a slider preview shows, on some slider, a value that a save replaced in the last ``SUPERSEDED_S``
+    seconds and the project no longer holds: a preview of an earlier key press or drag position that answered after
+    the redraw of a later save. Drawing it would leave the plot at a value the project does not hold (its save is
+    done); the save's own redraw has drawn what it holds."""
+    now = time.monotonic()
+    for when, slot, old in list(state.superseded):
+        if now - when > SUPERSEDED_S or slot >= len(th) or th[slot] is None or old is None:
+            continue
+        c, psi = slot % v.n_sliders, slot < v.n_sliders
+        decimals = PSI_DECIMALS if psi else p_step(index)[1]
+        stored = (index.Psi if psi else index.P).get(c)
+        shown, old = round(float(th[slot]), decimals), round(old, decimals)
+        if shown == old and stored is not None and round(stored, decimals) != old:
+            return True
+    return False
+
+
 def on_threshold(state: AppState, v: SimpleNamespace, *values):
     """A slider moved: counts and plots at the new thresholds (nothing saved yet)."""
     index = state.index()
@@ -65,6 +87,8 @@ def on_threshold(state: AppState, v: SimpleNamespace, *values):
     if index is None or len(index) == 0:
         return counts_markdown(index, {}, {}, names), *plots_at(None, {}, {}, None)
     *th, direction = values
+    if stale_preview(state, v, index, th):
+        return tuple(gr.skip() for _ in range(5))  # the counts, the three plots and the plot's state: as drawn
     n = index.n_classes
     Psi, P = thresholds_from(index, list(th[:n]) + list(th[v.n_sliders:v.n_sliders + n]))
     return counts_markdown(index, Psi, P, names), *plots_at(index, Psi, P, direction)
@@ -95,6 +119,8 @@ def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):
         value = round(round(typed / step) * step, decimals)
         before = (index.Psi if psi else index.P).get(c)
         index.save_thresholds(**{"Psi" if psi else "P": {c: value}}, who=user_of(), session=session_of())
+        if before is not None and before != value:
+            state.superseded.append((time.monotonic(), slot, float(before)))
         state.mark_shown(index, True, version)
         keep[-1] = thresholds_version(index.project)
         names = state.class_names()
