@@ -273,7 +273,7 @@ def eye_check_markdown(res: dict, command: str) -> str:
              f"Command: `{command}`. The set (`{res['set']}`, {res['n']} candidates"
              + (f"; {m['made_from']}" if m.get("made_from") else "") + ") was labelled by looking at each repainted "
              "region: **bird** (a bird of the target class, however blurred), **unclear** (a blob or a ghost that might be "
-             "one), **no** (no bird, or the other class)" + (f". {m['labelled']}" if m.get("labelled") else "")
+             "one), **no** (no bird, or the other class)" + (f". {m['labelled'].rstrip('.')}" if m.get("labelled") else "")
              + (f"; {m['blind']}" if m.get("blind") else "") + ".", "",
              "| direction | n | eyes: bird | eyes: unclear | eyes: no | judges: target bird | judges' target birds among the "
              "eyes' bird / unclear / no | agreement with the eyes (bird vs not) |",
