@@ -310,3 +310,62 @@ def test_a_preview_of_a_value_a_later_save_replaced_is_not_drawn():
     index.P[1] = 0.0281
     state.superseded[0] = (_time.monotonic() - SUPERSEDED_S - 1, 3, 0.0280)  # long ago: a user's move back, drawn
     assert not stale_preview(state, v, index, sliders(0.0280))
+
+
+def test_an_emptied_threshold_box_is_drawn_as_it_was_and_saves_nothing():
+    """A reviewer empties a slider's number box to type a value: the page sends the preview an empty value. The
+    slider passes it on as None (a plain ``gr.Slider`` refuses it with an error before any handler); the preview
+    draws nothing and the save saves nothing; a number out of range is still refused."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+    import numpy as np
+    import pytest
+
+    from ui.review_thresholds import ThresholdSlider, on_threshold
+
+    s = ThresholdSlider(-1, 1, value=0.0, step=0.0001)
+    assert s.get_block_name() == "slider"  # the page draws it as a plain slider
+    assert s.preprocess("") is None and s.preprocess("  ") is None and s.preprocess(None) is None
+    assert s.preprocess(0.25) == 0.25
+    with pytest.raises(gr.Error, match="greater than maximum"):
+        s.preprocess(2.0)
+    with pytest.raises(Exception):
+        gr.Slider(-1, 1, value=0.0, step=0.0001).preprocess("")  # what the page met before
+
+    index = type("Index", (), {"__len__": lambda self: 50, "n_classes": 2, "Psi": {0: 0.7, 1: 0.8},
+                               "P": {0: 0.01, 1: 0.02}, "rho": np.linspace(-0.05, 0.06, 50)})()
+    state = SimpleNamespace(index=lambda: index, class_names=lambda: ["landbird", "waterbird"], superseded=[])
+    v = SimpleNamespace(n_sliders=2)
+    out = on_threshold(state, v, 0.7, 0.8, None, 0.02, "source → target")
+    assert len(out) == 5 and all(isinstance(o, type(gr.skip())) for o in out)
+
+
+def test_emptying_a_threshold_box_to_type_logs_no_error_and_saves_nothing(candidates_project, capfd):
+    """A reviewer empties the P box (or starts a negative value with its sign) before typing: the page sends the
+    slider an empty value. Nothing is saved, nothing fails on the server, and the value typed next is saved."""
+    p = candidates_project
+    with _review(p) as page:
+        _agrees(page, p)
+        box = page.locator("#p-1 input[type=number]")
+        rng = page.locator("#p-1 input[type=range]")
+        lo, hi, step = (float(rng.get_attribute(a)) for a in ("min", "max", "step"))
+        before, stored = _threshold_actions(p), thresholds(p)["P"][1]
+        capfd.readouterr()
+        box.click()
+        box.press("Control+a")
+        box.press("Backspace")
+        page.wait_for_timeout(1500)
+        box.type("-", delay=100)
+        page.wait_for_timeout(1500)
+        err = capfd.readouterr().err
+        assert "Traceback" not in err and "Error" not in err, err[-2000:]
+        assert _threshold_actions(p) == before and thresholds(p)["P"][1] == stored
+        value = round(lo + (hi - lo) * 0.4, 6)
+        box.press("Control+a")
+        box.type(f"{value}", delay=100)
+        box.press("Enter")
+        _until(lambda: _threshold_actions(p) == before + 1, what="the value typed after the empty box saved")
+        assert thresholds(p)["P"][1] == pytest.approx(round(value / step) * step, abs=step / 100)
+        assert "Traceback" not in capfd.readouterr().err
+        _agrees(page, p)

@@ -14,6 +14,20 @@ from .review_view import EMPTY_NAV, counts_markdown, nice_step, p_step, plots_at
 from .state import AppState, session_of, user_of
 
 
+class ThresholdSlider(gr.Slider):
+    """A threshold slider whose number box may be empty for a moment: a reviewer empties it to type a value, and the
+    page sends the slider's preview an empty value, which ``gr.Slider`` refuses with an error before any handler runs.
+    Here an empty box is passed on as None (the preview draws nothing, the save saves nothing); a number out of the
+    slider's range is refused as before. Drawn by the page as a plain slider."""
+
+    is_template = True  # the page's component is the parent's (``Block.get_block_name``)
+
+    def preprocess(self, payload):
+        if payload is None or (isinstance(payload, str) and not payload.strip()):
+            return None
+        return super().preprocess(payload)
+
+
 def thresholds_version(project) -> str:
     """The id of the project's latest threshold change (a save, reset or undo of any session), as text."""
     return str(project.db.execute("select coalesce(max(id), 0) from actions where kind like 'threshold%'").fetchone()[0])
@@ -80,6 +94,11 @@ def stale_preview(state: AppState, v: SimpleNamespace, index, th) -> bool:
     return False
 
 
+def n_shown(v: SimpleNamespace, index) -> int:
+    """How many sliders of each kind are visible (one per class, at most ``v.n_sliders``)."""
+    return min(index.n_classes, v.n_sliders)
+
+
 def on_threshold(state: AppState, v: SimpleNamespace, *values):
     """A slider moved: counts and plots at the new thresholds (nothing saved yet)."""
     index = state.index()
@@ -87,6 +106,8 @@ def on_threshold(state: AppState, v: SimpleNamespace, *values):
     if index is None or len(index) == 0:
         return counts_markdown(index, {}, {}, names), *plots_at(None, {}, {}, None)
     *th, direction = values
+    if any(t is None for t in th[:n_shown(v, index)] + th[v.n_sliders:v.n_sliders + n_shown(v, index)]):
+        return tuple(gr.skip() for _ in range(5))  # a number box emptied to type into: drawn as it was
     if stale_preview(state, v, index, th):
         return tuple(gr.skip() for _ in range(5))  # the counts, the three plots and the plot's state: as drawn
     n = index.n_classes
