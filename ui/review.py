@@ -18,8 +18,8 @@ from ddb_core.project.errors import DDBError
 
 from . import review_actions as actions
 from . import review_plots
-from .review_thresholds import (PSI_STEP, ThresholdSlider, ask_reset, on_threshold, reset_thresholds, save_threshold,
-                                slider_updates, undo_thresholds)
+from .review_thresholds import (PSI_STEP, ask_reset, on_threshold, reset_thresholds, save_threshold, slider_updates,
+                                threshold_slider, undo_thresholds)
 from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
                           direction_choices, gallery_items, plots_at, refilter, sent_once, Ids)
 from .state import ORDERED, REDRAW, AppState, safe
@@ -61,10 +61,10 @@ def build(state: AppState) -> SimpleNamespace:
         with gr.Column(scale=1, min_width=320):
             gr.Markdown("**Thresholds** (keep x′ iff ψ < Ψ of its source class and ρ > P of its target class)")
             label = lambda c: names[c] if c < len(names) else f"class {c}"
-            v.psi = [ThresholdSlider(0, 1, value=0.5, step=PSI_STEP, label=f"Ψ {label(c)} (source)", visible=c < len(names),
+            v.psi = [threshold_slider(0, 1, value=0.5, step=PSI_STEP, label=f"Ψ {label(c)} (source)", visible=c < len(names),
                                elem_id=f"psi-{c}", info="keep iff ψ (the source class's softmax on the result) < Ψ")
                      for c in range(v.n_sliders)]
-            v.p = [ThresholdSlider(-1, 1, value=0.0, step=0.0001, label=f"P {label(c)} (target)", visible=c < len(names),
+            v.p = [threshold_slider(-1, 1, value=0.0, step=0.0001, label=f"P {label(c)} (target)", visible=c < len(names),
                              elem_id=f"p-{c}", info="keep iff ρ (IG toward the target, summed in the mask) > P")
                    for c in range(v.n_sliders)]
             with gr.Row():

@@ -14,18 +14,22 @@ from .review_view import EMPTY_NAV, counts_markdown, nice_step, p_step, plots_at
 from .state import AppState, session_of, user_of
 
 
-class ThresholdSlider(gr.Slider):
-    """A threshold slider whose number box may be empty for a moment: a reviewer empties it to type a value, and the
-    page sends the slider's preview an empty value, which ``gr.Slider`` refuses with an error before any handler runs.
-    Here an empty box is passed on as None (the preview draws nothing, the save saves nothing); a number out of the
-    slider's range is refused as before. Drawn by the page as a plain slider."""
+def threshold_slider(*args, **kwargs) -> gr.Slider:
+    """A slider whose number box may be empty for a moment: a reviewer empties it to type a value (or starts a negative
+    value with its sign), and the page sends the slider's events an empty value, which ``gr.Slider`` refuses with an
+    error before any handler runs. This one passes an empty box on as None (the preview draws nothing, the save saves
+    nothing); a number out of the slider's range is refused as before. (Its own ``preprocess`` rather than a subclass:
+    Gradio writes a ``.pyi`` file beside the module of every component class defined outside it.)"""
+    slider = gr.Slider(*args, **kwargs)
+    plain = slider.preprocess
 
-    is_template = True  # the page's component is the parent's (``Block.get_block_name``)
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is None or (isinstance(payload, str) and not payload.strip()):
             return None
-        return super().preprocess(payload)
+        return plain(payload)
+
+    slider.preprocess = preprocess
+    return slider
 
 
 def thresholds_version(project) -> str:
