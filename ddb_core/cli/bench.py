@@ -5,6 +5,7 @@ birds``, ``ray``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -170,6 +171,9 @@ def _inpainter_args(p):
     p.add_argument("--grid-shape", help="the mask shape of the grid (default: the demo's)")
     p.add_argument("--steps", type=int, default=25, help="denoising steps (default: %(default)s)")
     p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance (default: %(default)s)")
+    p.add_argument("--crop-scale", type=float, help="the repaint window, a multiple >= 1 of the longer side of the mask's "
+                                                    "box, in textual inversion and generation alike (default: the model "
+                                                    "folder's inpaint.json)")
     p.add_argument("--oracle", action="store_true",
                    help="also the class swap read by a whole-image group-balanced classifier (the earlier judge)")
     p.add_argument("--section", default="inpainter",
@@ -207,6 +211,8 @@ def _bench_inpainter(a, progress):
         if a.model_card and (folder / "training.json").is_file():
             print(f"model card: {write_model_card(folder, res)}")
         return 0
+    if a.crop_scale is not None and not (math.isfinite(a.crop_scale) and a.crop_scale >= 1):
+        raise ConfigError(f"--crop-scale: the window is a multiple >= 1 of the mask's box, got {a.crop_scale:g}")
     suffix = "" if a.section == "inpainter" else "-" + a.section.removeprefix("inpainter-")
     out = Path(a.out_dir) if a.out_dir else None
     json_path = out / f"{a.section}.json" if out else None if a.no_docs else Path(f"docs/bench/{a.section}.json")
@@ -218,7 +224,7 @@ def _bench_inpainter(a, progress):
                           on_progress=progress, shapes=tuple(a.shapes), ti_source=a.ti_source, ti_region=a.ti_region,
                           ti_shape=a.ti_shape, grid_shape=a.grid_shape, oracle=a.oracle, section=a.section,
                           label=a.label, ti_repaint=a.ti_repaint, ti_object_share=a.ti_object_share, device=a.device,
-                          dtype=a.dtype, eye_set=Path(a.eye_set) if a.eye_set else None)
+                          dtype=a.dtype, crop_scale=a.crop_scale, eye_set=Path(a.eye_set) if a.eye_set else None)
     progress.close()
     print(inpainter_markdown(res))
     folder = Path(resolve_model_ref(a.model))
