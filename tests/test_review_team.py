@@ -327,7 +327,7 @@ def test_an_emptied_threshold_box_is_drawn_as_it_was_and_saves_nothing():
     import ui.review  # noqa: F401  (the screen that builds these sliders)
 
     s = threshold_slider(-1, 1, value=0.0, step=0.0001)
-    assert isinstance(s, gr.Slider)
+    assert isinstance(s, gr.Slider) and s.get_block_name() == "slider"  # drawn by the page as a plain slider
     ui_dir = __import__("pathlib").Path(ui.review.__file__).parent
     assert not list(ui_dir.glob("*.pyi"))  # Gradio writes one beside any module that defines a component class
     assert s.preprocess("") is None and s.preprocess("  ") is None and s.preprocess(None) is None

@@ -14,22 +14,37 @@ from .review_view import EMPTY_NAV, counts_markdown, nice_step, p_step, plots_at
 from .state import AppState, session_of, user_of
 
 
+def _lenient_slider_class():
+    """``gr.Slider`` with an empty number box passed on as None (see ``threshold_slider``). A class, not an instance's
+    own ``preprocess``: a screen's update makes a new component of the same class, and an instance attribute would be
+    lost. Gradio writes a ``.pyi`` stub beside the module of every component class defined outside it; that is switched
+    off while this one class is made (its interface is ``gr.Slider``'s)."""
+    from gradio import component_meta
+
+    write_stub = component_meta.create_or_modify_pyi
+    component_meta.create_or_modify_pyi = lambda *args, **kwargs: None
+    try:
+        class ThresholdSlider(gr.Slider):
+            is_template = True  # the page draws the parent's component (``Block.get_block_name``)
+
+            def preprocess(self, payload):
+                if payload is None or (isinstance(payload, str) and not payload.strip()):
+                    return None
+                return super().preprocess(payload)
+    finally:
+        component_meta.create_or_modify_pyi = write_stub
+    return ThresholdSlider
+
+
+ThresholdSlider = _lenient_slider_class()
+
+
 def threshold_slider(*args, **kwargs) -> gr.Slider:
     """A slider whose number box may be empty for a moment: a reviewer empties it to type a value (or starts a negative
     value with its sign), and the page sends the slider's events an empty value, which ``gr.Slider`` refuses with an
     error before any handler runs. This one passes an empty box on as None (the preview draws nothing, the save saves
-    nothing); a number out of the slider's range is refused as before. (Its own ``preprocess`` rather than a subclass:
-    Gradio writes a ``.pyi`` file beside the module of every component class defined outside it.)"""
-    slider = gr.Slider(*args, **kwargs)
-    plain = slider.preprocess
-
-    def preprocess(payload):
-        if payload is None or (isinstance(payload, str) and not payload.strip()):
-            return None
-        return plain(payload)
-
-    slider.preprocess = preprocess
-    return slider
+    nothing); a number out of the slider's range is refused as before."""
+    return ThresholdSlider(*args, **kwargs)
 
 
 def thresholds_version(project) -> str:
