@@ -701,3 +701,6 @@ def test_the_documented_count_is_the_battery():
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text()
     assert re.search(rf"## Bad input: {len(CASES)} cases", text) and f"`{len(CASES) + 1} tests collected`" in text
+    table = text.split("## Bad input:", 1)[1].split("\n\n## ", 1)[0]
+    rows = [int(m) for m in re.findall(r"^\| [^|]+ \| (\d+) \|", table, flags=re.M)]
+    assert sum(rows) == len(CASES), f"the table's rows sum to {sum(rows)}, the battery has {len(CASES)} cases"
