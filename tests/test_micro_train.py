@@ -445,3 +445,17 @@ def test_unit_latents_scale_the_vaes_latents_to_unit_variance_and_keep_the_facto
     card = write_model_card(out).read_text()
     assert "--preset crop-unit" in card and f"latents scaled by {factor:g}" in card
     assert "latents scaled by" not in write_model_card(plain).read_text()
+
+
+def test_bench_inpainter_command_passes_its_window(monkeypatch, tmp_path):
+    """`bench inpainter --crop-scale S` measures the model repainting a window of S times the mask's box (the window
+    sections print that command); without it the model folder's own window is used (None)."""
+    import ddb_core.bench.inpainter as bench_module
+    from ddb_core.cli import main
+
+    seen = []
+    monkeypatch.setattr(bench_module, "bench_inpainter", lambda model, seeds, **kw: seen.append(kw) or {})
+    monkeypatch.setattr(bench_module, "inpainter_markdown", lambda res: "")
+    assert main(["bench", "inpainter", "--crop-scale", "1.25", "--seeds", "1", "--no-docs", "--workdir", str(tmp_path)]) == 0
+    assert main(["bench", "inpainter", "--seeds", "1", "--no-docs", "--workdir", str(tmp_path)]) == 0
+    assert [kw["crop_scale"] for kw in seen] == [1.25, None]
