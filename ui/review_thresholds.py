@@ -101,21 +101,19 @@ def stale_preview(state: AppState, v: SimpleNamespace, index, th) -> bool:
     the redraw of a later save. Drawing it would leave the plot at a value the project does not hold (its save is
     done); the save's own redraw has drawn what it holds."""
     now = time.monotonic()
+    p_decimals = None  # the P step's decimals, computed once and only when a recent save replaced a P
     for when, slot, old in list(state.superseded):
         if now - when > SUPERSEDED_S or slot >= len(th) or th[slot] is None or old is None:
             continue
         c, psi = slot % v.n_sliders, slot < v.n_sliders
-        decimals = PSI_DECIMALS if psi else p_step(index)[1]
+        if not psi and p_decimals is None:
+            p_decimals = p_step(index)[1]
+        decimals = PSI_DECIMALS if psi else p_decimals
         stored = (index.Psi if psi else index.P).get(c)
         shown, old = round(float(th[slot]), decimals), round(old, decimals)
         if shown == old and stored is not None and round(stored, decimals) != old:
             return True
     return False
-
-
-def n_shown(v: SimpleNamespace, index) -> int:
-    """How many sliders of each kind are visible (one per class, at most ``v.n_sliders``)."""
-    return min(index.n_classes, v.n_sliders)
 
 
 def on_threshold(state: AppState, v: SimpleNamespace, *values):
@@ -125,12 +123,13 @@ def on_threshold(state: AppState, v: SimpleNamespace, *values):
     if index is None or len(index) == 0:
         return counts_markdown(index, {}, {}, names), *plots_at(None, {}, {}, None)
     *th, direction = values
-    if any(t is None for t in th[:n_shown(v, index)] + th[v.n_sliders:v.n_sliders + n_shown(v, index)]):
-        return tuple(gr.skip() for _ in range(5))  # a number box emptied to type into: drawn as it was
-    if stale_preview(state, v, index, th):
-        return tuple(gr.skip() for _ in range(5))  # the counts, the three plots and the plot's state: as drawn
     n = index.n_classes
-    Psi, P = thresholds_from(index, list(th[:n]) + list(th[v.n_sliders:v.n_sliders + n]))
+    shown = list(th[:n]) + list(th[v.n_sliders:v.n_sliders + n])
+    if None in shown or stale_preview(state, v, index, th):
+        # a number box emptied to type into, or a preview a later save replaced: the counts, the three plots and
+        # the plot's state stay as drawn
+        return tuple(gr.skip() for _ in range(5))
+    Psi, P = thresholds_from(index, shown)
     return counts_markdown(index, Psi, P, names), *plots_at(index, Psi, P, direction)
 
 
