@@ -59,7 +59,7 @@ def test_training_needs_the_demo_layout(tmp_path):
 
 def test_captions_never_name_the_class(tmp_path):
     from ddb_core.demo.corpus import CAPTIONS, SHAPE_WORDS, caption
-    from ddb_core.demo.micro_train import caption_attributes
+    from ddb_core.demo.corpus import caption_attributes
 
     words = {w for c in CAPTIONS for w in c.replace("{", " ").replace("}", " ").split()}
     words |= {w for ws in SHAPE_WORDS.values() for phrase in ws for w in phrase.split()}
@@ -412,6 +412,9 @@ def test_unit_latents_scale_the_vaes_latents_to_unit_variance_and_keep_the_facto
     wide_unit = PRESETS["crop-wide-unit"]()
     assert wide_unit.unit_latents and wide_unit.model.unet_channels == (96, 192, 192)
     assert replace(wide_unit, unit_latents=False) == MicroTrainConfig.crop_wide()
+    fine = PRESETS["crop-unit-48"]()  # the finer grid: only the window's side differs
+    assert fine.model.sample_size == 48 and fine.model.latent_size == 24
+    assert replace(fine, model=replace(fine.model, sample_size=32)) == PRESETS["crop-unit"]()
     cfg = replace(MicroTrainConfig.smoke(), unit_latents=True, crop_scale=2.0, corpus=16)
     token = CancelToken()
 

@@ -23,7 +23,8 @@ def _micro_args(p):
     p.add_argument("--preset", choices=tuple(PRESETS), default="corpus",
                    help="corpus: the rendered corpus at 32-px latents (default); crop: windows of twice the mask's box "
                         "cut from the corpus, 16-px latents; crop-wide: crop with a UNet half as wide again; crop-unit: "
-                        "crop with its latents scaled to unit variance; crop-wide-unit: both; v1: the "
+                        "crop with its latents scaled to unit variance; crop-wide-unit: both; crop-unit-48: crop-unit on "
+                        "48-px windows (24-px latents); v1: the "
                         "first micro model's recipe (16-px latents, a benchmark's train split via --data, 6500 UNet steps)")
     p.add_argument("--vae-from", metavar="DIR", help="use the VAE of this diffusers model folder (trained with the same "
                                                      "VAE recipe) instead of training one: the VAE phase is skipped")

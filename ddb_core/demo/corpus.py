@@ -78,3 +78,36 @@ def caption(rng: np.random.Generator, attrs: dict, shape_share: float = SHAPE_SH
         shape = words[int(rng.integers(len(words)))] + " "
     template = CAPTIONS[int(rng.integers(len(CAPTIONS)))]
     return template.format(shape=shape, place=attrs["place"], side=attrs["side"])
+
+
+def colour_word(pixels: np.ndarray) -> str:
+    """A colour name for the median colour of ``pixels`` (K x 3 uint8): class-agnostic caption text."""
+    import colorsys
+
+    if len(pixels) == 0:
+        return "gray"
+    r, g, b = (np.median(pixels, axis=0) / 255.0).tolist()
+    h, s, v = colorsys.rgb_to_hsv(r, g, b)
+    if v < 0.22:
+        return "black"
+    if s < 0.2:
+        return "white" if v > 0.75 else "gray"
+    if h < 0.04 or h >= 0.93:
+        return "red"
+    if h < 0.11:
+        return "orange" if v > 0.6 else "brown"
+    if h < 0.18:
+        return "yellow"
+    if h < 0.45:
+        return "green"
+    if h < 0.7:
+        return "blue"
+    return "purple"
+
+
+def caption_attributes(image: np.ndarray, mask: np.ndarray) -> dict[str, str]:
+    """Caption attributes of one image: the bird's colour (diagnostic only) and its side of the image."""
+    fg = mask >= 128
+    ys, xs = np.nonzero(fg)
+    side = "left" if len(xs) and xs.mean() < mask.shape[1] / 2 else "right"
+    return {"colour": colour_word(image[fg]), "side": side}

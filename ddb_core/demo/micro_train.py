@@ -26,7 +26,8 @@ around the mask** instead of the whole image: each corpus scene is cut to a squa
 box (``crop_corpus``, the same ``crop_window`` that generation uses, jittered) and resized to 32 px, so the bird
 is about ten latent pixels long instead of three to eight, and a UNet step costs a quarter. Its box masks take a
 margin per side, so that the box's shape does not tell which bird was in it. The folder records the window
-(``inpaint.json``); generation and textual inversion read it. ``crop-unit`` (shipped since 2026-12-05): unit-variance latents.
+(``inpaint.json``); generation and textual inversion read it. ``crop-unit`` (shipped since 2026-12-05): unit-variance latents;
+``crop-unit-48``: the same on 48-px windows (a finer latent grid).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import numpy as np
 
 from ..project.errors import ConfigError, DatasetError
 from ..method.inpainting import INPAINT_FILE, crop_window
-from .corpus import CORPUS_WORDS, caption, render_corpus
+from .corpus import CORPUS_WORDS, caption, caption_attributes, render_corpus
 from .micro_sd import BASE_WORDS, MicroSDConfig, build_components
 from ..project.progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 
@@ -151,48 +152,23 @@ class MicroTrainConfig:
         return replace(MicroTrainConfig.crop(), unit_latents=True)
 
     @staticmethod
+    def crop_unit_48() -> "MicroTrainConfig":
+        """crop-unit on a finer grid: 48-px windows, 24-px latents, the bird half as long again in latent pixels
+        (docs/decisions/micro-fine-grid.md); every other setting the same."""
+        base = MicroTrainConfig.crop_unit()
+        return replace(base, model=replace(base.model, sample_size=48))
+
+    @staticmethod
     def smoke() -> "MicroTrainConfig":
         """A few steps at tiny sizes: for tests (well under a minute on a CPU)."""
         return MicroTrainConfig(model=MicroSDConfig(sample_size=32, words=BASE_WORDS + CORPUS_WORDS), corpus=48,
                                 vae_steps=3, unet_steps=3, vae_batch_size=4, batch_size=4, checkpoint_every=2)
 
 
-PRESETS = {"corpus": MicroTrainConfig, "crop": MicroTrainConfig.crop, "crop-wide": MicroTrainConfig.crop_wide,
-           "crop-unit": MicroTrainConfig.crop_unit, "v1": MicroTrainConfig.v1,
-           "crop-wide-unit": lambda: replace(MicroTrainConfig.crop_wide(), unit_latents=True)}  # both changes at once
-
-
-def colour_word(pixels: np.ndarray) -> str:
-    """A colour name for the median colour of ``pixels`` (K x 3 uint8): class-agnostic caption text."""
-    import colorsys
-
-    if len(pixels) == 0:
-        return "gray"
-    r, g, b = (np.median(pixels, axis=0) / 255.0).tolist()
-    h, s, v = colorsys.rgb_to_hsv(r, g, b)
-    if v < 0.22:
-        return "black"
-    if s < 0.2:
-        return "white" if v > 0.75 else "gray"
-    if h < 0.04 or h >= 0.93:
-        return "red"
-    if h < 0.11:
-        return "orange" if v > 0.6 else "brown"
-    if h < 0.18:
-        return "yellow"
-    if h < 0.45:
-        return "green"
-    if h < 0.7:
-        return "blue"
-    return "purple"
-
-
-def caption_attributes(image: np.ndarray, mask: np.ndarray) -> dict[str, str]:
-    """Caption attributes of one image: the bird's colour (diagnostic only) and its side of the image."""
-    fg = mask >= 128
-    ys, xs = np.nonzero(fg)
-    side = "left" if len(xs) and xs.mean() < mask.shape[1] / 2 else "right"
-    return {"colour": colour_word(image[fg]), "side": side}
+PRESETS = {"corpus": MicroTrainConfig, "v1": MicroTrainConfig.v1, "crop": MicroTrainConfig.crop,
+           "crop-wide": MicroTrainConfig.crop_wide, "crop-unit": MicroTrainConfig.crop_unit,
+           "crop-wide-unit": lambda: replace(MicroTrainConfig.crop_wide(), unit_latents=True),  # both changes at once
+           "crop-unit-48": MicroTrainConfig.crop_unit_48}
 
 
 def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
