@@ -426,3 +426,37 @@ def test_two_judges_are_compared_with_the_eyes_set_by_set(tmp_path):
     assert shipped["pooled"]["val"]["n"] == 4 and shipped["pooled"]["held out"]["agree"] == 4
     md = eye_agreement_markdown(res, "cmd")
     assert "| set0 | val | 4 | 100% |" in md and "**all held out**" in md
+
+
+def test_eye_pool_sums_each_groups_sets_per_direction_and_background(tmp_path, capsys):
+    import csv
+    import shutil
+
+    from ddb_core.bench.eye_check import EYE_SETS, eye_pool, eye_pool_markdown
+    from ddb_core.cli import main
+
+    sets = [REPO / EYE_SETS / n for n in ("val-window-15", "val-window-15-seed1", "val-shipped-seed2")]
+    res = eye_pool({"a": sets[:2], "b": sets[2:]})
+    for g, members in (("a", sets[:2]), ("b", sets[2:])):
+        rows = [r for s in members for r in csv.DictReader(open(s / "labels.csv", newline=""))]
+        pooled = res["groups"][g]["pooled"]
+        for d in ("0->1", "1->0"):
+            mine = [r for r in rows if f"{r['source_label']}->{r['target_label']}" == d]
+            assert pooled[d]["n"] == len(mine) and pooled[d]["bird"] == sum(r["eye"] == "bird" for r in mine)
+            for bg in ("land", "water"):
+                assert pooled[d]["by_background"][bg]["bird"] == sum(r["eye"] == "bird" and r["background"] == bg for r in mine)
+    md = eye_pool_markdown(res, "cmd", "t")
+    a01 = res["groups"]["a"]["pooled"]["0->1"]
+    assert f"**{a01['bird']} / {a01['unclear']} / {a01['no']} of {a01['n']}**" in md
+    with pytest.raises(ConfigError, match="given twice"):
+        eye_pool({"a": sets[:1], "b": sets[:1]})
+    # an unlabelled row is named, and nothing is written to docs
+    bad = tmp_path / "bad"
+    shutil.copytree(sets[0], bad)
+    text = (bad / "labels.csv").read_text().splitlines()
+    text[3] = text[3].replace(",bird,", ",,").replace(",unclear,", ",,")
+    (bad / "labels.csv").write_text("\n".join(text) + "\n")
+    assert main(["bench", "eye-pool", "--group", "x", str(bad), "--no-docs"]) != 0
+    assert "row 4" in capsys.readouterr().err
+    assert main(["bench", "eye-pool", "--group", "x", "--no-docs"]) != 0
+    assert "at least one labelled set" in capsys.readouterr().err

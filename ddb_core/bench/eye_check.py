@@ -407,3 +407,71 @@ def blind_counts(sha: str, root: Path = EYE_SETS) -> Optional[dict]:
             birds[d] = (b + (r["eye"] == "bird"), n + 1)
         return {"set": meta_file.parent.as_posix(), "birds": dict(sorted(birds.items()))}
     return None
+
+
+def eye_counts(rows: list[dict]) -> dict:
+    """Per direction: n and the eyes' bird / unclear / no, with the same split per source background when recorded."""
+    out: dict[str, dict] = {}
+    for r in rows:
+        d = out.setdefault(f"{r['source_label']}->{r['target_label']}", {"n": 0, **{e: 0 for e in LABELS}})
+        for c in [d] + ([d.setdefault("by_background", {}).setdefault(r["background"], {"n": 0, **{e: 0 for e in LABELS}})]
+                        if r.get("background") else []):
+            c["n"] += 1
+            c[r["eye"]] += 1
+    return dict(sorted(out.items()))
+
+
+def _add_counts(into: dict, c: dict) -> None:
+    for name, d in c.items():
+        t = into.setdefault(name, {"n": 0, **{e: 0 for e in LABELS}})
+        for k in ("n", *LABELS):
+            t[k] += d[k]
+        for bg, b in d.get("by_background", {}).items():
+            tb = t.setdefault("by_background", {}).setdefault(bg, {"n": 0, **{e: 0 for e in LABELS}})
+            for k in ("n", *LABELS):
+                tb[k] += b[k]
+
+
+def eye_pool(groups: dict[str, list[Path]]) -> dict:
+    """What the eyes saw, summed over labelled sets: ``groups`` maps a name (a model, a setting) to its sets (e.g. one
+    per generation seed); per group, each set's counts per direction and their sum. No judge is run."""
+    if not groups:
+        raise ConfigError("eye pool: give at least one group of labelled sets")
+    out: dict = {"groups": {}}
+    seen: dict[str, str] = {}
+    for g, sets in groups.items():
+        if not sets:
+            raise ConfigError(f"eye pool: group {g!r} has no set")
+        res = {"sets": {}, "pooled": {}}
+        for folder in sets:
+            key = Path(folder).as_posix()
+            if key in seen:
+                raise ConfigError(f"eye pool: {key} is given twice (groups {seen[key]!r} and {g!r})")
+            seen[key] = g
+            c = eye_counts(read_labels(Path(folder)))
+            res["sets"][key] = c
+            _add_counts(res["pooled"], c)
+        out["groups"][g] = res
+    return out
+
+
+def eye_pool_markdown(res: dict, command: str, title: str) -> str:
+    def cell(d: dict) -> str:
+        return f"{d['bird']} / {d['unclear']} / {d['no']} of {d['n']}"
+
+    lines = [f"## What the eyes saw, pooled: {title}", "",
+             f"Command: `{command}`. Each set's candidates labelled by eye (**bird**: a bird of the target class, a "
+             "body with a head or a neck, however blurred; **unclear**: a ghost or a blob that might be one; **no**), "
+             "summed over the sets of each group; no judge is involved.", "",
+             "| group | set | direction | eyes: bird / unclear / no | bird % |", "| --- | --- | --- | --- | ---: |"]
+    for g, r in res["groups"].items():
+        for s, c in r["sets"].items():
+            lines += [f"| {g} | {Path(s).name} | {name} | {cell(d)} | {100 * d['bird'] / d['n']:.0f}% |"
+                      for name, d in c.items()]
+        lines += [f"| **{g}** | **all {len(r['sets'])}** | {name} | **{cell(d)}** | **{100 * d['bird'] / d['n']:.0f}%** |"
+                  for name, d in r["pooled"].items()]
+    split = [f"{g}, {name} on {bg}: {b['bird']} birds of {b['n']}" for g, r in res["groups"].items()
+             for name, d in r["pooled"].items() for bg, b in sorted(d.get("by_background", {}).items())]
+    if split:
+        lines += ["", "Pooled, by the source image's background: " + "; ".join(split) + "."]
+    return "\n".join(lines) + "\n"

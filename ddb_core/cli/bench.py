@@ -6,6 +6,7 @@ birds``, ``ray``.
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import replace
 from pathlib import Path
 
@@ -410,6 +411,40 @@ def _bench_eye_agreement(a, progress):
                                                        "held out": [Path(s) for s in a.held_out]})
     cmd = "python -m ddb_core bench eye-agreement --judges " + " ".join(a.judges)
     md = eye_agreement_markdown(res, cmd)
+    res["command"] = cmd
+    if not a.no_docs:
+        write_result(res, DOC, Path(f"docs/bench/{a.section}.json"), a.section, md)
+    print(md)
+    return 0
+
+
+def _eye_pool_args(p):
+    p.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "SET"),
+                   help="a name (a model, a setting) and its labelled sets, e.g. one per generation seed; repeat it to "
+                        "set groups side by side")
+    p.add_argument("--title", help="the section's title (default: the groups' names)")
+    p.add_argument("--section", default="eye-pool", help="docs/benchmarks.md section (default: %(default)s)")
+    _no_docs(p)
+
+
+@command("bench eye-pool", "what the eyes saw, summed over labelled sets (several generation seeds of one model, "
+         "groups side by side): birds per direction and per background", _eye_pool_args)
+def _bench_eye_pool(a, progress):
+    from ..bench.docs import DOC, write_result
+    from ..bench.eye_check import eye_pool, eye_pool_markdown
+
+    progress.close()
+    groups: dict[str, list[Path]] = {}
+    for g in a.group:
+        if len(g) < 2:
+            raise ConfigError(f"--group {g[0]}: give the group's name, then at least one labelled set")
+        if g[0] in groups:
+            raise ConfigError(f"--group {g[0]}: the name is given twice")
+        groups[g[0]] = [Path(s) for s in g[1:]]
+    res = eye_pool(groups)
+    cmd = "python -m ddb_core bench eye-pool " + " ".join("--group " + " ".join(g) for g in a.group) \
+        + (f" --title {shlex.quote(a.title)}" if a.title else "") + f" --section {a.section}"
+    md = eye_pool_markdown(res, cmd, a.title or " against ".join(groups))
     res["command"] = cmd
     if not a.no_docs:
         write_result(res, DOC, Path(f"docs/bench/{a.section}.json"), a.section, md)
