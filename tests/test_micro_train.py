@@ -462,3 +462,26 @@ def test_bench_inpainter_command_passes_its_window(monkeypatch, tmp_path):
     assert main(["bench", "inpainter", "--crop-scale", "1.25", "--seeds", "1", "--no-docs", "--workdir", str(tmp_path)]) == 0
     assert main(["bench", "inpainter", "--seeds", "1", "--no-docs", "--workdir", str(tmp_path)]) == 0
     assert [kw["crop_scale"] for kw in seen] == [1.25, None]
+
+
+def test_bench_inpainter_eye_sets_name_one_new_folder_per_seed_and_refuse_before_any_work(monkeypatch, tmp_path):
+    import ddb_core.bench.inpainter as bench_module
+    from ddb_core.cli import main
+
+    seen = []
+    monkeypatch.setattr(bench_module, "bench_inpainter", lambda model, seeds, **kw: seen.append(kw) or {})
+    monkeypatch.setattr(bench_module, "inpainter_markdown", lambda res: "")
+    prefix = str(tmp_path / "val-x")
+    assert main(["bench", "inpainter", "--seeds", "0", "1", "--eye-sets", prefix, "--no-docs", "--workdir", str(tmp_path)]) == 0
+    assert seen[-1]["eye_sets"] == prefix and seen[-1]["eye_set"] is None
+    monkeypatch.undo()
+    # both at once, or a seed's folder that holds something already: refused before the judges or the project load
+    from ddb_core.bench.inpainter import bench_inpainter
+
+    with pytest.raises(ConfigError, match="not both"):
+        bench_inpainter("nowhere", [0], workdir=tmp_path / "w", eye_set=tmp_path / "a", eye_sets=prefix)
+    (tmp_path / "val-x-seed1").mkdir()
+    (tmp_path / "val-x-seed1" / "labels.csv").write_text("kept\n")
+    with pytest.raises(ConfigError, match="val-x-seed1"):
+        bench_inpainter("nowhere", [0, 1], workdir=tmp_path / "w", eye_sets=prefix)
+    assert not (tmp_path / "w").exists() and (tmp_path / "val-x-seed1" / "labels.csv").read_text() == "kept\n"

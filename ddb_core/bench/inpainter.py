@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..project.errors import ProjectError
+from ..project.errors import ConfigError, ProjectError
 from ..project.progress import ProgressFn
 from .eye_check import grid_items, require_new_folder, write_set
 from .judges import mask_of
@@ -114,12 +114,14 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                     ti_shape: str = "object", grid_shape: Optional[str] = None, oracle: bool = False,
                     judges_dir: Optional[str] = None, section: str = "inpainter", label: Optional[str] = None,
                     ti_repaint: Optional[str] = None, ti_object_share: float = 0.0, device: str = "auto",
-                    dtype: str = "auto", crop_scale: Optional[float] = None, eye_set: Optional[Path] = None) -> dict:
+                    dtype: str = "auto", crop_scale: Optional[float] = None, eye_set: Optional[Path] = None,
+                    eye_sets: Optional[str] = None) -> dict:
     """``shapes``: the repaint masks measured; ``ti_shape``: the mask textual inversion counts its loss in (region
     "mask"); ``ti_repaint``: the mask the UNet is given during the inversion (None: ``ti_shape`` itself; the demo
     gives it its repaint mask, as ``ddb invert`` does); ``ti_object_share``: with ``ti_repaint``, the share of samples
     for which the UNet is given the ``ti_shape`` mask instead; ``grid_shape``: the mask of the grid (default: the demo's);
-    ``eye_set``: a new folder where the grid's candidates are written as a set to label by eye (``bench eye-check``)."""
+    ``eye_set``: a new folder where the grid's candidates (the first seed's) are written as a set to label by eye
+    (``bench eye-check``); ``eye_sets``: a prefix, one such set per seed in ``PREFIX-seedS``."""
     from ..demo.pipeline import DemoPipelineConfig
     from ..data.imaging import load_mask, load_rgb
     from ..method.inpainting import InpaintConfig, Inpainter, crop_window, model_fingerprint
@@ -130,8 +132,12 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
         mask_of(sh, np.zeros((4, 4), np.uint8))  # a bad shape fails before any work
     grid_shape = grid_shape or DemoPipelineConfig().mask_shape_name
     t_start = time.monotonic()
-    if eye_set is not None:
-        require_new_folder(Path(eye_set))  # before the work: a set is never written over
+    if eye_set is not None and eye_sets is not None:
+        raise ConfigError("give --eye-set (the first seed's candidates) or --eye-sets (every seed's), not both")
+    eye_dirs = {seeds[0]: Path(eye_set)} if eye_set is not None else \
+        {s: Path(f"{eye_sets}-seed{s}") for s in seeds} if eye_sets is not None else {}
+    for folder in eye_dirs.values():
+        require_new_folder(folder)  # before the work: a set is never written over
     judges = load_judges(judges_dir or JUDGES_DIR)
     project = _project(workdir, data_seed, on_progress)
     judge_check = check_on_real_renders(judges, project.root / "dataset", "val", shapes)
@@ -141,7 +147,8 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     val = list(project.db.query("select id, path, label, attr, mask_path from samples where split = 'val' order by id"))
     if any(r["mask_path"] is None for r in val):
         raise ProjectError(f"{project.root}: the gates need the demo's ground-truth object masks")
-    per_seed, grid_rows, eye_items = [], [], []
+    per_seed, grid_rows = [], []
+    eye_items: dict[int, list] = {s: [] for s in eye_dirs}
     cfg = InpaintConfig(steps=steps, guidance=guidance, batch_size=16, paste_back=False)
     for seed in seeds:
         t0 = time.monotonic()
@@ -206,9 +213,10 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                         if oracle_model is not None:
                             entry["oracle_swap"] = float((_classify(oracle_model, pasted).argmax(1) == j).mean())
                         d[f"{kind}/{prompt_kind}"] = entry
+                        if seed in eye_dirs and prompt_kind == "token" and kind == grid_shape:
+                            eye_items[seed] += grid_items(len(eye_items[seed]) + 1, i, j, pasted, masks,
+                                                          [project.attr_names[a] for a in attrs])
                         if seed == seeds[0] and prompt_kind == "token" and kind == grid_shape:
-                            eye_items += grid_items(len(eye_items) + 1, i, j, pasted, masks,
-                                                    [project.attr_names[a] for a in attrs])
                             grid_rows.append((f"{names[i]} → {names[j]}, {kind} mask, first {min(24, len(srcs))} val "
                                               "images in id order", srcs[:24], masks[:24], pasted[:24],
                                               v["target_bird"][:24]))
@@ -261,12 +269,13 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
     if grid_path and grid_rows:
         _grid(grid_rows, grid_path)
         result["grid"] = str(grid_path)
-    if eye_set is not None:
-        write_set(Path(eye_set), eye_items, {
-            "made_from": f"the grid's candidates of `{cmd}` (the first 24 val images of each direction, seed {seeds[0]}, "
+    for s, folder in eye_dirs.items():
+        write_set(folder, eye_items[s], {
+            "made_from": f"the grid's candidates of `{cmd}` (the first 24 val images of each direction, seed {s}, "
                          f"{grid_shape} masks, the learned token; model {model}, weights sha256 "
                          f"{(result['model_sha256'] or '')[:12]}…)"})
-        result["eye_set"] = str(eye_set)
+    if eye_dirs:
+        result["eye_sets"] = {str(s): str(f) for s, f in eye_dirs.items()}
     from .docs import write_result
 
     write_result(result, doc, json_path, section, inpainter_markdown(result))

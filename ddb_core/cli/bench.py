@@ -188,7 +188,8 @@ def _inpainter_args(p):
     p.add_argument("--out-dir", help="write the result's JSON and grid into this folder instead of docs/ (a run on "
                                      "another machine); `--from-json` writes its docs section later")
     p.add_argument("--eye-set", metavar="DIR", help="also write the grid's candidates into DIR (a new folder) as a set to "
-                                                  "label by eye (`bench eye-check --blind`)")
+                                                  "label by eye (`bench eye-check --blind`): the first seed's")
+    p.add_argument("--eye-sets", metavar="PREFIX", help="the same for every seed: one new folder per seed, PREFIX-seedS")
     p.add_argument("--model-card", action="store_true", help="also write the model folder's README.md (model card) "
                                                              "with these gates (default: only for section 'inpainter')")
     p.add_argument("--from-json", metavar="JSON", help="write the docs section (and its JSON and grid under docs/) from "
@@ -226,7 +227,8 @@ def _bench_inpainter(a, progress):
                           on_progress=progress, shapes=tuple(a.shapes), ti_source=a.ti_source, ti_region=a.ti_region,
                           ti_shape=a.ti_shape, grid_shape=a.grid_shape, oracle=a.oracle, section=a.section,
                           label=a.label, ti_repaint=a.ti_repaint, ti_object_share=a.ti_object_share, device=a.device,
-                          dtype=a.dtype, crop_scale=a.crop_scale, eye_set=Path(a.eye_set) if a.eye_set else None)
+                          dtype=a.dtype, crop_scale=a.crop_scale, eye_set=Path(a.eye_set) if a.eye_set else None,
+                          eye_sets=a.eye_sets)
     progress.close()
     print(inpainter_markdown(res))
     folder = Path(resolve_model_ref(a.model))
