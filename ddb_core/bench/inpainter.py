@@ -213,13 +213,14 @@ def bench_inpainter(model: str = DEFAULT_MODEL, seeds: Sequence[int] = (0, 1, 2)
                         if oracle_model is not None:
                             entry["oracle_swap"] = float((_classify(oracle_model, pasted).argmax(1) == j).mean())
                         d[f"{kind}/{prompt_kind}"] = entry
-                        if seed in eye_dirs and prompt_kind == "token" and kind == grid_shape:
-                            eye_items[seed] += grid_items(len(eye_items[seed]) + 1, i, j, pasted, masks,
-                                                          [project.attr_names[a] for a in attrs])
-                        if seed == seeds[0] and prompt_kind == "token" and kind == grid_shape:
-                            grid_rows.append((f"{names[i]} → {names[j]}, {kind} mask, first {min(24, len(srcs))} val "
-                                              "images in id order", srcs[:24], masks[:24], pasted[:24],
-                                              v["target_bird"][:24]))
+                        if prompt_kind == "token" and kind == grid_shape:
+                            if seed in eye_dirs:
+                                eye_items[seed] += grid_items(len(eye_items[seed]) + 1, i, j, pasted, masks,
+                                                              [project.attr_names[a] for a in attrs])
+                            if seed == seeds[0]:
+                                grid_rows.append((f"{names[i]} → {names[j]}, {kind} mask, first {min(24, len(srcs))} "
+                                                  "val images in id order", srcs[:24], masks[:24], pasted[:24],
+                                                  v["target_bird"][:24]))
                 seed_out["directions"][f"{i}->{j}"] = d
         seed_out["seconds"] = round(time.monotonic() - t0, 1)
         per_seed.append(seed_out)
