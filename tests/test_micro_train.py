@@ -127,6 +127,24 @@ def test_the_denoising_loss_weights():
     snr = a / (1 - a)
     expect = (per * snr.clamp(max=5.0) / snr).mean()
     assert torch.allclose(denoising_loss(pred, noise, mask, a, snr_gamma=5.0), expect)
+    # bird_share: half of each image's loss on the cells under the bird, half on the rest, whatever their numbers
+    bird = torch.zeros(3, 1, 8, 8)
+    bird[:, :, 3:5, 3:6] = 1  # 6 cells of 64
+    bird[2] = 0  # an image without a bird keeps the plain mean
+    se = ((pred - noise) ** 2).mean(1, keepdim=True)
+    on, off = (se * bird).sum((1, 2, 3)) / 6, (se * (1 - bird)).sum((1, 2, 3)) / 58
+    expect = torch.stack([0.5 * on[0] + 0.5 * off[0], 0.5 * on[1] + 0.5 * off[1], se[2].mean()]).mean()
+    assert torch.allclose(denoising_loss(pred, noise, mask, a, lat_object=bird, bird_share=0.5), expect)
+    # from a perfect prediction, an error of 1 in one bird cell costs 0.5 / 6 of its image, in one ground cell 0.5 / 58
+    moved, ground = noise.clone(), noise.clone()
+    moved[:, :, 3, 3] += 1.0
+    ground[:, :, 0, 0] += 1.0
+    assert torch.allclose(denoising_loss(moved, noise, mask, a, lat_object=bird, bird_share=0.5),
+                          torch.tensor((0.5 / 6 + 0.5 / 6 + 1 / 64) / 3))
+    assert torch.allclose(denoising_loss(ground, noise, mask, a, lat_object=bird, bird_share=0.5),
+                          torch.tensor((0.5 / 58 + 0.5 / 58 + 1 / 64) / 3))
+    with pytest.raises(ConfigError, match="bird_share"):
+        MicroTrainConfig(bird_share=1.0)
 
 
 @pytest.fixture

@@ -76,6 +76,9 @@ class MicroTrainConfig:
     outside_weight: float = 1.0
     # Min-SNR-γ loss weighting (Hang et al., 2023): each timestep's loss weighted by min(SNR, γ) / SNR; None = plain
     snr_gamma: Optional[float] = None
+    # share of each image's loss given to the latent cells under the bird's silhouette (each cell by the share of it the
+    # object mask covers), the rest to the other cells; None = every cell alike (docs/decisions/micro-bird-weight.md)
+    bird_share: Optional[float] = None
     vae_steps: int = 1500
     unet_steps: int = 3000  # about 140 min on 2 CPU cores at these sizes (see docs/benchmarks.md)
     vae_batch_size: int = 16
@@ -104,6 +107,8 @@ class MicroTrainConfig:
             raise ConfigError(f"outside_weight must be in [0, 1], got {self.outside_weight}")
         if self.snr_gamma is not None and not self.snr_gamma > 0:
             raise ConfigError(f"snr_gamma must be > 0 (or None), got {self.snr_gamma}")
+        if self.bird_share is not None and not 0 < self.bird_share < 1:
+            raise ConfigError(f"bird_share must be in (0, 1) (or None), got {self.bird_share}")
         if not 0 <= self.shape_captions <= 1:
             raise ConfigError(f"shape_captions must be in [0, 1], got {self.shape_captions}")
         if self.crop_scale is not None and self.crop_scale < 1:
@@ -168,7 +173,9 @@ class MicroTrainConfig:
 PRESETS = {"corpus": MicroTrainConfig, "v1": MicroTrainConfig.v1, "crop": MicroTrainConfig.crop,
            "crop-wide": MicroTrainConfig.crop_wide, "crop-unit": MicroTrainConfig.crop_unit,
            "crop-wide-unit": lambda: replace(MicroTrainConfig.crop_wide(), unit_latents=True),  # both changes at once
-           "crop-unit-48": MicroTrainConfig.crop_unit_48}
+           "crop-unit-48": MicroTrainConfig.crop_unit_48,
+           # half of each image's loss on the bird's latent cells (docs/decisions/micro-bird-weight.md)
+           "crop-unit-bird": lambda: replace(MicroTrainConfig.crop_unit(), bird_share=0.5)}
 
 
 def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
@@ -282,12 +289,24 @@ def unet_lr_at(cfg: MicroTrainConfig, k: int) -> float:
     return cfg.unet_lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
-def denoising_loss(pred, noise, lat_mask, alpha_bar, outside_weight: float = 1.0, snr_gamma: Optional[float] = None):
+def denoising_loss(pred, noise, lat_mask, alpha_bar, outside_weight: float = 1.0, snr_gamma: Optional[float] = None,
+                   lat_object=None, bird_share: Optional[float] = None):
     """The UNet's loss: squared error of the predicted noise, latent cells outside the repaint mask weighted by
     ``outside_weight``, each image's mean weighted by min(SNR, γ) / SNR when ``snr_gamma`` is set (SNR = ᾱ / (1 − ᾱ)
-    of its timestep); the plain mean squared error with the defaults."""
+    of its timestep); the plain mean squared error with the defaults. With ``bird_share``, each image's mean is
+    ``bird_share`` times its mean over the cells under the bird (``lat_object``, N x 1 x h x w: the share of each cell
+    the object mask covers) plus the rest times its mean over the other cells (an image with no bird: the plain mean)."""
+    import torch
+
     w = lat_mask + outside_weight * (1 - lat_mask)  # N x 1 x h x w
-    per_image = ((pred.float() - noise.float()) ** 2 * w).sum((1, 2, 3)) / (w.sum((1, 2, 3)) * pred.shape[1])
+    se = ((pred.float() - noise.float()) ** 2).mean(1, keepdim=True)
+    per_image = (se * w).sum((1, 2, 3)) / w.sum((1, 2, 3))
+    if bird_share is not None:
+        wb, wr = w * lat_object, w * (1 - lat_object)
+        nb, nr = wb.sum((1, 2, 3)), wr.sum((1, 2, 3))
+        split = bird_share * (se * wb).sum((1, 2, 3)) / nb.clamp(min=1e-8) + \
+            (1 - bird_share) * (se * wr).sum((1, 2, 3)) / nr.clamp(min=1e-8)
+        per_image = torch.where((nb > 0) & (nr > 0), split, per_image)
     if snr_gamma is not None:
         snr = alpha_bar / (1 - alpha_bar)
         per_image = per_image * snr.clamp(max=snr_gamma) / snr
@@ -519,7 +538,10 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         ids = tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
         cond = enc(ids.to(device))[0]
         pred = unet(torch.cat([noisy, lat_mask, masked], 1), t, encoder_hidden_states=cond).sample
-        loss = denoising_loss(pred, noise, lat_mask, a.view(-1), cfg.outside_weight, cfg.snr_gamma)
+        lat_object = None if cfg.bird_share is None else F.interpolate(  # the share of each latent cell under the bird
+            torch.from_numpy(obj_masks[idx.numpy()] >= 128).float().unsqueeze(1), size=latents.shape[-2:], mode="area").to(device)
+        loss = denoising_loss(pred, noise, lat_mask, a.view(-1), cfg.outside_weight, cfg.snr_gamma, lat_object,
+                              cfg.bird_share)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
