@@ -10,6 +10,7 @@ from ddb_core.project.errors import Cancelled, ConfigError, DatasetError
 from ddb_core.method.inpainting import InpaintConfig, Inpainter
 from dataclasses import replace
 
+from ddb_core.demo.micro_sd import MicroSDConfig
 from ddb_core.demo.micro_train import MicroTrainConfig, train_micro_inpainter
 from ddb_core.project.progress import CancelToken
 
@@ -145,6 +146,44 @@ def test_the_denoising_loss_weights():
                           torch.tensor((0.5 / 58 + 0.5 / 58 + 1 / 64) / 3))
     with pytest.raises(ConfigError, match="bird_share"):
         MicroTrainConfig(bird_share=1.0)
+
+
+def test_the_noise_schedule_is_sds_shifted_by_the_snr_factor_and_ends_in_pure_noise(tmp_path):
+    import torch
+
+    from ddb_core.demo.micro_sd import build_components
+
+    sd = build_components(MicroSDConfig(sample_size=32))["scheduler"]
+    assert sd.config.prediction_type == "epsilon" and sd.config.trained_betas is None  # the default is SD's own
+    ac = sd.alphas_cumprod.double()
+    shifted = build_components(MicroSDConfig(sample_size=32, snr_shift=16.0))["scheduler"].alphas_cumprod.double()
+    assert torch.allclose((shifted / (1 - shifted)) / (ac / (1 - ac)), torch.full_like(ac, 16.0), rtol=1e-3)
+    zero = build_components(MicroSDConfig(sample_size=32, snr_shift=16.0, zero_terminal_snr=True))["scheduler"]
+    assert zero.config.prediction_type == "v_prediction" and zero.config.timestep_spacing == "trailing"
+    assert float(zero.alphas_cumprod[-1]) < 1e-6 < float(shifted[-1])  # the last timestep is pure noise
+    # min-SNR-γ in its v form gives the pure-noise timestep no weight instead of dividing by zero
+    from ddb_core.demo.micro_train import denoising_loss
+
+    g = torch.Generator().manual_seed(1)
+    pred, target = torch.randn(2, 4, 4, 4, generator=g), torch.randn(2, 4, 4, 4, generator=g)
+    per = ((pred - target) ** 2).mean((1, 2, 3))
+    loss = denoising_loss(pred, target, torch.ones(2, 1, 4, 4), torch.tensor([0.0, 0.5]), snr_gamma=5.0, v_prediction=True)
+    assert torch.allclose(loss, (per[0] * 0 + per[1] * 1.0 / 2.0) / 2)
+    # a model trained with it saves the schedule, and the pipeline that loads the folder repaints with it
+    cfg = replace(MicroTrainConfig.smoke(), model=replace(MicroTrainConfig.smoke().model, snr_shift=16.0,
+                                                          zero_terminal_snr=True))
+    out = train_micro_inpainter(None, tmp_path / "m", cfg)
+    saved = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert saved["prediction_type"] == "v_prediction" and saved["rescale_betas_zero_snr"] and len(saved["trained_betas"]) == 1000
+    inp = Inpainter.load(str(out), device="cpu")
+    img = np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    m = np.zeros((40, 56), np.uint8)
+    m[10:30, 20:40] = 255
+    res = inp.inpaint([img], [m], ["a photo of a bird"], [0], InpaintConfig(model=str(out), steps=2))
+    assert res[0].shape == img.shape and np.array_equal(res[0][m == 0], img[m == 0])
+    assert isinstance(inp.pipe.scheduler.config.trained_betas, list)
+    with pytest.raises(ValueError, match="snr_shift"):
+        build_components(MicroSDConfig(sample_size=32, snr_shift=0.0))
 
 
 @pytest.fixture

@@ -37,6 +37,12 @@ class MicroSDConfig:
     max_text_len: int = 16  # tokens per prompt, including start and end
     words: tuple[str, ...] = BASE_WORDS
     seed: int = 0
+    # The noise schedule: Stable Diffusion's (scaled-linear betas, ε-prediction) with every timestep's SNR multiplied
+    # by ``snr_shift`` (> 1 = less noise, for latents smaller than SD's 64 px), then, with ``zero_terminal_snr``,
+    # rescaled so that the last timestep is pure noise, with v-prediction and trailing timesteps
+    # (docs/decisions/micro-noise-schedule.md). The defaults are SD's schedule.
+    snr_shift: float = 1.0
+    zero_terminal_snr: bool = False
 
     @property
     def latent_size(self) -> int:
@@ -115,8 +121,26 @@ def build_components(cfg: MicroSDConfig = MicroSDConfig()) -> dict:
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, projection_dim=cfg.text_hidden,
     ))
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1)
+                              set_alpha_to_one=False, steps_offset=1, **schedule_options(cfg))
     return {"vae": vae, "unet": unet, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+
+
+def schedule_options(cfg: MicroSDConfig) -> dict:
+    """The DDIMScheduler options of ``cfg``'s noise schedule (none for SD's own): the shifted schedule as
+    ``trained_betas``, zero terminal SNR with v-prediction and trailing timesteps."""
+    import numpy as np
+
+    if not cfg.snr_shift > 0:
+        raise ValueError(f"snr_shift must be > 0, got {cfg.snr_shift}")
+    out: dict = {}
+    if cfg.snr_shift != 1.0:
+        betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=np.float64) ** 2
+        snr = np.cumprod(1 - betas) / (1 - np.cumprod(1 - betas)) * cfg.snr_shift
+        alpha_bar = snr / (1 + snr)
+        out["trained_betas"] = (1 - alpha_bar / np.concatenate([[1.0], alpha_bar[:-1]])).tolist()
+    if cfg.zero_terminal_snr:
+        out.update(rescale_betas_zero_snr=True, prediction_type="v_prediction", timestep_spacing="trailing")
+    return out
 
 
 def build_pipeline(cfg: MicroSDConfig = MicroSDConfig()):

@@ -157,13 +157,6 @@ class MicroTrainConfig:
         return replace(MicroTrainConfig.crop(), unit_latents=True)
 
     @staticmethod
-    def crop_unit_48() -> "MicroTrainConfig":
-        """crop-unit on a finer grid: 48-px windows, 24-px latents, the bird half as long again in latent pixels
-        (docs/decisions/micro-fine-grid.md); every other setting the same."""
-        base = MicroTrainConfig.crop_unit()
-        return replace(base, model=replace(base.model, sample_size=48))
-
-    @staticmethod
     def smoke() -> "MicroTrainConfig":
         """A few steps at tiny sizes: for tests (well under a minute on a CPU)."""
         return MicroTrainConfig(model=MicroSDConfig(sample_size=32, words=BASE_WORDS + CORPUS_WORDS), corpus=48,
@@ -173,9 +166,14 @@ class MicroTrainConfig:
 PRESETS = {"corpus": MicroTrainConfig, "v1": MicroTrainConfig.v1, "crop": MicroTrainConfig.crop,
            "crop-wide": MicroTrainConfig.crop_wide, "crop-unit": MicroTrainConfig.crop_unit,
            "crop-wide-unit": lambda: replace(MicroTrainConfig.crop_wide(), unit_latents=True),  # both changes at once
-           "crop-unit-48": MicroTrainConfig.crop_unit_48,
+           # a finer grid: 48-px windows, 24-px latents (docs/decisions/micro-fine-grid.md)
+           "crop-unit-48": lambda: replace(MicroTrainConfig.crop_unit(),
+                                           model=replace(MicroTrainConfig.crop_unit().model, sample_size=48)),
            # half of each image's loss on the bird's latent cells (docs/decisions/micro-bird-weight.md)
-           "crop-unit-bird": lambda: replace(MicroTrainConfig.crop_unit(), bird_share=0.5)}
+           "crop-unit-bird": lambda: replace(MicroTrainConfig.crop_unit(), bird_share=0.5),
+           # SNR x 16 for 16-px latents, zero terminal SNR, v-prediction (docs/decisions/micro-noise-schedule.md)
+           "crop-unit-schedule": lambda: replace(MicroTrainConfig.crop_unit(), model=replace(
+               MicroTrainConfig.crop_unit().model, snr_shift=16.0, zero_terminal_snr=True))}
 
 
 def _load_train_split(dataset_dir: Path, size: int) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
@@ -290,7 +288,7 @@ def unet_lr_at(cfg: MicroTrainConfig, k: int) -> float:
 
 
 def denoising_loss(pred, noise, lat_mask, alpha_bar, outside_weight: float = 1.0, snr_gamma: Optional[float] = None,
-                   lat_object=None, bird_share: Optional[float] = None):
+                   lat_object=None, bird_share: Optional[float] = None, v_prediction: bool = False):
     """The UNet's loss: squared error of the predicted noise, latent cells outside the repaint mask weighted by
     ``outside_weight``, each image's mean weighted by min(SNR, γ) / SNR when ``snr_gamma`` is set (SNR = ᾱ / (1 − ᾱ)
     of its timestep); the plain mean squared error with the defaults. With ``bird_share``, each image's mean is
@@ -307,9 +305,9 @@ def denoising_loss(pred, noise, lat_mask, alpha_bar, outside_weight: float = 1.0
         split = bird_share * (se * wb).sum((1, 2, 3)) / nb.clamp(min=1e-8) + \
             (1 - bird_share) * (se * wr).sum((1, 2, 3)) / nr.clamp(min=1e-8)
         per_image = torch.where((nb > 0) & (nr > 0), split, per_image)
-    if snr_gamma is not None:
+    if snr_gamma is not None:  # ε: min(SNR, γ) / SNR; v (``noise`` is then the velocity): min(SNR, γ) / (SNR + 1)
         snr = alpha_bar / (1 - alpha_bar)
-        per_image = per_image * snr.clamp(max=snr_gamma) / snr
+        per_image = per_image * snr.clamp(max=snr_gamma) / (snr + 1 if v_prediction else snr)
     return per_image.mean()
 
 
@@ -388,6 +386,8 @@ def continues(old: dict, new: dict) -> bool:
     old, new = dict(old), dict(new)
     old.setdefault("unet_restart_steps", None)  # checkpoints written before the options existed
     old.setdefault("unit_latents", False)
+    old.setdefault("bird_share", None)
+    old["model"] = {"snr_shift": 1.0, "zero_terminal_snr": False, **old.get("model", {})}
     if new["unet_steps"] < old["unet_steps"]:
         return False
     if old["unet_restart_steps"] is None and new.get("unet_restart_steps") == old["unet_steps"]:
@@ -540,8 +540,10 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         pred = unet(torch.cat([noisy, lat_mask, masked], 1), t, encoder_hidden_states=cond).sample
         lat_object = None if cfg.bird_share is None else F.interpolate(  # the share of each latent cell under the bird
             torch.from_numpy(obj_masks[idx.numpy()] >= 128).float().unsqueeze(1), size=latents.shape[-2:], mode="area").to(device)
-        loss = denoising_loss(pred, noise, lat_mask, a.view(-1), cfg.outside_weight, cfg.snr_gamma, lat_object,
-                              cfg.bird_share)
+        v = sched.config.prediction_type == "v_prediction"  # the target: the noise, or the velocity
+        target = a.sqrt() * noise - (1 - a).sqrt() * latents if v else noise
+        loss = denoising_loss(pred, target, lat_mask, a.view(-1), cfg.outside_weight, cfg.snr_gamma, lat_object,
+                              cfg.bird_share, v)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
