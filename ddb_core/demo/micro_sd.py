@@ -21,6 +21,9 @@ BASE_WORDS = (
 )
 
 
+SD_BETAS = (0.00085, 0.012)  # Stable Diffusion's scaled-linear betas, first and last
+
+
 @dataclass(frozen=True)
 class MicroSDConfig:
     """Sizes of a small SD inpainting model. Defaults: the tiny preset for tests (64 px, 2 steps)."""
@@ -120,8 +123,8 @@ def build_components(cfg: MicroSDConfig = MicroSDConfig()) -> dict:
         max_position_embeddings=cfg.max_text_len, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, projection_dim=cfg.text_hidden,
     ))
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                              set_alpha_to_one=False, steps_offset=1, **schedule_options(cfg))
+    scheduler = DDIMScheduler(beta_start=SD_BETAS[0], beta_end=SD_BETAS[1], beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1, **schedule_options(cfg))
     return {"vae": vae, "unet": unet, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
 
 
@@ -130,11 +133,13 @@ def schedule_options(cfg: MicroSDConfig) -> dict:
     ``trained_betas``, zero terminal SNR with v-prediction and trailing timesteps."""
     import numpy as np
 
+    from ..project.errors import ConfigError
+
     if not cfg.snr_shift > 0:
-        raise ValueError(f"snr_shift must be > 0, got {cfg.snr_shift}")
+        raise ConfigError(f"snr_shift must be > 0, got {cfg.snr_shift}")
     out: dict = {}
     if cfg.snr_shift != 1.0:
-        betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=np.float64) ** 2
+        betas = np.linspace(SD_BETAS[0] ** 0.5, SD_BETAS[1] ** 0.5, 1000, dtype=np.float64) ** 2
         snr = np.cumprod(1 - betas) / (1 - np.cumprod(1 - betas)) * cfg.snr_shift
         alpha_bar = snr / (1 + snr)
         out["trained_betas"] = (1 - alpha_bar / np.concatenate([[1.0], alpha_bar[:-1]])).tolist()

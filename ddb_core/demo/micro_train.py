@@ -541,7 +541,7 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         lat_object = None if cfg.bird_share is None else F.interpolate(  # the share of each latent cell under the bird
             torch.from_numpy(obj_masks[idx.numpy()] >= 128).float().unsqueeze(1), size=latents.shape[-2:], mode="area").to(device)
         v = sched.config.prediction_type == "v_prediction"  # the target: the noise, or the velocity
-        target = a.sqrt() * noise - (1 - a).sqrt() * latents if v else noise
+        target = sched.get_velocity(latents, noise, t) if v else noise
         loss = denoising_loss(pred, target, lat_mask, a.view(-1), cfg.outside_weight, cfg.snr_gamma, lat_object,
                               cfg.bird_share, v)
         opt.zero_grad(set_to_none=True)
