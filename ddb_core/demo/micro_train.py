@@ -43,9 +43,10 @@ from typing import Optional
 import numpy as np
 
 from ..project.errors import ConfigError, DatasetError
-from ..method.inpainting import INPAINT_FILE, crop_window
+from ..method.inpainting import crop_window
 from .corpus import CORPUS_WORDS, caption, caption_attributes, render_corpus
 from .micro_sd import BASE_WORDS, MicroSDConfig, build_components
+from .micro_weights import WeightAverage, halve_weights, load_vae_from, save_folder, vae_sha256  # noqa: F401 (their home until 2026-12-06)
 from ..project.progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 
 
@@ -79,6 +80,9 @@ class MicroTrainConfig:
     # share of each image's loss given to the latent cells under the bird's silhouette (each cell by the share of it the
     # object mask covers), the rest to the other cells; None = every cell alike (docs/decisions/micro-bird-weight.md)
     bird_share: Optional[float] = None
+    # the UNet and text encoder saved (and sampled) as an exponential moving average of their weights with this decay;
+    # None = their last weights (docs/decisions/micro-ema.md)
+    ema_decay: Optional[float] = None
     vae_steps: int = 1500
     unet_steps: int = 3000  # about 140 min on 2 CPU cores at these sizes (see docs/benchmarks.md)
     vae_batch_size: int = 16
@@ -109,6 +113,8 @@ class MicroTrainConfig:
             raise ConfigError(f"snr_gamma must be > 0 (or None), got {self.snr_gamma}")
         if self.bird_share is not None and not 0 < self.bird_share < 1:
             raise ConfigError(f"bird_share must be in (0, 1) (or None), got {self.bird_share}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in (0, 1) (or None), got {self.ema_decay}")
         if not 0 <= self.shape_captions <= 1:
             raise ConfigError(f"shape_captions must be in [0, 1], got {self.shape_captions}")
         if self.crop_scale is not None and self.crop_scale < 1:
@@ -172,6 +178,8 @@ PRESETS = {"corpus": MicroTrainConfig, "v1": MicroTrainConfig.v1, "crop": MicroT
            # half of each image's loss on the bird's latent cells (docs/decisions/micro-bird-weight.md)
            "crop-unit-bird": lambda: replace(MicroTrainConfig.crop_unit(), bird_share=0.5),
            # SNR x 16 for 16-px latents, zero terminal SNR, v-prediction (docs/decisions/micro-noise-schedule.md)
+           # sampled from an average of its weights over about the last 1000 steps (docs/decisions/micro-ema.md)
+           "crop-unit-ema": lambda: replace(MicroTrainConfig.crop_unit(), ema_decay=0.999),
            "crop-unit-schedule": lambda: replace(MicroTrainConfig.crop_unit(), model=replace(
                MicroTrainConfig.crop_unit().model, snr_shift=16.0, zero_terminal_snr=True))}
 
@@ -255,26 +263,6 @@ def crop_corpus(images: np.ndarray, masks: np.ndarray, size: int, scale: float,
     return out_i, out_m
 
 
-def halve_weights(folder: str | os.PathLike) -> int:
-    """Store every float32 tensor of a diffusers folder's safetensors files as float16 (half the size;
-    ``from_pretrained(..., dtype=torch.float32)`` loads them back as float32). Returns bytes saved."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    saved = 0
-    for f in sorted(Path(folder).rglob("*.safetensors")):
-        if "checkpoints" in f.parts:
-            continue
-        before = f.stat().st_size
-        tensors = load_file(str(f))
-        half = {k: (v.half() if v.dtype == torch.float32 else v).contiguous() for k, v in tensors.items()}
-        tmp = f.with_name(f.name + ".tmp")
-        save_file(half, str(tmp), metadata={"format": "pt"})
-        tmp.replace(f)
-        saved += before - f.stat().st_size
-    return saved
-
-
 def unet_lr_at(cfg: MicroTrainConfig, k: int) -> float:
     """Learning rate at UNet step ``k``: 100 warm-up steps, then cosine to 5% of the peak, with the optional
     warm restart at ``unet_restart_steps`` (the first cosine ends there; the rest follows the whole phase's)."""
@@ -334,20 +322,6 @@ def unit_scale(lat_mean, lat_std) -> float:
     return float(f"{1.0 / var.sqrt().item():.5g}")
 
 
-def save_folder(out: Path, cfg: MicroTrainConfig, parts: dict) -> None:
-    """The components as a diffusers inpainting folder (float16 weights), with the model's window (``inpaint.json``)."""
-    from diffusers import StableDiffusionInpaintPipeline
-
-    pipe = StableDiffusionInpaintPipeline(vae=parts["vae"].cpu().eval(), unet=parts["unet"].cpu().eval(),
-                                          text_encoder=parts["text_encoder"].cpu().eval(), tokenizer=parts["tokenizer"],
-                                          scheduler=parts["scheduler"], safety_checker=None, feature_extractor=None,
-                                          requires_safety_checker=False)
-    pipe.save_pretrained(out)
-    halve_weights(out)
-    if cfg.crop_scale:
-        (Path(out) / INPAINT_FILE).write_text(json.dumps({"crop_scale": cfg.repaint_scale or cfg.crop_scale}, indent=2))
-
-
 def export_checkpoint(run_dir: str | os.PathLike, dest: str | os.PathLike) -> tuple[Path, int]:
     """The last checkpoint of a training run (``run_dir/checkpoints/state.pt``) as a diffusers folder in ``dest``, to
     measure a run before it ends; returns (folder, UNet steps done)."""
@@ -369,6 +343,9 @@ def export_checkpoint(run_dir: str | os.PathLike, dest: str | os.PathLike) -> tu
     parts = build_components(cfg.model)
     parts["vae"].load_state_dict(state["vae"]), parts["unet"].load_state_dict(state["unet"])
     parts["text_encoder"].load_state_dict(state["text_encoder"])
+    if state.get("ema") is not None:  # the weights the finished run would save: the average
+        WeightAverage({"unet": parts["unet"], "text_encoder": parts["text_encoder"]}, cfg.ema_decay,
+                      state["ema"]).copy_to_modules()
     save_folder(Path(dest), cfg, parts)
     check_model_folder(Path(dest))
     return Path(dest), int(state["step"]) - cfg.vae_steps
@@ -387,6 +364,7 @@ def continues(old: dict, new: dict) -> bool:
     old.setdefault("unet_restart_steps", None)  # checkpoints written before the options existed
     old.setdefault("unit_latents", False)
     old.setdefault("bird_share", None)
+    old.setdefault("ema_decay", None)
     old["model"] = {"snr_shift": 1.0, "zero_terminal_snr": False, **old.get("model", {})}
     if new["unet_steps"] < old["unet_steps"]:
         return False
@@ -454,12 +432,14 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     log = json.loads(state["log"]) if state else []
     seconds_before = float(state["seconds"]) if state and "seconds" in state else 0.0
     latent_scale = float(state["latent_scale"]) if state is not None and state.get("latent_scale") is not None else None
+    average = None  # the UNet phase's weight average (``ema_decay``), made when that phase starts
 
     def save_state(opt) -> None:
         tmp = state_file.with_suffix(".tmp")
         torch.save({"step": step, "seconds": torch.tensor(seconds_before + time.monotonic() - t0), "vae": vae.state_dict(), "unet": unet.state_dict(), "text_encoder": enc.state_dict(),
                     "optimizer": opt.state_dict(), "log": json.dumps(log),
                     "extended_from": -1 if extended_from is None else extended_from, "latent_scale": latent_scale,
+                    "ema": None if average is None else average.state_dict(),
                     "config": json.dumps(asdict(cfg), sort_keys=True, default=str)}, tmp)
         tmp.replace(state_file)
 
@@ -498,6 +478,10 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
 
     def unet_lr(k: int) -> float:
         return unet_lr_at(cfg, k)
+
+    if cfg.ema_decay is not None:  # from the checkpoint's average when the UNet phase had begun, else the weights now
+        resumed = state.get("ema") if state and int(state["step"]) > cfg.vae_steps else None
+        average = WeightAverage({"unet": unet, "text_encoder": enc}, cfg.ema_decay, resumed)
 
     alphas = sched.alphas_cumprod.to(device)
     if step < total:
@@ -548,13 +532,19 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
+        if average is not None:
+            average.update()
         step += 1
         log.append({"step": step, "phase": "unet", "loss": round(loss.item(), 5)})
         tracker.update(step, f"unet loss {np.mean([e['loss'] for e in log[-50:]]):.4f}")
         if step % cfg.checkpoint_every == 0 or step == total:
             save_state(opt)
     # 3. Save as a diffusers folder.
-    save_folder(out, cfg, {"vae": vae, "unet": unet, "text_encoder": enc, "tokenizer": tok, "scheduler": sched})
+    if average is not None:
+        with average.applied():
+            save_folder(out, cfg, {"vae": vae, "unet": unet, "text_encoder": enc, "tokenizer": tok, "scheduler": sched})
+    else:
+        save_folder(out, cfg, {"vae": vae, "unet": unet, "text_encoder": enc, "tokenizer": tok, "scheduler": sched})
     (out / "training.json").write_text(json.dumps({
         "config": asdict(cfg), "dataset": str(dataset_dir) if dataset_dir is not None else None,
         "corpus": None if dataset_dir is not None else {"images": cfg.corpus, "seed": cfg.corpus_seed,
@@ -563,38 +553,7 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         "seconds_this_session": round(time.monotonic() - t0, 1),
         "seconds_total": round(seconds_before + time.monotonic() - t0, 1), "final_losses": log[-5:],
         "extended_from_unet_steps": extended_from, "vae_from": vae_from,
-        "latent_scale": vae.config.scaling_factor}, indent=2, default=str))
+        "latent_scale": vae.config.scaling_factor,
+        "weights": "last" if average is None else f"exponential moving average, decay {cfg.ema_decay}, {average.updates} updates"},
+        indent=2, default=str))
     return out
-
-
-def vae_sha256(folder: Path) -> str:
-    """sha256 over the bytes of a diffusers folder's VAE weight files (what a training record quotes of a borrowed VAE)."""
-    import hashlib
-    digest = hashlib.sha256()
-    for f in sorted((Path(folder) / "vae").glob("*.safetensors")):
-        digest.update(f.read_bytes())
-    return digest.hexdigest()
-
-
-def load_vae_from(vae, folder: Path) -> dict:
-    """Load the VAE of the diffusers folder ``folder`` into ``vae`` (same sizes, else a ConfigError naming both);
-    returns what the training record says of it: the folder, its weights' sha256 and its own training command."""
-    import torch
-    from diffusers import AutoencoderKL
-
-    if not (folder / "vae").is_dir():
-        raise ConfigError(f"--vae-from {folder}: no vae/ folder there (a diffusers model folder is expected)")
-    # read on the CPU into the recipe's own VAE, which the caller then places on the chosen device
-    other = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
-    theirs, ours = other.state_dict(), vae.state_dict()
-    if theirs.keys() != ours.keys() or any(theirs[k].shape != ours[k].shape for k in ours):
-        raise ConfigError(f"--vae-from {folder}: its VAE has other sizes than this recipe's "
-                          f"(vae_channels, latent_channels); use a model trained with the same VAE recipe")
-    vae.load_state_dict(theirs)
-    record = folder / "training.json"
-    recipe = None
-    if record.is_file():
-        cfg = json.loads(record.read_text()).get("config", {})
-        recipe = {k: cfg.get(k) for k in ("vae_steps", "vae_batch_size", "vae_lr", "kl_weight", "seed", "corpus",
-                                          "crop_scale")}
-    return {"folder": str(folder), "vae_sha256": vae_sha256(folder), "vae_recipe": recipe}

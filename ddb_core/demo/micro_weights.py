@@ -1,0 +1,146 @@
+"""The micro model's weights on disk and in training: the diffusers folder it is saved as (float16 weights, the window
+it repaints), a VAE borrowed from another folder, and the running average of weights that a model is sampled from.
+
+``WeightAverage`` is the exponential moving average of modules' parameters that published diffusion models are
+sampled from (DDPM, latent diffusion, Stable Diffusion), with the warm-up of diffusers' ``EMAModel``: at update n the
+decay is min(decay, (1 + n) / (10 + n)), so the first updates follow the weights closely.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..method.inpainting import INPAINT_FILE
+from ..project.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .micro_train import MicroTrainConfig
+
+
+class WeightAverage:
+    """An exponential moving average of the parameters of named modules (``{"unet": unet, ...}``)."""
+
+    def __init__(self, modules: dict, decay: float, state: dict | None = None) -> None:
+        if not 0 < decay < 1:
+            raise ConfigError(f"ema_decay must be in (0, 1), got {decay}")
+        self.modules, self.decay, self.updates = modules, decay, 0
+        self.shadow = {name: {k: p.detach().clone() for k, p in m.named_parameters()} for name, m in modules.items()}
+        if state is not None:
+            self.updates = int(state["updates"])
+            for name in modules:
+                missing = self.shadow[name].keys() - state[name].keys()
+                if missing:
+                    raise ConfigError(f"the checkpoint's weight average has no {name} parameter {sorted(missing)[0]}")
+                for k, t in self.shadow[name].items():
+                    t.copy_(state[name][k])
+
+    def update(self) -> float:
+        """One step of the average towards the modules' current parameters; returns the decay used."""
+        import torch
+
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        with torch.no_grad():
+            for name, m in self.modules.items():
+                names = [k for k, _ in m.named_parameters()]
+                torch._foreach_lerp_([self.shadow[name][k] for k in names],
+                                     [p.detach() for _, p in m.named_parameters()], 1 - d)
+        return d
+
+    def state_dict(self) -> dict:
+        import torch
+
+        return {"updates": torch.tensor(self.updates), **{name: dict(sd) for name, sd in self.shadow.items()}}
+
+    def _load(self, weights: dict) -> None:
+        import torch
+
+        with torch.no_grad():
+            for name, m in self.modules.items():
+                for k, p in m.named_parameters():
+                    p.copy_(weights[name][k])
+
+    def copy_to_modules(self) -> None:
+        """The modules take the averaged parameters (their own are lost)."""
+        self._load(self.shadow)
+
+    @contextmanager
+    def applied(self):
+        """The modules hold the averaged parameters inside the block and their own again after it."""
+        own = {name: {k: p.detach().clone() for k, p in m.named_parameters()} for name, m in self.modules.items()}
+        self._load(self.shadow)
+        try:
+            yield
+        finally:
+            self._load(own)
+
+
+def halve_weights(folder: str | os.PathLike) -> int:
+    """Store every float32 tensor of a diffusers folder's safetensors files as float16 (half the size;
+    ``from_pretrained(..., dtype=torch.float32)`` loads them back as float32). Returns bytes saved."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    saved = 0
+    for f in sorted(Path(folder).rglob("*.safetensors")):
+        if "checkpoints" in f.parts:
+            continue
+        before = f.stat().st_size
+        tensors = load_file(str(f))
+        half = {k: (v.half() if v.dtype == torch.float32 else v).contiguous() for k, v in tensors.items()}
+        tmp = f.with_name(f.name + ".tmp")
+        save_file(half, str(tmp), metadata={"format": "pt"})
+        tmp.replace(f)
+        saved += before - f.stat().st_size
+    return saved
+
+
+def save_folder(out: Path, cfg: MicroTrainConfig, parts: dict) -> None:
+    """The components as a diffusers inpainting folder (float16 weights), with the model's window (``inpaint.json``)."""
+    from diffusers import StableDiffusionInpaintPipeline
+
+    pipe = StableDiffusionInpaintPipeline(vae=parts["vae"].cpu().eval(), unet=parts["unet"].cpu().eval(),
+                                          text_encoder=parts["text_encoder"].cpu().eval(), tokenizer=parts["tokenizer"],
+                                          scheduler=parts["scheduler"], safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.save_pretrained(out)
+    halve_weights(out)
+    if cfg.crop_scale:
+        (Path(out) / INPAINT_FILE).write_text(json.dumps({"crop_scale": cfg.repaint_scale or cfg.crop_scale}, indent=2))
+
+
+def vae_sha256(folder: Path) -> str:
+    """sha256 over the bytes of a diffusers folder's VAE weight files (what a training record quotes of a borrowed VAE)."""
+    import hashlib
+    digest = hashlib.sha256()
+    for f in sorted((Path(folder) / "vae").glob("*.safetensors")):
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def load_vae_from(vae, folder: Path) -> dict:
+    """Load the VAE of the diffusers folder ``folder`` into ``vae`` (same sizes, else a ConfigError naming both);
+    returns what the training record says of it: the folder, its weights' sha256 and its own training command."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    if not (folder / "vae").is_dir():
+        raise ConfigError(f"--vae-from {folder}: no vae/ folder there (a diffusers model folder is expected)")
+    # read on the CPU into the recipe's own VAE, which the caller then places on the chosen device
+    other = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
+    theirs, ours = other.state_dict(), vae.state_dict()
+    if theirs.keys() != ours.keys() or any(theirs[k].shape != ours[k].shape for k in ours):
+        raise ConfigError(f"--vae-from {folder}: its VAE has other sizes than this recipe's "
+                          f"(vae_channels, latent_channels); use a model trained with the same VAE recipe")
+    vae.load_state_dict(theirs)
+    record = folder / "training.json"
+    recipe = None
+    if record.is_file():
+        cfg = json.loads(record.read_text()).get("config", {})
+        recipe = {k: cfg.get(k) for k in ("vae_steps", "vae_batch_size", "vae_lr", "kl_weight", "seed", "corpus",
+                                          "crop_scale")}
+    return {"folder": str(folder), "vae_sha256": vae_sha256(folder), "vae_recipe": recipe}
