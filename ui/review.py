@@ -22,7 +22,7 @@ from .review_thresholds import (PSI_STEP, ask_reset, on_threshold, reset_thresho
                                 threshold_slider, undo_thresholds)
 from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
                           direction_choices, gallery_items, plots_at, refilter, sent_once, Ids)
-from .state import ORDERED, REDRAW, AppState, safe
+from .state import AFTER, ORDERED, REDRAW, AppState, safe
 
 
 POLL_S = 3.0  # how often a shown review screen asks whether its project changed elsewhere
@@ -171,18 +171,18 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     v.redraw = partial(redraw, state)
     v.after = (safe(v.redraw), [v.plot_dir, v.colour_by, v.nav],
                [v.scatter, v.hist_psi, v.hist_rho, v.plot_state, v.map, v.gallery, v.page_info])
-    # .input (a user's move), not .change: a programmatic update must not redraw stale values. In the redraws' group:
-    # a preview of a slider's value is drawn before the redraw that follows its save, never after it (a preview that
-    # answered late left the plot at the value before the last key press)
+    # .input (a user's move), not .change: a programmatic update must not redraw stale values. Each preview sends the
+    # threshold version its page holds, and one sent before a change it has not seen is not drawn: under load a
+    # preview answered after the redraw of a later key's save and left the plot at the value before that key
     for s in v.sliders:
-        s.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden",
+        s.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir, v.th_version], plots_out, show_progress="hidden",
                 trigger_mode="always_last", api_name=f"threshold_{s.elem_id.replace('-', '_')}", **REDRAW)
-    v.plot_dir.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir], plots_out, show_progress="hidden",
-                     **REDRAW)
+    v.plot_dir.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir, v.th_version], plots_out,
+                     show_progress="hidden", **REDRAW)
     for slot, s in enumerate(v.sliders):
         s.release(safe(partial(save_threshold, state, v, slot)), [*v.sliders, *v.filters, v.th_version],
                   [*v.slider_outs, v.th_msg, *v.refiltered],
-                  show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}", **ORDERED).then(*v.after, **REDRAW)
+                  show_progress="hidden", api_name=f"save_{s.elem_id.replace('-', '_')}", **ORDERED).then(*v.after, **AFTER)
     refilter_fn = safe(partial(refilter, state))
     # .select (a user's choice), not .change: "next in queue" and a refresh set these themselves, with the gallery
     # that goes with them; a .change would filter again behind them and could answer after a later decision. Not
@@ -199,7 +199,8 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
                           (v.undo_th, undo_thresholds, "undo_thresholds")):
         btn.click(safe(partial(fn, state, v)), [], [*v.slider_outs, v.th_msg, v.reset_confirm, v.reset_cancel],
                   api_name=name, **ORDERED).then(
-            safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered).then(*v.after, **REDRAW)
+            safe(partial(refilter, state, keep_current=True)), v.filters, v.refiltered, trigger_mode="always_last").then(
+            *v.after, **AFTER)
     # a cheap look every few seconds: a screen whose project changed elsewhere (another tab, user, `ddb`) is drawn again
     # (in the actions' group: it writes the shown candidate, which an action in flight may be moving)
     # The tick itself writes one hidden field, and only when the project changed: a tick that finds nothing new

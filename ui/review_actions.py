@@ -20,7 +20,7 @@ from ddb_core.project.errors import DDBError
 
 from . import plots
 from .review_view import BIG, PAGE, Ids, counts_markdown, detail_panels, gallery_items, refilter
-from .state import ORDERED, REDRAW, AppState, load_image, reviewer, safe, session_of, user_of
+from .state import AFTER, ORDERED, AppState, load_image, reviewer, safe, session_of, user_of
 
 
 def wire(state: AppState, v: SimpleNamespace) -> None:
@@ -36,7 +36,7 @@ def wire(state: AppState, v: SimpleNamespace) -> None:
     v.prev.click(partial(move, state, -1), [v.nav], nav_detail, show_progress="hidden", api_name="previous", **ORDERED)
     v.next.click(partial(move, state, +1), [v.nav], nav_detail, show_progress="hidden", api_name="next", **ORDERED)
     v.queue_next.click(safe(partial(next_in_queue, state)), v.filters, [v.f_sort, *v.refiltered], show_progress="hidden",
-                       api_name="next_in_queue", **ORDERED).then(*v.after, **REDRAW)
+                       api_name="next_in_queue", **ORDERED).then(*v.after, **AFTER)
     def decided(decision):
         """A decision and the screen drawn after it, in one event: a reviewer's key press is one round trip (the
         redraw chained after it cost another, about as long as the decision itself)."""
@@ -49,16 +49,16 @@ def wire(state: AppState, v: SimpleNamespace) -> None:
         btn.click(safe(decided(decision)), [v.nav, v.plot_dir, v.colour_by], [*nav_detail, v.counts, *v.after[2]],
                   show_progress="hidden", api_name=f"decide_{decision or 'auto'}", **ORDERED)
     v.undo.click(safe(partial(undo, state)), [v.nav], [*nav_detail, v.counts], show_progress="hidden",
-                 api_name="undo", **ORDERED).then(*v.after, **REDRAW)
+                 api_name="undo", **ORDERED).then(*v.after, **AFTER)
     v.edit_btn.click(safe(partial(load_editor, state)), [v.nav], [v.editor])
     v.regen_btn.click(safe(partial(regenerate, state)), [v.nav, v.editor], [*nav_detail, v.counts, v.regen_msg],
-                      api_name="regenerate").then(*v.after, **REDRAW)
+                      api_name="regenerate").then(*v.after, **AFTER)
     v.audit_box.expand(safe(partial(audit_table, state)), [], [v.audit_md], show_progress="hidden")
     v.audit_ask.click(safe(partial(audit_ask, state)), [v.audit_id], [v.audit_msg, v.audit_confirm])
     v.audit_id.change(lambda: ("", gr.Button(visible=False)), [], [v.audit_msg, v.audit_confirm], show_progress="hidden")
     v.audit_confirm.click(safe(partial(audit_undo, state)), [v.audit_id, v.nav],
                           [v.audit_msg, v.audit_confirm, v.audit_md, *nav_detail, v.counts], api_name="undo_action",
-                          **ORDERED).then(*v.after, **REDRAW)
+                          **ORDERED).then(*v.after, **AFTER)
     batch_out = [v.batch_msg, v.batch_confirm, v.pending_batch]
     v.batch_btn.click(partial(batch_ask, state), [v.batch_action, v.nav, v.f_dir, v.f_status, v.f_sort, v.f_psi, v.f_rho, v.f_method,
                                   v.selection], batch_out, api_name="batch_ask")
@@ -66,7 +66,7 @@ def wire(state: AppState, v: SimpleNamespace) -> None:
         comp.change(batch_cancel, [v.pending_batch], batch_out, show_progress="hidden")
     v.batch_confirm.click(safe(partial(batch_confirm, state)), [v.pending_batch], [*batch_out[:2], v.counts, v.pending_batch],
                           api_name="batch_confirm").then(safe(partial(refilter, state, keep_current=True)), v.filters,
-                                                         v.refiltered).then(*v.after, **REDRAW)
+                                                         v.refiltered, trigger_mode="always_last").then(*v.after, **AFTER)
 
 
 def _counts(state: AppState, index) -> str:

@@ -4,11 +4,12 @@ computed defaults and undone."""
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
+
+from ddb_core.curation.decisions import THRESHOLD_KINDS
 
 from .review_view import EMPTY_NAV, counts_markdown, nice_step, p_step, plots_at, refilter, thresholds_from
 from .state import AppState, session_of, user_of
@@ -49,7 +50,7 @@ def threshold_slider(*args, **kwargs) -> gr.Slider:
 
 def thresholds_version(project) -> str:
     """The id of the project's latest threshold change (a save, reset or undo of any session), as text."""
-    return str(project.db.execute("select coalesce(max(id), 0) from actions where kind like 'threshold%'").fetchone()[0])
+    return str(project.db.execute(f"select coalesce(max(id), 0) from actions where kind in {THRESHOLD_KINDS}").fetchone()[0])
 
 
 def changed_since(project, drawn) -> bool:
@@ -61,7 +62,7 @@ def changed_since(project, drawn) -> bool:
         drawn = int(drawn)
     except (TypeError, ValueError):
         return True
-    return project.db.execute("select count(*) from actions where id > ? and kind like 'threshold%' and "
+    return project.db.execute(f"select count(*) from actions where id > ? and kind in {THRESHOLD_KINDS} and "
                               "coalesce(json_extract(detail, '$.session'), '') != ?", [drawn, session_of()]).fetchone()[0] > 0
 
 
@@ -92,28 +93,13 @@ def slider_updates(v: SimpleNamespace, index) -> list:
 PSI_STEP, PSI_DECIMALS = 0.0001, 4  # the Ψ sliders' step (ψ is a probability)
 
 
-SUPERSEDED_S = 3.0  # how long a replaced value stays suspect in a preview
-
-
-def stale_preview(state: AppState, v: SimpleNamespace, index, th) -> bool:
-    """Whether a slider preview shows, on some slider, a value that a save replaced in the last ``SUPERSEDED_S``
-    seconds and the project no longer holds: a preview of an earlier key press or drag position that answered after
-    the redraw of a later save. Drawing it would leave the plot at a value the project does not hold (its save is
-    done); the save's own redraw has drawn what it holds."""
-    now = time.monotonic()
-    p_decimals = None  # the P step's decimals, computed once and only when a recent save replaced a P
-    for when, slot, old in list(state.superseded):
-        if now - when > SUPERSEDED_S or slot >= len(th) or th[slot] is None or old is None:
-            continue
-        c, psi = slot % v.n_sliders, slot < v.n_sliders
-        if not psi and p_decimals is None:
-            p_decimals = p_step(index)[1]
-        decimals = PSI_DECIMALS if psi else p_decimals
-        stored = (index.Psi if psi else index.P).get(c)
-        shown, old = round(float(th[slot]), decimals), round(old, decimals)
-        if shown == old and stored is not None and round(stored, decimals) != old:
-            return True
-    return False
+def stale_preview(index, drawn) -> bool:
+    """Whether a slider preview was sent from a screen whose thresholds a change has replaced since (``drawn``: the
+    threshold version the page held when it sent the preview; none sent: an API caller, taken as current). A preview
+    of an earlier key press or drag position can answer after the redraw of a later save, however long the queue:
+    drawing it would leave the plot at a value the project does not hold. The change's own redraw (a save's, a
+    reset's, an undo's, or the poll's for a change made elsewhere) draws what the project holds."""
+    return drawn not in (None, "") and str(drawn) != thresholds_version(index.project)
 
 
 def on_threshold(state: AppState, v: SimpleNamespace, *values):
@@ -122,10 +108,10 @@ def on_threshold(state: AppState, v: SimpleNamespace, *values):
     names = state.class_names()
     if index is None or len(index) == 0:
         return counts_markdown(index, {}, {}, names), *plots_at(None, {}, {}, None)
-    *th, direction = values
+    *th, direction, drawn = values
     n = index.n_classes
     shown = list(th[:n]) + list(th[v.n_sliders:v.n_sliders + n])
-    if None in shown or stale_preview(state, v, index, th):
+    if None in shown or stale_preview(index, drawn):
         # a number box emptied to type into, or a preview a later save replaced: the counts, the three plots and
         # the plot's state stay as drawn
         return tuple(gr.skip() for _ in range(5))
@@ -158,8 +144,6 @@ def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):
         value = round(round(typed / step) * step, decimals)
         before = (index.Psi if psi else index.P).get(c)
         index.save_thresholds(**{"Psi" if psi else "P": {c: value}}, who=user_of(), session=session_of())
-        if before is not None and before != value:
-            state.superseded.append((time.monotonic(), slot, float(before)))
         state.mark_shown(index, True, version)
         keep[-1] = thresholds_version(index.project)
         names = state.class_names()

@@ -6,7 +6,6 @@ Screen modules take an ``AppState`` explicitly in every handler; nothing here dr
 
 from __future__ import annotations
 
-from collections import deque
 import functools
 import sqlite3
 import os
@@ -29,6 +28,11 @@ from ddb_core.project.store import DB_NAME, Project
 ORDERED = {"trigger_mode": "multiple", "concurrency_id": "review-actions", "concurrency_limit": 1}
 # The redraw after an action (plots, map, badges): one at a time, after the action it follows.
 REDRAW = {"concurrency_id": "review-redraw", "concurrency_limit": 1}
+# A step that follows an action (``.then``): asked for while the same step of an earlier action is still pending, it
+# runs again once that one ends, from what the project holds then. Gradio's default for ``.then`` ("once") drops it:
+# at a reviewer's pace the redraw after the last key's save was dropped while the previous key's was queued, and that
+# one, read before the last save, left the plot one key behind the project.
+AFTER = {**REDRAW, "trigger_mode": "always_last"}
 
 
 def safe(fn: Callable) -> Callable:
@@ -144,7 +148,6 @@ class AppState:
         self.shown: dict[str, dict] = {}
         # (when, slider, value) of threshold values a save replaced: a slider's preview that answers after a later
         # save would draw a value the project no longer holds (see ``review_thresholds.on_threshold``)
-        self.superseded: deque = deque(maxlen=64)
         self._project = None  # (the database file's identity, the project opened on it)
         self._inpainter = self._inpainter_ref = None
         if Project.exists(self.project_dir):

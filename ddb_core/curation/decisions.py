@@ -209,6 +209,10 @@ def reset_thresholds(project: Project, who: str = "user", source: str = "api", s
     return thresholds(project)
 
 
+# the kinds of ``actions`` row a threshold change writes (a save or reset; an undo of one), as an SQL tuple
+THRESHOLD_KINDS = ("thresholds", "thresholds-undo")
+
+
 def undo_thresholds(project: Project, who: str = "user", source: str = "api",
                     session: Optional[str] = None) -> Optional[dict]:
     """Restore the active model's thresholds as they were before its latest threshold change (a
