@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ddb_core.demo.micro_train import PRESETS, MicroTrainConfig, export_checkpoint, train_micro_inpainter
-from ddb_core.demo.micro_weights import WeightAverage
+from ddb_core.demo.micro_weights import WeightAverage, weights_diff
 from ddb_core.project.errors import Cancelled, ConfigError
 from ddb_core.project.progress import CancelToken
 
@@ -75,3 +75,14 @@ def test_a_run_with_the_average_saves_it_resumes_it_and_trains_like_a_run_withou
     exported, steps = export_checkpoint(out, tmp_path / "exported")  # a checkpoint exports the average too
     assert steps == cfg.unet_steps
     assert all(np.array_equal(v.numpy(), saved[k].numpy()) for k, v in _unet(exported).items())
+    # what `ddb bench weights-diff` reports of them: the run's last weights are the plain run's, its folder the average
+    diff = weights_diff(out, plain)["parts"]
+    assert set(diff) == {"unet", "text_encoder"}
+    assert diff["unet"]["last_equals_reference"] and diff["unet"]["last_vs_reference"] == 0
+    assert diff["unet"]["saved_vs_last"] > 0 and diff["unet"]["saved_vs_reference"] == diff["unet"]["saved_vs_last"]
+    same = weights_diff(plain, plain)["parts"]["unet"]
+    assert same["last_equals_reference"] and same["saved_vs_last"] == 0
+    other = weights_diff(out, whole)["parts"]["unet"]  # a folder whose saved weights are the average, not the last
+    assert not other["last_equals_reference"] and other["last_vs_reference"] > 0
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        weights_diff(tmp_path / "exported", plain)

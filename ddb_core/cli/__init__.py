@@ -36,7 +36,7 @@ ORDER = ("demo-data", "init", "erm train", "erm load", "erm eval", "status",
          "retrain", "evaluate", "baseline jtt", "baseline dfr", "baseline oracle", "report",
          "train-micro-inpainter",
          "bench calibrate", "bench masks", "bench precision", "bench ig-precision", "bench inpainter", "bench window", "bench judges",
-         "bench micro-cost", "bench eye-check", "bench eye-agreement", "bench eye-pool", "bench target-birds", "bench ray", "bench fullscale",
+         "bench micro-cost", "bench eye-check", "bench eye-agreement", "bench eye-pool", "bench weights-diff", "bench target-birds", "bench ray", "bench fullscale",
          "bench demo", "bench pruning", "bench ti", "bench ti-source", "bench recipe", "bench average", "bench review",
          "bench scgs")
 COMMANDS = ORDER  # every leaf command, as typed after `ddb`; README.md documents each one

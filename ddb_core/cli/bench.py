@@ -517,3 +517,33 @@ def _bench_ray(a, progress):
     progress.close()
     print(ray_markdown(res))
     return 0
+
+
+def _weights_diff_args(p):
+    p.add_argument("--run", required=True, help="a train-micro-inpainter run folder (its checkpoint and saved model)")
+    p.add_argument("--reference", default="data/models/micro-sd-inpainting",
+                   help="the model folder to compare with (default: %(default)s, the shipped model)")
+    p.add_argument("--section", default="weights-diff", help="docs/benchmarks.md section (default: %(default)s)")
+    _no_docs(p)
+
+
+@command("bench weights-diff", "a training run's last and saved weights against another model folder's: equal bit for "
+         "bit, and the largest difference per part", _weights_diff_args)
+def _bench_weights_diff(a, progress):
+    from ..bench.docs import DOC, write_result
+    from ..demo.micro_weights import weights_diff
+
+    progress.close()
+    res = weights_diff(a.run, a.reference)
+    res["command"] = f"python -m ddb_core bench weights-diff --run {a.run} --reference {a.reference} --section {a.section}"
+    rows = [f"| {part} | {d['tensors']} | {'yes' if d['last_equals_reference'] else 'no'} | {d['last_vs_reference']:.4g} | "
+            f"{d['saved_vs_last']:.4g} | {d['saved_vs_reference']:.4g} |" for part, d in res["parts"].items()]
+    md = "\n".join([f"## Weights of {a.run} against {a.reference}", "", f"Command: `{res['command']}`. The run's last "
+                    "weights are read from its checkpoint and stored in float16 as a model folder stores them; its saved "
+                    "weights are its folder's (for a run with an average of its weights, the average).", "",
+                    "| part | tensors | last weights = reference, bit for bit | largest difference, last − reference | "
+                    "saved − last | saved − reference |", "| --- | ---: | --- | ---: | ---: | ---: |", *rows])
+    if not a.no_docs:
+        write_result(res, DOC, Path(f"docs/bench/{a.section}.json"), a.section, md)
+    print(md)
+    return 0

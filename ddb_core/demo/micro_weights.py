@@ -144,3 +144,37 @@ def load_vae_from(vae, folder: Path) -> dict:
         recipe = {k: cfg.get(k) for k in ("vae_steps", "vae_batch_size", "vae_lr", "kl_weight", "seed", "corpus",
                                           "crop_scale")}
     return {"folder": str(folder), "vae_sha256": vae_sha256(folder), "vae_recipe": recipe}
+
+
+def weights_diff(run_dir: str | os.PathLike, reference: str | os.PathLike) -> dict:
+    """How a training run's weights compare with another model folder's, per part (UNet, text encoder): whether the
+    run's last weights (its checkpoint, stored in float16 as a folder stores them) are the reference's bit for bit,
+    and the largest absolute difference between the last weights, the weights its folder saved (the average, for a run
+    with ``ema_decay``) and the reference's. Measures what a change that keeps the training itself (the average) moved."""
+    import torch
+    from safetensors.torch import load_file
+
+    run_dir, reference = Path(run_dir), Path(reference)
+    state_file = run_dir / "checkpoints" / "state.pt"
+    if not state_file.is_file():
+        raise ConfigError(f"--run {run_dir}: no checkpoint there ({state_file}); give a train-micro-inpainter run folder")
+    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    out = {"run": str(run_dir), "reference": str(reference), "parts": {}}
+    for part, key, file in (("unet", "unet", "diffusion_pytorch_model.safetensors"),
+                            ("text_encoder", "text_encoder", "model.safetensors")):
+        files = {name: folder / part / file for name, folder in (("saved", run_dir), ("reference", reference))}
+        for name, f in files.items():
+            if not f.is_file():
+                raise ConfigError(f"{f} not found: the {name} folder has no {part} weights")
+        saved, ref = load_file(str(files["saved"])), load_file(str(files["reference"]))
+        last = {k: v.half() for k, v in state[key].items() if k in ref}
+        if last.keys() != ref.keys() or saved.keys() != ref.keys():
+            raise ConfigError(f"{run_dir} and {reference}: their {part} weights have other names; not the same recipe")
+
+        def largest(a: dict, b: dict) -> float:
+            return max(float((a[k].float() - b[k].float()).abs().max()) for k in ref)
+
+        out["parts"][part] = {"last_equals_reference": all(torch.equal(last[k], ref[k]) for k in ref),
+                              "last_vs_reference": largest(last, ref), "saved_vs_last": largest(saved, last),
+                              "saved_vs_reference": largest(saved, ref), "tensors": len(ref)}
+    return out
