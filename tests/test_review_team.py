@@ -408,8 +408,8 @@ def test_every_step_after_an_action_runs_again_when_asked_for_while_pending(tmp_
 def test_keys_at_a_reviewers_pace_on_a_slow_server_leave_the_plot_at_the_stored_threshold(candidates_project, monkeypatch):
     """Three arrow keys 0.3 s apart on a P slider, four times, with the server slowed as a loaded machine slows it (each
     save waits up to 0.6 s before it writes, each redraw up to 1.2 s after it has read the project; seeded): the plot
-    ends at the threshold the project holds every time. Before the redraws ran again when asked for while pending,
-    one sequence in eight ended one step behind (the fault that CI met once in three runs)."""
+    ends at the threshold the project holds every time. Run by hand with eight sequences on the code before the redraws
+    ran again when asked for while pending, one ended one step behind: the fault that CI met once in three runs."""
     import random
 
     import ui.review as review
