@@ -12,13 +12,9 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..method.inpainting import INPAINT_FILE
 from ..project.errors import ConfigError
-
-if TYPE_CHECKING:
-    from .micro_train import MicroTrainConfig
 
 
 class WeightAverage:
@@ -99,8 +95,9 @@ def halve_weights(folder: str | os.PathLike) -> int:
     return saved
 
 
-def save_folder(out: Path, cfg: MicroTrainConfig, parts: dict) -> None:
-    """The components as a diffusers inpainting folder (float16 weights), with the model's window (``inpaint.json``)."""
+def save_folder(out: Path, cfg, parts: dict) -> None:
+    """The components as a diffusers inpainting folder (float16 weights), with the model's window (``inpaint.json``)
+    read from ``cfg``, the run's ``MicroTrainConfig`` (not imported here: that module imports this one)."""
     from diffusers import StableDiffusionInpaintPipeline
 
     pipe = StableDiffusionInpaintPipeline(vae=parts["vae"].cpu().eval(), unet=parts["unet"].cpu().eval(),
