@@ -146,8 +146,6 @@ class AppState:
         # per browser session: the project version its review screen was last drawn from whole, and the thresholds
         # its sliders show (a threshold moved on a screen that shows others is refused: see ui/review.py)
         self.shown: dict[str, dict] = {}
-        # (when, slider, value) of threshold values a save replaced: a slider's preview that answers after a later
-        # save would draw a value the project no longer holds (see ``review_thresholds.on_threshold``)
         self._project = None  # (the database file's identity, the project opened on it)
         self._inpainter = self._inpainter_ref = None
         if Project.exists(self.project_dir):
