@@ -15,7 +15,7 @@ import pytest
 from ddb_core.curation.decisions import set_decision, thresholds
 from ddb_core.method.retraining import accepted_candidates
 from test_browser import CHROMIUM, _choose, _wait_text
-from test_browser_truth import _agrees, _review, _threshold_actions
+from test_browser_truth import _agrees, _review, _shown, _threshold_actions
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium is installed by `make test` (apt-get install chromium)")
 
@@ -399,10 +399,56 @@ def test_every_step_after_an_action_runs_again_when_asked_for_while_pending(tmp_
     key's redraw was lost behind the previous key's, which had read the project before the last save."""
     from ui.app import build_app
 
-    deps = build_app(str(tmp_path / "p"), build_demo=False).config["dependencies"]
+    config = build_app(str(tmp_path / "p"), build_demo=False).config
+    deps = config["dependencies"]
     after = [d for d in deps if d.get("trigger_after") is not None]
     assert len(after) >= 8  # the redraws of the review screen's actions, and the refilters before two of them
     assert {d["trigger_mode"] for d in after} == {"always_last"}, [(d["id"], d["trigger_mode"]) for d in after]
+    # the filters and the plots' direction: a second choice made while the first is being drawn is drawn after it
+    ids = {c["props"].get("label"): c["id"] for c in config["components"] if c.get("props", {}).get("label")}
+    for label in ("direction", "decision", "sort", "method", "ψ range (min,max)", "ρ range (min,max)", "plots for direction"):
+        modes = {d["trigger_mode"] for d in deps if any(t[0] == ids[label] for t in d["targets"])}
+        assert modes and modes <= {"multiple", "always_last"}, (label, modes)
+
+
+def test_two_choices_in_a_row_while_the_screen_is_slow_draw_the_second(candidates_project, monkeypatch):
+    """A reviewer picks a filter and at once another, or a plot direction and at once the other, while the server is
+    slow (each filtering and each plot drawing made 1.5 s slower): the gallery and the plot end at the last choice, as
+    the dropdowns show it, and the plot at the thresholds the project holds. Gradio's default dropped the second choice
+    while the first was drawn; the plot of a chosen direction was drawn at the sliders' rounded values."""
+    import ui.review as review
+    from test_browser import _choose
+
+    real_refilter, real_plots = review.refilter, review.on_direction
+
+    def slow_refilter(*a, **k):
+        time.sleep(1.5)
+        return real_refilter(*a, **k)
+
+    def slow_plots(*a, **k):
+        time.sleep(1.5)
+        return real_plots(*a, **k)
+
+    monkeypatch.setattr(review, "refilter", slow_refilter)  # read by the screen's wiring when the app is built
+    monkeypatch.setattr(review, "on_direction", slow_plots)
+    p = candidates_project
+    n_all = len(_ids(p))
+    n_lw = p.db.execute("select count(*) from candidates where source_label = 0 and target_label = 1").fetchone()[0]
+    assert 0 < n_lw < n_all
+    with _review(p) as page:
+        _wait_text(page, "#page-info", rf"\b{n_all} candidates")
+        _choose(page, "direction", "landbird → waterbird")
+        _choose(page, "direction", "all")
+        time.sleep(5)  # both filterings done, whichever ran
+        _wait_text(page, "#page-info", rf"\b{n_all} candidates")
+        assert page.get_by_label("direction", exact=True).input_value() == "all"
+        first = _shown(page)["direction"]
+        other = {"0->1": "waterbird → landbird", "1->0": "landbird → waterbird"}[first]
+        _choose(page, "plots for direction", other)
+        _choose(page, "plots for direction", {"0->1": "landbird → waterbird", "1->0": "waterbird → landbird"}[first])
+        time.sleep(5)
+        _until(lambda: _shown(page)["direction"] == first, what=f"the plot drawn for {first}, the direction chosen last")
+        _agrees(page, p)
 
 
 def test_keys_at_a_reviewers_pace_on_a_slow_server_leave_the_plot_at_the_stored_threshold(candidates_project, monkeypatch):

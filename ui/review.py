@@ -18,8 +18,8 @@ from ddb_core.project.errors import DDBError
 
 from . import review_actions as actions
 from . import review_plots
-from .review_thresholds import (PSI_STEP, ask_reset, on_threshold, reset_thresholds, save_threshold, slider_updates,
-                                threshold_slider, undo_thresholds)
+from .review_thresholds import (PSI_STEP, ask_reset, on_direction, on_threshold, reset_thresholds, save_threshold,
+                                slider_updates, threshold_slider, undo_thresholds)
 from .review_view import (EMPTY_NAV, SORT_CHOICES, STATUS_CHOICES, counts_markdown, current_filter, detail_panels,
                           direction_choices, gallery_items, plots_at, refilter, sent_once, Ids)
 from .state import AFTER, ORDERED, REDRAW, AppState, safe
@@ -177,8 +177,9 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     for s in v.sliders:
         s.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir, v.th_version], plots_out, show_progress="hidden",
                 trigger_mode="always_last", api_name=f"threshold_{s.elem_id.replace('-', '_')}", **REDRAW)
-    v.plot_dir.input(partial(on_threshold, state, v), [*v.sliders, v.plot_dir, v.th_version], plots_out,
-                     show_progress="hidden", **REDRAW)
+    # the plots' direction: drawn at the stored thresholds; a second choice made while the first is drawn, drawn after it
+    v.plot_dir.input(partial(on_direction, state), [v.plot_dir], plots_out, show_progress="hidden",
+                     trigger_mode="always_last", **REDRAW)
     for slot, s in enumerate(v.sliders):
         s.release(safe(partial(save_threshold, state, v, slot)), [*v.sliders, *v.filters, v.th_version],
                   [*v.slider_outs, v.th_msg, *v.refiltered],
@@ -187,11 +188,13 @@ def wire(state: AppState, v: SimpleNamespace, shared: SimpleNamespace) -> None:
     # .select (a user's choice), not .change: "next in queue" and a refresh set these themselves, with the gallery
     # that goes with them; a .change would filter again behind them and could answer after a later decision. Not
     # .input either: a dropdown sends it twice for one choice (on the pick and again as it closes), and the second
-    # filtering drew the gallery and the panels a second time
+    # filtering drew the gallery and the panels a second time. In the actions' group, every one processed in order
+    # (Gradio's default, "once", dropped a second choice made while the first was filtering, and filters of two
+    # dropdowns could answer out of order: the gallery then showed another filter than the dropdowns)
     for comp in (v.f_dir, v.f_status, v.f_sort, v.f_method):
-        comp.select(refilter_fn, v.filters, v.refiltered, show_progress="hidden")
+        comp.select(refilter_fn, v.filters, v.refiltered, show_progress="hidden", **ORDERED)
     for comp, name in ((v.f_psi, "filter_psi"), (v.f_rho, "filter_rho")):
-        comp.submit(refilter_fn, v.filters, v.refiltered, show_progress="hidden", api_name=name)
+        comp.submit(refilter_fn, v.filters, v.refiltered, show_progress="hidden", api_name=name, **ORDERED)
     v.reset.click(ask_reset, [], [v.th_msg, v.reset_confirm, v.reset_cancel])
     v.reset_cancel.click(lambda: ("The reset was cancelled; nothing changed.", gr.Button(visible=False),
                                   gr.Button(visible=False)), [], [v.th_msg, v.reset_confirm, v.reset_cancel])

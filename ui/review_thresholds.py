@@ -119,6 +119,16 @@ def on_threshold(state: AppState, v: SimpleNamespace, *values):
     return counts_markdown(index, Psi, P, names), *plots_at(index, Psi, P, direction)
 
 
+def on_direction(state: AppState, direction):
+    """The plots' direction chosen: counts and plots at the thresholds the project holds (a direction changes nothing
+    stored; the sliders show the stored values rounded to their step, which a plot drawn from them would show too)."""
+    index = state.index()
+    names = state.class_names()
+    if index is None or len(index) == 0:
+        return counts_markdown(index, {}, {}, names), *plots_at(None, {}, {}, None)
+    return counts_markdown(index, index.Psi, index.P, names), *plots_at(index, index.Psi, index.P, direction)
+
+
 def save_threshold(state: AppState, v: SimpleNamespace, slot: int, *values):
     """Slider ``slot`` released (a drag, a key press, Enter or leaving its number box): its value alone, rounded to
     the slider's step, is saved with the project (a value another process saved for another class meanwhile is
