@@ -427,7 +427,7 @@ def inpainter_markdown(res: dict) -> str:
 
 def _own_vae(model_dir: Path, vae_from: dict) -> bool:
     """Whether the VAE a run took from another folder is the very file this folder holds (same folder, same bytes)."""
-    from ..demo.micro_train import vae_sha256
+    from ..demo.micro_weights import vae_sha256
     from ..method.inpainting import resolve_model_ref
 
     same_folder = Path(resolve_model_ref(vae_from["folder"])).resolve() == model_dir.resolve()

@@ -36,6 +36,7 @@ import json
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -46,7 +47,7 @@ from ..project.errors import ConfigError, DatasetError
 from ..method.inpainting import crop_window
 from .corpus import CORPUS_WORDS, caption, caption_attributes, render_corpus
 from .micro_sd import BASE_WORDS, MicroSDConfig, build_components
-from .micro_weights import WeightAverage, halve_weights, load_vae_from, save_folder, vae_sha256  # noqa: F401 (their home until 2026-12-06)
+from .micro_weights import WeightAverage, load_vae_from, save_folder
 from ..project.progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 
 
@@ -177,9 +178,9 @@ PRESETS = {"corpus": MicroTrainConfig, "v1": MicroTrainConfig.v1, "crop": MicroT
                                            model=replace(MicroTrainConfig.crop_unit().model, sample_size=48)),
            # half of each image's loss on the bird's latent cells (docs/decisions/micro-bird-weight.md)
            "crop-unit-bird": lambda: replace(MicroTrainConfig.crop_unit(), bird_share=0.5),
-           # SNR x 16 for 16-px latents, zero terminal SNR, v-prediction (docs/decisions/micro-noise-schedule.md)
            # sampled from an average of its weights over about the last 1000 steps (docs/decisions/micro-ema.md)
            "crop-unit-ema": lambda: replace(MicroTrainConfig.crop_unit(), ema_decay=0.999),
+           # SNR x 16 for 16-px latents, zero terminal SNR, v-prediction (docs/decisions/micro-noise-schedule.md)
            "crop-unit-schedule": lambda: replace(MicroTrainConfig.crop_unit(), model=replace(
                MicroTrainConfig.crop_unit().model, snr_shift=16.0, zero_terminal_snr=True))}
 
@@ -540,10 +541,7 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         if step % cfg.checkpoint_every == 0 or step == total:
             save_state(opt)
     # 3. Save as a diffusers folder.
-    if average is not None:
-        with average.applied():
-            save_folder(out, cfg, {"vae": vae, "unet": unet, "text_encoder": enc, "tokenizer": tok, "scheduler": sched})
-    else:
+    with average.applied() if average is not None else nullcontext():  # the average, for a run with ``ema_decay``
         save_folder(out, cfg, {"vae": vae, "unet": unet, "text_encoder": enc, "tokenizer": tok, "scheduler": sched})
     (out / "training.json").write_text(json.dumps({
         "config": asdict(cfg), "dataset": str(dataset_dir) if dataset_dir is not None else None,

@@ -42,9 +42,8 @@ class WeightAverage:
         d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         with torch.no_grad():
             for name, m in self.modules.items():
-                names = [k for k, _ in m.named_parameters()]
-                torch._foreach_lerp_([self.shadow[name][k] for k in names],
-                                     [p.detach() for _, p in m.named_parameters()], 1 - d)
+                own = list(m.named_parameters())
+                torch._foreach_lerp_([self.shadow[name][k] for k, _ in own], [p.detach() for _, p in own], 1 - d)
         return d
 
     def state_dict(self) -> dict:
