@@ -25,10 +25,14 @@ def _micro_args(p):
                    help="corpus: the rendered corpus at 32-px latents (default); crop: windows of twice the mask's box "
                         "cut from the corpus, 16-px latents; crop-wide: crop with a UNet half as wide again; crop-unit: "
                         "crop with its latents scaled to unit variance; crop-wide-unit: both; crop-unit-48: crop-unit on "
-                        "48-px windows (24-px latents); v1: the "
+                        "48-px windows (24-px latents); crop-unit-gan: crop-unit with its decoder trained again with a patch "
+                        "discriminator; v1: the "
                         "first micro model's recipe (16-px latents, a benchmark's train split via --data, 6500 UNet steps)")
     p.add_argument("--vae-from", metavar="DIR", help="use the VAE of this diffusers model folder (trained with the same "
                                                      "VAE recipe) instead of training one: the VAE phase is skipped")
+    p.add_argument("--unet-from", metavar="DIR", help="use the UNet and text encoder of this diffusers model folder "
+                                                      "(the same recipe; give the same folder to --vae-from) instead of "
+                                                      "training them: the UNet phase is skipped")
     p.add_argument("--data", help="train on this demo benchmark folder's train split (from `ddb demo-data`) instead of "
                                   "the rendered corpus (both kinds of bird on both places, seeds no benchmark uses)")
     p.add_argument("--corpus", type=int, help=f"corpus images to render (default: {m.corpus})")
@@ -56,6 +60,8 @@ def _train_micro(a, progress):
     over = {"seed": a.seed, "device": a.device}
     if a.vae_from:
         over["vae_from"] = a.vae_from
+    if a.unet_from:
+        over["unet_from"] = a.unet_from
     if not a.smoke:
         given = {k: getattr(a, k) for k in ("corpus", "vae_steps", "unet_steps", "batch_size", "checkpoint_every",
                                             "unet_restart_steps") if getattr(a, k) is not None}

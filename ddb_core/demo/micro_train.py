@@ -47,7 +47,8 @@ from ..project.errors import ConfigError, DatasetError
 from ..method.inpainting import crop_window
 from .corpus import CORPUS_WORDS, caption, caption_attributes, render_corpus
 from .micro_sd import BASE_WORDS, MicroSDConfig, build_components
-from .micro_weights import WeightAverage, load_vae_from, save_folder
+from .micro_decoder import train_decoder_phase
+from .micro_weights import WeightAverage, load_unet_from, load_vae_from, save_folder
 from ..project.progress import CancelToken, ProgressFn, ProgressTracker, check_cancel
 
 
@@ -99,6 +100,14 @@ class MicroTrainConfig:
     # a diffusers model folder whose VAE this run uses instead of training one (its VAE must have this recipe's sizes;
     # the VAE phase is then skipped). For a recipe that differs from another only after its VAE phase.
     vae_from: Optional[str] = None
+    # a diffusers model folder whose UNet and text encoder this run uses instead of training them (the UNet phase is
+    # then skipped); needs ``vae_from`` the same folder, so the latents are the ones that UNet was trained on
+    unet_from: Optional[str] = None
+    # a third phase: the VAE's decoder trained again with a patch discriminator, the encoder frozen (0 = none;
+    # ``micro_decoder``, docs/decisions/micro-decoder-gan.md); its adversarial weight (latent diffusion's) and rate
+    decoder_gan_steps: int = 0
+    decoder_gan_weight: float = 0.5
+    decoder_lr: float = 1e-4
     # latents scaled to unit std as Stable Diffusion's are (measured after the VAE phase; its 0.18215 suits its VAE only)
     unit_latents: bool = False
     checkpoint_every: int = 500  # steps
@@ -122,6 +131,12 @@ class MicroTrainConfig:
             raise ConfigError(f"crop_scale must be >= 1 (or None), got {self.crop_scale}")
         if self.repaint_scale is not None and (self.crop_scale is None or self.repaint_scale < 1):
             raise ConfigError(f"repaint_scale must be >= 1 and needs crop_scale, got {self.repaint_scale}")
+        if self.unet_from is not None and self.vae_from != self.unet_from:
+            raise ConfigError(f"unet_from needs vae_from the same folder (the UNet's own latents), got vae_from "
+                              f"{self.vae_from} and unet_from {self.unet_from}")
+        if self.decoder_gan_steps < 0 or not self.decoder_gan_weight > 0 or not self.decoder_lr > 0:
+            raise ConfigError(f"decoder_gan_steps must be >= 0 and decoder_gan_weight, decoder_lr > 0, got "
+                              f"{self.decoder_gan_steps}, {self.decoder_gan_weight}, {self.decoder_lr}")
         if self.corpus < 8:
             raise ConfigError(f"corpus must be at least 8 images, got {self.corpus}")
         for name in ("vae_steps", "unet_steps", "vae_batch_size", "batch_size", "checkpoint_every"):
@@ -180,6 +195,8 @@ PRESETS = {"corpus": MicroTrainConfig, "v1": MicroTrainConfig.v1, "crop": MicroT
            "crop-unit-bird": lambda: replace(MicroTrainConfig.crop_unit(), bird_share=0.5),
            # sampled from an average of its weights over about the last 1000 steps (docs/decisions/micro-ema.md)
            "crop-unit-ema": lambda: replace(MicroTrainConfig.crop_unit(), ema_decay=0.999),
+           # the decoder trained again with a patch discriminator (docs/decisions/micro-decoder-gan.md)
+           "crop-unit-gan": lambda: replace(MicroTrainConfig.crop_unit(), decoder_gan_steps=3000),
            # SNR x 16 for 16-px latents, zero terminal SNR, v-prediction (docs/decisions/micro-noise-schedule.md)
            "crop-unit-schedule": lambda: replace(MicroTrainConfig.crop_unit(), model=replace(
                MicroTrainConfig.crop_unit().model, snr_shift=16.0, zero_terminal_snr=True))}
@@ -366,6 +383,8 @@ def continues(old: dict, new: dict) -> bool:
     old.setdefault("unit_latents", False)
     old.setdefault("bird_share", None)
     old.setdefault("ema_decay", None)
+    for k, v in (("unet_from", None), ("decoder_gan_steps", 0), ("decoder_gan_weight", 0.5), ("decoder_lr", 1e-4)):
+        old.setdefault(k, v)
     old["model"] = {"snr_shift": 1.0, "zero_terminal_snr": False, **old.get("model", {})}
     if new["unet_steps"] < old["unet_steps"]:
         return False
@@ -400,6 +419,7 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     vae, unet, enc, tok, sched = (parts[k] for k in ("vae", "unet", "text_encoder", "tokenizer", "scheduler"))
     # a VAE taken from another folder is checked before anything is written
     vae_from = load_vae_from(vae, Path(cfg.vae_from)) if cfg.vae_from else None
+    unet_from = load_unet_from(unet, enc, Path(cfg.unet_from)) if cfg.unet_from else None
     ckdir.mkdir(parents=True, exist_ok=True)
     size = cfg.model.sample_size
     if dataset_dir is None:
@@ -423,8 +443,8 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
                               f"a run); remove {ckdir} to start over")
         if cfg.unet_steps > old["unet_steps"]:  # another device or checkpoint interval alone extends nothing
             extended_from = old["unet_steps"]
-    phase_steps = {"vae": cfg.vae_steps, "unet": cfg.unet_steps}
-    total = cfg.vae_steps + cfg.unet_steps
+    unet_end = cfg.vae_steps + cfg.unet_steps
+    total = unet_end + cfg.decoder_gan_steps
     step = int(state["step"]) if state else 0
     if state:
         vae.load_state_dict(state["vae"]), unet.load_state_dict(state["unet"]), enc.load_state_dict(state["text_encoder"])
@@ -433,11 +453,13 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     log = json.loads(state["log"]) if state else []
     seconds_before = float(state["seconds"]) if state and "seconds" in state else 0.0
     latent_scale = float(state["latent_scale"]) if state is not None and state.get("latent_scale") is not None else None
+    if unet_from is not None:  # the borrowed UNet's latents: its folder's scale
+        latent_scale = float(unet_from["latent_scale"])
     average = None  # the UNet phase's weight average (``ema_decay``), made when that phase starts
 
-    def save_state(opt) -> None:
+    def save_state(opt, extra: Optional[dict] = None) -> None:
         tmp = state_file.with_suffix(".tmp")
-        torch.save({"step": step, "seconds": torch.tensor(seconds_before + time.monotonic() - t0), "vae": vae.state_dict(), "unet": unet.state_dict(), "text_encoder": enc.state_dict(),
+        torch.save({**(extra or {}), "step": step, "seconds": torch.tensor(seconds_before + time.monotonic() - t0), "vae": vae.state_dict(), "unet": unet.state_dict(), "text_encoder": enc.state_dict(),
                     "optimizer": opt.state_dict(), "log": json.dumps(log),
                     "extended_from": -1 if extended_from is None else extended_from, "latent_scale": latent_scale,
                     "ema": None if average is None else average.state_dict(),
@@ -474,7 +496,7 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     unet.train(), enc.train()
     params = list(unet.parameters()) + list(enc.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.unet_lr, weight_decay=1e-2)
-    if state and "optimizer" in state and int(state["step"]) > cfg.vae_steps:
+    if state and "optimizer" in state and cfg.vae_steps < int(state["step"]) <= unet_end:
         opt.load_state_dict(state["optimizer"])
 
     def unet_lr(k: int) -> float:
@@ -484,6 +506,9 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         resumed = state.get("ema") if state and int(state["step"]) > cfg.vae_steps else None
         average = WeightAverage({"unet": unet, "text_encoder": enc}, cfg.ema_decay, resumed)
 
+    if unet_from is not None and step < unet_end:
+        step = unet_end
+        tracker.update(step, f"UNet and text encoder taken from {cfg.unet_from}")
     alphas = sched.alphas_cumprod.to(device)
     if step < total:
         lat_mean, lat_std, obj_masked, full_masked = _frozen_vae_latents(vae, pixels, obj_masks, device)
@@ -492,7 +517,7 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
     if latent_scale is not None:
         vae.register_to_config(scaling_factor=latent_scale)
     scale = vae.config.scaling_factor
-    while step < total:
+    while step < unet_end:
         check_cancel(cancel, f"at UNet step {step - cfg.vae_steps}")
         for group in opt.param_groups:
             group["lr"] = unet_lr(step - cfg.vae_steps)
@@ -538,9 +563,13 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         step += 1
         log.append({"step": step, "phase": "unet", "loss": round(loss.item(), 5)})
         tracker.update(step, f"unet loss {np.mean([e['loss'] for e in log[-50:]]):.4f}")
-        if step % cfg.checkpoint_every == 0 or step == total:
+        if step % cfg.checkpoint_every == 0 or step == unet_end:
             save_state(opt)
-    # 3. Save as a diffusers folder.
+    # 3. The decoder again, with a patch discriminator (``decoder_gan_steps``); the encoder, the latents, stay.
+    if step < total:
+        step = train_decoder_phase(cfg, vae, pixels, lat_mean, lat_std, device, step, unet_end, state, log, tracker,
+                              save_state, cancel)
+    # 4. Save as a diffusers folder.
     with average.applied() if average is not None else nullcontext():  # the average, for a run with ``ema_decay``
         save_folder(out, cfg, {"vae": vae, "unet": unet, "text_encoder": enc, "tokenizer": tok, "scheduler": sched})
     (out / "training.json").write_text(json.dumps({
@@ -550,8 +579,9 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         "device": str(device), "train_images": int(len(pixels)), "steps": step,
         "seconds_this_session": round(time.monotonic() - t0, 1),
         "seconds_total": round(seconds_before + time.monotonic() - t0, 1), "final_losses": log[-5:],
-        "extended_from_unet_steps": extended_from, "vae_from": vae_from,
+        "extended_from_unet_steps": extended_from, "vae_from": vae_from, "unet_from": unet_from,
         "latent_scale": vae.config.scaling_factor,
         "weights": "last" if average is None else f"exponential moving average, decay {cfg.ema_decay}, {average.updates} updates"},
         indent=2, default=str))
     return out
+

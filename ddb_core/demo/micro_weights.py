@@ -174,3 +174,33 @@ def weights_diff(run_dir: str | os.PathLike, reference: str | os.PathLike) -> di
                               "last_vs_reference": largest(last, ref), "saved_vs_last": largest(saved, last),
                               "saved_vs_reference": largest(saved, ref), "tensors": len(ref)}
     return out
+
+
+def load_unet_from(unet, text_encoder, folder: Path) -> dict:
+    """Load the UNet and text encoder of the diffusers folder ``folder`` into ``unet`` and ``text_encoder`` (same sizes,
+    else a ConfigError naming the folder); returns what the training record says of them: the folder, the sha256 of
+    their weight files, the latent scale its VAE was given (the UNet's latents) and its own training command."""
+    import hashlib
+
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    for part in ("unet", "text_encoder", "vae"):
+        if not (folder / part).is_dir():
+            raise ConfigError(f"--unet-from {folder}: no {part}/ folder there (a diffusers model folder is expected)")
+    for ours, cls, part in ((unet, UNet2DConditionModel, "unet"), (text_encoder, CLIPTextModel, "text_encoder")):
+        theirs = cls.from_pretrained(folder / part, torch_dtype=torch.float32).state_dict()  # on the CPU
+        mine = ours.state_dict()
+        if theirs.keys() != mine.keys() or any(theirs[k].shape != mine[k].shape for k in mine):
+            raise ConfigError(f"--unet-from {folder}: its {part} has other sizes than this recipe's; use a model "
+                              "trained with the same recipe")
+        ours.load_state_dict(theirs)
+    digest = hashlib.sha256()
+    for f in sorted(list((folder / "unet").glob("*.safetensors")) + list((folder / "text_encoder").glob("*.safetensors"))):
+        digest.update(f.read_bytes())
+    scale = json.loads((folder / "vae" / "config.json").read_text()).get("scaling_factor")
+    record = folder / "training.json"
+    command = json.loads(record.read_text()).get("config") if record.is_file() else None
+    return {"folder": str(folder), "weights_sha256": digest.hexdigest(), "latent_scale": scale,
+            "config": command}
