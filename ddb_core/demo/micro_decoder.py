@@ -110,6 +110,6 @@ def train_decoder_phase(cfg, vae, pixels, lat_mean, lat_std, device, step: int, 
                     **{k: round(v, 5) for k, v in losses.items() if k != "rec"}})
         tracker.update(step, f"decoder L1 {np.mean([e['loss'] for e in log[-50:]]):.4f}")
         if step % cfg.checkpoint_every == 0 or step == total:
-            save_state(opt_g, {"disc": disc.state_dict(), "disc_optimizer": opt_d.state_dict()})
+            save_state(opt_g, {"disc": disc.state_dict(), "disc_optimizer": opt_d.state_dict()}, at=step)
     vae.requires_grad_(False)
     return step

@@ -457,9 +457,10 @@ def train_micro_inpainter(dataset_dir: Optional[str | os.PathLike], out_dir: str
         latent_scale = float(unet_from["latent_scale"])
     average = None  # the UNet phase's weight average (``ema_decay``), made when that phase starts
 
-    def save_state(opt, extra: Optional[dict] = None) -> None:
+    def save_state(opt, extra: Optional[dict] = None, at: Optional[int] = None) -> None:
+        """The checkpoint at step ``at`` (default: this function's ``step``; a phase run elsewhere passes its own)."""
         tmp = state_file.with_suffix(".tmp")
-        torch.save({**(extra or {}), "step": step, "seconds": torch.tensor(seconds_before + time.monotonic() - t0), "vae": vae.state_dict(), "unet": unet.state_dict(), "text_encoder": enc.state_dict(),
+        torch.save({**(extra or {}), "step": step if at is None else at, "seconds": torch.tensor(seconds_before + time.monotonic() - t0), "vae": vae.state_dict(), "unet": unet.state_dict(), "text_encoder": enc.state_dict(),
                     "optimizer": opt.state_dict(), "log": json.dumps(log),
                     "extended_from": -1 if extended_from is None else extended_from, "latent_scale": latent_scale,
                     "ema": None if average is None else average.state_dict(),
