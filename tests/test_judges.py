@@ -237,7 +237,18 @@ def test_two_sets_are_labelled_blind_and_the_labels_go_back_to_their_own_set(tmp
     meta["made_from"] = "the grid's candidates of a run (model m, weights sha256 0123456789ab\u2026)"
     (a / "set.json").write_text(json.dumps(meta))
     found = blind_counts("0123456789abcdef", root=tmp_path)
-    assert found == {"set": a.as_posix(), "birds": {"0->1": (3, 3), "1->0": (2, 2)}}
+    assert found == {"sets": [a.as_posix()], "seeds": [None], "birds": {"0->1": (3, 3), "1->0": (2, 2)}}
+    # the sets of several generation seeds made from the same weights are pooled
+    meta_b = json.loads((b / "set.json").read_text())
+    meta_b["made_from"] = "the grid's candidates of a run (the first 24, seed 2, box; weights sha256 0123456789ab\u2026)"
+    (b / "set.json").write_text(json.dumps(meta_b))
+    meta["made_from"] = "the grid's candidates of a run (the first 24, seed 1, box; weights sha256 0123456789ab\u2026)"
+    (a / "set.json").write_text(json.dumps(meta))
+    found = blind_counts("0123456789abcdef", root=tmp_path)
+    assert found["sets"] == [a.as_posix(), b.as_posix()] and found["seeds"] == [1, 2]
+    in_b = [f"{r['source_label']}->{r['target_label']}" for r in read_labels(b)]  # all labelled "no"
+    assert found["birds"] == {"0->1": (3, 3 + in_b.count("0->1")), "1->0": (2, 2 + in_b.count("1->0"))}
+    assert in_b.count("0->1") > 0 and in_b.count("1->0") > 0
     assert blind_counts("ffffffffffff", root=tmp_path) is None
 
 

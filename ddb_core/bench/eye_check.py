@@ -390,8 +390,12 @@ def eye_agreement_markdown(res: dict, command: str) -> str:
 
 
 def blind_counts(sha: str, root: Path = EYE_SETS) -> Optional[dict]:
-    """What the eyes saw in the labelled blind set made from the model whose weights' sha256 starts with ``sha`` (12
-    hex digits, as set.json quotes it): ``{"set": folder, "birds": {direction: (birds, n)}}``; None when no such set."""
+    """What the eyes saw in the labelled blind sets made from the model whose weights' sha256 starts with ``sha`` (12
+    hex digits, as set.json quotes it), pooled (one set per generation seed, when a run made several):
+    ``{"sets": [folders], "seeds": [generation seeds], "birds": {direction: (birds, n)}}``; None when no such set."""
+    import re
+
+    sets, seeds, birds = [], [], {}
     for meta_file in sorted(Path(root).glob("*/set.json")):
         meta = json.loads(meta_file.read_text())
         if f"weights sha256 {sha[:12]}" not in meta.get("made_from", "") or "blind" not in meta:
@@ -400,13 +404,14 @@ def blind_counts(sha: str, root: Path = EYE_SETS) -> Optional[dict]:
             rows = read_labels(meta_file.parent)
         except ConfigError:  # not labelled yet
             continue
-        birds: dict[str, tuple[int, int]] = {}
+        sets.append(meta_file.parent.as_posix())
+        seed = re.search(r", seed (\d+),", meta["made_from"])
+        seeds.append(int(seed.group(1)) if seed else None)
         for r in rows:
             d = f"{r['source_label']}->{r['target_label']}"
             b, n = birds.get(d, (0, 0))
             birds[d] = (b + (r["eye"] == "bird"), n + 1)
-        return {"set": meta_file.parent.as_posix(), "birds": dict(sorted(birds.items()))}
-    return None
+    return {"sets": sets, "seeds": seeds, "birds": dict(sorted(birds.items()))} if sets else None
 
 
 def eye_counts(rows: list[dict]) -> dict:

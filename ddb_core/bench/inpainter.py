@@ -434,6 +434,28 @@ def _own_vae(model_dir: Path, vae_from: dict) -> bool:
     return same_folder and vae_sha256(model_dir) == vae_from["vae_sha256"]
 
 
+def _borrowed_unet(model_dir: Path, info: dict) -> str:
+    """The wall-time line's note for a run that took its UNet, text encoder and VAE encoder from another folder."""
+    import hashlib
+
+    from ..method.inpainting import resolve_model_ref
+
+    src = info["unet_from"]
+    digest = hashlib.sha256()
+    for part in ("unet", "text_encoder"):
+        for f in sorted((model_dir / part).glob("*.safetensors")):
+            digest.update(f.read_bytes())
+    own = Path(resolve_model_ref(src["folder"])).resolve() == model_dir.resolve()
+    unchanged = digest.hexdigest() == src["weights_sha256"]
+    earlier = f" ({src['seconds_total'] / 60:.1f} min)" if src.get("seconds_total") else ""
+    return (f"; the decoder phase alone: its VAE encoder, UNet and text encoder were not trained in this run but taken "
+            f"from `{src['folder']}`" + (" as it was before this model replaced it (the folder's git history)" if own
+                                         else "")
+            + f", trained by the same recipe's first two phases{earlier}; the UNet and text encoder files "
+            + (f"are shipped here unchanged (sha256 {src['weights_sha256'][:12]}…)" if unchanged
+               else f"were sha256 {src['weights_sha256'][:12]}… there"))
+
+
 def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
     """``README.md`` of a micro model folder: how it was trained (from its ``training.json``) and its gates."""
     from ..demo.micro_train import PRESETS, MicroTrainConfig
@@ -461,11 +483,15 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         wide = tuple(m["unet_channels"]) == MicroTrainConfig.crop_wide().model.unet_channels
         preset = ("crop-unit" if cfg.get("unit_latents") else "crop-wide" if wide else "crop") if cfg.get("crop_scale") \
             else "corpus"
+        if preset == "crop-unit" and cfg.get("decoder_gan_steps"):
+            preset = "crop-unit-gan"
         base = PRESETS[preset]()
         flags = "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in ("corpus", "vae_steps", "unet_steps", "seed")
                         if cfg.get(k) != getattr(base, k))
         if cfg.get("vae_from"):
             flags += f" --vae-from {cfg['vae_from']}"
+        if cfg.get("unet_from"):
+            flags += f" --unet-from {cfg['unet_from']}"
         lines += [
             f"- command: `python -m ddb_core train-micro-inpainter --preset {preset} --out projects/micro/model{flags}` "
             "(resumable: run it again after a stop)",
@@ -503,7 +529,12 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         f"{cfg['unet_steps']} (batch {cfg['batch_size']}, peak lr {cfg['unet_lr']}, cosine"
         + (f", restarted at UNet step {cfg['unet_restart_steps']}" if cfg.get("unet_restart_steps")
            and cfg["unet_restart_steps"] < cfg["unet_steps"] else "")
-        + (f", min-SNR-γ {cfg['snr_gamma']:g}" if cfg.get("snr_gamma") else "") + f"); seed {cfg['seed']}",
+        + (f", min-SNR-γ {cfg['snr_gamma']:g}" if cfg.get("snr_gamma") else "") + ")"
+        + (f", then the VAE's decoder again {cfg['decoder_gan_steps']} (batch {cfg['vae_batch_size']}, lr "
+           f"{cfg['decoder_lr']:g}, Adam β 0.5 / 0.9; L1 plus a patch discriminator's hinge loss with the adaptive "
+           f"weight × {cfg['decoder_gan_weight']:g}, as latent diffusion trains its autoencoder; the encoder frozen, so "
+           "the latents and the UNet stay; docs/decisions/micro-decoder-gan.md)" if cfg.get("decoder_gan_steps") else "")
+        + f"; seed {cfg['seed']}",
         *([f"- latents scaled by {info['latent_scale']:g}, one over their standard deviation over the corpus (unit "
             "variance, as Stable Diffusion scales its own VAE's latents), measured once after the VAE phase"]
           if cfg.get("unit_latents") else []),
@@ -515,7 +546,8 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
            f"(VAE weights sha256 {info['vae_from']['vae_sha256'][:12]}…), trained by the same VAE recipe"
            + (" — the model this one replaced in this folder; the VAE file is shipped here unchanged, so the command "
               "above gives the same VAE" if _own_vae(model_dir, info["vae_from"]) else "")
-           if info.get("vae_from") else ""),
+           if info.get("vae_from") and not info.get("unet_from") else "")
+        + (_borrowed_unet(model_dir, info) if info.get("unet_from") else ""),
         f"- final losses: {', '.join(str(e['loss']) for e in info['final_losses'])}", ""]
     if gates:
         lines += ["## Quality", "", f"Measured with `{gates['command']}` (**val** images; medians over seeds "
@@ -534,8 +566,10 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
                   + "."]
         eyes = blind_counts(model_fingerprint(str(model_dir)) or "")
         if eyes:
-            lines += ["", "By eye, labelled blind beside another model's candidates (`" + eyes["set"] + "`; the first 24 val "
-                      "candidates of each direction, seed 0, box masks): " + "; ".join(
+            seeds = ", ".join(str(x) for x in eyes["seeds"] if x is not None) or "0"
+            lines += ["", "By eye, labelled blind beside another model's candidates (" + ", ".join(
+                      f"`{x}`" for x in eyes["sets"]) + f"; the first 24 val candidates of each direction, generation "
+                      f"seed{'s' if len(eyes['sets']) > 1 else ''} {seeds}, box masks): " + "; ".join(
                           f"{d} {b} of {n} hold a bird a person calls a bird of the target class"
                           for d, (b, n) in eyes["birds"].items()) + ". Read the judges' figures beside these: on pale "
                       "ghosts and blobs they call more candidates target birds than the eyes do (docs/benchmarks.md, "

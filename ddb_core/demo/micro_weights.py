@@ -201,6 +201,6 @@ def load_unet_from(unet, text_encoder, folder: Path) -> dict:
         digest.update(f.read_bytes())
     scale = json.loads((folder / "vae" / "config.json").read_text()).get("scaling_factor")
     record = folder / "training.json"
-    command = json.loads(record.read_text()).get("config") if record.is_file() else None
+    trained = json.loads(record.read_text()) if record.is_file() else {}
     return {"folder": str(folder), "weights_sha256": digest.hexdigest(), "latent_scale": scale,
-            "config": command}
+            "config": trained.get("config"), "seconds_total": trained.get("seconds_total")}
