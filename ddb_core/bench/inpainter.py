@@ -434,23 +434,26 @@ def _own_vae(model_dir: Path, vae_from: dict) -> bool:
     return same_folder and vae_sha256(model_dir) == vae_from["vae_sha256"]
 
 
-def _borrowed_unet(model_dir: Path, info: dict) -> str:
-    """The wall-time line's note for a run that took its UNet, text encoder and VAE encoder from another folder."""
-    import hashlib
-
+def _own_unet(model_dir: Path, info: dict) -> bool:
+    """Whether a run took its UNet from the very folder that now holds it (the model it replaced there)."""
     from ..method.inpainting import resolve_model_ref
 
-    src = info["unet_from"]
-    digest = hashlib.sha256()
-    for part in ("unet", "text_encoder"):
-        for f in sorted((model_dir / part).glob("*.safetensors")):
-            digest.update(f.read_bytes())
-    own = Path(resolve_model_ref(src["folder"])).resolve() == model_dir.resolve()
-    unchanged = digest.hexdigest() == src["weights_sha256"]
+    return bool(info.get("unet_from")) and \
+        Path(resolve_model_ref(info["unet_from"]["folder"])).resolve() == model_dir.resolve()
+
+
+def _borrowed_unet(model_dir: Path, info: dict) -> str:
+    """The wall-time line's note for a run that took its UNet, text encoder and VAE encoder from another folder."""
+    from ..demo.micro_weights import unet_sha256
+
+    src, cfg = info["unet_from"], info["config"]
+    own = _own_unet(model_dir, info)
+    unchanged = unet_sha256(model_dir) == src["weights_sha256"]
     earlier = f" ({src['seconds_total'] / 60:.1f} min)" if src.get("seconds_total") else ""
     return (f"; the decoder phase alone: its VAE encoder, UNet and text encoder were not trained in this run but taken "
-            f"from `{src['folder']}`" + (" as it was before this model replaced it (the folder's git history)" if own
-                                         else "")
+            f"from `{src['folder']}`" + (" as it was before this model replaced it (the folder's git history; made "
+                                         f"with `--vae-from {cfg['vae_from']} --unet-from {cfg['unet_from']}`)"
+                                         if own else "")
             + f", trained by the same recipe's first two phases{earlier}; the UNet and text encoder files "
             + (f"are shipped here unchanged (sha256 {src['weights_sha256'][:12]}…)" if unchanged
                else f"were sha256 {src['weights_sha256'][:12]}… there"))
@@ -488,9 +491,9 @@ def write_model_card(model_dir: Path, gates: Optional[dict] = None) -> Path:
         base = PRESETS[preset]()
         flags = "".join(f" --{k.replace('_', '-')} {cfg[k]}" for k in ("corpus", "vae_steps", "unet_steps", "seed")
                         if cfg.get(k) != getattr(base, k))
-        if cfg.get("vae_from"):
+        if cfg.get("vae_from") and not _own_unet(model_dir, info):  # else: the whole recipe; the note says how
             flags += f" --vae-from {cfg['vae_from']}"
-        if cfg.get("unet_from"):
+        if cfg.get("unet_from") and not _own_unet(model_dir, info):
             flags += f" --unet-from {cfg['unet_from']}"
         lines += [
             f"- command: `python -m ddb_core train-micro-inpainter --preset {preset} --out projects/micro/model{flags}` "

@@ -118,6 +118,17 @@ def vae_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def unet_sha256(folder: Path) -> str:
+    """sha256 over the bytes of a diffusers folder's UNet and text encoder weight files (what a training record quotes
+    of a borrowed UNet)."""
+    import hashlib
+    digest = hashlib.sha256()
+    for f in sorted(list((Path(folder) / "unet").glob("*.safetensors"))
+                    + list((Path(folder) / "text_encoder").glob("*.safetensors"))):
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
 def load_vae_from(vae, folder: Path) -> dict:
     """Load the VAE of the diffusers folder ``folder`` into ``vae`` (same sizes, else a ConfigError naming both);
     returns what the training record says of it: the folder, its weights' sha256 and its own training command."""
@@ -180,8 +191,6 @@ def load_unet_from(unet, text_encoder, folder: Path) -> dict:
     """Load the UNet and text encoder of the diffusers folder ``folder`` into ``unet`` and ``text_encoder`` (same sizes,
     else a ConfigError naming the folder); returns what the training record says of them: the folder, the sha256 of
     their weight files, the latent scale its VAE was given (the UNet's latents) and its own training command."""
-    import hashlib
-
     import torch
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -196,11 +205,8 @@ def load_unet_from(unet, text_encoder, folder: Path) -> dict:
             raise ConfigError(f"--unet-from {folder}: its {part} has other sizes than this recipe's; use a model "
                               "trained with the same recipe")
         ours.load_state_dict(theirs)
-    digest = hashlib.sha256()
-    for f in sorted(list((folder / "unet").glob("*.safetensors")) + list((folder / "text_encoder").glob("*.safetensors"))):
-        digest.update(f.read_bytes())
     scale = json.loads((folder / "vae" / "config.json").read_text()).get("scaling_factor")
     record = folder / "training.json"
     trained = json.loads(record.read_text()) if record.is_file() else {}
-    return {"folder": str(folder), "weights_sha256": digest.hexdigest(), "latent_scale": scale,
+    return {"folder": str(folder), "weights_sha256": unet_sha256(folder), "latent_scale": scale,
             "config": trained.get("config"), "seconds_total": trained.get("seconds_total")}
