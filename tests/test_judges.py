@@ -1,6 +1,7 @@
 """The judges that look at the repainted region, and textual inversion inside the object's mask."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -234,16 +235,21 @@ def test_two_sets_are_labelled_blind_and_the_labels_go_back_to_their_own_set(tmp
     from ddb_core.bench.eye_check import blind_counts
 
     meta = json.loads((a / "set.json").read_text())
-    meta["made_from"] = "the grid's candidates of a run (model m, weights sha256 0123456789ab\u2026)"
+    meta["made_from"] = "the grid's candidates of `bench inpainter` (model m, weights sha256 0123456789ab\u2026)"
     (a / "set.json").write_text(json.dumps(meta))
     found = blind_counts("0123456789abcdef", root=tmp_path)
     assert found == {"sets": [a.as_posix()], "seeds": [None], "birds": {"0->1": (3, 3), "1->0": (2, 2)}}
     # the sets of several generation seeds made from the same weights are pooled
     meta_b = json.loads((b / "set.json").read_text())
-    meta_b["made_from"] = "the grid's candidates of a run (the first 24, seed 2, box; weights sha256 0123456789ab\u2026)"
+    meta_b["made_from"] = "the grid's candidates of `bench inpainter` (the first 24, seed 2, box; weights sha256 0123456789ab\u2026)"
     (b / "set.json").write_text(json.dumps(meta_b))
-    meta["made_from"] = "the grid's candidates of a run (the first 24, seed 1, box; weights sha256 0123456789ab\u2026)"
+    meta["made_from"] = "the grid's candidates of `bench inpainter` (the first 24, seed 1, box; weights sha256 0123456789ab\u2026)"
     (a / "set.json").write_text(json.dumps(meta))
+    first_launch = tmp_path / "first-launch"  # a project's candidates from the same weights are not the card's val grids
+    shutil.copytree(b, first_launch)
+    (first_launch / "set.json").write_text(json.dumps({**meta_b, "made_from": "the app's first launch (weights sha256 "
+                                                       "0123456789ab\u2026)"}))
+    assert len(read_labels(first_launch)) == len(read_labels(b))  # a labelled blind set, left out for what it is
     found = blind_counts("0123456789abcdef", root=tmp_path)
     assert found["sets"] == [a.as_posix(), b.as_posix()] and found["seeds"] == [1, 2]
     in_b = [f"{r['source_label']}->{r['target_label']}" for r in read_labels(b)]  # all labelled "no"

@@ -391,14 +391,16 @@ def eye_agreement_markdown(res: dict, command: str) -> str:
 
 def blind_counts(sha: str, root: Path = EYE_SETS) -> Optional[dict]:
     """What the eyes saw in the labelled blind sets made from the model whose weights' sha256 starts with ``sha`` (12
-    hex digits, as set.json quotes it), pooled (one set per generation seed, when a run made several):
+    hex digits, as set.json quotes it) by ``bench inpainter`` (its val grids), pooled (one set per generation seed):
     ``{"sets": [folders], "seeds": [generation seeds], "birds": {direction: (birds, n)}}``; None when no such set."""
     import re
 
     sets, seeds, birds = [], [], {}
     for meta_file in sorted(Path(root).glob("*/set.json")):
         meta = json.loads(meta_file.read_text())
-        if f"weights sha256 {sha[:12]}" not in meta.get("made_from", "") or "blind" not in meta:
+        made = meta.get("made_from", "")
+        # the val grids of `bench inpainter` only (the card says so), not a project's candidates (a first launch)
+        if f"weights sha256 {sha[:12]}" not in made or "bench inpainter" not in made or "blind" not in meta:
             continue
         try:
             rows = read_labels(meta_file.parent)
