@@ -129,21 +129,28 @@ def unet_sha256(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def _load_same_sizes(ours, cls, path: Path, refusal: str) -> None:
+    """The weights of the model folder ``path`` (a ``cls``) loaded into ``ours``, the recipe's own part, when every
+    tensor has the same name and shape, else a ConfigError ``refusal``. Read on the CPU: the training places its parts
+    on the chosen device after loading them."""
+    import torch
+
+    theirs = cls.from_pretrained(path, torch_dtype=torch.float32).state_dict()
+    mine = ours.state_dict()
+    if theirs.keys() != mine.keys() or any(theirs[k].shape != mine[k].shape for k in mine):
+        raise ConfigError(refusal)
+    ours.load_state_dict(theirs)
+
+
 def load_vae_from(vae, folder: Path) -> dict:
     """Load the VAE of the diffusers folder ``folder`` into ``vae`` (same sizes, else a ConfigError naming both);
     returns what the training record says of it: the folder, its weights' sha256 and its own training command."""
-    import torch
     from diffusers import AutoencoderKL
 
     if not (folder / "vae").is_dir():
         raise ConfigError(f"--vae-from {folder}: no vae/ folder there (a diffusers model folder is expected)")
-    # read on the CPU into the recipe's own VAE, which the caller then places on the chosen device
-    other = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
-    theirs, ours = other.state_dict(), vae.state_dict()
-    if theirs.keys() != ours.keys() or any(theirs[k].shape != ours[k].shape for k in ours):
-        raise ConfigError(f"--vae-from {folder}: its VAE has other sizes than this recipe's "
-                          f"(vae_channels, latent_channels); use a model trained with the same VAE recipe")
-    vae.load_state_dict(theirs)
+    _load_same_sizes(vae, AutoencoderKL, folder / "vae", f"--vae-from {folder}: its VAE has other sizes than this "
+                     "recipe's (vae_channels, latent_channels); use a model trained with the same VAE recipe")
     record = folder / "training.json"
     recipe = None
     if record.is_file():
@@ -191,7 +198,6 @@ def load_unet_from(unet, text_encoder, folder: Path) -> dict:
     """Load the UNet and text encoder of the diffusers folder ``folder`` into ``unet`` and ``text_encoder`` (same sizes,
     else a ConfigError naming the folder); returns what the training record says of them: the folder, the sha256 of
     their weight files, the latent scale its VAE was given (the UNet's latents) and its own training command."""
-    import torch
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
@@ -199,12 +205,8 @@ def load_unet_from(unet, text_encoder, folder: Path) -> dict:
         if not (folder / part).is_dir():
             raise ConfigError(f"--unet-from {folder}: no {part}/ folder there (a diffusers model folder is expected)")
     for ours, cls, part in ((unet, UNet2DConditionModel, "unet"), (text_encoder, CLIPTextModel, "text_encoder")):
-        theirs = cls.from_pretrained(folder / part, torch_dtype=torch.float32).state_dict()  # on the CPU
-        mine = ours.state_dict()
-        if theirs.keys() != mine.keys() or any(theirs[k].shape != mine[k].shape for k in mine):
-            raise ConfigError(f"--unet-from {folder}: its {part} has other sizes than this recipe's; use a model "
-                              "trained with the same recipe")
-        ours.load_state_dict(theirs)
+        _load_same_sizes(ours, cls, folder / part, f"--unet-from {folder}: its {part} has other sizes than this "
+                         "recipe's; use a model trained with the same recipe")
     scale = json.loads((folder / "vae" / "config.json").read_text()).get("scaling_factor")
     record = folder / "training.json"
     trained = json.loads(record.read_text()) if record.is_file() else {}
